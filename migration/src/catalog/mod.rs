@@ -1,0 +1,26 @@
+//! The catalog migrator: what the control plane's own database holds.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_plans;
+mod m20261123_000002_create_tenants;
+mod m20261123_000003_create_request_ids;
+
+/// Applies the catalog's migrations in order. Its version table is `catalog_migrations`, so it
+/// never collides with a tenant migrator's `seaql_migrations` in a shared database.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_create_plans::Migration),
+            Box::new(m20261123_000002_create_tenants::Migration),
+            Box::new(m20261123_000003_create_request_ids::Migration),
+        ]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "catalog_migrations".into_iden()
+    }
+}

@@ -1,0 +1,124 @@
+//! Wiring: configuration -> catalog -> use cases -> gRPC server, and an orderly stop.
+
+use std::{collections::BTreeMap, future::Future};
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, IsolationSetting};
+use crate::domain::{Isolation, PlanName, StoragePrefix};
+use crate::grpc::{self, Services};
+use crate::service::{TenantSettings, Tenants};
+use crate::store::{Backend, Catalog, PlanDefaults, PoolSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("catalog: {0}")]
+    Catalog(#[from] crate::domain::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Serve(#[from] grpc::ServeError),
+}
+
+/// A started control plane: the catalog is migrated and seeded, the use cases are ready.
+pub struct App {
+    config: Config,
+    catalog: Catalog,
+    services: Services,
+}
+
+const GIB: i64 = 1024 * 1024 * 1024;
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let prefix = StoragePrefix::parse(&config.tenant_database_prefix)
+            .map_err(|why| StartError::Config(format!("TENANT_DATABASE_PREFIX {why}")))?;
+        let default_plan = PlanName::parse(&config.tenant_default_plan)
+            .map_err(|why| StartError::Config(format!("TENANT_DEFAULT_PLAN {why}")))?;
+        if config.pool_size == 0 {
+            return Err(StartError::Config("TENANT_PLANE_POOL_SIZE must be at least 1".into()));
+        }
+
+        let url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => {
+                std::fs::create_dir_all(&config.data_dir)?;
+                format!("sqlite://{}?mode=rwc", config.data_dir.join("catalog.sqlite3").display())
+            }
+        };
+        let pool = PoolSettings { max_connections: config.pool_size, acquire_timeout: config.pool_acquire_timeout() };
+        let catalog = Catalog::connect(&url, &pool).await?;
+        let default_isolation = match (config.tenant_isolation_strategy, catalog.backend()) {
+            (Some(IsolationSetting::Schema), Backend::Sqlite) => {
+                return Err(StartError::Config(
+                    "TENANT_ISOLATION_STRATEGY=schema needs PostgreSQL (set DATABASE_URL); the embedded SQLite catalog offers database and shared".into(),
+                ));
+            }
+            (Some(IsolationSetting::Schema), _) | (None, Backend::Postgres) => Isolation::Schema,
+            (Some(IsolationSetting::Database), _) | (None, Backend::Sqlite) => Isolation::Database,
+            (Some(IsolationSetting::Shared), _) => Isolation::Shared,
+        };
+        catalog.migrate().await?;
+        catalog.ensure_plans(&builtin_plans(&config, &default_plan)).await?;
+        tracing::info!(backend = ?catalog.backend(), isolation = default_isolation.as_str(), "catalog ready");
+
+        let settings = TenantSettings {
+            prefix,
+            default_plan,
+            default_isolation,
+            purge_retention: chrono::Duration::days(i64::from(config.purge_retention_days)),
+        };
+        let services = Services { tenants: Tenants::new(catalog.clone(), settings) };
+        Ok(Self { config, catalog, services })
+    }
+
+    /// Binds the configured listen address.
+    pub async fn bind(&self) -> Result<TcpListener, StartError> {
+        Ok(TcpListener::bind(self.config.listen).await?)
+    }
+
+    /// Serves on `listener` until `shutdown` completes, drains, then closes the pool.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let served = grpc::serve(listener, self.services, shutdown, self.config.shutdown_grace()).await;
+        if let Err(e) = self.catalog.close().await {
+            tracing::warn!(error = %e, "closing the catalog pool");
+        }
+        tracing::info!("stopped");
+        Ok(served?)
+    }
+}
+
+/// free, pro and enterprise, with the default plan taking the limits from the configuration.
+fn builtin_plans(config: &Config, default_plan: &PlanName) -> Vec<PlanDefaults> {
+    let limits = |users: i64, storage_gib: i64, messages: i64| {
+        BTreeMap::from([
+            ("users".to_owned(), users),
+            ("storage_bytes".to_owned(), storage_gib.saturating_mul(GIB)),
+            ("messages_per_day".to_owned(), messages),
+        ])
+    };
+    let configured = limits(config.tenant_max_users, config.tenant_max_storage_gb, config.tenant_max_messages_per_day);
+    let mut plans = vec![
+        ("free", "Free", None, limits(10, 5, 1_000)),
+        ("pro", "Pro", None, limits(1_000, 100, 100_000)),
+        ("enterprise", "Enterprise", Some(Isolation::Database), limits(-1, -1, -1)),
+    ]
+    .into_iter()
+    .filter_map(|(id, display, isolation, limits)| {
+        let id = PlanName::parse(id).ok()?;
+        let limits = if &id == default_plan { configured.clone() } else { limits };
+        Some(PlanDefaults { id, display_name: display.to_owned(), default_isolation: isolation, limits })
+    })
+    .collect::<Vec<_>>();
+    if !plans.iter().any(|p| &p.id == default_plan) {
+        plans.push(PlanDefaults {
+            id: default_plan.clone(),
+            display_name: default_plan.to_string(),
+            default_isolation: None,
+            limits: configured,
+        });
+    }
+    plans
+}

@@ -1,0 +1,176 @@
+//! Every setting of the control plane. Each is a command-line flag and an environment variable,
+//! with its default documented in `tenant-plane serve --help` and in the README.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "tenant-plane", version, about = "gRPC control plane for multi-tenant SaaS databases")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (the default when no command is given).
+    Serve(Box<Config>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationSetting {
+    /// A PostgreSQL schema per tenant (PostgreSQL only).
+    Schema,
+    /// A database per tenant: a PostgreSQL database, or an SQLite file in embedded mode.
+    Database,
+    /// Shared tables with a tenant_id column (row-level security on PostgreSQL).
+    Shared,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TenantIdSource {
+    /// The first label of the Host header: acme.example.com -> acme.
+    Subdomain,
+    /// The x-tenant-id header.
+    Header,
+    /// The path: /tenants/{slug}/...
+    Path,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Settings of `tenant-plane serve`.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Catalog database URL. Unset: an embedded SQLite catalog under --data-dir.
+    /// PostgreSQL: postgres://user:password@host:5432/db
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "TENANT_PLANE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded SQLite catalog and of the per-tenant SQLite files.
+    #[arg(long, env = "TENANT_PLANE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Maximum connections in the one shared catalog pool (every tenant shares it).
+    #[arg(long, env = "TENANT_PLANE_POOL_SIZE", default_value_t = 10)]
+    pub pool_size: u32,
+
+    /// Seconds to wait for a free pool connection before answering UNAVAILABLE.
+    #[arg(long, env = "TENANT_PLANE_POOL_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
+    pub pool_acquire_timeout_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "TENANT_PLANE_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+
+    /// Log level or filter (tracing EnvFilter syntax, e.g. "info,tenant_plane=debug").
+    #[arg(long, env = "TENANT_PLANE_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// Seconds in-flight RPCs get to finish after SIGTERM/SIGINT before the server stops.
+    #[arg(long, env = "TENANT_PLANE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Days a deleted tenant's data is kept before it may be purged (its purge_time).
+    #[arg(long, env = "TENANT_PURGE_RETENTION_DAYS", default_value_t = 30)]
+    pub purge_retention_days: u32,
+
+    /// Isolation of new tenants. Unset: schema on PostgreSQL, database (one SQLite file per
+    /// tenant) in embedded mode. A plan's default isolation takes precedence.
+    #[arg(long, env = "TENANT_ISOLATION_STRATEGY", value_enum)]
+    pub tenant_isolation_strategy: Option<IsolationSetting>,
+
+    /// Where HTTP callers (the Envoy ext_authz adapter) carry the tenant first; the other
+    /// sources are tried after it.
+    #[arg(long, env = "TENANT_ID_SOURCE", value_enum, default_value = "subdomain")]
+    pub tenant_id_source: TenantIdSource,
+
+    /// Prefix of every tenant schema and database name.
+    #[arg(long, env = "TENANT_DATABASE_PREFIX", default_value = "tenant_")]
+    pub tenant_database_prefix: String,
+
+    /// Provision a tenant's storage as part of CreateTenant. When false, tenants stay
+    /// PROVISIONING until ProvisionTenant is called.
+    #[arg(long, env = "TENANT_AUTO_PROVISION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tenant_auto_provision: bool,
+
+    /// Plan of tenants created without one.
+    #[arg(long, env = "TENANT_DEFAULT_PLAN", default_value = "free")]
+    pub tenant_default_plan: String,
+
+    /// Users limit of the default plan, written when that plan is first created.
+    #[arg(long, env = "TENANT_MAX_USERS", default_value_t = 100)]
+    pub tenant_max_users: i64,
+
+    /// Storage limit (GiB) of the default plan, written when that plan is first created.
+    #[arg(long, env = "TENANT_MAX_STORAGE_GB", default_value_t = 10)]
+    pub tenant_max_storage_gb: i64,
+
+    /// Messages-per-day limit of the default plan, written when that plan is first created.
+    #[arg(long, env = "TENANT_MAX_MESSAGES_PER_DAY", default_value_t = 1000)]
+    pub tenant_max_messages_per_day: i64,
+}
+
+impl Config {
+    /// The settings as if given no flags: defaults, overridden by environment variables.
+    pub fn from_env() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        Only::parse_from(["tenant-plane"]).config
+    }
+
+    pub fn pool_acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.pool_acquire_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// A configuration for tests and embedding: embedded SQLite under `data_dir`, port 0.
+    pub fn for_tests(data_dir: PathBuf, database_url: Option<String>) -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = Only::parse_from(["tenant-plane", "--listen", "127.0.0.1:0"]).config;
+        config.data_dir = data_dir;
+        config.database_url = database_url;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_override_defaults() {
+        let cli = Cli::parse_from(["tenant-plane", "serve", "--tenant-database-prefix", "t_", "--tenant-auto-provision", "false"]);
+        let Some(Command::Serve(config)) = cli.command else { panic!("expected serve") };
+        assert_eq!(config.tenant_database_prefix, "t_");
+        assert!(!config.tenant_auto_provision);
+        assert_eq!(config.listen.port(), 50051);
+    }
+}

@@ -1,0 +1,62 @@
+//! The one error type of every use case. `grpc::status` maps it to gRPC codes and details.
+
+/// One invalid request field, named by its path in the request (e.g. `tenant.slug`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self { field: field.into(), description: description.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; every offending field is listed.
+    #[error("invalid request: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{kind} {name} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    /// The resource is in a state that does not allow the operation.
+    #[error("{message}")]
+    FailedPrecondition { subject: String, message: String },
+    /// Optimistic concurrency: the caller's etag is not the current one.
+    #[error("{message}")]
+    Aborted { message: String },
+    #[error("{0} is not implemented yet")]
+    Unimplemented(String),
+    /// The catalog database cannot be reached; retrying later may work.
+    #[error("catalog unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected database answer. The text is logged, never sent to callers.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    /// Turns collected violations into an error, or `Ok` when there are none.
+    pub fn check(violations: Vec<FieldViolation>) -> Result<(), Self> {
+        if violations.is_empty() { Ok(()) } else { Err(Self::InvalidArgument(violations)) }
+    }
+
+    pub fn tenant_not_found(name: impl Into<String>) -> Self {
+        Self::NotFound { kind: "tenant", name: name.into() }
+    }
+}

@@ -1,0 +1,10 @@
+//! The vocabulary of the control plane: parsed identifiers, the tenant and its state machine,
+//! and the error type every use case returns. No I/O here, so all of it is unit-tested in place.
+
+mod error;
+mod names;
+mod tenant;
+
+pub use error::{Error, FieldViolation};
+pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
+pub use tenant::{Etag, Isolation, Tenant, TenantState};

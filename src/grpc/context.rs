@@ -1,0 +1,94 @@
+//! Per-RPC context: a request id (the caller's `x-request-id`, or a new UUIDv7), a tracing span
+//! named after the method, and one log line per finished call with its status and latency.
+//! The id is echoed in the `x-request-id` response header and quoted in error details.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use http::{HeaderValue, Request, Response};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest caller-supplied request id kept; longer ones are replaced by a fresh id.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The current RPC's request id, or a fresh one outside an RPC.
+pub fn request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| uuid::Uuid::now_v7().to_string())
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestContextLayer;
+
+impl<S> Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContext { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestContext<S> {
+    inner: S,
+}
+
+impl<S, B, RB> Service<Request<B>> for RequestContext<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let id = request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+        let method = request.uri().path().to_owned();
+        let span = tracing::info_span!("rpc", rpc.method = %method, request_id = %id);
+        // Take the service that was driven to readiness, leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let started = Instant::now();
+        Box::pin(
+            REQUEST_ID.scope(id.clone(), async move {
+                let result = inner.call(request).await;
+                if let Ok(response) = &result {
+                    let code = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or("OK".to_owned(), |c| format!("{:?}", tonic::Code::from_i32(c)));
+                    tracing::info!(grpc.code = %code, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "rpc finished");
+                }
+                result.map(|mut response| {
+                    if let Ok(value) = HeaderValue::from_str(&id) {
+                        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                    }
+                    response
+                })
+            })
+            .instrument(span),
+        )
+    }
+}

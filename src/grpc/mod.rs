@@ -1,0 +1,92 @@
+//! The gRPC surface: one file per service, plus the per-RPC context layer, the error table
+//! ([`status`]), health and reflection.
+
+pub mod context;
+mod convert;
+mod pending;
+pub mod status;
+mod tenant;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::proto::{
+    migration_service_server::MigrationServiceServer, plan_service_server::PlanServiceServer,
+    provisioning_service_server::ProvisioningServiceServer, quota_service_server::QuotaServiceServer,
+    tenant_service_server::TenantServiceServer,
+};
+use crate::service::Tenants;
+
+/// The use cases the gRPC services call.
+#[derive(Clone)]
+pub struct Services {
+    pub tenants: Tenants,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("building reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves every service on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight RPCs finish for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    services: Services,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<TenantServiceServer<tenant::TenantApi>>().await;
+    health.set_serving::<ProvisioningServiceServer<pending::Pending>>().await;
+    health.set_serving::<MigrationServiceServer<pending::Pending>>().await;
+    health.set_serving::<QuotaServiceServer<pending::Pending>>().await;
+    health.set_serving::<PlanServiceServer<pending::Pending>>().await;
+
+    let descriptors = [
+        crate::proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+    ];
+    let mut v1 = tonic_reflection::server::Builder::configure();
+    let mut v1alpha = tonic_reflection::server::Builder::configure();
+    for set in descriptors {
+        v1 = v1.register_encoded_file_descriptor_set(set);
+        v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
+    }
+
+    let draining = Arc::new(Notify::new());
+    let signal = {
+        let draining = draining.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: no new connections, draining in-flight RPCs");
+            draining.notify_one();
+        }
+    };
+    let server = Server::builder()
+        .layer(context::RequestContextLayer)
+        .add_service(health_service)
+        .add_service(v1.build_v1()?)
+        .add_service(v1alpha.build_v1alpha()?)
+        .add_service(TenantServiceServer::new(tenant::TenantApi::new(services.tenants)))
+        .add_service(ProvisioningServiceServer::new(pending::Pending))
+        .add_service(MigrationServiceServer::new(pending::Pending))
+        .add_service(QuotaServiceServer::new(pending::Pending))
+        .add_service(PlanServiceServer::new(pending::Pending))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => Ok(served?),
+        () = async { draining.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "drain deadline passed; abandoning unfinished RPCs");
+            Ok(())
+        }
+    }
+}

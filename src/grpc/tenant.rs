@@ -1,0 +1,248 @@
+//! tenant.v1.TenantService: decode the request, call one use case, encode the answer.
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::convert;
+use crate::domain::{Error, FieldViolation};
+use crate::proto::{self, tenant_service_server::TenantService};
+use crate::service::{
+    CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, RequestKey, TenantRef, Tenants, UpdateTenantInput,
+};
+
+pub struct TenantApi {
+    tenants: Tenants,
+}
+
+impl TenantApi {
+    pub fn new(tenants: Tenants) -> Self {
+        Self { tenants }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply(tenant: Result<crate::domain::Tenant, Error>) -> Reply<proto::Tenant> {
+    Ok(Response::new(convert::tenant(tenant?)))
+}
+
+/// Parses an AIP-155 request id: empty, or a UUID.
+fn request_key(request_id: &str, request: &impl Message) -> Result<Option<RequestKey>, FieldViolation> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    let id = Uuid::try_parse(request_id).map_err(|_| FieldViolation::new("request_id", "must be a UUID"))?;
+    let request_hash = format!("{:x}", Sha256::digest(request.encode_to_vec()));
+    Ok(Some(RequestKey { id, request_hash }))
+}
+
+/// Output-only fields of a Tenant that a caller has filled in.
+fn output_only_set(t: &proto::Tenant) -> Vec<&'static str> {
+    let set = [
+        ("name", !t.name.is_empty()),
+        ("id", !t.id.is_empty()),
+        ("state", t.state != 0),
+        ("schema_name", !t.schema_name.is_empty()),
+        ("database_name", !t.database_name.is_empty()),
+        ("suspend_reason", !t.suspend_reason.is_empty()),
+        ("migration_version", !t.migration_version.is_empty()),
+        ("create_time", t.create_time.is_some()),
+        ("update_time", t.update_time.is_some()),
+        ("delete_time", t.delete_time.is_some()),
+        ("purge_time", t.purge_time.is_some()),
+        ("suspend_time", t.suspend_time.is_some()),
+        ("etag", !t.etag.is_empty()),
+    ];
+    set.into_iter().filter_map(|(field, is_set)| is_set.then_some(field)).collect()
+}
+
+const OUTPUT_ONLY: &[&str] = &[
+    "name", "id", "state", "schema_name", "database_name", "suspend_reason", "migration_version", "create_time",
+    "update_time", "delete_time", "purge_time", "suspend_time", "etag",
+];
+const IMMUTABLE: &[&str] = &["slug", "isolation"];
+
+fn isolation_input(value: i32) -> IsolationInput {
+    match proto::Isolation::try_from(value) {
+        Ok(proto::Isolation::Unspecified) => IsolationInput::Unspecified,
+        Ok(proto::Isolation::Schema) => IsolationInput::Known(crate::domain::Isolation::Schema),
+        Ok(proto::Isolation::Database) => IsolationInput::Known(crate::domain::Isolation::Database),
+        Ok(proto::Isolation::Shared) => IsolationInput::Known(crate::domain::Isolation::Shared),
+        Err(_) => IsolationInput::Unknown(value),
+    }
+}
+
+fn unimplemented(what: &str) -> Status {
+    Error::Unimplemented(what.to_owned()).into()
+}
+
+#[tonic::async_trait]
+impl TenantService for TenantApi {
+    async fn create_tenant(&self, request: Request<proto::CreateTenantRequest>) -> Reply<proto::Tenant> {
+        let request = request.into_inner();
+        let Some(tenant) = request.tenant.clone() else {
+            return Err(Error::invalid("tenant", "is required").into());
+        };
+        let mut violations: Vec<FieldViolation> = output_only_set(&tenant)
+            .into_iter()
+            .map(|f| FieldViolation::new(format!("tenant.{f}"), "is output only and must not be set"))
+            .collect();
+        if !tenant.limit_overrides.is_empty() {
+            violations.push(FieldViolation::new("tenant.limit_overrides", "is set with UpdateTenant, not on create"));
+        }
+        let request_key = request_key(&request.request_id, &request).map_err(|v| violations.push(v)).ok().flatten();
+        let input = CreateTenantInput {
+            slug: tenant.slug,
+            display_name: tenant.display_name,
+            plan: tenant.plan,
+            isolation: isolation_input(tenant.isolation),
+            labels: tenant.labels.into_iter().collect(),
+            request: request_key,
+            validate_only: request.validate_only,
+            violations,
+        };
+        reply(self.tenants.create(input).await)
+    }
+
+    async fn get_tenant(&self, request: Request<proto::GetTenantRequest>) -> Reply<proto::Tenant> {
+        let target = TenantRef::parse(&request.get_ref().name, "name")?;
+        reply(self.tenants.get(&target).await)
+    }
+
+    async fn list_tenants(&self, request: Request<proto::ListTenantsRequest>) -> Reply<proto::ListTenantsResponse> {
+        let request = request.into_inner();
+        let mut states = Vec::new();
+        for (i, raw) in request.states.iter().enumerate() {
+            match proto::tenant::State::try_from(*raw).ok().and_then(convert::state_from_wire) {
+                Some(state) => states.push(state),
+                None => {
+                    return Err(Error::invalid(format!("states[{i}]"), format!("{raw} is not a tenant state")).into());
+                }
+            }
+        }
+        let input = ListTenantsInput {
+            page_size: request.page_size,
+            page_token: request.page_token,
+            states,
+            plan: request.plan,
+            labels: request.labels.into_iter().collect(),
+            show_deleted: request.show_deleted,
+        };
+        let (tenants, next_page_token) = self.tenants.list(input).await?;
+        Ok(Response::new(proto::ListTenantsResponse {
+            tenants: tenants.into_iter().map(convert::tenant).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_tenant(&self, request: Request<proto::UpdateTenantRequest>) -> Reply<proto::Tenant> {
+        let request = request.into_inner();
+        let Some(tenant) = request.tenant else {
+            return Err(Error::invalid("tenant", "is required").into());
+        };
+        let target = TenantRef::parse(&tenant.name, "tenant.name")?;
+        let mut paths: Vec<String> = request.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            // AIP-134: without a mask, the mutable fields the caller populated.
+            let populated = [
+                ("display_name", !tenant.display_name.is_empty()),
+                ("plan", !tenant.plan.is_empty()),
+                ("labels", !tenant.labels.is_empty()),
+                ("limit_overrides", !tenant.limit_overrides.is_empty()),
+            ];
+            paths = populated.iter().filter(|(_, set)| *set).map(|(p, _)| (*p).to_owned()).collect();
+            if paths.is_empty() {
+                return Err(Error::invalid("update_mask", "names no field to change").into());
+            }
+        }
+        let mut changes = UpdateTenantInput::default();
+        let mut violations = Vec::new();
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => changes.display_name = Some(tenant.display_name.clone()),
+                "plan" => changes.plan = Some(tenant.plan.clone()),
+                "labels" => changes.labels = Some(tenant.labels.clone().into_iter().collect()),
+                "limit_overrides" => changes.limit_overrides = Some(tenant.limit_overrides.clone().into_iter().collect()),
+                "*" => {
+                    changes.display_name = Some(tenant.display_name.clone());
+                    changes.plan = Some(tenant.plan.clone());
+                    changes.labels = Some(tenant.labels.clone().into_iter().collect());
+                    changes.limit_overrides = Some(tenant.limit_overrides.clone().into_iter().collect());
+                }
+                p if OUTPUT_ONLY.contains(&p) => {
+                    violations.push(FieldViolation::new("update_mask", format!("{p} is output only")));
+                }
+                p if IMMUTABLE.contains(&p) => {
+                    violations.push(FieldViolation::new("update_mask", format!("{p} is immutable")));
+                }
+                p => violations.push(FieldViolation::new("update_mask", format!("{p} is not a field of Tenant"))),
+            }
+        }
+        Error::check(violations)?;
+        reply(self.tenants.update(&target, Some(&tenant.etag), changes).await)
+    }
+
+    async fn delete_tenant(&self, request: Request<proto::DeleteTenantRequest>) -> Reply<proto::Tenant> {
+        let request = request.into_inner();
+        let target = TenantRef::parse(&request.name, "name")?;
+        reply(self.tenants.delete(&target, Some(&request.etag)).await)
+    }
+
+    async fn undelete_tenant(&self, request: Request<proto::UndeleteTenantRequest>) -> Reply<proto::Tenant> {
+        let request = request.into_inner();
+        let target = TenantRef::parse(&request.name, "name")?;
+        reply(self.tenants.undelete(&target, Some(&request.etag)).await)
+    }
+
+    async fn suspend_tenant(&self, request: Request<proto::SuspendTenantRequest>) -> Reply<proto::Tenant> {
+        let request = request.into_inner();
+        let target = TenantRef::parse(&request.name, "name")?;
+        reply(self.tenants.suspend(&target, &request.reason, Some(&request.etag)).await)
+    }
+
+    async fn resume_tenant(&self, request: Request<proto::ResumeTenantRequest>) -> Reply<proto::Tenant> {
+        let request = request.into_inner();
+        let target = TenantRef::parse(&request.name, "name")?;
+        reply(self.tenants.resume(&target, Some(&request.etag)).await)
+    }
+
+    async fn resolve_tenant(
+        &self,
+        request: Request<proto::ResolveTenantRequest>,
+    ) -> Reply<proto::ResolveTenantResponse> {
+        use proto::resolve_tenant_request::Key;
+        let lookup = match request.into_inner().key {
+            Some(Key::Id(id)) => Lookup::Id(id),
+            Some(Key::Slug(slug)) => Lookup::Slug(slug),
+            Some(Key::Host(host)) => Lookup::Host(host),
+            Some(Key::ApiKey(_)) => return Err(unimplemented("ResolveTenant by api_key (tenant API keys)")),
+            None => return Err(Error::invalid("key", "one of id, slug, host or api_key is required").into()),
+        };
+        let (tenant, location) = self.tenants.resolve(lookup).await?;
+        Ok(Response::new(proto::ResolveTenantResponse {
+            tenant: Some(convert::tenant(tenant)),
+            location: Some(convert::location(location)),
+        }))
+    }
+
+    async fn create_api_key(&self, _: Request<proto::CreateApiKeyRequest>) -> Reply<proto::CreateApiKeyResponse> {
+        Err(unimplemented("CreateApiKey (tenant API keys)"))
+    }
+
+    async fn list_api_keys(&self, _: Request<proto::ListApiKeysRequest>) -> Reply<proto::ListApiKeysResponse> {
+        Err(unimplemented("ListApiKeys (tenant API keys)"))
+    }
+
+    async fn revoke_api_key(&self, _: Request<proto::RevokeApiKeyRequest>) -> Reply<proto::ApiKey> {
+        Err(unimplemented("RevokeApiKey (tenant API keys)"))
+    }
+
+    async fn rotate_tenant_credentials(
+        &self,
+        _: Request<proto::RotateTenantCredentialsRequest>,
+    ) -> Reply<proto::RotateTenantCredentialsResponse> {
+        Err(unimplemented("RotateTenantCredentials (least-privilege tenant database roles)"))
+    }
+}

@@ -1,0 +1,30 @@
+//! # tenant-plane
+//!
+//! A gRPC control plane for multi-tenant SaaS databases.
+//!
+//! ## Layout
+//! * [`config`] — every setting: a flag, an environment variable and a documented default.
+//! * [`telemetry`] — logging (human or JSON).
+//! * [`domain`] — parsed identifiers, the tenant state machine and the error type; no I/O.
+//! * [`store`] — the catalog: sea-orm entities and queries; the only module that imports sea-orm.
+//! * [`service`] — the use cases, in domain terms.
+//! * [`grpc`] — one file per gRPC service, decode → one use case → encode; `grpc::status` is the
+//!   single table from domain errors to gRPC status codes.
+//! * [`app`] — wires the pieces together and runs the server until it is told to stop.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+/// Code generated from `proto/tenant/v1`.
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("tenant.v1");
+
+    /// The encoded descriptors of `proto/`, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tenant_descriptor");
+}

@@ -1,0 +1,65 @@
+//! `tenant-plane`: configuration -> telemetry -> app -> run until SIGTERM/SIGINT.
+
+use clap::Parser;
+use tenant_plane::{
+    app::App,
+    config::{Cli, Command, Config},
+    telemetry,
+};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.command {
+        Some(Command::Serve(config)) => *config,
+        None => Config::from_env(),
+    };
+    if let Err(e) = telemetry::init(config.log_format, &config.log_level) {
+        eprintln!("tenant-plane: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    match serve(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "tenant-plane failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), tenant_plane::app::StartError> {
+    let app = App::build(config).await?;
+    let listener = app.bind().await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "tenant-plane listening");
+    eprintln!("tenant-plane is serving gRPC on {addr}. Try:\n  grpcurl -plaintext {addr} list\n  grpcurl -plaintext -d '{{\"tenant\":{{\"slug\":\"acme\"}}}}' {addr} tenant.v1.TenantService/CreateTenant");
+    app.run(listener, shutdown_signal()).await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (container stop).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,17 @@
+//! Use cases, in domain terms: no tonic and no sea-orm types cross this boundary.
+
+mod paging;
+mod tenants;
+
+pub use paging::{PageSize, PageToken};
+pub use tenants::{
+    CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, RequestKey, TenantRef,
+    TenantSettings, Tenants, UpdateTenantInput,
+};
+
+/// Now, at the catalog's precision (microseconds), so a value returned by a write equals the
+/// value a later read returns.
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}

@@ -1,0 +1,139 @@
+//! The catalog: the control plane's own tables (tenants, plans, idempotency records), kept in
+//! PostgreSQL's `public` schema or in the embedded SQLite file.
+//!
+//! This is the only module that imports sea-orm. It hands out domain types, and it classifies
+//! database errors once: a lost or exhausted connection is [`Error::Unavailable`], anything
+//! unexpected is [`Error::Internal`]; unique violations are turned into domain answers where the
+//! query that can raise them is made.
+
+pub mod entity;
+mod plans;
+mod tenants;
+
+use std::time::Duration;
+
+use migration::catalog::Migrator;
+use migration::sea_orm_migration::MigratorTrait;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
+    Statement, TransactionTrait,
+};
+
+pub use plans::PlanDefaults;
+pub use tenants::{ListQuery, NewTenant, RequestRecord};
+
+use crate::domain::Error;
+
+/// Which database holds the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Key of the PostgreSQL advisory lock taken while the catalog is migrated, so replicas that
+/// start together apply each migration once (an arbitrary constant: "tpcatalg" in ASCII).
+const CATALOG_MIGRATION_LOCK: i64 = 0x7470_6361_7461_6c67;
+
+/// How long an SQLite writer waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handle to the catalog: one bounded connection pool shared by every use case.
+#[derive(Clone)]
+pub struct Catalog {
+    db: DatabaseConnection,
+    backend: Backend,
+}
+
+/// Pool settings for [`Catalog::connect`].
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Catalog {
+    /// Connects to `url` (postgres:// or sqlite://) with one bounded pool.
+    pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Self, Error> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(Error::invalid("database_url", "must start with postgres://, postgresql:// or sqlite:"));
+        };
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(pool.max_connections)
+            .min_connections(0)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_timeout(pool.acquire_timeout)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                opts.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options).await.map_err(db_error)?;
+        Ok(Self { db, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies the catalog migrations, idempotently, in one transaction. On PostgreSQL an
+    /// advisory lock serialises replicas starting at once; on SQLite the write lock does.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        if self.backend == Backend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [CATALOG_MIGRATION_LOCK.into()],
+            ))
+            .await
+            .map_err(db_error)?;
+        }
+        Migrator::up(&txn, None).await.map_err(db_error)?;
+        txn.commit().await.map_err(db_error)
+    }
+
+    /// A cheap round trip, used by readiness checks.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.db.ping().await.map_err(db_error)
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(self) -> Result<(), Error> {
+        self.db.close().await.map_err(db_error)
+    }
+
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+/// Classifies a database error that has no domain meaning at its call site.
+pub(crate) fn db_error(err: DbErr) -> Error {
+    let unavailable = match &err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
+            e.as_ref(),
+            sea_orm::sqlx::Error::Io(_)
+                | sea_orm::sqlx::Error::PoolTimedOut
+                | sea_orm::sqlx::Error::PoolClosed
+                | sea_orm::sqlx::Error::WorkerCrashed
+        ),
+        _ => false,
+    };
+    if unavailable { Error::Unavailable(err.to_string()) } else { Error::Internal(err.to_string()) }
+}
+
+/// Whether `err` is a unique-constraint violation.
+pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}

@@ -1,0 +1,255 @@
+//! Queries on the `tenants` table and its idempotency records.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DbBackend, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use super::entity::{request_id, tenant};
+use super::{Catalog, db_error, is_unique_violation};
+use crate::domain::{Error, Isolation, Labels, PlanName, Slug, Tenant, TenantId, TenantState};
+
+/// A request id and what it made, for AIP-155 retries.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub request_id: Uuid,
+    pub method: String,
+    pub request_hash: String,
+    pub resource_id: Uuid,
+}
+
+/// What happened to an insert.
+#[derive(Debug)]
+pub enum NewTenant {
+    Created(Box<Tenant>),
+    /// Another tenant holds the slug.
+    SlugTaken,
+    /// A concurrent call with the same request id won; this is its record.
+    Replayed(RequestRecord),
+}
+
+/// One page of a tenant listing, ordered by id (UUIDv7, so creation order).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub states: Vec<TenantState>,
+    pub plan: Option<PlanName>,
+    pub labels: Labels,
+    pub show_deleted: bool,
+    /// Only ids greater than this (the last id of the previous page).
+    pub after: Option<TenantId>,
+    pub limit: u64,
+}
+
+impl Catalog {
+    pub async fn tenant_by_id(&self, id: TenantId) -> Result<Option<Tenant>, Error> {
+        let row = tenant::Entity::find_by_id(id.as_uuid()).one(self.conn()).await.map_err(db_error)?;
+        row.map(to_domain).transpose()
+    }
+
+    pub async fn tenant_by_slug(&self, slug: &Slug) -> Result<Option<Tenant>, Error> {
+        let row = tenant::Entity::find()
+            .filter(tenant::Column::Slug.eq(slug.as_str()))
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
+        row.map(to_domain).transpose()
+    }
+
+    pub async fn request_record(&self, request_id: Uuid) -> Result<Option<RequestRecord>, Error> {
+        let row = request_id::Entity::find_by_id(request_id).one(self.conn()).await.map_err(db_error)?;
+        Ok(row.map(|r| RequestRecord {
+            request_id: r.request_id,
+            method: r.method,
+            request_hash: r.request_hash,
+            resource_id: r.resource_id,
+        }))
+    }
+
+    /// Inserts a tenant and, in the same transaction, the request id that asked for it.
+    /// A unique violation means either the slug is taken or a concurrent retry won the race:
+    /// the request record tells which.
+    pub async fn insert_tenant(&self, new: &Tenant, record: Option<&RequestRecord>) -> Result<NewTenant, Error> {
+        let outcome = self
+            .conn()
+            .transaction::<_, (), sea_orm::DbErr>(|txn| {
+                let model = from_domain(new).into_active_model();
+                let record = record.cloned();
+                Box::pin(async move {
+                    tenant::Entity::insert(model).exec_without_returning(txn).await?;
+                    if let Some(r) = record {
+                        let row = request_id::ActiveModel {
+                            request_id: Set(r.request_id),
+                            method: Set(r.method),
+                            request_hash: Set(r.request_hash),
+                            resource_id: Set(r.resource_id),
+                            create_time: Set(chrono::Utc::now()),
+                        };
+                        request_id::Entity::insert(row).exec_without_returning(txn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match outcome {
+            Ok(()) => Ok(NewTenant::Created(Box::new(new.clone()))),
+            Err(sea_orm::TransactionError::Transaction(err)) if is_unique_violation(&err) => {
+                if let Some(r) = record
+                    && let Some(first) = self.request_record(r.request_id).await?
+                {
+                    return Ok(NewTenant::Replayed(first));
+                }
+                Ok(NewTenant::SlugTaken)
+            }
+            Err(sea_orm::TransactionError::Transaction(err) | sea_orm::TransactionError::Connection(err)) => {
+                Err(db_error(err))
+            }
+        }
+    }
+
+    /// Writes every mutable column of `t` if the row is still at `expected_revision`, bumping the
+    /// revision. `None` when the row has moved on (or is gone): the caller re-reads and decides.
+    pub async fn save_tenant(&self, t: &Tenant, expected_revision: i64) -> Result<Option<Tenant>, Error> {
+        let mut saved = t.clone();
+        saved.revision = expected_revision + 1;
+        saved.update_time = chrono::Utc::now();
+        let model = from_domain(&saved);
+        let result = tenant::Entity::update_many()
+            .col_expr(tenant::Column::DisplayName, Expr::value(model.display_name))
+            .col_expr(tenant::Column::Plan, Expr::value(model.plan))
+            .col_expr(tenant::Column::State, Expr::value(model.state))
+            .col_expr(tenant::Column::StateBeforeDelete, Expr::value(model.state_before_delete))
+            .col_expr(tenant::Column::StateBeforeSuspend, Expr::value(model.state_before_suspend))
+            .col_expr(tenant::Column::Labels, Expr::value(model.labels))
+            .col_expr(tenant::Column::LimitOverrides, Expr::value(model.limit_overrides))
+            .col_expr(tenant::Column::SuspendReason, Expr::value(model.suspend_reason))
+            .col_expr(tenant::Column::SuspendTime, Expr::value(model.suspend_time))
+            .col_expr(tenant::Column::DeleteTime, Expr::value(model.delete_time))
+            .col_expr(tenant::Column::PurgeTime, Expr::value(model.purge_time))
+            .col_expr(tenant::Column::Revision, Expr::value(model.revision))
+            .col_expr(tenant::Column::UpdateTime, Expr::value(model.update_time))
+            .filter(tenant::Column::Id.eq(model.id))
+            .filter(tenant::Column::Revision.eq(expected_revision))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok((result.rows_affected == 1).then_some(saved))
+    }
+
+    pub async fn list_tenants(&self, query: &ListQuery) -> Result<Vec<Tenant>, Error> {
+        let mut cond = Condition::all();
+        if !query.states.is_empty() {
+            cond = cond.add(tenant::Column::State.is_in(query.states.iter().map(|s| s.as_str())));
+        }
+        if !query.show_deleted {
+            cond = cond.add(tenant::Column::State.ne(TenantState::Deleted.as_str()));
+        }
+        if let Some(plan) = &query.plan {
+            cond = cond.add(tenant::Column::Plan.eq(plan.as_str()));
+        }
+        if let Some(after) = query.after {
+            cond = cond.add(tenant::Column::Id.gt(after.as_uuid()));
+        }
+        cond = cond.add(self.label_condition(&query.labels));
+        let rows = tenant::Entity::find()
+            .filter(cond)
+            .order_by_asc(tenant::Column::Id)
+            .limit(query.limit)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(to_domain).collect()
+    }
+
+    /// Label selection as bound parameters: `labels @> $1` on PostgreSQL (one containment test
+    /// against a JSON object), `json_extract(labels, $path) = $value` per label on SQLite.
+    fn label_condition(&self, labels: &Labels) -> Condition {
+        let mut cond = Condition::all();
+        if labels.is_empty() {
+            return cond;
+        }
+        match self.conn().get_database_backend() {
+            DbBackend::Postgres => {
+                let wanted = serde_json::to_value(labels.as_map()).unwrap_or_default();
+                cond = cond.add(Expr::cust_with_values("\"tenants\".\"labels\" @> $1", [wanted]));
+            }
+            _ => {
+                for (key, value) in labels.as_map() {
+                    // Label keys are restricted to [a-z0-9._-], and the path is bound, not spliced.
+                    let path = format!("$.\"{key}\"");
+                    cond = cond.add(Expr::cust_with_values(
+                        "json_extract(\"tenants\".\"labels\", ?) = ?",
+                        [path, value.clone()],
+                    ));
+                }
+            }
+        }
+        cond
+    }
+}
+
+fn corrupt(field: &str, id: Uuid) -> Error {
+    Error::Internal(format!("catalog row of tenant {id} has an invalid {field}"))
+}
+
+fn to_domain(m: tenant::Model) -> Result<Tenant, Error> {
+    let id = m.id;
+    let state = |text: Option<&str>| -> Result<Option<TenantState>, Error> {
+        text.map(|s| TenantState::parse(s).ok_or_else(|| corrupt("state", id))).transpose()
+    };
+    let labels: BTreeMap<String, String> =
+        serde_json::from_value(m.labels).map_err(|_| corrupt("labels", id))?;
+    let limit_overrides: BTreeMap<String, i64> =
+        serde_json::from_value(m.limit_overrides).map_err(|_| corrupt("limit_overrides", id))?;
+    Ok(Tenant {
+        id: TenantId::from(m.id),
+        slug: Slug::parse(&m.slug).map_err(|_| corrupt("slug", id))?,
+        display_name: m.display_name,
+        plan: PlanName::parse(&m.plan).map_err(|_| corrupt("plan", id))?,
+        isolation: Isolation::parse(&m.isolation).ok_or_else(|| corrupt("isolation", id))?,
+        state: state(Some(&m.state))?.ok_or_else(|| corrupt("state", id))?,
+        state_before_delete: state(m.state_before_delete.as_deref())?,
+        state_before_suspend: state(m.state_before_suspend.as_deref())?,
+        labels: Labels::from_trusted(labels),
+        limit_overrides,
+        schema_name: m.schema_name,
+        database_name: m.database_name,
+        suspend_reason: m.suspend_reason,
+        migration_version: m.migration_version,
+        last_error: m.last_error,
+        revision: m.revision,
+        create_time: m.create_time,
+        update_time: m.update_time,
+        delete_time: m.delete_time,
+        purge_time: m.purge_time,
+        suspend_time: m.suspend_time,
+    })
+}
+
+fn from_domain(t: &Tenant) -> tenant::Model {
+    tenant::Model {
+        id: t.id.as_uuid(),
+        slug: t.slug.as_str().to_owned(),
+        display_name: t.display_name.clone(),
+        plan: t.plan.as_str().to_owned(),
+        isolation: t.isolation.as_str().to_owned(),
+        state: t.state.as_str().to_owned(),
+        state_before_delete: t.state_before_delete.map(|s| s.as_str().to_owned()),
+        state_before_suspend: t.state_before_suspend.map(|s| s.as_str().to_owned()),
+        labels: serde_json::to_value(t.labels.as_map()).unwrap_or_default(),
+        limit_overrides: serde_json::to_value(&t.limit_overrides).unwrap_or_default(),
+        schema_name: t.schema_name.clone(),
+        database_name: t.database_name.clone(),
+        suspend_reason: t.suspend_reason.clone(),
+        migration_version: t.migration_version.clone(),
+        last_error: t.last_error.clone(),
+        revision: t.revision,
+        create_time: t.create_time,
+        update_time: t.update_time,
+        delete_time: t.delete_time,
+        purge_time: t.purge_time,
+        suspend_time: t.suspend_time,
+    }
+}
