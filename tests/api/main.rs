@@ -1,0 +1,8 @@
+//! Integration tests: the real server, real sockets, real SQLite and PostgreSQL.
+
+mod support;
+
+mod platform;
+mod tenant_bad_input;
+mod tenant_lifecycle;
+mod tenant_list;

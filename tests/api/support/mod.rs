@@ -1,0 +1,165 @@
+//! A real server per test: the control plane started in-process on 127.0.0.1:0, over a fresh
+//! catalog (a temp SQLite directory, or a new PostgreSQL database), driven by generated clients.
+
+#![allow(dead_code)]
+
+pub mod postgres;
+
+use std::path::PathBuf;
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use tenant_plane::{app::App, config::Config, proto};
+use tokio::sync::oneshot;
+use tonic::{Code, Status, transport::Channel};
+use tonic_types::StatusExt;
+
+pub use proto::tenant_service_client::TenantServiceClient;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub channel: Channel,
+    pub catalog_url: String,
+    pub db: Db,
+    stop: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(db: Db) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Starts a server after `adjust` has changed its configuration.
+    pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let database_url = match db {
+            Db::Sqlite => None,
+            Db::Postgres => Some(postgres::fresh_database_url().await),
+        };
+        let mut config = Config::for_tests(data_dir.path().to_path_buf(), database_url.clone());
+        adjust(&mut config);
+        let catalog_url = database_url.unwrap_or_else(|| sqlite_url(data_dir.path().join("catalog.sqlite3")));
+        let app = App::build(config).await.expect("the control plane starts");
+        let listener = app.bind().await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            app.run(listener, shutdown).await.expect("the server runs");
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to the server");
+        Self { addr, channel, catalog_url, db, stop: Some(stop), handle, _data_dir: data_dir }
+    }
+
+    pub fn tenants(&self) -> TenantServiceClient<Channel> {
+        TenantServiceClient::new(self.channel.clone())
+    }
+
+    /// Every tenant row as (id, slug, state, revision), for "nothing changed" assertions.
+    pub async fn catalog_snapshot(&self) -> Vec<(String, String, String, i64)> {
+        let db = self.catalog().await;
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT CAST(id AS TEXT) AS id, slug, state, revision FROM tenants ORDER BY slug",
+            ))
+            .await
+            .expect("read the catalog");
+        let snapshot = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get::<String>("", "id").unwrap_or_default(),
+                    r.try_get::<String>("", "slug").expect("slug"),
+                    r.try_get::<String>("", "state").expect("state"),
+                    r.try_get::<i64>("", "revision").expect("revision"),
+                )
+            })
+            .collect();
+        db.close().await.expect("close");
+        snapshot
+    }
+
+    /// A separate connection to the catalog database, for assertions on what was stored.
+    pub async fn catalog(&self) -> DatabaseConnection {
+        Database::connect(&self.catalog_url).await.expect("connect to the catalog")
+    }
+
+    /// Stops the server as a signal would, and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.handle).await.expect("server task");
+    }
+}
+
+fn sqlite_url(path: PathBuf) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Asserts `status` has `code` and a BadRequest violation naming `field`.
+#[track_caller]
+pub fn assert_bad_field(status: &Status, field: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad = status.get_details_bad_request().unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
+    assert!(
+        bad.field_violations.iter().any(|v| v.field == field),
+        "expected a violation of {field}, got {:?}",
+        bad.field_violations
+    );
+}
+
+/// A tenant with only a slug set.
+pub fn new_tenant(slug: &str) -> proto::Tenant {
+    proto::Tenant { slug: slug.to_owned(), ..Default::default() }
+}
+
+pub async fn create(server: &TestServer, slug: &str) -> proto::Tenant {
+    server
+        .tenants()
+        .create_tenant(proto::CreateTenantRequest { tenant: Some(new_tenant(slug)), ..Default::default() })
+        .await
+        .unwrap_or_else(|s| panic!("create {slug}: {s:?}"))
+        .into_inner()
+}
+
+/// For each named `async fn(&TestServer)`, a test module running it once against SQLite and
+/// once against PostgreSQL, each on a fresh server and catalog.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::support::{Db, TestServer};
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let server = TestServer::start(Db::Sqlite).await;
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let server = TestServer::start(Db::Postgres).await;
+                    super::$name(&server).await;
+                    server.stop().await;
+                }
+            }
+        )*
+    };
+}
