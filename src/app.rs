@@ -38,17 +38,25 @@ impl App {
         let default_plan = PlanName::parse(&config.tenant_default_plan)
             .map_err(|why| StartError::Config(format!("TENANT_DEFAULT_PLAN {why}")))?;
         if config.pool_size == 0 {
-            return Err(StartError::Config("TENANT_PLANE_POOL_SIZE must be at least 1".into()));
+            return Err(StartError::Config(
+                "TENANT_PLANE_POOL_SIZE must be at least 1".into(),
+            ));
         }
 
         let url = match &config.database_url {
             Some(url) => url.clone(),
             None => {
                 std::fs::create_dir_all(&config.data_dir)?;
-                format!("sqlite://{}?mode=rwc", config.data_dir.join("catalog.sqlite3").display())
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    config.data_dir.join("catalog.sqlite3").display()
+                )
             }
         };
-        let pool = PoolSettings { max_connections: config.pool_size, acquire_timeout: config.pool_acquire_timeout() };
+        let pool = PoolSettings {
+            max_connections: config.pool_size,
+            acquire_timeout: config.pool_acquire_timeout(),
+        };
         let catalog = Catalog::connect(&url, &pool).await?;
         let default_isolation = match (config.tenant_isolation_strategy, catalog.backend()) {
             (Some(IsolationSetting::Schema), Backend::Sqlite) => {
@@ -61,7 +69,9 @@ impl App {
             (Some(IsolationSetting::Shared), _) => Isolation::Shared,
         };
         catalog.migrate().await?;
-        catalog.ensure_plans(&builtin_plans(&config, &default_plan)).await?;
+        catalog
+            .ensure_plans(&builtin_plans(&config, &default_plan))
+            .await?;
         tracing::info!(backend = ?catalog.backend(), isolation = default_isolation.as_str(), "catalog ready");
 
         let settings = TenantSettings {
@@ -70,8 +80,14 @@ impl App {
             default_isolation,
             purge_retention: chrono::Duration::days(i64::from(config.purge_retention_days)),
         };
-        let services = Services { tenants: Tenants::new(catalog.clone(), settings) };
-        Ok(Self { config, catalog, services })
+        let services = Services {
+            tenants: Tenants::new(catalog.clone(), settings),
+        };
+        Ok(Self {
+            config,
+            catalog,
+            services,
+        })
     }
 
     /// Binds the configured listen address.
@@ -80,8 +96,18 @@ impl App {
     }
 
     /// Serves on `listener` until `shutdown` completes, drains, then closes the pool.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let served = grpc::serve(listener, self.services, shutdown, self.config.shutdown_grace()).await;
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let served = grpc::serve(
+            listener,
+            self.services,
+            shutdown,
+            self.config.shutdown_grace(),
+        )
+        .await;
         if let Err(e) = self.catalog.close().await {
             tracing::warn!(error = %e, "closing the catalog pool");
         }
@@ -99,17 +125,35 @@ fn builtin_plans(config: &Config, default_plan: &PlanName) -> Vec<PlanDefaults> 
             ("messages_per_day".to_owned(), messages),
         ])
     };
-    let configured = limits(config.tenant_max_users, config.tenant_max_storage_gb, config.tenant_max_messages_per_day);
+    let configured = limits(
+        config.tenant_max_users,
+        config.tenant_max_storage_gb,
+        config.tenant_max_messages_per_day,
+    );
     let mut plans = vec![
         ("free", "Free", None, limits(10, 5, 1_000)),
         ("pro", "Pro", None, limits(1_000, 100, 100_000)),
-        ("enterprise", "Enterprise", Some(Isolation::Database), limits(-1, -1, -1)),
+        (
+            "enterprise",
+            "Enterprise",
+            Some(Isolation::Database),
+            limits(-1, -1, -1),
+        ),
     ]
     .into_iter()
     .filter_map(|(id, display, isolation, limits)| {
         let id = PlanName::parse(id).ok()?;
-        let limits = if &id == default_plan { configured.clone() } else { limits };
-        Some(PlanDefaults { id, display_name: display.to_owned(), default_isolation: isolation, limits })
+        let limits = if &id == default_plan {
+            configured.clone()
+        } else {
+            limits
+        };
+        Some(PlanDefaults {
+            id,
+            display_name: display.to_owned(),
+            default_isolation: isolation,
+            limits,
+        })
     })
     .collect::<Vec<_>>();
     if !plans.iter().any(|p| &p.id == default_plan) {

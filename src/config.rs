@@ -6,7 +6,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "tenant-plane", version, about = "gRPC control plane for multi-tenant SaaS databases")]
+#[command(
+    name = "tenant-plane",
+    version,
+    about = "gRPC control plane for multi-tenant SaaS databases"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -67,11 +71,20 @@ pub struct Config {
     pub pool_size: u32,
 
     /// Seconds to wait for a free pool connection before answering UNAVAILABLE.
-    #[arg(long, env = "TENANT_PLANE_POOL_ACQUIRE_TIMEOUT_SECS", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "TENANT_PLANE_POOL_ACQUIRE_TIMEOUT_SECS",
+        default_value_t = 5
+    )]
     pub pool_acquire_timeout_secs: u64,
 
     /// Log format.
-    #[arg(long, env = "TENANT_PLANE_LOG_FORMAT", value_enum, default_value = "human")]
+    #[arg(
+        long,
+        env = "TENANT_PLANE_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
     pub log_format: LogFormat,
 
     /// Log level or filter (tracing EnvFilter syntax, e.g. "info,tenant_plane=debug").
@@ -93,7 +106,12 @@ pub struct Config {
 
     /// Where HTTP callers (the Envoy ext_authz adapter) carry the tenant first; the other
     /// sources are tried after it.
-    #[arg(long, env = "TENANT_ID_SOURCE", value_enum, default_value = "subdomain")]
+    #[arg(
+        long,
+        env = "TENANT_ID_SOURCE",
+        value_enum,
+        default_value = "subdomain"
+    )]
     pub tenant_id_source: TenantIdSource,
 
     /// Prefix of every tenant schema and database name.
@@ -167,8 +185,17 @@ mod tests {
 
     #[test]
     fn serve_flags_override_defaults() {
-        let cli = Cli::parse_from(["tenant-plane", "serve", "--tenant-database-prefix", "t_", "--tenant-auto-provision", "false"]);
-        let Some(Command::Serve(config)) = cli.command else { panic!("expected serve") };
+        let cli = Cli::parse_from([
+            "tenant-plane",
+            "serve",
+            "--tenant-database-prefix",
+            "t_",
+            "--tenant-auto-provision",
+            "false",
+        ]);
+        let Some(Command::Serve(config)) = cli.command else {
+            panic!("expected serve")
+        };
         assert_eq!(config.tenant_database_prefix, "t_");
         assert!(!config.tenant_auto_provision);
         assert_eq!(config.listen.port(), 50051);

@@ -32,7 +32,9 @@ async fn serve(config: Config) -> Result<(), tenant_plane::app::StartError> {
     let listener = app.bind().await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "tenant-plane listening");
-    eprintln!("tenant-plane is serving gRPC on {addr}. Try:\n  grpcurl -plaintext {addr} list\n  grpcurl -plaintext -d '{{\"tenant\":{{\"slug\":\"acme\"}}}}' {addr} tenant.v1.TenantService/CreateTenant");
+    eprintln!(
+        "tenant-plane is serving gRPC on {addr}. Try:\n  grpcurl -plaintext {addr} list\n  grpcurl -plaintext -d '{{\"tenant\":{{\"slug\":\"acme\"}}}}' {addr} tenant.v1.TenantService/CreateTenant"
+    );
     app.run(listener, shutdown_signal()).await
 }
 

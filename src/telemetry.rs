@@ -12,9 +12,17 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
         .map_err(|e| format!("invalid log filter '{level}': {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
-        LogFormat::Human => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Human => registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     installed.map_err(|e| e.to_string())

@@ -9,7 +9,10 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { field: field.into(), description: description.into() }
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
     }
 }
 
@@ -53,10 +56,17 @@ impl Error {
 
     /// Turns collected violations into an error, or `Ok` when there are none.
     pub fn check(violations: Vec<FieldViolation>) -> Result<(), Self> {
-        if violations.is_empty() { Ok(()) } else { Err(Self::InvalidArgument(violations)) }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Self::InvalidArgument(violations))
+        }
     }
 
     pub fn tenant_not_found(name: impl Into<String>) -> Self {
-        Self::NotFound { kind: "tenant", name: name.into() }
+        Self::NotFound {
+            kind: "tenant",
+            name: name.into(),
+        }
     }
 }

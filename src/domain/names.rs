@@ -10,7 +10,16 @@ use uuid::Uuid;
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// Slugs that would be confusing or dangerous as a subdomain or storage name.
-const RESERVED_SLUGS: &[&str] = &["public", "www", "api", "admin", "default", "template0", "template1", "postgres"];
+const RESERVED_SLUGS: &[&str] = &[
+    "public",
+    "www",
+    "api",
+    "admin",
+    "default",
+    "template0",
+    "template1",
+    "postgres",
+];
 
 /// A tenant id: a UUID, issued as UUIDv7 so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,7 +70,10 @@ impl Slug {
         if text.len() > MAX_IDENTIFIER_BYTES {
             return Err(format!("must be at most {MAX_IDENTIFIER_BYTES} characters"));
         }
-        if !text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err("may contain only lowercase letters a-z, digits and hyphens".into());
         }
         if !text.as_bytes()[0].is_ascii_lowercase() {
@@ -105,7 +117,10 @@ impl StoragePrefix {
         if text.len() > Self::MAX_BYTES {
             return Err(format!("must be at most {} bytes", Self::MAX_BYTES));
         }
-        if !text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
             return Err("may contain only lowercase letters a-z, digits and underscores".into());
         }
         if text.as_bytes().first().is_some_and(|b| b.is_ascii_digit()) {
@@ -169,9 +184,13 @@ impl PlanName {
             return Err(format!("must be 1 to {MAX_IDENTIFIER_BYTES} characters"));
         }
         if !text.as_bytes()[0].is_ascii_lowercase()
-            || !text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         {
-            return Err("must start with a lowercase letter and contain only a-z, 0-9, '-' and '_'".into());
+            return Err(
+                "must start with a lowercase letter and contain only a-z, 0-9, '-' and '_'".into(),
+            );
         }
         Ok(Self(text.to_owned()))
     }
@@ -198,7 +217,9 @@ impl Labels {
     const MAX_PART: usize = 63;
 
     /// Parses `pairs`; each error names the offending key.
-    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<Self, Vec<(String, String)>> {
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<Self, Vec<(String, String)>> {
         let mut labels = BTreeMap::new();
         let mut errors = Vec::new();
         for (key, value) in pairs {
@@ -211,15 +232,26 @@ impl Labels {
             }
         }
         if labels.len() > Self::MAX_LABELS {
-            errors.push((String::new(), format!("at most {} labels are allowed", Self::MAX_LABELS)));
+            errors.push((
+                String::new(),
+                format!("at most {} labels are allowed", Self::MAX_LABELS),
+            ));
         }
-        if errors.is_empty() { Ok(Self(labels)) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self(labels))
+        } else {
+            Err(errors)
+        }
     }
 
     fn check_key(key: &str) -> Result<(), String> {
-        let ok_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.');
+        let ok_char =
+            |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.');
         if key.is_empty() || key.len() > Self::MAX_PART {
-            return Err(format!("label keys must be 1 to {} characters", Self::MAX_PART));
+            return Err(format!(
+                "label keys must be 1 to {} characters",
+                Self::MAX_PART
+            ));
         }
         if !key.bytes().all(ok_char) || !key.as_bytes()[0].is_ascii_alphanumeric() {
             return Err("label keys may contain only a-z, 0-9, '-', '_' and '.', starting with a letter or digit".into());
@@ -230,7 +262,10 @@ impl Labels {
     fn check_value(value: &str) -> Result<(), String> {
         let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
         if value.len() > Self::MAX_PART || !value.bytes().all(ok_char) {
-            return Err(format!("label values must be at most {} characters of A-Z, a-z, 0-9, '-', '_' and '.'", Self::MAX_PART));
+            return Err(format!(
+                "label values must be at most {} characters of A-Z, a-z, 0-9, '-', '_' and '.'",
+                Self::MAX_PART
+            ));
         }
         Ok(())
     }
@@ -263,9 +298,26 @@ mod tests {
     fn slugs_refuse_everything_that_is_not_a_plain_dns_label() {
         let long = "a".repeat(64);
         let hostile = [
-            "", "Acme", "acme corp", "acme;drop", "a\"b", "a'b", "1acme", "-acme", "acme-", "a--b", "pg_catalog",
-            "pg-foo", "public", "www", "ünïcode", "acme.example", "tenant_x", &long,
-            "0190f7a4-7a1c-7cde-8f00-123456789abc", "a190f7a4-7a1c-7cde-8f00-123456789abc",
+            "",
+            "Acme",
+            "acme corp",
+            "acme;drop",
+            "a\"b",
+            "a'b",
+            "1acme",
+            "-acme",
+            "acme-",
+            "a--b",
+            "pg_catalog",
+            "pg-foo",
+            "public",
+            "www",
+            "ünïcode",
+            "acme.example",
+            "tenant_x",
+            &long,
+            "0190f7a4-7a1c-7cde-8f00-123456789abc",
+            "a190f7a4-7a1c-7cde-8f00-123456789abc",
         ];
         for bad in hostile {
             assert!(Slug::parse(bad).is_err(), "{bad:?} should be refused");
@@ -276,9 +328,18 @@ mod tests {
     fn storage_names_fit_postgres_identifiers() {
         let prefix = StoragePrefix::parse("tenant_").unwrap();
         let slug = Slug::parse("acme-corp").unwrap();
-        assert_eq!(StorageName::derive(&prefix, &slug).unwrap().as_str(), "tenant_acme_corp");
+        assert_eq!(
+            StorageName::derive(&prefix, &slug).unwrap().as_str(),
+            "tenant_acme_corp"
+        );
         let longest = Slug::parse(&"a".repeat(56)).unwrap();
-        assert_eq!(StorageName::derive(&prefix, &longest).unwrap().as_str().len(), 63);
+        assert_eq!(
+            StorageName::derive(&prefix, &longest)
+                .unwrap()
+                .as_str()
+                .len(),
+            63
+        );
         let too_long = Slug::parse(&"a".repeat(57)).unwrap();
         assert!(StorageName::derive(&prefix, &too_long).is_err());
     }

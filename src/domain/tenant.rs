@@ -87,7 +87,11 @@ impl Etag {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        text.strip_prefix("\"r")?.strip_suffix('"')?.parse().ok().map(Self)
+        text.strip_prefix("\"r")?
+            .strip_suffix('"')?
+            .parse()
+            .ok()
+            .map(Self)
     }
 }
 
@@ -137,7 +141,11 @@ impl Tenant {
     fn refuse(&self, action: &str) -> Error {
         Error::FailedPrecondition {
             subject: self.name(),
-            message: format!("cannot {action} tenant {} while it is {}", self.slug, self.state.as_str()),
+            message: format!(
+                "cannot {action} tenant {} while it is {}",
+                self.slug,
+                self.state.as_str()
+            ),
         }
     }
 
@@ -159,7 +167,10 @@ impl Tenant {
         if self.state != TenantState::Suspended {
             return Err(self.refuse("resume"));
         }
-        self.state = self.state_before_suspend.take().unwrap_or(TenantState::Active);
+        self.state = self
+            .state_before_suspend
+            .take()
+            .unwrap_or(TenantState::Active);
         Ok(())
     }
 
@@ -178,9 +189,15 @@ impl Tenant {
     /// Restores a deleted tenant. A live tenant already exists, hence ALREADY_EXISTS (AIP-164).
     pub fn undelete(&mut self) -> Result<(), Error> {
         if self.state != TenantState::Deleted {
-            return Err(Error::AlreadyExists { kind: "tenant", name: format!("{} (it is not deleted)", self.slug) });
+            return Err(Error::AlreadyExists {
+                kind: "tenant",
+                name: format!("{} (it is not deleted)", self.slug),
+            });
         }
-        self.state = self.state_before_delete.take().unwrap_or(TenantState::Active);
+        self.state = self
+            .state_before_delete
+            .take()
+            .unwrap_or(TenantState::Active);
         self.delete_time = None;
         self.purge_time = None;
         Ok(())
@@ -188,7 +205,11 @@ impl Tenant {
 
     /// Refuses changes to a deleted tenant's fields: it must be undeleted first.
     pub fn ensure_mutable(&self) -> Result<(), Error> {
-        if self.state == TenantState::Deleted { Err(self.refuse("update")) } else { Ok(()) }
+        if self.state == TenantState::Deleted {
+            Err(self.refuse("update"))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -231,15 +252,25 @@ mod tests {
         assert_eq!(t.suspend_reason.as_deref(), Some("unpaid"));
         t.resume().unwrap();
         assert_eq!(t.state, TenantState::Provisioning);
-        assert_eq!(t.suspend_reason.as_deref(), Some("unpaid"), "the reason is kept");
+        assert_eq!(
+            t.suspend_reason.as_deref(),
+            Some("unpaid"),
+            "the reason is kept"
+        );
     }
 
     #[test]
     fn a_deleted_tenant_cannot_be_suspended_resumed_or_deleted_again() {
         let mut t = tenant(TenantState::Deleted);
-        assert!(matches!(t.suspend("x".into(), Utc::now()), Err(Error::FailedPrecondition { .. })));
+        assert!(matches!(
+            t.suspend("x".into(), Utc::now()),
+            Err(Error::FailedPrecondition { .. })
+        ));
         assert!(matches!(t.resume(), Err(Error::FailedPrecondition { .. })));
-        assert!(matches!(t.delete(Utc::now(), chrono::Duration::days(1)), Err(Error::FailedPrecondition { .. })));
+        assert!(matches!(
+            t.delete(Utc::now(), chrono::Duration::days(1)),
+            Err(Error::FailedPrecondition { .. })
+        ));
     }
 
     #[test]
@@ -258,7 +289,10 @@ mod tests {
 
     #[test]
     fn undeleting_a_live_tenant_says_it_already_exists() {
-        assert!(matches!(tenant(TenantState::Active).undelete(), Err(Error::AlreadyExists { .. })));
+        assert!(matches!(
+            tenant(TenantState::Active).undelete(),
+            Err(Error::AlreadyExists { .. })
+        ));
     }
 
     #[test]

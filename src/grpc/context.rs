@@ -23,7 +23,9 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The current RPC's request id, or a fresh one outside an RPC.
 pub fn request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| uuid::Uuid::now_v7().to_string())
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| uuid::Uuid::now_v7().to_string())
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,7 +63,11 @@ where
             .headers()
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= MAX_REQUEST_ID_LEN
+                    && v.bytes().all(|b| b.is_ascii_graphic())
+            })
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
         let method = request.uri().path().to_owned();
         let span = tracing::info_span!("rpc", rpc.method = %method, request_id = %id);

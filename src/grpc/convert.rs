@@ -6,7 +6,10 @@ use crate::domain::{Etag, Isolation, Tenant, TenantState};
 use crate::{proto, service};
 
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
 }
 
 pub fn isolation(i: Isolation) -> proto::Isolation {

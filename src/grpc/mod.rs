@@ -15,8 +15,8 @@ use tonic::transport::Server;
 
 use crate::proto::{
     migration_service_server::MigrationServiceServer, plan_service_server::PlanServiceServer,
-    provisioning_service_server::ProvisioningServiceServer, quota_service_server::QuotaServiceServer,
-    tenant_service_server::TenantServiceServer,
+    provisioning_service_server::ProvisioningServiceServer,
+    quota_service_server::QuotaServiceServer, tenant_service_server::TenantServiceServer,
 };
 use crate::service::Tenants;
 
@@ -43,11 +43,21 @@ pub async fn serve(
     grace: Duration,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<TenantServiceServer<tenant::TenantApi>>().await;
-    health.set_serving::<ProvisioningServiceServer<pending::Pending>>().await;
-    health.set_serving::<MigrationServiceServer<pending::Pending>>().await;
-    health.set_serving::<QuotaServiceServer<pending::Pending>>().await;
-    health.set_serving::<PlanServiceServer<pending::Pending>>().await;
+    health
+        .set_serving::<TenantServiceServer<tenant::TenantApi>>()
+        .await;
+    health
+        .set_serving::<ProvisioningServiceServer<pending::Pending>>()
+        .await;
+    health
+        .set_serving::<MigrationServiceServer<pending::Pending>>()
+        .await;
+    health
+        .set_serving::<QuotaServiceServer<pending::Pending>>()
+        .await;
+    health
+        .set_serving::<PlanServiceServer<pending::Pending>>()
+        .await;
 
     let descriptors = [
         crate::proto::FILE_DESCRIPTOR_SET,
@@ -75,7 +85,9 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(v1.build_v1()?)
         .add_service(v1alpha.build_v1alpha()?)
-        .add_service(TenantServiceServer::new(tenant::TenantApi::new(services.tenants)))
+        .add_service(TenantServiceServer::new(tenant::TenantApi::new(
+            services.tenants,
+        )))
         .add_service(ProvisioningServiceServer::new(pending::Pending))
         .add_service(MigrationServiceServer::new(pending::Pending))
         .add_service(QuotaServiceServer::new(pending::Pending))

@@ -24,11 +24,17 @@ fn missing<T>(what: &str) -> Reply<T> {
 
 #[tonic::async_trait]
 impl ProvisioningService for Pending {
-    async fn provision_tenant(&self, _: Request<proto::ProvisionTenantRequest>) -> Reply<proto::ProvisionTenantResponse> {
+    async fn provision_tenant(
+        &self,
+        _: Request<proto::ProvisionTenantRequest>,
+    ) -> Reply<proto::ProvisionTenantResponse> {
         missing("ProvisionTenant (tenant storage provisioning)")
     }
 
-    async fn deprovision_tenant(&self, _: Request<proto::DeprovisionTenantRequest>) -> Reply<proto::Tenant> {
+    async fn deprovision_tenant(
+        &self,
+        _: Request<proto::DeprovisionTenantRequest>,
+    ) -> Reply<proto::Tenant> {
         missing("DeprovisionTenant (purging tenant storage)")
     }
 
@@ -42,18 +48,28 @@ impl ProvisioningService for Pending {
 
 #[tonic::async_trait]
 impl MigrationService for Pending {
-    type WatchRolloutStream =
-        Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::RolloutEvent, Status>> + Send + 'static>>;
+    type WatchRolloutStream = Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<proto::RolloutEvent, Status>> + Send + 'static>,
+    >;
 
-    async fn list_migrations(&self, _: Request<proto::ListMigrationsRequest>) -> Reply<proto::ListMigrationsResponse> {
+    async fn list_migrations(
+        &self,
+        _: Request<proto::ListMigrationsRequest>,
+    ) -> Reply<proto::ListMigrationsResponse> {
         missing("ListMigrations (per-tenant migrations)")
     }
 
-    async fn get_migration_status(&self, _: Request<proto::GetMigrationStatusRequest>) -> Reply<proto::MigrationStatus> {
+    async fn get_migration_status(
+        &self,
+        _: Request<proto::GetMigrationStatusRequest>,
+    ) -> Reply<proto::MigrationStatus> {
         missing("GetMigrationStatus (per-tenant migrations)")
     }
 
-    async fn migrate_tenant(&self, _: Request<proto::MigrateTenantRequest>) -> Reply<proto::MigrateTenantResponse> {
+    async fn migrate_tenant(
+        &self,
+        _: Request<proto::MigrateTenantRequest>,
+    ) -> Reply<proto::MigrateTenantResponse> {
         missing("MigrateTenant (per-tenant migrations)")
     }
 
@@ -65,41 +81,65 @@ impl MigrationService for Pending {
         missing("GetRollout (fleet migration rollouts)")
     }
 
-    async fn list_rollouts(&self, _: Request<proto::ListRolloutsRequest>) -> Reply<proto::ListRolloutsResponse> {
+    async fn list_rollouts(
+        &self,
+        _: Request<proto::ListRolloutsRequest>,
+    ) -> Reply<proto::ListRolloutsResponse> {
         missing("ListRollouts (fleet migration rollouts)")
     }
 
-    async fn cancel_rollout(&self, _: Request<proto::CancelRolloutRequest>) -> Reply<proto::Rollout> {
+    async fn cancel_rollout(
+        &self,
+        _: Request<proto::CancelRolloutRequest>,
+    ) -> Reply<proto::Rollout> {
         missing("CancelRollout (fleet migration rollouts)")
     }
 
-    async fn watch_rollout(&self, _: Request<proto::WatchRolloutRequest>) -> Reply<Self::WatchRolloutStream> {
+    async fn watch_rollout(
+        &self,
+        _: Request<proto::WatchRolloutRequest>,
+    ) -> Reply<Self::WatchRolloutStream> {
         missing("WatchRollout (fleet migration rollouts)")
     }
 }
 
 #[tonic::async_trait]
 impl QuotaService for Pending {
-    async fn check_quota(&self, _: Request<proto::CheckQuotaRequest>) -> Reply<proto::CheckQuotaResponse> {
+    async fn check_quota(
+        &self,
+        _: Request<proto::CheckQuotaRequest>,
+    ) -> Reply<proto::CheckQuotaResponse> {
         missing("CheckQuota (quotas)")
     }
 
-    async fn consume_quota(&self, _: Request<proto::ConsumeQuotaRequest>) -> Reply<proto::ConsumeQuotaResponse> {
+    async fn consume_quota(
+        &self,
+        _: Request<proto::ConsumeQuotaRequest>,
+    ) -> Reply<proto::ConsumeQuotaResponse> {
         missing("ConsumeQuota (quotas)")
     }
 
-    async fn report_usage(&self, _: Request<proto::ReportUsageRequest>) -> Reply<proto::QuotaState> {
+    async fn report_usage(
+        &self,
+        _: Request<proto::ReportUsageRequest>,
+    ) -> Reply<proto::QuotaState> {
         missing("ReportUsage (quotas)")
     }
 
-    async fn get_usage(&self, _: Request<proto::GetUsageRequest>) -> Reply<proto::GetUsageResponse> {
+    async fn get_usage(
+        &self,
+        _: Request<proto::GetUsageRequest>,
+    ) -> Reply<proto::GetUsageResponse> {
         missing("GetUsage (quotas)")
     }
 }
 
 #[tonic::async_trait]
 impl PlanService for Pending {
-    async fn list_plans(&self, _: Request<proto::ListPlansRequest>) -> Reply<proto::ListPlansResponse> {
+    async fn list_plans(
+        &self,
+        _: Request<proto::ListPlansRequest>,
+    ) -> Reply<proto::ListPlansResponse> {
         missing("ListPlans (plan management)")
     }
 

@@ -39,7 +39,11 @@ impl From<Error> for Status {
             Error::Aborted { .. } => Status::with_error_details(
                 Code::Aborted,
                 message,
-                ErrorDetails::with_error_info("ETAG_MISMATCH", ERROR_DOMAIN, [("request_id".to_owned(), request_id)]),
+                ErrorDetails::with_error_info(
+                    "ETAG_MISMATCH",
+                    ERROR_DOMAIN,
+                    [("request_id".to_owned(), request_id)],
+                ),
             ),
             Error::Unimplemented(_) => Status::unimplemented(message),
             Error::Unavailable(cause) => {
@@ -50,7 +54,11 @@ impl From<Error> for Status {
                     [("request_id".to_owned(), request_id)],
                 );
                 details.set_retry_info(Some(std::time::Duration::from_secs(1)));
-                Status::with_error_details(Code::Unavailable, "the catalog database is unavailable; retry later", details)
+                Status::with_error_details(
+                    Code::Unavailable,
+                    "the catalog database is unavailable; retry later",
+                    details,
+                )
             }
             Error::Internal(cause) => {
                 // Logged here, where it is handled; the caller gets only the id to quote.
@@ -58,7 +66,11 @@ impl From<Error> for Status {
                 Status::with_error_details(
                     Code::Internal,
                     format!("internal error (request id {request_id})"),
-                    ErrorDetails::with_error_info("INTERNAL", ERROR_DOMAIN, [("request_id".to_owned(), request_id)]),
+                    ErrorDetails::with_error_info(
+                        "INTERNAL",
+                        ERROR_DOMAIN,
+                        [("request_id".to_owned(), request_id)],
+                    ),
                 )
             }
         }

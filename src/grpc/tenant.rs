@@ -9,7 +9,8 @@ use super::convert;
 use crate::domain::{Error, FieldViolation};
 use crate::proto::{self, tenant_service_server::TenantService};
 use crate::service::{
-    CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, RequestKey, TenantRef, Tenants, UpdateTenantInput,
+    CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, RequestKey, TenantRef, Tenants,
+    UpdateTenantInput,
 };
 
 pub struct TenantApi {
@@ -29,11 +30,15 @@ fn reply(tenant: Result<crate::domain::Tenant, Error>) -> Reply<proto::Tenant> {
 }
 
 /// Parses an AIP-155 request id: empty, or a UUID.
-fn request_key(request_id: &str, request: &impl Message) -> Result<Option<RequestKey>, FieldViolation> {
+fn request_key(
+    request_id: &str,
+    request: &impl Message,
+) -> Result<Option<RequestKey>, FieldViolation> {
     if request_id.is_empty() {
         return Ok(None);
     }
-    let id = Uuid::try_parse(request_id).map_err(|_| FieldViolation::new("request_id", "must be a UUID"))?;
+    let id = Uuid::try_parse(request_id)
+        .map_err(|_| FieldViolation::new("request_id", "must be a UUID"))?;
     let request_hash = format!("{:x}", Sha256::digest(request.encode_to_vec()));
     Ok(Some(RequestKey { id, request_hash }))
 }
@@ -55,12 +60,25 @@ fn output_only_set(t: &proto::Tenant) -> Vec<&'static str> {
         ("suspend_time", t.suspend_time.is_some()),
         ("etag", !t.etag.is_empty()),
     ];
-    set.into_iter().filter_map(|(field, is_set)| is_set.then_some(field)).collect()
+    set.into_iter()
+        .filter_map(|(field, is_set)| is_set.then_some(field))
+        .collect()
 }
 
 const OUTPUT_ONLY: &[&str] = &[
-    "name", "id", "state", "schema_name", "database_name", "suspend_reason", "migration_version", "create_time",
-    "update_time", "delete_time", "purge_time", "suspend_time", "etag",
+    "name",
+    "id",
+    "state",
+    "schema_name",
+    "database_name",
+    "suspend_reason",
+    "migration_version",
+    "create_time",
+    "update_time",
+    "delete_time",
+    "purge_time",
+    "suspend_time",
+    "etag",
 ];
 const IMMUTABLE: &[&str] = &["slug", "isolation"];
 
@@ -80,19 +98,30 @@ fn unimplemented(what: &str) -> Status {
 
 #[tonic::async_trait]
 impl TenantService for TenantApi {
-    async fn create_tenant(&self, request: Request<proto::CreateTenantRequest>) -> Reply<proto::Tenant> {
+    async fn create_tenant(
+        &self,
+        request: Request<proto::CreateTenantRequest>,
+    ) -> Reply<proto::Tenant> {
         let request = request.into_inner();
         let Some(tenant) = request.tenant.clone() else {
             return Err(Error::invalid("tenant", "is required").into());
         };
         let mut violations: Vec<FieldViolation> = output_only_set(&tenant)
             .into_iter()
-            .map(|f| FieldViolation::new(format!("tenant.{f}"), "is output only and must not be set"))
+            .map(|f| {
+                FieldViolation::new(format!("tenant.{f}"), "is output only and must not be set")
+            })
             .collect();
         if !tenant.limit_overrides.is_empty() {
-            violations.push(FieldViolation::new("tenant.limit_overrides", "is set with UpdateTenant, not on create"));
+            violations.push(FieldViolation::new(
+                "tenant.limit_overrides",
+                "is set with UpdateTenant, not on create",
+            ));
         }
-        let request_key = request_key(&request.request_id, &request).map_err(|v| violations.push(v)).ok().flatten();
+        let request_key = request_key(&request.request_id, &request)
+            .map_err(|v| violations.push(v))
+            .ok()
+            .flatten();
         let input = CreateTenantInput {
             slug: tenant.slug,
             display_name: tenant.display_name,
@@ -111,14 +140,24 @@ impl TenantService for TenantApi {
         reply(self.tenants.get(&target).await)
     }
 
-    async fn list_tenants(&self, request: Request<proto::ListTenantsRequest>) -> Reply<proto::ListTenantsResponse> {
+    async fn list_tenants(
+        &self,
+        request: Request<proto::ListTenantsRequest>,
+    ) -> Reply<proto::ListTenantsResponse> {
         let request = request.into_inner();
         let mut states = Vec::new();
         for (i, raw) in request.states.iter().enumerate() {
-            match proto::tenant::State::try_from(*raw).ok().and_then(convert::state_from_wire) {
+            match proto::tenant::State::try_from(*raw)
+                .ok()
+                .and_then(convert::state_from_wire)
+            {
                 Some(state) => states.push(state),
                 None => {
-                    return Err(Error::invalid(format!("states[{i}]"), format!("{raw} is not a tenant state")).into());
+                    return Err(Error::invalid(
+                        format!("states[{i}]"),
+                        format!("{raw} is not a tenant state"),
+                    )
+                    .into());
                 }
             }
         }
@@ -137,7 +176,10 @@ impl TenantService for TenantApi {
         }))
     }
 
-    async fn update_tenant(&self, request: Request<proto::UpdateTenantRequest>) -> Reply<proto::Tenant> {
+    async fn update_tenant(
+        &self,
+        request: Request<proto::UpdateTenantRequest>,
+    ) -> Reply<proto::Tenant> {
         let request = request.into_inner();
         let Some(tenant) = request.tenant else {
             return Err(Error::invalid("tenant", "is required").into());
@@ -152,7 +194,11 @@ impl TenantService for TenantApi {
                 ("labels", !tenant.labels.is_empty()),
                 ("limit_overrides", !tenant.limit_overrides.is_empty()),
             ];
-            paths = populated.iter().filter(|(_, set)| *set).map(|(p, _)| (*p).to_owned()).collect();
+            paths = populated
+                .iter()
+                .filter(|(_, set)| *set)
+                .map(|(p, _)| (*p).to_owned())
+                .collect();
             if paths.is_empty() {
                 return Err(Error::invalid("update_mask", "names no field to change").into());
             }
@@ -164,45 +210,78 @@ impl TenantService for TenantApi {
                 "display_name" => changes.display_name = Some(tenant.display_name.clone()),
                 "plan" => changes.plan = Some(tenant.plan.clone()),
                 "labels" => changes.labels = Some(tenant.labels.clone().into_iter().collect()),
-                "limit_overrides" => changes.limit_overrides = Some(tenant.limit_overrides.clone().into_iter().collect()),
+                "limit_overrides" => {
+                    changes.limit_overrides =
+                        Some(tenant.limit_overrides.clone().into_iter().collect())
+                }
                 "*" => {
                     changes.display_name = Some(tenant.display_name.clone());
                     changes.plan = Some(tenant.plan.clone());
                     changes.labels = Some(tenant.labels.clone().into_iter().collect());
-                    changes.limit_overrides = Some(tenant.limit_overrides.clone().into_iter().collect());
+                    changes.limit_overrides =
+                        Some(tenant.limit_overrides.clone().into_iter().collect());
                 }
                 p if OUTPUT_ONLY.contains(&p) => {
-                    violations.push(FieldViolation::new("update_mask", format!("{p} is output only")));
+                    violations.push(FieldViolation::new(
+                        "update_mask",
+                        format!("{p} is output only"),
+                    ));
                 }
                 p if IMMUTABLE.contains(&p) => {
-                    violations.push(FieldViolation::new("update_mask", format!("{p} is immutable")));
+                    violations.push(FieldViolation::new(
+                        "update_mask",
+                        format!("{p} is immutable"),
+                    ));
                 }
-                p => violations.push(FieldViolation::new("update_mask", format!("{p} is not a field of Tenant"))),
+                p => violations.push(FieldViolation::new(
+                    "update_mask",
+                    format!("{p} is not a field of Tenant"),
+                )),
             }
         }
         Error::check(violations)?;
-        reply(self.tenants.update(&target, Some(&tenant.etag), changes).await)
+        reply(
+            self.tenants
+                .update(&target, Some(&tenant.etag), changes)
+                .await,
+        )
     }
 
-    async fn delete_tenant(&self, request: Request<proto::DeleteTenantRequest>) -> Reply<proto::Tenant> {
+    async fn delete_tenant(
+        &self,
+        request: Request<proto::DeleteTenantRequest>,
+    ) -> Reply<proto::Tenant> {
         let request = request.into_inner();
         let target = TenantRef::parse(&request.name, "name")?;
         reply(self.tenants.delete(&target, Some(&request.etag)).await)
     }
 
-    async fn undelete_tenant(&self, request: Request<proto::UndeleteTenantRequest>) -> Reply<proto::Tenant> {
+    async fn undelete_tenant(
+        &self,
+        request: Request<proto::UndeleteTenantRequest>,
+    ) -> Reply<proto::Tenant> {
         let request = request.into_inner();
         let target = TenantRef::parse(&request.name, "name")?;
         reply(self.tenants.undelete(&target, Some(&request.etag)).await)
     }
 
-    async fn suspend_tenant(&self, request: Request<proto::SuspendTenantRequest>) -> Reply<proto::Tenant> {
+    async fn suspend_tenant(
+        &self,
+        request: Request<proto::SuspendTenantRequest>,
+    ) -> Reply<proto::Tenant> {
         let request = request.into_inner();
         let target = TenantRef::parse(&request.name, "name")?;
-        reply(self.tenants.suspend(&target, &request.reason, Some(&request.etag)).await)
+        reply(
+            self.tenants
+                .suspend(&target, &request.reason, Some(&request.etag))
+                .await,
+        )
     }
 
-    async fn resume_tenant(&self, request: Request<proto::ResumeTenantRequest>) -> Reply<proto::Tenant> {
+    async fn resume_tenant(
+        &self,
+        request: Request<proto::ResumeTenantRequest>,
+    ) -> Reply<proto::Tenant> {
         let request = request.into_inner();
         let target = TenantRef::parse(&request.name, "name")?;
         reply(self.tenants.resume(&target, Some(&request.etag)).await)
@@ -217,8 +296,14 @@ impl TenantService for TenantApi {
             Some(Key::Id(id)) => Lookup::Id(id),
             Some(Key::Slug(slug)) => Lookup::Slug(slug),
             Some(Key::Host(host)) => Lookup::Host(host),
-            Some(Key::ApiKey(_)) => return Err(unimplemented("ResolveTenant by api_key (tenant API keys)")),
-            None => return Err(Error::invalid("key", "one of id, slug, host or api_key is required").into()),
+            Some(Key::ApiKey(_)) => {
+                return Err(unimplemented("ResolveTenant by api_key (tenant API keys)"));
+            }
+            None => {
+                return Err(
+                    Error::invalid("key", "one of id, slug, host or api_key is required").into(),
+                );
+            }
         };
         let (tenant, location) = self.tenants.resolve(lookup).await?;
         Ok(Response::new(proto::ResolveTenantResponse {
@@ -227,11 +312,17 @@ impl TenantService for TenantApi {
         }))
     }
 
-    async fn create_api_key(&self, _: Request<proto::CreateApiKeyRequest>) -> Reply<proto::CreateApiKeyResponse> {
+    async fn create_api_key(
+        &self,
+        _: Request<proto::CreateApiKeyRequest>,
+    ) -> Reply<proto::CreateApiKeyResponse> {
         Err(unimplemented("CreateApiKey (tenant API keys)"))
     }
 
-    async fn list_api_keys(&self, _: Request<proto::ListApiKeysRequest>) -> Reply<proto::ListApiKeysResponse> {
+    async fn list_api_keys(
+        &self,
+        _: Request<proto::ListApiKeysRequest>,
+    ) -> Reply<proto::ListApiKeysResponse> {
         Err(unimplemented("ListApiKeys (tenant API keys)"))
     }
 
@@ -243,6 +334,8 @@ impl TenantService for TenantApi {
         &self,
         _: Request<proto::RotateTenantCredentialsRequest>,
     ) -> Reply<proto::RotateTenantCredentialsResponse> {
-        Err(unimplemented("RotateTenantCredentials (least-privilege tenant database roles)"))
+        Err(unimplemented(
+            "RotateTenantCredentials (least-privilege tenant database roles)",
+        ))
     }
 }

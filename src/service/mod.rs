@@ -5,8 +5,8 @@ mod tenants;
 
 pub use paging::{PageSize, PageToken};
 pub use tenants::{
-    CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, RequestKey, TenantRef,
-    TenantSettings, Tenants, UpdateTenantInput,
+    CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, RequestKey,
+    TenantRef, TenantSettings, Tenants, UpdateTenantInput,
 };
 
 /// Now, at the catalog's precision (microseconds), so a value returned by a write equals the

@@ -42,7 +42,10 @@ pub struct PageToken {
 
 impl PageToken {
     pub fn new(after: String, query_fingerprint: &str) -> Self {
-        Self { after, query: query_fingerprint.to_owned() }
+        Self {
+            after,
+            query: query_fingerprint.to_owned(),
+        }
     }
 
     pub fn encode(&self) -> String {
@@ -65,7 +68,10 @@ impl PageToken {
         }
         let token: Self = serde_json::from_slice(json).map_err(|_| invalid())?;
         if token.query != query_fingerprint {
-            return Err(Error::invalid(field, "was issued for a query with other parameters"));
+            return Err(Error::invalid(
+                field,
+                "was issued for a query with other parameters",
+            ));
         }
         Ok(Some(token))
     }
@@ -103,12 +109,20 @@ mod tests {
     #[test]
     fn tokens_round_trip_only_for_their_query() {
         let token = PageToken::new("abc".into(), "q1").encode();
-        assert_eq!(PageToken::decode(&token, "q1", "page_token").unwrap().unwrap().after, "abc");
+        assert_eq!(
+            PageToken::decode(&token, "q1", "page_token")
+                .unwrap()
+                .unwrap()
+                .after,
+            "abc"
+        );
         assert!(PageToken::decode(&token, "q2", "page_token").is_err());
         assert!(PageToken::decode("garbage", "q1", "page_token").is_err());
         assert!(PageToken::decode("", "q1", "page_token").unwrap().is_none());
         let mut tampered = token.into_bytes();
         tampered[3] ^= 1;
-        assert!(PageToken::decode(&String::from_utf8_lossy(&tampered), "q1", "page_token").is_err());
+        assert!(
+            PageToken::decode(&String::from_utf8_lossy(&tampered), "q1", "page_token").is_err()
+        );
     }
 }

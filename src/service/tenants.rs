@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::paging::{PageSize, PageToken, fingerprint};
 use crate::domain::{
-    Error, FieldViolation, Isolation, Labels, PlanName, Slug, StorageName, StoragePrefix, Tenant, TenantId,
-    TenantState,
+    Error, FieldViolation, Isolation, Labels, PlanName, Slug, StorageName, StoragePrefix, Tenant,
+    TenantId, TenantState,
 };
 use crate::store::{Backend, Catalog, ListQuery, NewTenant, RequestRecord};
 
@@ -31,15 +31,18 @@ pub enum TenantRef {
 
 impl TenantRef {
     pub fn parse(name: &str, field: &str) -> Result<Self, Error> {
-        let key = name
-            .strip_prefix("tenants/")
-            .ok_or_else(|| Error::invalid(field, "must be \"tenants/{id}\" or \"tenants/{slug}\""))?;
+        let key = name.strip_prefix("tenants/").ok_or_else(|| {
+            Error::invalid(field, "must be \"tenants/{id}\" or \"tenants/{slug}\"")
+        })?;
         if let Some(id) = TenantId::parse(key) {
             return Ok(Self::Id(id));
         }
-        Slug::parse(key)
-            .map(Self::Slug)
-            .map_err(|why| Error::invalid(field, format!("is neither a tenant id nor a valid slug: the slug {why}")))
+        Slug::parse(key).map(Self::Slug).map_err(|why| {
+            Error::invalid(
+                field,
+                format!("is neither a tenant id nor a valid slug: the slug {why}"),
+            )
+        })
     }
 }
 
@@ -141,18 +144,25 @@ impl Tenants {
             return self.replay(&first, key).await;
         }
         let mut violations = std::mem::take(&mut input.violations);
-        let slug = Slug::parse(&input.slug).map_err(|why| violations.push(FieldViolation::new("tenant.slug", why))).ok();
+        let slug = Slug::parse(&input.slug)
+            .map_err(|why| violations.push(FieldViolation::new("tenant.slug", why)))
+            .ok();
         let storage = slug.as_ref().and_then(|s| {
             StorageName::derive(&self.settings.prefix, s)
                 .map_err(|why| violations.push(FieldViolation::new("tenant.slug", why)))
                 .ok()
         });
         check_display_name(&input.display_name, "tenant.display_name", &mut violations);
-        let plan = self.known_plan(&input.plan, "tenant.plan", &mut violations).await?;
+        let plan = self
+            .known_plan(&input.plan, "tenant.plan", &mut violations)
+            .await?;
         let labels = parse_labels(&input.labels, "tenant.labels", &mut violations);
         let isolation = match input.isolation {
             IsolationInput::Unknown(n) => {
-                violations.push(FieldViolation::new("tenant.isolation", format!("unknown isolation {n}")));
+                violations.push(FieldViolation::new(
+                    "tenant.isolation",
+                    format!("unknown isolation {n}"),
+                ));
                 None
             }
             IsolationInput::Known(i) => Some(i),
@@ -171,7 +181,9 @@ impl Tenants {
         let (Some(slug), Some(storage), Some((plan, _)), Some(isolation), Some(labels)) =
             (slug, storage, plan, isolation, labels)
         else {
-            return Err(Error::Internal("validated create input is incomplete".into()));
+            return Err(Error::Internal(
+                "validated create input is incomplete".into(),
+            ));
         };
 
         let now = super::now();
@@ -183,7 +195,11 @@ impl Tenants {
         };
         let tenant = Tenant {
             id: TenantId::new(),
-            display_name: if input.display_name.is_empty() { slug.to_string() } else { input.display_name },
+            display_name: if input.display_name.is_empty() {
+                slug.to_string()
+            } else {
+                input.display_name
+            },
             slug,
             plan,
             isolation,
@@ -206,7 +222,10 @@ impl Tenants {
         };
         if input.validate_only {
             if self.catalog.tenant_by_slug(&tenant.slug).await?.is_some() {
-                return Err(Error::AlreadyExists { kind: "tenant", name: tenant.slug.to_string() });
+                return Err(Error::AlreadyExists {
+                    kind: "tenant",
+                    name: tenant.slug.to_string(),
+                });
             }
             return Ok(tenant);
         }
@@ -221,10 +240,15 @@ impl Tenants {
                 tracing::info!(tenant = %created.id, "tenant created");
                 Ok(*created)
             }
-            NewTenant::SlugTaken => Err(Error::AlreadyExists { kind: "tenant", name: tenant.slug.to_string() }),
+            NewTenant::SlugTaken => Err(Error::AlreadyExists {
+                kind: "tenant",
+                name: tenant.slug.to_string(),
+            }),
             NewTenant::Replayed(first) => match &input.request {
                 Some(key) => self.replay(&first, key).await,
-                None => Err(Error::Internal("replayed a create without a request id".into())),
+                None => Err(Error::Internal(
+                    "replayed a create without a request id".into(),
+                )),
             },
         }
     }
@@ -232,10 +256,16 @@ impl Tenants {
     /// The first answer to a retried create; a request id reused for another request is refused.
     async fn replay(&self, first: &RequestRecord, key: &RequestKey) -> Result<Tenant, Error> {
         if first.method != CREATE_METHOD || first.request_hash != key.request_hash {
-            return Err(Error::invalid("request_id", "was already used for a different request"));
+            return Err(Error::invalid(
+                "request_id",
+                "was already used for a different request",
+            ));
         }
         let id = TenantId::from(first.resource_id);
-        self.catalog.tenant_by_id(id).await?.ok_or_else(|| Error::tenant_not_found(format!("tenants/{id}")))
+        self.catalog
+            .tenant_by_id(id)
+            .await?
+            .ok_or_else(|| Error::tenant_not_found(format!("tenants/{id}")))
     }
 
     pub async fn get(&self, target: &TenantRef) -> Result<Tenant, Error> {
@@ -249,9 +279,15 @@ impl Tenants {
     /// One page of tenants and the token of the next page (empty at the end).
     pub async fn list(&self, input: ListTenantsInput) -> Result<(Vec<Tenant>, String), Error> {
         let mut violations = Vec::new();
-        let page_size = PageSize::parse(input.page_size, "page_size").map_err(|e| push(&mut violations, e)).ok();
+        let page_size = PageSize::parse(input.page_size, "page_size")
+            .map_err(|e| push(&mut violations, e))
+            .ok();
         let plan = (!input.plan.is_empty())
-            .then(|| PlanName::parse(&input.plan).map_err(|why| violations.push(FieldViolation::new("plan", why))).ok())
+            .then(|| {
+                PlanName::parse(&input.plan)
+                    .map_err(|why| violations.push(FieldViolation::new("plan", why)))
+                    .ok()
+            })
             .flatten();
         let labels = parse_labels(&input.labels, "labels", &mut violations).unwrap_or_default();
         let mut states = input.states.clone();
@@ -269,7 +305,10 @@ impl Tenants {
             .flatten();
         let after = match token.map(|t| TenantId::parse(&t.after)) {
             Some(None) => {
-                violations.push(FieldViolation::new("page_token", "is not a page token issued for this query"));
+                violations.push(FieldViolation::new(
+                    "page_token",
+                    "is not a page token issued for this query",
+                ));
                 None
             }
             Some(Some(id)) => Some(id),
@@ -277,11 +316,20 @@ impl Tenants {
         };
         Error::check(violations)?;
         let limit = page_size.map_or(PageSize::DEFAULT, PageSize::get);
-        let query = ListQuery { states, plan, labels, show_deleted: input.show_deleted, after, limit: limit + 1 };
+        let query = ListQuery {
+            states,
+            plan,
+            labels,
+            show_deleted: input.show_deleted,
+            after,
+            limit: limit + 1,
+        };
         let mut page = self.catalog.list_tenants(&query).await?;
         let next = if page.len() as u64 > limit {
             page.truncate(limit as usize);
-            page.last().map(|t| PageToken::new(t.id.to_string(), &query_print).encode()).unwrap_or_default()
+            page.last()
+                .map(|t| PageToken::new(t.id.to_string(), &query_print).encode())
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -289,12 +337,20 @@ impl Tenants {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %target))]
-    pub async fn update(&self, target: &TenantRef, etag: Option<&str>, changes: UpdateTenantInput) -> Result<Tenant, Error> {
+    pub async fn update(
+        &self,
+        target: &TenantRef,
+        etag: Option<&str>,
+        changes: UpdateTenantInput,
+    ) -> Result<Tenant, Error> {
         let mut violations = Vec::new();
         if let Some(name) = &changes.display_name {
             check_display_name(name, "tenant.display_name", &mut violations);
             if name.is_empty() {
-                violations.push(FieldViolation::new("tenant.display_name", "must not be empty"));
+                violations.push(FieldViolation::new(
+                    "tenant.display_name",
+                    "must not be empty",
+                ));
             }
         }
         let plan = match &changes.plan {
@@ -302,10 +358,16 @@ impl Tenants {
                 violations.push(FieldViolation::new("tenant.plan", "must not be empty"));
                 None
             }
-            Some(p) => self.known_plan(p, "tenant.plan", &mut violations).await?.map(|(plan, _)| plan),
+            Some(p) => self
+                .known_plan(p, "tenant.plan", &mut violations)
+                .await?
+                .map(|(plan, _)| plan),
             None => None,
         };
-        let labels = changes.labels.as_ref().and_then(|l| parse_labels(l, "tenant.labels", &mut violations));
+        let labels = changes
+            .labels
+            .as_ref()
+            .and_then(|l| parse_labels(l, "tenant.labels", &mut violations));
         if let Some(overrides) = &changes.limit_overrides {
             for resource in overrides.keys() {
                 if PlanName::parse(resource).is_err() || resource.contains('-') {
@@ -339,7 +401,8 @@ impl Tenants {
     #[tracing::instrument(skip_all, fields(tenant = %target))]
     pub async fn delete(&self, target: &TenantRef, etag: Option<&str>) -> Result<Tenant, Error> {
         let retention = self.settings.purge_retention;
-        self.mutate(target, etag, |t, now| t.delete(now, retention)).await
+        self.mutate(target, etag, |t, now| t.delete(now, retention))
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %target))]
@@ -348,12 +411,21 @@ impl Tenants {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %target))]
-    pub async fn suspend(&self, target: &TenantRef, reason: &str, etag: Option<&str>) -> Result<Tenant, Error> {
+    pub async fn suspend(
+        &self,
+        target: &TenantRef,
+        reason: &str,
+        etag: Option<&str>,
+    ) -> Result<Tenant, Error> {
         let reason = reason.trim();
         if reason.is_empty() || reason.chars().count() > MAX_SUSPEND_REASON {
-            return Err(Error::invalid("reason", format!("must be 1 to {MAX_SUSPEND_REASON} characters")));
+            return Err(Error::invalid(
+                "reason",
+                format!("must be 1 to {MAX_SUSPEND_REASON} characters"),
+            ));
         }
-        self.mutate(target, etag, |t, now| t.suspend(reason.to_owned(), now)).await
+        self.mutate(target, etag, |t, now| t.suspend(reason.to_owned(), now))
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %target))]
@@ -364,8 +436,12 @@ impl Tenants {
     /// Finds the tenant a key belongs to and where its data lives.
     pub async fn resolve(&self, lookup: Lookup) -> Result<(Tenant, DataLocation), Error> {
         let target = match &lookup {
-            Lookup::Id(id) => TenantId::parse(id).map(TenantRef::Id).ok_or_else(|| Error::invalid("id", "must be a UUID"))?,
-            Lookup::Slug(slug) => TenantRef::Slug(Slug::parse(slug).map_err(|why| Error::invalid("slug", why))?),
+            Lookup::Id(id) => TenantId::parse(id)
+                .map(TenantRef::Id)
+                .ok_or_else(|| Error::invalid("id", "must be a UUID"))?,
+            Lookup::Slug(slug) => {
+                TenantRef::Slug(Slug::parse(slug).map_err(|why| Error::invalid("slug", why))?)
+            }
             Lookup::Host(host) => TenantRef::Slug(slug_of_host(host)?),
         };
         let tenant = self.get(&target).await?;
@@ -373,19 +449,26 @@ impl Tenants {
             isolation: tenant.isolation,
             schema_name: tenant.schema_name.clone(),
             database_name: tenant.database_name.clone(),
-            row_filter_tenant_id: (tenant.isolation == Isolation::Shared).then(|| tenant.id.to_string()),
+            row_filter_tenant_id: (tenant.isolation == Isolation::Shared)
+                .then(|| tenant.id.to_string()),
         };
         Ok((tenant, location))
     }
 
     /// Read-modify-write with optimistic concurrency. With an etag, a concurrent change is the
     /// caller's conflict (ABORTED); without one, the change is re-applied to the fresh row.
-    async fn mutate<F>(&self, target: &TenantRef, etag: Option<&str>, change: F) -> Result<Tenant, Error>
+    async fn mutate<F>(
+        &self,
+        target: &TenantRef,
+        etag: Option<&str>,
+        change: F,
+    ) -> Result<Tenant, Error>
     where
         F: Fn(&mut Tenant, chrono::DateTime<chrono::Utc>) -> Result<(), Error>,
     {
         let expected = etag.filter(|e| !e.is_empty()).map(|e| {
-            crate::domain::Etag::parse(e).ok_or_else(|| Error::invalid("etag", "is not an etag issued by this service"))
+            crate::domain::Etag::parse(e)
+                .ok_or_else(|| Error::invalid("etag", "is not an etag issued by this service"))
         });
         let expected = expected.transpose()?;
         for _ in 0..MAX_WRITE_ATTEMPTS {
@@ -403,7 +486,9 @@ impl Tenants {
                 None => continue,
             }
         }
-        Err(Error::Aborted { message: format!("{target} is being changed concurrently; retry") })
+        Err(Error::Aborted {
+            message: format!("{target} is being changed concurrently; retry"),
+        })
     }
 
     /// The plan named by `text` (empty = the default plan) and its default isolation.
@@ -437,7 +522,12 @@ impl Tenants {
 const CREATE_METHOD: &str = "tenant.v1.TenantService/CreateTenant";
 
 fn stale(tenant: &Tenant) -> Error {
-    Error::Aborted { message: format!("etag mismatch: tenant {} has changed; read it again", tenant.slug) }
+    Error::Aborted {
+        message: format!(
+            "etag mismatch: tenant {} has changed; read it again",
+            tenant.slug
+        ),
+    }
 }
 
 fn push(violations: &mut Vec<FieldViolation>, error: Error) {
@@ -449,18 +539,32 @@ fn push(violations: &mut Vec<FieldViolation>, error: Error) {
 
 fn check_display_name(name: &str, field: &str, violations: &mut Vec<FieldViolation>) {
     if name.chars().count() > MAX_DISPLAY_NAME {
-        violations.push(FieldViolation::new(field, format!("must be at most {MAX_DISPLAY_NAME} characters")));
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_DISPLAY_NAME} characters"),
+        ));
     }
     if name.chars().any(char::is_control) {
-        violations.push(FieldViolation::new(field, "must not contain control characters"));
+        violations.push(FieldViolation::new(
+            field,
+            "must not contain control characters",
+        ));
     }
 }
 
-fn parse_labels(labels: &BTreeMap<String, String>, field: &str, violations: &mut Vec<FieldViolation>) -> Option<Labels> {
+fn parse_labels(
+    labels: &BTreeMap<String, String>,
+    field: &str,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<Labels> {
     Labels::parse(labels)
         .map_err(|errors| {
             for (key, why) in errors {
-                let field = if key.is_empty() { field.to_owned() } else { format!("{field}[{key}]") };
+                let field = if key.is_empty() {
+                    field.to_owned()
+                } else {
+                    format!("{field}[{key}]")
+                };
                 violations.push(FieldViolation::new(field, why));
             }
         })
@@ -470,10 +574,23 @@ fn parse_labels(labels: &BTreeMap<String, String>, field: &str, violations: &mut
 /// The slug in a host name: its first label ("acme.example.com:443" -> acme).
 fn slug_of_host(host: &str) -> Result<Slug, Error> {
     let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
     });
-    let first = host.split('.').next().unwrap_or_default().to_ascii_lowercase();
-    Slug::parse(&first).map_err(|why| Error::invalid("host", format!("its first label is not a tenant slug: the slug {why}")))
+    let first = host
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    Slug::parse(&first).map_err(|why| {
+        Error::invalid(
+            "host",
+            format!("its first label is not a tenant slug: the slug {why}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -483,9 +600,21 @@ mod tests {
     #[test]
     fn tenant_names_accept_ids_and_slugs() {
         let id = TenantId::new();
-        assert_eq!(TenantRef::parse(&format!("tenants/{id}"), "name").unwrap(), TenantRef::Id(id));
-        assert!(matches!(TenantRef::parse("tenants/acme", "name").unwrap(), TenantRef::Slug(_)));
-        for bad in ["acme", "tenants/", "tenants/Acme", "tenant/acme", "tenants/acme/x"] {
+        assert_eq!(
+            TenantRef::parse(&format!("tenants/{id}"), "name").unwrap(),
+            TenantRef::Id(id)
+        );
+        assert!(matches!(
+            TenantRef::parse("tenants/acme", "name").unwrap(),
+            TenantRef::Slug(_)
+        ));
+        for bad in [
+            "acme",
+            "tenants/",
+            "tenants/Acme",
+            "tenant/acme",
+            "tenants/acme/x",
+        ] {
             assert!(TenantRef::parse(bad, "name").is_err(), "{bad}");
         }
     }
@@ -493,7 +622,10 @@ mod tests {
     #[test]
     fn hosts_resolve_by_their_first_label() {
         assert_eq!(slug_of_host("acme.example.com").unwrap().as_str(), "acme");
-        assert_eq!(slug_of_host("Acme.example.com:8443").unwrap().as_str(), "acme");
+        assert_eq!(
+            slug_of_host("Acme.example.com:8443").unwrap().as_str(),
+            "acme"
+        );
         assert_eq!(slug_of_host("acme").unwrap().as_str(), "acme");
         assert!(slug_of_host("").is_err());
         assert!(slug_of_host("'; drop table tenants;--.example.com").is_err());

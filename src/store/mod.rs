@@ -60,7 +60,10 @@ impl Catalog {
         } else if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else {
-            return Err(Error::invalid("database_url", "must start with postgres://, postgresql:// or sqlite:"));
+            return Err(Error::invalid(
+                "database_url",
+                "must start with postgres://, postgresql:// or sqlite:",
+            ));
         };
         let mut options = ConnectOptions::new(url);
         options
@@ -130,10 +133,17 @@ pub(crate) fn db_error(err: DbErr) -> Error {
         ),
         _ => false,
     };
-    if unavailable { Error::Unavailable(err.to_string()) } else { Error::Internal(err.to_string()) }
+    if unavailable {
+        Error::Unavailable(err.to_string())
+    } else {
+        Error::Internal(err.to_string())
+    }
 }
 
 /// Whether `err` is a unique-constraint violation.
 pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }

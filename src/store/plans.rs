@@ -42,8 +42,14 @@ impl Catalog {
 
     /// The plan's default isolation (`Some(None)`: the plan exists and has none), or `None`
     /// when there is no such plan.
-    pub async fn plan_default_isolation(&self, id: &PlanName) -> Result<Option<Option<Isolation>>, Error> {
-        let row = plan::Entity::find_by_id(id.as_str().to_owned()).one(self.conn()).await.map_err(db_error)?;
+    pub async fn plan_default_isolation(
+        &self,
+        id: &PlanName,
+    ) -> Result<Option<Option<Isolation>>, Error> {
+        let row = plan::Entity::find_by_id(id.as_str().to_owned())
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
         Ok(row.map(|p| p.default_isolation.as_deref().and_then(Isolation::parse)))
     }
 }

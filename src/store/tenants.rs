@@ -45,7 +45,10 @@ pub struct ListQuery {
 
 impl Catalog {
     pub async fn tenant_by_id(&self, id: TenantId) -> Result<Option<Tenant>, Error> {
-        let row = tenant::Entity::find_by_id(id.as_uuid()).one(self.conn()).await.map_err(db_error)?;
+        let row = tenant::Entity::find_by_id(id.as_uuid())
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
         row.map(to_domain).transpose()
     }
 
@@ -59,7 +62,10 @@ impl Catalog {
     }
 
     pub async fn request_record(&self, request_id: Uuid) -> Result<Option<RequestRecord>, Error> {
-        let row = request_id::Entity::find_by_id(request_id).one(self.conn()).await.map_err(db_error)?;
+        let row = request_id::Entity::find_by_id(request_id)
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
         Ok(row.map(|r| RequestRecord {
             request_id: r.request_id,
             method: r.method,
@@ -71,14 +77,20 @@ impl Catalog {
     /// Inserts a tenant and, in the same transaction, the request id that asked for it.
     /// A unique violation means either the slug is taken or a concurrent retry won the race:
     /// the request record tells which.
-    pub async fn insert_tenant(&self, new: &Tenant, record: Option<&RequestRecord>) -> Result<NewTenant, Error> {
+    pub async fn insert_tenant(
+        &self,
+        new: &Tenant,
+        record: Option<&RequestRecord>,
+    ) -> Result<NewTenant, Error> {
         let outcome = self
             .conn()
             .transaction::<_, (), sea_orm::DbErr>(|txn| {
                 let model = from_domain(new).into_active_model();
                 let record = record.cloned();
                 Box::pin(async move {
-                    tenant::Entity::insert(model).exec_without_returning(txn).await?;
+                    tenant::Entity::insert(model)
+                        .exec_without_returning(txn)
+                        .await?;
                     if let Some(r) = record {
                         let row = request_id::ActiveModel {
                             request_id: Set(r.request_id),
@@ -87,7 +99,9 @@ impl Catalog {
                             resource_id: Set(r.resource_id),
                             create_time: Set(chrono::Utc::now()),
                         };
-                        request_id::Entity::insert(row).exec_without_returning(txn).await?;
+                        request_id::Entity::insert(row)
+                            .exec_without_returning(txn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -103,15 +117,20 @@ impl Catalog {
                 }
                 Ok(NewTenant::SlugTaken)
             }
-            Err(sea_orm::TransactionError::Transaction(err) | sea_orm::TransactionError::Connection(err)) => {
-                Err(db_error(err))
-            }
+            Err(
+                sea_orm::TransactionError::Transaction(err)
+                | sea_orm::TransactionError::Connection(err),
+            ) => Err(db_error(err)),
         }
     }
 
     /// Writes every mutable column of `t` if the row is still at `expected_revision`, bumping the
     /// revision. `None` when the row has moved on (or is gone): the caller re-reads and decides.
-    pub async fn save_tenant(&self, t: &Tenant, expected_revision: i64) -> Result<Option<Tenant>, Error> {
+    pub async fn save_tenant(
+        &self,
+        t: &Tenant,
+        expected_revision: i64,
+    ) -> Result<Option<Tenant>, Error> {
         let mut saved = t.clone();
         saved.revision = expected_revision + 1;
         saved.update_time = chrono::Utc::now();
@@ -120,11 +139,23 @@ impl Catalog {
             .col_expr(tenant::Column::DisplayName, Expr::value(model.display_name))
             .col_expr(tenant::Column::Plan, Expr::value(model.plan))
             .col_expr(tenant::Column::State, Expr::value(model.state))
-            .col_expr(tenant::Column::StateBeforeDelete, Expr::value(model.state_before_delete))
-            .col_expr(tenant::Column::StateBeforeSuspend, Expr::value(model.state_before_suspend))
+            .col_expr(
+                tenant::Column::StateBeforeDelete,
+                Expr::value(model.state_before_delete),
+            )
+            .col_expr(
+                tenant::Column::StateBeforeSuspend,
+                Expr::value(model.state_before_suspend),
+            )
             .col_expr(tenant::Column::Labels, Expr::value(model.labels))
-            .col_expr(tenant::Column::LimitOverrides, Expr::value(model.limit_overrides))
-            .col_expr(tenant::Column::SuspendReason, Expr::value(model.suspend_reason))
+            .col_expr(
+                tenant::Column::LimitOverrides,
+                Expr::value(model.limit_overrides),
+            )
+            .col_expr(
+                tenant::Column::SuspendReason,
+                Expr::value(model.suspend_reason),
+            )
             .col_expr(tenant::Column::SuspendTime, Expr::value(model.suspend_time))
             .col_expr(tenant::Column::DeleteTime, Expr::value(model.delete_time))
             .col_expr(tenant::Column::PurgeTime, Expr::value(model.purge_time))
@@ -173,7 +204,10 @@ impl Catalog {
         match self.conn().get_database_backend() {
             DbBackend::Postgres => {
                 let wanted = serde_json::to_value(labels.as_map()).unwrap_or_default();
-                cond = cond.add(Expr::cust_with_values("\"tenants\".\"labels\" @> $1", [wanted]));
+                cond = cond.add(Expr::cust_with_values(
+                    "\"tenants\".\"labels\" @> $1",
+                    [wanted],
+                ));
             }
             _ => {
                 for (key, value) in labels.as_map() {
@@ -197,7 +231,8 @@ fn corrupt(field: &str, id: Uuid) -> Error {
 fn to_domain(m: tenant::Model) -> Result<Tenant, Error> {
     let id = m.id;
     let state = |text: Option<&str>| -> Result<Option<TenantState>, Error> {
-        text.map(|s| TenantState::parse(s).ok_or_else(|| corrupt("state", id))).transpose()
+        text.map(|s| TenantState::parse(s).ok_or_else(|| corrupt("state", id)))
+            .transpose()
     };
     let labels: BTreeMap<String, String> =
         serde_json::from_value(m.labels).map_err(|_| corrupt("labels", id))?;

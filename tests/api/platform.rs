@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use tenant_plane::{app::App, config::Config, proto};
 use tonic::Code;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::support::{Db, TestServer, postgres};
 
@@ -22,14 +24,21 @@ async fn health_reports_serving_for_the_server_and_every_service() {
         "tenant.v1.PlanService",
     ] {
         let status = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap_or_else(|s| panic!("{service}: {s:?}"))
             .into_inner()
             .status();
         assert_eq!(status, ServingStatus::Serving, "{service}");
     }
-    let unknown = health.check(HealthCheckRequest { service: "nope.Service".into() }).await.unwrap_err();
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope.Service".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
     server.stop().await;
 }
@@ -45,10 +54,15 @@ async fn reflection_v1_and_v1alpha_list_every_service_and_describe_error_details
         };
         let mut client = ServerReflectionClient::new(server.channel.clone());
         let requests = [
-            ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) },
             ServerReflectionRequest {
                 host: String::new(),
-                message_request: Some(MessageRequest::FileContainingSymbol("google.rpc.BadRequest".into())),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            },
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(
+                    "google.rpc.BadRequest".into(),
+                )),
             },
         ];
         let mut responses = client
@@ -63,11 +77,16 @@ async fn reflection_v1_and_v1alpha_list_every_service_and_describe_error_details
                 Some(MessageResponse::ListServicesResponse(list)) => {
                     services = list.service.into_iter().map(|s| s.name).collect::<Vec<_>>();
                 }
-                Some(MessageResponse::FileDescriptorResponse(files)) => found_bad_request = !files.file_descriptor_proto.is_empty(),
+                Some(MessageResponse::FileDescriptorResponse(files)) => {
+                    found_bad_request = !files.file_descriptor_proto.is_empty()
+                }
                 other => panic!("unexpected reflection answer {other:?}"),
             }
         }
-        assert!(found_bad_request, "google.rpc types are registered, so grpcurl can print error details");
+        assert!(
+            found_bad_request,
+            "google.rpc types are registered, so grpcurl can print error details"
+        );
         services
     };
     for service in [
@@ -78,27 +97,39 @@ async fn reflection_v1_and_v1alpha_list_every_service_and_describe_error_details
         "tenant.v1.PlanService",
         "grpc.health.v1.Health",
     ] {
-        assert!(v1.iter().any(|s| s == service), "{service} missing from {v1:?}");
+        assert!(
+            v1.iter().any(|s| s == service),
+            "{service} missing from {v1:?}"
+        );
     }
 
     use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse,
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
     let mut client = ServerReflectionClient::new(server.channel.clone());
-    let request =
-        ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut responses = client
         .server_reflection_info(tokio_stream::iter([request]))
         .await
         .expect("reflection v1alpha")
         .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        responses.message().await.expect("v1alpha answer").and_then(|r| r.message_response)
+    let Some(MessageResponse::ListServicesResponse(list)) = responses
+        .message()
+        .await
+        .expect("v1alpha answer")
+        .and_then(|r| r.message_response)
     else {
         panic!("v1alpha did not list services");
     };
-    assert!(list.service.iter().any(|s| s.name == "tenant.v1.TenantService"));
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "tenant.v1.TenantService")
+    );
     server.stop().await;
 }
 
@@ -106,13 +137,28 @@ async fn reflection_v1_and_v1alpha_list_every_service_and_describe_error_details
 async fn unbuilt_rpcs_answer_unimplemented_naming_what_is_missing() {
     let server = TestServer::start(Db::Sqlite).await;
     let mut quotas = proto::quota_service_client::QuotaServiceClient::new(server.channel.clone());
-    let status = quotas.check_quota(proto::CheckQuotaRequest::default()).await.unwrap_err();
+    let status = quotas
+        .check_quota(proto::CheckQuotaRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("CheckQuota"), "{}", status.message());
-    let mut provisioning = proto::provisioning_service_client::ProvisioningServiceClient::new(server.channel.clone());
-    let status = provisioning.provision_tenant(proto::ProvisionTenantRequest::default()).await.unwrap_err();
+    assert!(
+        status.message().contains("CheckQuota"),
+        "{}",
+        status.message()
+    );
+    let mut provisioning =
+        proto::provisioning_service_client::ProvisioningServiceClient::new(server.channel.clone());
+    let status = provisioning
+        .provision_tenant(proto::ProvisionTenantRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("ProvisionTenant"), "{}", status.message());
+    assert!(
+        status.message().contains("ProvisionTenant"),
+        "{}",
+        status.message()
+    );
     server.stop().await;
 }
 
@@ -120,14 +166,31 @@ async fn unbuilt_rpcs_answer_unimplemented_naming_what_is_missing() {
 async fn every_answer_carries_a_request_id_and_a_caller_supplied_one_is_kept() {
     let server = TestServer::start(Db::Sqlite).await;
     let mut client = server.tenants();
-    let mut request = tonic::Request::new(proto::GetTenantRequest { name: "tenants/nobody".into() });
-    request.metadata_mut().insert("x-request-id", "req-123".parse().expect("ascii"));
+    let mut request = tonic::Request::new(proto::GetTenantRequest {
+        name: "tenants/nobody".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "req-123".parse().expect("ascii"));
     let status = client.get_tenant(request).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    assert_eq!(status.metadata().get("x-request-id").and_then(|v| v.to_str().ok()), Some("req-123"));
+    assert_eq!(
+        status
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-123")
+    );
 
-    let generated = client.list_tenants(proto::ListTenantsRequest::default()).await.expect("list");
-    let id = generated.metadata().get("x-request-id").and_then(|v| v.to_str().ok()).expect("a request id");
+    let generated = client
+        .list_tenants(proto::ListTenantsRequest::default())
+        .await
+        .expect("list");
+    let id = generated
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a request id");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     server.stop().await;
 }
@@ -135,20 +198,47 @@ async fn every_answer_carries_a_request_id_and_a_caller_supplied_one_is_kept() {
 async fn start_two_at_once(database_url: Option<String>, dir: &std::path::Path) {
     let build = |_: u8| App::build(Config::for_tests(dir.to_path_buf(), database_url.clone()));
     let (a, b) = tokio::join!(build(1), build(2));
-    let (a, b) = (a.expect("first instance starts"), b.expect("second instance starts"));
+    let (a, b) = (
+        a.expect("first instance starts"),
+        b.expect("second instance starts"),
+    );
     // Both instances serve the same catalog: a tenant made through one is seen by the other.
     let (la, lb) = (a.bind().await.expect("bind"), b.bind().await.expect("bind"));
-    let (addr_a, addr_b) = (la.local_addr().expect("addr"), lb.local_addr().expect("addr"));
-    let (stop_a, stop_b) = (tokio::sync::oneshot::channel::<()>(), tokio::sync::oneshot::channel::<()>());
-    let ta = tokio::spawn(a.run(la, async move { let _ = stop_a.1.await; }));
-    let tb = tokio::spawn(b.run(lb, async move { let _ = stop_b.1.await; }));
-    let mut client_a = proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr_a}")).await.expect("a");
-    let mut client_b = proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr_b}")).await.expect("b");
+    let (addr_a, addr_b) = (
+        la.local_addr().expect("addr"),
+        lb.local_addr().expect("addr"),
+    );
+    let (stop_a, stop_b) = (
+        tokio::sync::oneshot::channel::<()>(),
+        tokio::sync::oneshot::channel::<()>(),
+    );
+    let ta = tokio::spawn(a.run(la, async move {
+        let _ = stop_a.1.await;
+    }));
+    let tb = tokio::spawn(b.run(lb, async move {
+        let _ = stop_b.1.await;
+    }));
+    let mut client_a =
+        proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr_a}"))
+            .await
+            .expect("a");
+    let mut client_b =
+        proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr_b}"))
+            .await
+            .expect("b");
     client_a
-        .create_tenant(proto::CreateTenantRequest { tenant: Some(crate::support::new_tenant("shared")), ..Default::default() })
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(crate::support::new_tenant("shared")),
+            ..Default::default()
+        })
         .await
         .expect("create through a");
-    let seen = client_b.get_tenant(proto::GetTenantRequest { name: "tenants/shared".into() }).await.expect("read through b");
+    let seen = client_b
+        .get_tenant(proto::GetTenantRequest {
+            name: "tenants/shared".into(),
+        })
+        .await
+        .expect("read through b");
     assert_eq!(seen.into_inner().slug, "shared");
     let _ = (stop_a.0.send(()), stop_b.0.send(()));
     ta.await.expect("a task").expect("a stops cleanly");
@@ -171,26 +261,48 @@ async fn two_instances_starting_at_once_on_one_sqlite_catalog_both_come_up() {
 #[tokio::test]
 async fn restarting_on_an_existing_catalog_keeps_its_tenants() {
     let dir = tempfile::tempdir().expect("dir");
-    let first = App::build(Config::for_tests(dir.path().to_path_buf(), None)).await.expect("first start");
+    let first = App::build(Config::for_tests(dir.path().to_path_buf(), None))
+        .await
+        .expect("first start");
     let listener = first.bind().await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(first.run(listener, async move { let _ = stopped.await; }));
-    let mut client = proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+    let task = tokio::spawn(first.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    let mut client =
+        proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
     client
-        .create_tenant(proto::CreateTenantRequest { tenant: Some(crate::support::new_tenant("kept")), ..Default::default() })
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(crate::support::new_tenant("kept")),
+            ..Default::default()
+        })
         .await
         .expect("create");
     let _ = stop.send(());
     task.await.expect("task").expect("clean stop");
 
-    let second = App::build(Config::for_tests(dir.path().to_path_buf(), None)).await.expect("restart migrates idempotently");
+    let second = App::build(Config::for_tests(dir.path().to_path_buf(), None))
+        .await
+        .expect("restart migrates idempotently");
     let listener = second.bind().await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(second.run(listener, async move { let _ = stopped.await; }));
-    let mut client = proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr}")).await.expect("connect");
-    let kept = client.get_tenant(proto::GetTenantRequest { name: "tenants/kept".into() }).await.expect("still there");
+    let task = tokio::spawn(second.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    let mut client =
+        proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+    let kept = client
+        .get_tenant(proto::GetTenantRequest {
+            name: "tenants/kept".into(),
+        })
+        .await
+        .expect("still there");
     assert_eq!(kept.into_inner().slug, "kept");
     let _ = stop.send(());
     task.await.expect("task").expect("clean stop");
@@ -199,7 +311,11 @@ async fn restarting_on_an_existing_catalog_keeps_its_tenants() {
 #[tokio::test]
 async fn the_binary_starts_with_no_configuration_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-plane"))
         .env_clear()
         .env("TENANT_PLANE_DATA_DIR", dir.path())
@@ -211,11 +327,14 @@ async fn the_binary_starts_with_no_configuration_and_stops_cleanly_on_sigterm() 
 
     let mut serving = false;
     for _ in 0..100 {
-        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("uri")
-            .connect()
-            .await
-            && let Ok(answer) = HealthClient::new(channel).check(HealthCheckRequest::default()).await
+        if let Ok(channel) =
+            tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .expect("uri")
+                .connect()
+                .await
+            && let Ok(answer) = HealthClient::new(channel)
+                .check(HealthCheckRequest::default())
+                .await
         {
             serving = answer.into_inner().status() == ServingStatus::Serving;
             break;
@@ -223,9 +342,15 @@ async fn the_binary_starts_with_no_configuration_and_stops_cleanly_on_sigterm() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(serving, "the binary did not come up");
-    assert!(dir.path().join("catalog.sqlite3").exists(), "the embedded catalog is created under the data dir");
+    assert!(
+        dir.path().join("catalog.sqlite3").exists(),
+        "the embedded catalog is created under the data dir"
+    );
 
-    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let mut exit = None;
     for _ in 0..100 {

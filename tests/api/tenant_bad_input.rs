@@ -45,37 +45,68 @@ async fn create_tenant_refuses_hostile_and_malformed_slugs(server: &TestServer) 
     ];
     for slug in hostile {
         let status = client
-            .create_tenant(proto::CreateTenantRequest { tenant: Some(new_tenant(slug)), ..Default::default() })
+            .create_tenant(proto::CreateTenantRequest {
+                tenant: Some(new_tenant(slug)),
+                ..Default::default()
+            })
             .await
             .expect_err(slug);
         assert_bad_field(&status, "tenant.slug");
-        assert!(!status.message().to_lowercase().contains("insert"), "no SQL in errors: {}", status.message());
+        assert!(
+            !status.message().to_lowercase().contains("insert"),
+            "no SQL in errors: {}",
+            status.message()
+        );
     }
     assert_eq!(server.catalog_snapshot().await, before, "nothing changed");
 }
 
-async fn create_tenant_refuses_an_unknown_plan_or_isolation_and_names_every_bad_field(server: &TestServer) {
+async fn create_tenant_refuses_an_unknown_plan_or_isolation_and_names_every_bad_field(
+    server: &TestServer,
+) {
     let mut client = server.tenants();
-    let tenant = proto::Tenant { slug: "Bad Slug".into(), plan: "platinum".into(), isolation: 42, ..Default::default() };
+    let tenant = proto::Tenant {
+        slug: "Bad Slug".into(),
+        plan: "platinum".into(),
+        isolation: 42,
+        ..Default::default()
+    };
 
     let status = client
-        .create_tenant(proto::CreateTenantRequest { tenant: Some(tenant), ..Default::default() })
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(tenant),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
 
     assert_bad_field(&status, "tenant.slug");
     assert_bad_field(&status, "tenant.plan");
     assert_bad_field(&status, "tenant.isolation");
-    let malformed_plan = proto::Tenant { slug: "ok".into(), plan: "Pro Plan".into(), ..Default::default() };
+    let malformed_plan = proto::Tenant {
+        slug: "ok".into(),
+        plan: "Pro Plan".into(),
+        ..Default::default()
+    };
     let status = client
-        .create_tenant(proto::CreateTenantRequest { tenant: Some(malformed_plan), ..Default::default() })
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(malformed_plan),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_bad_field(&status, "tenant.plan");
     if server.db == crate::support::Db::Sqlite {
-        let schema = proto::Tenant { slug: "ok".into(), isolation: proto::Isolation::Schema as i32, ..Default::default() };
+        let schema = proto::Tenant {
+            slug: "ok".into(),
+            isolation: proto::Isolation::Schema as i32,
+            ..Default::default()
+        };
         let status = client
-            .create_tenant(proto::CreateTenantRequest { tenant: Some(schema), ..Default::default() })
+            .create_tenant(proto::CreateTenantRequest {
+                tenant: Some(schema),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_bad_field(&status, "tenant.isolation");
@@ -83,11 +114,17 @@ async fn create_tenant_refuses_an_unknown_plan_or_isolation_and_names_every_bad_
     let mut bad_labels = new_tenant("ok");
     bad_labels.labels.insert("Bad Key".into(), "v".into());
     let status = client
-        .create_tenant(proto::CreateTenantRequest { tenant: Some(bad_labels), ..Default::default() })
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(bad_labels),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_bad_field(&status, "tenant.labels[Bad Key]");
-    let missing = client.create_tenant(proto::CreateTenantRequest::default()).await.unwrap_err();
+    let missing = client
+        .create_tenant(proto::CreateTenantRequest::default())
+        .await
+        .unwrap_err();
     assert_bad_field(&missing, "tenant");
     assert!(server.catalog_snapshot().await.is_empty());
 }
@@ -102,10 +139,19 @@ async fn create_tenant_refuses_output_only_fields_and_a_malformed_request_id(ser
         ..Default::default()
     };
     let status = client
-        .create_tenant(proto::CreateTenantRequest { tenant: Some(tenant), request_id: "not-a-uuid".into(), ..Default::default() })
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(tenant),
+            request_id: "not-a-uuid".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    for field in ["tenant.id", "tenant.state", "tenant.schema_name", "request_id"] {
+    for field in [
+        "tenant.id",
+        "tenant.state",
+        "tenant.schema_name",
+        "request_id",
+    ] {
         assert_bad_field(&status, field);
     }
     assert!(server.catalog_snapshot().await.is_empty());
@@ -116,7 +162,10 @@ async fn a_slug_too_long_for_a_postgres_identifier_with_the_prefix_is_refused(se
     // 57 characters + "tenant_" = 64 bytes: one over PostgreSQL's identifier limit.
     let slug = "a".repeat(57);
     let status = client
-        .create_tenant(proto::CreateTenantRequest { tenant: Some(new_tenant(&slug)), ..Default::default() })
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(new_tenant(&slug)),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_bad_field(&status, "tenant.slug");
@@ -130,17 +179,33 @@ async fn malformed_tenant_names_are_refused(server: &TestServer) {
     create(server, "acme").await;
     let before = server.catalog_snapshot().await;
     let mut client = server.tenants();
-    for name in ["acme", "tenants/", "tenants/Acme", "tenants/acme/extra", "tenants/0190f7a4-zzzz", "projects/acme"] {
-        let get = client.get_tenant(proto::GetTenantRequest { name: name.into() }).await.unwrap_err();
+    for name in [
+        "acme",
+        "tenants/",
+        "tenants/Acme",
+        "tenants/acme/extra",
+        "tenants/0190f7a4-zzzz",
+        "projects/acme",
+    ] {
+        let get = client
+            .get_tenant(proto::GetTenantRequest { name: name.into() })
+            .await
+            .unwrap_err();
         assert_bad_field(&get, "name");
         let delete = client
-            .delete_tenant(proto::DeleteTenantRequest { name: name.into(), etag: String::new() })
+            .delete_tenant(proto::DeleteTenantRequest {
+                name: name.into(),
+                etag: String::new(),
+            })
             .await
             .unwrap_err();
         assert_bad_field(&delete, "name");
     }
     let unknown_id = format!("tenants/{}", uuid::Uuid::now_v7());
-    let status = client.get_tenant(proto::GetTenantRequest { name: unknown_id }).await.unwrap_err();
+    let status = client
+        .get_tenant(proto::GetTenantRequest { name: unknown_id })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(server.catalog_snapshot().await, before);
 }
@@ -149,33 +214,64 @@ async fn update_tenant_refuses_output_only_and_immutable_fields(server: &TestSer
     let created = create(server, "acme").await;
     let before = server.catalog_snapshot().await;
     let mut client = server.tenants();
-    for path in ["state", "schema_name", "create_time", "etag", "slug", "isolation", "no_such_field"] {
-        let change = proto::Tenant { name: created.name.clone(), slug: "evil".into(), ..Default::default() };
+    for path in [
+        "state",
+        "schema_name",
+        "create_time",
+        "etag",
+        "slug",
+        "isolation",
+        "no_such_field",
+    ] {
+        let change = proto::Tenant {
+            name: created.name.clone(),
+            slug: "evil".into(),
+            ..Default::default()
+        };
         let status = client
             .update_tenant(proto::UpdateTenantRequest {
                 tenant: Some(change),
-                update_mask: Some(FieldMask { paths: vec!["display_name".into(), path.into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into(), path.into()],
+                }),
             })
             .await
             .expect_err(path);
         assert_bad_field(&status, "update_mask");
-        assert!(status.message().contains(path), "{path}: {}", status.message());
+        assert!(
+            status.message().contains(path),
+            "{path}: {}",
+            status.message()
+        );
     }
-    let unknown_plan = proto::Tenant { name: created.name.clone(), plan: "platinum".into(), ..Default::default() };
+    let unknown_plan = proto::Tenant {
+        name: created.name.clone(),
+        plan: "platinum".into(),
+        ..Default::default()
+    };
     let status = client
         .update_tenant(proto::UpdateTenantRequest {
             tenant: Some(unknown_plan),
-            update_mask: Some(FieldMask { paths: vec!["plan".into()] }),
+            update_mask: Some(FieldMask {
+                paths: vec!["plan".into()],
+            }),
         })
         .await
         .unwrap_err();
     assert_bad_field(&status, "tenant.plan");
-    let mut bad_override = proto::Tenant { name: created.name.clone(), ..Default::default() };
-    bad_override.limit_overrides.insert("Bad Resource".into(), 1);
+    let mut bad_override = proto::Tenant {
+        name: created.name.clone(),
+        ..Default::default()
+    };
+    bad_override
+        .limit_overrides
+        .insert("Bad Resource".into(), 1);
     let status = client
         .update_tenant(proto::UpdateTenantRequest {
             tenant: Some(bad_override),
-            update_mask: Some(FieldMask { paths: vec!["limit_overrides".into()] }),
+            update_mask: Some(FieldMask {
+                paths: vec!["limit_overrides".into()],
+            }),
         })
         .await
         .unwrap_err();
@@ -193,21 +289,35 @@ async fn update_tenant_with_a_stale_etag_is_aborted(server: &TestServer) {
             etag: etag.into(),
             ..Default::default()
         }),
-        update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+        update_mask: Some(FieldMask {
+            paths: vec!["display_name".into()],
+        }),
     };
-    client.update_tenant(rename("First", &created.etag)).await.expect("first write wins");
+    client
+        .update_tenant(rename("First", &created.etag))
+        .await
+        .expect("first write wins");
     let before = server.catalog_snapshot().await;
 
-    let stale = client.update_tenant(rename("Second", &created.etag)).await.unwrap_err();
+    let stale = client
+        .update_tenant(rename("Second", &created.etag))
+        .await
+        .unwrap_err();
 
     assert_eq!(stale.code(), Code::Aborted);
     assert_eq!(server.catalog_snapshot().await, before);
     let stale_delete = client
-        .delete_tenant(proto::DeleteTenantRequest { name: created.name.clone(), etag: created.etag.clone() })
+        .delete_tenant(proto::DeleteTenantRequest {
+            name: created.name.clone(),
+            etag: created.etag.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(stale_delete.code(), Code::Aborted);
-    let forged = client.update_tenant(rename("Third", "W/\"whatever\"")).await.unwrap_err();
+    let forged = client
+        .update_tenant(rename("Third", "W/\"whatever\""))
+        .await
+        .unwrap_err();
     assert_bad_field(&forged, "etag");
     assert_eq!(server.catalog_snapshot().await, before);
 }
@@ -217,7 +327,10 @@ async fn undelete_of_a_live_tenant_says_it_already_exists(server: &TestServer) {
     let before = server.catalog_snapshot().await;
     let status = server
         .tenants()
-        .undelete_tenant(proto::UndeleteTenantRequest { name: created.name, etag: String::new() })
+        .undelete_tenant(proto::UndeleteTenantRequest {
+            name: created.name,
+            etag: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
@@ -228,27 +341,43 @@ async fn suspend_of_a_deleted_tenant_is_a_failed_precondition(server: &TestServe
     let created = create(server, "acme").await;
     let mut client = server.tenants();
     client
-        .delete_tenant(proto::DeleteTenantRequest { name: created.name.clone(), etag: String::new() })
+        .delete_tenant(proto::DeleteTenantRequest {
+            name: created.name.clone(),
+            etag: String::new(),
+        })
         .await
         .expect("delete");
     let before = server.catalog_snapshot().await;
 
     let status = client
-        .suspend_tenant(proto::SuspendTenantRequest { name: created.name.clone(), reason: "x".into(), etag: String::new() })
+        .suspend_tenant(proto::SuspendTenantRequest {
+            name: created.name.clone(),
+            reason: "x".into(),
+            etag: String::new(),
+        })
         .await
         .unwrap_err();
 
     assert_eq!(status.code(), Code::FailedPrecondition);
-    let details = tonic_types::StatusExt::get_details_precondition_failure(&status).expect("PreconditionFailure");
+    let details = tonic_types::StatusExt::get_details_precondition_failure(&status)
+        .expect("PreconditionFailure");
     assert_eq!(details.violations[0].subject, created.name);
     let no_reason = client
-        .suspend_tenant(proto::SuspendTenantRequest { name: created.name.clone(), reason: " ".into(), etag: String::new() })
+        .suspend_tenant(proto::SuspendTenantRequest {
+            name: created.name.clone(),
+            reason: " ".into(),
+            etag: String::new(),
+        })
         .await
         .unwrap_err();
     assert_bad_field(&no_reason, "reason");
     let update = client
         .update_tenant(proto::UpdateTenantRequest {
-            tenant: Some(proto::Tenant { name: created.name.clone(), display_name: "x".into(), ..Default::default() }),
+            tenant: Some(proto::Tenant {
+                name: created.name.clone(),
+                display_name: "x".into(),
+                ..Default::default()
+            }),
             update_mask: None,
         })
         .await
@@ -260,17 +389,29 @@ async fn suspend_of_a_deleted_tenant_is_a_failed_precondition(server: &TestServe
 async fn resolve_tenant_refuses_a_missing_or_malformed_key(server: &TestServer) {
     use proto::resolve_tenant_request::Key;
     let mut client = server.tenants();
-    let none = client.resolve_tenant(proto::ResolveTenantRequest { key: None }).await.unwrap_err();
+    let none = client
+        .resolve_tenant(proto::ResolveTenantRequest { key: None })
+        .await
+        .unwrap_err();
     assert_bad_field(&none, "key");
-    let id = client.resolve_tenant(proto::ResolveTenantRequest { key: Some(Key::Id("42".into())) }).await.unwrap_err();
+    let id = client
+        .resolve_tenant(proto::ResolveTenantRequest {
+            key: Some(Key::Id("42".into())),
+        })
+        .await
+        .unwrap_err();
     assert_bad_field(&id, "id");
     let slug = client
-        .resolve_tenant(proto::ResolveTenantRequest { key: Some(Key::Slug("a'b".into())) })
+        .resolve_tenant(proto::ResolveTenantRequest {
+            key: Some(Key::Slug("a'b".into())),
+        })
         .await
         .unwrap_err();
     assert_bad_field(&slug, "slug");
     let host = client
-        .resolve_tenant(proto::ResolveTenantRequest { key: Some(Key::Host("'; select 1;--.example.com".into())) })
+        .resolve_tenant(proto::ResolveTenantRequest {
+            key: Some(Key::Host("'; select 1;--.example.com".into())),
+        })
         .await
         .unwrap_err();
     assert_bad_field(&host, "host");

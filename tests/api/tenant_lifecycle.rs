@@ -20,7 +20,9 @@ on_both!(
     two_concurrent_creates_of_one_slug_admit_exactly_one,
 );
 
-async fn create_tenant_returns_a_provisioning_tenant_with_derived_storage_names(server: &TestServer) {
+async fn create_tenant_returns_a_provisioning_tenant_with_derived_storage_names(
+    server: &TestServer,
+) {
     let mut labels = std::collections::HashMap::new();
     labels.insert("tier".to_owned(), "gold".to_owned());
     let tenant = proto::Tenant {
@@ -31,7 +33,10 @@ async fn create_tenant_returns_a_provisioning_tenant_with_derived_storage_names(
     };
     let created = server
         .tenants()
-        .create_tenant(proto::CreateTenantRequest { tenant: Some(tenant), ..Default::default() })
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(tenant),
+            ..Default::default()
+        })
         .await
         .expect("create")
         .into_inner();
@@ -63,12 +68,31 @@ async fn get_tenant_finds_a_tenant_by_id_and_by_slug(server: &TestServer) {
     let created = create(server, "globex").await;
     let mut client = server.tenants();
 
-    let by_id = client.get_tenant(proto::GetTenantRequest { name: created.name.clone() }).await.expect("by id");
-    let by_slug = client.get_tenant(proto::GetTenantRequest { name: "tenants/globex".into() }).await.expect("by slug");
+    let by_id = client
+        .get_tenant(proto::GetTenantRequest {
+            name: created.name.clone(),
+        })
+        .await
+        .expect("by id");
+    let by_slug = client
+        .get_tenant(proto::GetTenantRequest {
+            name: "tenants/globex".into(),
+        })
+        .await
+        .expect("by slug");
 
-    assert_eq!(by_id.into_inner(), created, "a read returns exactly what the create returned");
+    assert_eq!(
+        by_id.into_inner(),
+        created,
+        "a read returns exactly what the create returned"
+    );
     assert_eq!(by_slug.into_inner(), created);
-    let missing = client.get_tenant(proto::GetTenantRequest { name: "tenants/initech".into() }).await.unwrap_err();
+    let missing = client
+        .get_tenant(proto::GetTenantRequest {
+            name: "tenants/initech".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 }
 
@@ -87,7 +111,9 @@ async fn update_tenant_changes_only_the_masked_fields_and_bumps_the_etag(server:
     let updated = client
         .update_tenant(proto::UpdateTenantRequest {
             tenant: Some(change),
-            update_mask: Some(FieldMask { paths: vec!["display_name".into(), "labels".into()] }),
+            update_mask: Some(FieldMask {
+                paths: vec!["display_name".into(), "labels".into()],
+            }),
         })
         .await
         .expect("update")
@@ -99,17 +125,27 @@ async fn update_tenant_changes_only_the_masked_fields_and_bumps_the_etag(server:
     assert_ne!(updated.etag, created.etag);
     assert_eq!(updated.create_time, created.create_time);
 
-    let mut overrides = proto::Tenant { name: created.name.clone(), ..Default::default() };
-    overrides.limit_overrides.insert("messages_per_day".into(), 5000);
+    let mut overrides = proto::Tenant {
+        name: created.name.clone(),
+        ..Default::default()
+    };
+    overrides
+        .limit_overrides
+        .insert("messages_per_day".into(), 5000);
     let with_limits = client
         .update_tenant(proto::UpdateTenantRequest {
             tenant: Some(overrides),
-            update_mask: Some(FieldMask { paths: vec!["limit_overrides".into()] }),
+            update_mask: Some(FieldMask {
+                paths: vec!["limit_overrides".into()],
+            }),
         })
         .await
         .expect("update limit overrides")
         .into_inner();
-    assert_eq!(with_limits.limit_overrides.get("messages_per_day"), Some(&5000));
+    assert_eq!(
+        with_limits.limit_overrides.get("messages_per_day"),
+        Some(&5000)
+    );
     assert_eq!(with_limits.display_name, "Umbrella Corp");
 }
 
@@ -131,15 +167,28 @@ async fn suspend_and_resume_keep_the_reason_and_return_to_the_previous_state(ser
     assert!(suspended.suspend_time.is_some());
 
     let resumed = client
-        .resume_tenant(proto::ResumeTenantRequest { name: created.name.clone(), etag: String::new() })
+        .resume_tenant(proto::ResumeTenantRequest {
+            name: created.name.clone(),
+            etag: String::new(),
+        })
         .await
         .expect("resume")
         .into_inner();
-    assert_eq!(resumed.state(), State::Provisioning, "back to the state it was suspended in");
-    assert_eq!(resumed.suspend_reason, "payment overdue", "the reason is kept");
+    assert_eq!(
+        resumed.state(),
+        State::Provisioning,
+        "back to the state it was suspended in"
+    );
+    assert_eq!(
+        resumed.suspend_reason, "payment overdue",
+        "the reason is kept"
+    );
 
     let again = client
-        .resume_tenant(proto::ResumeTenantRequest { name: created.name.clone(), etag: String::new() })
+        .resume_tenant(proto::ResumeTenantRequest {
+            name: created.name.clone(),
+            etag: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
@@ -150,22 +199,49 @@ async fn delete_is_soft_and_undelete_restores_the_tenant(server: &TestServer) {
     let mut client = server.tenants();
 
     let deleted = client
-        .delete_tenant(proto::DeleteTenantRequest { name: created.name.clone(), etag: created.etag.clone() })
+        .delete_tenant(proto::DeleteTenantRequest {
+            name: created.name.clone(),
+            etag: created.etag.clone(),
+        })
         .await
         .expect("delete")
         .into_inner();
     assert_eq!(deleted.state(), State::Deleted);
-    let (delete_time, purge_time) = (deleted.delete_time.expect("delete_time"), deleted.purge_time.expect("purge_time"));
-    assert_eq!(purge_time.seconds - delete_time.seconds, 30 * 24 * 3600, "default retention is 30 days");
+    let (delete_time, purge_time) = (
+        deleted.delete_time.expect("delete_time"),
+        deleted.purge_time.expect("purge_time"),
+    );
+    assert_eq!(
+        purge_time.seconds - delete_time.seconds,
+        30 * 24 * 3600,
+        "default retention is 30 days"
+    );
     assert_eq!(server.catalog_snapshot().await.len(), 1, "the row is kept");
 
-    let listed = client.list_tenants(proto::ListTenantsRequest::default()).await.expect("list").into_inner();
-    assert!(listed.tenants.is_empty(), "deleted tenants are hidden without show_deleted");
-    let still_readable = client.get_tenant(proto::GetTenantRequest { name: created.name.clone() }).await;
-    assert_eq!(still_readable.expect("get deleted").into_inner().state(), State::Deleted);
+    let listed = client
+        .list_tenants(proto::ListTenantsRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(
+        listed.tenants.is_empty(),
+        "deleted tenants are hidden without show_deleted"
+    );
+    let still_readable = client
+        .get_tenant(proto::GetTenantRequest {
+            name: created.name.clone(),
+        })
+        .await;
+    assert_eq!(
+        still_readable.expect("get deleted").into_inner().state(),
+        State::Deleted
+    );
 
     let restored = client
-        .undelete_tenant(proto::UndeleteTenantRequest { name: created.name.clone(), etag: deleted.etag.clone() })
+        .undelete_tenant(proto::UndeleteTenantRequest {
+            name: created.name.clone(),
+            etag: deleted.etag.clone(),
+        })
         .await
         .expect("undelete")
         .into_inner();
@@ -185,11 +261,16 @@ async fn resolve_tenant_finds_a_tenant_by_id_slug_and_host(server: &TestServer) 
         Key::Host("WAYNE.example.com:8443".into()),
     ] {
         let resolved = client
-            .resolve_tenant(proto::ResolveTenantRequest { key: Some(key.clone()) })
+            .resolve_tenant(proto::ResolveTenantRequest {
+                key: Some(key.clone()),
+            })
             .await
             .unwrap_or_else(|s| panic!("{key:?}: {s:?}"))
             .into_inner();
-        assert_eq!(resolved.tenant.as_ref().map(|t| t.id.as_str()), Some(created.id.as_str()));
+        assert_eq!(
+            resolved.tenant.as_ref().map(|t| t.id.as_str()),
+            Some(created.id.as_str())
+        );
         let location = resolved.location.expect("location");
         assert_eq!(location.isolation, created.isolation);
         assert_eq!(location.schema_name, created.schema_name);
@@ -197,16 +278,24 @@ async fn resolve_tenant_finds_a_tenant_by_id_slug_and_host(server: &TestServer) 
     }
 
     let unknown = client
-        .resolve_tenant(proto::ResolveTenantRequest { key: Some(Key::Host("nobody.example.com".into())) })
+        .resolve_tenant(proto::ResolveTenantRequest {
+            key: Some(Key::Host("nobody.example.com".into())),
+        })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
     let api_key = client
-        .resolve_tenant(proto::ResolveTenantRequest { key: Some(Key::ApiKey("secret".into())) })
+        .resolve_tenant(proto::ResolveTenantRequest {
+            key: Some(Key::ApiKey("secret".into())),
+        })
         .await
         .unwrap_err();
     assert_eq!(api_key.code(), Code::Unimplemented);
-    assert!(api_key.message().contains("api_key"), "{}", api_key.message());
+    assert!(
+        api_key.message().contains("api_key"),
+        "{}",
+        api_key.message()
+    );
 }
 
 async fn a_retried_create_with_the_same_request_id_returns_the_first_answer(server: &TestServer) {
@@ -217,8 +306,16 @@ async fn a_retried_create_with_the_same_request_id_returns_the_first_answer(serv
         validate_only: false,
     };
 
-    let first = client.create_tenant(request.clone()).await.expect("first").into_inner();
-    let retry = client.create_tenant(request.clone()).await.expect("retry").into_inner();
+    let first = client
+        .create_tenant(request.clone())
+        .await
+        .expect("first")
+        .into_inner();
+    let retry = client
+        .create_tenant(request.clone())
+        .await
+        .expect("retry")
+        .into_inner();
 
     assert_eq!(retry, first);
     assert_eq!(server.catalog_snapshot().await.len(), 1);
@@ -227,7 +324,11 @@ async fn a_retried_create_with_the_same_request_id_returns_the_first_answer(serv
     reused.tenant = Some(new_tenant("skynet"));
     let refused = client.create_tenant(reused).await.unwrap_err();
     crate::support::assert_bad_field(&refused, "request_id");
-    assert_eq!(server.catalog_snapshot().await.len(), 1, "nothing was created");
+    assert_eq!(
+        server.catalog_snapshot().await.len(),
+        1,
+        "nothing was created"
+    );
 }
 
 async fn validate_only_checks_everything_and_writes_nothing(server: &TestServer) {
@@ -261,7 +362,10 @@ async fn two_concurrent_creates_of_one_slug_admit_exactly_one(server: &TestServe
         let mut client = server.tenants();
         tokio::spawn(async move {
             client
-                .create_tenant(proto::CreateTenantRequest { tenant: Some(new_tenant("oscorp")), ..Default::default() })
+                .create_tenant(proto::CreateTenantRequest {
+                    tenant: Some(new_tenant("oscorp")),
+                    ..Default::default()
+                })
                 .await
         })
     });
@@ -270,7 +374,10 @@ async fn two_concurrent_creates_of_one_slug_admit_exactly_one(server: &TestServe
     let won = results.iter().filter(|r| r.is_ok()).count();
     let lost: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert_eq!(won, 1, "{results:?}");
-    assert!(lost.iter().all(|s| s.code() == Code::AlreadyExists), "{lost:?}");
+    assert!(
+        lost.iter().all(|s| s.code() == Code::AlreadyExists),
+        "{lost:?}"
+    );
     assert_eq!(server.catalog_snapshot().await.len(), 1);
 }
 

@@ -41,26 +41,75 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Tenants::Id).uuid().not_null().primary_key())
                     // Unique across every tenant ever created, deleted ones included: a slug names
                     // storage, and reusing it while the old data is kept would be ambiguous.
-                    .col(ColumnDef::new(Tenants::Slug).string_len(63).not_null().unique_key())
-                    .col(ColumnDef::new(Tenants::DisplayName).string_len(200).not_null())
+                    .col(
+                        ColumnDef::new(Tenants::Slug)
+                            .string_len(63)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Tenants::DisplayName)
+                            .string_len(200)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Tenants::Plan).string_len(63).not_null())
                     .col(ColumnDef::new(Tenants::Isolation).string_len(16).not_null())
                     .col(ColumnDef::new(Tenants::State).string_len(16).not_null())
-                    .col(ColumnDef::new(Tenants::StateBeforeDelete).string_len(16).null())
-                    .col(ColumnDef::new(Tenants::StateBeforeSuspend).string_len(16).null())
+                    .col(
+                        ColumnDef::new(Tenants::StateBeforeDelete)
+                            .string_len(16)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tenants::StateBeforeSuspend)
+                            .string_len(16)
+                            .null(),
+                    )
                     .col(ColumnDef::new(Tenants::Labels).json_binary().not_null())
-                    .col(ColumnDef::new(Tenants::LimitOverrides).json_binary().not_null())
+                    .col(
+                        ColumnDef::new(Tenants::LimitOverrides)
+                            .json_binary()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Tenants::SchemaName).string_len(63).null())
                     .col(ColumnDef::new(Tenants::DatabaseName).string_len(255).null())
-                    .col(ColumnDef::new(Tenants::SuspendReason).string_len(500).null())
-                    .col(ColumnDef::new(Tenants::MigrationVersion).string_len(255).null())
+                    .col(
+                        ColumnDef::new(Tenants::SuspendReason)
+                            .string_len(500)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tenants::MigrationVersion)
+                            .string_len(255)
+                            .null(),
+                    )
                     .col(ColumnDef::new(Tenants::LastError).text().null())
                     .col(ColumnDef::new(Tenants::Revision).big_integer().not_null())
-                    .col(ColumnDef::new(Tenants::CreateTime).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Tenants::UpdateTime).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Tenants::DeleteTime).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Tenants::PurgeTime).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Tenants::SuspendTime).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Tenants::CreateTime)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tenants::UpdateTime)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tenants::DeleteTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tenants::PurgeTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tenants::SuspendTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -89,6 +138,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Tenants::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Tenants::Table).to_owned())
+            .await
     }
 }

@@ -23,17 +23,36 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RequestIds::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(RequestIds::RequestId).uuid().not_null().primary_key())
-                    .col(ColumnDef::new(RequestIds::Method).string_len(100).not_null())
-                    .col(ColumnDef::new(RequestIds::RequestHash).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(RequestIds::RequestId)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(RequestIds::Method)
+                            .string_len(100)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RequestIds::RequestHash)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(RequestIds::ResourceId).uuid().not_null())
-                    .col(ColumnDef::new(RequestIds::CreateTime).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(RequestIds::CreateTime)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(RequestIds::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(RequestIds::Table).to_owned())
+            .await
     }
 }

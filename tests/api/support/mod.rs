@@ -45,7 +45,8 @@ impl TestServer {
         };
         let mut config = Config::for_tests(data_dir.path().to_path_buf(), database_url.clone());
         adjust(&mut config);
-        let catalog_url = database_url.unwrap_or_else(|| sqlite_url(data_dir.path().join("catalog.sqlite3")));
+        let catalog_url =
+            database_url.unwrap_or_else(|| sqlite_url(data_dir.path().join("catalog.sqlite3")));
         let app = App::build(config).await.expect("the control plane starts");
         let listener = app.bind().await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
@@ -61,7 +62,15 @@ impl TestServer {
             .connect()
             .await
             .expect("connect to the server");
-        Self { addr, channel, catalog_url, db, stop: Some(stop), handle, _data_dir: data_dir }
+        Self {
+            addr,
+            channel,
+            catalog_url,
+            db,
+            stop: Some(stop),
+            handle,
+            _data_dir: data_dir,
+        }
     }
 
     pub fn tenants(&self) -> TenantServiceClient<Channel> {
@@ -95,7 +104,9 @@ impl TestServer {
 
     /// A separate connection to the catalog database, for assertions on what was stored.
     pub async fn catalog(&self) -> DatabaseConnection {
-        Database::connect(&self.catalog_url).await.expect("connect to the catalog")
+        Database::connect(&self.catalog_url)
+            .await
+            .expect("connect to the catalog")
     }
 
     /// Stops the server as a signal would, and waits for it to finish.
@@ -115,7 +126,9 @@ fn sqlite_url(path: PathBuf) -> String {
 #[track_caller]
 pub fn assert_bad_field(status: &Status, field: &str) {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let bad = status.get_details_bad_request().unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
+    let bad = status
+        .get_details_bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
     assert!(
         bad.field_violations.iter().any(|v| v.field == field),
         "expected a violation of {field}, got {:?}",
@@ -125,13 +138,19 @@ pub fn assert_bad_field(status: &Status, field: &str) {
 
 /// A tenant with only a slug set.
 pub fn new_tenant(slug: &str) -> proto::Tenant {
-    proto::Tenant { slug: slug.to_owned(), ..Default::default() }
+    proto::Tenant {
+        slug: slug.to_owned(),
+        ..Default::default()
+    }
 }
 
 pub async fn create(server: &TestServer, slug: &str) -> proto::Tenant {
     server
         .tenants()
-        .create_tenant(proto::CreateTenantRequest { tenant: Some(new_tenant(slug)), ..Default::default() })
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(new_tenant(slug)),
+            ..Default::default()
+        })
         .await
         .unwrap_or_else(|s| panic!("create {slug}: {s:?}"))
         .into_inner()

@@ -60,15 +60,21 @@ pub async fn fresh_database_url() -> String {
     db.execute_unprepared(&format!(r#"CREATE DATABASE "{name}""#))
         .await
         .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {admin_url}: {e}"));
-    db.close().await.expect("closing the admin connection to test PostgreSQL");
+    db.close()
+        .await
+        .expect("closing the admin connection to test PostgreSQL");
     with_database(&admin_url, &name)
 }
 
 /// `url` with its database path replaced by `database`. Any `?query` is kept.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..].find('/').map_or(base.len(), |i| authority + i);
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     format!("{}/{database}{query}", &base[..path])
 }
@@ -77,8 +83,18 @@ fn with_database(url: &str, database: &str) -> String {
 fn start_cluster() -> String {
     let bin = find_bindir().expect(NO_SERVER);
     let root = is_root();
-    if root && !Command::new("id").args(["-u", "postgres"]).output().is_ok_and(|o| o.status.success()) {
-        run(vec![tool("useradd"), "--system".into(), "--no-create-home".into(), "postgres".into()]);
+    if root
+        && !Command::new("id")
+            .args(["-u", "postgres"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    {
+        run(vec![
+            tool("useradd"),
+            "--system".into(),
+            "--no-create-home".into(),
+            "postgres".into(),
+        ]);
     }
     let tmp = tempfile::Builder::new()
         .prefix("tenant-plane-pg-")
@@ -94,10 +110,26 @@ fn start_cluster() -> String {
         // The `postgres` user must be able to traverse the root-owned 0700 temp dir, and must own the data dir.
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o711))
             .expect("making the PostgreSQL temp dir traversable");
-        run(vec!["chown".into(), "-R".into(), "postgres:".into(), data_s.clone()]);
+        run(vec![
+            "chown".into(),
+            "-R".into(),
+            "postgres:".into(),
+            data_s.clone(),
+        ]);
     }
     let initdb = path_str(&bin.join("initdb")).to_owned();
-    let args = ["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"];
+    let args = [
+        "-D",
+        &data_s,
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "--no-sync",
+        "-E",
+        "UTF8",
+        "--locale=C",
+    ];
     run(as_server_user(root, argv(&initdb, &args)));
 
     let log = format!("{data_s}/server.log");
@@ -113,7 +145,9 @@ fn start_cluster() -> String {
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             sh_quote(&data_s)
         );
-        let args = ["-D", &data_s, "-l", &log, "-w", "-t", "60", "-o", &opts, "start"];
+        let args = [
+            "-D", &data_s, "-l", &log, "-w", "-t", "60", "-o", &opts, "start",
+        ];
         match try_run(as_server_user(root, argv(&pg_ctl, &args))) {
             Ok(()) => return format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             Err(e) => failure = e,
@@ -125,9 +159,15 @@ fn start_cluster() -> String {
 
 /// Stops the server and removes `tmp` once this process has exited, even if it was killed.
 /// The watchdog runs as the current user: a `postgres`-owned `kill -0` could not see a root test process.
-#[allow(clippy::zombie_processes, reason = "the watchdog must outlive this process; init reaps it")]
+#[allow(
+    clippy::zombie_processes,
+    reason = "the watchdog must outlive this process; init reaps it"
+)]
 fn spawn_watchdog(root: bool, pg_ctl: &str, data: &str, tmp: &str) {
-    let stop = shell_join(&as_server_user(root, argv(pg_ctl, &["-D", data, "stop", "-m", "immediate"])));
+    let stop = shell_join(&as_server_user(
+        root,
+        argv(pg_ctl, &["-D", data, "stop", "-m", "immediate"]),
+    ));
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf {tmp}",
         pid = std::process::id(),
@@ -147,19 +187,32 @@ fn spawn_watchdog(root: bool, pg_ctl: &str, data: &str, tmp: &str) {
 /// The first directory holding `initdb`, `pg_ctl` and `postgres`: `PATH`, then the newest
 /// `/usr/lib/postgresql/*/bin`, then `pg_config --bindir`.
 fn find_bindir() -> Option<PathBuf> {
-    let complete = |dir: &PathBuf| ["initdb", "pg_ctl", "postgres"].iter().all(|t| dir.join(t).is_file());
+    let complete = |dir: &PathBuf| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|t| dir.join(t).is_file())
+    };
     let mut versioned: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| {
-            let version = e.file_name().to_string_lossy().split('.').filter_map(|p| p.parse().ok()).collect();
+            let version = e
+                .file_name()
+                .to_string_lossy()
+                .split('.')
+                .filter_map(|p| p.parse().ok())
+                .collect();
             (version, e.path().join("bin"))
         })
         .collect();
     versioned.sort_by(|a, b| b.0.cmp(&a.0));
     let pg_config = || {
-        let out = Command::new("pg_config").arg("--bindir").output().ok().filter(|o| o.status.success())?;
+        let out = Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
         Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
     };
     path_dirs()
@@ -170,7 +223,9 @@ fn find_bindir() -> Option<PathBuf> {
 }
 
 fn path_dirs() -> Vec<PathBuf> {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default()
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default()
 }
 
 /// Absolute path of a system tool, searching the sbin dirs too: they may be missing from `PATH`.
@@ -187,10 +242,16 @@ fn tool(name: &str) -> String {
 /// Whether the effective uid is 0, read from `/proc/self/status` (or `id -u`). No libc needed.
 fn is_root() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1));
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1));
     match euid {
         Some(euid) => euid == "0",
-        None => Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0"),
+        None => Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0"),
     }
 }
 
@@ -201,14 +262,24 @@ fn as_server_user(root: bool, argv: Vec<String>) -> Vec<String> {
     }
     let runuser = tool("runuser");
     if Path::new(&runuser).is_absolute() {
-        [runuser, "-u".into(), "postgres".into(), "--".into()].into_iter().chain(argv).collect()
+        [runuser, "-u".into(), "postgres".into(), "--".into()]
+            .into_iter()
+            .chain(argv)
+            .collect()
     } else {
-        ["su", "postgres", "-s", "/bin/sh", "-c"].iter().map(|s| s.to_string()).chain([shell_join(&argv)]).collect()
+        ["su", "postgres", "-s", "/bin/sh", "-c"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([shell_join(&argv)])
+            .collect()
     }
 }
 
 fn argv(program: &str, args: &[&str]) -> Vec<String> {
-    std::iter::once(program).chain(args.iter().copied()).map(str::to_owned).collect()
+    std::iter::once(program)
+        .chain(args.iter().copied())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn run(argv: Vec<String>) {
@@ -227,8 +298,15 @@ fn try_run(argv: Vec<String>) -> Result<(), String> {
     if out.status.success() {
         return Ok(());
     }
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    Err(format!("`{}` exited with {}\n{stdout}{stderr}", argv.join(" "), out.status))
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    Err(format!(
+        "`{}` exited with {}\n{stdout}{stderr}",
+        argv.join(" "),
+        out.status
+    ))
 }
 
 fn sh_quote(s: &str) -> String {
@@ -236,7 +314,10 @@ fn sh_quote(s: &str) -> String {
 }
 
 fn shell_join(argv: &[String]) -> String {
-    argv.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ")
+    argv.iter()
+        .map(|a| sh_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn path_str(path: &Path) -> &str {
