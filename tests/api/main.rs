@@ -4,5 +4,6 @@ mod support;
 
 mod platform;
 mod tenant_bad_input;
+mod tenant_change_refusals;
 mod tenant_lifecycle;
 mod tenant_list;
