@@ -20,6 +20,22 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server (the default when no command is given).
     Serve(Box<Config>),
+    /// Ask a running server whether it is SERVING (grpc.health.v1); exit 0 if so, 1 if not.
+    /// Used by the container health check.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Address of the server to ask.
+    #[arg(long, env = "TENANT_PLANE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub addr: SocketAddr,
+    /// Service to ask about; empty means the whole server.
+    #[arg(long, default_value = "")]
+    pub service: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,15 +156,20 @@ pub struct Config {
     pub tenant_max_messages_per_day: i64,
 }
 
+/// Parses `args` as the flags of `serve` alone (environment variables apply).
+fn parse_config(args: &[&str]) -> Config {
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        config: Config,
+    }
+    Only::parse_from(args).config
+}
+
 impl Config {
     /// The settings as if given no flags: defaults, overridden by environment variables.
     pub fn from_env() -> Self {
-        #[derive(Parser)]
-        struct Only {
-            #[command(flatten)]
-            config: Config,
-        }
-        Only::parse_from(["tenant-plane"]).config
+        parse_config(&["tenant-plane"])
     }
 
     pub fn pool_acquire_timeout(&self) -> Duration {
@@ -161,12 +182,7 @@ impl Config {
 
     /// A configuration for tests and embedding: embedded SQLite under `data_dir`, port 0.
     pub fn for_tests(data_dir: PathBuf, database_url: Option<String>) -> Self {
-        #[derive(Parser)]
-        struct Only {
-            #[command(flatten)]
-            config: Config,
-        }
-        let mut config = Only::parse_from(["tenant-plane", "--listen", "127.0.0.1:0"]).config;
+        let mut config = parse_config(&["tenant-plane", "--listen", "127.0.0.1:0"]);
         config.data_dir = data_dir;
         config.database_url = database_url;
         config

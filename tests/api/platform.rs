@@ -342,6 +342,17 @@ async fn the_binary_starts_with_no_configuration_and_stops_cleanly_on_sigterm() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(serving, "the binary did not come up");
+    let probe = |port: u16| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tenant-plane"))
+            .args(["health", "--addr", &format!("127.0.0.1:{port}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run the health probe")
+    };
+    assert!(
+        probe(port).success(),
+        "the container health probe sees SERVING"
+    );
     assert!(
         dir.path().join("catalog.sqlite3").exists(),
         "the embedded catalog is created under the data dir"
@@ -365,4 +376,8 @@ async fn the_binary_starts_with_no_configuration_and_stops_cleanly_on_sigterm() 
         panic!("the binary did not stop within 10 s of SIGTERM");
     };
     assert!(exit.success(), "{exit:?}");
+    assert!(
+        !probe(port).success(),
+        "the probe fails once the server is gone"
+    );
 }
