@@ -76,3 +76,86 @@ impl From<Error> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FieldViolation;
+
+    #[test]
+    fn internal_errors_carry_a_request_id_and_never_the_cause() {
+        let status = Status::from(Error::Internal(
+            "error returned from database: relation \"tenants\" does not exist: SELECT * FROM tenants".into(),
+        ));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("SELECT") && !status.message().contains("tenants"));
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("INTERNAL", ERROR_DOMAIN)
+        );
+        assert!(
+            info.metadata
+                .get("request_id")
+                .is_some_and(|id| !id.is_empty())
+        );
+    }
+
+    #[test]
+    fn unavailable_asks_to_retry_and_hides_the_cause() {
+        let status = Status::from(Error::Unavailable(
+            "connection refused to 10.0.0.5:5432".into(),
+        ));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("10.0.0.5"));
+        assert!(status.get_details_retry_info().is_some());
+    }
+
+    #[test]
+    fn invalid_arguments_name_every_field() {
+        let status = Status::from(Error::InvalidArgument(vec![
+            FieldViolation::new("tenant.slug", "bad"),
+            FieldViolation::new("tenant.plan", "unknown"),
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields: Vec<_> = status
+            .get_details_bad_request()
+            .expect("BadRequest")
+            .field_violations
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, ["tenant.slug", "tenant.plan"]);
+    }
+
+    #[test]
+    fn each_domain_error_has_its_code() {
+        let cases = [
+            (Error::tenant_not_found("tenants/x"), Code::NotFound),
+            (
+                Error::AlreadyExists {
+                    kind: "tenant",
+                    name: "x".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                Error::FailedPrecondition {
+                    subject: "tenants/x".into(),
+                    message: "m".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::Aborted {
+                    message: "stale".into(),
+                },
+                Code::Aborted,
+            ),
+            (Error::Unimplemented("X".into()), Code::Unimplemented),
+        ];
+        for (error, code) in cases {
+            assert_eq!(Status::from(error).code(), code);
+        }
+    }
+}
