@@ -1,13 +1,14 @@
 //! Wiring: configuration -> catalog -> use cases -> gRPC server, and an orderly stop.
 
-use std::{collections::BTreeMap, future::Future};
+use std::{collections::BTreeMap, future::Future, num::NonZeroUsize, sync::Arc};
 
 use tokio::net::TcpListener;
 
 use crate::config::{Config, IsolationSetting};
+use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{Isolation, PlanName, StoragePrefix};
 use crate::grpc::{self, Services};
-use crate::service::{TenantSettings, Tenants};
+use crate::service::{Migrations, Provisioning, TenantSettings, Tenants};
 use crate::store::{Backend, Catalog, PlanDefaults, PoolSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,14 @@ const GIB: i64 = 1024 * 1024 * 1024;
 
 impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with(config, TenantMigrations::builtin()).await
+    }
+
+    /// Builds with another set of tenant migrations (an embedding application's own, or a test's).
+    pub async fn build_with(
+        config: Config,
+        migrations: TenantMigrations,
+    ) -> Result<Self, StartError> {
         let prefix = StoragePrefix::parse(&config.tenant_database_prefix)
             .map_err(|why| StartError::Config(format!("TENANT_DATABASE_PREFIX {why}")))?;
         let default_plan = PlanName::parse(&config.tenant_default_plan)
@@ -42,6 +51,10 @@ impl App {
                 "TENANT_PLANE_POOL_SIZE must be at least 1".into(),
             ));
         }
+        let tenant_connections =
+            NonZeroUsize::new(config.tenant_connections as usize).ok_or_else(|| {
+                StartError::Config("TENANT_PLANE_TENANT_CONNECTIONS must be at least 1".into())
+            })?;
 
         let url = match &config.database_url {
             Some(url) => url.clone(),
@@ -80,8 +93,22 @@ impl App {
             default_isolation,
             purge_retention: chrono::Duration::days(i64::from(config.purge_retention_days)),
         };
+        let dataplane = Arc::new(DataPlane::new(
+            catalog.clone(),
+            DataPlaneSettings {
+                catalog_url: url,
+                data_dir: config.data_dir.clone(),
+                tenant_connections,
+                acquire_timeout: config.pool_acquire_timeout(),
+            },
+            migrations,
+        ));
+        let provisioning = Provisioning::new(catalog.clone(), dataplane.clone());
+        let auto_provision = config.tenant_auto_provision.then(|| provisioning.clone());
         let services = Services {
-            tenants: Tenants::new(catalog.clone(), settings),
+            tenants: Tenants::new(catalog.clone(), settings, auto_provision),
+            provisioning,
+            migrations: Migrations::new(catalog.clone(), dataplane),
         };
         Ok(Self {
             config,
@@ -121,7 +148,15 @@ fn builtin_plans(config: &Config, default_plan: &PlanName) -> Vec<PlanDefaults> 
     let limits = |users: i64, storage_gib: i64, messages: i64| {
         BTreeMap::from([
             ("users".to_owned(), users),
-            ("storage_bytes".to_owned(), storage_gib.saturating_mul(GIB)),
+            // Negative means unlimited and stays -1, whatever the unit.
+            (
+                "storage_bytes".to_owned(),
+                if storage_gib < 0 {
+                    -1
+                } else {
+                    storage_gib.saturating_mul(GIB)
+                },
+            ),
             ("messages_per_day".to_owned(), messages),
         ])
     };

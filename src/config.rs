@@ -86,6 +86,11 @@ pub struct Config {
     #[arg(long, env = "TENANT_PLANE_POOL_SIZE", default_value_t = 10)]
     pub pool_size: u32,
 
+    /// Most connections kept open to tenant databases (database-per-tenant isolation), shared by
+    /// all tenants in LRU order: connections never grow with the number of tenants.
+    #[arg(long, env = "TENANT_PLANE_TENANT_CONNECTIONS", default_value_t = 8)]
+    pub tenant_connections: u32,
+
     /// Seconds to wait for a free pool connection before answering UNAVAILABLE.
     #[arg(
         long,

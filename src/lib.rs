@@ -6,7 +6,9 @@
 //! * [`config`] — every setting: a flag, an environment variable and a documented default.
 //! * [`telemetry`] — logging (human or JSON).
 //! * [`domain`] — parsed identifiers, the tenant state machine and the error type; no I/O.
-//! * [`store`] — the catalog: sea-orm entities and queries; the only module that imports sea-orm.
+//! * [`store`] — the catalog: sea-orm entities and queries.
+//! * [`dataplane`] — each tenant's storage: created, migrated and dropped per its isolation.
+//!   With `store`, the only modules that talk to a database.
 //! * [`service`] — the use cases, in domain terms.
 //! * [`grpc`] — one file per gRPC service, decode → one use case → encode; `grpc::status` is the
 //!   single table from domain errors to gRPC status codes.
@@ -14,6 +16,7 @@
 
 pub mod app;
 pub mod config;
+pub mod dataplane;
 pub mod domain;
 pub mod grpc;
 pub mod service;

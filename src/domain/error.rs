@@ -31,6 +31,12 @@ pub enum Error {
     /// Optimistic concurrency: the caller's etag is not the current one.
     #[error("{message}")]
     Aborted { message: String },
+    /// A tenant migration failed; the tenant was left at `version`, its previous version.
+    #[error("tenant migration failed ({message}); the tenant is left at version {}", .version.as_deref().unwrap_or("none"))]
+    MigrationFailed {
+        message: String,
+        version: Option<String>,
+    },
     #[error("{0} is not implemented yet")]
     Unimplemented(String),
     /// The catalog database cannot be reached; retrying later may work.

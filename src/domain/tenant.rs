@@ -87,17 +87,15 @@ impl Etag {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        text.strip_prefix("\"r")?
-            .strip_suffix('"')?
-            .parse()
-            .ok()
-            .map(Self)
+        let revision: i64 = text.strip_prefix('r')?.parse().ok()?;
+        (revision > 0 && text.len() > 1 && text.as_bytes()[1].is_ascii_digit())
+            .then_some(Self(revision))
     }
 }
 
 impl std::fmt::Display for Etag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "\"r{}\"", self.0)
+        write!(f, "r{}", self.0)
     }
 }
 
@@ -121,6 +119,9 @@ pub struct Tenant {
     pub suspend_reason: Option<String>,
     pub migration_version: Option<String>,
     pub last_error: Option<String>,
+    pub last_error_time: Option<DateTime<Utc>>,
+    /// When the tenant's storage was created; `None` while it has none.
+    pub provision_time: Option<DateTime<Utc>>,
     pub revision: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
@@ -235,6 +236,8 @@ mod tests {
             suspend_reason: None,
             migration_version: None,
             last_error: None,
+            last_error_time: None,
+            provision_time: None,
             revision: 1,
             create_time: now,
             update_time: now,
@@ -300,6 +303,7 @@ mod tests {
         let etag = Etag::from_revision(42);
         assert_eq!(Etag::parse(&etag.to_string()), Some(etag));
         assert_eq!(Etag::parse("42"), None);
-        assert_eq!(Etag::parse("\"rx\""), None);
+        assert_eq!(Etag::parse("rx"), None);
+        assert_eq!(Etag::parse("\"r1\""), None);
     }
 }

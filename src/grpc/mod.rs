@@ -3,7 +3,9 @@
 
 pub mod context;
 mod convert;
+mod migration;
 mod pending;
+mod provisioning;
 pub mod status;
 mod tenant;
 
@@ -18,12 +20,14 @@ use crate::proto::{
     provisioning_service_server::ProvisioningServiceServer,
     quota_service_server::QuotaServiceServer, tenant_service_server::TenantServiceServer,
 };
-use crate::service::Tenants;
+use crate::service::{Migrations, Provisioning, Tenants};
 
 /// The use cases the gRPC services call.
 #[derive(Clone)]
 pub struct Services {
     pub tenants: Tenants,
+    pub provisioning: Provisioning,
+    pub migrations: Migrations,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,18 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// Validates an AIP-155 request id: empty or a UUID.
+fn check_request_id(request_id: &str) -> Result<(), crate::domain::Error> {
+    if request_id.is_empty() || uuid::Uuid::try_parse(request_id).is_ok() {
+        Ok(())
+    } else {
+        Err(crate::domain::Error::invalid(
+            "request_id",
+            "must be a UUID",
+        ))
+    }
 }
 
 /// Serves every service on `listener` until `shutdown` completes, then stops accepting and lets
@@ -88,8 +104,12 @@ pub async fn serve(
         .add_service(TenantServiceServer::new(tenant::TenantApi::new(
             services.tenants,
         )))
-        .add_service(ProvisioningServiceServer::new(pending::Pending))
-        .add_service(MigrationServiceServer::new(pending::Pending))
+        .add_service(ProvisioningServiceServer::new(
+            provisioning::ProvisioningApi::new(services.provisioning),
+        ))
+        .add_service(MigrationServiceServer::new(migration::MigrationApi::new(
+            services.migrations,
+        )))
         .add_service(QuotaServiceServer::new(pending::Pending))
         .add_service(PlanServiceServer::new(pending::Pending))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);

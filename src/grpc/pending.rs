@@ -2,15 +2,10 @@
 //! answers UNIMPLEMENTED with the name of what is missing, so callers can code against the
 //! contract and get a clear answer meanwhile.
 
-use std::pin::Pin;
-
 use tonic::{Request, Response, Status};
 
 use crate::domain::Error;
-use crate::proto::{
-    self, migration_service_server::MigrationService, plan_service_server::PlanService,
-    provisioning_service_server::ProvisioningService, quota_service_server::QuotaService,
-};
+use crate::proto::{self, plan_service_server::PlanService, quota_service_server::QuotaService};
 
 /// Implements the not-yet-built services.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,89 +13,8 @@ pub struct Pending;
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn missing<T>(what: &str) -> Reply<T> {
+pub(super) fn missing<T>(what: &str) -> Reply<T> {
     Err(Error::Unimplemented(what.to_owned()).into())
-}
-
-#[tonic::async_trait]
-impl ProvisioningService for Pending {
-    async fn provision_tenant(
-        &self,
-        _: Request<proto::ProvisionTenantRequest>,
-    ) -> Reply<proto::ProvisionTenantResponse> {
-        missing("ProvisionTenant (tenant storage provisioning)")
-    }
-
-    async fn deprovision_tenant(
-        &self,
-        _: Request<proto::DeprovisionTenantRequest>,
-    ) -> Reply<proto::Tenant> {
-        missing("DeprovisionTenant (purging tenant storage)")
-    }
-
-    async fn get_provisioning_status(
-        &self,
-        _: Request<proto::GetProvisioningStatusRequest>,
-    ) -> Reply<proto::ProvisioningStatus> {
-        missing("GetProvisioningStatus (tenant storage provisioning)")
-    }
-}
-
-#[tonic::async_trait]
-impl MigrationService for Pending {
-    type WatchRolloutStream = Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<proto::RolloutEvent, Status>> + Send + 'static>,
-    >;
-
-    async fn list_migrations(
-        &self,
-        _: Request<proto::ListMigrationsRequest>,
-    ) -> Reply<proto::ListMigrationsResponse> {
-        missing("ListMigrations (per-tenant migrations)")
-    }
-
-    async fn get_migration_status(
-        &self,
-        _: Request<proto::GetMigrationStatusRequest>,
-    ) -> Reply<proto::MigrationStatus> {
-        missing("GetMigrationStatus (per-tenant migrations)")
-    }
-
-    async fn migrate_tenant(
-        &self,
-        _: Request<proto::MigrateTenantRequest>,
-    ) -> Reply<proto::MigrateTenantResponse> {
-        missing("MigrateTenant (per-tenant migrations)")
-    }
-
-    async fn start_rollout(&self, _: Request<proto::StartRolloutRequest>) -> Reply<proto::Rollout> {
-        missing("StartRollout (fleet migration rollouts)")
-    }
-
-    async fn get_rollout(&self, _: Request<proto::GetRolloutRequest>) -> Reply<proto::Rollout> {
-        missing("GetRollout (fleet migration rollouts)")
-    }
-
-    async fn list_rollouts(
-        &self,
-        _: Request<proto::ListRolloutsRequest>,
-    ) -> Reply<proto::ListRolloutsResponse> {
-        missing("ListRollouts (fleet migration rollouts)")
-    }
-
-    async fn cancel_rollout(
-        &self,
-        _: Request<proto::CancelRolloutRequest>,
-    ) -> Reply<proto::Rollout> {
-        missing("CancelRollout (fleet migration rollouts)")
-    }
-
-    async fn watch_rollout(
-        &self,
-        _: Request<proto::WatchRolloutRequest>,
-    ) -> Reply<Self::WatchRolloutStream> {
-        missing("WatchRollout (fleet migration rollouts)")
-    }
 }
 
 #[tonic::async_trait]

@@ -36,6 +36,15 @@ impl From<Error> for Status {
                 message.clone(),
                 ErrorDetails::with_precondition_failure_violation("STATE", subject, message),
             ),
+            Error::MigrationFailed { .. } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message.clone(),
+                ErrorDetails::with_precondition_failure_violation(
+                    "MIGRATION",
+                    "tenant migration",
+                    message,
+                ),
+            ),
             Error::Aborted { .. } => Status::with_error_details(
                 Code::Aborted,
                 message,

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert;
-use crate::domain::{Error, FieldViolation};
+use crate::domain::{Error, Etag, FieldViolation};
 use crate::proto::{self, tenant_service_server::TenantService};
 use crate::service::{
     CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, RequestKey, TenantRef, Tenants,
@@ -238,6 +238,12 @@ impl TenantService for TenantApi {
                     format!("{p} is not a field of Tenant"),
                 )),
             }
+        }
+        if !tenant.etag.is_empty() && Etag::parse(&tenant.etag).is_none() {
+            violations.push(FieldViolation::new(
+                "tenant.etag",
+                "is not an etag issued by this service",
+            ));
         }
         Error::check(violations)?;
         reply(

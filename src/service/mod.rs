@@ -1,7 +1,12 @@
 //! Use cases, in domain terms: no tonic and no sea-orm types cross this boundary.
 
+mod migrations;
 mod paging;
+mod provisioning;
 mod tenants;
+
+pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
+pub use provisioning::{Provisioning, ProvisioningStatus};
 
 pub use paging::{PageSize, PageToken};
 pub use tenants::{

@@ -8,6 +8,7 @@
 
 pub mod entity;
 mod plans;
+pub mod provisioning;
 mod tenants;
 
 use std::time::Duration;

@@ -133,7 +133,7 @@ impl Catalog {
     ) -> Result<Option<Tenant>, Error> {
         let mut saved = t.clone();
         saved.revision = expected_revision + 1;
-        saved.update_time = chrono::Utc::now();
+        saved.update_time = crate::service::now();
         let model = from_domain(&saved);
         let result = tenant::Entity::update_many()
             .col_expr(tenant::Column::DisplayName, Expr::value(model.display_name))
@@ -159,6 +159,19 @@ impl Catalog {
             .col_expr(tenant::Column::SuspendTime, Expr::value(model.suspend_time))
             .col_expr(tenant::Column::DeleteTime, Expr::value(model.delete_time))
             .col_expr(tenant::Column::PurgeTime, Expr::value(model.purge_time))
+            .col_expr(
+                tenant::Column::MigrationVersion,
+                Expr::value(model.migration_version),
+            )
+            .col_expr(tenant::Column::LastError, Expr::value(model.last_error))
+            .col_expr(
+                tenant::Column::LastErrorTime,
+                Expr::value(model.last_error_time),
+            )
+            .col_expr(
+                tenant::Column::ProvisionTime,
+                Expr::value(model.provision_time),
+            )
             .col_expr(tenant::Column::Revision, Expr::value(model.revision))
             .col_expr(tenant::Column::UpdateTime, Expr::value(model.update_time))
             .filter(tenant::Column::Id.eq(model.id))
@@ -254,6 +267,8 @@ fn to_domain(m: tenant::Model) -> Result<Tenant, Error> {
         suspend_reason: m.suspend_reason,
         migration_version: m.migration_version,
         last_error: m.last_error,
+        last_error_time: m.last_error_time,
+        provision_time: m.provision_time,
         revision: m.revision,
         create_time: m.create_time,
         update_time: m.update_time,
@@ -280,6 +295,8 @@ fn from_domain(t: &Tenant) -> tenant::Model {
         suspend_reason: t.suspend_reason.clone(),
         migration_version: t.migration_version.clone(),
         last_error: t.last_error.clone(),
+        last_error_time: t.last_error_time,
+        provision_time: t.provision_time,
         revision: t.revision,
         create_time: t.create_time,
         update_time: t.update_time,

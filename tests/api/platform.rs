@@ -147,15 +147,14 @@ async fn unbuilt_rpcs_answer_unimplemented_naming_what_is_missing() {
         "{}",
         status.message()
     );
-    let mut provisioning =
-        proto::provisioning_service_client::ProvisioningServiceClient::new(server.channel.clone());
-    let status = provisioning
-        .provision_tenant(proto::ProvisionTenantRequest::default())
+    let mut plans = proto::plan_service_client::PlanServiceClient::new(server.channel.clone());
+    let status = plans
+        .list_plans(proto::ListPlansRequest::default())
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(
-        status.message().contains("ProvisionTenant"),
+        status.message().contains("ListPlans"),
         "{}",
         status.message()
     );

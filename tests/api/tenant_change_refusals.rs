@@ -123,7 +123,7 @@ async fn update_tenant_with_a_stale_etag_is_aborted(server: &TestServer) {
         .update_tenant(rename("Third", "W/\"whatever\""))
         .await
         .unwrap_err();
-    assert_bad_field(&forged, "etag");
+    assert_bad_field(&forged, "tenant.etag");
     assert_eq!(server.catalog_snapshot().await, before);
 }
 

@@ -9,7 +9,8 @@ use crate::on_both;
 use crate::support::{TestServer, create, new_tenant};
 
 on_both!(
-    create_tenant_returns_a_provisioning_tenant_with_derived_storage_names,
+    create_tenant_provisions_storage_and_returns_an_active_tenant,
+    without_auto_provisioning_a_new_tenant_waits_in_provisioning,
     get_tenant_finds_a_tenant_by_id_and_by_slug,
     update_tenant_changes_only_the_masked_fields_and_bumps_the_etag,
     suspend_and_resume_keep_the_reason_and_return_to_the_previous_state,
@@ -20,9 +21,7 @@ on_both!(
     two_concurrent_creates_of_one_slug_admit_exactly_one,
 );
 
-async fn create_tenant_returns_a_provisioning_tenant_with_derived_storage_names(
-    server: &TestServer,
-) {
+async fn create_tenant_provisions_storage_and_returns_an_active_tenant(server: &TestServer) {
     let mut labels = std::collections::HashMap::new();
     labels.insert("tier".to_owned(), "gold".to_owned());
     let tenant = proto::Tenant {
@@ -47,7 +46,15 @@ async fn create_tenant_returns_a_provisioning_tenant_with_derived_storage_names(
     assert_eq!(created.slug, "acme-corp");
     assert_eq!(created.display_name, "Acme Corporation");
     assert_eq!(created.plan, "free", "the default plan");
-    assert_eq!(created.state(), State::Provisioning);
+    assert_eq!(
+        created.state(),
+        State::Active,
+        "TENANT_AUTO_PROVISION is on by default"
+    );
+    assert_eq!(
+        created.migration_version,
+        "m20261123_100004_create_audit_log"
+    );
     assert_eq!(created.labels.get("tier").map(String::as_str), Some("gold"));
     match server.db {
         crate::support::Db::Postgres => {
@@ -62,6 +69,40 @@ async fn create_tenant_returns_a_provisioning_tenant_with_derived_storage_names(
     assert!(!created.etag.is_empty());
     assert!(created.create_time.is_some() && created.delete_time.is_none());
     assert_eq!(server.catalog_snapshot().await.len(), 1);
+}
+
+async fn without_auto_provisioning_a_new_tenant_waits_in_provisioning(server: &TestServer) {
+    let manual = TestServer::start_with(server.db, |c| c.tenant_auto_provision = false).await;
+
+    let created = create(&manual, "later").await;
+
+    assert_eq!(created.state(), State::Provisioning);
+    assert!(created.migration_version.is_empty());
+    let suspended = manual
+        .tenants()
+        .suspend_tenant(proto::SuspendTenantRequest {
+            name: created.name.clone(),
+            reason: "not paid".into(),
+            etag: String::new(),
+        })
+        .await
+        .expect("a waiting tenant can be suspended")
+        .into_inner();
+    let resumed = manual
+        .tenants()
+        .resume_tenant(proto::ResumeTenantRequest {
+            name: created.name,
+            etag: suspended.etag,
+        })
+        .await
+        .expect("resume")
+        .into_inner();
+    assert_eq!(
+        resumed.state(),
+        State::Provisioning,
+        "back to the state it was suspended in"
+    );
+    manual.stop().await;
 }
 
 async fn get_tenant_finds_a_tenant_by_id_and_by_slug(server: &TestServer) {
@@ -176,7 +217,7 @@ async fn suspend_and_resume_keep_the_reason_and_return_to_the_previous_state(ser
         .into_inner();
     assert_eq!(
         resumed.state(),
-        State::Provisioning,
+        State::Active,
         "back to the state it was suspended in"
     );
     assert_eq!(
@@ -245,7 +286,7 @@ async fn delete_is_soft_and_undelete_restores_the_tenant(server: &TestServer) {
         .await
         .expect("undelete")
         .into_inner();
-    assert_eq!(restored.state(), State::Provisioning);
+    assert_eq!(restored.state(), State::Active);
     assert!(restored.delete_time.is_none() && restored.purge_time.is_none());
 }
 

@@ -21,6 +21,8 @@ enum Tenants {
     SuspendReason,
     MigrationVersion,
     LastError,
+    LastErrorTime,
+    ProvisionTime,
     Revision,
     CreateTime,
     UpdateTime,
@@ -84,6 +86,17 @@ impl MigrationTrait for Migration {
                             .null(),
                     )
                     .col(ColumnDef::new(Tenants::LastError).text().null())
+                    .col(
+                        ColumnDef::new(Tenants::LastErrorTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    // Set once the tenant's storage exists; cleared when it is purged.
+                    .col(
+                        ColumnDef::new(Tenants::ProvisionTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .col(ColumnDef::new(Tenants::Revision).big_integer().not_null())
                     .col(
                         ColumnDef::new(Tenants::CreateTime)

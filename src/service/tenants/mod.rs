@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 
+use super::provisioning::{Provisioning, location_of};
 use crate::domain::{
     Error, FieldViolation, Isolation, PlanName, Slug, StorageName, StoragePrefix, Tenant, TenantId,
     TenantState,
@@ -37,11 +38,21 @@ const MAX_SUSPEND_REASON: usize = 500;
 pub struct Tenants {
     catalog: Catalog,
     settings: TenantSettings,
+    /// Set when TENANT_AUTO_PROVISION is on: CreateTenant provisions storage at once.
+    auto_provision: Option<Provisioning>,
 }
 
 impl Tenants {
-    pub fn new(catalog: Catalog, settings: TenantSettings) -> Self {
-        Self { catalog, settings }
+    pub fn new(
+        catalog: Catalog,
+        settings: TenantSettings,
+        auto_provision: Option<Provisioning>,
+    ) -> Self {
+        Self {
+            catalog,
+            settings,
+            auto_provision,
+        }
     }
 
     #[tracing::instrument(skip_all, fields(slug = %input.slug))]
@@ -121,6 +132,8 @@ impl Tenants {
             suspend_reason: None,
             migration_version: None,
             last_error: None,
+            last_error_time: None,
+            provision_time: None,
             revision: 1,
             create_time: now,
             update_time: now,
@@ -146,7 +159,19 @@ impl Tenants {
         match self.catalog.insert_tenant(&tenant, record.as_ref()).await? {
             NewTenant::Created(created) => {
                 tracing::info!(tenant = %created.id, "tenant created");
-                Ok(*created)
+                match &self.auto_provision {
+                    Some(provisioning) => {
+                        match provisioning.provision_tenant(&created, false).await {
+                            Ok((provisioned, _)) => Ok(provisioned),
+                            // The tenant exists, FAILED with the error kept: return it as it is.
+                            Err(error) => {
+                                tracing::warn!(tenant = %created.id, %error, "provisioning a new tenant failed");
+                                self.get(&TenantRef::Id(created.id)).await
+                            }
+                        }
+                    }
+                    None => Ok(*created),
+                }
             }
             NewTenant::SlugTaken => Err(Error::AlreadyExists {
                 kind: "tenant",
@@ -177,11 +202,7 @@ impl Tenants {
     }
 
     pub async fn get(&self, target: &TenantRef) -> Result<Tenant, Error> {
-        let found = match target {
-            TenantRef::Id(id) => self.catalog.tenant_by_id(*id).await?,
-            TenantRef::Slug(slug) => self.catalog.tenant_by_slug(slug).await?,
-        };
-        found.ok_or_else(|| Error::tenant_not_found(target.to_string()))
+        load(&self.catalog, target).await
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %target))]
@@ -293,13 +314,7 @@ impl Tenants {
             Lookup::Host(host) => TenantRef::Slug(slug_of_host(host)?),
         };
         let tenant = self.get(&target).await?;
-        let location = DataLocation {
-            isolation: tenant.isolation,
-            schema_name: tenant.schema_name.clone(),
-            database_name: tenant.database_name.clone(),
-            row_filter_tenant_id: (tenant.isolation == Isolation::Shared)
-                .then(|| tenant.id.to_string()),
-        };
+        let location = location_of(&tenant);
         Ok((tenant, location))
     }
 
@@ -365,6 +380,15 @@ impl Tenants {
             }
         }
     }
+}
+
+/// The tenant `target` names, or NOT_FOUND.
+pub(crate) async fn load(catalog: &Catalog, target: &TenantRef) -> Result<Tenant, Error> {
+    let found = match target {
+        TenantRef::Id(id) => catalog.tenant_by_id(*id).await?,
+        TenantRef::Slug(slug) => catalog.tenant_by_slug(slug).await?,
+    };
+    found.ok_or_else(|| Error::tenant_not_found(target.to_string()))
 }
 
 const CREATE_METHOD: &str = "tenant.v1.TenantService/CreateTenant";

@@ -20,6 +20,8 @@ pub struct Model {
     pub suspend_reason: Option<String>,
     pub migration_version: Option<String>,
     pub last_error: Option<String>,
+    pub last_error_time: Option<DateTimeUtc>,
+    pub provision_time: Option<DateTimeUtc>,
     pub revision: i64,
     pub create_time: DateTimeUtc,
     pub update_time: DateTimeUtc,

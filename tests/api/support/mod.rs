@@ -38,6 +38,11 @@ impl TestServer {
 
     /// Starts a server after `adjust` has changed its configuration.
     pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> Self {
+        // Logs go through the test harness, so a failing test shows what the server said.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn,tenant_plane=info")
+            .try_init();
         let data_dir = tempfile::tempdir().expect("temp dir");
         let database_url = match db {
             Db::Sqlite => None,

@@ -1,0 +1,50 @@
+# tenant-plane: build with the Rust image, run on a slim Debian of the same release (same glibc).
+#
+#   docker build -t tenant-plane .
+#   docker run --rm -p 50051:50051 -v tenant-plane-data:/var/lib/tenant-plane tenant-plane
+
+# ---- build ------------------------------------------------------------------------------------
+FROM rust:1.95-slim-bookworm AS builder
+
+# Nothing to install: the .proto files are compiled by protox (pure Rust, no system protoc), TLS
+# is rustls (no OpenSSL), and the C parts (ring, the bundled SQLite) need only the image's gcc.
+WORKDIR /src
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY migration ./migration
+COPY proto ./proto
+COPY src ./src
+RUN cargo build --release --locked \
+ && install -m 0755 target/release/tenant-plane /usr/local/bin/tenant-plane
+
+# ---- run --------------------------------------------------------------------------------------
+FROM debian:bookworm-slim
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 tenant-plane \
+ && useradd --system --uid 10001 --gid tenant-plane --no-create-home \
+      --home-dir /var/lib/tenant-plane --shell /usr/sbin/nologin tenant-plane \
+ && mkdir -p /var/lib/tenant-plane \
+ && chown tenant-plane:tenant-plane /var/lib/tenant-plane
+
+COPY --from=builder /usr/local/bin/tenant-plane /usr/local/bin/tenant-plane
+
+# Listen on every interface inside the container, keep the embedded SQLite catalog (used when
+# DATABASE_URL is unset) on the volume, and log one JSON object per line.
+ENV TENANT_PLANE_LISTEN=0.0.0.0:50051 \
+    TENANT_PLANE_DATA_DIR=/var/lib/tenant-plane \
+    TENANT_PLANE_LOG_FORMAT=json
+
+# Numeric, so orchestrators can verify the image does not run as root.
+USER 10001:10001
+WORKDIR /var/lib/tenant-plane
+VOLUME ["/var/lib/tenant-plane"]
+EXPOSE 50051
+
+# `tenant-plane health` asks grpc.health.v1 and exits 0 only when the server answers SERVING.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["tenant-plane", "health", "--addr", "127.0.0.1:50051"]
+
+ENTRYPOINT ["tenant-plane"]
+CMD ["serve"]

@@ -1,0 +1,117 @@
+//! The tenant migration set as a value (so tests and embedders can add their own migrations),
+//! and the arithmetic of "how many steps to reach this version".
+
+use std::sync::Arc;
+
+use migration::sea_orm_migration::{MigrationTrait, MigratorTraitSelf};
+
+use crate::domain::Error;
+
+/// Produces the tenant migrations, oldest first. A function because sea-orm-migration consumes
+/// the boxed migrations on every run.
+pub type MigrationSource = Arc<dyn Fn() -> Vec<Box<dyn MigrationTrait>> + Send + Sync>;
+
+/// The tenant migrations this server applies.
+#[derive(Clone)]
+pub struct TenantMigrations {
+    source: MigrationSource,
+    names: Arc<Vec<String>>,
+}
+
+impl TenantMigrations {
+    pub fn new(source: MigrationSource) -> Self {
+        let names = source().iter().map(|m| m.name().to_owned()).collect();
+        Self {
+            source,
+            names: Arc::new(names),
+        }
+    }
+
+    /// The sample tenant schema of the `migration` crate.
+    pub fn builtin() -> Self {
+        Self::new(Arc::new(migration::tenant::migrations))
+    }
+
+    /// Every migration's version, oldest first.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn latest(&self) -> Option<&str> {
+        self.names.last().map(String::as_str)
+    }
+
+    pub fn position(&self, version: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == version)
+    }
+
+    /// Checks a requested target version, naming `field` when it is unknown.
+    pub fn check_version(&self, version: &str, field: &str) -> Result<usize, Error> {
+        self.position(version).ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("'{version}' is not a known tenant migration"),
+            )
+        })
+    }
+}
+
+#[migration::sea_orm_migration::async_trait::async_trait]
+impl MigratorTraitSelf for TenantMigrations {
+    fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
+        (self.source)()
+    }
+}
+
+/// Where a migration should leave a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Apply everything pending.
+    Latest,
+    /// Up to and including this version (up), or back to it, keeping it applied (down).
+    Up(usize),
+    Down(usize),
+    /// Revert the last applied migration.
+    DownOne,
+}
+
+/// The number of migrations to apply (positive) or revert (negative) to go from `applied`
+/// migrations to `target`, with `total` migrations known.
+pub fn steps(applied: usize, total: usize, target: &Target) -> i64 {
+    let goal = match target {
+        Target::Latest => total,
+        Target::Up(index) => (*index + 1).max(applied),
+        Target::Down(index) => (*index + 1).min(applied),
+        Target::DownOne => applied.saturating_sub(1),
+    };
+    goal as i64 - applied as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_reach_the_target_and_never_overshoot() {
+        assert_eq!(steps(0, 4, &Target::Latest), 4);
+        assert_eq!(steps(4, 4, &Target::Latest), 0);
+        assert_eq!(steps(1, 4, &Target::Up(2)), 2);
+        assert_eq!(steps(3, 4, &Target::Up(0)), 0, "up never goes down");
+        assert_eq!(steps(4, 4, &Target::Down(1)), -2);
+        assert_eq!(steps(1, 4, &Target::Down(2)), 0, "down never goes up");
+        assert_eq!(steps(3, 4, &Target::DownOne), -1);
+        assert_eq!(steps(0, 4, &Target::DownOne), 0);
+    }
+
+    #[test]
+    fn the_builtin_set_is_the_sample_schema_in_order() {
+        let set = TenantMigrations::builtin();
+        assert_eq!(set.names().len(), 4);
+        assert!(set.names()[0].ends_with("create_users"));
+        assert!(
+            set.latest()
+                .is_some_and(|v| v.ends_with("create_audit_log"))
+        );
+        assert!(set.check_version("nope", "target_version").is_err());
+    }
+}

@@ -1,0 +1,450 @@
+//! The data plane: each tenant's storage, created, migrated and dropped per its isolation.
+//!
+//! | isolation | PostgreSQL catalog | SQLite catalog |
+//! |---|---|---|
+//! | schema | `CREATE SCHEMA` in the catalog database | — |
+//! | database | `CREATE DATABASE` on the catalog's server | one file under `<data dir>/tenants/` |
+//!
+//! Every run is one transaction on one connection: a PostgreSQL advisory lock keyed on the tenant
+//! serialises runs on the same tenant (also across replicas), the tenant's schema is put on the
+//! `search_path` with `SET LOCAL`, and the pending migrations run inside it. DDL is transactional
+//! on both databases, so a failure leaves the tenant exactly at its previous version, and a failed
+//! provisioning leaves no schema, database or file behind. When the tenant's schema is in the
+//! catalog database, the catalog's mirror of the version commits in the same transaction.
+//!
+//! Schema-per-tenant runs use the one shared catalog pool; database-per-tenant runs use a bounded
+//! LRU of connections ([`handles`]). No pool is ever created per tenant.
+
+mod handles;
+mod migrator;
+
+use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
+
+use chrono::{DateTime, Utc};
+use migration::sea_orm_migration::MigratorTraitSelf;
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
+};
+
+use crate::domain::{Error, Isolation, TenantId};
+use crate::store::{Backend, Catalog, db_error, provisioning::record_migration};
+use handles::{Address, TenantHandles};
+pub use migrator::{MigrationSource, Target, TenantMigrations};
+
+/// Where one tenant's data lives.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub tenant: TenantId,
+    pub isolation: Isolation,
+    pub schema: Option<String>,
+    pub database: Option<String>,
+}
+
+/// What a tenant's version table says after a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Applied migrations, oldest first, with the time each was applied.
+    pub applied: Vec<(String, DateTime<Utc>)>,
+    pub pending: Vec<String>,
+    /// Migrations this run applied (up) or reverted (down), in the order it did so.
+    pub ran: Vec<String>,
+    /// Whether this run created the tenant's storage.
+    pub created: bool,
+}
+
+impl Report {
+    pub fn version(&self) -> Option<&str> {
+        self.applied.last().map(|(v, _)| v.as_str())
+    }
+}
+
+/// What to do in a tenant's storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Run {
+    /// Create the storage if missing (or rebuild it) and migrate it to the latest version.
+    Provision { recreate: bool },
+    /// Migrate existing storage.
+    Migrate(Target),
+    /// Read the version table; change nothing.
+    Inspect,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataPlaneSettings {
+    pub catalog_url: String,
+    pub data_dir: PathBuf,
+    /// Most tenant-database connections kept open at once (DATABASE isolation).
+    pub tenant_connections: NonZeroUsize,
+    pub acquire_timeout: Duration,
+}
+
+pub struct DataPlane {
+    catalog: Catalog,
+    settings: DataPlaneSettings,
+    migrations: TenantMigrations,
+    handles: TenantHandles,
+}
+
+impl DataPlane {
+    pub fn new(
+        catalog: Catalog,
+        settings: DataPlaneSettings,
+        migrations: TenantMigrations,
+    ) -> Self {
+        let handles = TenantHandles::new(settings.tenant_connections, settings.acquire_timeout);
+        Self {
+            catalog,
+            settings,
+            migrations,
+            handles,
+        }
+    }
+
+    pub fn migrations(&self) -> &TenantMigrations {
+        &self.migrations
+    }
+
+    /// Runs `run` in the tenant's storage and returns its version table afterwards.
+    #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, run = ?run))]
+    pub async fn run(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+        match (storage.isolation, self.catalog.backend()) {
+            (Isolation::Schema, Backend::Postgres) => self.run_in_schema(storage, run).await,
+            (Isolation::Database, Backend::Postgres) => self.run_in_pg_database(storage, run).await,
+            (Isolation::Database, Backend::Sqlite) => self.run_in_file(storage, run).await,
+            (Isolation::Shared, _) => Err(Error::Unimplemented(
+                "storage for SHARED isolation (shared tables with row-level security)".into(),
+            )),
+            (Isolation::Schema, Backend::Sqlite) => Err(Error::Internal(
+                "a schema-isolated tenant in an SQLite catalog".into(),
+            )),
+        }
+    }
+
+    /// Drops the tenant's storage. Dropping storage that is already gone succeeds.
+    #[tracing::instrument(skip_all, fields(tenant = %storage.tenant))]
+    pub async fn drop_storage(&self, storage: &Storage) -> Result<(), Error> {
+        match (storage.isolation, self.catalog.backend()) {
+            (Isolation::Schema, Backend::Postgres) => {
+                let schema = quote(required(&storage.schema, "schema")?);
+                let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+                lock(&txn, storage.tenant).await?;
+                exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+                txn.commit().await.map_err(db_error)
+            }
+            (Isolation::Database, Backend::Postgres) => {
+                let database = required(&storage.database, "database")?;
+                self.handles.forget(self.pg_address(database)).await;
+                exec(
+                    self.catalog.conn(),
+                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(database)),
+                )
+                .await
+            }
+            (Isolation::Database, Backend::Sqlite) => {
+                let path = self.file_path(required(&storage.database, "database")?);
+                self.handles.forget(Address::Sqlite { path: &path }).await;
+                remove_sqlite_files(&path)
+            }
+            (Isolation::Shared, _) | (Isolation::Schema, Backend::Sqlite) => Err(
+                Error::Unimplemented("dropping storage for SHARED isolation".into()),
+            ),
+        }
+    }
+
+    async fn run_in_schema(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+        let schema = quote(required(&storage.schema, "schema")?);
+        let name = required(&storage.schema, "schema")?;
+        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+        lock(&txn, storage.tenant).await?;
+        let exists = schema_exists(&txn, name).await?;
+        let created = match run {
+            Run::Provision { recreate } => {
+                if *recreate {
+                    exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+                }
+                exec(&txn, &format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
+                *recreate || !exists
+            }
+            _ if !exists => return Err(not_provisioned(storage)),
+            _ => false,
+        };
+        exec(&txn, &format!("SET LOCAL search_path TO {schema}")).await?;
+        let mut report = self.migrate(&txn, run).await?;
+        report.created = created;
+        if *run == Run::Inspect {
+            txn.rollback().await.map_err(db_error)?;
+            return Ok(report);
+        }
+        // Back to the catalog's schema for the mirror, committed with the migration.
+        exec(&txn, "SET LOCAL search_path TO DEFAULT").await?;
+        let provisioned = matches!(run, Run::Provision { .. });
+        record_migration(&txn, storage.tenant, report.version(), provisioned)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(report)
+    }
+
+    async fn run_in_pg_database(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+        let database = required(&storage.database, "database")?;
+        let exists = self.database_exists(database).await?;
+        let created = match run {
+            Run::Provision { recreate: true } => {
+                self.drop_storage(storage).await?;
+                self.create_database(database).await?
+            }
+            Run::Provision { recreate: false } if !exists => self.create_database(database).await?,
+            Run::Provision { .. } => false,
+            _ if !exists => return Err(not_provisioned(storage)),
+            _ => false,
+        };
+        let result = async {
+            let conn = self.handles.get(self.pg_address(database)).await?;
+            let txn = conn.begin().await.map_err(db_error)?;
+            lock(&txn, storage.tenant).await?;
+            let report = self.migrate(&txn, run).await?;
+            txn.commit().await.map_err(db_error)?;
+            Ok::<_, Error>(report)
+        }
+        .await;
+        self.finish_separate(storage, run, created, result).await
+    }
+
+    async fn run_in_file(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+        let path = self.file_path(required(&storage.database, "database")?);
+        let exists = path.exists();
+        let created = match run {
+            Run::Provision { recreate } => {
+                if *recreate {
+                    self.drop_storage(storage).await?;
+                }
+                *recreate || !exists
+            }
+            _ if !exists => return Err(not_provisioned(storage)),
+            _ => false,
+        };
+        if created {
+            std::fs::create_dir_all(self.settings.data_dir.join("tenants")).map_err(io_error)?;
+        }
+        let result = async {
+            let conn = self.handles.get(Address::Sqlite { path: &path }).await?;
+            let txn = conn.begin().await.map_err(db_error)?;
+            let report = self.migrate(&txn, run).await?;
+            txn.commit().await.map_err(db_error)?;
+            Ok::<_, Error>(report)
+        }
+        .await;
+        self.finish_separate(storage, run, created, result).await
+    }
+
+    /// After a run in a database of its own: on failure, remove storage this run created; on
+    /// success, mirror the version into the catalog (after the tenant's commit, so the mirror
+    /// can lag the tenant but never lead it).
+    async fn finish_separate(
+        &self,
+        storage: &Storage,
+        run: &Run,
+        created: bool,
+        result: Result<Report, Error>,
+    ) -> Result<Report, Error> {
+        let mut report = match result {
+            Ok(report) => report,
+            Err(error) => {
+                if created && let Err(cleanup) = self.drop_storage(storage).await {
+                    tracing::error!(error = %cleanup, "removing the storage of a failed provisioning");
+                }
+                return Err(error);
+            }
+        };
+        report.created = created;
+        if *run != Run::Inspect {
+            let provisioned = matches!(run, Run::Provision { .. });
+            self.catalog
+                .record_migration(storage.tenant, report.version(), provisioned)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Applies or reverts migrations toward the run's target inside `txn`.
+    async fn migrate(&self, txn: &DatabaseTransaction, run: &Run) -> Result<Report, Error> {
+        let before = self.version_table(txn).await?;
+        let target = match run {
+            Run::Provision { .. } => Target::Latest,
+            Run::Migrate(target) => target.clone(),
+            Run::Inspect => return Ok(self.report(before, Vec::new())),
+        };
+        let names = self.migrations.names();
+        let steps = migrator::steps(before.len(), names.len(), &target);
+        let failed = |e: DbErr| Error::MigrationFailed {
+            message: format!("{e}"),
+            version: before.last().map(|(v, _)| v.clone()),
+        };
+        let ran: Vec<String> = if steps > 0 {
+            let ran = names[before.len()..before.len() + steps as usize].to_vec();
+            self.migrations
+                .up(txn, Some(steps as u32))
+                .await
+                .map_err(failed)?;
+            ran
+        } else if steps < 0 {
+            let first = before.len() - steps.unsigned_abs() as usize;
+            let ran = names[first..before.len()].iter().rev().cloned().collect();
+            self.migrations
+                .down(txn, Some(steps.unsigned_abs() as u32))
+                .await
+                .map_err(failed)?;
+            ran
+        } else {
+            Vec::new()
+        };
+        let after = self.version_table(txn).await?;
+        Ok(self.report(after, ran))
+    }
+
+    /// The version table, checked against the known migrations.
+    async fn version_table(
+        &self,
+        txn: &DatabaseTransaction,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, Error> {
+        let models = self
+            .migrations
+            .get_migration_models(txn)
+            .await
+            .map_err(db_error)?;
+        let names = self.migrations.names();
+        for (i, model) in models.iter().enumerate() {
+            if names.get(i) != Some(&model.version) {
+                return Err(Error::Internal(format!(
+                    "tenant has migration {} applied, which this server does not know at position {i}",
+                    model.version
+                )));
+            }
+        }
+        Ok(models
+            .into_iter()
+            .map(|m| {
+                (
+                    m.version,
+                    DateTime::from_timestamp(m.applied_at, 0).unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    fn report(&self, applied: Vec<(String, DateTime<Utc>)>, ran: Vec<String>) -> Report {
+        let pending = self.migrations.names()[applied.len()..].to_vec();
+        Report {
+            applied,
+            pending,
+            ran,
+            created: false,
+        }
+    }
+
+    fn pg_address<'a>(&'a self, database: &'a str) -> Address<'a> {
+        Address::Postgres {
+            catalog_url: &self.settings.catalog_url,
+            database,
+        }
+    }
+
+    fn file_path(&self, file: &str) -> PathBuf {
+        self.settings.data_dir.join("tenants").join(file)
+    }
+
+    async fn database_exists(&self, database: &str) -> Result<bool, Error> {
+        let row = self
+            .catalog
+            .conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                [database.into()],
+            ))
+            .await
+            .map_err(db_error)?;
+        Ok(row.is_some())
+    }
+
+    /// Creates a database; `false` if a concurrent provisioning created it first.
+    async fn create_database(&self, database: &str) -> Result<bool, Error> {
+        match exec(
+            self.catalog.conn(),
+            &format!("CREATE DATABASE {}", quote(database)),
+        )
+        .await
+        {
+            Ok(()) => Ok(true),
+            Err(_) if self.database_exists(database).await? => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Serialises runs on one tenant, across connections and replicas, until the transaction ends.
+async fn lock(txn: &DatabaseTransaction, tenant: TenantId) -> Result<(), Error> {
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        [format!("tenant-plane:tenant:{tenant}").into()],
+    ))
+    .await
+    .map(|_| ())
+    .map_err(db_error)
+}
+
+async fn schema_exists(txn: &DatabaseTransaction, schema: &str) -> Result<bool, Error> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+            [schema.into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    Ok(row.is_some())
+}
+
+async fn exec<C: ConnectionTrait>(conn: &C, sql: &str) -> Result<(), Error> {
+    conn.execute_unprepared(sql)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+}
+
+/// Quotes an identifier. Storage names are derived from parsed slugs and contain only
+/// [a-z0-9_]; doubling quotes keeps even a corrupted catalog value from escaping.
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn required<'a>(value: &'a Option<String>, what: &str) -> Result<&'a str, Error> {
+    value
+        .as_deref()
+        .ok_or_else(|| Error::Internal(format!("tenant storage has no {what} name")))
+}
+
+fn not_provisioned(storage: &Storage) -> Error {
+    Error::FailedPrecondition {
+        subject: format!("tenants/{}", storage.tenant),
+        message: "the tenant's storage is not provisioned".into(),
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    Error::Internal(format!("tenant file storage: {e}"))
+}
+
+fn remove_sqlite_files(path: &std::path::Path) -> Result<(), Error> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(e)),
+        }
+    }
+    Ok(())
+}

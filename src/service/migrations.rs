@@ -1,0 +1,146 @@
+//! Per-tenant migration use cases: what exists, where a tenant is, and moving it up or down.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+
+use super::provisioning::storage_of;
+use super::tenants::{TenantRef, load};
+use crate::dataplane::{DataPlane, Run, Target};
+use crate::domain::{Error, Tenant, TenantState};
+use crate::store::Catalog;
+
+/// A tenant's migration state, read from its own version table.
+#[derive(Debug, Clone)]
+pub struct MigrationStatus {
+    pub tenant: String,
+    pub applied: Vec<(String, DateTime<Utc>)>,
+    pub pending: Vec<String>,
+    pub last_error: Option<String>,
+}
+
+impl MigrationStatus {
+    pub fn current_version(&self) -> Option<&str> {
+        self.applied.last().map(|(v, _)| v.as_str())
+    }
+}
+
+/// The outcome of one MigrateTenant.
+#[derive(Debug, Clone)]
+pub struct Migrated {
+    pub status: MigrationStatus,
+    /// Applied (up) or reverted (down) by this call, in order.
+    pub ran: Vec<String>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+#[derive(Clone)]
+pub struct Migrations {
+    catalog: Catalog,
+    dataplane: Arc<DataPlane>,
+}
+
+impl Migrations {
+    pub fn new(catalog: Catalog, dataplane: Arc<DataPlane>) -> Self {
+        Self { catalog, dataplane }
+    }
+
+    /// Every tenant migration, oldest first.
+    pub fn list(&self) -> &[String] {
+        self.dataplane.migrations().names()
+    }
+
+    pub async fn status(&self, target: &TenantRef) -> Result<MigrationStatus, Error> {
+        let tenant = self.provisioned(target).await?;
+        let report = self
+            .dataplane
+            .run(&storage_of(&tenant), &Run::Inspect)
+            .await?;
+        Ok(MigrationStatus {
+            tenant: tenant.name(),
+            applied: report.applied,
+            pending: report.pending,
+            last_error: tenant.last_error,
+        })
+    }
+
+    /// Migrates one tenant, in one transaction: a failure leaves it at its previous version,
+    /// with the error kept on the tenant.
+    #[tracing::instrument(skip_all, fields(tenant = %target, ?direction, version))]
+    pub async fn migrate(
+        &self,
+        target: &TenantRef,
+        version: &str,
+        direction: Direction,
+    ) -> Result<Migrated, Error> {
+        let goal = match (direction, version) {
+            (Direction::Up, "") => Target::Latest,
+            (Direction::Down, "") => Target::DownOne,
+            (Direction::Up, v) => Target::Up(
+                self.dataplane
+                    .migrations()
+                    .check_version(v, "target_version")?,
+            ),
+            (Direction::Down, v) => Target::Down(
+                self.dataplane
+                    .migrations()
+                    .check_version(v, "target_version")?,
+            ),
+        };
+        let tenant = self.provisioned(target).await?;
+        let started = std::time::Instant::now();
+        let report = match self
+            .dataplane
+            .run(&storage_of(&tenant), &Run::Migrate(goal))
+            .await
+        {
+            Ok(report) => report,
+            Err(error) => {
+                if matches!(error, Error::MigrationFailed { .. }) {
+                    self.catalog
+                        .record_failure(tenant.id, &error.to_string(), false)
+                        .await?;
+                }
+                return Err(error);
+            }
+        };
+        let duration = started.elapsed();
+        if !report.ran.is_empty() {
+            tracing::info!(ran = ?report.ran, elapsed_ms = duration.as_millis() as u64, "tenant migrated");
+        }
+        let status = MigrationStatus {
+            tenant: tenant.name(),
+            applied: report.applied,
+            pending: report.pending,
+            last_error: None,
+        };
+        Ok(Migrated {
+            status,
+            ran: report.ran,
+            duration,
+        })
+    }
+
+    /// The tenant, if its storage exists and it is not deleted.
+    async fn provisioned(&self, target: &TenantRef) -> Result<Tenant, Error> {
+        let tenant = load(&self.catalog, target).await?;
+        if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
+            let why = if tenant.state == TenantState::Deleted {
+                "is DELETED"
+            } else {
+                "has no storage yet (provision it first)"
+            };
+            return Err(Error::FailedPrecondition {
+                subject: tenant.name(),
+                message: format!("tenant {} {why}", tenant.slug),
+            });
+        }
+        Ok(tenant)
+    }
+}

@@ -1,0 +1,203 @@
+//! Provisioning use cases: create a tenant's storage and migrate it to the latest version,
+//! report on it, and purge it — only for a deleted tenant, only with its slug as confirmation.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::tenants::{DataLocation, TenantRef, load};
+use crate::dataplane::{DataPlane, Run, Storage};
+use crate::domain::{Error, Etag, Tenant, TenantState};
+use crate::store::Catalog;
+
+/// A tenant's storage, as GetProvisioningStatus reports it (from the catalog's mirror: no
+/// tenant schema is opened to answer).
+#[derive(Debug, Clone)]
+pub struct ProvisioningStatus {
+    pub tenant: String,
+    pub storage_provisioned: bool,
+    pub current_version: Option<String>,
+    pub latest_version: Option<String>,
+    pub last_error: Option<String>,
+    pub provision_time: Option<DateTime<Utc>>,
+    pub last_error_time: Option<DateTime<Utc>>,
+    pub location: DataLocation,
+}
+
+impl ProvisioningStatus {
+    pub fn migrations_applied(&self) -> bool {
+        self.storage_provisioned && self.current_version == self.latest_version
+    }
+}
+
+#[derive(Clone)]
+pub struct Provisioning {
+    catalog: Catalog,
+    dataplane: Arc<DataPlane>,
+}
+
+impl Provisioning {
+    pub fn new(catalog: Catalog, dataplane: Arc<DataPlane>) -> Self {
+        Self { catalog, dataplane }
+    }
+
+    /// Creates the tenant's storage if it is missing (or rebuilds it with `force_recreate`) and
+    /// migrates it to the latest version. Returns the tenant and whether anything changed.
+    #[tracing::instrument(skip_all, fields(tenant = %target))]
+    pub async fn provision(
+        &self,
+        target: &TenantRef,
+        force_recreate: bool,
+        etag: Option<&str>,
+    ) -> Result<(Tenant, bool), Error> {
+        let tenant = load(&self.catalog, target).await?;
+        let expected = parse_etag(etag)?;
+        if force_recreate && expected.is_none() {
+            return Err(Error::invalid(
+                "etag",
+                "is required with force_recreate: rebuilding drops the tenant's data",
+            ));
+        }
+        if expected.is_some_and(|e| e != tenant.etag()) {
+            return Err(Error::Aborted {
+                message: format!(
+                    "etag mismatch: tenant {} has changed; read it again",
+                    tenant.slug
+                ),
+            });
+        }
+        self.provision_tenant(&tenant, force_recreate).await
+    }
+
+    /// Provisions a tenant already loaded (CreateTenant with TENANT_AUTO_PROVISION).
+    pub(crate) async fn provision_tenant(
+        &self,
+        tenant: &Tenant,
+        recreate: bool,
+    ) -> Result<(Tenant, bool), Error> {
+        if matches!(tenant.state, TenantState::Deleted | TenantState::Suspended) {
+            return Err(Error::FailedPrecondition {
+                subject: tenant.name(),
+                message: format!(
+                    "cannot provision tenant {} while it is {}",
+                    tenant.slug,
+                    tenant.state.as_str()
+                ),
+            });
+        }
+        let report = match self
+            .dataplane
+            .run(&storage_of(tenant), &Run::Provision { recreate })
+            .await
+        {
+            Ok(report) => report,
+            Err(error) => {
+                let first_time = tenant.provision_time.is_none();
+                self.catalog
+                    .record_failure(tenant.id, &error.to_string(), first_time)
+                    .await?;
+                return Err(error);
+            }
+        };
+        let changed = report.created || !report.ran.is_empty();
+        if changed {
+            tracing::info!(
+                created = report.created,
+                applied = report.ran.len(),
+                "tenant storage provisioned"
+            );
+        }
+        let fresh = load(&self.catalog, &TenantRef::Id(tenant.id)).await?;
+        Ok((fresh, changed))
+    }
+
+    pub async fn status(&self, target: &TenantRef) -> Result<ProvisioningStatus, Error> {
+        let tenant = load(&self.catalog, target).await?;
+        Ok(self.status_of(&tenant))
+    }
+
+    pub fn status_of(&self, tenant: &Tenant) -> ProvisioningStatus {
+        ProvisioningStatus {
+            tenant: tenant.name(),
+            storage_provisioned: tenant.provision_time.is_some(),
+            current_version: tenant.migration_version.clone(),
+            latest_version: self.dataplane.migrations().latest().map(str::to_owned),
+            last_error: tenant.last_error.clone(),
+            provision_time: tenant.provision_time,
+            last_error_time: tenant.last_error_time,
+            location: location_of(tenant),
+        }
+    }
+
+    /// Drops a DELETED tenant's storage, given its slug as confirmation. Never reached by a plain
+    /// DeleteTenant.
+    #[tracing::instrument(skip_all, fields(tenant = %target))]
+    pub async fn purge(
+        &self,
+        target: &TenantRef,
+        confirm_slug: &str,
+        etag: Option<&str>,
+    ) -> Result<Tenant, Error> {
+        let tenant = load(&self.catalog, target).await?;
+        if confirm_slug != tenant.slug.as_str() {
+            return Err(Error::invalid(
+                "confirm_slug",
+                "must equal the tenant's slug to confirm the purge",
+            ));
+        }
+        if let Some(expected) = parse_etag(etag)?
+            && expected != tenant.etag()
+        {
+            return Err(Error::Aborted {
+                message: format!(
+                    "etag mismatch: tenant {} has changed; read it again",
+                    tenant.slug
+                ),
+            });
+        }
+        if tenant.state != TenantState::Deleted {
+            return Err(Error::FailedPrecondition {
+                subject: tenant.name(),
+                message: format!(
+                    "only a DELETED tenant can be purged; {} is {}",
+                    tenant.slug,
+                    tenant.state.as_str()
+                ),
+            });
+        }
+        if tenant.provision_time.is_some() {
+            self.dataplane.drop_storage(&storage_of(&tenant)).await?;
+        }
+        self.catalog.record_purge(tenant.id).await?;
+        tracing::warn!(slug = %tenant.slug, "tenant storage purged");
+        load(&self.catalog, &TenantRef::Id(tenant.id)).await
+    }
+}
+
+fn parse_etag(etag: Option<&str>) -> Result<Option<Etag>, Error> {
+    etag.filter(|e| !e.is_empty())
+        .map(|e| {
+            Etag::parse(e)
+                .ok_or_else(|| Error::invalid("etag", "is not an etag issued by this service"))
+        })
+        .transpose()
+}
+
+pub(crate) fn storage_of(tenant: &Tenant) -> Storage {
+    Storage {
+        tenant: tenant.id,
+        isolation: tenant.isolation,
+        schema: tenant.schema_name.clone(),
+        database: tenant.database_name.clone(),
+    }
+}
+
+pub(crate) fn location_of(tenant: &Tenant) -> DataLocation {
+    DataLocation {
+        isolation: tenant.isolation,
+        schema_name: tenant.schema_name.clone(),
+        database_name: tenant.database_name.clone(),
+        row_filter_tenant_id: (tenant.isolation == crate::domain::Isolation::Shared)
+            .then(|| tenant.id.to_string()),
+    }
+}

@@ -1,0 +1,159 @@
+//! Catalog writes that follow a tenant's storage: provisioned, migrated, failed, purged.
+//!
+//! [`record_migration`] takes any connection so the data plane can run it inside the tenant's
+//! own migration transaction when the tenant's schema lives in the catalog database: the
+//! mirrored version then commits together with the migration, never ahead of or behind it.
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait, Func},
+};
+
+use super::entity::tenant;
+use super::{Catalog, db_error};
+use crate::domain::{Error, TenantId, TenantState};
+
+/// Records a tenant's migration version; with `provisioned`, also that its storage exists and
+/// that a PROVISIONING or FAILED tenant is now ACTIVE (a suspended one will resume to ACTIVE).
+pub async fn record_migration<C: ConnectionTrait>(
+    conn: &C,
+    id: TenantId,
+    version: Option<&str>,
+    provisioned: bool,
+) -> Result<(), sea_orm::DbErr> {
+    let now = crate::service::now();
+    let mut update = tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::MigrationVersion,
+            Expr::value(version.map(str::to_owned)),
+        )
+        .col_expr(
+            tenant::Column::LastError,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            tenant::Column::LastErrorTime,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .col_expr(
+            tenant::Column::Revision,
+            Expr::col(tenant::Column::Revision).add(1),
+        )
+        .col_expr(tenant::Column::UpdateTime, Expr::value(now));
+    if provisioned {
+        let waiting = [
+            TenantState::Provisioning.as_str(),
+            TenantState::Failed.as_str(),
+        ];
+        update = update
+            .col_expr(
+                tenant::Column::ProvisionTime,
+                Func::coalesce([Expr::col(tenant::Column::ProvisionTime), Expr::value(now)]).into(),
+            )
+            .col_expr(
+                tenant::Column::State,
+                Expr::case(
+                    tenant::Column::State.is_in(waiting),
+                    TenantState::Active.as_str(),
+                )
+                .finally(Expr::col(tenant::Column::State))
+                .into(),
+            )
+            .col_expr(
+                tenant::Column::StateBeforeSuspend,
+                Expr::case(
+                    tenant::Column::StateBeforeSuspend.is_in(waiting),
+                    TenantState::Active.as_str(),
+                )
+                .finally(Expr::col(tenant::Column::StateBeforeSuspend))
+                .into(),
+            )
+            .col_expr(
+                tenant::Column::StateBeforeDelete,
+                Expr::case(
+                    tenant::Column::StateBeforeDelete.is_in(waiting),
+                    TenantState::Active.as_str(),
+                )
+                .finally(Expr::col(tenant::Column::StateBeforeDelete))
+                .into(),
+            );
+    }
+    update
+        .filter(tenant::Column::Id.eq(id.as_uuid()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+impl Catalog {
+    pub async fn record_migration(
+        &self,
+        id: TenantId,
+        version: Option<&str>,
+        provisioned: bool,
+    ) -> Result<(), Error> {
+        record_migration(self.conn(), id, version, provisioned)
+            .await
+            .map_err(db_error)
+    }
+
+    /// Keeps the error of a failed provisioning or migration. With `provisioning`, a tenant that
+    /// was waiting for its storage becomes FAILED (and may be provisioned again).
+    pub async fn record_failure(
+        &self,
+        id: TenantId,
+        error: &str,
+        provisioning: bool,
+    ) -> Result<(), Error> {
+        let now = crate::service::now();
+        let mut update = tenant::Entity::update_many()
+            .col_expr(tenant::Column::LastError, Expr::value(error.to_owned()))
+            .col_expr(tenant::Column::LastErrorTime, Expr::value(now))
+            .col_expr(
+                tenant::Column::Revision,
+                Expr::col(tenant::Column::Revision).add(1),
+            )
+            .col_expr(tenant::Column::UpdateTime, Expr::value(now));
+        if provisioning {
+            update = update.col_expr(
+                tenant::Column::State,
+                Expr::case(
+                    tenant::Column::State.eq(TenantState::Provisioning.as_str()),
+                    TenantState::Failed.as_str(),
+                )
+                .finally(Expr::col(tenant::Column::State))
+                .into(),
+            );
+        }
+        update
+            .filter(tenant::Column::Id.eq(id.as_uuid()))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Records that a deleted tenant's storage is gone.
+    pub async fn record_purge(&self, id: TenantId) -> Result<(), Error> {
+        let now = crate::service::now();
+        tenant::Entity::update_many()
+            .col_expr(
+                tenant::Column::ProvisionTime,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
+            .col_expr(
+                tenant::Column::MigrationVersion,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                tenant::Column::Revision,
+                Expr::col(tenant::Column::Revision).add(1),
+            )
+            .col_expr(tenant::Column::UpdateTime, Expr::value(now))
+            .filter(tenant::Column::Id.eq(id.as_uuid()))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
