@@ -1,14 +1,19 @@
 //! Wiring: configuration -> catalog -> use cases -> gRPC server, and an orderly stop.
 
-use std::{collections::BTreeMap, future::Future, num::NonZeroUsize, sync::Arc};
+use std::{collections::BTreeMap, future::Future, num::NonZeroUsize, sync::Arc, time::Duration};
 
-use tokio::net::TcpListener;
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+};
 
 use crate::config::{Config, IsolationSetting};
 use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{Isolation, PlanName, StoragePrefix};
 use crate::grpc::{self, Services};
-use crate::service::{Migrations, Provisioning, TenantSettings, Tenants};
+use crate::service::{
+    Migrations, Provisioning, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants,
+};
 use crate::store::{Backend, Catalog, PlanDefaults, PoolSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +33,11 @@ pub struct App {
     config: Config,
     catalog: Catalog,
     services: Services,
+    worker: RolloutWorker,
 }
+
+/// Attempts at a rollout target before a transient error counts as a failure.
+const MAX_ROLLOUT_ATTEMPTS: i32 = 3;
 
 const GIB: i64 = 1024 * 1024 * 1024;
 
@@ -103,17 +112,34 @@ impl App {
             },
             migrations,
         ));
+        let rollout_settings = RolloutSettings {
+            default_concurrency: config.rollout_concurrency.max(1),
+            max_concurrency: config.rollout_max_concurrency.max(1),
+            lease: Duration::from_secs(config.rollout_lease_secs.max(1)),
+            poll_interval: Duration::from_millis(config.rollout_poll_ms.max(10)),
+            max_attempts: MAX_ROLLOUT_ATTEMPTS,
+        };
+        let wake = Arc::new(Notify::new());
+        let rollouts = Rollouts::new(
+            catalog.clone(),
+            dataplane.migrations().clone(),
+            rollout_settings.clone(),
+            wake.clone(),
+        );
+        let worker = RolloutWorker::new(catalog.clone(), dataplane.clone(), rollout_settings, wake);
         let provisioning = Provisioning::new(catalog.clone(), dataplane.clone());
         let auto_provision = config.tenant_auto_provision.then(|| provisioning.clone());
         let services = Services {
             tenants: Tenants::new(catalog.clone(), settings, auto_provision),
             provisioning,
             migrations: Migrations::new(catalog.clone(), dataplane),
+            rollouts,
         };
         Ok(Self {
             config,
             catalog,
             services,
+            worker,
         })
     }
 
@@ -128,13 +154,26 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        let (stopping, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        });
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let worker = tokio::spawn(self.worker.run(until_stopped(stopped.clone())));
+        // Stop accepting and drain RPCs, then stop background work, then close the pool.
         let served = grpc::serve(
             listener,
             self.services,
-            shutdown,
+            until_stopped(stopped),
             self.config.shutdown_grace(),
         )
         .await;
+        if let Err(e) = worker.await {
+            tracing::warn!(error = %e, "rollout worker ended abnormally");
+        }
         if let Err(e) = self.catalog.close().await {
             tracing::warn!(error = %e, "closing the catalog pool");
         }

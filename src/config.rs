@@ -91,6 +91,24 @@ pub struct Config {
     #[arg(long, env = "TENANT_PLANE_TENANT_CONNECTIONS", default_value_t = 8)]
     pub tenant_connections: u32,
 
+    /// Concurrency of a rollout that does not choose one (tenants migrated at once, per replica).
+    #[arg(long, env = "TENANT_PLANE_ROLLOUT_CONCURRENCY", default_value_t = 4)]
+    pub rollout_concurrency: u32,
+
+    /// Highest concurrency a rollout may ask for; each tenant in progress holds a connection,
+    /// so keep it below the pool size.
+    #[arg(long, env = "TENANT_PLANE_ROLLOUT_MAX_CONCURRENCY", default_value_t = 8)]
+    pub rollout_max_concurrency: u32,
+
+    /// Seconds a replica keeps a claimed rollout target without renewing it; after that another
+    /// replica may take it over (the first one is presumed dead).
+    #[arg(long, env = "TENANT_PLANE_ROLLOUT_LEASE_SECS", default_value_t = 30)]
+    pub rollout_lease_secs: u64,
+
+    /// Milliseconds between looks for rollout work and events.
+    #[arg(long, env = "TENANT_PLANE_ROLLOUT_POLL_MS", default_value_t = 250)]
+    pub rollout_poll_ms: u64,
+
     /// Seconds to wait for a free pool connection before answering UNAVAILABLE.
     #[arg(
         long,

@@ -3,8 +3,10 @@
 
 mod error;
 mod names;
+mod rollout;
 mod tenant;
 
 pub use error::{Error, FieldViolation};
 pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
+pub use rollout::{ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, TargetState, Verdict};
 pub use tenant::{Etag, Isolation, Tenant, TenantState};

@@ -4,18 +4,24 @@ use std::pin::Pin;
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, pending::missing};
-use crate::domain::Error;
+use tokio_stream::StreamExt;
+use uuid::Uuid;
+
+use super::convert;
+use crate::domain::{Error, ErrorPolicy, FieldViolation, Rollout, RolloutCounts, RolloutState, Selector};
 use crate::proto::{self, migration_service_server::MigrationService};
-use crate::service::{Direction, MigrationStatus, Migrations, TenantRef};
+use crate::service::{
+    Direction, MigrationStatus, Migrations, Rollouts, SelectorInput, StartRolloutInput, TenantRef, WatchItem,
+};
 
 pub struct MigrationApi {
     migrations: Migrations,
+    rollouts: Rollouts,
 }
 
 impl MigrationApi {
-    pub fn new(migrations: Migrations) -> Self {
-        Self { migrations }
+    pub fn new(migrations: Migrations, rollouts: Rollouts) -> Self {
+        Self { migrations, rollouts }
     }
 }
 
@@ -103,34 +109,185 @@ impl MigrationService for MigrationApi {
         }))
     }
 
-    async fn start_rollout(&self, _: Request<proto::StartRolloutRequest>) -> Reply<proto::Rollout> {
-        missing("StartRollout (fleet migration rollouts)")
+    async fn start_rollout(&self, request: Request<proto::StartRolloutRequest>) -> Reply<proto::Rollout> {
+        use proto::tenant_selector::Selector as Wire;
+        let request = request.into_inner();
+        let mut violations = Vec::new();
+        let request_id = match request.request_id.as_str() {
+            "" => None,
+            id => Uuid::try_parse(id)
+                .map_err(|_| violations.push(FieldViolation::new("request_id", "must be a UUID")))
+                .ok(),
+        };
+        Error::check(violations)?;
+        let selector = match request.selector.and_then(|s| s.selector) {
+            None => SelectorInput::Missing,
+            Some(Wire::All(all)) => SelectorInput::All(all),
+            Some(Wire::Labels(labels)) => SelectorInput::Labels(labels.match_labels.into_iter().collect()),
+            Some(Wire::Tenants(list)) => SelectorInput::Tenants(list.tenants),
+        };
+        let error_policy = match proto::ErrorPolicy::try_from(request.error_policy) {
+            Ok(proto::ErrorPolicy::Unspecified) => None,
+            Ok(proto::ErrorPolicy::Continue) => Some(Ok(ErrorPolicy::Continue)),
+            Ok(proto::ErrorPolicy::Halt) => Some(Ok(ErrorPolicy::Halt)),
+            Err(_) => Some(Err(request.error_policy)),
+        };
+        let rollout = self
+            .rollouts
+            .start(StartRolloutInput {
+                target_version: request.target_version,
+                selector,
+                max_concurrency: request.max_concurrency,
+                canary_count: request.canary_count,
+                error_policy,
+                max_failure_ratio: request.max_failure_ratio,
+                request_id,
+            })
+            .await?;
+        Ok(Response::new(rollout_to_wire(rollout)))
     }
 
-    async fn get_rollout(&self, _: Request<proto::GetRolloutRequest>) -> Reply<proto::Rollout> {
-        missing("GetRollout (fleet migration rollouts)")
+    async fn get_rollout(&self, request: Request<proto::GetRolloutRequest>) -> Reply<proto::Rollout> {
+        let id = rollout_id(&request.get_ref().name)?;
+        Ok(Response::new(rollout_to_wire(self.rollouts.get(id).await?)))
     }
 
-    async fn list_rollouts(
-        &self,
-        _: Request<proto::ListRolloutsRequest>,
-    ) -> Reply<proto::ListRolloutsResponse> {
-        missing("ListRollouts (fleet migration rollouts)")
+    async fn list_rollouts(&self, request: Request<proto::ListRolloutsRequest>) -> Reply<proto::ListRolloutsResponse> {
+        let request = request.into_inner();
+        let mut states = Vec::new();
+        for (i, raw) in request.states.iter().enumerate() {
+            match proto::rollout::State::try_from(*raw).ok().and_then(state_from_wire) {
+                Some(state) => states.push(state),
+                None => return Err(Error::invalid(format!("states[{i}]"), format!("{raw} is not a rollout state")).into()),
+            }
+        }
+        let (rollouts, next_page_token) = self.rollouts.list(request.page_size, &request.page_token, states).await?;
+        Ok(Response::new(proto::ListRolloutsResponse {
+            rollouts: rollouts.into_iter().map(rollout_to_wire).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn cancel_rollout(
-        &self,
-        _: Request<proto::CancelRolloutRequest>,
-    ) -> Reply<proto::Rollout> {
-        missing("CancelRollout (fleet migration rollouts)")
+    async fn cancel_rollout(&self, request: Request<proto::CancelRolloutRequest>) -> Reply<proto::Rollout> {
+        let id = rollout_id(&request.get_ref().name)?;
+        Ok(Response::new(rollout_to_wire(self.rollouts.cancel(id).await?)))
     }
 
-    async fn watch_rollout(
-        &self,
-        _: Request<proto::WatchRolloutRequest>,
-    ) -> Reply<Self::WatchRolloutStream> {
-        missing("WatchRollout (fleet migration rollouts)")
+    async fn watch_rollout(&self, request: Request<proto::WatchRolloutRequest>) -> Reply<Self::WatchRolloutStream> {
+        let id = rollout_id(&request.get_ref().name)?;
+        let name = format!("rollouts/{id}");
+        let items = self.rollouts.watch(id).await?;
+        let stream = items.map(move |item| item.map(|i| event_to_wire(&name, i)).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
     }
+}
+
+fn rollout_id(name: &str) -> Result<Uuid, Error> {
+    name.strip_prefix("rollouts/")
+        .and_then(|id| Uuid::try_parse(id).ok())
+        .ok_or_else(|| Error::invalid("name", "must be \"rollouts/{id}\" with a UUID id"))
+}
+
+fn state_to_wire(state: RolloutState) -> proto::rollout::State {
+    use proto::rollout::State;
+    match state {
+        RolloutState::Pending => State::Pending,
+        RolloutState::Running => State::Running,
+        RolloutState::Succeeded => State::Succeeded,
+        RolloutState::Failed => State::Failed,
+        RolloutState::Halted => State::Halted,
+        RolloutState::Cancelled => State::Cancelled,
+    }
+}
+
+fn state_from_wire(state: proto::rollout::State) -> Option<RolloutState> {
+    use proto::rollout::State;
+    Some(match state {
+        State::Unspecified => return None,
+        State::Pending => RolloutState::Pending,
+        State::Running => RolloutState::Running,
+        State::Succeeded => RolloutState::Succeeded,
+        State::Failed => RolloutState::Failed,
+        State::Halted => RolloutState::Halted,
+        State::Cancelled => RolloutState::Cancelled,
+    })
+}
+
+fn counts_to_wire(c: RolloutCounts) -> proto::RolloutCounts {
+    proto::RolloutCounts {
+        total: c.total() as i32,
+        pending: c.pending as i32,
+        running: c.running as i32,
+        migrated: c.migrated as i32,
+        skipped: c.skipped as i32,
+        failed: c.failed as i32,
+    }
+}
+
+fn rollout_to_wire(r: Rollout) -> proto::Rollout {
+    use proto::tenant_selector::Selector as Wire;
+    let selector = match r.selector {
+        Selector::All => Wire::All(true),
+        Selector::Labels(labels) => Wire::Labels(proto::LabelSelector {
+            match_labels: labels.as_map().clone().into_iter().collect(),
+        }),
+        Selector::Tenants(ids) => Wire::Tenants(proto::TenantList {
+            tenants: ids.into_iter().map(|id| format!("tenants/{id}")).collect(),
+        }),
+    };
+    proto::Rollout {
+        name: format!("rollouts/{}", r.id),
+        id: r.id.to_string(),
+        target_version: r.target_version,
+        selector: Some(proto::TenantSelector { selector: Some(selector) }),
+        max_concurrency: r.max_concurrency as i32,
+        canary_count: r.canary_count as i32,
+        error_policy: match r.error_policy {
+            ErrorPolicy::Continue => proto::ErrorPolicy::Continue,
+            ErrorPolicy::Halt => proto::ErrorPolicy::Halt,
+        } as i32,
+        max_failure_ratio: r.max_failure_ratio,
+        state: state_to_wire(r.state) as i32,
+        counts: Some(counts_to_wire(r.counts)),
+        create_time: Some(convert::timestamp(r.create_time)),
+        start_time: r.start_time.map(convert::timestamp),
+        end_time: r.end_time.map(convert::timestamp),
+        error: r.error.unwrap_or_default(),
+    }
+}
+
+fn event_to_wire(rollout: &str, item: WatchItem) -> proto::RolloutEvent {
+    use proto::rollout_event::Kind;
+    let counts = Some(counts_to_wire(item.counts));
+    let Some(event) = item.event else {
+        return proto::RolloutEvent { rollout: rollout.to_owned(), event_time: None, kind: None, counts };
+    };
+    let tenant = event.tenant.map(|t| format!("tenants/{t}")).unwrap_or_default();
+    let text = |key: &str| event.detail.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let kind = match event.kind.as_str() {
+        "started" => Some(Kind::Started(proto::TargetStarted { tenant })),
+        "migrated" => Some(Kind::Migrated(proto::TargetMigrated {
+            tenant,
+            from_version: text("from"),
+            to_version: text("to"),
+            duration: event
+                .detail
+                .get("duration_ms")
+                .and_then(|v| v.as_u64())
+                .and_then(|ms| prost_types::Duration::try_from(std::time::Duration::from_millis(ms)).ok()),
+        })),
+        "skipped" => Some(Kind::Skipped(proto::TargetSkipped { tenant, version: text("version"), reason: text("reason") })),
+        "failed" => Some(Kind::Failed(proto::TargetFailed {
+            tenant,
+            error: text("error"),
+            attempt: event.detail.get("attempt").and_then(|v| v.as_i64()).unwrap_or(1) as i32,
+        })),
+        "finished" => Some(Kind::Finished(proto::RolloutFinished {
+            state: RolloutState::parse(&text("state")).map_or(0, |s| state_to_wire(s) as i32),
+        })),
+        _ => None,
+    };
+    proto::RolloutEvent { rollout: rollout.to_owned(), event_time: Some(convert::timestamp(event.time)), kind, counts }
 }
 
 /// "m20261123_100001_create_users" -> "create users".

@@ -20,7 +20,7 @@ use crate::proto::{
     provisioning_service_server::ProvisioningServiceServer,
     quota_service_server::QuotaServiceServer, tenant_service_server::TenantServiceServer,
 };
-use crate::service::{Migrations, Provisioning, Tenants};
+use crate::service::{Migrations, Provisioning, Rollouts, Tenants};
 
 /// The use cases the gRPC services call.
 #[derive(Clone)]
@@ -28,6 +28,7 @@ pub struct Services {
     pub tenants: Tenants,
     pub provisioning: Provisioning,
     pub migrations: Migrations,
+    pub rollouts: Rollouts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,7 @@ pub async fn serve(
         ))
         .add_service(MigrationServiceServer::new(migration::MigrationApi::new(
             services.migrations,
+            services.rollouts,
         )))
         .add_service(QuotaServiceServer::new(pending::Pending))
         .add_service(PlanServiceServer::new(pending::Pending))

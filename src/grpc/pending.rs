@@ -13,7 +13,7 @@ pub struct Pending;
 
 type Reply<T> = Result<Response<T>, Status>;
 
-pub(super) fn missing<T>(what: &str) -> Reply<T> {
+fn missing<T>(what: &str) -> Reply<T> {
     Err(Error::Unimplemented(what.to_owned()).into())
 }
 

@@ -3,10 +3,14 @@
 mod migrations;
 mod paging;
 mod provisioning;
+mod rollout_worker;
+mod rollouts;
 mod tenants;
 
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
 pub use provisioning::{Provisioning, ProvisioningStatus};
+pub use rollout_worker::RolloutWorker;
+pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, WatchItem};
 
 pub use paging::{PageSize, PageToken};
 pub use tenants::{

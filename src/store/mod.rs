@@ -9,6 +9,7 @@
 pub mod entity;
 mod plans;
 pub mod provisioning;
+mod rollouts;
 mod tenants;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use sea_orm::{
 };
 
 pub use plans::PlanDefaults;
+pub use rollouts::{Candidate, Claim, Event, NewTarget, Outcome};
 pub use tenants::{ListQuery, NewTenant, RequestRecord};
 
 use crate::domain::Error;

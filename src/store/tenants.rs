@@ -209,7 +209,7 @@ impl Catalog {
 
     /// Label selection as bound parameters: `labels @> $1` on PostgreSQL (one containment test
     /// against a JSON object), `json_extract(labels, $path) = $value` per label on SQLite.
-    fn label_condition(&self, labels: &Labels) -> Condition {
+    pub(crate) fn label_condition(&self, labels: &Labels) -> Condition {
         let mut cond = Condition::all();
         if labels.is_empty() {
             return cond;

@@ -2,4 +2,7 @@
 
 pub mod plan;
 pub mod request_id;
+pub mod rollout;
+pub mod rollout_event;
+pub mod rollout_target;
 pub mod tenant;

@@ -1,0 +1,165 @@
+//! The rollout worker: one per replica. It claims targets of running rollouts (as many as each
+//! rollout's concurrency allows, canaries first), migrates them, records each outcome, renews
+//! the leases of what it is working on, and ends rollouts by their rules. Replicas share the
+//! work through the catalog; a replica that dies leaves leases that run out, and the targets
+//! are claimed again.
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use tokio::{sync::Notify, task::JoinSet};
+use uuid::Uuid;
+
+use super::provisioning::storage_of;
+use super::rollouts::RolloutSettings;
+use crate::dataplane::{DataPlane, Run, Target};
+use crate::domain::{Error, RolloutCounts, RolloutState, TenantState, Verdict};
+use crate::store::{Catalog, Claim, Outcome};
+
+pub struct RolloutWorker {
+    catalog: Catalog,
+    dataplane: Arc<DataPlane>,
+    settings: RolloutSettings,
+    wake: Arc<Notify>,
+    /// This replica's name on its claims.
+    me: String,
+}
+
+impl RolloutWorker {
+    pub fn new(catalog: Catalog, dataplane: Arc<DataPlane>, settings: RolloutSettings, wake: Arc<Notify>) -> Self {
+        let me = format!("worker-{}", Uuid::now_v7().simple());
+        Self { catalog, dataplane, settings, wake, me }
+    }
+
+    /// Works until `stop` completes, then waits for the tenants in progress to finish.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        let worker = Arc::new(self);
+        let mut tasks: JoinSet<Uuid> = JoinSet::new();
+        let mut in_flight: HashMap<Uuid, u32> = HashMap::new();
+        let mut last_renewal = Instant::now();
+        tokio::pin!(stop);
+        loop {
+            if let Err(error) = worker.tick(&mut tasks, &mut in_flight).await {
+                tracing::warn!(%error, "rollout worker pass failed; retrying");
+            }
+            if last_renewal.elapsed() >= worker.settings.lease / 3 {
+                if let Err(error) = worker.catalog.renew_leases(&worker.me, lease_ms(&worker.settings)).await {
+                    tracing::warn!(%error, "renewing rollout leases");
+                }
+                last_renewal = Instant::now();
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = worker.wake.notified() => {}
+                () = tokio::time::sleep(worker.settings.poll_interval) => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(rollout) = done && let Some(n) = in_flight.get_mut(&rollout) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        // Tenants in progress finish (each is one transaction); unclaimed work stays for others.
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// One pass over the active rollouts.
+    async fn tick(self: &Arc<Self>, tasks: &mut JoinSet<Uuid>, in_flight: &mut HashMap<Uuid, u32>) -> Result<(), Error> {
+        for id in self.catalog.active_rollouts().await? {
+            let Some(rollout) = self.catalog.rollout(id).await? else { continue };
+            let canary = if rollout.canary_count > 0 {
+                self.catalog.rollout_counts(id, Some(rollout.canary_count as i32)).await?
+            } else {
+                RolloutCounts::default()
+            };
+            match rollout.verdict(canary) {
+                Verdict::Stop { state, reason } => {
+                    if self.catalog.transition_rollout(id, &RolloutState::ACTIVE, state, reason.as_deref()).await? {
+                        tracing::info!(rollout = %id, state = state.as_str(), reason, "rollout ended");
+                    }
+                }
+                Verdict::Proceed { canary_only } => {
+                    let busy = in_flight.get(&id).copied().unwrap_or(0);
+                    let free = rollout.max_concurrency.saturating_sub(busy);
+                    if free == 0 {
+                        continue;
+                    }
+                    let below = if canary_only { rollout.canary_count as i32 } else { i32::MAX };
+                    let target = self.dataplane.migrations().position(&rollout.target_version);
+                    let claims = self.catalog.claim_targets(id, &self.me, free, below, lease_ms(&self.settings)).await?;
+                    for claim in claims {
+                        *in_flight.entry(id).or_default() += 1;
+                        let worker = Arc::clone(self);
+                        tasks.spawn(async move {
+                            worker.migrate_target(id, target, claim).await;
+                            worker.wake.notify_one();
+                            id
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(rollout = %rollout, tenant = %claim.tenant, attempt = claim.attempts))]
+    async fn migrate_target(&self, rollout: Uuid, target: Option<usize>, claim: Claim) {
+        let outcome = match target {
+            Some(target) => self.outcome(target, claim).await,
+            None => Outcome::Failed { error: "the rollout's target version is unknown to this server".into() },
+        };
+        match self.catalog.finish_target(rollout, claim.tenant, &self.me, &outcome).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("another worker took this tenant over (lease ran out)"),
+            Err(error) => tracing::warn!(%error, "recording a rollout outcome; the lease will run out and it is retried"),
+        }
+    }
+
+    async fn outcome(&self, target: usize, claim: Claim) -> Outcome {
+        let tenant = match self.catalog.tenant_by_id(claim.tenant).await {
+            Ok(Some(tenant)) => tenant,
+            Ok(None) => return skipped(None, "the tenant no longer exists"),
+            Err(error) => return self.retry_or_fail(claim, error),
+        };
+        if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
+            return skipped(tenant.migration_version, "the tenant is deleted or has no storage");
+        }
+        let names = self.dataplane.migrations();
+        if tenant.migration_version.as_deref().and_then(|v| names.position(v)).is_some_and(|i| i >= target) {
+            return skipped(tenant.migration_version, "already at or past the target");
+        }
+        let started = Instant::now();
+        match self.dataplane.run(&storage_of(&tenant), &Run::Migrate(Target::Up(target))).await {
+            Ok(report) if report.ran.is_empty() => skipped(report.version().map(str::to_owned), "already at or past the target"),
+            Ok(report) => Outcome::Migrated {
+                from: tenant.migration_version,
+                to: report.version().map(str::to_owned),
+                duration_ms: started.elapsed().as_millis() as i64,
+            },
+            Err(error @ Error::MigrationFailed { .. }) => {
+                let message = error.to_string();
+                if let Err(e) = self.catalog.record_failure(tenant.id, &message, false).await {
+                    tracing::warn!(error = %e, "recording a tenant's migration error");
+                }
+                Outcome::Failed { error: message }
+            }
+            Err(error) => self.retry_or_fail(claim, error),
+        }
+    }
+
+    fn retry_or_fail(&self, claim: Claim, error: Error) -> Outcome {
+        if claim.attempts >= self.settings.max_attempts {
+            Outcome::Failed { error: format!("gave up after {} attempts: {error}", claim.attempts) }
+        } else {
+            Outcome::Retry { error: error.to_string() }
+        }
+    }
+}
+
+fn skipped(version: Option<String>, reason: &str) -> Outcome {
+    Outcome::Skipped { version, reason: reason.to_owned() }
+}
+
+fn lease_ms(settings: &RolloutSettings) -> i64 {
+    settings.lease.as_millis() as i64
+}
+

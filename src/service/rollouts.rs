@@ -1,0 +1,306 @@
+//! Rollout use cases: start (select the tenants, skip those already at the target without
+//! opening their schema), read, list, cancel and watch. The work itself is done by
+//! [`super::rollout_worker`] on every replica.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
+
+use super::paging::{PageSize, PageToken, fingerprint};
+use super::tenants::{TenantRef, load};
+use crate::dataplane::TenantMigrations;
+use crate::domain::{
+    Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState, Selector, TargetState,
+};
+use crate::store::{Catalog, Event, NewTarget};
+
+/// Rollout limits from the configuration.
+#[derive(Debug, Clone)]
+pub struct RolloutSettings {
+    /// Concurrency of a rollout that does not ask for one.
+    pub default_concurrency: u32,
+    /// Highest concurrency a rollout may ask for: each running tenant holds a connection.
+    pub max_concurrency: u32,
+    /// How long a claimed target stays with its worker without a renewal.
+    pub lease: Duration,
+    /// How often workers and watchers look for new work and events.
+    pub poll_interval: Duration,
+    /// Attempts at a tenant before a transient error (e.g. a lost connection) counts as failed.
+    pub max_attempts: i32,
+}
+
+/// A selector as the caller sent it.
+#[derive(Debug, Clone)]
+pub enum SelectorInput {
+    Missing,
+    All(bool),
+    Labels(BTreeMap<String, String>),
+    Tenants(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct StartRolloutInput {
+    pub target_version: String,
+    pub selector: SelectorInput,
+    pub max_concurrency: i32,
+    pub canary_count: i32,
+    /// `None`: unspecified (HALT); `Some(Err(n))`: an unknown value.
+    pub error_policy: Option<Result<ErrorPolicy, i32>>,
+    pub max_failure_ratio: f64,
+    pub request_id: Option<Uuid>,
+}
+
+/// One item of a watched rollout.
+#[derive(Debug, Clone)]
+pub struct WatchItem {
+    /// `None` for the first item, a snapshot of the counts.
+    pub event: Option<Event>,
+    pub counts: RolloutCounts,
+}
+
+#[derive(Clone)]
+pub struct Rollouts {
+    catalog: Catalog,
+    migrations: TenantMigrations,
+    settings: RolloutSettings,
+    /// Wakes this replica's worker when a rollout starts here.
+    wake: Arc<Notify>,
+}
+
+impl Rollouts {
+    pub fn new(catalog: Catalog, migrations: TenantMigrations, settings: RolloutSettings, wake: Arc<Notify>) -> Self {
+        Self { catalog, migrations, settings, wake }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn start(&self, input: StartRolloutInput) -> Result<Rollout, Error> {
+        let mut violations = Vec::new();
+        let target = if input.target_version.is_empty() {
+            self.migrations.latest().map(|v| (self.migrations.names().len() - 1, v.to_owned()))
+        } else {
+            self.migrations
+                .check_version(&input.target_version, "target_version")
+                .map(|i| (i, input.target_version.clone()))
+                .map_err(|e| push(&mut violations, e))
+                .ok()
+        };
+        let max_concurrency = match input.max_concurrency {
+            n if n < 0 => {
+                violations.push(FieldViolation::new("max_concurrency", "must not be negative"));
+                1
+            }
+            0 => self.settings.default_concurrency,
+            n => (n as u32).min(self.settings.max_concurrency),
+        };
+        if input.canary_count < 0 {
+            violations.push(FieldViolation::new("canary_count", "must not be negative"));
+        }
+        let error_policy = match input.error_policy {
+            None => ErrorPolicy::Halt,
+            Some(Ok(policy)) => policy,
+            Some(Err(n)) => {
+                violations.push(FieldViolation::new("error_policy", format!("{n} is not an error policy")));
+                ErrorPolicy::Halt
+            }
+        };
+        if !(0.0..=1.0).contains(&input.max_failure_ratio) {
+            violations.push(FieldViolation::new("max_failure_ratio", "must be between 0 and 1"));
+        }
+        let selector = self.selector(input.selector, &mut violations).await?;
+        Error::check(violations)?;
+        let (Some((target_index, target_version)), Some(selector)) = (target, selector) else {
+            return Err(Error::invalid("target_version", "there are no tenant migrations to roll out"));
+        };
+
+        let candidates = self.catalog.rollout_candidates(&selector).await?;
+        let targets: Vec<NewTarget> = candidates
+            .into_iter()
+            .map(|c| {
+                let at_target = c
+                    .version
+                    .as_deref()
+                    .and_then(|v| self.migrations.position(v))
+                    .is_some_and(|i| i >= target_index);
+                NewTarget {
+                    tenant: c.tenant,
+                    state: if at_target { TargetState::Skipped } else { TargetState::Pending },
+                    from_version: c.version,
+                }
+            })
+            .collect();
+        let pending = targets.iter().filter(|t| t.state == TargetState::Pending).count();
+        let rollout = Rollout {
+            id: Uuid::now_v7(),
+            target_version,
+            selector,
+            max_concurrency,
+            canary_count: input.canary_count.max(0) as u32,
+            error_policy,
+            max_failure_ratio: input.max_failure_ratio,
+            state: RolloutState::Pending,
+            error: None,
+            create_time: super::now(),
+            start_time: None,
+            end_time: None,
+            counts: RolloutCounts::default(),
+        };
+        if let Some(first) = self.catalog.insert_rollout(&rollout, input.request_id, &targets).await? {
+            return self.get(first).await;
+        }
+        if pending == 0 {
+            self.catalog.transition_rollout(rollout.id, &RolloutState::ACTIVE, RolloutState::Succeeded, None).await?;
+        } else {
+            self.wake.notify_one();
+        }
+        tracing::info!(rollout = %rollout.id, targets = targets.len(), pending, "rollout started");
+        self.get(rollout.id).await
+    }
+
+    async fn selector(&self, input: SelectorInput, violations: &mut Vec<FieldViolation>) -> Result<Option<Selector>, Error> {
+        Ok(match input {
+            SelectorInput::All(true) => Some(Selector::All),
+            SelectorInput::Missing | SelectorInput::All(false) => {
+                violations.push(FieldViolation::new("selector", "choose all, labels or a list of tenants"));
+                None
+            }
+            SelectorInput::Labels(labels) if labels.is_empty() => {
+                violations.push(FieldViolation::new("selector.labels.match_labels", "must name at least one label"));
+                None
+            }
+            SelectorInput::Labels(labels) => match Labels::parse(&labels) {
+                Ok(labels) => Some(Selector::Labels(labels)),
+                Err(errors) => {
+                    for (key, why) in errors {
+                        violations.push(FieldViolation::new(format!("selector.labels.match_labels[{key}]"), why));
+                    }
+                    None
+                }
+            },
+            SelectorInput::Tenants(names) if names.is_empty() => {
+                violations.push(FieldViolation::new("selector.tenants.tenants", "must name at least one tenant"));
+                None
+            }
+            SelectorInput::Tenants(names) => {
+                let mut ids = Vec::with_capacity(names.len());
+                for (i, name) in names.iter().enumerate() {
+                    let field = format!("selector.tenants.tenants[{i}]");
+                    match TenantRef::parse(name, &field) {
+                        Ok(target) => match load(&self.catalog, &target).await {
+                            Ok(tenant) => ids.push(tenant.id),
+                            Err(Error::NotFound { .. }) => violations.push(FieldViolation::new(field, "no such tenant")),
+                            Err(other) => return Err(other),
+                        },
+                        Err(e) => push(violations, e),
+                    }
+                }
+                ids.sort();
+                ids.dedup();
+                Some(Selector::Tenants(ids))
+            }
+        })
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Rollout, Error> {
+        self.catalog.rollout(id).await?.ok_or_else(|| Error::NotFound { kind: "rollout", name: format!("rollouts/{id}") })
+    }
+
+    /// One page of rollouts, newest first, and the next page's token.
+    pub async fn list(&self, page_size: i32, page_token: &str, states: Vec<RolloutState>) -> Result<(Vec<Rollout>, String), Error> {
+        let size = PageSize::parse(page_size, "page_size")?.get();
+        let mut names: Vec<_> = states.iter().map(|s| s.as_str()).collect();
+        names.sort_unstable();
+        let query = fingerprint(&names.join(","));
+        let before = match PageToken::decode(page_token, &query, "page_token")? {
+            Some(token) => Some(Uuid::try_parse(&token.after).map_err(|_| Error::invalid("page_token", "is not a page token issued for this query"))?),
+            None => None,
+        };
+        let mut page = self.catalog.list_rollouts(&states, before, size + 1).await?;
+        let next = if page.len() as u64 > size {
+            page.truncate(size as usize);
+            page.last().map(|r| PageToken::new(r.id.to_string(), &query).encode()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((page, next))
+    }
+
+    /// Stops a rollout from starting more tenants; those already running finish.
+    pub async fn cancel(&self, id: Uuid) -> Result<Rollout, Error> {
+        let rollout = self.get(id).await?;
+        let moved = self
+            .catalog
+            .transition_rollout(id, &RolloutState::ACTIVE, RolloutState::Cancelled, Some("cancelled by request"))
+            .await?;
+        if !moved {
+            return Err(Error::FailedPrecondition {
+                subject: format!("rollouts/{id}"),
+                message: format!("rollout has already ended ({})", rollout.state.as_str()),
+            });
+        }
+        self.get(id).await
+    }
+
+    /// A snapshot of the counts, then every event from now on, until the rollout ends.
+    pub async fn watch(&self, id: Uuid) -> Result<ReceiverStream<Result<WatchItem, Error>>, Error> {
+        let rollout = self.get(id).await?;
+        let mut seq = self.catalog.last_rollout_event(id).await?;
+        let (tx, rx) = mpsc::channel(64);
+        let catalog = self.catalog.clone();
+        let poll = self.settings.poll_interval;
+        tokio::spawn(async move {
+            if tx.send(Ok(WatchItem { event: None, counts: rollout.counts })).await.is_err() {
+                return;
+            }
+            if !rollout.state.is_active() {
+                let finished = Event {
+                    seq,
+                    kind: "finished".into(),
+                    tenant: None,
+                    detail: serde_json::json!({ "state": rollout.state.as_str() }),
+                    time: rollout.end_time.unwrap_or(rollout.create_time),
+                };
+                let _ = tx.send(Ok(WatchItem { event: Some(finished), counts: rollout.counts })).await;
+                return;
+            }
+            loop {
+                let batch = match catalog.rollout_events(id, seq, 200).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                if batch.is_empty() {
+                    tokio::select! {
+                        () = tokio::time::sleep(poll) => continue,
+                        () = tx.closed() => return,
+                    }
+                }
+                let counts = match catalog.rollout_counts(id, None).await {
+                    Ok(counts) => counts,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                for event in batch {
+                    seq = event.seq;
+                    let last = event.kind == "finished";
+                    if tx.send(Ok(WatchItem { event: Some(event), counts })).await.is_err() || last {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+fn push(violations: &mut Vec<FieldViolation>, error: Error) {
+    match error {
+        Error::InvalidArgument(found) => violations.extend(found),
+        other => violations.push(FieldViolation::new("", other.to_string())),
+    }
+}

@@ -1,0 +1,460 @@
+//! Rollouts in the catalog: the rollout, its targets (one per tenant) and its event log.
+//!
+//! Workers on any number of replicas claim targets with `FOR UPDATE SKIP LOCKED` (PostgreSQL;
+//! SQLite serialises writers anyway), each claim carrying a lease that its worker renews. A
+//! target whose lease ran out — its replica died — is claimed again, so a rollout survives
+//! crashes. Every change of a target is written together with its event, in one transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait, Value, sea_query::Expr,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::entity::{rollout, rollout_event, rollout_target, tenant};
+use super::{Catalog, db_error, is_unique_violation};
+use crate::domain::{
+    Error, ErrorPolicy, Labels, Rollout, RolloutCounts, RolloutState, Selector, TargetState, TenantId, TenantState,
+};
+
+/// A target to insert with a new rollout.
+#[derive(Debug, Clone)]
+pub struct NewTarget {
+    pub tenant: TenantId,
+    pub state: TargetState,
+    pub from_version: Option<String>,
+}
+
+/// A target claimed by a worker.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    pub tenant: TenantId,
+    pub attempts: i32,
+}
+
+/// How a claimed target ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Migrated { from: Option<String>, to: Option<String>, duration_ms: i64 },
+    Skipped { version: Option<String>, reason: String },
+    Failed { error: String },
+    /// A transient problem: the target goes back to PENDING for another attempt.
+    Retry { error: String },
+}
+
+/// One entry of a rollout's event log.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub seq: i64,
+    pub kind: String,
+    pub tenant: Option<TenantId>,
+    pub detail: serde_json::Value,
+    pub time: DateTime<Utc>,
+}
+
+/// A tenant a selector matched, with its mirrored version.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub tenant: TenantId,
+    pub version: Option<String>,
+}
+
+impl Catalog {
+    /// Tenants a selector matches that have storage and are not deleted, in id order.
+    pub async fn rollout_candidates(&self, selector: &Selector) -> Result<Vec<Candidate>, Error> {
+        let mut query = tenant::Entity::find()
+            .filter(tenant::Column::ProvisionTime.is_not_null())
+            .filter(tenant::Column::State.ne(TenantState::Deleted.as_str()));
+        match selector {
+            Selector::All => {}
+            Selector::Labels(labels) => query = query.filter(self.label_condition(labels)),
+            Selector::Tenants(ids) => {
+                query = query.filter(tenant::Column::Id.is_in(ids.iter().map(TenantId::as_uuid)))
+            }
+        }
+        let rows = query.order_by_asc(tenant::Column::Id).all(self.conn()).await.map_err(db_error)?;
+        Ok(rows.into_iter().map(|t| Candidate { tenant: t.id.into(), version: t.migration_version }).collect())
+    }
+
+    /// Inserts a rollout with its targets. With a request id already used, returns the id of the
+    /// rollout it started instead.
+    pub async fn insert_rollout(
+        &self,
+        r: &Rollout,
+        request_id: Option<Uuid>,
+        targets: &[NewTarget],
+    ) -> Result<Option<Uuid>, Error> {
+        if let Some(existing) = self.rollout_by_request(request_id).await? {
+            return Ok(Some(existing));
+        }
+        let result = self
+            .conn()
+            .transaction::<_, (), sea_orm::DbErr>(|txn| {
+                let row = rollout::ActiveModel {
+                    id: Set(r.id),
+                    target_version: Set(r.target_version.clone()),
+                    selector: Set(selector_json(&r.selector)),
+                    max_concurrency: Set(r.max_concurrency as i32),
+                    canary_count: Set(r.canary_count as i32),
+                    error_policy: Set(r.error_policy.as_str().to_owned()),
+                    max_failure_ratio: Set(r.max_failure_ratio),
+                    state: Set(r.state.as_str().to_owned()),
+                    error: Set(None),
+                    request_id: Set(request_id),
+                    create_time: Set(r.create_time),
+                    start_time: Set(None),
+                    end_time: Set(None),
+                };
+                let now = r.create_time;
+                let targets: Vec<_> = targets
+                    .iter()
+                    .enumerate()
+                    .map(|(position, t)| rollout_target::ActiveModel {
+                        rollout_id: Set(r.id),
+                        tenant_id: Set(t.tenant.as_uuid()),
+                        position: Set(position as i32),
+                        state: Set(t.state.as_str().to_owned()),
+                        attempts: Set(0),
+                        from_version: Set(t.from_version.clone()),
+                        to_version: Set((t.state == TargetState::Skipped).then(|| t.from_version.clone()).flatten()),
+                        error: Set(None),
+                        claimed_by: Set(None),
+                        lease_until: Set(None),
+                        duration_ms: Set(None),
+                        update_time: Set(now),
+                    })
+                    .collect();
+                Box::pin(async move {
+                    rollout::Entity::insert(row).exec_without_returning(txn).await?;
+                    // Chunks keep each statement under SQLite's bound-parameter limit.
+                    for chunk in targets.chunks(500) {
+                        rollout_target::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(None),
+            Err(sea_orm::TransactionError::Transaction(e)) if is_unique_violation(&e) => {
+                self.rollout_by_request(request_id).await?.map(Some).ok_or_else(|| db_error(e))
+            }
+            Err(sea_orm::TransactionError::Transaction(e) | sea_orm::TransactionError::Connection(e)) => {
+                Err(db_error(e))
+            }
+        }
+    }
+
+    async fn rollout_by_request(&self, request_id: Option<Uuid>) -> Result<Option<Uuid>, Error> {
+        let Some(request_id) = request_id else { return Ok(None) };
+        let row = rollout::Entity::find()
+            .filter(rollout::Column::RequestId.eq(request_id))
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|r| r.id))
+    }
+
+    pub async fn rollout(&self, id: Uuid) -> Result<Option<Rollout>, Error> {
+        let Some(row) = rollout::Entity::find_by_id(id).one(self.conn()).await.map_err(db_error)? else {
+            return Ok(None);
+        };
+        let counts = self.rollout_counts(id, None).await?;
+        to_domain(row, counts).map(Some)
+    }
+
+    /// Rollouts newest first, optionally in some states, before (older than) `before`.
+    pub async fn list_rollouts(
+        &self,
+        states: &[RolloutState],
+        before: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<Rollout>, Error> {
+        let mut query = rollout::Entity::find();
+        if !states.is_empty() {
+            query = query.filter(rollout::Column::State.is_in(states.iter().map(|s| s.as_str())));
+        }
+        if let Some(before) = before {
+            query = query.filter(rollout::Column::Id.lt(before));
+        }
+        let rows = query.order_by_desc(rollout::Column::Id).limit(limit).all(self.conn()).await.map_err(db_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let counts = self.rollout_counts(row.id, None).await?;
+            out.push(to_domain(row, counts)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn active_rollouts(&self) -> Result<Vec<Uuid>, Error> {
+        let rows = rollout::Entity::find()
+            .filter(rollout::Column::State.is_in(RolloutState::ACTIVE.map(|s| s.as_str())))
+            .order_by_asc(rollout::Column::Id)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Targets by state; with `first`, only among the first `first` positions (the canaries).
+    pub async fn rollout_counts(&self, id: Uuid, first: Option<i32>) -> Result<RolloutCounts, Error> {
+        let mut query = rollout_target::Entity::find()
+            .select_only()
+            .column(rollout_target::Column::State)
+            .column_as(rollout_target::Column::TenantId.count(), "n")
+            .filter(rollout_target::Column::RolloutId.eq(id))
+            .group_by(rollout_target::Column::State);
+        if let Some(first) = first {
+            query = query.filter(rollout_target::Column::Position.lt(first));
+        }
+        let rows: Vec<(String, i64)> = query.into_tuple().all(self.conn()).await.map_err(db_error)?;
+        let mut counts = RolloutCounts::default();
+        for (state, n) in rows {
+            let state = TargetState::parse(&state).ok_or_else(|| Error::Internal(format!("bad target state {state}")))?;
+            counts.add(state, n as u32);
+        }
+        Ok(counts)
+    }
+
+    /// Claims up to `limit` targets of an active rollout for worker `me`: PENDING ones, and
+    /// RUNNING ones whose lease has run out. Only positions below `below` (the canaries, while
+    /// they run). Moves a PENDING rollout to RUNNING on its first claim.
+    pub async fn claim_targets(
+        &self,
+        id: Uuid,
+        me: &str,
+        limit: u32,
+        below: i32,
+        lease_ms: i64,
+    ) -> Result<Vec<Claim>, Error> {
+        let backend = self.conn().get_database_backend();
+        let now_ms = Utc::now().timestamp_millis();
+        let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE rollout_targets SET state = 'RUNNING', claimed_by = $1, lease_until = $2, \
+             attempts = attempts + 1, update_time = $3 \
+             WHERE rollout_id = $4 AND tenant_id IN ( \
+               SELECT tenant_id FROM rollout_targets \
+               WHERE rollout_id = $4 AND position < $5 \
+                 AND (state = 'PENDING' OR (state = 'RUNNING' AND lease_until < $6)) \
+                 AND EXISTS (SELECT 1 FROM rollouts WHERE id = $4 AND state IN ('PENDING', 'RUNNING')) \
+               ORDER BY position LIMIT $7 {lock}) \
+             RETURNING tenant_id, attempts"
+        );
+        let values: Vec<Value> = vec![
+            me.into(),
+            (now_ms + lease_ms).into(),
+            crate::service::now().into(),
+            id.into(),
+            below.into(),
+            now_ms.into(),
+            i64::from(limit).into(),
+        ];
+        let txn = self.conn().begin().await.map_err(db_error)?;
+        let rows = txn.query_all_raw(statement(backend, &sql, values)).await.map_err(db_error)?;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let tenant: Uuid = row.try_get("", "tenant_id").map_err(db_error)?;
+            let attempts: i32 = row.try_get("", "attempts").map_err(db_error)?;
+            claims.push(Claim { tenant: tenant.into(), attempts });
+            event(&txn, id, "started", Some(tenant), json!({ "attempt": attempts })).await?;
+        }
+        if !claims.is_empty() {
+            rollout::Entity::update_many()
+                .col_expr(rollout::Column::State, Expr::value(RolloutState::Running.as_str()))
+                .col_expr(rollout::Column::StartTime, Expr::value(crate::service::now()))
+                .filter(rollout::Column::Id.eq(id))
+                .filter(rollout::Column::State.eq(RolloutState::Pending.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(claims)
+    }
+
+    /// Extends the leases of every target `me` is working on.
+    pub async fn renew_leases(&self, me: &str, lease_ms: i64) -> Result<(), Error> {
+        rollout_target::Entity::update_many()
+            .col_expr(rollout_target::Column::LeaseUntil, Expr::value(Utc::now().timestamp_millis() + lease_ms))
+            .filter(rollout_target::Column::ClaimedBy.eq(me))
+            .filter(rollout_target::Column::State.eq(TargetState::Running.as_str()))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Records how a target ended, with its event, if `me` still holds it. `false` when another
+    /// worker took it over (this worker's lease had run out).
+    pub async fn finish_target(&self, id: Uuid, tenant: TenantId, me: &str, outcome: &Outcome) -> Result<bool, Error> {
+        let (state, kind, detail) = match outcome {
+            Outcome::Migrated { from, to, duration_ms } => {
+                (TargetState::Migrated, "migrated", json!({ "from": from, "to": to, "duration_ms": duration_ms }))
+            }
+            Outcome::Skipped { version, reason } => {
+                (TargetState::Skipped, "skipped", json!({ "version": version, "reason": reason }))
+            }
+            Outcome::Failed { error } => (TargetState::Failed, "failed", json!({ "error": error })),
+            Outcome::Retry { error } => (TargetState::Pending, "released", json!({ "error": error })),
+        };
+        let txn = self.conn().begin().await.map_err(db_error)?;
+        let mut update = rollout_target::Entity::update_many()
+            .col_expr(rollout_target::Column::State, Expr::value(state.as_str()))
+            .col_expr(rollout_target::Column::ClaimedBy, Expr::value(Option::<String>::None))
+            .col_expr(rollout_target::Column::LeaseUntil, Expr::value(Option::<i64>::None))
+            .col_expr(rollout_target::Column::UpdateTime, Expr::value(crate::service::now()));
+        match outcome {
+            Outcome::Migrated { from, to, duration_ms } => {
+                update = update
+                    .col_expr(rollout_target::Column::FromVersion, Expr::value(from.clone()))
+                    .col_expr(rollout_target::Column::ToVersion, Expr::value(to.clone()))
+                    .col_expr(rollout_target::Column::DurationMs, Expr::value(*duration_ms));
+            }
+            Outcome::Skipped { version, .. } => {
+                update = update.col_expr(rollout_target::Column::ToVersion, Expr::value(version.clone()));
+            }
+            Outcome::Failed { error } | Outcome::Retry { error } => {
+                update = update.col_expr(rollout_target::Column::Error, Expr::value(error.clone()));
+            }
+        }
+        let done = update
+            .filter(rollout_target::Column::RolloutId.eq(id))
+            .filter(rollout_target::Column::TenantId.eq(tenant.as_uuid()))
+            .filter(rollout_target::Column::ClaimedBy.eq(me))
+            .filter(rollout_target::Column::State.eq(TargetState::Running.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected == 0 {
+            txn.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
+        event(&txn, id, kind, Some(tenant.as_uuid()), detail).await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    /// Moves a rollout from one of `from` to `to` (recording why), with a `finished` event when
+    /// `to` ends it. `false` when it was no longer in `from`.
+    pub async fn transition_rollout(
+        &self,
+        id: Uuid,
+        from: &[RolloutState],
+        to: RolloutState,
+        error: Option<&str>,
+    ) -> Result<bool, Error> {
+        let txn = self.conn().begin().await.map_err(db_error)?;
+        let mut update = rollout::Entity::update_many()
+            .col_expr(rollout::Column::State, Expr::value(to.as_str()))
+            .filter(rollout::Column::Id.eq(id))
+            .filter(rollout::Column::State.is_in(from.iter().map(|s| s.as_str())));
+        if !to.is_active() {
+            update = update.col_expr(rollout::Column::EndTime, Expr::value(crate::service::now()));
+        }
+        if let Some(error) = error {
+            update = update.col_expr(rollout::Column::Error, Expr::value(error.to_owned()));
+        }
+        let moved = update.exec(&txn).await.map_err(db_error)?.rows_affected == 1;
+        if moved && !to.is_active() {
+            event(&txn, id, "finished", None, json!({ "state": to.as_str(), "error": error })).await?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(moved)
+    }
+
+    /// Events of a rollout after `seq`, oldest first.
+    pub async fn rollout_events(&self, id: Uuid, after: i64, limit: u64) -> Result<Vec<Event>, Error> {
+        let rows = rollout_event::Entity::find()
+            .filter(rollout_event::Column::RolloutId.eq(id))
+            .filter(rollout_event::Column::Seq.gt(after))
+            .order_by_asc(rollout_event::Column::Seq)
+            .limit(limit)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|e| Event { seq: e.seq, kind: e.kind, tenant: e.tenant_id.map(Into::into), detail: e.detail, time: e.event_time })
+            .collect())
+    }
+
+    /// The last event's sequence number (0 if none), to watch from "now".
+    pub async fn last_rollout_event(&self, id: Uuid) -> Result<i64, Error> {
+        let row = rollout_event::Entity::find()
+            .filter(rollout_event::Column::RolloutId.eq(id))
+            .order_by_desc(rollout_event::Column::Seq)
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(row.map_or(0, |e| e.seq))
+    }
+}
+
+async fn event(
+    txn: &DatabaseTransaction,
+    rollout_id: Uuid,
+    kind: &str,
+    tenant: Option<Uuid>,
+    detail: serde_json::Value,
+) -> Result<(), Error> {
+    let row = rollout_event::ActiveModel {
+        rollout_id: Set(rollout_id),
+        kind: Set(kind.to_owned()),
+        tenant_id: Set(tenant),
+        detail: Set(detail),
+        event_time: Set(crate::service::now()),
+        ..Default::default()
+    };
+    rollout_event::Entity::insert(row).exec_without_returning(txn).await.map_err(db_error)?;
+    Ok(())
+}
+
+/// A statement written with `$n` placeholders, as SQLite's `?n` where needed.
+fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = if backend == DbBackend::Postgres { sql.to_owned() } else { sql.replace('$', "?") };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+fn selector_json(selector: &Selector) -> serde_json::Value {
+    match selector {
+        Selector::All => json!({ "all": true }),
+        Selector::Labels(labels) => json!({ "labels": labels.as_map() }),
+        Selector::Tenants(ids) => json!({ "tenants": ids.iter().map(ToString::to_string).collect::<Vec<_>>() }),
+    }
+}
+
+fn selector_from_json(value: &serde_json::Value) -> Option<Selector> {
+    if value.get("all").is_some() {
+        return Some(Selector::All);
+    }
+    if let Some(labels) = value.get("labels") {
+        let map: BTreeMap<String, String> = serde_json::from_value(labels.clone()).ok()?;
+        return Some(Selector::Labels(Labels::from_trusted(map)));
+    }
+    let ids = value.get("tenants")?.as_array()?;
+    ids.iter().map(|v| v.as_str().and_then(TenantId::parse)).collect::<Option<Vec<_>>>().map(Selector::Tenants)
+}
+
+fn to_domain(row: rollout::Model, counts: RolloutCounts) -> Result<Rollout, Error> {
+    let corrupt = |what: &str| Error::Internal(format!("catalog row of rollout {} has an invalid {what}", row.id));
+    Ok(Rollout {
+        id: row.id,
+        selector: selector_from_json(&row.selector).ok_or_else(|| corrupt("selector"))?,
+        max_concurrency: row.max_concurrency.max(1) as u32,
+        canary_count: row.canary_count.max(0) as u32,
+        error_policy: ErrorPolicy::parse(&row.error_policy).ok_or_else(|| corrupt("error policy"))?,
+        max_failure_ratio: row.max_failure_ratio,
+        state: RolloutState::parse(&row.state).ok_or_else(|| corrupt("state"))?,
+        error: row.error.clone(),
+        create_time: row.create_time,
+        start_time: row.start_time,
+        end_time: row.end_time,
+        target_version: row.target_version,
+        counts,
+    })
+}
