@@ -97,7 +97,11 @@ pub struct Config {
 
     /// Highest concurrency a rollout may ask for; each tenant in progress holds a connection,
     /// so keep it below the pool size.
-    #[arg(long, env = "TENANT_PLANE_ROLLOUT_MAX_CONCURRENCY", default_value_t = 8)]
+    #[arg(
+        long,
+        env = "TENANT_PLANE_ROLLOUT_MAX_CONCURRENCY",
+        default_value_t = 8
+    )]
     pub rollout_max_concurrency: u32,
 
     /// Seconds a replica keeps a claimed rollout target without renewing it; after that another

@@ -8,5 +8,7 @@ mod tenant;
 
 pub use error::{Error, FieldViolation};
 pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
-pub use rollout::{ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, TargetState, Verdict};
+pub use rollout::{
+    ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, TargetState, Verdict,
+};
 pub use tenant::{Etag, Isolation, Tenant, TenantState};

@@ -30,9 +30,16 @@ impl RolloutState {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Running, Self::Succeeded, Self::Failed, Self::Halted, Self::Cancelled]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            Self::Pending,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Halted,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 
     pub fn is_active(self) -> bool {
@@ -62,9 +69,15 @@ impl TargetState {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Running, Self::Migrated, Self::Skipped, Self::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            Self::Pending,
+            Self::Running,
+            Self::Migrated,
+            Self::Skipped,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -85,7 +98,9 @@ impl ErrorPolicy {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Continue, Self::Halt].into_iter().find(|s| s.as_str() == text)
+        [Self::Continue, Self::Halt]
+            .into_iter()
+            .find(|s| s.as_str() == text)
     }
 }
 
@@ -165,7 +180,10 @@ pub enum Verdict {
     /// Keep claiming targets (only canary targets while `canary_only`).
     Proceed { canary_only: bool },
     /// Stop starting targets; let running ones finish, then end in `state`.
-    Stop { state: RolloutState, reason: Option<String> },
+    Stop {
+        state: RolloutState,
+        reason: Option<String>,
+    },
 }
 
 impl Rollout {
@@ -195,10 +213,19 @@ impl Rollout {
             }
         }
         if counts.pending == 0 && counts.running == 0 {
-            let state = if counts.failed > 0 { RolloutState::Failed } else { RolloutState::Succeeded };
-            return Verdict::Stop { state, reason: None };
+            let state = if counts.failed > 0 {
+                RolloutState::Failed
+            } else {
+                RolloutState::Succeeded
+            };
+            return Verdict::Stop {
+                state,
+                reason: None,
+            };
         }
-        Verdict::Proceed { canary_only: canary.pending + canary.running > 0 }
+        Verdict::Proceed {
+            canary_only: canary.pending + canary.running > 0,
+        }
     }
 }
 
@@ -225,35 +252,92 @@ mod tests {
     }
 
     fn counts(pending: u32, running: u32, migrated: u32, failed: u32) -> RolloutCounts {
-        RolloutCounts { pending, running, migrated, skipped: 0, failed }
+        RolloutCounts {
+            pending,
+            running,
+            migrated,
+            skipped: 0,
+            failed,
+        }
     }
 
     #[test]
     fn canaries_go_first_and_a_failed_canary_halts_whatever_the_policy() {
         let r = rollout(ErrorPolicy::Continue, 1.0, counts(8, 2, 0, 0));
-        assert_eq!(r.verdict(counts(0, 2, 0, 0)), Verdict::Proceed { canary_only: true });
-        assert_eq!(r.verdict(counts(0, 0, 2, 0)), Verdict::Proceed { canary_only: false });
-        assert!(matches!(r.verdict(counts(0, 0, 1, 1)), Verdict::Stop { state: RolloutState::Halted, .. }));
+        assert_eq!(
+            r.verdict(counts(0, 2, 0, 0)),
+            Verdict::Proceed { canary_only: true }
+        );
+        assert_eq!(
+            r.verdict(counts(0, 0, 2, 0)),
+            Verdict::Proceed { canary_only: false }
+        );
+        assert!(matches!(
+            r.verdict(counts(0, 0, 1, 1)),
+            Verdict::Stop {
+                state: RolloutState::Halted,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn halt_stops_above_the_failure_ratio_and_continue_does_not() {
         let halting = rollout(ErrorPolicy::Halt, 0.25, counts(5, 0, 3, 1));
-        assert_eq!(halting.verdict(RolloutCounts::default()), Verdict::Proceed { canary_only: false }, "1/4 is not above 0.25");
+        assert_eq!(
+            halting.verdict(RolloutCounts::default()),
+            Verdict::Proceed { canary_only: false },
+            "1/4 is not above 0.25"
+        );
         let over = rollout(ErrorPolicy::Halt, 0.25, counts(5, 0, 2, 1));
-        assert!(matches!(over.verdict(RolloutCounts::default()), Verdict::Stop { state: RolloutState::Halted, .. }));
+        assert!(matches!(
+            over.verdict(RolloutCounts::default()),
+            Verdict::Stop {
+                state: RolloutState::Halted,
+                ..
+            }
+        ));
         let zero = rollout(ErrorPolicy::Halt, 0.0, counts(5, 0, 9, 1));
-        assert!(matches!(zero.verdict(RolloutCounts::default()), Verdict::Stop { state: RolloutState::Halted, .. }));
+        assert!(matches!(
+            zero.verdict(RolloutCounts::default()),
+            Verdict::Stop {
+                state: RolloutState::Halted,
+                ..
+            }
+        ));
         let continuing = rollout(ErrorPolicy::Continue, 0.0, counts(5, 0, 0, 5));
-        assert_eq!(continuing.verdict(RolloutCounts::default()), Verdict::Proceed { canary_only: false });
+        assert_eq!(
+            continuing.verdict(RolloutCounts::default()),
+            Verdict::Proceed { canary_only: false }
+        );
     }
 
     #[test]
     fn a_rollout_with_nothing_left_ends_by_its_failures() {
-        let ok = rollout(ErrorPolicy::Continue, 0.0, RolloutCounts { skipped: 3, migrated: 2, ..Default::default() });
-        assert_eq!(ok.verdict(RolloutCounts::default()), Verdict::Stop { state: RolloutState::Succeeded, reason: None });
+        let ok = rollout(
+            ErrorPolicy::Continue,
+            0.0,
+            RolloutCounts {
+                skipped: 3,
+                migrated: 2,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            ok.verdict(RolloutCounts::default()),
+            Verdict::Stop {
+                state: RolloutState::Succeeded,
+                reason: None
+            }
+        );
         let failed = rollout(ErrorPolicy::Continue, 0.0, counts(0, 0, 2, 1));
-        assert_eq!(failed.verdict(RolloutCounts::default()), Verdict::Stop { state: RolloutState::Failed, reason: None });
+        assert_eq!(
+            failed.verdict(RolloutCounts::default()),
+            Verdict::Stop {
+                state: RolloutState::Failed,
+                reason: None
+            }
+        );
     }
 
     #[test]

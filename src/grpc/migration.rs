@@ -8,10 +8,13 @@ use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 use super::convert;
-use crate::domain::{Error, ErrorPolicy, FieldViolation, Rollout, RolloutCounts, RolloutState, Selector};
+use crate::domain::{
+    Error, ErrorPolicy, FieldViolation, Rollout, RolloutCounts, RolloutState, Selector,
+};
 use crate::proto::{self, migration_service_server::MigrationService};
 use crate::service::{
-    Direction, MigrationStatus, Migrations, Rollouts, SelectorInput, StartRolloutInput, TenantRef, WatchItem,
+    Direction, MigrationStatus, Migrations, Rollouts, SelectorInput, StartRolloutInput, TenantRef,
+    WatchItem,
 };
 
 pub struct MigrationApi {
@@ -21,7 +24,10 @@ pub struct MigrationApi {
 
 impl MigrationApi {
     pub fn new(migrations: Migrations, rollouts: Rollouts) -> Self {
-        Self { migrations, rollouts }
+        Self {
+            migrations,
+            rollouts,
+        }
     }
 }
 
@@ -109,7 +115,10 @@ impl MigrationService for MigrationApi {
         }))
     }
 
-    async fn start_rollout(&self, request: Request<proto::StartRolloutRequest>) -> Reply<proto::Rollout> {
+    async fn start_rollout(
+        &self,
+        request: Request<proto::StartRolloutRequest>,
+    ) -> Reply<proto::Rollout> {
         use proto::tenant_selector::Selector as Wire;
         let request = request.into_inner();
         let mut violations = Vec::new();
@@ -123,7 +132,9 @@ impl MigrationService for MigrationApi {
         let selector = match request.selector.and_then(|s| s.selector) {
             None => SelectorInput::Missing,
             Some(Wire::All(all)) => SelectorInput::All(all),
-            Some(Wire::Labels(labels)) => SelectorInput::Labels(labels.match_labels.into_iter().collect()),
+            Some(Wire::Labels(labels)) => {
+                SelectorInput::Labels(labels.match_labels.into_iter().collect())
+            }
             Some(Wire::Tenants(list)) => SelectorInput::Tenants(list.tenants),
         };
         let error_policy = match proto::ErrorPolicy::try_from(request.error_policy) {
@@ -147,37 +158,64 @@ impl MigrationService for MigrationApi {
         Ok(Response::new(rollout_to_wire(rollout)))
     }
 
-    async fn get_rollout(&self, request: Request<proto::GetRolloutRequest>) -> Reply<proto::Rollout> {
+    async fn get_rollout(
+        &self,
+        request: Request<proto::GetRolloutRequest>,
+    ) -> Reply<proto::Rollout> {
         let id = rollout_id(&request.get_ref().name)?;
         Ok(Response::new(rollout_to_wire(self.rollouts.get(id).await?)))
     }
 
-    async fn list_rollouts(&self, request: Request<proto::ListRolloutsRequest>) -> Reply<proto::ListRolloutsResponse> {
+    async fn list_rollouts(
+        &self,
+        request: Request<proto::ListRolloutsRequest>,
+    ) -> Reply<proto::ListRolloutsResponse> {
         let request = request.into_inner();
         let mut states = Vec::new();
         for (i, raw) in request.states.iter().enumerate() {
-            match proto::rollout::State::try_from(*raw).ok().and_then(state_from_wire) {
+            match proto::rollout::State::try_from(*raw)
+                .ok()
+                .and_then(state_from_wire)
+            {
                 Some(state) => states.push(state),
-                None => return Err(Error::invalid(format!("states[{i}]"), format!("{raw} is not a rollout state")).into()),
+                None => {
+                    return Err(Error::invalid(
+                        format!("states[{i}]"),
+                        format!("{raw} is not a rollout state"),
+                    )
+                    .into());
+                }
             }
         }
-        let (rollouts, next_page_token) = self.rollouts.list(request.page_size, &request.page_token, states).await?;
+        let (rollouts, next_page_token) = self
+            .rollouts
+            .list(request.page_size, &request.page_token, states)
+            .await?;
         Ok(Response::new(proto::ListRolloutsResponse {
             rollouts: rollouts.into_iter().map(rollout_to_wire).collect(),
             next_page_token,
         }))
     }
 
-    async fn cancel_rollout(&self, request: Request<proto::CancelRolloutRequest>) -> Reply<proto::Rollout> {
+    async fn cancel_rollout(
+        &self,
+        request: Request<proto::CancelRolloutRequest>,
+    ) -> Reply<proto::Rollout> {
         let id = rollout_id(&request.get_ref().name)?;
-        Ok(Response::new(rollout_to_wire(self.rollouts.cancel(id).await?)))
+        Ok(Response::new(rollout_to_wire(
+            self.rollouts.cancel(id).await?,
+        )))
     }
 
-    async fn watch_rollout(&self, request: Request<proto::WatchRolloutRequest>) -> Reply<Self::WatchRolloutStream> {
+    async fn watch_rollout(
+        &self,
+        request: Request<proto::WatchRolloutRequest>,
+    ) -> Reply<Self::WatchRolloutStream> {
         let id = rollout_id(&request.get_ref().name)?;
         let name = format!("rollouts/{id}");
         let items = self.rollouts.watch(id).await?;
-        let stream = items.map(move |item| item.map(|i| event_to_wire(&name, i)).map_err(Status::from));
+        let stream =
+            items.map(move |item| item.map(|i| event_to_wire(&name, i)).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -239,7 +277,9 @@ fn rollout_to_wire(r: Rollout) -> proto::Rollout {
         name: format!("rollouts/{}", r.id),
         id: r.id.to_string(),
         target_version: r.target_version,
-        selector: Some(proto::TenantSelector { selector: Some(selector) }),
+        selector: Some(proto::TenantSelector {
+            selector: Some(selector),
+        }),
         max_concurrency: r.max_concurrency as i32,
         canary_count: r.canary_count as i32,
         error_policy: match r.error_policy {
@@ -260,10 +300,25 @@ fn event_to_wire(rollout: &str, item: WatchItem) -> proto::RolloutEvent {
     use proto::rollout_event::Kind;
     let counts = Some(counts_to_wire(item.counts));
     let Some(event) = item.event else {
-        return proto::RolloutEvent { rollout: rollout.to_owned(), event_time: None, kind: None, counts };
+        return proto::RolloutEvent {
+            rollout: rollout.to_owned(),
+            event_time: None,
+            kind: None,
+            counts,
+        };
     };
-    let tenant = event.tenant.map(|t| format!("tenants/{t}")).unwrap_or_default();
-    let text = |key: &str| event.detail.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let tenant = event
+        .tenant
+        .map(|t| format!("tenants/{t}"))
+        .unwrap_or_default();
+    let text = |key: &str| {
+        event
+            .detail
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     let kind = match event.kind.as_str() {
         "started" => Some(Kind::Started(proto::TargetStarted { tenant })),
         "migrated" => Some(Kind::Migrated(proto::TargetMigrated {
@@ -274,20 +329,35 @@ fn event_to_wire(rollout: &str, item: WatchItem) -> proto::RolloutEvent {
                 .detail
                 .get("duration_ms")
                 .and_then(|v| v.as_u64())
-                .and_then(|ms| prost_types::Duration::try_from(std::time::Duration::from_millis(ms)).ok()),
+                .and_then(|ms| {
+                    prost_types::Duration::try_from(std::time::Duration::from_millis(ms)).ok()
+                }),
         })),
-        "skipped" => Some(Kind::Skipped(proto::TargetSkipped { tenant, version: text("version"), reason: text("reason") })),
+        "skipped" => Some(Kind::Skipped(proto::TargetSkipped {
+            tenant,
+            version: text("version"),
+            reason: text("reason"),
+        })),
         "failed" => Some(Kind::Failed(proto::TargetFailed {
             tenant,
             error: text("error"),
-            attempt: event.detail.get("attempt").and_then(|v| v.as_i64()).unwrap_or(1) as i32,
+            attempt: event
+                .detail
+                .get("attempt")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(1) as i32,
         })),
         "finished" => Some(Kind::Finished(proto::RolloutFinished {
             state: RolloutState::parse(&text("state")).map_or(0, |s| state_to_wire(s) as i32),
         })),
         _ => None,
     };
-    proto::RolloutEvent { rollout: rollout.to_owned(), event_time: Some(convert::timestamp(event.time)), kind, counts }
+    proto::RolloutEvent {
+        rollout: rollout.to_owned(),
+        event_time: Some(convert::timestamp(event.time)),
+        kind,
+        counts,
+    }
 }
 
 /// "m20261123_100001_create_users" -> "create users".

@@ -25,9 +25,20 @@ pub struct RolloutWorker {
 }
 
 impl RolloutWorker {
-    pub fn new(catalog: Catalog, dataplane: Arc<DataPlane>, settings: RolloutSettings, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        dataplane: Arc<DataPlane>,
+        settings: RolloutSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
         let me = format!("worker-{}", Uuid::now_v7().simple());
-        Self { catalog, dataplane, settings, wake, me }
+        Self {
+            catalog,
+            dataplane,
+            settings,
+            wake,
+            me,
+        }
     }
 
     /// Works until `stop` completes, then waits for the tenants in progress to finish.
@@ -42,7 +53,11 @@ impl RolloutWorker {
                 tracing::warn!(%error, "rollout worker pass failed; retrying");
             }
             if last_renewal.elapsed() >= worker.settings.lease / 3 {
-                if let Err(error) = worker.catalog.renew_leases(&worker.me, lease_ms(&worker.settings)).await {
+                if let Err(error) = worker
+                    .catalog
+                    .renew_leases(&worker.me, lease_ms(&worker.settings))
+                    .await
+                {
                     tracing::warn!(%error, "renewing rollout leases");
                 }
                 last_renewal = Instant::now();
@@ -63,17 +78,29 @@ impl RolloutWorker {
     }
 
     /// One pass over the active rollouts.
-    async fn tick(self: &Arc<Self>, tasks: &mut JoinSet<Uuid>, in_flight: &mut HashMap<Uuid, u32>) -> Result<(), Error> {
+    async fn tick(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<Uuid>,
+        in_flight: &mut HashMap<Uuid, u32>,
+    ) -> Result<(), Error> {
         for id in self.catalog.active_rollouts().await? {
-            let Some(rollout) = self.catalog.rollout(id).await? else { continue };
+            let Some(rollout) = self.catalog.rollout(id).await? else {
+                continue;
+            };
             let canary = if rollout.canary_count > 0 {
-                self.catalog.rollout_counts(id, Some(rollout.canary_count as i32)).await?
+                self.catalog
+                    .rollout_counts(id, Some(rollout.canary_count as i32))
+                    .await?
             } else {
                 RolloutCounts::default()
             };
             match rollout.verdict(canary) {
                 Verdict::Stop { state, reason } => {
-                    if self.catalog.transition_rollout(id, &RolloutState::ACTIVE, state, reason.as_deref()).await? {
+                    if self
+                        .catalog
+                        .transition_rollout(id, &RolloutState::ACTIVE, state, reason.as_deref())
+                        .await?
+                    {
                         tracing::info!(rollout = %id, state = state.as_str(), reason, "rollout ended");
                     }
                 }
@@ -83,9 +110,19 @@ impl RolloutWorker {
                     if free == 0 {
                         continue;
                     }
-                    let below = if canary_only { rollout.canary_count as i32 } else { i32::MAX };
-                    let target = self.dataplane.migrations().position(&rollout.target_version);
-                    let claims = self.catalog.claim_targets(id, &self.me, free, below, lease_ms(&self.settings)).await?;
+                    let below = if canary_only {
+                        rollout.canary_count as i32
+                    } else {
+                        i32::MAX
+                    };
+                    let target = self
+                        .dataplane
+                        .migrations()
+                        .position(&rollout.target_version);
+                    let claims = self
+                        .catalog
+                        .claim_targets(id, &self.me, free, below, lease_ms(&self.settings))
+                        .await?;
                     for claim in claims {
                         *in_flight.entry(id).or_default() += 1;
                         let worker = Arc::clone(self);
@@ -105,12 +142,20 @@ impl RolloutWorker {
     async fn migrate_target(&self, rollout: Uuid, target: Option<usize>, claim: Claim) {
         let outcome = match target {
             Some(target) => self.outcome(target, claim).await,
-            None => Outcome::Failed { error: "the rollout's target version is unknown to this server".into() },
+            None => Outcome::Failed {
+                error: "the rollout's target version is unknown to this server".into(),
+            },
         };
-        match self.catalog.finish_target(rollout, claim.tenant, &self.me, &outcome).await {
+        match self
+            .catalog
+            .finish_target(rollout, claim.tenant, &self.me, &outcome)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => tracing::warn!("another worker took this tenant over (lease ran out)"),
-            Err(error) => tracing::warn!(%error, "recording a rollout outcome; the lease will run out and it is retried"),
+            Err(error) => {
+                tracing::warn!(%error, "recording a rollout outcome; the lease will run out and it is retried")
+            }
         }
     }
 
@@ -121,15 +166,30 @@ impl RolloutWorker {
             Err(error) => return self.retry_or_fail(claim, error),
         };
         if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
-            return skipped(tenant.migration_version, "the tenant is deleted or has no storage");
+            return skipped(
+                tenant.migration_version,
+                "the tenant is deleted or has no storage",
+            );
         }
         let names = self.dataplane.migrations();
-        if tenant.migration_version.as_deref().and_then(|v| names.position(v)).is_some_and(|i| i >= target) {
+        if tenant
+            .migration_version
+            .as_deref()
+            .and_then(|v| names.position(v))
+            .is_some_and(|i| i >= target)
+        {
             return skipped(tenant.migration_version, "already at or past the target");
         }
         let started = Instant::now();
-        match self.dataplane.run(&storage_of(&tenant), &Run::Migrate(Target::Up(target))).await {
-            Ok(report) if report.ran.is_empty() => skipped(report.version().map(str::to_owned), "already at or past the target"),
+        match self
+            .dataplane
+            .run(&storage_of(&tenant), &Run::Migrate(Target::Up(target)))
+            .await
+        {
+            Ok(report) if report.ran.is_empty() => skipped(
+                report.version().map(str::to_owned),
+                "already at or past the target",
+            ),
             Ok(report) => Outcome::Migrated {
                 from: tenant.migration_version,
                 to: report.version().map(str::to_owned),
@@ -137,7 +197,11 @@ impl RolloutWorker {
             },
             Err(error @ Error::MigrationFailed { .. }) => {
                 let message = error.to_string();
-                if let Err(e) = self.catalog.record_failure(tenant.id, &message, false).await {
+                if let Err(e) = self
+                    .catalog
+                    .record_failure(tenant.id, &message, false)
+                    .await
+                {
                     tracing::warn!(error = %e, "recording a tenant's migration error");
                 }
                 Outcome::Failed { error: message }
@@ -148,18 +212,24 @@ impl RolloutWorker {
 
     fn retry_or_fail(&self, claim: Claim, error: Error) -> Outcome {
         if claim.attempts >= self.settings.max_attempts {
-            Outcome::Failed { error: format!("gave up after {} attempts: {error}", claim.attempts) }
+            Outcome::Failed {
+                error: format!("gave up after {} attempts: {error}", claim.attempts),
+            }
         } else {
-            Outcome::Retry { error: error.to_string() }
+            Outcome::Retry {
+                error: error.to_string(),
+            }
         }
     }
 }
 
 fn skipped(version: Option<String>, reason: &str) -> Outcome {
-    Outcome::Skipped { version, reason: reason.to_owned() }
+    Outcome::Skipped {
+        version,
+        reason: reason.to_owned(),
+    }
 }
 
 fn lease_ms(settings: &RolloutSettings) -> i64 {
     settings.lease.as_millis() as i64
 }
-

@@ -12,7 +12,8 @@ use super::paging::{PageSize, PageToken, fingerprint};
 use super::tenants::{TenantRef, load};
 use crate::dataplane::TenantMigrations;
 use crate::domain::{
-    Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState, Selector, TargetState,
+    Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState, Selector,
+    TargetState,
 };
 use crate::store::{Catalog, Event, NewTarget};
 
@@ -70,15 +71,27 @@ pub struct Rollouts {
 }
 
 impl Rollouts {
-    pub fn new(catalog: Catalog, migrations: TenantMigrations, settings: RolloutSettings, wake: Arc<Notify>) -> Self {
-        Self { catalog, migrations, settings, wake }
+    pub fn new(
+        catalog: Catalog,
+        migrations: TenantMigrations,
+        settings: RolloutSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            catalog,
+            migrations,
+            settings,
+            wake,
+        }
     }
 
     #[tracing::instrument(skip_all)]
     pub async fn start(&self, input: StartRolloutInput) -> Result<Rollout, Error> {
         let mut violations = Vec::new();
         let target = if input.target_version.is_empty() {
-            self.migrations.latest().map(|v| (self.migrations.names().len() - 1, v.to_owned()))
+            self.migrations
+                .latest()
+                .map(|v| (self.migrations.names().len() - 1, v.to_owned()))
         } else {
             self.migrations
                 .check_version(&input.target_version, "target_version")
@@ -88,7 +101,10 @@ impl Rollouts {
         };
         let max_concurrency = match input.max_concurrency {
             n if n < 0 => {
-                violations.push(FieldViolation::new("max_concurrency", "must not be negative"));
+                violations.push(FieldViolation::new(
+                    "max_concurrency",
+                    "must not be negative",
+                ));
                 1
             }
             0 => self.settings.default_concurrency,
@@ -101,17 +117,26 @@ impl Rollouts {
             None => ErrorPolicy::Halt,
             Some(Ok(policy)) => policy,
             Some(Err(n)) => {
-                violations.push(FieldViolation::new("error_policy", format!("{n} is not an error policy")));
+                violations.push(FieldViolation::new(
+                    "error_policy",
+                    format!("{n} is not an error policy"),
+                ));
                 ErrorPolicy::Halt
             }
         };
         if !(0.0..=1.0).contains(&input.max_failure_ratio) {
-            violations.push(FieldViolation::new("max_failure_ratio", "must be between 0 and 1"));
+            violations.push(FieldViolation::new(
+                "max_failure_ratio",
+                "must be between 0 and 1",
+            ));
         }
         let selector = self.selector(input.selector, &mut violations).await?;
         Error::check(violations)?;
         let (Some((target_index, target_version)), Some(selector)) = (target, selector) else {
-            return Err(Error::invalid("target_version", "there are no tenant migrations to roll out"));
+            return Err(Error::invalid(
+                "target_version",
+                "there are no tenant migrations to roll out",
+            ));
         };
 
         let candidates = self.catalog.rollout_candidates(&selector).await?;
@@ -125,12 +150,19 @@ impl Rollouts {
                     .is_some_and(|i| i >= target_index);
                 NewTarget {
                     tenant: c.tenant,
-                    state: if at_target { TargetState::Skipped } else { TargetState::Pending },
+                    state: if at_target {
+                        TargetState::Skipped
+                    } else {
+                        TargetState::Pending
+                    },
                     from_version: c.version,
                 }
             })
             .collect();
-        let pending = targets.iter().filter(|t| t.state == TargetState::Pending).count();
+        let pending = targets
+            .iter()
+            .filter(|t| t.state == TargetState::Pending)
+            .count();
         let rollout = Rollout {
             id: Uuid::now_v7(),
             target_version,
@@ -146,11 +178,22 @@ impl Rollouts {
             end_time: None,
             counts: RolloutCounts::default(),
         };
-        if let Some(first) = self.catalog.insert_rollout(&rollout, input.request_id, &targets).await? {
+        if let Some(first) = self
+            .catalog
+            .insert_rollout(&rollout, input.request_id, &targets)
+            .await?
+        {
             return self.get(first).await;
         }
         if pending == 0 {
-            self.catalog.transition_rollout(rollout.id, &RolloutState::ACTIVE, RolloutState::Succeeded, None).await?;
+            self.catalog
+                .transition_rollout(
+                    rollout.id,
+                    &RolloutState::ACTIVE,
+                    RolloutState::Succeeded,
+                    None,
+                )
+                .await?;
         } else {
             self.wake.notify_one();
         }
@@ -158,28 +201,44 @@ impl Rollouts {
         self.get(rollout.id).await
     }
 
-    async fn selector(&self, input: SelectorInput, violations: &mut Vec<FieldViolation>) -> Result<Option<Selector>, Error> {
+    async fn selector(
+        &self,
+        input: SelectorInput,
+        violations: &mut Vec<FieldViolation>,
+    ) -> Result<Option<Selector>, Error> {
         Ok(match input {
             SelectorInput::All(true) => Some(Selector::All),
             SelectorInput::Missing | SelectorInput::All(false) => {
-                violations.push(FieldViolation::new("selector", "choose all, labels or a list of tenants"));
+                violations.push(FieldViolation::new(
+                    "selector",
+                    "choose all, labels or a list of tenants",
+                ));
                 None
             }
             SelectorInput::Labels(labels) if labels.is_empty() => {
-                violations.push(FieldViolation::new("selector.labels.match_labels", "must name at least one label"));
+                violations.push(FieldViolation::new(
+                    "selector.labels.match_labels",
+                    "must name at least one label",
+                ));
                 None
             }
             SelectorInput::Labels(labels) => match Labels::parse(&labels) {
                 Ok(labels) => Some(Selector::Labels(labels)),
                 Err(errors) => {
                     for (key, why) in errors {
-                        violations.push(FieldViolation::new(format!("selector.labels.match_labels[{key}]"), why));
+                        violations.push(FieldViolation::new(
+                            format!("selector.labels.match_labels[{key}]"),
+                            why,
+                        ));
                     }
                     None
                 }
             },
             SelectorInput::Tenants(names) if names.is_empty() => {
-                violations.push(FieldViolation::new("selector.tenants.tenants", "must name at least one tenant"));
+                violations.push(FieldViolation::new(
+                    "selector.tenants.tenants",
+                    "must name at least one tenant",
+                ));
                 None
             }
             SelectorInput::Tenants(names) => {
@@ -189,7 +248,9 @@ impl Rollouts {
                     match TenantRef::parse(name, &field) {
                         Ok(target) => match load(&self.catalog, &target).await {
                             Ok(tenant) => ids.push(tenant.id),
-                            Err(Error::NotFound { .. }) => violations.push(FieldViolation::new(field, "no such tenant")),
+                            Err(Error::NotFound { .. }) => {
+                                violations.push(FieldViolation::new(field, "no such tenant"))
+                            }
                             Err(other) => return Err(other),
                         },
                         Err(e) => push(violations, e),
@@ -203,23 +264,41 @@ impl Rollouts {
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Rollout, Error> {
-        self.catalog.rollout(id).await?.ok_or_else(|| Error::NotFound { kind: "rollout", name: format!("rollouts/{id}") })
+        self.catalog
+            .rollout(id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "rollout",
+                name: format!("rollouts/{id}"),
+            })
     }
 
     /// One page of rollouts, newest first, and the next page's token.
-    pub async fn list(&self, page_size: i32, page_token: &str, states: Vec<RolloutState>) -> Result<(Vec<Rollout>, String), Error> {
+    pub async fn list(
+        &self,
+        page_size: i32,
+        page_token: &str,
+        states: Vec<RolloutState>,
+    ) -> Result<(Vec<Rollout>, String), Error> {
         let size = PageSize::parse(page_size, "page_size")?.get();
         let mut names: Vec<_> = states.iter().map(|s| s.as_str()).collect();
         names.sort_unstable();
         let query = fingerprint(&names.join(","));
         let before = match PageToken::decode(page_token, &query, "page_token")? {
-            Some(token) => Some(Uuid::try_parse(&token.after).map_err(|_| Error::invalid("page_token", "is not a page token issued for this query"))?),
+            Some(token) => Some(Uuid::try_parse(&token.after).map_err(|_| {
+                Error::invalid("page_token", "is not a page token issued for this query")
+            })?),
             None => None,
         };
-        let mut page = self.catalog.list_rollouts(&states, before, size + 1).await?;
+        let mut page = self
+            .catalog
+            .list_rollouts(&states, before, size + 1)
+            .await?;
         let next = if page.len() as u64 > size {
             page.truncate(size as usize);
-            page.last().map(|r| PageToken::new(r.id.to_string(), &query).encode()).unwrap_or_default()
+            page.last()
+                .map(|r| PageToken::new(r.id.to_string(), &query).encode())
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -231,7 +310,12 @@ impl Rollouts {
         let rollout = self.get(id).await?;
         let moved = self
             .catalog
-            .transition_rollout(id, &RolloutState::ACTIVE, RolloutState::Cancelled, Some("cancelled by request"))
+            .transition_rollout(
+                id,
+                &RolloutState::ACTIVE,
+                RolloutState::Cancelled,
+                Some("cancelled by request"),
+            )
             .await?;
         if !moved {
             return Err(Error::FailedPrecondition {
@@ -250,7 +334,14 @@ impl Rollouts {
         let catalog = self.catalog.clone();
         let poll = self.settings.poll_interval;
         tokio::spawn(async move {
-            if tx.send(Ok(WatchItem { event: None, counts: rollout.counts })).await.is_err() {
+            if tx
+                .send(Ok(WatchItem {
+                    event: None,
+                    counts: rollout.counts,
+                }))
+                .await
+                .is_err()
+            {
                 return;
             }
             if !rollout.state.is_active() {
@@ -261,7 +352,12 @@ impl Rollouts {
                     detail: serde_json::json!({ "state": rollout.state.as_str() }),
                     time: rollout.end_time.unwrap_or(rollout.create_time),
                 };
-                let _ = tx.send(Ok(WatchItem { event: Some(finished), counts: rollout.counts })).await;
+                let _ = tx
+                    .send(Ok(WatchItem {
+                        event: Some(finished),
+                        counts: rollout.counts,
+                    }))
+                    .await;
                 return;
             }
             loop {
@@ -288,7 +384,15 @@ impl Rollouts {
                 for event in batch {
                     seq = event.seq;
                     let last = event.kind == "finished";
-                    if tx.send(Ok(WatchItem { event: Some(event), counts })).await.is_err() || last {
+                    if tx
+                        .send(Ok(WatchItem {
+                            event: Some(event),
+                            counts,
+                        }))
+                        .await
+                        .is_err()
+                        || last
+                    {
                         return;
                     }
                 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait, Value, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, Value, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -18,7 +18,8 @@ use uuid::Uuid;
 use super::entity::{rollout, rollout_event, rollout_target, tenant};
 use super::{Catalog, db_error, is_unique_violation};
 use crate::domain::{
-    Error, ErrorPolicy, Labels, Rollout, RolloutCounts, RolloutState, Selector, TargetState, TenantId, TenantState,
+    Error, ErrorPolicy, Labels, Rollout, RolloutCounts, RolloutState, Selector, TargetState,
+    TenantId, TenantState,
 };
 
 /// A target to insert with a new rollout.
@@ -39,11 +40,22 @@ pub struct Claim {
 /// How a claimed target ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Migrated { from: Option<String>, to: Option<String>, duration_ms: i64 },
-    Skipped { version: Option<String>, reason: String },
-    Failed { error: String },
+    Migrated {
+        from: Option<String>,
+        to: Option<String>,
+        duration_ms: i64,
+    },
+    Skipped {
+        version: Option<String>,
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
     /// A transient problem: the target goes back to PENDING for another attempt.
-    Retry { error: String },
+    Retry {
+        error: String,
+    },
 }
 
 /// One entry of a rollout's event log.
@@ -76,8 +88,18 @@ impl Catalog {
                 query = query.filter(tenant::Column::Id.is_in(ids.iter().map(TenantId::as_uuid)))
             }
         }
-        let rows = query.order_by_asc(tenant::Column::Id).all(self.conn()).await.map_err(db_error)?;
-        Ok(rows.into_iter().map(|t| Candidate { tenant: t.id.into(), version: t.migration_version }).collect())
+        let rows = query
+            .order_by_asc(tenant::Column::Id)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|t| Candidate {
+                tenant: t.id.into(),
+                version: t.migration_version,
+            })
+            .collect())
     }
 
     /// Inserts a rollout with its targets. With a request id already used, returns the id of the
@@ -120,7 +142,9 @@ impl Catalog {
                         state: Set(t.state.as_str().to_owned()),
                         attempts: Set(0),
                         from_version: Set(t.from_version.clone()),
-                        to_version: Set((t.state == TargetState::Skipped).then(|| t.from_version.clone()).flatten()),
+                        to_version: Set((t.state == TargetState::Skipped)
+                            .then(|| t.from_version.clone())
+                            .flatten()),
                         error: Set(None),
                         claimed_by: Set(None),
                         lease_until: Set(None),
@@ -129,10 +153,14 @@ impl Catalog {
                     })
                     .collect();
                 Box::pin(async move {
-                    rollout::Entity::insert(row).exec_without_returning(txn).await?;
+                    rollout::Entity::insert(row)
+                        .exec_without_returning(txn)
+                        .await?;
                     // Chunks keep each statement under SQLite's bound-parameter limit.
                     for chunk in targets.chunks(500) {
-                        rollout_target::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+                        rollout_target::Entity::insert_many(chunk.to_vec())
+                            .exec_without_returning(txn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -140,17 +168,22 @@ impl Catalog {
             .await;
         match result {
             Ok(()) => Ok(None),
-            Err(sea_orm::TransactionError::Transaction(e)) if is_unique_violation(&e) => {
-                self.rollout_by_request(request_id).await?.map(Some).ok_or_else(|| db_error(e))
-            }
-            Err(sea_orm::TransactionError::Transaction(e) | sea_orm::TransactionError::Connection(e)) => {
-                Err(db_error(e))
-            }
+            Err(sea_orm::TransactionError::Transaction(e)) if is_unique_violation(&e) => self
+                .rollout_by_request(request_id)
+                .await?
+                .map(Some)
+                .ok_or_else(|| db_error(e)),
+            Err(
+                sea_orm::TransactionError::Transaction(e)
+                | sea_orm::TransactionError::Connection(e),
+            ) => Err(db_error(e)),
         }
     }
 
     async fn rollout_by_request(&self, request_id: Option<Uuid>) -> Result<Option<Uuid>, Error> {
-        let Some(request_id) = request_id else { return Ok(None) };
+        let Some(request_id) = request_id else {
+            return Ok(None);
+        };
         let row = rollout::Entity::find()
             .filter(rollout::Column::RequestId.eq(request_id))
             .one(self.conn())
@@ -160,7 +193,11 @@ impl Catalog {
     }
 
     pub async fn rollout(&self, id: Uuid) -> Result<Option<Rollout>, Error> {
-        let Some(row) = rollout::Entity::find_by_id(id).one(self.conn()).await.map_err(db_error)? else {
+        let Some(row) = rollout::Entity::find_by_id(id)
+            .one(self.conn())
+            .await
+            .map_err(db_error)?
+        else {
             return Ok(None);
         };
         let counts = self.rollout_counts(id, None).await?;
@@ -181,7 +218,12 @@ impl Catalog {
         if let Some(before) = before {
             query = query.filter(rollout::Column::Id.lt(before));
         }
-        let rows = query.order_by_desc(rollout::Column::Id).limit(limit).all(self.conn()).await.map_err(db_error)?;
+        let rows = query
+            .order_by_desc(rollout::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let counts = self.rollout_counts(row.id, None).await?;
@@ -201,7 +243,11 @@ impl Catalog {
     }
 
     /// Targets by state; with `first`, only among the first `first` positions (the canaries).
-    pub async fn rollout_counts(&self, id: Uuid, first: Option<i32>) -> Result<RolloutCounts, Error> {
+    pub async fn rollout_counts(
+        &self,
+        id: Uuid,
+        first: Option<i32>,
+    ) -> Result<RolloutCounts, Error> {
         let mut query = rollout_target::Entity::find()
             .select_only()
             .column(rollout_target::Column::State)
@@ -211,10 +257,15 @@ impl Catalog {
         if let Some(first) = first {
             query = query.filter(rollout_target::Column::Position.lt(first));
         }
-        let rows: Vec<(String, i64)> = query.into_tuple().all(self.conn()).await.map_err(db_error)?;
+        let rows: Vec<(String, i64)> = query
+            .into_tuple()
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
         let mut counts = RolloutCounts::default();
         for (state, n) in rows {
-            let state = TargetState::parse(&state).ok_or_else(|| Error::Internal(format!("bad target state {state}")))?;
+            let state = TargetState::parse(&state)
+                .ok_or_else(|| Error::Internal(format!("bad target state {state}")))?;
             counts.add(state, n as u32);
         }
         Ok(counts)
@@ -233,18 +284,27 @@ impl Catalog {
     ) -> Result<Vec<Claim>, Error> {
         let backend = self.conn().get_database_backend();
         let now_ms = Utc::now().timestamp_millis();
-        let lock = if backend == DbBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE rollout_targets SET state = 'RUNNING', claimed_by = $1, lease_until = $2, \
-             attempts = attempts + 1, update_time = $3 \
-             WHERE rollout_id = $4 AND tenant_id IN ( \
-               SELECT tenant_id FROM rollout_targets \
-               WHERE rollout_id = $4 AND position < $5 \
-                 AND (state = 'PENDING' OR (state = 'RUNNING' AND lease_until < $6)) \
-                 AND EXISTS (SELECT 1 FROM rollouts WHERE id = $4 AND state IN ('PENDING', 'RUNNING')) \
-               ORDER BY position LIMIT $7 {lock}) \
-             RETURNING tenant_id, attempts"
-        );
+        let candidates = "SELECT tenant_id FROM rollout_targets \
+             WHERE rollout_id = $4 AND position < $5 \
+               AND (state = 'PENDING' OR (state = 'RUNNING' AND lease_until < $6)) \
+               AND EXISTS (SELECT 1 FROM rollouts WHERE id = $4 AND state IN ('PENDING', 'RUNNING')) \
+             ORDER BY position LIMIT $7";
+        let set = "SET state = 'RUNNING', claimed_by = $1, lease_until = $2, attempts = attempts + 1, update_time = $3";
+        // PostgreSQL: the picked rows are materialised once. Inside `IN (...)` the planner may
+        // re-run a SKIP LOCKED subquery per row and claim more than the limit.
+        let sql = if backend == DbBackend::Postgres {
+            format!(
+                "WITH picked AS MATERIALIZED ({candidates} FOR UPDATE SKIP LOCKED) \
+                 UPDATE rollout_targets {set} FROM picked \
+                 WHERE rollout_targets.rollout_id = $4 AND rollout_targets.tenant_id = picked.tenant_id \
+                 RETURNING rollout_targets.tenant_id, rollout_targets.attempts"
+            )
+        } else {
+            format!(
+                "UPDATE rollout_targets {set} WHERE rollout_id = $4 AND tenant_id IN ({candidates}) \
+                 RETURNING tenant_id, attempts"
+            )
+        };
         let values: Vec<Value> = vec![
             me.into(),
             (now_ms + lease_ms).into(),
@@ -255,18 +315,37 @@ impl Catalog {
             i64::from(limit).into(),
         ];
         let txn = self.conn().begin().await.map_err(db_error)?;
-        let rows = txn.query_all_raw(statement(backend, &sql, values)).await.map_err(db_error)?;
+        let rows = txn
+            .query_all_raw(statement(backend, &sql, values))
+            .await
+            .map_err(db_error)?;
         let mut claims = Vec::with_capacity(rows.len());
         for row in &rows {
             let tenant: Uuid = row.try_get("", "tenant_id").map_err(db_error)?;
             let attempts: i32 = row.try_get("", "attempts").map_err(db_error)?;
-            claims.push(Claim { tenant: tenant.into(), attempts });
-            event(&txn, id, "started", Some(tenant), json!({ "attempt": attempts })).await?;
+            claims.push(Claim {
+                tenant: tenant.into(),
+                attempts,
+            });
+            event(
+                &txn,
+                id,
+                "started",
+                Some(tenant),
+                json!({ "attempt": attempts }),
+            )
+            .await?;
         }
         if !claims.is_empty() {
             rollout::Entity::update_many()
-                .col_expr(rollout::Column::State, Expr::value(RolloutState::Running.as_str()))
-                .col_expr(rollout::Column::StartTime, Expr::value(crate::service::now()))
+                .col_expr(
+                    rollout::Column::State,
+                    Expr::value(RolloutState::Running.as_str()),
+                )
+                .col_expr(
+                    rollout::Column::StartTime,
+                    Expr::value(crate::service::now()),
+                )
                 .filter(rollout::Column::Id.eq(id))
                 .filter(rollout::Column::State.eq(RolloutState::Pending.as_str()))
                 .exec(&txn)
@@ -280,7 +359,10 @@ impl Catalog {
     /// Extends the leases of every target `me` is working on.
     pub async fn renew_leases(&self, me: &str, lease_ms: i64) -> Result<(), Error> {
         rollout_target::Entity::update_many()
-            .col_expr(rollout_target::Column::LeaseUntil, Expr::value(Utc::now().timestamp_millis() + lease_ms))
+            .col_expr(
+                rollout_target::Column::LeaseUntil,
+                Expr::value(Utc::now().timestamp_millis() + lease_ms),
+            )
             .filter(rollout_target::Column::ClaimedBy.eq(me))
             .filter(rollout_target::Column::State.eq(TargetState::Running.as_str()))
             .exec(self.conn())
@@ -291,32 +373,70 @@ impl Catalog {
 
     /// Records how a target ended, with its event, if `me` still holds it. `false` when another
     /// worker took it over (this worker's lease had run out).
-    pub async fn finish_target(&self, id: Uuid, tenant: TenantId, me: &str, outcome: &Outcome) -> Result<bool, Error> {
+    pub async fn finish_target(
+        &self,
+        id: Uuid,
+        tenant: TenantId,
+        me: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, Error> {
         let (state, kind, detail) = match outcome {
-            Outcome::Migrated { from, to, duration_ms } => {
-                (TargetState::Migrated, "migrated", json!({ "from": from, "to": to, "duration_ms": duration_ms }))
-            }
-            Outcome::Skipped { version, reason } => {
-                (TargetState::Skipped, "skipped", json!({ "version": version, "reason": reason }))
-            }
+            Outcome::Migrated {
+                from,
+                to,
+                duration_ms,
+            } => (
+                TargetState::Migrated,
+                "migrated",
+                json!({ "from": from, "to": to, "duration_ms": duration_ms }),
+            ),
+            Outcome::Skipped { version, reason } => (
+                TargetState::Skipped,
+                "skipped",
+                json!({ "version": version, "reason": reason }),
+            ),
             Outcome::Failed { error } => (TargetState::Failed, "failed", json!({ "error": error })),
-            Outcome::Retry { error } => (TargetState::Pending, "released", json!({ "error": error })),
+            Outcome::Retry { error } => {
+                (TargetState::Pending, "released", json!({ "error": error }))
+            }
         };
         let txn = self.conn().begin().await.map_err(db_error)?;
         let mut update = rollout_target::Entity::update_many()
             .col_expr(rollout_target::Column::State, Expr::value(state.as_str()))
-            .col_expr(rollout_target::Column::ClaimedBy, Expr::value(Option::<String>::None))
-            .col_expr(rollout_target::Column::LeaseUntil, Expr::value(Option::<i64>::None))
-            .col_expr(rollout_target::Column::UpdateTime, Expr::value(crate::service::now()));
+            .col_expr(
+                rollout_target::Column::ClaimedBy,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                rollout_target::Column::LeaseUntil,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                rollout_target::Column::UpdateTime,
+                Expr::value(crate::service::now()),
+            );
         match outcome {
-            Outcome::Migrated { from, to, duration_ms } => {
+            Outcome::Migrated {
+                from,
+                to,
+                duration_ms,
+            } => {
                 update = update
-                    .col_expr(rollout_target::Column::FromVersion, Expr::value(from.clone()))
+                    .col_expr(
+                        rollout_target::Column::FromVersion,
+                        Expr::value(from.clone()),
+                    )
                     .col_expr(rollout_target::Column::ToVersion, Expr::value(to.clone()))
-                    .col_expr(rollout_target::Column::DurationMs, Expr::value(*duration_ms));
+                    .col_expr(
+                        rollout_target::Column::DurationMs,
+                        Expr::value(*duration_ms),
+                    );
             }
             Outcome::Skipped { version, .. } => {
-                update = update.col_expr(rollout_target::Column::ToVersion, Expr::value(version.clone()));
+                update = update.col_expr(
+                    rollout_target::Column::ToVersion,
+                    Expr::value(version.clone()),
+                );
             }
             Outcome::Failed { error } | Outcome::Retry { error } => {
                 update = update.col_expr(rollout_target::Column::Error, Expr::value(error.clone()));
@@ -361,14 +481,26 @@ impl Catalog {
         }
         let moved = update.exec(&txn).await.map_err(db_error)?.rows_affected == 1;
         if moved && !to.is_active() {
-            event(&txn, id, "finished", None, json!({ "state": to.as_str(), "error": error })).await?;
+            event(
+                &txn,
+                id,
+                "finished",
+                None,
+                json!({ "state": to.as_str(), "error": error }),
+            )
+            .await?;
         }
         txn.commit().await.map_err(db_error)?;
         Ok(moved)
     }
 
     /// Events of a rollout after `seq`, oldest first.
-    pub async fn rollout_events(&self, id: Uuid, after: i64, limit: u64) -> Result<Vec<Event>, Error> {
+    pub async fn rollout_events(
+        &self,
+        id: Uuid,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<Event>, Error> {
         let rows = rollout_event::Entity::find()
             .filter(rollout_event::Column::RolloutId.eq(id))
             .filter(rollout_event::Column::Seq.gt(after))
@@ -379,7 +511,13 @@ impl Catalog {
             .map_err(db_error)?;
         Ok(rows
             .into_iter()
-            .map(|e| Event { seq: e.seq, kind: e.kind, tenant: e.tenant_id.map(Into::into), detail: e.detail, time: e.event_time })
+            .map(|e| Event {
+                seq: e.seq,
+                kind: e.kind,
+                tenant: e.tenant_id.map(Into::into),
+                detail: e.detail,
+                time: e.event_time,
+            })
             .collect())
     }
 
@@ -410,13 +548,20 @@ async fn event(
         event_time: Set(crate::service::now()),
         ..Default::default()
     };
-    rollout_event::Entity::insert(row).exec_without_returning(txn).await.map_err(db_error)?;
+    rollout_event::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await
+        .map_err(db_error)?;
     Ok(())
 }
 
 /// A statement written with `$n` placeholders, as SQLite's `?n` where needed.
 fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres { sql.to_owned() } else { sql.replace('$', "?") };
+    let sql = if backend == DbBackend::Postgres {
+        sql.to_owned()
+    } else {
+        sql.replace('$', "?")
+    };
     Statement::from_sql_and_values(backend, sql, values)
 }
 
@@ -424,7 +569,9 @@ fn selector_json(selector: &Selector) -> serde_json::Value {
     match selector {
         Selector::All => json!({ "all": true }),
         Selector::Labels(labels) => json!({ "labels": labels.as_map() }),
-        Selector::Tenants(ids) => json!({ "tenants": ids.iter().map(ToString::to_string).collect::<Vec<_>>() }),
+        Selector::Tenants(ids) => {
+            json!({ "tenants": ids.iter().map(ToString::to_string).collect::<Vec<_>>() })
+        }
     }
 }
 
@@ -437,17 +584,26 @@ fn selector_from_json(value: &serde_json::Value) -> Option<Selector> {
         return Some(Selector::Labels(Labels::from_trusted(map)));
     }
     let ids = value.get("tenants")?.as_array()?;
-    ids.iter().map(|v| v.as_str().and_then(TenantId::parse)).collect::<Option<Vec<_>>>().map(Selector::Tenants)
+    ids.iter()
+        .map(|v| v.as_str().and_then(TenantId::parse))
+        .collect::<Option<Vec<_>>>()
+        .map(Selector::Tenants)
 }
 
 fn to_domain(row: rollout::Model, counts: RolloutCounts) -> Result<Rollout, Error> {
-    let corrupt = |what: &str| Error::Internal(format!("catalog row of rollout {} has an invalid {what}", row.id));
+    let corrupt = |what: &str| {
+        Error::Internal(format!(
+            "catalog row of rollout {} has an invalid {what}",
+            row.id
+        ))
+    };
     Ok(Rollout {
         id: row.id,
         selector: selector_from_json(&row.selector).ok_or_else(|| corrupt("selector"))?,
         max_concurrency: row.max_concurrency.max(1) as u32,
         canary_count: row.canary_count.max(0) as u32,
-        error_policy: ErrorPolicy::parse(&row.error_policy).ok_or_else(|| corrupt("error policy"))?,
+        error_policy: ErrorPolicy::parse(&row.error_policy)
+            .ok_or_else(|| corrupt("error policy"))?,
         max_failure_ratio: row.max_failure_ratio,
         state: RolloutState::parse(&row.state).ok_or_else(|| corrupt("state"))?,
         error: row.error.clone(),

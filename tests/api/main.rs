@@ -3,6 +3,7 @@
 mod support;
 
 mod platform;
+mod rollouts;
 mod tenant_bad_input;
 mod tenant_change_refusals;
 mod tenant_lifecycle;
