@@ -64,18 +64,51 @@ impl MigrationTrait for Migration {
                     .table(Rollouts::Table)
                     .if_not_exists()
                     .col(ColumnDef::new(Rollouts::Id).uuid().not_null().primary_key())
-                    .col(ColumnDef::new(Rollouts::TargetVersion).string_len(255).not_null())
+                    .col(
+                        ColumnDef::new(Rollouts::TargetVersion)
+                            .string_len(255)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Rollouts::Selector).json_binary().not_null())
-                    .col(ColumnDef::new(Rollouts::MaxConcurrency).integer().not_null())
+                    .col(
+                        ColumnDef::new(Rollouts::MaxConcurrency)
+                            .integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Rollouts::CanaryCount).integer().not_null())
-                    .col(ColumnDef::new(Rollouts::ErrorPolicy).string_len(16).not_null())
-                    .col(ColumnDef::new(Rollouts::MaxFailureRatio).double().not_null())
+                    .col(
+                        ColumnDef::new(Rollouts::ErrorPolicy)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Rollouts::MaxFailureRatio)
+                            .double()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Rollouts::State).string_len(16).not_null())
                     .col(ColumnDef::new(Rollouts::Error).text().null())
-                    .col(ColumnDef::new(Rollouts::RequestId).uuid().null().unique_key())
-                    .col(ColumnDef::new(Rollouts::CreateTime).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Rollouts::StartTime).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Rollouts::EndTime).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Rollouts::RequestId)
+                            .uuid()
+                            .null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Rollouts::CreateTime)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Rollouts::StartTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Rollouts::EndTime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -86,18 +119,58 @@ impl MigrationTrait for Migration {
                     .if_not_exists()
                     .col(ColumnDef::new(RolloutTargets::RolloutId).uuid().not_null())
                     .col(ColumnDef::new(RolloutTargets::TenantId).uuid().not_null())
-                    .col(ColumnDef::new(RolloutTargets::Position).integer().not_null())
-                    .col(ColumnDef::new(RolloutTargets::State).string_len(16).not_null())
-                    .col(ColumnDef::new(RolloutTargets::Attempts).integer().not_null())
-                    .col(ColumnDef::new(RolloutTargets::FromVersion).string_len(255).null())
-                    .col(ColumnDef::new(RolloutTargets::ToVersion).string_len(255).null())
+                    .col(
+                        ColumnDef::new(RolloutTargets::Position)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RolloutTargets::State)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RolloutTargets::Attempts)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RolloutTargets::FromVersion)
+                            .string_len(255)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(RolloutTargets::ToVersion)
+                            .string_len(255)
+                            .null(),
+                    )
                     .col(ColumnDef::new(RolloutTargets::Error).text().null())
-                    .col(ColumnDef::new(RolloutTargets::ClaimedBy).string_len(64).null())
+                    .col(
+                        ColumnDef::new(RolloutTargets::ClaimedBy)
+                            .string_len(64)
+                            .null(),
+                    )
                     // Epoch milliseconds: compared in SQL, so an integer on every backend.
-                    .col(ColumnDef::new(RolloutTargets::LeaseUntil).big_integer().null())
-                    .col(ColumnDef::new(RolloutTargets::DurationMs).big_integer().null())
-                    .col(ColumnDef::new(RolloutTargets::UpdateTime).timestamp_with_time_zone().not_null())
-                    .primary_key(Index::create().col(RolloutTargets::RolloutId).col(RolloutTargets::TenantId))
+                    .col(
+                        ColumnDef::new(RolloutTargets::LeaseUntil)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(RolloutTargets::DurationMs)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(RolloutTargets::UpdateTime)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(RolloutTargets::RolloutId)
+                            .col(RolloutTargets::TenantId),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("rollout_targets_rollout_id_fkey")
@@ -126,12 +199,30 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RolloutEvents::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(RolloutEvents::Seq).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        ColumnDef::new(RolloutEvents::Seq)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(RolloutEvents::RolloutId).uuid().not_null())
-                    .col(ColumnDef::new(RolloutEvents::Kind).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(RolloutEvents::Kind)
+                            .string_len(16)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(RolloutEvents::TenantId).uuid().null())
-                    .col(ColumnDef::new(RolloutEvents::Detail).json_binary().not_null())
-                    .col(ColumnDef::new(RolloutEvents::EventTime).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(RolloutEvents::Detail)
+                            .json_binary()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RolloutEvents::EventTime)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("rollout_events_rollout_id_fkey")
@@ -156,8 +247,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(RolloutEvents::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(RolloutTargets::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Rollouts::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(RolloutEvents::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(RolloutTargets::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Rollouts::Table).to_owned())
+            .await
     }
 }
