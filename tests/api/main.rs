@@ -3,6 +3,7 @@
 mod support;
 
 mod platform;
+mod rollout_crashes;
 mod rollouts;
 mod tenant_bad_input;
 mod tenant_change_refusals;

@@ -15,8 +15,8 @@ use crate::support::{Db, TestServer, assert_bad_field, create};
 /// users of one name, which is how a test makes one tenant's migration fail.
 struct UniqueUserNames;
 
-const FIFTH: &str = "m20261124_000001_unique_user_names";
-const FOURTH: &str = "m20261123_100004_create_audit_log";
+pub(crate) const FIFTH: &str = "m20261124_000001_unique_user_names";
+pub(crate) const FOURTH: &str = "m20261123_100004_create_audit_log";
 
 impl MigrationName for UniqueUserNames {
     fn name(&self) -> &str {
@@ -51,7 +51,7 @@ impl MigrationTrait for UniqueUserNames {
     }
 }
 
-fn five_migrations() -> TenantMigrations {
+pub(crate) fn five_migrations() -> TenantMigrations {
     TenantMigrations::new(Arc::new(|| {
         let mut migrations = migration::tenant::migrations();
         migrations.push(Box::new(UniqueUserNames));
@@ -60,7 +60,7 @@ fn five_migrations() -> TenantMigrations {
 }
 
 /// A server with five migrations and `n` tenants at the fourth (one step behind the latest).
-async fn fleet(db: Db, n: usize) -> (TestServer, Vec<proto::Tenant>) {
+pub(crate) async fn fleet(db: Db, n: usize) -> (TestServer, Vec<proto::Tenant>) {
     let server = TestServer::start_with_migrations(db, five_migrations(), |_| {}).await;
     let mut tenants = Vec::new();
     for i in 0..n {
@@ -80,7 +80,7 @@ async fn fleet(db: Db, n: usize) -> (TestServer, Vec<proto::Tenant>) {
 }
 
 /// Two users with one name: the fifth migration's unique index cannot be built here.
-async fn poison(server: &TestServer, tenant: &proto::Tenant) {
+pub(crate) async fn poison(server: &TestServer, tenant: &proto::Tenant) {
     let db = server.tenant_conn(tenant).await;
     for _ in 0..2 {
         db.execute_unprepared(&format!(
@@ -94,7 +94,10 @@ async fn poison(server: &TestServer, tenant: &proto::Tenant) {
     db.close().await.expect("close");
 }
 
-async fn start(server: &TestServer, request: proto::StartRolloutRequest) -> proto::Rollout {
+pub(crate) async fn start(
+    server: &TestServer,
+    request: proto::StartRolloutRequest,
+) -> proto::Rollout {
     server
         .migrations()
         .start_rollout(request)
@@ -103,14 +106,14 @@ async fn start(server: &TestServer, request: proto::StartRolloutRequest) -> prot
         .into_inner()
 }
 
-fn all() -> Option<proto::TenantSelector> {
+pub(crate) fn all() -> Option<proto::TenantSelector> {
     Some(proto::TenantSelector {
         selector: Some(proto::tenant_selector::Selector::All(true)),
     })
 }
 
 /// Follows the rollout's events until it ends, and returns it as it ended.
-async fn finish(server: &TestServer, rollout: &proto::Rollout) -> proto::Rollout {
+pub(crate) async fn finish(server: &TestServer, rollout: &proto::Rollout) -> proto::Rollout {
     let mut events = server
         .migrations()
         .watch_rollout(proto::WatchRolloutRequest {
@@ -144,7 +147,7 @@ async fn finish(server: &TestServer, rollout: &proto::Rollout) -> proto::Rollout
         .into_inner()
 }
 
-async fn version_of(server: &TestServer, tenant: &proto::Tenant) -> String {
+pub(crate) async fn version_of(server: &TestServer, tenant: &proto::Tenant) -> String {
     server
         .tenants()
         .get_tenant(proto::GetTenantRequest {
