@@ -95,6 +95,9 @@ impl Process {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the binary did not start listening");
     }
 
