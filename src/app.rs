@@ -143,6 +143,29 @@ impl App {
         })
     }
 
+    /// The use cases, for callers that do not serve gRPC (the `migrate` command).
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Runs `work` with this replica's rollout worker alongside, then stops the worker and
+    /// closes the pool.
+    pub async fn work_until<T>(self, work: impl Future<Output = T>) -> T {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(self.worker.run(async {
+            let _ = stopped.await;
+        }));
+        let result = work.await;
+        let _ = stop.send(());
+        if let Err(e) = worker.await {
+            tracing::warn!(error = %e, "rollout worker ended abnormally");
+        }
+        if let Err(e) = self.catalog.close().await {
+            tracing::warn!(error = %e, "closing the catalog pool");
+        }
+        result
+    }
+
     /// Binds the configured listen address.
     pub async fn bind(&self) -> Result<TcpListener, StartError> {
         Ok(TcpListener::bind(self.config.listen).await?)

@@ -23,6 +23,48 @@ pub enum Command {
     /// Ask a running server whether it is SERVING (grpc.health.v1); exit 0 if so, 1 if not.
     /// Used by the container health check.
     Health(HealthArgs),
+    /// Inspect and run tenant migrations directly against the catalog, like
+    /// `alembic -x tenant=...`: `migrate --tenant acme status|up|down|history`, or
+    /// `migrate --all [--concurrency N]` to roll the latest version out to every tenant.
+    Migrate(Box<MigrateArgs>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// The tenant (slug or id) to act on.
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    pub tenant: Option<String>,
+    /// Roll the latest version (or --to) out to every tenant, with a progress display.
+    #[arg(long)]
+    pub all: bool,
+    /// Tenants migrated at once with --all (default: TENANT_PLANE_ROLLOUT_CONCURRENCY).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Target version with --all (default: the latest).
+    #[arg(long, requires = "all")]
+    pub to: Option<String>,
+    #[command(subcommand)]
+    pub action: Option<MigrateAction>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MigrateAction {
+    /// The tenant's version and its pending migrations (the default).
+    Status,
+    /// Apply pending migrations, all of them or up to --to.
+    Up {
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Revert the last migration, or back to --to (which stays applied).
+    Down {
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Every applied migration with the time it was applied.
+    History,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,19 @@ async fn main() -> std::process::ExitCode {
     let config = match cli.command {
         Some(Command::Serve(config)) => *config,
         Some(Command::Health(args)) => return health(args).await,
+        Some(Command::Migrate(args)) => {
+            if let Err(e) = telemetry::init(args.config.log_format, "warn") {
+                eprintln!("tenant-plane: {e}");
+            }
+            return match tenant_plane::cli::migrate(*args).await {
+                Ok(true) => std::process::ExitCode::SUCCESS,
+                Ok(false) => std::process::ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("tenant-plane migrate: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         None => Config::from_env(),
     };
     if let Err(e) = telemetry::init(config.log_format, &config.log_level) {

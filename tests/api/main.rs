@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cli;
 mod platform;
 mod rollout_crashes;
 mod rollouts;

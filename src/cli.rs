@@ -1,0 +1,167 @@
+//! `tenant-plane migrate`: the operators' command line for tenant migrations, working on the
+//! catalog directly (no server needed; running servers help with `--all` rollouts).
+
+use tokio_stream::StreamExt;
+
+use crate::app::App;
+use crate::config::{MigrateAction, MigrateArgs};
+use crate::domain::{Error, RolloutState};
+use crate::service::{Direction, SelectorInput, StartRolloutInput, TenantRef};
+
+/// Runs the command; the result is what the process should exit with.
+pub async fn migrate(args: MigrateArgs) -> Result<bool, String> {
+    let app = App::build(args.config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let services = app.services().clone();
+    app.work_until(async move {
+        if args.all {
+            return roll_out(&services, args.to.unwrap_or_default(), args.concurrency).await;
+        }
+        let name = args.tenant.unwrap_or_default();
+        let target = TenantRef::parse(&format!("tenants/{name}"), "--tenant").map_err(describe)?;
+        match args.action.unwrap_or(MigrateAction::Status) {
+            MigrateAction::Status => {
+                let status = services
+                    .migrations
+                    .status(&target)
+                    .await
+                    .map_err(describe)?;
+                println!(
+                    "{}: at {}",
+                    name,
+                    status.current_version().unwrap_or("(none)")
+                );
+                for pending in &status.pending {
+                    println!("  pending  {pending}");
+                }
+                if let Some(error) = &status.last_error {
+                    println!("  last error: {error}");
+                }
+                Ok(true)
+            }
+            MigrateAction::History => {
+                let status = services
+                    .migrations
+                    .status(&target)
+                    .await
+                    .map_err(describe)?;
+                for (version, at) in &status.applied {
+                    println!("{}  {version}", at.format("%Y-%m-%d %H:%M:%S UTC"));
+                }
+                Ok(true)
+            }
+            MigrateAction::Up { to } => {
+                migrate_one(&services, &target, &name, to, Direction::Up).await
+            }
+            MigrateAction::Down { to } => {
+                migrate_one(&services, &target, &name, to, Direction::Down).await
+            }
+        }
+    })
+    .await
+}
+
+async fn migrate_one(
+    services: &crate::grpc::Services,
+    target: &TenantRef,
+    name: &str,
+    to: Option<String>,
+    direction: Direction,
+) -> Result<bool, String> {
+    {
+        {
+            let done = services
+                .migrations
+                .migrate(target, to.as_deref().unwrap_or(""), direction)
+                .await
+                .map_err(describe)?;
+            for version in &done.ran {
+                println!(
+                    "{} {version}",
+                    if direction == Direction::Up {
+                        "applied "
+                    } else {
+                        "reverted"
+                    }
+                );
+            }
+            println!(
+                "{name}: now at {} ({} ms)",
+                done.status.current_version().unwrap_or("(none)"),
+                done.duration.as_millis()
+            );
+            Ok(true)
+        }
+    }
+}
+
+async fn roll_out(
+    services: &crate::grpc::Services,
+    to: String,
+    concurrency: Option<u32>,
+) -> Result<bool, String> {
+    let rollout = services
+        .rollouts
+        .start(StartRolloutInput {
+            target_version: to,
+            selector: SelectorInput::All(true),
+            max_concurrency: concurrency.map_or(0, |c| c.min(i32::MAX as u32) as i32),
+            canary_count: 0,
+            error_policy: None,
+            max_failure_ratio: 0.0,
+            request_id: None,
+        })
+        .await
+        .map_err(describe)?;
+    println!(
+        "rollout {} to {}: {} tenants",
+        rollout.id,
+        rollout.target_version,
+        rollout.counts.total()
+    );
+    let mut items = services
+        .rollouts
+        .watch(rollout.id)
+        .await
+        .map_err(describe)?;
+    while let Some(item) = items.next().await {
+        let item = item.map_err(describe)?;
+        let c = item.counts;
+        if let Some(event) = &item.event {
+            if event.kind == "failed" {
+                let error = event
+                    .detail
+                    .get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or_default();
+                eprintln!(
+                    "  failed {}: {error}",
+                    event.tenant.map(|t| t.to_string()).unwrap_or_default()
+                );
+            }
+        }
+        eprint!(
+            "\r  {}/{} done: {} migrated, {} skipped, {} failed, {} running   ",
+            c.finished(),
+            c.total(),
+            c.migrated,
+            c.skipped,
+            c.failed,
+            c.running
+        );
+    }
+    eprintln!();
+    let ended = services.rollouts.get(rollout.id).await.map_err(describe)?;
+    println!(
+        "rollout {}: {}{}",
+        ended.id,
+        ended.state.as_str(),
+        ended.error.map(|e| format!(" ({e})")).unwrap_or_default()
+    );
+    Ok(ended.state == RolloutState::Succeeded)
+}
+
+fn describe(error: Error) -> String {
+    error.to_string()
+}
