@@ -128,18 +128,14 @@ async fn roll_out(
     while let Some(item) = items.next().await {
         let item = item.map_err(describe)?;
         let c = item.counts;
-        if let Some(event) = &item.event {
-            if event.kind == "failed" {
-                let error = event
-                    .detail
-                    .get("error")
-                    .and_then(|e| e.as_str())
-                    .unwrap_or_default();
-                eprintln!(
-                    "  failed {}: {error}",
-                    event.tenant.map(|t| t.to_string()).unwrap_or_default()
-                );
-            }
+        if let Some(event) = item.event.as_ref().filter(|e| e.kind == "failed") {
+            let error = event
+                .detail
+                .get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or_default();
+            let tenant = event.tenant.map(|t| t.to_string()).unwrap_or_default();
+            eprintln!("  failed {tenant}: {error}");
         }
         eprint!(
             "\r  {}/{} done: {} migrated, {} skipped, {} failed, {} running   ",
