@@ -13,6 +13,7 @@ use crate::domain::{Isolation, PlanName, StoragePrefix};
 use crate::grpc::{self, Services};
 use crate::service::{
     Migrations, Provisioning, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants,
+    run_purge_job,
 };
 use crate::store::{Backend, Catalog, PlanDefaults, PoolSettings};
 
@@ -186,6 +187,13 @@ impl App {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let worker = tokio::spawn(self.worker.run(until_stopped(stopped.clone())));
+        let purge = (self.config.purge_interval_secs > 0).then(|| {
+            tokio::spawn(run_purge_job(
+                self.services.provisioning.clone(),
+                Duration::from_secs(self.config.purge_interval_secs),
+                until_stopped(stopped.clone()),
+            ))
+        });
         // Stop accepting and drain RPCs, then stop background work, then close the pool.
         let served = grpc::serve(
             listener,
@@ -196,6 +204,11 @@ impl App {
         .await;
         if let Err(e) = worker.await {
             tracing::warn!(error = %e, "rollout worker ended abnormally");
+        }
+        if let Some(purge) = purge
+            && let Err(e) = purge.await
+        {
+            tracing::warn!(error = %e, "purge job ended abnormally");
         }
         if let Err(e) = self.catalog.close().await {
             tracing::warn!(error = %e, "closing the catalog pool");

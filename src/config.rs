@@ -184,6 +184,11 @@ pub struct Config {
     #[arg(long, env = "TENANT_PURGE_RETENTION_DAYS", default_value_t = 30)]
     pub purge_retention_days: u32,
 
+    /// Seconds between passes of the purge job, which drops the storage of deleted tenants
+    /// whose purge time has passed. 0 turns the job off (purge with DeprovisionTenant only).
+    #[arg(long, env = "TENANT_PURGE_INTERVAL_SECS", default_value_t = 3600)]
+    pub purge_interval_secs: u64,
+
     /// Isolation of new tenants. Unset: schema on PostgreSQL, database (one SQLite file per
     /// tenant) in embedded mode. A plan's default isolation takes precedence.
     #[arg(long, env = "TENANT_ISOLATION_STRATEGY", value_enum)]

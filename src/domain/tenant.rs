@@ -199,6 +199,13 @@ impl Tenant {
             .state_before_delete
             .take()
             .unwrap_or(TenantState::Active);
+        // A purged tenant has no storage left: it must be provisioned again before use.
+        if self.provision_time.is_none() && self.state == TenantState::Active {
+            self.state = TenantState::Provisioning;
+        }
+        if self.provision_time.is_none() && self.state_before_suspend == Some(TenantState::Active) {
+            self.state_before_suspend = Some(TenantState::Provisioning);
+        }
         self.delete_time = None;
         self.purge_time = None;
         Ok(())
@@ -237,7 +244,7 @@ mod tests {
             migration_version: None,
             last_error: None,
             last_error_time: None,
-            provision_time: None,
+            provision_time: Some(now),
             revision: 1,
             create_time: now,
             update_time: now,
@@ -288,6 +295,15 @@ mod tests {
         assert_eq!((t.delete_time, t.purge_time), (None, None));
         t.resume().unwrap();
         assert_eq!(t.state, TenantState::Active);
+    }
+
+    #[test]
+    fn undeleting_a_purged_tenant_waits_for_provisioning() {
+        let mut t = tenant(TenantState::Active);
+        t.delete(Utc::now(), chrono::Duration::days(1)).unwrap();
+        t.provision_time = None;
+        t.undelete().unwrap();
+        assert_eq!(t.state, TenantState::Provisioning);
     }
 
     #[test]

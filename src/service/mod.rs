@@ -8,7 +8,7 @@ mod rollouts;
 mod tenants;
 
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
-pub use provisioning::{Provisioning, ProvisioningStatus};
+pub use provisioning::{Provisioning, ProvisioningStatus, run_purge_job};
 pub use rollout_worker::RolloutWorker;
 pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, WatchItem};
 

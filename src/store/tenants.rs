@@ -182,6 +182,24 @@ impl Catalog {
         Ok((result.rows_affected == 1).then_some(saved))
     }
 
+    /// DELETED tenants whose purge time has passed and whose storage still exists.
+    pub async fn due_purges(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u64,
+    ) -> Result<Vec<Tenant>, Error> {
+        let rows = tenant::Entity::find()
+            .filter(tenant::Column::State.eq(TenantState::Deleted.as_str()))
+            .filter(tenant::Column::PurgeTime.lte(now))
+            .filter(tenant::Column::ProvisionTime.is_not_null())
+            .order_by_asc(tenant::Column::PurgeTime)
+            .limit(limit)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(to_domain).collect()
+    }
+
     pub async fn list_tenants(&self, query: &ListQuery) -> Result<Vec<Tenant>, Error> {
         let mut cond = Condition::all();
         if !query.states.is_empty() {

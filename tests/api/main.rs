@@ -4,6 +4,8 @@ mod support;
 
 mod cli;
 mod platform;
+mod provisioning;
+mod purge_job;
 mod rollout_crashes;
 mod rollouts;
 mod tenant_bad_input;
