@@ -87,6 +87,11 @@ impl App {
                     "TENANT_ISOLATION_STRATEGY=schema needs PostgreSQL (set DATABASE_URL); the embedded SQLite catalog offers database and shared".into(),
                 ));
             }
+            (Some(IsolationSetting::Shared), Backend::Sqlite) => {
+                return Err(StartError::Config(
+                    "TENANT_ISOLATION_STRATEGY=shared needs PostgreSQL (set DATABASE_URL): row-level security".into(),
+                ));
+            }
             (Some(IsolationSetting::Schema), _) | (None, Backend::Postgres) => Isolation::Schema,
             (Some(IsolationSetting::Database), _) | (None, Backend::Sqlite) => Isolation::Database,
             (Some(IsolationSetting::Shared), _) => Isolation::Shared,

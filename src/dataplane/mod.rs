@@ -17,6 +17,7 @@
 
 mod handles;
 mod migrator;
+mod shared;
 
 use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
@@ -27,9 +28,13 @@ use sea_orm::{
 };
 
 use crate::domain::{Error, Isolation, TenantId};
-use crate::store::{Backend, Catalog, db_error, provisioning::record_migration};
+use crate::store::{
+    Backend, Catalog, db_error,
+    provisioning::{record_migration, record_shared_version},
+};
 use handles::{Address, TenantHandles};
 pub use migrator::{MigrationSource, Target, TenantMigrations};
+pub use shared::TENANT_SETTING;
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]
@@ -111,8 +116,9 @@ impl DataPlane {
             (Isolation::Schema, Backend::Postgres) => self.run_in_schema(storage, run).await,
             (Isolation::Database, Backend::Postgres) => self.run_in_pg_database(storage, run).await,
             (Isolation::Database, Backend::Sqlite) => self.run_in_file(storage, run).await,
-            (Isolation::Shared, _) => Err(Error::Unimplemented(
-                "storage for SHARED isolation (shared tables with row-level security)".into(),
+            (Isolation::Shared, Backend::Postgres) => self.run_in_schema(storage, run).await,
+            (Isolation::Shared, Backend::Sqlite) => Err(Error::Internal(
+                "a shared-isolation tenant in an SQLite catalog".into(),
             )),
             (Isolation::Schema, Backend::Sqlite) => Err(Error::Internal(
                 "a schema-isolated tenant in an SQLite catalog".into(),
@@ -127,8 +133,17 @@ impl DataPlane {
             (Isolation::Schema, Backend::Postgres) => {
                 let schema = quote(required(&storage.schema, "schema")?);
                 let txn = self.catalog.conn().begin().await.map_err(db_error)?;
-                lock(&txn, storage.tenant).await?;
+                lock(&txn, storage).await?;
                 exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+                txn.commit().await.map_err(db_error)
+            }
+            (Isolation::Shared, Backend::Postgres) => {
+                let schema = required(&storage.schema, "schema")?;
+                let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+                lock(&txn, storage).await?;
+                if schema_exists(&txn, schema).await? {
+                    shared::delete_rows(&txn, schema, storage.tenant).await?;
+                }
                 txn.commit().await.map_err(db_error)
             }
             (Isolation::Database, Backend::Postgres) => {
@@ -145,19 +160,29 @@ impl DataPlane {
                 self.handles.forget(Address::Sqlite { path: &path }).await;
                 remove_sqlite_files(&path)
             }
-            (Isolation::Shared, _) | (Isolation::Schema, Backend::Sqlite) => Err(
-                Error::Unimplemented("dropping storage for SHARED isolation".into()),
-            ),
+            (Isolation::Shared | Isolation::Schema, Backend::Sqlite) => Err(Error::Internal(
+                "schema or shared isolation in an SQLite catalog".into(),
+            )),
         }
     }
 
+    /// A run in a schema of the catalog database: the tenant's own (SCHEMA), or the one shared
+    /// by every SHARED tenant. The catalog's mirror commits with the migration.
     async fn run_in_schema(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
-        let schema = quote(required(&storage.schema, "schema")?);
         let name = required(&storage.schema, "schema")?;
+        let schema = quote(name);
+        let is_shared = storage.isolation == Isolation::Shared;
         let txn = self.catalog.conn().begin().await.map_err(db_error)?;
-        lock(&txn, storage.tenant).await?;
+        lock(&txn, storage).await?;
         let exists = schema_exists(&txn, name).await?;
         let created = match run {
+            Run::Provision { recreate: true } if is_shared => {
+                if exists {
+                    shared::delete_rows(&txn, name, storage.tenant).await?;
+                }
+                exec(&txn, &format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
+                true
+            }
             Run::Provision { recreate } => {
                 if *recreate {
                     exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
@@ -175,12 +200,21 @@ impl DataPlane {
             txn.rollback().await.map_err(db_error)?;
             return Ok(report);
         }
+        if is_shared {
+            shared::secure(&txn, name).await?;
+        }
         // Back to the catalog's schema for the mirror, committed with the migration.
         exec(&txn, "SET LOCAL search_path TO DEFAULT").await?;
         let provisioned = matches!(run, Run::Provision { .. });
         record_migration(&txn, storage.tenant, report.version(), provisioned)
             .await
             .map_err(db_error)?;
+        if is_shared {
+            // One schema serves every shared tenant: they all are at its version now.
+            record_shared_version(&txn, report.version())
+                .await
+                .map_err(db_error)?;
+        }
         txn.commit().await.map_err(db_error)?;
         Ok(report)
     }
@@ -201,7 +235,7 @@ impl DataPlane {
         let result = async {
             let conn = self.handles.get(self.pg_address(database)).await?;
             let txn = conn.begin().await.map_err(db_error)?;
-            lock(&txn, storage.tenant).await?;
+            lock(&txn, storage).await?;
             let report = self.migrate(&txn, run).await?;
             txn.commit().await.map_err(db_error)?;
             Ok::<_, Error>(report)
@@ -382,12 +416,17 @@ impl DataPlane {
     }
 }
 
-/// Serialises runs on one tenant, across connections and replicas, until the transaction ends.
-async fn lock(txn: &DatabaseTransaction, tenant: TenantId) -> Result<(), Error> {
+/// Serialises runs on one tenant's storage, across connections and replicas, until the
+/// transaction ends. Shared tenants share one schema, hence one lock.
+async fn lock(txn: &DatabaseTransaction, storage: &Storage) -> Result<(), Error> {
+    let key = match (storage.isolation, &storage.schema) {
+        (Isolation::Shared, Some(schema)) => format!("tenant-plane:schema:{schema}"),
+        _ => format!("tenant-plane:tenant:{}", storage.tenant),
+    };
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        [format!("tenant-plane:tenant:{tenant}").into()],
+        [key.into()],
     ))
     .await
     .map(|_| ())

@@ -10,7 +10,9 @@ use uuid::Uuid;
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// Slugs that would be confusing or dangerous as a subdomain or storage name.
+/// ("shared" would name the schema of SHARED-isolation tenants.)
 const RESERVED_SLUGS: &[&str] = &[
+    "shared",
     "public",
     "www",
     "api",

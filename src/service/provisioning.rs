@@ -99,7 +99,7 @@ impl Provisioning {
                 return Err(error);
             }
         };
-        let changed = report.created || !report.ran.is_empty();
+        let changed = report.created || !report.ran.is_empty() || tenant.provision_time.is_none();
         if changed {
             tracing::info!(
                 created = report.created,

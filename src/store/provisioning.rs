@@ -85,6 +85,32 @@ pub async fn record_migration<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Mirrors the shared schema's version onto every provisioned SHARED tenant.
+pub async fn record_shared_version<C: ConnectionTrait>(
+    conn: &C,
+    version: Option<&str>,
+) -> Result<(), sea_orm::DbErr> {
+    tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::MigrationVersion,
+            Expr::value(version.map(str::to_owned)),
+        )
+        .col_expr(
+            tenant::Column::Revision,
+            Expr::col(tenant::Column::Revision).add(1),
+        )
+        .filter(tenant::Column::Isolation.eq(crate::domain::Isolation::Shared.as_str()))
+        .filter(tenant::Column::ProvisionTime.is_not_null())
+        .filter(
+            tenant::Column::MigrationVersion
+                .ne(version.unwrap_or_default())
+                .or(tenant::Column::MigrationVersion.is_null()),
+        )
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 impl Catalog {
     pub async fn record_migration(
         &self,

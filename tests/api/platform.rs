@@ -227,18 +227,18 @@ async fn start_two_at_once(database_url: Option<String>, dir: &std::path::Path) 
             .expect("b");
     client_a
         .create_tenant(proto::CreateTenantRequest {
-            tenant: Some(crate::support::new_tenant("shared")),
+            tenant: Some(crate::support::new_tenant("common")),
             ..Default::default()
         })
         .await
         .expect("create through a");
     let seen = client_b
         .get_tenant(proto::GetTenantRequest {
-            name: "tenants/shared".into(),
+            name: "tenants/common".into(),
         })
         .await
         .expect("read through b");
-    assert_eq!(seen.into_inner().slug, "shared");
+    assert_eq!(seen.into_inner().slug, "common");
     let _ = (stop_a.0.send(()), stop_b.0.send(()));
     ta.await.expect("a task").expect("a stops cleanly");
     tb.await.expect("b task").expect("b stops cleanly");

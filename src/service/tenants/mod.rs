@@ -90,6 +90,12 @@ impl Tenants {
                 _ => Some(self.settings.default_isolation),
             },
         };
+        if isolation == Some(Isolation::Shared) && self.catalog.backend() == Backend::Sqlite {
+            violations.push(FieldViolation::new(
+                "tenant.isolation",
+                "shared isolation (row-level security) needs PostgreSQL; the embedded SQLite catalog offers database",
+            ));
+        }
         if isolation == Some(Isolation::Schema) && self.catalog.backend() == Backend::Sqlite {
             violations.push(FieldViolation::new(
                 "tenant.isolation",
@@ -110,7 +116,10 @@ impl Tenants {
             (Isolation::Schema, _) => (Some(storage.to_string()), None),
             (Isolation::Database, Backend::Postgres) => (None, Some(storage.to_string())),
             (Isolation::Database, Backend::Sqlite) => (None, Some(format!("{storage}.sqlite3"))),
-            (Isolation::Shared, _) => (None, None),
+            (Isolation::Shared, _) => (
+                Some(format!("{}shared", self.settings.prefix.as_str())),
+                None,
+            ),
         };
         let tenant = Tenant {
             id: TenantId::new(),

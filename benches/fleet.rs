@@ -1,0 +1,275 @@
+//! Fleet benchmark: provisioning and rollouts, each against a floor measured in the same run on
+//! the same PostgreSQL server — the same DDL sent raw over one connection, one transaction per
+//! tenant, tenant after tenant.
+//!
+//! Run: `cargo bench --bench fleet` (starts a throwaway PostgreSQL, like the tests; or set
+//! TEST_DATABASE_URL). Sizes: BENCH_PROVISION (default 200), BENCH_FLEET (default 1000).
+
+#[path = "../tests/api/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+
+use std::{sync::Arc, time::Instant};
+
+use migration::sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager, prelude::*};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
+use tenant_plane::{
+    app::App,
+    config::Config,
+    dataplane::TenantMigrations,
+    proto::{
+        self, migration_service_client::MigrationServiceClient,
+        tenant_service_client::TenantServiceClient,
+    },
+};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+/// The sample tenant schema as plain SQL: what the four tenant migrations send, plus the
+/// version table and its rows.
+const TENANT_DDL: &str = r#"
+CREATE TABLE users (id uuid NOT NULL PRIMARY KEY, email varchar(320) NOT NULL UNIQUE, name varchar(200) NULL,
+  created_at timestamp with time zone NOT NULL DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE projects (id uuid NOT NULL PRIMARY KEY, owner_id uuid NOT NULL, title varchar(500) NOT NULL,
+  created_at timestamp with time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  CONSTRAINT projects_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users (id));
+CREATE INDEX projects_owner_id_idx ON projects (owner_id);
+CREATE TABLE messages (id bigserial NOT NULL PRIMARY KEY, project_id uuid NOT NULL, body text NOT NULL,
+  created_at timestamp with time zone NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  CONSTRAINT messages_project_id_fkey FOREIGN KEY (project_id) REFERENCES projects (id));
+CREATE INDEX messages_project_id_created_at_idx ON messages (project_id, created_at);
+CREATE TABLE audit_log (id bigserial NOT NULL PRIMARY KEY, actor varchar(200) NULL, action varchar(200) NOT NULL,
+  at timestamp with time zone NOT NULL DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE seaql_migrations (version varchar NOT NULL PRIMARY KEY, applied_at bigint NOT NULL);
+INSERT INTO seaql_migrations VALUES ('m20261123_100001_create_users', 0), ('m20261123_100002_create_projects', 0),
+  ('m20261123_100003_create_messages', 0), ('m20261123_100004_create_audit_log', 0);
+"#;
+
+const NEW_MIGRATION_DDL: &str = "CREATE INDEX users_created_at_idx ON users (created_at); \
+     INSERT INTO seaql_migrations VALUES ('m20261124_000001_index_users_created_at', 0);";
+
+/// The migration rolled out: an index on users.created_at.
+struct IndexUsersCreatedAt;
+
+impl MigrationName for IndexUsersCreatedAt {
+    fn name(&self) -> &str {
+        "m20261124_000001_index_users_created_at"
+    }
+}
+
+#[migration::sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for IndexUsersCreatedAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .name("users_created_at_idx")
+                    .table(Alias::new("users"))
+                    .col(Alias::new("created_at"))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+fn env_size(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    channel: Channel,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn serve(catalog: &str, migrations: TenantMigrations, auto_provision: bool) -> Server {
+    let dir = std::env::temp_dir();
+    let mut config = Config::for_tests(dir, Some(catalog.to_owned()));
+    config.tenant_auto_provision = auto_provision;
+    config.pool_size = 16;
+    config.rollout_max_concurrency = 8;
+    config.rollout_poll_ms = 50;
+    let app = App::build_with(config, migrations).await.expect("start");
+    let listener = app.bind().await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run(listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serve");
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    Server {
+        channel,
+        stop,
+        task,
+    }
+}
+
+async fn shutdown(server: Server) {
+    let _ = server.stop.send(());
+    let _ = server.task.await;
+}
+
+async fn raw_floor(db: &DatabaseConnection, schemas: &[String], ddl: &str, create: bool) -> f64 {
+    let started = Instant::now();
+    for schema in schemas {
+        let txn = db.begin().await.expect("begin");
+        if create {
+            txn.execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+                .await
+                .expect("schema");
+        }
+        txn.execute_unprepared(&format!("SET LOCAL search_path TO \"{schema}\"; {ddl}"))
+            .await
+            .expect("ddl");
+        txn.commit().await.expect("commit");
+    }
+    started.elapsed().as_secs_f64()
+}
+
+async fn roll_out(server: &Server) -> (f64, proto::Rollout) {
+    let mut client = MigrationServiceClient::new(server.channel.clone());
+    let started = Instant::now();
+    let rollout = client
+        .start_rollout(proto::StartRolloutRequest {
+            selector: Some(proto::TenantSelector {
+                selector: Some(proto::tenant_selector::Selector::All(true)),
+            }),
+            max_concurrency: 8,
+            ..Default::default()
+        })
+        .await
+        .expect("start")
+        .into_inner();
+    if rollout.state() == proto::rollout::State::Running
+        || rollout.state() == proto::rollout::State::Pending
+    {
+        let mut events = client
+            .watch_rollout(proto::WatchRolloutRequest {
+                name: rollout.name.clone(),
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        while let Some(event) = events.next().await {
+            if matches!(
+                event.expect("event").kind,
+                Some(proto::rollout_event::Kind::Finished(_))
+            ) {
+                break;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ended = client
+        .get_rollout(proto::GetRolloutRequest { name: rollout.name })
+        .await
+        .expect("get")
+        .into_inner();
+    (elapsed, ended)
+}
+
+#[tokio::main]
+async fn main() {
+    let provision_n = env_size("BENCH_PROVISION", 200);
+    let fleet_n = env_size("BENCH_FLEET", 1000);
+    let catalog = postgres::fresh_database_url().await;
+    let raw = Database::connect(&catalog).await.expect("raw connection");
+
+    // 1. Provisioning: tenants created first, then ProvisionTenant one after another.
+    let server = serve(&catalog, TenantMigrations::builtin(), false).await;
+    let mut tenants = TenantServiceClient::new(server.channel.clone());
+    let mut names = Vec::new();
+    for i in 0..provision_n {
+        let tenant = proto::Tenant {
+            slug: format!("p{i}"),
+            ..Default::default()
+        };
+        let created = tenants
+            .create_tenant(proto::CreateTenantRequest {
+                tenant: Some(tenant),
+                ..Default::default()
+            })
+            .await
+            .expect("create")
+            .into_inner();
+        names.push(created.name);
+    }
+    let mut provisioning =
+        proto::provisioning_service_client::ProvisioningServiceClient::new(server.channel.clone());
+    let started = Instant::now();
+    for name in &names {
+        provisioning
+            .provision_tenant(proto::ProvisionTenantRequest {
+                tenant: name.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("provision");
+    }
+    let provision = started.elapsed().as_secs_f64();
+    let floor_schemas: Vec<String> = (0..provision_n).map(|i| format!("floor_p{i}")).collect();
+    let provision_floor = raw_floor(&raw, &floor_schemas, TENANT_DDL, true).await;
+
+    // 2. The fleet: up to `fleet_n` tenants at the sample schema (auto-provisioned).
+    for i in provision_n..fleet_n {
+        let tenant = proto::Tenant {
+            slug: format!("p{i}"),
+            ..Default::default()
+        };
+        let created = tenants
+            .create_tenant(proto::CreateTenantRequest {
+                tenant: Some(tenant),
+                ..Default::default()
+            })
+            .await
+            .expect("create")
+            .into_inner();
+        names.push(created.name);
+    }
+    shutdown(server).await;
+    let fleet_floor_schemas: Vec<String> = (0..fleet_n).map(|i| format!("floor_f{i}")).collect();
+    raw_floor(&raw, &fleet_floor_schemas, TENANT_DDL, true).await;
+
+    // 3. One new migration rolled out to the fleet, then a rollout with nothing pending.
+    let five = TenantMigrations::new(Arc::new(|| {
+        let mut migrations = migration::tenant::migrations();
+        migrations.push(Box::new(IndexUsersCreatedAt));
+        migrations
+    }));
+    let server = serve(&catalog, five, false).await;
+    let (rollout, ended) = roll_out(&server).await;
+    let counts = ended.counts.unwrap_or_default();
+    assert_eq!(
+        counts.migrated as usize, fleet_n,
+        "every tenant migrated: {ended:?}"
+    );
+    let rollout_floor = raw_floor(&raw, &fleet_floor_schemas, NEW_MIGRATION_DDL, false).await;
+    let (noop, noop_ended) = roll_out(&server).await;
+    assert_eq!(
+        noop_ended.counts.unwrap_or_default().skipped as usize,
+        fleet_n
+    );
+    shutdown(server).await;
+
+    println!("tenant-plane fleet benchmark (PostgreSQL, schema per tenant)");
+    println!(
+        "provision {provision_n} tenants: {provision:.2} s vs raw floor {provision_floor:.2} s = {:.2}x (target <= 1.3x)",
+        provision / provision_floor
+    );
+    println!(
+        "roll 1 migration out to {fleet_n} tenants: {rollout:.2} s vs serial raw floor {rollout_floor:.2} s = {:.2}x (target < 1x)",
+        rollout / rollout_floor
+    );
+    println!("no-op rollout of {fleet_n} tenants: {noop:.3} s (target < 1 s)");
+}
