@@ -363,8 +363,8 @@ fn event_to_wire(rollout: &str, item: WatchItem) -> proto::RolloutEvent {
 /// "m20261123_100001_create_users" -> "create users".
 fn describe(version: &str) -> String {
     version
-        .splitn(4, '_')
-        .nth(3)
+        .splitn(3, '_')
+        .nth(2)
         .unwrap_or(version)
         .replace('_', " ")
 }
