@@ -221,7 +221,7 @@ async fn main() {
     let floor_schemas: Vec<String> = (0..provision_n).map(|i| format!("floor_p{i}")).collect();
     let provision_floor = raw_floor(&raw, &floor_schemas, TENANT_DDL, true).await;
 
-    // 2. The fleet: up to `fleet_n` tenants at the sample schema (auto-provisioned).
+    // 2. The fleet: up to `fleet_n` tenants at the sample schema.
     for i in provision_n..fleet_n {
         let tenant = proto::Tenant {
             slug: format!("p{i}"),
@@ -235,7 +235,13 @@ async fn main() {
             .await
             .expect("create")
             .into_inner();
-        names.push(created.name);
+        provisioning
+            .provision_tenant(proto::ProvisionTenantRequest {
+                tenant: created.name,
+                ..Default::default()
+            })
+            .await
+            .expect("provision");
     }
     shutdown(server).await;
     let fleet_floor_schemas: Vec<String> = (0..fleet_n).map(|i| format!("floor_f{i}")).collect();

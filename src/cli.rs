@@ -73,7 +73,7 @@ async fn migrate_one(
         {
             let done = services
                 .migrations
-                .migrate(target, to.as_deref().unwrap_or(""), direction)
+                .migrate(target, to.as_deref().unwrap_or(""), direction, None)
                 .await
                 .map_err(describe)?;
             for version in &done.ran {

@@ -309,6 +309,25 @@ impl DataPlane {
             Run::Inspect => return Ok(self.report(before, Vec::new())),
         };
         let names = self.migrations.names();
+        match target {
+            Target::Down(index) if index >= before.len() => {
+                return Err(Error::invalid(
+                    "target_version",
+                    format!(
+                        "'{}' is not applied to this tenant (it is at {})",
+                        names[index],
+                        before.last().map_or("no version", |(v, _)| v.as_str())
+                    ),
+                ));
+            }
+            Target::DownOne if before.len() <= 1 => {
+                return Err(Error::FailedPrecondition {
+                    subject: "target_version".into(),
+                    message: "reverting a tenant's first migration is not offered: it would leave the tenant with no schema (purge the tenant instead)".into(),
+                });
+            }
+            _ => {}
+        }
         let steps = migrator::steps(before.len(), names.len(), &target);
         let failed = |e: DbErr| Error::MigrationFailed {
             message: format!("{e}"),

@@ -90,7 +90,8 @@ impl MigrationService for MigrationApi {
     ) -> Reply<proto::MigrateTenantResponse> {
         let request = request.into_inner();
         let target = TenantRef::parse(&request.tenant, "tenant")?;
-        super::check_request_id(&request.request_id)?;
+        let key = super::request_key(&request.request_id, &request)
+            .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let direction = match proto::MigrationDirection::try_from(request.direction) {
             Ok(proto::MigrationDirection::Unspecified | proto::MigrationDirection::Up) => {
                 Direction::Up
@@ -106,7 +107,7 @@ impl MigrationService for MigrationApi {
         };
         let migrated = self
             .migrations
-            .migrate(&target, &request.target_version, direction)
+            .migrate(&target, &request.target_version, direction, key.as_ref())
             .await?;
         Ok(Response::new(proto::MigrateTenantResponse {
             status: Some(status(migrated.status)),

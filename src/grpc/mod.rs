@@ -20,7 +20,12 @@ use crate::proto::{
     provisioning_service_server::ProvisioningServiceServer,
     quota_service_server::QuotaServiceServer, tenant_service_server::TenantServiceServer,
 };
-use crate::service::{Migrations, Provisioning, Rollouts, Tenants};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::FieldViolation;
+use crate::service::{Migrations, Provisioning, RequestKey, Rollouts, Tenants};
 
 /// The use cases the gRPC services call.
 #[derive(Clone)]
@@ -39,16 +44,18 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Validates an AIP-155 request id: empty or a UUID.
-fn check_request_id(request_id: &str) -> Result<(), crate::domain::Error> {
-    if request_id.is_empty() || uuid::Uuid::try_parse(request_id).is_ok() {
-        Ok(())
-    } else {
-        Err(crate::domain::Error::invalid(
-            "request_id",
-            "must be a UUID",
-        ))
+/// Parses an AIP-155 request id: empty, or a UUID.
+pub(crate) fn request_key(
+    request_id: &str,
+    request: &impl Message,
+) -> Result<Option<RequestKey>, FieldViolation> {
+    if request_id.is_empty() {
+        return Ok(None);
     }
+    let id = Uuid::try_parse(request_id)
+        .map_err(|_| FieldViolation::new("request_id", "must be a UUID"))?;
+    let request_hash = format!("{:x}", Sha256::digest(request.encode_to_vec()));
+    Ok(Some(RequestKey { id, request_hash }))
 }
 
 /// Serves every service on `listener` until `shutdown` completes, then stops accepting and lets

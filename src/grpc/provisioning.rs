@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::domain::Error;
 use crate::proto::{self, provisioning_service_server::ProvisioningService};
 use crate::service::{Provisioning, ProvisioningStatus, TenantRef};
 
@@ -40,10 +41,16 @@ impl ProvisioningService for ProvisioningApi {
     ) -> Reply<proto::ProvisionTenantResponse> {
         let request = request.into_inner();
         let target = TenantRef::parse(&request.tenant, "tenant")?;
-        super::check_request_id(&request.request_id)?;
+        let key = super::request_key(&request.request_id, &request)
+            .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let (tenant, changed) = self
             .provisioning
-            .provision(&target, request.force_recreate, Some(&request.etag))
+            .provision(
+                &target,
+                request.force_recreate,
+                Some(&request.etag),
+                key.as_ref(),
+            )
             .await?;
         let current = self.provisioning.status_of(&tenant);
         Ok(Response::new(proto::ProvisionTenantResponse {
@@ -59,10 +66,16 @@ impl ProvisioningService for ProvisioningApi {
     ) -> Reply<proto::Tenant> {
         let request = request.into_inner();
         let target = TenantRef::parse(&request.tenant, "tenant")?;
-        super::check_request_id(&request.request_id)?;
+        let key = super::request_key(&request.request_id, &request)
+            .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let tenant = self
             .provisioning
-            .purge(&target, &request.confirm_slug, Some(&request.etag))
+            .purge(
+                &target,
+                &request.confirm_slug,
+                Some(&request.etag),
+                key.as_ref(),
+            )
             .await?;
         Ok(Response::new(convert::tenant(tenant)))
     }

@@ -1,15 +1,12 @@
 //! tenant.v1.TenantService: decode the request, call one use case, encode the answer.
 
-use prost::Message;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
-use super::convert;
+use super::{convert, request_key};
 use crate::domain::{Error, Etag, FieldViolation};
 use crate::proto::{self, tenant_service_server::TenantService};
 use crate::service::{
-    CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, RequestKey, TenantRef, Tenants,
+    CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, TenantRef, Tenants,
     UpdateTenantInput,
 };
 
@@ -27,20 +24,6 @@ type Reply<T> = Result<Response<T>, Status>;
 
 fn reply(tenant: Result<crate::domain::Tenant, Error>) -> Reply<proto::Tenant> {
     Ok(Response::new(convert::tenant(tenant?)))
-}
-
-/// Parses an AIP-155 request id: empty, or a UUID.
-fn request_key(
-    request_id: &str,
-    request: &impl Message,
-) -> Result<Option<RequestKey>, FieldViolation> {
-    if request_id.is_empty() {
-        return Ok(None);
-    }
-    let id = Uuid::try_parse(request_id)
-        .map_err(|_| FieldViolation::new("request_id", "must be a UUID"))?;
-    let request_hash = format!("{:x}", Sha256::digest(request.encode_to_vec()));
-    Ok(Some(RequestKey { id, request_hash }))
 }
 
 /// Output-only fields of a Tenant that a caller has filled in.

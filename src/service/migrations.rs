@@ -4,8 +4,9 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 
+use super::idempotency;
 use super::provisioning::storage_of;
-use super::tenants::{TenantRef, load};
+use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Target};
 use crate::domain::{Error, Tenant, TenantState};
 use crate::store::Catalog;
@@ -33,6 +34,15 @@ pub struct Migrated {
     pub ran: Vec<String>,
     pub duration: Duration,
 }
+
+/// What one migration call did, kept as the answer to its request id.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Ran {
+    ran: Vec<String>,
+    duration_ms: u64,
+}
+
+const MIGRATE_METHOD: &str = "tenant.v1.MigrationService/MigrateTenant";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -78,26 +88,37 @@ impl Migrations {
         target: &TenantRef,
         version: &str,
         direction: Direction,
+        request: Option<&RequestKey>,
     ) -> Result<Migrated, Error> {
+        let migrations = self.dataplane.migrations();
         let goal = match (direction, version) {
             (Direction::Up, "") => Target::Latest,
             (Direction::Down, "") => Target::DownOne,
-            (Direction::Up, v) => Target::Up(
-                self.dataplane
-                    .migrations()
-                    .check_version(v, "target_version")?,
-            ),
-            (Direction::Down, v) => Target::Down(
-                self.dataplane
-                    .migrations()
-                    .check_version(v, "target_version")?,
-            ),
+            (Direction::Up, v) => Target::Up(migrations.check_version(v, "target_version")?),
+            (Direction::Down, v) => Target::Down(migrations.check_version(v, "target_version")?),
         };
         let tenant = self.provisioned(target).await?;
+        let run = idempotency::once(
+            &self.catalog,
+            request,
+            MIGRATE_METHOD,
+            tenant.id.as_uuid(),
+            || self.run(&tenant, goal),
+        )
+        .await?;
+        let status = self.status(&TenantRef::Id(tenant.id)).await?;
+        Ok(Migrated {
+            status,
+            ran: run.ran,
+            duration: Duration::from_millis(run.duration_ms),
+        })
+    }
+
+    async fn run(&self, tenant: &Tenant, goal: Target) -> Result<Ran, Error> {
         let started = std::time::Instant::now();
         let report = match self
             .dataplane
-            .run(&storage_of(&tenant), &Run::Migrate(goal))
+            .run(&storage_of(tenant), &Run::Migrate(goal))
             .await
         {
             Ok(report) => report,
@@ -110,20 +131,13 @@ impl Migrations {
                 return Err(error);
             }
         };
-        let duration = started.elapsed();
+        let duration_ms = started.elapsed().as_millis() as u64;
         if !report.ran.is_empty() {
-            tracing::info!(ran = ?report.ran, elapsed_ms = duration.as_millis() as u64, "tenant migrated");
+            tracing::info!(ran = ?report.ran, elapsed_ms = duration_ms, "tenant migrated");
         }
-        let status = MigrationStatus {
-            tenant: tenant.name(),
-            applied: report.applied,
-            pending: report.pending,
-            last_error: None,
-        };
-        Ok(Migrated {
-            status,
+        Ok(Ran {
             ran: report.ran,
-            duration,
+            duration_ms,
         })
     }
 

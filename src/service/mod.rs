@@ -1,5 +1,6 @@
 //! Use cases, in domain terms: no tonic and no sea-orm types cross this boundary.
 
+mod idempotency;
 mod migrations;
 mod paging;
 mod provisioning;

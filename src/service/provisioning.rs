@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::tenants::{DataLocation, TenantRef, load};
+use super::idempotency;
+use super::tenants::{DataLocation, RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Storage};
 use crate::domain::{Error, Etag, Tenant, TenantState};
 use crate::store::Catalog;
@@ -49,6 +50,7 @@ impl Provisioning {
         target: &TenantRef,
         force_recreate: bool,
         etag: Option<&str>,
+        request: Option<&RequestKey>,
     ) -> Result<(Tenant, bool), Error> {
         let tenant = load(&self.catalog, target).await?;
         let expected = parse_etag(etag)?;
@@ -66,7 +68,22 @@ impl Provisioning {
                 ),
             });
         }
-        self.provision_tenant(&tenant, force_recreate).await
+        let changed = idempotency::once(
+            &self.catalog,
+            request,
+            PROVISION_METHOD,
+            tenant.id.as_uuid(),
+            || async {
+                self.provision_tenant(&tenant, force_recreate)
+                    .await
+                    .map(|(_, changed)| changed)
+            },
+        )
+        .await?;
+        Ok((
+            load(&self.catalog, &TenantRef::Id(tenant.id)).await?,
+            changed,
+        ))
     }
 
     /// Provisions a tenant already loaded (CreateTenant with TENANT_AUTO_PROVISION).
@@ -137,8 +154,30 @@ impl Provisioning {
         target: &TenantRef,
         confirm_slug: &str,
         etag: Option<&str>,
+        request: Option<&RequestKey>,
     ) -> Result<Tenant, Error> {
         let tenant = load(&self.catalog, target).await?;
+        idempotency::once(
+            &self.catalog,
+            request,
+            PURGE_METHOD,
+            tenant.id.as_uuid(),
+            || async {
+                self.purge_once(tenant.clone(), confirm_slug, etag)
+                    .await
+                    .map(|_| ())
+            },
+        )
+        .await?;
+        load(&self.catalog, &TenantRef::Id(tenant.id)).await
+    }
+
+    async fn purge_once(
+        &self,
+        tenant: Tenant,
+        confirm_slug: &str,
+        etag: Option<&str>,
+    ) -> Result<Tenant, Error> {
         if confirm_slug != tenant.slug.as_str() {
             return Err(Error::invalid(
                 "confirm_slug",
@@ -196,6 +235,9 @@ impl Provisioning {
         Ok(purged)
     }
 }
+
+const PROVISION_METHOD: &str = "tenant.v1.ProvisioningService/ProvisionTenant";
+const PURGE_METHOD: &str = "tenant.v1.ProvisioningService/DeprovisionTenant";
 
 /// Tenants purged per pass of the purge job: bounds one pass's work.
 const PURGE_BATCH: u64 = 100;

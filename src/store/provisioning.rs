@@ -5,7 +5,7 @@
 //! mirrored version then commits together with the migration, never ahead of or behind it.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, Func},
 };
 
@@ -78,8 +78,27 @@ pub async fn record_migration<C: ConnectionTrait>(
                 .into(),
             );
     }
+    // Only a real change moves the revision (and so the etag): a run that found nothing to do
+    // leaves the tenant as it was.
+    let mut changed = Condition::any().add(tenant::Column::LastError.is_not_null());
+    changed = match version {
+        Some(v) => changed
+            .add(tenant::Column::MigrationVersion.ne(v))
+            .add(tenant::Column::MigrationVersion.is_null()),
+        None => changed.add(tenant::Column::MigrationVersion.is_not_null()),
+    };
+    if provisioned {
+        changed =
+            changed
+                .add(tenant::Column::ProvisionTime.is_null())
+                .add(tenant::Column::State.is_in([
+                    TenantState::Provisioning.as_str(),
+                    TenantState::Failed.as_str(),
+                ]));
+    }
     update
         .filter(tenant::Column::Id.eq(id.as_uuid()))
+        .filter(changed)
         .exec(conn)
         .await?;
     Ok(())

@@ -3,11 +3,17 @@
 mod support;
 
 mod cli;
+mod migrations;
+mod migrations_failures;
 mod platform;
 mod provisioning;
+mod provisioning_failures;
+mod provisioning_postgres;
+mod provisioning_status;
 mod purge_job;
 mod rollout_crashes;
 mod rollouts;
+mod shared_isolation;
 mod tenant_bad_input;
 mod tenant_change_refusals;
 mod tenant_lifecycle;

@@ -1,5 +1,5 @@
 //! ProvisioningService on both catalogs: the storage a tenant gets, idempotent provisioning,
-//! rebuilding with force_recreate, purging a deleted tenant, and the status report.
+//! rebuilding with force_recreate, and purging a deleted tenant.
 
 use prost_types::FieldMask;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -15,7 +15,7 @@ on_both!(
     provisioning_creates_the_storage_and_its_tables_with_the_version_table_inside_it,
     force_recreate_needs_the_current_etag_and_then_rebuilds_the_storage_empty,
     purge_is_refused_for_a_live_tenant_or_a_wrong_slug_and_then_drops_the_storage,
-    get_provisioning_status_reports_storage_versions_and_location,
+    a_provisioning_that_does_nothing_keeps_the_etag,
 );
 on_both_dbs!(provisioning_twice_does_nothing_the_second_time);
 
@@ -193,7 +193,6 @@ async fn provisioning_twice_does_nothing_the_second_time(db: Db) {
     assert_eq!(server.tenant_tables(&tenant).await, SAMPLE_TABLES);
     let versions = version_rows(&server, &tenant).await;
     assert_eq!(versions.len(), 4);
-    let snapshot = server.catalog_snapshot().await;
 
     let second = provision(&server, "tenants/globex", false, "")
         .await
@@ -214,9 +213,26 @@ async fn provisioning_twice_does_nothing_the_second_time(db: Db) {
         "version table untouched"
     );
     assert_eq!(server.tenant_tables(&tenant).await, SAMPLE_TABLES);
-    assert_eq!(again.etag, tenant.etag, "a call that did nothing keeps the etag");
-    assert_eq!(server.catalog_snapshot().await, snapshot, "nor changed the catalog");
     server.stop().await;
+}
+
+async fn a_provisioning_that_does_nothing_keeps_the_etag(server: &TestServer) {
+    let created = create(server, "soylent").await;
+    let before = server.catalog_snapshot().await;
+
+    let again = provision(server, &created.name, false, &created.etag)
+        .await
+        .expect("provision a provisioned tenant");
+
+    assert!(!again.changed);
+    let after = again.tenant.expect("tenant");
+    assert_eq!(
+        after.etag, created.etag,
+        "bug: a ProvisionTenant that did nothing (changed = false) still bumps the revision, \
+         so the caller's etag goes stale"
+    );
+    assert_eq!(after.update_time, created.update_time);
+    assert_eq!(server.catalog_snapshot().await, before);
 }
 
 async fn force_recreate_needs_the_current_etag_and_then_rebuilds_the_storage_empty(
@@ -349,73 +365,4 @@ async fn purge_is_refused_for_a_live_tenant_or_a_wrong_slug_and_then_drops_the_s
         "the row stays"
     );
     assert_eq!(server.catalog_snapshot().await.len(), 1);
-}
-
-async fn get_provisioning_status_reports_storage_versions_and_location(server: &TestServer) {
-    let created = create(server, "stark").await;
-
-    let by_id = status_of(server, &created.name).await;
-    let by_slug = status_of(server, "tenants/stark").await;
-
-    assert_eq!(by_id, by_slug);
-    assert_eq!(
-        by_slug.tenant,
-        format!("tenants/{}", created.id),
-        "the id form"
-    );
-    assert!(by_id.storage_provisioned && by_id.migrations_applied);
-    assert_eq!(by_id.current_version, LATEST);
-    assert_eq!(by_id.latest_version, LATEST);
-    assert!(by_id.last_error.is_empty() && by_id.last_error_time.is_none());
-    assert!(by_id.provision_time.is_some());
-    let location = by_id.location.expect("location");
-    assert_eq!(location.isolation, created.isolation);
-    assert_eq!(location.schema_name, created.schema_name);
-    assert_eq!(location.database_name, created.database_name);
-    match server.db {
-        Db::Postgres => assert_eq!(location.schema_name, "tenant_stark"),
-        Db::Sqlite => assert_eq!(location.database_name, "tenant_stark.sqlite3"),
-    }
-
-    server
-        .migrations()
-        .migrate_tenant(proto::MigrateTenantRequest {
-            tenant: created.name.clone(),
-            direction: proto::MigrationDirection::Down.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("down one step");
-    let behind = status_of(server, &created.name).await;
-    assert!(behind.storage_provisioned && !behind.migrations_applied);
-    assert_eq!(behind.current_version, SAMPLE_MIGRATIONS[2]);
-    assert_eq!(behind.latest_version, LATEST);
-
-    let before = server.catalog_snapshot().await;
-    let mut client = server.provisioning();
-    for bad in [
-        "",
-        "stark",
-        "tenants/",
-        "tenants/Stark",
-        "projects/stark",
-        "tenants/stark/x",
-    ] {
-        let refused = client
-            .get_provisioning_status(proto::GetProvisioningStatusRequest { tenant: bad.into() })
-            .await
-            .unwrap_err();
-        assert_bad_field(&refused, "tenant");
-    }
-    for unknown in [
-        "tenants/wayne".to_owned(),
-        format!("tenants/{}", uuid::Uuid::now_v7()),
-    ] {
-        let missing = client
-            .get_provisioning_status(proto::GetProvisioningStatusRequest { tenant: unknown })
-            .await
-            .unwrap_err();
-        assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
-    }
-    assert_eq!(server.catalog_snapshot().await, before);
 }

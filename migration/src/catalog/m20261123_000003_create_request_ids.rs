@@ -12,6 +12,7 @@ enum RequestIds {
     Method,
     RequestHash,
     ResourceId,
+    Result,
     CreateTime,
 }
 
@@ -40,6 +41,9 @@ impl MigrationTrait for Migration {
                             .not_null(),
                     )
                     .col(ColumnDef::new(RequestIds::ResourceId).uuid().not_null())
+                    // The first answer, for requests whose retry cannot recompute it; NULL while
+                    // the first call is still running.
+                    .col(ColumnDef::new(RequestIds::Result).json_binary().null())
                     .col(
                         ColumnDef::new(RequestIds::CreateTime)
                             .timestamp_with_time_zone()

@@ -164,6 +164,7 @@ impl Tenants {
             method: CREATE_METHOD.into(),
             request_hash: key.request_hash.clone(),
             resource_id: tenant.id.as_uuid(),
+            result: None,
         });
         match self.catalog.insert_tenant(&tenant, record.as_ref()).await? {
             NewTenant::Created(created) => {

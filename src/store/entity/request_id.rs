@@ -10,6 +10,7 @@ pub struct Model {
     /// SHA-256 of the request, so reusing a request id for a different request is caught.
     pub request_hash: String,
     pub resource_id: Uuid,
+    pub result: Option<Json>,
     pub create_time: DateTimeUtc,
 }
 
