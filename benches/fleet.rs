@@ -181,6 +181,12 @@ async fn roll_out(server: &Server) -> (f64, proto::Rollout) {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var("BENCH_TRACE").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_env_filter("tenant_plane=info")
+            .try_init();
+    }
     let provision_n = env_size("BENCH_PROVISION", 200);
     let fleet_n = env_size("BENCH_FLEET", 1000);
     let catalog = postgres::fresh_database_url().await;

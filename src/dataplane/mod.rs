@@ -112,16 +112,19 @@ impl DataPlane {
     /// Runs `run` in the tenant's storage and returns its version table afterwards.
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, run = ?run))]
     pub async fn run(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+        // Boxed: the migration futures are deep, and callers nest this one further.
         match (storage.isolation, self.catalog.backend()) {
-            (Isolation::Schema, Backend::Postgres) => self.run_in_schema(storage, run).await,
-            (Isolation::Database, Backend::Postgres) => self.run_in_pg_database(storage, run).await,
-            (Isolation::Database, Backend::Sqlite) => self.run_in_file(storage, run).await,
-            (Isolation::Shared, Backend::Postgres) => self.run_in_schema(storage, run).await,
-            (Isolation::Shared, Backend::Sqlite) => Err(Error::Internal(
-                "a shared-isolation tenant in an SQLite catalog".into(),
-            )),
-            (Isolation::Schema, Backend::Sqlite) => Err(Error::Internal(
-                "a schema-isolated tenant in an SQLite catalog".into(),
+            (Isolation::Schema | Isolation::Shared, Backend::Postgres) => {
+                Box::pin(self.run_in_schema(storage, run)).await
+            }
+            (Isolation::Database, Backend::Postgres) => {
+                Box::pin(self.run_in_pg_database(storage, run)).await
+            }
+            (Isolation::Database, Backend::Sqlite) => {
+                Box::pin(self.run_in_file(storage, run)).await
+            }
+            (Isolation::Schema | Isolation::Shared, Backend::Sqlite) => Err(Error::Internal(
+                "schema or shared isolation in an SQLite catalog".into(),
             )),
         }
     }

@@ -12,8 +12,7 @@ mod tenant;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::Notify};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::proto::{
     migration_service_server::MigrationServiceServer, plan_service_server::PlanServiceServer,
@@ -104,6 +103,11 @@ pub async fn serve(
             draining.notify_one();
         }
     };
+    // TCP_NODELAY: small gRPC answers must not wait for Nagle's algorithm (40 ms stalls), and
+    // keepalive finds dead peers behind idle connections.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
     let server = Server::builder()
         .layer(context::RequestContextLayer)
         .add_service(health_service)
@@ -121,7 +125,7 @@ pub async fn serve(
         )))
         .add_service(QuotaServiceServer::new(pending::Pending))
         .add_service(PlanServiceServer::new(pending::Pending))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
     tokio::select! {
         served = &mut server => Ok(served?),
