@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use migration::sea_orm_migration::{MigrationTrait, MigratorTraitSelf};
+use migration::sea_orm_migration::{
+    MigrationTrait, MigratorTraitSelf, SchemaManager,
+    seaql_migrations::{self, Entity as VersionTable},
+};
+use sea_orm::{ActiveValue::Set, DatabaseTransaction, DbErr, EntityTrait, QueryOrder};
 
 use crate::domain::Error;
 
@@ -53,6 +57,68 @@ impl TenantMigrations {
                 format!("'{version}' is not a known tenant migration"),
             )
         })
+    }
+}
+
+impl TenantMigrations {
+    /// Creates the tenant's version table if it is missing.
+    pub async fn install(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        MigratorTraitSelf::install(self, txn).await
+    }
+
+    /// The tenant's version table, oldest first.
+    pub async fn applied(
+        &self,
+        txn: &DatabaseTransaction,
+    ) -> Result<Vec<seaql_migrations::Model>, DbErr> {
+        VersionTable::find()
+            .order_by_asc(seaql_migrations::Column::Version)
+            .all(txn)
+            .await
+    }
+
+    /// Applies migrations `from..to` inside `txn`, recording each. The caller's transaction is
+    /// the unit of failure: no savepoint per migration, nothing half-applied survives an error.
+    pub async fn up(&self, txn: &DatabaseTransaction, from: usize, to: usize) -> Result<(), DbErr> {
+        let manager = SchemaManager::new(txn);
+        let now = chrono::Utc::now().timestamp();
+        for migration in (self.source)()
+            .into_iter()
+            .skip(from)
+            .take(to.saturating_sub(from))
+        {
+            migration.up(&manager).await?;
+            let row = seaql_migrations::ActiveModel {
+                version: Set(migration.name().to_owned()),
+                applied_at: Set(now),
+            };
+            VersionTable::insert(row)
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reverts migrations `to..from`, newest first, inside `txn`.
+    pub async fn down(
+        &self,
+        txn: &DatabaseTransaction,
+        from: usize,
+        to: usize,
+    ) -> Result<(), DbErr> {
+        let manager = SchemaManager::new(txn);
+        let migrations: Vec<_> = (self.source)()
+            .into_iter()
+            .skip(to)
+            .take(from.saturating_sub(to))
+            .collect();
+        for migration in migrations.into_iter().rev() {
+            migration.down(&manager).await?;
+            VersionTable::delete_by_id(migration.name().to_owned())
+                .exec(txn)
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -22,7 +22,6 @@ mod shared;
 use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use chrono::{DateTime, Utc};
-use migration::sea_orm_migration::MigratorTraitSelf;
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
@@ -305,6 +304,9 @@ impl DataPlane {
 
     /// Applies or reverts migrations toward the run's target inside `txn`.
     async fn migrate(&self, txn: &DatabaseTransaction, run: &Run) -> Result<Report, Error> {
+        if matches!(run, Run::Provision { .. }) {
+            self.migrations.install(txn).await.map_err(db_error)?;
+        }
         let before = self.version_table(txn).await?;
         let target = match run {
             Run::Provision { .. } => Target::Latest,
@@ -336,25 +338,30 @@ impl DataPlane {
             message: format!("{e}"),
             version: before.last().map(|(v, _)| v.clone()),
         };
-        let ran: Vec<String> = if steps > 0 {
-            let ran = names[before.len()..before.len() + steps as usize].to_vec();
+        let (ran, after) = if steps > 0 {
+            let to = before.len() + steps as usize;
             self.migrations
-                .up(txn, Some(steps as u32))
+                .up(txn, before.len(), to)
                 .await
                 .map_err(failed)?;
-            ran
+            let now = Utc::now();
+            let ran = names[before.len()..to].to_vec();
+            let mut after = before;
+            after.extend(ran.iter().map(|v| (v.clone(), now)));
+            (ran, after)
         } else if steps < 0 {
-            let first = before.len() - steps.unsigned_abs() as usize;
-            let ran = names[first..before.len()].iter().rev().cloned().collect();
+            let to = before.len() - steps.unsigned_abs() as usize;
             self.migrations
-                .down(txn, Some(steps.unsigned_abs() as u32))
+                .down(txn, before.len(), to)
                 .await
                 .map_err(failed)?;
-            ran
+            let ran = names[to..before.len()].iter().rev().cloned().collect();
+            let mut after = before;
+            after.truncate(to);
+            (ran, after)
         } else {
-            Vec::new()
+            (Vec::new(), before)
         };
-        let after = self.version_table(txn).await?;
         Ok(self.report(after, ran))
     }
 
@@ -363,11 +370,7 @@ impl DataPlane {
         &self,
         txn: &DatabaseTransaction,
     ) -> Result<Vec<(String, DateTime<Utc>)>, Error> {
-        let models = self
-            .migrations
-            .get_migration_models(txn)
-            .await
-            .map_err(db_error)?;
+        let models = self.migrations.applied(txn).await.map_err(db_error)?;
         let names = self.migrations.names();
         for (i, model) in models.iter().enumerate() {
             if names.get(i) != Some(&model.version) {
