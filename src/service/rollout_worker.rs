@@ -15,6 +15,27 @@ use crate::dataplane::{DataPlane, Run, Target};
 use crate::domain::{Error, RolloutCounts, RolloutState, TenantState, Verdict};
 use crate::store::{Catalog, Claim, Outcome};
 
+/// What this replica knows of one rollout between full passes.
+struct Tracked {
+    /// Claim settings while the rollout proceeds: concurrency, position bound, target index.
+    proceed: Option<(u32, i32, Option<usize>)>,
+    canary_only: bool,
+    in_flight: u32,
+    /// Evaluate the rollout's rules before claiming again.
+    recheck: bool,
+}
+
+impl Tracked {
+    fn new() -> Self {
+        Self {
+            proceed: None,
+            canary_only: false,
+            in_flight: 0,
+            recheck: true,
+        }
+    }
+}
+
 pub struct RolloutWorker {
     catalog: Catalog,
     dataplane: Arc<DataPlane>,
@@ -42,15 +63,25 @@ impl RolloutWorker {
     }
 
     /// Works until `stop` completes, then waits for the tenants in progress to finish.
+    ///
+    /// Rollouts are re-read in full every poll interval (and when woken by a new rollout);
+    /// between those passes a finished tenant only frees a slot, and the next one is claimed
+    /// without re-reading the rollout, unless the finished one failed, was a canary, or there
+    /// was nothing left to claim: then the rollout's rules are evaluated again at once.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         let worker = Arc::new(self);
-        let mut tasks: JoinSet<Uuid> = JoinSet::new();
-        let mut in_flight: HashMap<Uuid, u32> = HashMap::new();
+        let mut tasks: JoinSet<(Uuid, bool)> = JoinSet::new();
+        let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
+        let mut last_scan: Option<Instant> = None;
         let mut last_renewal = Instant::now();
         tokio::pin!(stop);
         loop {
-            if let Err(error) = worker.tick(&mut tasks, &mut in_flight).await {
+            let scan = last_scan.is_none_or(|at| at.elapsed() >= worker.settings.poll_interval);
+            if let Err(error) = worker.pass(scan, &mut tasks, &mut tracked).await {
                 tracing::warn!(%error, "rollout worker pass failed; retrying");
+            }
+            if scan {
+                last_scan = Some(Instant::now());
             }
             if last_renewal.elapsed() >= worker.settings.lease / 3 {
                 if let Err(error) = worker
@@ -64,11 +95,12 @@ impl RolloutWorker {
             }
             tokio::select! {
                 () = &mut stop => break,
-                () = worker.wake.notified() => {}
+                () = worker.wake.notified() => last_scan = None,
                 () = tokio::time::sleep(worker.settings.poll_interval) => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(rollout) = done && let Some(n) = in_flight.get_mut(&rollout) {
-                        *n = n.saturating_sub(1);
+                    if let Ok((rollout, failed)) = done && let Some(t) = tracked.get_mut(&rollout) {
+                        t.in_flight = t.in_flight.saturating_sub(1);
+                        t.recheck |= failed || t.canary_only;
                     }
                 }
             }
@@ -77,69 +109,106 @@ impl RolloutWorker {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// One pass over the active rollouts.
-    async fn tick(
+    /// Evaluates the rollouts that need it (all of them on a scan) and claims free slots.
+    async fn pass(
         self: &Arc<Self>,
-        tasks: &mut JoinSet<Uuid>,
-        in_flight: &mut HashMap<Uuid, u32>,
+        scan: bool,
+        tasks: &mut JoinSet<(Uuid, bool)>,
+        tracked: &mut HashMap<Uuid, Tracked>,
     ) -> Result<(), Error> {
-        for id in self.catalog.active_rollouts().await? {
-            let Some(rollout) = self.catalog.rollout(id).await? else {
+        if scan {
+            let active = self.catalog.active_rollouts().await?;
+            tracked.retain(|id, t| active.contains(id) || t.in_flight > 0);
+            for id in active {
+                tracked.entry(id).or_insert_with(Tracked::new).recheck = true;
+            }
+        }
+        let ids: Vec<Uuid> = tracked.keys().copied().collect();
+        for id in ids {
+            let Some(t) = tracked.get_mut(&id) else {
                 continue;
             };
-            let canary = if rollout.canary_count > 0 {
-                self.catalog
-                    .rollout_counts(id, Some(rollout.canary_count as i32))
-                    .await?
-            } else {
-                RolloutCounts::default()
+            if t.recheck {
+                t.recheck = false;
+                if !self.evaluate(id, t).await? {
+                    t.proceed = None;
+                    continue;
+                }
+            }
+            let Some((max_concurrency, below, target)) = t.proceed else {
+                continue;
             };
-            match rollout.verdict(canary) {
-                Verdict::Stop { state, reason } => {
-                    if self
-                        .catalog
-                        .transition_rollout(id, &RolloutState::ACTIVE, state, reason.as_deref())
-                        .await?
-                    {
-                        tracing::info!(rollout = %id, state = state.as_str(), reason, "rollout ended");
-                    }
-                }
-                Verdict::Proceed { canary_only } => {
-                    let busy = in_flight.get(&id).copied().unwrap_or(0);
-                    let free = rollout.max_concurrency.saturating_sub(busy);
-                    if free == 0 {
-                        continue;
-                    }
-                    let below = if canary_only {
-                        rollout.canary_count as i32
-                    } else {
-                        i32::MAX
-                    };
-                    let target = self
-                        .dataplane
-                        .migrations()
-                        .position(&rollout.target_version);
-                    let claims = self
-                        .catalog
-                        .claim_targets(id, &self.me, free, below, lease_ms(&self.settings))
-                        .await?;
-                    for claim in claims {
-                        *in_flight.entry(id).or_default() += 1;
-                        let worker = Arc::clone(self);
-                        tasks.spawn(async move {
-                            worker.migrate_target(id, target, claim).await;
-                            worker.wake.notify_one();
-                            id
-                        });
-                    }
-                }
+            let free = max_concurrency.saturating_sub(t.in_flight);
+            if free == 0 {
+                continue;
+            }
+            let claims = self
+                .catalog
+                .claim_targets(id, &self.me, free, below, lease_ms(&self.settings))
+                .await?;
+            if (claims.len() as u32) < free {
+                // Nothing more to claim now: perhaps the rollout is done; look again next time.
+                t.recheck = true;
+            }
+            for claim in claims {
+                t.in_flight += 1;
+                let worker = Arc::clone(self);
+                tasks.spawn(async move {
+                    let failed = worker.migrate_target(id, target, claim).await;
+                    worker.wake.notify_one();
+                    (id, failed)
+                });
             }
         }
         Ok(())
     }
 
+    /// Applies the rollout's rules; `false` when it is over (or gone) and nothing is to be claimed.
+    async fn evaluate(&self, id: Uuid, t: &mut Tracked) -> Result<bool, Error> {
+        let Some(rollout) = self.catalog.rollout(id).await? else {
+            return Ok(false);
+        };
+        if !rollout.state.is_active() {
+            return Ok(false);
+        }
+        let canary = if rollout.canary_count > 0 {
+            self.catalog
+                .rollout_counts(id, Some(rollout.canary_count as i32))
+                .await?
+        } else {
+            RolloutCounts::default()
+        };
+        match rollout.verdict(canary) {
+            Verdict::Stop { state, reason } => {
+                if self
+                    .catalog
+                    .transition_rollout(id, &RolloutState::ACTIVE, state, reason.as_deref())
+                    .await?
+                {
+                    tracing::info!(rollout = %id, state = state.as_str(), reason, "rollout ended");
+                }
+                Ok(false)
+            }
+            Verdict::Proceed { canary_only } => {
+                t.canary_only = canary_only;
+                let below = if canary_only {
+                    rollout.canary_count as i32
+                } else {
+                    i32::MAX
+                };
+                let target = self
+                    .dataplane
+                    .migrations()
+                    .position(&rollout.target_version);
+                t.proceed = Some((rollout.max_concurrency, below, target));
+                Ok(true)
+            }
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(rollout = %rollout, tenant = %claim.tenant, attempt = claim.attempts))]
-    async fn migrate_target(&self, rollout: Uuid, target: Option<usize>, claim: Claim) {
+    /// Migrates one claimed tenant and records the outcome; `true` if it failed.
+    async fn migrate_target(&self, rollout: Uuid, target: Option<usize>, claim: Claim) -> bool {
         let outcome = match target {
             Some(target) => self.outcome(target, claim).await,
             None => Outcome::Failed {
@@ -157,6 +226,7 @@ impl RolloutWorker {
                 tracing::warn!(%error, "recording a rollout outcome; the lease will run out and it is retried")
             }
         }
+        matches!(outcome, Outcome::Failed { .. })
     }
 
     async fn outcome(&self, target: usize, claim: Claim) -> Outcome {

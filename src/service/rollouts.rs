@@ -328,8 +328,10 @@ impl Rollouts {
 
     /// A snapshot of the counts, then every event from now on, until the rollout ends.
     pub async fn watch(&self, id: Uuid) -> Result<ReceiverStream<Result<WatchItem, Error>>, Error> {
-        let rollout = self.get(id).await?;
+        // The position first, then the state: a rollout that ends in between is still active in
+        // neither read's past, so its `finished` event comes after `seq`.
         let mut seq = self.catalog.last_rollout_event(id).await?;
+        let rollout = self.get(id).await?;
         let (tx, rx) = mpsc::channel(64);
         let catalog = self.catalog.clone();
         let poll = self.settings.poll_interval;
