@@ -13,6 +13,9 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY migration ./migration
 COPY proto ./proto
 COPY src ./src
+# Declared test and bench targets must exist for cargo to read the manifest.
+COPY tests ./tests
+COPY benches ./benches
 RUN cargo build --release --locked \
  && install -m 0755 target/release/tenant-plane /usr/local/bin/tenant-plane
 

@@ -84,7 +84,7 @@ impl App {
         let default_isolation = match (config.tenant_isolation_strategy, catalog.backend()) {
             (Some(IsolationSetting::Schema), Backend::Sqlite) => {
                 return Err(StartError::Config(
-                    "TENANT_ISOLATION_STRATEGY=schema needs PostgreSQL (set DATABASE_URL); the embedded SQLite catalog offers database and shared".into(),
+                    "TENANT_ISOLATION_STRATEGY=schema needs PostgreSQL (set DATABASE_URL); the embedded SQLite catalog offers database isolation".into(),
                 ));
             }
             (Some(IsolationSetting::Shared), Backend::Sqlite) => {

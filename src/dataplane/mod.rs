@@ -175,27 +175,30 @@ impl DataPlane {
         let schema = quote(name);
         let is_shared = storage.isolation == Isolation::Shared;
         let txn = self.catalog.conn().begin().await.map_err(db_error)?;
-        lock(&txn, storage).await?;
-        let exists = schema_exists(&txn, name).await?;
+        let exists = lock_and_find_schema(&txn, storage, name).await?;
         let created = match run {
             Run::Provision { recreate: true } if is_shared => {
                 if exists {
                     shared::delete_rows(&txn, name, storage.tenant).await?;
                 }
-                exec(&txn, &format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
                 true
             }
             Run::Provision { recreate } => {
                 if *recreate {
                     exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
                 }
-                exec(&txn, &format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
                 *recreate || !exists
             }
             _ if !exists => return Err(not_provisioned(storage)),
             _ => false,
         };
-        exec(&txn, &format!("SET LOCAL search_path TO {schema}")).await?;
+        // One round trip: make sure the schema exists (provisioning) and step into it.
+        let enter = if matches!(run, Run::Provision { .. }) {
+            format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}")
+        } else {
+            format!("SET LOCAL search_path TO {schema}")
+        };
+        exec(&txn, &enter).await?;
         let mut report = self.migrate(&txn, run).await?;
         report.created = created;
         if *run == Run::Inspect {
@@ -208,7 +211,8 @@ impl DataPlane {
         // Back to the catalog's schema for the mirror, committed with the migration.
         exec(&txn, "SET LOCAL search_path TO DEFAULT").await?;
         let provisioned = matches!(run, Run::Provision { .. });
-        record_migration(&txn, storage.tenant, report.version(), provisioned)
+        let rebuilt = matches!(run, Run::Provision { recreate: true });
+        record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt)
             .await
             .map_err(db_error)?;
         if is_shared {
@@ -295,8 +299,9 @@ impl DataPlane {
         report.created = created;
         if *run != Run::Inspect {
             let provisioned = matches!(run, Run::Provision { .. });
+            let rebuilt = matches!(run, Run::Provision { recreate: true });
             self.catalog
-                .record_migration(storage.tenant, report.version(), provisioned)
+                .record_migration(storage.tenant, report.version(), provisioned, rebuilt)
                 .await?;
         }
         Ok(report)
@@ -444,18 +449,43 @@ impl DataPlane {
 /// Serialises runs on one tenant's storage, across connections and replicas, until the
 /// transaction ends. Shared tenants share one schema, hence one lock.
 async fn lock(txn: &DatabaseTransaction, storage: &Storage) -> Result<(), Error> {
-    let key = match (storage.isolation, &storage.schema) {
-        (Isolation::Shared, Some(schema)) => format!("tenant-plane:schema:{schema}"),
-        _ => format!("tenant-plane:tenant:{}", storage.tenant),
-    };
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        [key.into()],
+        [lock_key(storage).into()],
     ))
     .await
     .map(|_| ())
     .map_err(db_error)
+}
+
+/// [`lock`], then whether `schema` exists, in one round trip (the lock is taken first: it is
+/// the row source the check is evaluated over).
+async fn lock_and_find_schema(
+    txn: &DatabaseTransaction,
+    storage: &Storage,
+    schema: &str,
+) -> Result<bool, Error> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) AS present \
+             FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS locked",
+            [lock_key(storage).into(), schema.into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    row.map(|r| r.try_get::<bool>("", "present"))
+        .transpose()
+        .map_err(db_error)
+        .map(|p| p.unwrap_or(false))
+}
+
+fn lock_key(storage: &Storage) -> String {
+    match (storage.isolation, &storage.schema) {
+        (Isolation::Shared, Some(schema)) => format!("tenant-plane:schema:{schema}"),
+        _ => format!("tenant-plane:tenant:{}", storage.tenant),
+    }
 }
 
 async fn schema_exists(txn: &DatabaseTransaction, schema: &str) -> Result<bool, Error> {

@@ -20,6 +20,7 @@ pub async fn record_migration<C: ConnectionTrait>(
     id: TenantId,
     version: Option<&str>,
     provisioned: bool,
+    rebuilt: bool,
 ) -> Result<(), sea_orm::DbErr> {
     let now = crate::service::now();
     let mut update = tenant::Entity::update_many()
@@ -80,7 +81,11 @@ pub async fn record_migration<C: ConnectionTrait>(
     }
     // Only a real change moves the revision (and so the etag): a run that found nothing to do
     // leaves the tenant as it was.
+    // (Storage rebuilt from scratch always counts: its data is gone.)
     let mut changed = Condition::any().add(tenant::Column::LastError.is_not_null());
+    if rebuilt {
+        changed = changed.add(tenant::Column::Id.is_not_null());
+    }
     changed = match version {
         Some(v) => changed
             .add(tenant::Column::MigrationVersion.ne(v))
@@ -136,8 +141,9 @@ impl Catalog {
         id: TenantId,
         version: Option<&str>,
         provisioned: bool,
+        rebuilt: bool,
     ) -> Result<(), Error> {
-        record_migration(self.conn(), id, version, provisioned)
+        record_migration(self.conn(), id, version, provisioned, rebuilt)
             .await
             .map_err(db_error)
     }

@@ -289,6 +289,10 @@ async fn force_recreate_needs_the_current_etag_and_then_rebuilds_the_storage_emp
 
     assert!(rebuilt.changed);
     let tenant = rebuilt.tenant.expect("tenant");
+    assert_ne!(
+        tenant.etag, updated.etag,
+        "a rebuild changes the etag, so it cannot be repeated by accident"
+    );
     assert_eq!(tenant.state(), State::Active);
     assert_eq!(tenant.migration_version, LATEST);
     assert_eq!(tenant.display_name, "Initech LLC");

@@ -99,7 +99,7 @@ impl Tenants {
         if isolation == Some(Isolation::Schema) && self.catalog.backend() == Backend::Sqlite {
             violations.push(FieldViolation::new(
                 "tenant.isolation",
-                "schema isolation needs PostgreSQL; the embedded SQLite catalog offers database and shared",
+                "schema isolation needs PostgreSQL; the embedded SQLite catalog offers database isolation",
             ));
         }
         Error::check(violations)?;
