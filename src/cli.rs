@@ -110,7 +110,7 @@ async fn roll_out(
             canary_count: 0,
             error_policy: None,
             max_failure_ratio: 0.0,
-            request_id: None,
+            request: None,
         })
         .await
         .map_err(describe)?;

@@ -8,9 +8,7 @@ use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 use super::convert;
-use crate::domain::{
-    Error, ErrorPolicy, FieldViolation, Rollout, RolloutCounts, RolloutState, Selector,
-};
+use crate::domain::{Error, ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector};
 use crate::proto::{self, migration_service_server::MigrationService};
 use crate::service::{
     Direction, MigrationStatus, Migrations, Rollouts, SelectorInput, StartRolloutInput, TenantRef,
@@ -122,14 +120,8 @@ impl MigrationService for MigrationApi {
     ) -> Reply<proto::Rollout> {
         use proto::tenant_selector::Selector as Wire;
         let request = request.into_inner();
-        let mut violations = Vec::new();
-        let request_id = match request.request_id.as_str() {
-            "" => None,
-            id => Uuid::try_parse(id)
-                .map_err(|_| violations.push(FieldViolation::new("request_id", "must be a UUID")))
-                .ok(),
-        };
-        Error::check(violations)?;
+        let key = super::request_key(&request.request_id, &request)
+            .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let selector = match request.selector.and_then(|s| s.selector) {
             None => SelectorInput::Missing,
             Some(Wire::All(all)) => SelectorInput::All(all),
@@ -153,7 +145,7 @@ impl MigrationService for MigrationApi {
                 canary_count: request.canary_count,
                 error_policy,
                 max_failure_ratio: request.max_failure_ratio,
-                request_id,
+                request: key,
             })
             .await?;
         Ok(Response::new(rollout_to_wire(rollout)))

@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::paging::{PageSize, PageToken, fingerprint};
-use super::tenants::{TenantRef, load};
+use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::TenantMigrations;
 use crate::domain::{
     Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState, Selector,
@@ -50,7 +50,7 @@ pub struct StartRolloutInput {
     /// `None`: unspecified (HALT); `Some(Err(n))`: an unknown value.
     pub error_policy: Option<Result<ErrorPolicy, i32>>,
     pub max_failure_ratio: f64,
-    pub request_id: Option<Uuid>,
+    pub request: Option<RequestKey>,
 }
 
 /// One item of a watched rollout.
@@ -178,11 +178,21 @@ impl Rollouts {
             end_time: None,
             counts: RolloutCounts::default(),
         };
-        if let Some(first) = self
+        let request = input
+            .request
+            .as_ref()
+            .map(|k| (k.id, k.request_hash.as_str()));
+        if let Some((first, hash)) = self
             .catalog
-            .insert_rollout(&rollout, input.request_id, &targets)
+            .insert_rollout(&rollout, request, &targets)
             .await?
         {
+            if hash.as_deref() != request.map(|(_, h)| h) {
+                return Err(Error::invalid(
+                    "request_id",
+                    "was already used for a different request",
+                ));
+            }
             return self.get(first).await;
         }
         if pending == 0 {

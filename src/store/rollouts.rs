@@ -103,13 +103,14 @@ impl Catalog {
     }
 
     /// Inserts a rollout with its targets. With a request id already used, returns the id of the
-    /// rollout it started instead.
+    /// rollout it started, and the hash of the request that started it, instead.
     pub async fn insert_rollout(
         &self,
         r: &Rollout,
-        request_id: Option<Uuid>,
+        request: Option<(Uuid, &str)>,
         targets: &[NewTarget],
-    ) -> Result<Option<Uuid>, Error> {
+    ) -> Result<Option<(Uuid, Option<String>)>, Error> {
+        let request_id = request.map(|(id, _)| id);
         if let Some(existing) = self.rollout_by_request(request_id).await? {
             return Ok(Some(existing));
         }
@@ -127,6 +128,7 @@ impl Catalog {
                     state: Set(r.state.as_str().to_owned()),
                     error: Set(None),
                     request_id: Set(request_id),
+                    request_hash: Set(request.map(|(_, hash)| hash.to_owned())),
                     create_time: Set(r.create_time),
                     start_time: Set(None),
                     end_time: Set(None),
@@ -180,7 +182,10 @@ impl Catalog {
         }
     }
 
-    async fn rollout_by_request(&self, request_id: Option<Uuid>) -> Result<Option<Uuid>, Error> {
+    async fn rollout_by_request(
+        &self,
+        request_id: Option<Uuid>,
+    ) -> Result<Option<(Uuid, Option<String>)>, Error> {
         let Some(request_id) = request_id else {
             return Ok(None);
         };
@@ -189,7 +194,7 @@ impl Catalog {
             .one(self.conn())
             .await
             .map_err(db_error)?;
-        Ok(row.map(|r| r.id))
+        Ok(row.map(|r| (r.id, r.request_hash)))
     }
 
     pub async fn rollout(&self, id: Uuid) -> Result<Option<Rollout>, Error> {

@@ -340,9 +340,15 @@ async fn a_retried_start_with_the_same_request_id_returns_the_same_rollout(db: D
     };
 
     let first = start(&server, request.clone()).await;
-    let retry = start(&server, request).await;
+    let retry = start(&server, request.clone()).await;
 
     assert_eq!(retry.id, first.id);
+    let other = proto::StartRolloutRequest {
+        max_concurrency: 1,
+        ..request
+    };
+    let reused = server.migrations().start_rollout(other).await.unwrap_err();
+    assert_bad_field(&reused, "request_id");
     let listed = server
         .migrations()
         .list_rollouts(proto::ListRolloutsRequest::default())

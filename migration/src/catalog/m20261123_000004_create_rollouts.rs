@@ -18,6 +18,7 @@ enum Rollouts {
     State,
     Error,
     RequestId,
+    RequestHash,
     CreateTime,
     StartTime,
     EndTime,
@@ -94,6 +95,8 @@ impl MigrationTrait for Migration {
                             .null()
                             .unique_key(),
                     )
+                    // SHA-256 of the request, so a request id reused for another request is caught.
+                    .col(ColumnDef::new(Rollouts::RequestHash).string_len(64).null())
                     .col(
                         ColumnDef::new(Rollouts::CreateTime)
                             .timestamp_with_time_zone()

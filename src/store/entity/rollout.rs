@@ -16,6 +16,7 @@ pub struct Model {
     pub error: Option<String>,
     #[sea_orm(unique)]
     pub request_id: Option<Uuid>,
+    pub request_hash: Option<String>,
     pub create_time: DateTimeUtc,
     pub start_time: Option<DateTimeUtc>,
     pub end_time: Option<DateTimeUtc>,
