@@ -17,14 +17,14 @@
 
 mod handles;
 mod migrator;
+mod separate;
 mod shared;
+mod sql;
 
 use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
-};
+use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 
 use crate::domain::{Error, Isolation, TenantId};
 use crate::store::{
@@ -34,6 +34,10 @@ use crate::store::{
 use handles::{Address, TenantHandles};
 pub use migrator::{MigrationSource, Target, TenantMigrations};
 pub use shared::TENANT_SETTING;
+use sql::{
+    exec, lock, lock_and_find_schema, not_provisioned, quote, remove_sqlite_files, required,
+    schema_exists,
+};
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]
@@ -225,88 +229,6 @@ impl DataPlane {
         Ok(report)
     }
 
-    async fn run_in_pg_database(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
-        let database = required(&storage.database, "database")?;
-        let exists = self.database_exists(database).await?;
-        let created = match run {
-            Run::Provision { recreate: true } => {
-                self.drop_storage(storage).await?;
-                self.create_database(database).await?
-            }
-            Run::Provision { recreate: false } if !exists => self.create_database(database).await?,
-            Run::Provision { .. } => false,
-            _ if !exists => return Err(not_provisioned(storage)),
-            _ => false,
-        };
-        let result = async {
-            let conn = self.handles.get(self.pg_address(database)).await?;
-            let txn = conn.begin().await.map_err(db_error)?;
-            lock(&txn, storage).await?;
-            let report = self.migrate(&txn, run).await?;
-            txn.commit().await.map_err(db_error)?;
-            Ok::<_, Error>(report)
-        }
-        .await;
-        self.finish_separate(storage, run, created, result).await
-    }
-
-    async fn run_in_file(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
-        let path = self.file_path(required(&storage.database, "database")?);
-        let exists = path.exists();
-        let created = match run {
-            Run::Provision { recreate } => {
-                if *recreate {
-                    self.drop_storage(storage).await?;
-                }
-                *recreate || !exists
-            }
-            _ if !exists => return Err(not_provisioned(storage)),
-            _ => false,
-        };
-        if created {
-            std::fs::create_dir_all(self.settings.data_dir.join("tenants")).map_err(io_error)?;
-        }
-        let result = async {
-            let conn = self.handles.get(Address::Sqlite { path: &path }).await?;
-            let txn = conn.begin().await.map_err(db_error)?;
-            let report = self.migrate(&txn, run).await?;
-            txn.commit().await.map_err(db_error)?;
-            Ok::<_, Error>(report)
-        }
-        .await;
-        self.finish_separate(storage, run, created, result).await
-    }
-
-    /// After a run in a database of its own: on failure, remove storage this run created; on
-    /// success, mirror the version into the catalog (after the tenant's commit, so the mirror
-    /// can lag the tenant but never lead it).
-    async fn finish_separate(
-        &self,
-        storage: &Storage,
-        run: &Run,
-        created: bool,
-        result: Result<Report, Error>,
-    ) -> Result<Report, Error> {
-        let mut report = match result {
-            Ok(report) => report,
-            Err(error) => {
-                if created && let Err(cleanup) = self.drop_storage(storage).await {
-                    tracing::error!(error = %cleanup, "removing the storage of a failed provisioning");
-                }
-                return Err(error);
-            }
-        };
-        report.created = created;
-        if *run != Run::Inspect {
-            let provisioned = matches!(run, Run::Provision { .. });
-            let rebuilt = matches!(run, Run::Provision { recreate: true });
-            self.catalog
-                .record_migration(storage.tenant, report.version(), provisioned, rebuilt)
-                .await?;
-        }
-        Ok(report)
-    }
-
     /// Applies or reverts migrations toward the run's target inside `txn`.
     async fn migrate(&self, txn: &DatabaseTransaction, run: &Run) -> Result<Report, Error> {
         if matches!(run, Run::Provision { .. }) {
@@ -405,140 +327,4 @@ impl DataPlane {
             created: false,
         }
     }
-
-    fn pg_address<'a>(&'a self, database: &'a str) -> Address<'a> {
-        Address::Postgres {
-            catalog_url: &self.settings.catalog_url,
-            database,
-        }
-    }
-
-    fn file_path(&self, file: &str) -> PathBuf {
-        self.settings.data_dir.join("tenants").join(file)
-    }
-
-    async fn database_exists(&self, database: &str) -> Result<bool, Error> {
-        let row = self
-            .catalog
-            .conn()
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT 1 FROM pg_database WHERE datname = $1",
-                [database.into()],
-            ))
-            .await
-            .map_err(db_error)?;
-        Ok(row.is_some())
-    }
-
-    /// Creates a database; `false` if a concurrent provisioning created it first.
-    async fn create_database(&self, database: &str) -> Result<bool, Error> {
-        match exec(
-            self.catalog.conn(),
-            &format!("CREATE DATABASE {}", quote(database)),
-        )
-        .await
-        {
-            Ok(()) => Ok(true),
-            Err(_) if self.database_exists(database).await? => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// Serialises runs on one tenant's storage, across connections and replicas, until the
-/// transaction ends. Shared tenants share one schema, hence one lock.
-async fn lock(txn: &DatabaseTransaction, storage: &Storage) -> Result<(), Error> {
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        [lock_key(storage).into()],
-    ))
-    .await
-    .map(|_| ())
-    .map_err(db_error)
-}
-
-/// [`lock`], then whether `schema` exists, in one round trip (the lock is taken first: it is
-/// the row source the check is evaluated over).
-async fn lock_and_find_schema(
-    txn: &DatabaseTransaction,
-    storage: &Storage,
-    schema: &str,
-) -> Result<bool, Error> {
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) AS present \
-             FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS locked",
-            [lock_key(storage).into(), schema.into()],
-        ))
-        .await
-        .map_err(db_error)?;
-    row.map(|r| r.try_get::<bool>("", "present"))
-        .transpose()
-        .map_err(db_error)
-        .map(|p| p.unwrap_or(false))
-}
-
-fn lock_key(storage: &Storage) -> String {
-    match (storage.isolation, &storage.schema) {
-        (Isolation::Shared, Some(schema)) => format!("tenant-plane:schema:{schema}"),
-        _ => format!("tenant-plane:tenant:{}", storage.tenant),
-    }
-}
-
-async fn schema_exists(txn: &DatabaseTransaction, schema: &str) -> Result<bool, Error> {
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
-            [schema.into()],
-        ))
-        .await
-        .map_err(db_error)?;
-    Ok(row.is_some())
-}
-
-async fn exec<C: ConnectionTrait>(conn: &C, sql: &str) -> Result<(), Error> {
-    conn.execute_unprepared(sql)
-        .await
-        .map(|_| ())
-        .map_err(db_error)
-}
-
-/// Quotes an identifier. Storage names are derived from parsed slugs and contain only
-/// [a-z0-9_]; doubling quotes keeps even a corrupted catalog value from escaping.
-fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
-}
-
-fn required<'a>(value: &'a Option<String>, what: &str) -> Result<&'a str, Error> {
-    value
-        .as_deref()
-        .ok_or_else(|| Error::Internal(format!("tenant storage has no {what} name")))
-}
-
-fn not_provisioned(storage: &Storage) -> Error {
-    Error::FailedPrecondition {
-        subject: format!("tenants/{}", storage.tenant),
-        message: "the tenant's storage is not provisioned".into(),
-    }
-}
-
-fn io_error(e: std::io::Error) -> Error {
-    Error::Internal(format!("tenant file storage: {e}"))
-}
-
-fn remove_sqlite_files(path: &std::path::Path) -> Result<(), Error> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut file = path.as_os_str().to_owned();
-        file.push(suffix);
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(e)),
-        }
-    }
-    Ok(())
 }

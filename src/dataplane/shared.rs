@@ -7,7 +7,7 @@
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 
-use super::{exec, quote};
+use super::sql::{exec, quote};
 use crate::domain::{Error, TenantId};
 use crate::store::db_error;
 

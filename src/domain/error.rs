@@ -69,6 +69,15 @@ impl Error {
         }
     }
 
+    /// The field violations of an INVALID_ARGUMENT error; any other error as one violation
+    /// without a field, so collecting several checks loses nothing.
+    pub fn into_violations(self) -> Vec<FieldViolation> {
+        match self {
+            Self::InvalidArgument(found) => found,
+            other => vec![FieldViolation::new("", other.to_string())],
+        }
+    }
+
     pub fn tenant_not_found(name: impl Into<String>) -> Self {
         Self::NotFound {
             kind: "tenant",

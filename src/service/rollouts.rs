@@ -96,7 +96,7 @@ impl Rollouts {
             self.migrations
                 .check_version(&input.target_version, "target_version")
                 .map(|i| (i, input.target_version.clone()))
-                .map_err(|e| push(&mut violations, e))
+                .map_err(|e| violations.extend(e.into_violations()))
                 .ok()
         };
         let max_concurrency = match input.max_concurrency {
@@ -263,7 +263,7 @@ impl Rollouts {
                             }
                             Err(other) => return Err(other),
                         },
-                        Err(e) => push(violations, e),
+                        Err(e) => violations.extend(e.into_violations()),
                     }
                 }
                 ids.sort();
@@ -411,12 +411,5 @@ impl Rollouts {
             }
         });
         Ok(ReceiverStream::new(rx))
-    }
-}
-
-fn push(violations: &mut Vec<FieldViolation>, error: Error) {
-    match error {
-        Error::InvalidArgument(found) => violations.extend(found),
-        other => violations.push(FieldViolation::new("", other.to_string())),
     }
 }

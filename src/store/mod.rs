@@ -9,6 +9,7 @@
 pub mod entity;
 mod plans;
 pub mod provisioning;
+mod rollout_work;
 mod rollouts;
 mod tenants;
 
@@ -22,7 +23,8 @@ use sea_orm::{
 };
 
 pub use plans::PlanDefaults;
-pub use rollouts::{Candidate, Claim, Event, NewTarget, Outcome};
+pub use rollout_work::{Claim, Event, Outcome};
+pub use rollouts::{Candidate, NewTarget};
 pub use tenants::{ListQuery, NewTenant, RequestRecord};
 
 use crate::domain::Error;

@@ -11,7 +11,7 @@ impl Tenants {
     pub async fn list(&self, input: ListTenantsInput) -> Result<(Vec<Tenant>, String), Error> {
         let mut violations = Vec::new();
         let page_size = PageSize::parse(input.page_size, "page_size")
-            .map_err(|e| push(&mut violations, e))
+            .map_err(|e| violations.extend(e.into_violations()))
             .ok();
         let plan = (!input.plan.is_empty())
             .then(|| {
@@ -31,7 +31,7 @@ impl Tenants {
             input.show_deleted
         ));
         let token = PageToken::decode(&input.page_token, &query_print, "page_token")
-            .map_err(|e| push(&mut violations, e))
+            .map_err(|e| violations.extend(e.into_violations()))
             .ok()
             .flatten();
         let after = match token.map(|t| TenantId::parse(&t.after)) {
@@ -65,13 +65,5 @@ impl Tenants {
             String::new()
         };
         Ok((page, next))
-    }
-}
-
-/// Adds an error's field violations to `violations`.
-fn push(violations: &mut Vec<FieldViolation>, error: Error) {
-    match error {
-        Error::InvalidArgument(found) => violations.extend(found),
-        other => violations.push(FieldViolation::new("", other.to_string())),
     }
 }

@@ -1,0 +1,140 @@
+//! DATABASE isolation: a PostgreSQL database or an SQLite file per tenant, reached through
+//! the bounded connection LRU. The tenant's commit and the catalog's mirror are two commits here,
+//! so the mirror is written after the tenant's: it may lag, never lead.
+
+use std::path::PathBuf;
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+
+use super::handles::Address;
+use super::sql::{exec, io_error, lock, not_provisioned, quote, required};
+use super::{DataPlane, Report, Run, Storage};
+use crate::domain::Error;
+use crate::store::db_error;
+
+impl DataPlane {
+    pub(super) async fn run_in_pg_database(
+        &self,
+        storage: &Storage,
+        run: &Run,
+    ) -> Result<Report, Error> {
+        let database = required(&storage.database, "database")?;
+        let exists = self.database_exists(database).await?;
+        let created = match run {
+            Run::Provision { recreate: true } => {
+                self.drop_storage(storage).await?;
+                self.create_database(database).await?
+            }
+            Run::Provision { recreate: false } if !exists => self.create_database(database).await?,
+            Run::Provision { .. } => false,
+            _ if !exists => return Err(not_provisioned(storage)),
+            _ => false,
+        };
+        let result = async {
+            let conn = self.handles.get(self.pg_address(database)).await?;
+            let txn = conn.begin().await.map_err(db_error)?;
+            lock(&txn, storage).await?;
+            let report = self.migrate(&txn, run).await?;
+            txn.commit().await.map_err(db_error)?;
+            Ok::<_, Error>(report)
+        }
+        .await;
+        self.finish_separate(storage, run, created, result).await
+    }
+
+    pub(super) async fn run_in_file(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+        let path = self.file_path(required(&storage.database, "database")?);
+        let exists = path.exists();
+        let created = match run {
+            Run::Provision { recreate } => {
+                if *recreate {
+                    self.drop_storage(storage).await?;
+                }
+                *recreate || !exists
+            }
+            _ if !exists => return Err(not_provisioned(storage)),
+            _ => false,
+        };
+        if created {
+            std::fs::create_dir_all(self.settings.data_dir.join("tenants")).map_err(io_error)?;
+        }
+        let result = async {
+            let conn = self.handles.get(Address::Sqlite { path: &path }).await?;
+            let txn = conn.begin().await.map_err(db_error)?;
+            let report = self.migrate(&txn, run).await?;
+            txn.commit().await.map_err(db_error)?;
+            Ok::<_, Error>(report)
+        }
+        .await;
+        self.finish_separate(storage, run, created, result).await
+    }
+
+    /// After a run in a database of its own: on failure, remove storage this run created; on
+    /// success, mirror the version into the catalog (after the tenant's commit, so the mirror
+    /// can lag the tenant but never lead it).
+    async fn finish_separate(
+        &self,
+        storage: &Storage,
+        run: &Run,
+        created: bool,
+        result: Result<Report, Error>,
+    ) -> Result<Report, Error> {
+        let mut report = match result {
+            Ok(report) => report,
+            Err(error) => {
+                if created && let Err(cleanup) = self.drop_storage(storage).await {
+                    tracing::error!(error = %cleanup, "removing the storage of a failed provisioning");
+                }
+                return Err(error);
+            }
+        };
+        report.created = created;
+        if *run != Run::Inspect {
+            let provisioned = matches!(run, Run::Provision { .. });
+            let rebuilt = matches!(run, Run::Provision { recreate: true });
+            self.catalog
+                .record_migration(storage.tenant, report.version(), provisioned, rebuilt)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    pub(super) fn pg_address<'a>(&'a self, database: &'a str) -> Address<'a> {
+        Address::Postgres {
+            catalog_url: &self.settings.catalog_url,
+            database,
+        }
+    }
+
+    pub(super) fn file_path(&self, file: &str) -> PathBuf {
+        self.settings.data_dir.join("tenants").join(file)
+    }
+
+    async fn database_exists(&self, database: &str) -> Result<bool, Error> {
+        let row = self
+            .catalog
+            .conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                [database.into()],
+            ))
+            .await
+            .map_err(db_error)?;
+        Ok(row.is_some())
+    }
+
+    /// Creates a database; `false` if a concurrent provisioning created it first.
+    async fn create_database(&self, database: &str) -> Result<bool, Error> {
+        match exec(
+            self.catalog.conn(),
+            &format!("CREATE DATABASE {}", quote(database)),
+        )
+        .await
+        {
+            Ok(()) => Ok(true),
+            Err(_) if self.database_exists(database).await? => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

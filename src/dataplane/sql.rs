@@ -1,0 +1,105 @@
+//! The SQL every strategy shares: per-storage advisory locks, identifier quoting, and small
+//! helpers. Identifiers here come from parsed storage names, and are quoted all the same.
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+
+use super::Storage;
+use crate::domain::{Error, Isolation};
+use crate::store::db_error;
+
+/// Serialises runs on one tenant's storage, across connections and replicas, until the
+/// transaction ends. Shared tenants share one schema, hence one lock.
+pub(super) async fn lock(txn: &DatabaseTransaction, storage: &Storage) -> Result<(), Error> {
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        [lock_key(storage).into()],
+    ))
+    .await
+    .map(|_| ())
+    .map_err(db_error)
+}
+
+/// [`lock`], then whether `schema` exists, in one round trip (the lock is taken first: it is
+/// the row source the check is evaluated over).
+pub(super) async fn lock_and_find_schema(
+    txn: &DatabaseTransaction,
+    storage: &Storage,
+    schema: &str,
+) -> Result<bool, Error> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) AS present \
+             FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS locked",
+            [lock_key(storage).into(), schema.into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    row.map(|r| r.try_get::<bool>("", "present"))
+        .transpose()
+        .map_err(db_error)
+        .map(|p| p.unwrap_or(false))
+}
+
+pub(super) fn lock_key(storage: &Storage) -> String {
+    match (storage.isolation, &storage.schema) {
+        (Isolation::Shared, Some(schema)) => format!("tenant-plane:schema:{schema}"),
+        _ => format!("tenant-plane:tenant:{}", storage.tenant),
+    }
+}
+
+pub(super) async fn schema_exists(txn: &DatabaseTransaction, schema: &str) -> Result<bool, Error> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+            [schema.into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    Ok(row.is_some())
+}
+
+pub(super) async fn exec<C: ConnectionTrait>(conn: &C, sql: &str) -> Result<(), Error> {
+    conn.execute_unprepared(sql)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+}
+
+/// Quotes an identifier. Storage names are derived from parsed slugs and contain only
+/// [a-z0-9_]; doubling quotes keeps even a corrupted catalog value from escaping.
+pub(super) fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+pub(super) fn required<'a>(value: &'a Option<String>, what: &str) -> Result<&'a str, Error> {
+    value
+        .as_deref()
+        .ok_or_else(|| Error::Internal(format!("tenant storage has no {what} name")))
+}
+
+pub(super) fn not_provisioned(storage: &Storage) -> Error {
+    Error::FailedPrecondition {
+        subject: format!("tenants/{}", storage.tenant),
+        message: "the tenant's storage is not provisioned".into(),
+    }
+}
+
+pub(super) fn io_error(e: std::io::Error) -> Error {
+    Error::Internal(format!("tenant file storage: {e}"))
+}
+
+pub(super) fn remove_sqlite_files(path: &std::path::Path) -> Result<(), Error> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(e)),
+        }
+    }
+    Ok(())
+}
