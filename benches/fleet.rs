@@ -3,7 +3,9 @@
 //! tenant, tenant after tenant.
 //!
 //! Run: `cargo bench --bench fleet` (starts a throwaway PostgreSQL, like the tests; or set
-//! TEST_DATABASE_URL). Sizes: BENCH_PROVISION (default 200), BENCH_FLEET (default 1000).
+//! TEST_DATABASE_URL). Sizes: BENCH_PROVISION (default 200), BENCH_FLEET (default 1000); the
+//! server's pool: BENCH_POOL (default 16). BENCH_TRACE=1 adds diagnostics: span timings of every
+//! RPC, the transport's round trip (health check, GetProvisioningStatus) and per-call latency.
 
 #[path = "../tests/api/support/postgres.rs"]
 #[allow(dead_code)]
@@ -89,7 +91,7 @@ async fn serve(catalog: &str, migrations: TenantMigrations, auto_provision: bool
     let dir = std::env::temp_dir();
     let mut config = Config::for_tests(dir, Some(catalog.to_owned()));
     config.tenant_auto_provision = auto_provision;
-    config.pool_size = 16;
+    config.pool_size = env_size("BENCH_POOL", 16) as u32;
     config.rollout_max_concurrency = 8;
     config.rollout_poll_ms = 50;
     let app = App::build_with(config, migrations).await.expect("start");
@@ -213,8 +215,37 @@ async fn main() {
     }
     let mut provisioning =
         proto::provisioning_service_client::ProvisioningServiceClient::new(server.channel.clone());
+    if std::env::var("BENCH_TRACE").is_ok() {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
+        let started = Instant::now();
+        for _ in 0..200 {
+            health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .expect("health");
+        }
+        println!(
+            "health check round trip: {:.3} ms",
+            started.elapsed().as_secs_f64() * 1000.0 / 200.0
+        );
+        let started = Instant::now();
+        for name in &names {
+            provisioning
+                .get_provisioning_status(proto::GetProvisioningStatusRequest {
+                    tenant: name.clone(),
+                })
+                .await
+                .expect("status");
+        }
+        println!(
+            "status round trip: {:.3} ms",
+            started.elapsed().as_secs_f64() * 1000.0 / names.len() as f64
+        );
+    }
     let started = Instant::now();
+    let mut each = Vec::new();
     for name in &names {
+        let one = Instant::now();
         provisioning
             .provision_tenant(proto::ProvisionTenantRequest {
                 tenant: name.clone(),
@@ -222,8 +253,17 @@ async fn main() {
             })
             .await
             .expect("provision");
+        each.push(one.elapsed().as_secs_f64() * 1000.0);
     }
     let provision = started.elapsed().as_secs_f64();
+    if std::env::var("BENCH_TRACE").is_ok() {
+        each.sort_by(f64::total_cmp);
+        println!(
+            "provision call ms: p50 {:.2} p90 {:.2}",
+            each[each.len() / 2],
+            each[each.len() * 9 / 10]
+        );
+    }
     let floor_schemas: Vec<String> = (0..provision_n).map(|i| format!("floor_p{i}")).collect();
     let provision_floor = raw_floor(&raw, &floor_schemas, TENANT_DDL, true).await;
 
