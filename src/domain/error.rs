@@ -30,7 +30,11 @@ pub enum Error {
     FailedPrecondition { subject: String, message: String },
     /// Optimistic concurrency: the caller's etag is not the current one.
     #[error("{message}")]
-    Aborted { message: String },
+    /// `reason` is the ErrorInfo reason: ETAG_MISMATCH, CONCURRENT_UPDATE, REQUEST_IN_PROGRESS.
+    Aborted {
+        reason: &'static str,
+        message: String,
+    },
     /// A tenant migration failed; the tenant was left at `version`, its previous version.
     #[error("tenant migration failed ({message}); the tenant is left at version {}", .version.as_deref().unwrap_or("none"))]
     MigrationFailed {
@@ -75,6 +79,14 @@ impl Error {
         match self {
             Self::InvalidArgument(found) => found,
             other => vec![FieldViolation::new("", other.to_string())],
+        }
+    }
+
+    /// The caller's etag is not the tenant's current one.
+    pub fn stale_etag(slug: impl std::fmt::Display) -> Self {
+        Self::Aborted {
+            reason: "ETAG_MISMATCH",
+            message: format!("etag mismatch: tenant {slug} has changed; read it again"),
         }
     }
 

@@ -45,11 +45,11 @@ impl From<Error> for Status {
                     message,
                 ),
             ),
-            Error::Aborted { .. } => Status::with_error_details(
+            Error::Aborted { reason, .. } => Status::with_error_details(
                 Code::Aborted,
                 message,
                 ErrorDetails::with_error_info(
-                    "ETAG_MISMATCH",
+                    reason,
                     ERROR_DOMAIN,
                     [("request_id".to_owned(), request_id)],
                 ),
@@ -111,6 +111,21 @@ mod tests {
     }
 
     #[test]
+    fn aborted_errors_say_why_in_error_info() {
+        let status = Status::from(Error::stale_etag("acme"));
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "ETAG_MISMATCH");
+        let busy = Status::from(Error::Aborted {
+            reason: "REQUEST_IN_PROGRESS",
+            message: "running".into(),
+        });
+        assert_eq!(
+            busy.get_details_error_info().expect("ErrorInfo").reason,
+            "REQUEST_IN_PROGRESS"
+        );
+    }
+
+    #[test]
     fn unavailable_asks_to_retry_and_hides_the_cause() {
         let status = Status::from(Error::Unavailable(
             "connection refused to 10.0.0.5:5432".into(),
@@ -155,12 +170,7 @@ mod tests {
                 },
                 Code::FailedPrecondition,
             ),
-            (
-                Error::Aborted {
-                    message: "stale".into(),
-                },
-                Code::Aborted,
-            ),
+            (Error::stale_etag("acme"), Code::Aborted),
             (Error::Unimplemented("X".into()), Code::Unimplemented),
         ];
         for (error, code) in cases {

@@ -41,6 +41,7 @@ where
         }
         let Some(result) = first.result else {
             return Err(Error::Aborted {
+                reason: "REQUEST_IN_PROGRESS",
                 message: "a call with this request_id is still running; retry later".into(),
             });
         };

@@ -61,12 +61,7 @@ impl Provisioning {
             ));
         }
         if expected.is_some_and(|e| e != tenant.etag()) {
-            return Err(Error::Aborted {
-                message: format!(
-                    "etag mismatch: tenant {} has changed; read it again",
-                    tenant.slug
-                ),
-            });
+            return Err(Error::stale_etag(&tenant.slug));
         }
         let changed = idempotency::once(
             &self.catalog,
@@ -187,12 +182,7 @@ impl Provisioning {
         if let Some(expected) = parse_etag(etag)?
             && expected != tenant.etag()
         {
-            return Err(Error::Aborted {
-                message: format!(
-                    "etag mismatch: tenant {} has changed; read it again",
-                    tenant.slug
-                ),
-            });
+            return Err(Error::stale_etag(&tenant.slug));
         }
         if tenant.state != TenantState::Deleted {
             return Err(Error::FailedPrecondition {

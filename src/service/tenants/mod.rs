@@ -360,6 +360,7 @@ impl Tenants {
             }
         }
         Err(Error::Aborted {
+            reason: "CONCURRENT_UPDATE",
             message: format!("{target} is being changed concurrently; retry"),
         })
     }
@@ -404,10 +405,5 @@ pub(crate) async fn load(catalog: &Catalog, target: &TenantRef) -> Result<Tenant
 const CREATE_METHOD: &str = "tenant.v1.TenantService/CreateTenant";
 
 fn stale(tenant: &Tenant) -> Error {
-    Error::Aborted {
-        message: format!(
-            "etag mismatch: tenant {} has changed; read it again",
-            tenant.slug
-        ),
-    }
+    Error::stale_etag(&tenant.slug)
 }
