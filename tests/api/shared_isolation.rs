@@ -167,3 +167,46 @@ async fn the_embedded_catalog_refuses_shared_isolation() {
     assert!(server.catalog_snapshot().await.is_empty());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_the_shared_schema_moves_every_shared_tenant_and_a_rollout_does_it_once() {
+    use crate::rollouts::{FIFTH, FOURTH, all, finish, five_migrations, start, version_of};
+    let server = TestServer::start_with_migrations(Db::Postgres, five_migrations(), |_| {}).await;
+    let a = create_shared(&server, "shared-a").await;
+    let b = create_shared(&server, "shared-b").await;
+
+    server
+        .migrations()
+        .migrate_tenant(proto::MigrateTenantRequest {
+            tenant: a.name.clone(),
+            direction: proto::MigrationDirection::Down as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("one step down through a");
+
+    assert_eq!(
+        version_of(&server, &b).await,
+        FOURTH,
+        "b shares a's schema, so it moved too"
+    );
+    let rollout = start(
+        &server,
+        proto::StartRolloutRequest {
+            selector: all(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let ended = finish(&server, &rollout).await;
+    assert_eq!(ended.state(), proto::rollout::State::Succeeded, "{ended:?}");
+    let counts = ended.counts.expect("counts");
+    assert_eq!(
+        (counts.migrated, counts.skipped),
+        (1, 1),
+        "one schema, migrated once"
+    );
+    assert_eq!(version_of(&server, &a).await, FIFTH);
+    assert_eq!(version_of(&server, &b).await, FIFTH);
+    server.stop().await;
+}
