@@ -4,6 +4,7 @@ mod idempotency;
 mod migrations;
 mod paging;
 mod provisioning;
+mod rollout_watch;
 mod rollout_worker;
 mod rollouts;
 mod tenants;

@@ -4,8 +4,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use tokio::sync::{Notify, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::paging::{PageSize, PageToken, fingerprint};
@@ -63,9 +62,9 @@ pub struct WatchItem {
 
 #[derive(Clone)]
 pub struct Rollouts {
-    catalog: Catalog,
+    pub(super) catalog: Catalog,
     migrations: TenantMigrations,
-    settings: RolloutSettings,
+    pub(super) settings: RolloutSettings,
     /// Wakes this replica's worker when a rollout starts here.
     wake: Arc<Notify>,
 }
@@ -334,82 +333,5 @@ impl Rollouts {
             });
         }
         self.get(id).await
-    }
-
-    /// A snapshot of the counts, then every event from now on, until the rollout ends.
-    pub async fn watch(&self, id: Uuid) -> Result<ReceiverStream<Result<WatchItem, Error>>, Error> {
-        // The position first, then the state: a rollout that ends in between is still active in
-        // neither read's past, so its `finished` event comes after `seq`.
-        let mut seq = self.catalog.last_rollout_event(id).await?;
-        let rollout = self.get(id).await?;
-        let (tx, rx) = mpsc::channel(64);
-        let catalog = self.catalog.clone();
-        let poll = self.settings.poll_interval;
-        tokio::spawn(async move {
-            if tx
-                .send(Ok(WatchItem {
-                    event: None,
-                    counts: rollout.counts,
-                }))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            if !rollout.state.is_active() {
-                let finished = Event {
-                    seq,
-                    kind: "finished".into(),
-                    tenant: None,
-                    detail: serde_json::json!({ "state": rollout.state.as_str() }),
-                    time: rollout.end_time.unwrap_or(rollout.create_time),
-                };
-                let _ = tx
-                    .send(Ok(WatchItem {
-                        event: Some(finished),
-                        counts: rollout.counts,
-                    }))
-                    .await;
-                return;
-            }
-            loop {
-                let batch = match catalog.rollout_events(id, seq, 200).await {
-                    Ok(batch) => batch,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                if batch.is_empty() {
-                    tokio::select! {
-                        () = tokio::time::sleep(poll) => continue,
-                        () = tx.closed() => return,
-                    }
-                }
-                let counts = match catalog.rollout_counts(id, None).await {
-                    Ok(counts) => counts,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                for event in batch {
-                    seq = event.seq;
-                    let last = event.kind == "finished";
-                    if tx
-                        .send(Ok(WatchItem {
-                            event: Some(event),
-                            counts,
-                        }))
-                        .await
-                        .is_err()
-                        || last
-                    {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(ReceiverStream::new(rx))
     }
 }

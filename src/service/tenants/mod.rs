@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 
-use super::provisioning::{Provisioning, location_of};
+use super::provisioning::Provisioning;
 use crate::domain::{
     Error, FieldViolation, Isolation, PlanName, Slug, StorageName, StoragePrefix, Tenant, TenantId,
     TenantState,
@@ -13,12 +13,13 @@ use crate::store::{Backend, Catalog, NewTenant, RequestRecord};
 
 mod input;
 mod list;
+mod resolve;
 
 pub use input::{
     CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, RequestKey,
     TenantRef, UpdateTenantInput,
 };
-use input::{check_display_name, parse_labels, slug_of_host};
+use input::{check_display_name, parse_labels};
 
 /// Tenant settings taken from the configuration.
 #[derive(Debug, Clone)]
@@ -310,22 +311,6 @@ impl Tenants {
     #[tracing::instrument(skip_all, fields(tenant = %target))]
     pub async fn resume(&self, target: &TenantRef, etag: Option<&str>) -> Result<Tenant, Error> {
         self.mutate(target, etag, |t, _| t.resume()).await
-    }
-
-    /// Finds the tenant a key belongs to and where its data lives.
-    pub async fn resolve(&self, lookup: Lookup) -> Result<(Tenant, DataLocation), Error> {
-        let target = match &lookup {
-            Lookup::Id(id) => TenantId::parse(id)
-                .map(TenantRef::Id)
-                .ok_or_else(|| Error::invalid("id", "must be a UUID"))?,
-            Lookup::Slug(slug) => {
-                TenantRef::Slug(Slug::parse(slug).map_err(|why| Error::invalid("slug", why))?)
-            }
-            Lookup::Host(host) => TenantRef::Slug(slug_of_host(host)?),
-        };
-        let tenant = self.get(&target).await?;
-        let location = location_of(&tenant);
-        Ok((tenant, location))
     }
 
     /// Read-modify-write with optimistic concurrency. With an etag, a concurrent change is the
