@@ -1,6 +1,6 @@
 //! Wiring: configuration -> catalog -> use cases -> gRPC server, and an orderly stop.
 
-use std::{collections::BTreeMap, future::Future, num::NonZeroUsize, sync::Arc, time::Duration};
+use std::{future::Future, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use tokio::{
     net::TcpListener,
@@ -9,7 +9,7 @@ use tokio::{
 
 use crate::config::{Config, IsolationSetting};
 use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
-use crate::domain::{Isolation, PlanName, StoragePrefix};
+use crate::domain::{Isolation, PlanLimit, PlanName, Resource, StoragePrefix, well_known};
 use crate::grpc::{self, Services};
 use crate::service::{
     Migrations, Provisioning, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants,
@@ -226,19 +226,26 @@ impl App {
 /// free, pro and enterprise, with the default plan taking the limits from the configuration.
 fn builtin_plans(config: &Config, default_plan: &PlanName) -> Vec<PlanDefaults> {
     let limits = |users: i64, storage_gib: i64, messages: i64| {
-        BTreeMap::from([
-            ("users".to_owned(), users),
-            // Negative means unlimited and stays -1, whatever the unit.
-            (
-                "storage_bytes".to_owned(),
-                if storage_gib < 0 {
-                    -1
-                } else {
-                    storage_gib.saturating_mul(GIB)
-                },
-            ),
-            ("messages_per_day".to_owned(), messages),
-        ])
+        // Negative means unlimited and stays -1, whatever the unit.
+        let storage = if storage_gib < 0 {
+            -1
+        } else {
+            storage_gib.saturating_mul(GIB)
+        };
+        [
+            ("users", users),
+            ("storage_bytes", storage),
+            ("messages_per_day", messages),
+        ]
+        .into_iter()
+        .filter_map(|(name, limit)| {
+            Some(PlanLimit {
+                resource: Resource::parse(name).ok()?,
+                limit: limit.max(-1),
+                metering: well_known(name)?,
+            })
+        })
+        .collect::<Vec<_>>()
     };
     let configured = limits(
         config.tenant_max_users,

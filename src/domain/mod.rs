@@ -3,10 +3,14 @@
 
 mod error;
 mod names;
+mod quota;
 mod rollout;
 mod tenant;
 
 pub use error::{Error, FieldViolation};
+pub use quota::{
+    Metering, PlanLimit, Quota, QuotaKind, Resource, WELL_KNOWN, effective_quotas, well_known,
+};
 pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
 pub use rollout::{
     ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, TargetState, Verdict,

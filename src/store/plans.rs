@@ -1,12 +1,10 @@
 //! Queries on the `plans` table.
 
-use std::collections::BTreeMap;
-
 use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
 
 use super::entity::plan;
 use super::{Catalog, db_error};
-use crate::domain::{Error, Isolation, PlanName};
+use crate::domain::{Error, Isolation, PlanLimit, PlanName};
 
 /// A plan to create at start-up if it does not exist yet.
 #[derive(Debug, Clone)]
@@ -14,8 +12,7 @@ pub struct PlanDefaults {
     pub id: PlanName,
     pub display_name: String,
     pub default_isolation: Option<Isolation>,
-    /// Resource name -> limit (negative = unlimited).
-    pub limits: BTreeMap<String, i64>,
+    pub limits: Vec<PlanLimit>,
 }
 
 impl Catalog {
@@ -27,7 +24,7 @@ impl Catalog {
             id: Set(p.id.as_str().to_owned()),
             display_name: Set(p.display_name.clone()),
             default_isolation: Set(p.default_isolation.map(|i| i.as_str().to_owned())),
-            limits: Set(serde_json::to_value(&p.limits).unwrap_or_default()),
+            limits: Set(PlanLimit::encode(&p.limits)),
             revision: Set(1),
             create_time: Set(now),
             update_time: Set(now),
