@@ -12,7 +12,7 @@ use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{Isolation, PlanLimit, PlanName, Resource, StoragePrefix, well_known};
 use crate::grpc::{self, Services};
 use crate::service::{
-    Migrations, Provisioning, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants,
+    Migrations, Provisioning, Quotas, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants,
     run_purge_job,
 };
 use crate::store::{Backend, Catalog, PlanDefaults, PoolSettings};
@@ -79,6 +79,9 @@ impl App {
         let pool = PoolSettings {
             max_connections: config.pool_size,
             acquire_timeout: config.pool_acquire_timeout(),
+            cache_capacity: NonZeroUsize::new(config.cache_capacity as usize).ok_or_else(|| {
+                StartError::Config("TENANT_PLANE_CACHE_CAPACITY must be at least 1".into())
+            })?,
         };
         let catalog = Catalog::connect(&url, &pool).await?;
         let default_isolation = match (config.tenant_isolation_strategy, catalog.backend()) {
@@ -134,12 +137,14 @@ impl App {
         );
         let worker = RolloutWorker::new(catalog.clone(), dataplane.clone(), rollout_settings, wake);
         let provisioning = Provisioning::new(catalog.clone(), dataplane.clone());
+        let quotas = Quotas::new(catalog.clone(), dataplane.clone(), pool.cache_capacity);
         let auto_provision = config.tenant_auto_provision.then(|| provisioning.clone());
         let services = Services {
             tenants: Tenants::new(catalog.clone(), settings, auto_provision),
             provisioning,
             migrations: Migrations::new(catalog.clone(), dataplane),
             rollouts,
+            quotas,
         };
         Ok(Self {
             config,
@@ -199,6 +204,17 @@ impl App {
                 until_stopped(stopped.clone()),
             ))
         });
+        let follower = {
+            let catalog = self.catalog.clone();
+            let stop = until_stopped(stopped.clone());
+            tokio::spawn(async move { catalog.follow_changes(stop).await })
+        };
+        let measure = (self.config.storage_measure_interval_secs > 0).then(|| {
+            tokio::spawn(self.services.quotas.clone().run_storage_job(
+                Duration::from_secs(self.config.storage_measure_interval_secs),
+                until_stopped(stopped.clone()),
+            ))
+        });
         // Stop accepting and drain RPCs, then stop background work, then close the pool.
         let served = grpc::serve(
             listener,
@@ -214,6 +230,13 @@ impl App {
             && let Err(e) = purge.await
         {
             tracing::warn!(error = %e, "purge job ended abnormally");
+        }
+        for (what, task) in [("change follower", Some(follower)), ("storage measuring", measure)] {
+            if let Some(task) = task
+                && let Err(e) = task.await
+            {
+                tracing::warn!(error = %e, "{what} ended abnormally");
+            }
         }
         if let Err(e) = self.catalog.close().await {
             tracing::warn!(error = %e, "closing the catalog pool");

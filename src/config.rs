@@ -133,6 +133,16 @@ pub struct Config {
     #[arg(long, env = "TENANT_PLANE_TENANT_CONNECTIONS", default_value_t = 8)]
     pub tenant_connections: u32,
 
+    /// Tenants kept in memory for ResolveTenant, quota decisions and Envoy checks (least
+    /// recently used first out; as many slugs and API keys again).
+    #[arg(long, env = "TENANT_PLANE_CACHE_CAPACITY", default_value_t = 50_000)]
+    pub cache_capacity: u32,
+
+    /// How often every tenant's storage is measured for the storage_bytes gauge, in seconds;
+    /// 0 turns the measuring off (MeasureStorage still measures on demand).
+    #[arg(long, env = "TENANT_PLANE_STORAGE_MEASURE_INTERVAL_SECS", default_value_t = 3600)]
+    pub storage_measure_interval_secs: u64,
+
     /// Concurrency of a rollout that does not choose one (tenants migrated at once, per replica).
     #[arg(long, env = "TENANT_PLANE_ROLLOUT_CONCURRENCY", default_value_t = 4)]
     pub rollout_concurrency: u32,

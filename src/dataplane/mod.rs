@@ -16,6 +16,7 @@
 //! LRU of connections ([`handles`]). No pool is ever created per tenant.
 
 mod handles;
+mod measure;
 mod migrator;
 mod separate;
 mod shared;
@@ -29,6 +30,7 @@ use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 use crate::domain::{Error, Isolation, TenantId};
 use crate::store::{
     Backend, Catalog, db_error,
+    Change,
     provisioning::{record_migration, record_shared_version},
 };
 use handles::{Address, TenantHandles};
@@ -226,6 +228,11 @@ impl DataPlane {
                 .map_err(db_error)?;
         }
         txn.commit().await.map_err(db_error)?;
+        self.catalog.changed(&if is_shared {
+            Change::All
+        } else {
+            Change::TenantRow(storage.tenant)
+        });
         Ok(report)
     }
 

@@ -43,6 +43,19 @@ async fn tenant_tables(
         .collect()
 }
 
+/// Names of the shared schema's tables that hold tenant rows.
+pub(super) async fn tenant_table_names(
+    txn: &DatabaseTransaction,
+    schema: &str,
+) -> Result<Vec<String>, Error> {
+    Ok(tenant_tables(txn, schema)
+        .await?
+        .into_iter()
+        .filter(|(_, _, has_column)| *has_column)
+        .map(|(name, ..)| name)
+        .collect())
+}
+
 /// Gives every table of the shared schema its tenant column, index and policy (idempotent:
 /// run after every migration, so tables added by later migrations are covered too).
 pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error> {

@@ -16,7 +16,14 @@ impl FieldViolation {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// One resource a consumption would take over its limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaViolation {
+    pub resource: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request is malformed; every offending field is listed.
     #[error("invalid request: {}", describe(.0))]
@@ -40,6 +47,14 @@ pub enum Error {
     MigrationFailed {
         message: String,
         version: Option<String>,
+    },
+    /// Consuming would exceed a quota; nothing was consumed. `retry_after` is the time until
+    /// the earliest reset of an exhausted counter (none when only gauges are exhausted).
+    #[error("quota exhausted for {subject}: {}", .violations.iter().map(|v| v.description.as_str()).collect::<Vec<_>>().join("; "))]
+    QuotaExhausted {
+        subject: String,
+        violations: Vec<QuotaViolation>,
+        retry_after: Option<std::time::Duration>,
     },
     #[error("{0} is not implemented yet")]
     Unimplemented(String),
@@ -87,6 +102,19 @@ impl Error {
         Self::Aborted {
             reason: "ETAG_MISMATCH",
             message: format!("etag mismatch: tenant {slug} has changed; read it again"),
+        }
+    }
+
+    /// The caller's etag is not the plan's current one, or names a plan that does not exist.
+    pub fn stale_plan_etag(plan: impl std::fmt::Display, exists: bool) -> Self {
+        let why = if exists {
+            "has changed; read it again"
+        } else {
+            "does not exist, so no etag can match it"
+        };
+        Self::Aborted {
+            reason: "ETAG_MISMATCH",
+            message: format!("etag mismatch: plan {plan} {why}"),
         }
     }
 

@@ -1,17 +1,21 @@
 //! The vocabulary of the control plane: parsed identifiers, the tenant and its state machine,
 //! and the error type every use case returns. No I/O here, so all of it is unit-tested in place.
 
+mod api_key;
 mod error;
 mod names;
+mod plan;
 mod quota;
 mod rollout;
 mod tenant;
 
-pub use error::{Error, FieldViolation};
+pub use api_key::{ApiKey, NewSecret, SECRET_PREFIX, hash_secret};
+pub use error::{Error, FieldViolation, QuotaViolation};
 pub use quota::{
     Metering, PlanLimit, Quota, QuotaKind, Resource, WELL_KNOWN, effective_quotas, well_known,
 };
 pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
+pub use plan::Plan;
 pub use rollout::{
     ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, TargetState, Verdict,
 };

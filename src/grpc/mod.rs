@@ -6,6 +6,7 @@ mod convert;
 mod migration;
 mod pending;
 mod provisioning;
+mod quota;
 pub mod status;
 mod tenant;
 
@@ -24,7 +25,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::FieldViolation;
-use crate::service::{Migrations, Provisioning, RequestKey, Rollouts, Tenants};
+use crate::service::{Migrations, Provisioning, Quotas, RequestKey, Rollouts, Tenants};
 
 /// The use cases the gRPC services call.
 #[derive(Clone)]
@@ -33,6 +34,7 @@ pub struct Services {
     pub provisioning: Provisioning,
     pub migrations: Migrations,
     pub rollouts: Rollouts,
+    pub quotas: Quotas,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +78,7 @@ pub async fn serve(
         .set_serving::<MigrationServiceServer<pending::Pending>>()
         .await;
     health
-        .set_serving::<QuotaServiceServer<pending::Pending>>()
+        .set_serving::<QuotaServiceServer<quota::QuotaApi>>()
         .await;
     health
         .set_serving::<PlanServiceServer<pending::Pending>>()
@@ -123,7 +125,7 @@ pub async fn serve(
             services.migrations,
             services.rollouts,
         )))
-        .add_service(QuotaServiceServer::new(pending::Pending))
+        .add_service(QuotaServiceServer::new(quota::QuotaApi::new(services.quotas)))
         .add_service(PlanServiceServer::new(pending::Pending))
         .serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);

@@ -5,7 +5,7 @@
 use tonic::{Request, Response, Status};
 
 use crate::domain::Error;
-use crate::proto::{self, plan_service_server::PlanService, quota_service_server::QuotaService};
+use crate::proto::{self, plan_service_server::PlanService};
 
 /// Implements the not-yet-built services.
 #[derive(Debug, Clone, Copy, Default)]
@@ -15,37 +15,6 @@ type Reply<T> = Result<Response<T>, Status>;
 
 fn missing<T>(what: &str) -> Reply<T> {
     Err(Error::Unimplemented(what.to_owned()).into())
-}
-
-#[tonic::async_trait]
-impl QuotaService for Pending {
-    async fn check_quota(
-        &self,
-        _: Request<proto::CheckQuotaRequest>,
-    ) -> Reply<proto::CheckQuotaResponse> {
-        missing("CheckQuota (quotas)")
-    }
-
-    async fn consume_quota(
-        &self,
-        _: Request<proto::ConsumeQuotaRequest>,
-    ) -> Reply<proto::ConsumeQuotaResponse> {
-        missing("ConsumeQuota (quotas)")
-    }
-
-    async fn report_usage(
-        &self,
-        _: Request<proto::ReportUsageRequest>,
-    ) -> Reply<proto::QuotaState> {
-        missing("ReportUsage (quotas)")
-    }
-
-    async fn get_usage(
-        &self,
-        _: Request<proto::GetUsageRequest>,
-    ) -> Reply<proto::GetUsageResponse> {
-        missing("GetUsage (quotas)")
-    }
 }
 
 #[tonic::async_trait]

@@ -54,6 +54,20 @@ impl From<Error> for Status {
                     [("request_id".to_owned(), request_id)],
                 ),
             ),
+            Error::QuotaExhausted {
+                subject,
+                violations,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::new();
+                for v in violations {
+                    details.add_quota_failure_violation(subject.clone(), v.description);
+                }
+                if let Some(delay) = retry_after {
+                    details.set_retry_info(Some(delay));
+                }
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             Error::Unimplemented(_) => Status::unimplemented(message),
             Error::Unavailable(cause) => {
                 tracing::warn!(%request_id, %cause, "catalog unavailable");

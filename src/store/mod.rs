@@ -6,14 +6,18 @@
 //! unexpected is [`Error::Internal`]; unique violations are turned into domain answers where the
 //! query that can raise them is made.
 
+mod api_keys;
+pub mod cache;
 pub mod entity;
+mod hot;
 mod plans;
 pub mod provisioning;
+mod quota;
 mod rollout_work;
 mod rollouts;
 mod tenants;
 
-use std::time::Duration;
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use migration::catalog::Migrator;
 use migration::sea_orm_migration::MigratorTrait;
@@ -22,7 +26,9 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 
+pub use cache::{CatalogCache, Change};
 pub use plans::PlanDefaults;
+pub use quota::{BatchWrite, Usage};
 pub use rollout_work::{Claim, Event, Outcome};
 pub use rollouts::{Candidate, NewTarget};
 pub use tenants::{ListQuery, NewTenant, RequestRecord};
@@ -48,6 +54,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Catalog {
     db: DatabaseConnection,
     backend: Backend,
+    url: Arc<str>,
+    cache: Arc<CatalogCache>,
 }
 
 /// Pool settings for [`Catalog::connect`].
@@ -55,6 +63,8 @@ pub struct Catalog {
 pub struct PoolSettings {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Tenants (and as many slugs and API keys) kept in memory for the hot path.
+    pub cache_capacity: NonZeroUsize,
 }
 
 impl Catalog {
@@ -86,7 +96,12 @@ impl Catalog {
                     .foreign_keys(true)
             });
         let db = Database::connect(options).await.map_err(db_error)?;
-        Ok(Self { db, backend })
+        Ok(Self {
+            db,
+            backend,
+            url: url.into(),
+            cache: Arc::new(CatalogCache::new(pool.cache_capacity)),
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -10,6 +10,7 @@ use sea_orm::{
 };
 
 use super::entity::tenant;
+use super::cache::Change;
 use super::{Catalog, db_error};
 use crate::domain::{Error, TenantId, TenantState};
 
@@ -145,7 +146,9 @@ impl Catalog {
     ) -> Result<(), Error> {
         record_migration(self.conn(), id, version, provisioned, rebuilt)
             .await
-            .map_err(db_error)
+            .map_err(db_error)?;
+        self.changed(&Change::TenantRow(id));
+        Ok(())
     }
 
     /// Keeps the error of a failed provisioning or migration. With `provisioning`, a tenant that
@@ -181,6 +184,7 @@ impl Catalog {
             .exec(self.conn())
             .await
             .map_err(db_error)?;
+        self.changed(&Change::TenantRow(id));
         Ok(())
     }
 
@@ -205,6 +209,7 @@ impl Catalog {
             .exec(self.conn())
             .await
             .map_err(db_error)?;
+        self.changed(&Change::TenantRow(id));
         Ok(())
     }
 }

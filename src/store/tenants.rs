@@ -9,6 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{request_id, tenant};
+use super::cache::Change;
 use super::{Catalog, db_error, is_unique_violation};
 use crate::domain::{Error, Isolation, Labels, PlanName, Slug, Tenant, TenantId, TenantState};
 
@@ -165,7 +166,14 @@ impl Catalog {
             })
             .await;
         match outcome {
-            Ok(()) => Ok(NewTenant::Created(Box::new(new.clone()))),
+            Ok(()) => {
+                // A cached "no such slug" must go.
+                self.changed(&Change::Tenant {
+                    id: new.id,
+                    slug: new.slug.as_str().to_owned(),
+                });
+                Ok(NewTenant::Created(Box::new(new.clone())))
+            }
             Err(sea_orm::TransactionError::Transaction(err)) if is_unique_violation(&err) => {
                 if let Some(r) = record
                     && let Some(first) = self.request_record(r.request_id).await?
@@ -236,7 +244,14 @@ impl Catalog {
             .exec(self.conn())
             .await
             .map_err(db_error)?;
-        Ok((result.rows_affected == 1).then_some(saved))
+        if result.rows_affected != 1 {
+            return Ok(None);
+        }
+        self.changed(&Change::Tenant {
+            id: saved.id,
+            slug: saved.slug.as_str().to_owned(),
+        });
+        Ok(Some(saved))
     }
 
     /// DELETED tenants whose purge time has passed and whose storage still exists.

@@ -108,7 +108,12 @@ pub struct DataLocation {
     pub row_filter_tenant_id: Option<String>,
 }
 
-pub(super) fn check_display_name(name: &str, field: &str, violations: &mut Vec<FieldViolation>) {
+/// Display names of tenants and plans: bounded, and printable in logs and consoles.
+pub(in crate::service) fn check_display_name(
+    name: &str,
+    field: &str,
+    violations: &mut Vec<FieldViolation>,
+) {
     if name.chars().count() > MAX_DISPLAY_NAME {
         violations.push(FieldViolation::new(
             field,

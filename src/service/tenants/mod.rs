@@ -19,7 +19,9 @@ pub use input::{
     CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, RequestKey,
     TenantRef, UpdateTenantInput,
 };
-use input::{check_display_name, parse_labels};
+pub(super) use input::check_display_name;
+use input::parse_labels;
+pub(crate) use resolve::cached_tenant;
 
 /// Tenant settings taken from the configuration.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! sea-orm entities of the catalog tables (see `migration::catalog` for their history).
 
+pub mod api_key;
 pub mod plan;
+pub mod quota_usage;
 pub mod request_id;
 pub mod rollout;
 pub mod rollout_event;

@@ -1,0 +1,97 @@
+use std::collections::{BTreeMap, HashMap};
+
+use super::decide::{Job, QuotaState, decide};
+use crate::domain::{Error, Metering, Quota, TenantId};
+use crate::service::tenants::RequestKey;
+use crate::store::Usage;
+
+const DAY: i64 = 86_400;
+/// 2026-11-23T12:00:00Z
+const NOW: i64 = 1_795_435_200;
+
+fn messages(limit: i64) -> Quota {
+    Quota {
+        limit,
+        metering: Metering::Counter { window_secs: DAY },
+    }
+}
+
+fn job(amount: i64, limit: i64) -> Job {
+    Job {
+        items: vec![("messages_per_day".into(), messages(limit), amount)],
+        key: None,
+    }
+}
+
+fn locked(window_start: i64, used: i64) -> BTreeMap<String, Usage> {
+    BTreeMap::from([(
+        "messages_per_day".to_owned(),
+        Usage {
+            window_start,
+            used,
+        },
+    )])
+}
+
+#[test]
+fn a_batch_admits_in_order_until_the_limit() {
+    let today = NOW - NOW % DAY;
+    let jobs = vec![job(3, 10), job(5, 10), job(4, 10), job(2, 10)];
+    let (write, answers) = decide(TenantId::new(), &jobs, &locked(today, 0), &HashMap::new(), NOW);
+    let used: Vec<Option<i64>> = answers
+        .iter()
+        .map(|a| a.as_ref().ok().map(|s| s[0].used))
+        .collect();
+    assert_eq!(used, [Some(3), Some(8), None, Some(10)]);
+    assert_eq!(write.usage, vec![("messages_per_day".to_owned(), Usage { window_start: today, used: 10 })]);
+    let Err(Error::QuotaExhausted { retry_after, violations, .. }) = &answers[2] else {
+        panic!("the third job must be refused: {:?}", answers[2]);
+    };
+    assert_eq!(violations.len(), 1);
+    assert_eq!(retry_after.map(|d| d.as_secs()), Some(12 * 3600));
+}
+
+#[test]
+fn a_new_window_starts_from_zero() {
+    let yesterday = NOW - NOW % DAY - DAY;
+    let (write, answers) = decide(TenantId::new(), &[job(10, 10)], &locked(yesterday, 10), &HashMap::new(), NOW);
+    assert!(answers[0].is_ok());
+    assert_eq!(write.usage[0].1, Usage { window_start: NOW - NOW % DAY, used: 10 });
+}
+
+#[test]
+fn all_or_nothing_across_items() {
+    let users = Quota { limit: 2, metering: Metering::Gauge };
+    let both = Job {
+        items: vec![
+            ("messages_per_day".into(), messages(100), 1),
+            ("users".into(), users, 3),
+        ],
+        key: None,
+    };
+    let (write, answers) = decide(TenantId::new(), &[both], &BTreeMap::new(), &HashMap::new(), NOW);
+    let Err(Error::QuotaExhausted { retry_after, violations, .. }) = &answers[0] else {
+        panic!("over the users limit must be refused");
+    };
+    assert_eq!(violations[0].resource, "users");
+    assert_eq!(*retry_after, None, "waiting does not help a gauge");
+    assert!(write.usage.is_empty() && write.records.is_empty());
+}
+
+#[test]
+fn a_repeated_request_id_in_one_batch_counts_once() {
+    let key = RequestKey { id: uuid::Uuid::now_v7(), request_hash: "h".into() };
+    let mut first = job(4, 10);
+    first.key = Some(key.clone());
+    let mut again = job(4, 10);
+    again.key = Some(key.clone());
+    let mut other = job(4, 10);
+    other.key = Some(RequestKey { request_hash: "different".into(), ..key });
+    let today = NOW - NOW % DAY;
+    let (write, answers) = decide(TenantId::new(), &[first, again, other], &locked(today, 0), &HashMap::new(), NOW);
+    let first: &Vec<QuotaState> = answers[0].as_ref().unwrap();
+    assert_eq!(answers[1].as_ref().unwrap(), first);
+    assert!(matches!(answers[2], Err(Error::InvalidArgument(_))));
+    assert_eq!(write.usage[0].1.used, 4);
+    assert_eq!(write.records.len(), 1);
+}

@@ -1,0 +1,137 @@
+//! Read-through lookups for the hot path, served from [`CatalogCache`], and the follower that
+//! keeps that cache in step with writes made by other replicas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::EntityTrait;
+use sea_orm::sqlx::postgres::PgListener;
+
+use super::cache::{Change, Ticket};
+use super::entity::plan;
+use super::{Backend, Catalog, db_error};
+use crate::domain::{ApiKey, Error, PlanLimit, PlanName, Slug, Tenant, TenantId};
+
+/// The channel `tenant_plane_notify_change()` notifies on.
+const CHANNEL: &str = "tenant_plane_catalog";
+/// Pause before reconnecting a lost notification connection.
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+impl Catalog {
+    /// Drops cached entries a write through this process made stale.
+    pub(crate) fn changed(&self, change: &Change) {
+        self.cache.invalidate(change);
+    }
+
+    fn ticket(&self) -> Ticket {
+        self.cache.ticket()
+    }
+
+    /// The tenant with this id, from memory when possible.
+    pub async fn cached_tenant_by_id(&self, id: TenantId) -> Result<Option<Arc<Tenant>>, Error> {
+        if let Some(hit) = self.cache.tenant(id) {
+            return Ok(hit);
+        }
+        let ticket = self.ticket();
+        match self.tenant_by_id(id).await? {
+            Some(t) => {
+                let t = Arc::new(t);
+                self.cache.put_tenant(ticket, None, Some(t.clone()));
+                Ok(Some(t))
+            }
+            None => {
+                self.cache.put_missing_tenant(ticket, id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The tenant with this slug, from memory when possible.
+    pub async fn cached_tenant_by_slug(&self, slug: &Slug) -> Result<Option<Arc<Tenant>>, Error> {
+        match self.cache.slug(slug.as_str()) {
+            Some(Some(id)) => {
+                if let Some(hit) = self.cache.tenant(id) {
+                    return Ok(hit);
+                }
+            }
+            Some(None) => return Ok(None),
+            None => {}
+        }
+        let ticket = self.ticket();
+        let found = self.tenant_by_slug(slug).await?.map(Arc::new);
+        self.cache
+            .put_tenant(ticket, Some(slug.as_str()), found.clone());
+        Ok(found)
+    }
+
+    /// The API key whose secret hashes to `secret_hash`, from memory when possible.
+    pub async fn cached_api_key(&self, secret_hash: &str) -> Result<Option<Arc<ApiKey>>, Error> {
+        if let Some(hit) = self.cache.api_key(secret_hash) {
+            return Ok(hit);
+        }
+        let ticket = self.ticket();
+        let found = self.api_key_by_hash(secret_hash).await?.map(Arc::new);
+        self.cache.put_api_key(ticket, secret_hash, found.clone());
+        Ok(found)
+    }
+
+    /// A plan's limits, from memory when possible; `None` when there is no such plan.
+    pub async fn cached_plan_limits(
+        &self,
+        id: &PlanName,
+    ) -> Result<Option<Arc<Vec<PlanLimit>>>, Error> {
+        if let Some(hit) = self.cache.plan(id.as_str()) {
+            return Ok(hit);
+        }
+        let ticket = self.ticket();
+        let found = plan::Entity::find_by_id(id.as_str().to_owned())
+            .one(self.conn())
+            .await
+            .map_err(db_error)?
+            .map(|p| Arc::new(PlanLimit::decode(&p.limits)));
+        self.cache.put_plan(ticket, id.as_str(), found.clone());
+        Ok(found)
+    }
+
+    /// Follows other replicas' writes until `stop` completes: on PostgreSQL, LISTENs for the
+    /// catalog triggers' notifications and drops what they name; a lost connection drops
+    /// everything, then reconnects. On SQLite there is no other writer, so it just waits.
+    pub async fn follow_changes(&self, stop: impl std::future::Future<Output = ()>) {
+        if self.backend != Backend::Postgres {
+            stop.await;
+            return;
+        }
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                ended = self.listen() => {
+                    if let Err(e) = ended {
+                        tracing::warn!(error = %e, "catalog change notifications interrupted; reconnecting");
+                    }
+                }
+            }
+            self.cache.invalidate(&Change::All);
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(RECONNECT_DELAY) => {}
+            }
+        }
+    }
+
+    /// Listens until the connection is lost.
+    async fn listen(&self) -> Result<(), sea_orm::sqlx::Error> {
+        let mut listener = PgListener::connect(&self.url).await?;
+        listener.listen(CHANNEL).await?;
+        // Anything may have changed while nobody listened.
+        self.cache.invalidate(&Change::All);
+        tracing::debug!("following catalog changes");
+        while let Some(note) = listener.try_recv().await? {
+            match Change::parse(note.payload()) {
+                Some(change) => self.cache.invalidate(&change),
+                None => tracing::warn!(payload = note.payload(), "unrecognised catalog change"),
+            }
+        }
+        Ok(())
+    }
+}

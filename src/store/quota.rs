@@ -1,0 +1,198 @@
+//! Queries on `quota_usage`: reading a tenant's usage, setting a gauge, and the one transaction
+//! that admits a batch of consumptions.
+//!
+//! A consumption locks the tenant's usage rows it touches (an upsert that changes nothing, which
+//! locks the row whether it existed or not, in resource order so concurrent batches never
+//! deadlock), decides with the locked values, writes the new values and the request ids, and
+//! commits before anyone is answered. Replicas sharing the catalog serialise on those row locks,
+//! so no interleaving can admit more than a limit, and nothing admitted is lost in a crash.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::{Expr, OnConflict},
+};
+use uuid::Uuid;
+
+use super::entity::{quota_usage, request_id};
+use super::{Catalog, RequestRecord, db_error};
+use crate::domain::{Error, TenantId};
+
+/// A resource's stored usage: the window it counts (0 for a gauge) and the amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub window_start: i64,
+    pub used: i64,
+}
+
+/// What a batch decided, to be written before the transaction commits.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    /// New usage of each resource that changed.
+    pub usage: Vec<(String, Usage)>,
+    /// Request ids of admitted requests, with their answers.
+    pub records: Vec<RequestRecord>,
+}
+
+impl Catalog {
+    /// The tenant's stored usage, by resource.
+    pub async fn usage(&self, tenant: TenantId) -> Result<HashMap<String, Usage>, Error> {
+        let rows = quota_usage::Entity::find()
+            .filter(quota_usage::Column::TenantId.eq(tenant.as_uuid()))
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.resource,
+                    Usage {
+                        window_start: r.window_start,
+                        used: r.used,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Sets a gauge's level outright.
+    pub async fn set_gauge(&self, tenant: TenantId, resource: &str, value: i64) -> Result<(), Error> {
+        let row = quota_usage::ActiveModel {
+            tenant_id: Set(tenant.as_uuid()),
+            resource: Set(resource.to_owned()),
+            window_start: Set(0),
+            used: Set(value),
+            update_time: Set(crate::service::now()),
+        };
+        quota_usage::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
+                    .update_columns([
+                        quota_usage::Column::WindowStart,
+                        quota_usage::Column::Used,
+                        quota_usage::Column::UpdateTime,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Forgets a purged tenant's usage.
+    pub async fn delete_usage(&self, tenant: TenantId) -> Result<(), Error> {
+        quota_usage::Entity::delete_many()
+            .filter(quota_usage::Column::TenantId.eq(tenant.as_uuid()))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Runs one consumption batch for `tenant` in a transaction: locks the usage rows of
+    /// `resources`, reads the request records of `request_ids`, lets `decide` choose what to
+    /// write given both, writes it and commits. `decide`'s answer is returned only once the
+    /// commit succeeded.
+    pub async fn consume_batch<T>(
+        &self,
+        tenant: TenantId,
+        resources: &[String],
+        request_ids: &[Uuid],
+        decide: impl FnOnce(&BTreeMap<String, Usage>, &HashMap<Uuid, RequestRecord>) -> (BatchWrite, T),
+    ) -> Result<T, Error> {
+        let txn = self.conn().begin().await.map_err(db_error)?;
+        let now = crate::service::now();
+        let mut sorted: Vec<&String> = resources.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        // An upsert that keeps the row as it is: it locks existing rows and creates missing ones
+        // (locked too), in one round trip on both backends.
+        let rows = sorted.iter().map(|resource| quota_usage::ActiveModel {
+            tenant_id: Set(tenant.as_uuid()),
+            resource: Set((*resource).clone()),
+            window_start: Set(0),
+            used: Set(0),
+            update_time: Set(now),
+        });
+        let locked = quota_usage::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
+                    .value(
+                        quota_usage::Column::Used,
+                        Expr::col((quota_usage::Entity, quota_usage::Column::Used)),
+                    )
+                    .to_owned(),
+            )
+            .exec_with_returning(&txn)
+            .await
+            .map_err(db_error)?;
+        let current: BTreeMap<String, Usage> = locked
+            .into_iter()
+            .map(|r| {
+                (
+                    r.resource,
+                    Usage {
+                        window_start: r.window_start,
+                        used: r.used,
+                    },
+                )
+            })
+            .collect();
+        // Read after the locks: a retry racing its first attempt on another replica waits on the
+        // same rows, then sees the first attempt's record.
+        let records: HashMap<Uuid, RequestRecord> = if request_ids.is_empty() {
+            HashMap::new()
+        } else {
+            request_id::Entity::find()
+                .filter(request_id::Column::RequestId.is_in(request_ids.iter().copied()))
+                .all(&txn)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.request_id,
+                        RequestRecord {
+                            request_id: r.request_id,
+                            method: r.method,
+                            request_hash: r.request_hash,
+                            resource_id: r.resource_id,
+                            result: r.result,
+                        },
+                    )
+                })
+                .collect()
+        };
+        let (write, answer) = decide(&current, &records);
+        for (resource, usage) in &write.usage {
+            quota_usage::Entity::update_many()
+                .col_expr(quota_usage::Column::WindowStart, Expr::value(usage.window_start))
+                .col_expr(quota_usage::Column::Used, Expr::value(usage.used))
+                .col_expr(quota_usage::Column::UpdateTime, Expr::value(now))
+                .filter(quota_usage::Column::TenantId.eq(tenant.as_uuid()))
+                .filter(quota_usage::Column::Resource.eq(resource.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(db_error)?;
+        }
+        if !write.records.is_empty() {
+            let rows = write.records.into_iter().map(|r| request_id::ActiveModel {
+                request_id: Set(r.request_id),
+                method: Set(r.method),
+                request_hash: Set(r.request_hash),
+                resource_id: Set(r.resource_id),
+                result: Set(r.result),
+                create_time: Set(now),
+            });
+            request_id::Entity::insert_many(rows)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(answer)
+    }
+}
