@@ -11,6 +11,7 @@ mod provisioning_failures;
 mod provisioning_postgres;
 mod provisioning_status;
 mod purge_job;
+mod quotas;
 mod rollout_crashes;
 mod rollouts;
 mod shared_isolation;

@@ -9,6 +9,7 @@ use sea_orm::ConnectOptions;
 
 pub use proto::migration_service_client::MigrationServiceClient;
 pub use proto::provisioning_service_client::ProvisioningServiceClient;
+pub use proto::quota_service_client::QuotaServiceClient;
 
 /// For each named `async fn(Db)`, a test module running it once with `Db::Sqlite` and once with
 /// `Db::Postgres`: for tests that start their own servers (another configuration or migration set).
@@ -44,11 +45,32 @@ impl TestServer {
             .with_test_writer()
             .with_env_filter("warn,tenant_plane=info")
             .try_init();
-        let data_dir = tempfile::tempdir().expect("temp dir");
         let database_url = match db {
             Db::Sqlite => None,
             Db::Postgres => Some(postgres::fresh_database_url().await),
         };
+        Self::launch(db, database_url, migrations, adjust).await
+    }
+
+    /// A second server on this one's PostgreSQL catalog, as another replica would run.
+    pub async fn replica(&self) -> Self {
+        assert_eq!(self.db, Db::Postgres, "replicas share a PostgreSQL catalog");
+        Self::launch(
+            self.db,
+            Some(self.catalog_url.clone()),
+            TenantMigrations::builtin(),
+            |_| {},
+        )
+        .await
+    }
+
+    async fn launch(
+        db: Db,
+        database_url: Option<String>,
+        migrations: TenantMigrations,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_tests(data_dir.path().to_path_buf(), database_url.clone());
         adjust(&mut config);
         let catalog_url =
@@ -92,6 +114,10 @@ impl TestServer {
 
     pub fn migrations(&self) -> MigrationServiceClient<Channel> {
         MigrationServiceClient::new(self.channel.clone())
+    }
+
+    pub fn quotas(&self) -> QuotaServiceClient<Channel> {
+        QuotaServiceClient::new(self.channel.clone())
     }
 
     /// The URL of another database on the catalog's PostgreSQL server.
