@@ -11,7 +11,7 @@ use crate::service::{
 };
 
 pub struct TenantApi {
-    tenants: Tenants,
+    pub(super) tenants: Tenants,
 }
 
 impl TenantApi {
@@ -285,9 +285,7 @@ impl TenantService for TenantApi {
             Some(Key::Id(id)) => Lookup::Id(id),
             Some(Key::Slug(slug)) => Lookup::Slug(slug),
             Some(Key::Host(host)) => Lookup::Host(host),
-            Some(Key::ApiKey(_)) => {
-                return Err(unimplemented("ResolveTenant by api_key (tenant API keys)"));
-            }
+            Some(Key::ApiKey(secret)) => Lookup::ApiKey(secret),
             None => {
                 return Err(
                     Error::invalid("key", "one of id, slug, host or api_key is required").into(),
@@ -303,20 +301,23 @@ impl TenantService for TenantApi {
 
     async fn create_api_key(
         &self,
-        _: Request<proto::CreateApiKeyRequest>,
+        request: Request<proto::CreateApiKeyRequest>,
     ) -> Reply<proto::CreateApiKeyResponse> {
-        Err(unimplemented("CreateApiKey (tenant API keys)"))
+        self.create_key(request).await
     }
 
     async fn list_api_keys(
         &self,
-        _: Request<proto::ListApiKeysRequest>,
+        request: Request<proto::ListApiKeysRequest>,
     ) -> Reply<proto::ListApiKeysResponse> {
-        Err(unimplemented("ListApiKeys (tenant API keys)"))
+        self.list_keys(request).await
     }
 
-    async fn revoke_api_key(&self, _: Request<proto::RevokeApiKeyRequest>) -> Reply<proto::ApiKey> {
-        Err(unimplemented("RevokeApiKey (tenant API keys)"))
+    async fn revoke_api_key(
+        &self,
+        request: Request<proto::RevokeApiKeyRequest>,
+    ) -> Reply<proto::ApiKey> {
+        self.revoke_key(request).await
     }
 
     async fn rotate_tenant_credentials(

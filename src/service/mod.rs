@@ -12,7 +12,9 @@ mod rollouts;
 mod tenants;
 
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
-pub use plans::{PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name};
+pub use plans::{
+    PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name,
+};
 pub use quotas::{QuotaState, Quotas, STORAGE_BYTES, USAGE_MAX_AGE};
 pub use provisioning::{Provisioning, ProvisioningStatus, run_purge_job};
 pub use rollout_worker::RolloutWorker;
@@ -20,7 +22,7 @@ pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, 
 
 pub use paging::{PageSize, PageToken};
 pub use tenants::{
-    CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, RequestKey,
+    CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, NewApiKeyInput, RequestKey,
     TenantRef, TenantSettings, Tenants, UpdateTenantInput,
 };
 

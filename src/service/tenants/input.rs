@@ -97,6 +97,8 @@ pub enum Lookup {
     Id(String),
     Slug(String),
     Host(String),
+    /// A tenant API key's secret.
+    ApiKey(String),
 }
 
 /// Where a tenant's data lives.

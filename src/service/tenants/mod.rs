@@ -11,10 +11,12 @@ use crate::domain::{
 };
 use crate::store::{Backend, Catalog, NewTenant, RequestRecord};
 
+mod api_keys;
 mod input;
 mod list;
 mod resolve;
 
+pub use api_keys::NewApiKeyInput;
 pub use input::{
     CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, RequestKey,
     TenantRef, UpdateTenantInput,

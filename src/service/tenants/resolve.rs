@@ -19,6 +19,11 @@ impl Tenants {
                 TenantRef::Slug(Slug::parse(slug).map_err(|why| Error::invalid("slug", why))?)
             }
             Lookup::Host(host) => TenantRef::Slug(slug_of_host(host)?),
+            Lookup::ApiKey(secret) => {
+                let tenant = self.tenant_of_api_key(secret).await?;
+                let location = location_of(&tenant);
+                return Ok((Tenant::clone(&tenant), location));
+            }
         };
         let tenant = cached_tenant(&self.catalog, &target).await?;
         let location = location_of(&tenant);
