@@ -1,6 +1,7 @@
 //! The gRPC surface: one file per service, plus the per-RPC context layer, the error table
 //! ([`status`]), health and reflection.
 
+mod api_keys;
 pub mod context;
 mod convert;
 mod migration;
