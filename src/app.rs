@@ -12,7 +12,7 @@ use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{Isolation, PlanLimit, PlanName, Resource, StoragePrefix, well_known};
 use crate::grpc::{self, Services};
 use crate::service::{
-    Migrations, Provisioning, Quotas, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants,
+    Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants,
     run_purge_job,
 };
 use crate::store::{Backend, Catalog, PlanDefaults, PoolSettings};
@@ -145,6 +145,7 @@ impl App {
             migrations: Migrations::new(catalog.clone(), dataplane),
             rollouts,
             quotas,
+            plans: Plans::new(catalog.clone()),
         };
         Ok(Self {
             config,

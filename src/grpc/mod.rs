@@ -5,7 +5,7 @@ mod api_keys;
 pub mod context;
 mod convert;
 mod migration;
-mod pending;
+mod plan;
 mod provisioning;
 mod quota;
 pub mod status;
@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::FieldViolation;
-use crate::service::{Migrations, Provisioning, Quotas, RequestKey, Rollouts, Tenants};
+use crate::service::{Migrations, Plans, Provisioning, Quotas, RequestKey, Rollouts, Tenants};
 
 /// The use cases the gRPC services call.
 #[derive(Clone)]
@@ -36,6 +36,7 @@ pub struct Services {
     pub migrations: Migrations,
     pub rollouts: Rollouts,
     pub quotas: Quotas,
+    pub plans: Plans,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,16 +74,16 @@ pub async fn serve(
         .set_serving::<TenantServiceServer<tenant::TenantApi>>()
         .await;
     health
-        .set_serving::<ProvisioningServiceServer<pending::Pending>>()
+        .set_serving::<ProvisioningServiceServer<provisioning::ProvisioningApi>>()
         .await;
     health
-        .set_serving::<MigrationServiceServer<pending::Pending>>()
+        .set_serving::<MigrationServiceServer<migration::MigrationApi>>()
         .await;
     health
         .set_serving::<QuotaServiceServer<quota::QuotaApi>>()
         .await;
     health
-        .set_serving::<PlanServiceServer<pending::Pending>>()
+        .set_serving::<PlanServiceServer<plan::PlanApi>>()
         .await;
 
     let descriptors = [
@@ -127,7 +128,7 @@ pub async fn serve(
             services.rollouts,
         )))
         .add_service(QuotaServiceServer::new(quota::QuotaApi::new(services.quotas)))
-        .add_service(PlanServiceServer::new(pending::Pending))
+        .add_service(PlanServiceServer::new(plan::PlanApi::new(services.plans)))
         .serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
     tokio::select! {

@@ -3,6 +3,7 @@
 mod idempotency;
 mod migrations;
 mod paging;
+mod plans;
 mod provisioning;
 mod quotas;
 mod rollout_watch;
@@ -11,6 +12,9 @@ mod rollouts;
 mod tenants;
 
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
+pub use plans::{
+    PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name,
+};
 pub use quotas::{QuotaState, Quotas, STORAGE_BYTES, USAGE_MAX_AGE};
 pub use provisioning::{Provisioning, ProvisioningStatus, run_purge_job};
 pub use rollout_worker::RolloutWorker;

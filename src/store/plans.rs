@@ -1,10 +1,18 @@
 //! Queries on the `plans` table.
+//!
+//! Every write drops the plan's cached limits ([`Change::Plan`]) before it returns, so the next
+//! quota decision on this replica reads the new limits.
 
-use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, OnConflict},
+};
 
+use super::cache::Change;
 use super::entity::plan;
-use super::{Catalog, db_error};
-use crate::domain::{Error, Isolation, PlanLimit, PlanName};
+use super::{Catalog, db_error, is_unique_violation};
+use crate::domain::{Error, Isolation, Plan, PlanLimit, PlanName};
 
 /// A plan to create at start-up if it does not exist yet.
 #[derive(Debug, Clone)]
@@ -49,4 +57,111 @@ impl Catalog {
             .map_err(db_error)?;
         Ok(row.map(|p| p.default_isolation.as_deref().and_then(Isolation::parse)))
     }
+
+    pub async fn get_plan(&self, id: &PlanName) -> Result<Option<Plan>, Error> {
+        let row = plan::Entity::find_by_id(id.as_str().to_owned())
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
+        row.map(to_domain).transpose()
+    }
+
+    /// At most `limit` plans ordered by id, starting after `after` (the last id of the previous
+    /// page).
+    pub async fn list_plans(
+        &self,
+        after: Option<&PlanName>,
+        limit: u64,
+    ) -> Result<Vec<Plan>, Error> {
+        let mut query = plan::Entity::find();
+        if let Some(after) = after {
+            query = query.filter(plan::Column::Id.gt(after.as_str()));
+        }
+        let rows = query
+            .order_by_asc(plan::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        rows.into_iter().map(to_domain).collect()
+    }
+
+    /// Inserts a new plan. `None` when a plan with its id exists already (a concurrent upsert
+    /// got there first): the caller reads it and decides.
+    pub async fn insert_plan(&self, new: &Plan) -> Result<Option<Plan>, Error> {
+        let inserted = plan::Entity::insert(from_domain(new).into_active_model())
+            .exec_without_returning(self.conn())
+            .await;
+        match inserted {
+            Ok(_) => {
+                // A cached "no such plan" must go.
+                self.changed(&Change::Plan(new.id.to_string()));
+                Ok(Some(new.clone()))
+            }
+            Err(e) if is_unique_violation(&e) => Ok(None),
+            Err(e) => Err(db_error(e)),
+        }
+    }
+
+    /// Writes every mutable column of `p` if the row is still at `expected_revision`, bumping the
+    /// revision. `None` when the row has moved on (or is gone): the caller re-reads and decides.
+    pub async fn save_plan(&self, p: &Plan, expected_revision: i64) -> Result<Option<Plan>, Error> {
+        let mut saved = p.clone();
+        saved.revision = expected_revision + 1;
+        saved.update_time = crate::service::now();
+        let model = from_domain(&saved);
+        let result = plan::Entity::update_many()
+            .col_expr(plan::Column::DisplayName, Expr::value(model.display_name))
+            .col_expr(
+                plan::Column::DefaultIsolation,
+                Expr::value(model.default_isolation),
+            )
+            .col_expr(plan::Column::Limits, Expr::value(model.limits))
+            .col_expr(plan::Column::Revision, Expr::value(model.revision))
+            .col_expr(plan::Column::UpdateTime, Expr::value(model.update_time))
+            .filter(plan::Column::Id.eq(model.id))
+            .filter(plan::Column::Revision.eq(expected_revision))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        if result.rows_affected != 1 {
+            return Ok(None);
+        }
+        self.changed(&Change::Plan(saved.id.to_string()));
+        Ok(Some(saved))
+    }
+}
+
+fn from_domain(p: &Plan) -> plan::Model {
+    plan::Model {
+        id: p.id.as_str().to_owned(),
+        display_name: p.display_name.clone(),
+        default_isolation: p.default_isolation.map(|i| i.as_str().to_owned()),
+        limits: PlanLimit::encode(&p.limits),
+        revision: p.revision,
+        create_time: p.create_time,
+        update_time: p.update_time,
+    }
+}
+
+fn to_domain(m: plan::Model) -> Result<Plan, Error> {
+    let corrupt = |field: &str| {
+        Error::Internal(format!(
+            "catalog row of plan {} has an invalid {field}",
+            m.id
+        ))
+    };
+    let default_isolation = match m.default_isolation.as_deref() {
+        None => None,
+        Some(text) => Some(Isolation::parse(text).ok_or_else(|| corrupt("default_isolation"))?),
+    };
+    Ok(Plan {
+        id: PlanName::parse(&m.id).map_err(|_| corrupt("id"))?,
+        display_name: m.display_name,
+        default_isolation,
+        limits: PlanLimit::decode(&m.limits),
+        revision: m.revision,
+        create_time: m.create_time,
+        update_time: m.update_time,
+    })
 }

@@ -27,7 +27,6 @@ pub async fn set_limits(server: &TestServer, slug: &str, limits: &[(&str, i64)])
             update_mask: Some(prost_types::FieldMask {
                 paths: vec!["limit_overrides".into()],
             }),
-            ..Default::default()
         })
         .await
         .expect("set limits");

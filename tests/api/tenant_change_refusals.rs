@@ -64,23 +64,23 @@ async fn update_tenant_refuses_output_only_and_immutable_fields(server: &TestSer
         .await
         .unwrap_err();
     assert_bad_field(&status, "tenant.plan");
-    let mut bad_override = proto::Tenant {
-        name: created.name.clone(),
-        ..Default::default()
-    };
-    bad_override
-        .limit_overrides
-        .insert("Bad Resource".into(), 1);
-    let status = client
-        .update_tenant(proto::UpdateTenantRequest {
-            tenant: Some(bad_override),
-            update_mask: Some(FieldMask {
-                paths: vec!["limit_overrides".into()],
-            }),
-        })
-        .await
-        .unwrap_err();
-    assert_bad_field(&status, "tenant.limit_overrides");
+    for (resource, limit) in [("Bad Resource", 1), ("widgets", 1), ("users", -5)] {
+        let mut bad_override = proto::Tenant {
+            name: created.name.clone(),
+            ..Default::default()
+        };
+        bad_override.limit_overrides.insert(resource.into(), limit);
+        let status = client
+            .update_tenant(proto::UpdateTenantRequest {
+                tenant: Some(bad_override),
+                update_mask: Some(FieldMask {
+                    paths: vec!["limit_overrides".into()],
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_bad_field(&status, &format!("tenant.limit_overrides[{resource}]"));
+    }
     assert_eq!(server.catalog_snapshot().await, before, "nothing changed");
 }
 

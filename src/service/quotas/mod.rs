@@ -35,12 +35,14 @@ const MAX_BATCH: usize = 512;
 pub const STORAGE_BYTES: &str = "storage_bytes";
 
 type UsageKey = (TenantId, String);
+/// Consumptions waiting for a tenant's next batch, each with where its answer goes.
+type Waiting = Vec<(Job, tokio::sync::oneshot::Sender<Answer>)>;
 
 struct Inner {
     catalog: Catalog,
     dataplane: Arc<DataPlane>,
     /// Tenants with a batch in flight, and the consumptions waiting for the next one.
-    lanes: Mutex<HashMap<TenantId, Vec<(Job, tokio::sync::oneshot::Sender<Answer>)>>>,
+    lanes: Mutex<HashMap<TenantId, Waiting>>,
     usage: Mutex<LruCache<UsageKey, (Instant, Usage)>>,
 }
 

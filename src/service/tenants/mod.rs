@@ -6,7 +6,7 @@ use chrono::Duration;
 
 use super::provisioning::Provisioning;
 use crate::domain::{
-    Error, FieldViolation, Isolation, PlanName, Slug, StorageName, StoragePrefix, Tenant, TenantId,
+    Error, FieldViolation, Isolation, PlanName, Resource, Slug, effective_quotas, StorageName, StoragePrefix, Tenant, TenantId,
     TenantState,
 };
 use crate::store::{Backend, Catalog, NewTenant, RequestRecord};
@@ -253,12 +253,29 @@ impl Tenants {
             .as_ref()
             .and_then(|l| parse_labels(l, "tenant.labels", &mut violations));
         if let Some(overrides) = &changes.limit_overrides {
-            for resource in overrides.keys() {
-                if PlanName::parse(resource).is_err() || resource.contains('-') {
+            // An override changes the limit of a resource the tenant's plan (the new one, if the
+            // plan changes too) or the well-known list defines.
+            let plan = match &plan {
+                Some(plan) => Some(plan.clone()),
+                None if changes.plan.is_none() => Some(load(&self.catalog, target).await?.plan),
+                None => None,
+            };
+            let limits = match &plan {
+                Some(plan) => self.catalog.cached_plan_limits(plan).await?,
+                None => None,
+            };
+            let known = effective_quotas(limits.as_deref().map_or(&[], |l| l.as_slice()), overrides);
+            for (resource, limit) in overrides {
+                let field = format!("tenant.limit_overrides[{resource}]");
+                if let Err(why) = Resource::parse(resource) {
+                    violations.push(FieldViolation::new(field, why));
+                } else if plan.is_some() && !known.contains_key(resource) {
                     violations.push(FieldViolation::new(
-                        "tenant.limit_overrides",
-                        format!("'{resource}' is not a quota resource name (a-z, 0-9 and '_', starting with a letter)"),
+                        field,
+                        format!("'{resource}' is neither a well-known resource nor named by the tenant's plan"),
                     ));
+                } else if *limit < -1 {
+                    violations.push(FieldViolation::new(field, "must be -1 (unlimited) or more"));
                 }
             }
         }
