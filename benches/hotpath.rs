@@ -77,7 +77,7 @@ async fn start(database_url: Option<&str>) -> Server {
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }
-    let child = command.spawn().expect("start the server binary");
+    let mut child = command.spawn().expect("start the server binary");
     let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -91,7 +91,11 @@ async fn start(database_url: Option<&str>) -> Server {
                 };
             }
         }
-        assert!(Instant::now() < deadline, "the server did not start");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not start");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
