@@ -12,8 +12,8 @@ use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{Isolation, PlanLimit, PlanName, Resource, StoragePrefix, well_known};
 use crate::grpc::{self, Services};
 use crate::service::{
-    Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants,
-    run_purge_job,
+    Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker, Rollouts,
+    TenantSettings, Tenants, run_purge_job,
 };
 use crate::store::{Backend, Catalog, PlanDefaults, PoolSettings};
 
@@ -146,6 +146,7 @@ impl App {
             rollouts,
             quotas,
             plans: Plans::new(catalog.clone()),
+            tenant_id_source: config.tenant_id_source,
         };
         Ok(Self {
             config,
@@ -232,7 +233,10 @@ impl App {
         {
             tracing::warn!(error = %e, "purge job ended abnormally");
         }
-        for (what, task) in [("change follower", Some(follower)), ("storage measuring", measure)] {
+        for (what, task) in [
+            ("change follower", Some(follower)),
+            ("storage measuring", measure),
+        ] {
             if let Some(task) = task
                 && let Err(e) = task.await
             {

@@ -140,7 +140,11 @@ pub struct Config {
 
     /// How often every tenant's storage is measured for the storage_bytes gauge, in seconds;
     /// 0 turns the measuring off (MeasureStorage still measures on demand).
-    #[arg(long, env = "TENANT_PLANE_STORAGE_MEASURE_INTERVAL_SECS", default_value_t = 3600)]
+    #[arg(
+        long,
+        env = "TENANT_PLANE_STORAGE_MEASURE_INTERVAL_SECS",
+        default_value_t = 3600
+    )]
     pub storage_measure_interval_secs: u64,
 
     /// Concurrency of a rollout that does not choose one (tenants migrated at once, per replica).

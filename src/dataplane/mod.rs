@@ -29,8 +29,7 @@ use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 
 use crate::domain::{Error, Isolation, TenantId};
 use crate::store::{
-    Backend, Catalog, db_error,
-    Change,
+    Backend, Catalog, Change, db_error,
     provisioning::{record_migration, record_shared_version},
 };
 use handles::{Address, TenantHandles};

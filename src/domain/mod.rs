@@ -11,11 +11,11 @@ mod tenant;
 
 pub use api_key::{ApiKey, NewSecret, SECRET_PREFIX, hash_secret};
 pub use error::{Error, FieldViolation, QuotaViolation};
+pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
+pub use plan::Plan;
 pub use quota::{
     Metering, PlanLimit, Quota, QuotaKind, Resource, WELL_KNOWN, effective_quotas, well_known,
 };
-pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
-pub use plan::Plan;
 pub use rollout::{
     ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, TargetState, Verdict,
 };

@@ -104,8 +104,16 @@ impl Metering {
 
 /// The resources every tenant has, with their fixed metering.
 pub const WELL_KNOWN: [(&str, Metering); 4] = [
-    ("api_calls_per_minute", Metering::Counter { window_secs: 60 }),
-    ("messages_per_day", Metering::Counter { window_secs: 86_400 }),
+    (
+        "api_calls_per_minute",
+        Metering::Counter { window_secs: 60 },
+    ),
+    (
+        "messages_per_day",
+        Metering::Counter {
+            window_secs: 86_400,
+        },
+    ),
     ("storage_bytes", Metering::Gauge),
     ("users", Metering::Gauge),
 ];
@@ -144,8 +152,8 @@ impl PlanLimit {
         window_secs: Option<i64>,
         field: &str,
     ) -> Result<Self, Error> {
-        let resource =
-            Resource::parse(resource).map_err(|why| Error::invalid(format!("{field}.resource"), why))?;
+        let resource = Resource::parse(resource)
+            .map_err(|why| Error::invalid(format!("{field}.resource"), why))?;
         if limit < -1 {
             return Err(Error::invalid(
                 format!("{field}.limit"),
@@ -317,7 +325,9 @@ mod tests {
 
     #[test]
     fn windows_align_to_the_epoch() {
-        let day = Metering::Counter { window_secs: 86_400 };
+        let day = Metering::Counter {
+            window_secs: 86_400,
+        };
         // 2026-11-23T13:45:00Z
         assert_eq!(day.window_start(1_795_441_500), 1_795_392_000);
         assert_eq!(day.window_start(1_795_392_000), 1_795_392_000);
@@ -349,10 +359,18 @@ mod tests {
             "plan.limits[0]",
         );
         assert!(wrong.is_err());
-        let gauge_with_window =
-            PlanLimit::new("seats", 5, Some(QuotaKind::Gauge), Some(60), "l");
+        let gauge_with_window = PlanLimit::new("seats", 5, Some(QuotaKind::Gauge), Some(60), "l");
         assert!(gauge_with_window.is_err());
-        assert!(PlanLimit::new("exports_per_hour", 5, Some(QuotaKind::Counter), Some(3600), "l").is_ok());
+        assert!(
+            PlanLimit::new(
+                "exports_per_hour",
+                5,
+                Some(QuotaKind::Counter),
+                Some(3600),
+                "l"
+            )
+            .is_ok()
+        );
         assert!(PlanLimit::new("Bad", 5, Some(QuotaKind::Gauge), None, "l").is_err());
         assert!(PlanLimit::new("seats", -2, Some(QuotaKind::Gauge), None, "l").is_err());
     }
@@ -360,8 +378,14 @@ mod tests {
     #[test]
     fn limits_round_trip_through_the_catalog_encoding() {
         let limits = vec![
-            PlanLimit::new("exports_per_hour", 5, Some(QuotaKind::Counter), Some(3600), "l")
-                .unwrap(),
+            PlanLimit::new(
+                "exports_per_hour",
+                5,
+                Some(QuotaKind::Counter),
+                Some(3600),
+                "l",
+            )
+            .unwrap(),
             PlanLimit::new("users", -1, Some(QuotaKind::Gauge), None, "l").unwrap(),
         ];
         assert_eq!(PlanLimit::decode(&PlanLimit::encode(&limits)), limits);
@@ -369,9 +393,7 @@ mod tests {
 
     #[test]
     fn overrides_change_limits_of_known_resources_only() {
-        let plan = vec![
-            PlanLimit::new("users", 10, Some(QuotaKind::Gauge), None, "l").unwrap(),
-        ];
+        let plan = vec![PlanLimit::new("users", 10, Some(QuotaKind::Gauge), None, "l").unwrap()];
         let overrides = BTreeMap::from([("users".to_owned(), 50), ("nothing".to_owned(), 1)]);
         let quotas = effective_quotas(&plan, &overrides);
         assert_eq!(quotas["users"].limit, 50);

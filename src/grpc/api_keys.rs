@@ -29,9 +29,16 @@ impl TenantApi {
         let request = request.into_inner();
         let parent = TenantRef::parse(&request.parent, "parent")?;
         let wanted = request.api_key.unwrap_or_default();
+        // A valid protobuf Timestamp, kept at the catalog's precision (microseconds), so the key
+        // returned is the key as stored.
         let expire_time = match wanted.expire_time {
             Some(t) => Some(
-                chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(u32::MAX))
+                u32::try_from(t.nanos)
+                    .ok()
+                    .filter(|n| *n < 1_000_000_000)
+                    .and_then(|nanos| {
+                        chrono::DateTime::from_timestamp(t.seconds, nanos - nanos % 1_000)
+                    })
                     .ok_or_else(|| Error::invalid("api_key.expire_time", "is not a valid time"))?,
             ),
             None => None,

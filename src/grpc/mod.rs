@@ -4,6 +4,7 @@
 mod api_keys;
 pub mod context;
 mod convert;
+mod envoy;
 mod migration;
 mod plan;
 mod provisioning;
@@ -37,6 +38,8 @@ pub struct Services {
     pub rollouts: Rollouts,
     pub quotas: Quotas,
     pub plans: Plans,
+    /// Where the Envoy adapter looks for a request's tenant first (TENANT_ID_SOURCE).
+    pub tenant_id_source: crate::config::TenantIdSource,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,12 @@ pub async fn serve(
     health
         .set_serving::<PlanServiceServer<plan::PlanApi>>()
         .await;
+    health
+        .set_serving::<envoy::AuthorizationServer<envoy::AuthzApi>>()
+        .await;
+    health
+        .set_serving::<envoy::RateLimitServiceServer<envoy::RateLimitApi>>()
+        .await;
 
     let descriptors = [
         crate::proto::FILE_DESCRIPTOR_SET,
@@ -112,6 +121,9 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
+    // Cloned before the tenant and quota services take theirs.
+    let envoy_authz = envoy::AuthzApi::new(services.tenants.clone(), services.tenant_id_source);
+    let envoy_rate_limit = envoy::RateLimitApi::new(services.quotas.clone());
     let server = Server::builder()
         .layer(context::RequestContextLayer)
         .add_service(health_service)
@@ -127,8 +139,12 @@ pub async fn serve(
             services.migrations,
             services.rollouts,
         )))
-        .add_service(QuotaServiceServer::new(quota::QuotaApi::new(services.quotas)))
+        .add_service(QuotaServiceServer::new(quota::QuotaApi::new(
+            services.quotas,
+        )))
         .add_service(PlanServiceServer::new(plan::PlanApi::new(services.plans)))
+        .add_service(envoy::AuthorizationServer::new(envoy_authz))
+        .add_service(envoy::RateLimitServiceServer::new(envoy_rate_limit))
         .serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
     tokio::select! {

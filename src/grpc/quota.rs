@@ -31,8 +31,12 @@ pub fn quota_state(s: &QuotaState) -> proto::QuotaState {
         limit: s.limit,
         used: s.used,
         remaining: s.remaining(),
-        reset_time: s.reset_time().map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
-        window: s.window_secs.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+        reset_time: s
+            .reset_time()
+            .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
+        window: s
+            .window_secs
+            .map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
     }
 }
 

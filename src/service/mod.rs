@@ -15,15 +15,15 @@ pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
 pub use plans::{
     PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name,
 };
-pub use quotas::{QuotaState, Quotas, STORAGE_BYTES, USAGE_MAX_AGE};
 pub use provisioning::{Provisioning, ProvisioningStatus, run_purge_job};
+pub use quotas::{QuotaState, Quotas, STORAGE_BYTES, USAGE_MAX_AGE};
 pub use rollout_worker::RolloutWorker;
 pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, WatchItem};
 
 pub use paging::{PageSize, PageToken};
 pub use tenants::{
-    CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, NewApiKeyInput, RequestKey,
-    TenantRef, TenantSettings, Tenants, UpdateTenantInput,
+    CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, NewApiKeyInput,
+    RequestKey, TenantRef, TenantSettings, Tenants, UpdateTenantInput,
 };
 
 /// Now, at the catalog's precision (microseconds), so a value returned by a write equals the

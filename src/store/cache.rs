@@ -26,11 +26,16 @@ pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// A changed catalog row, as named by the change notifications.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Tenant { id: TenantId, slug: String },
+    Tenant {
+        id: TenantId,
+        slug: String,
+    },
     /// A change to an existing tenant's row (its slug, which never changes, still names it).
     TenantRow(TenantId),
     Plan(String),
-    ApiKey { secret_hash: String },
+    ApiKey {
+        secret_hash: String,
+    },
     /// Anything may have changed.
     All,
 }
@@ -103,7 +108,9 @@ impl CatalogCache {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps inconsistent with the catalog
         // in a harmful way (they only ever drop or add whole entries), so keep going.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn ticket(&self) -> Ticket {

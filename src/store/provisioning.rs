@@ -9,8 +9,8 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func},
 };
 
-use super::entity::tenant;
 use super::cache::Change;
+use super::entity::tenant;
 use super::{Catalog, db_error};
 use crate::domain::{Error, TenantId, TenantState};
 

@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
@@ -58,7 +59,12 @@ impl Catalog {
     }
 
     /// Sets a gauge's level outright.
-    pub async fn set_gauge(&self, tenant: TenantId, resource: &str, value: i64) -> Result<(), Error> {
+    pub async fn set_gauge(
+        &self,
+        tenant: TenantId,
+        resource: &str,
+        value: i64,
+    ) -> Result<(), Error> {
         let row = quota_usage::ActiveModel {
             tenant_id: Set(tenant.as_uuid()),
             resource: Set(resource.to_owned()),
@@ -90,6 +96,59 @@ impl Catalog {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    /// Consumes `amount` of one resource in a single atomic statement, the common case: an
+    /// upsert whose update only happens while the result stays within `limit` (-1 unlimited).
+    /// The row lock the upsert takes serialises it with every other writer of the row. Returns
+    /// the new usage, or `None` when admitting would exceed the limit (nothing is written).
+    pub async fn consume_one(
+        &self,
+        tenant: TenantId,
+        resource: &str,
+        window_start: i64,
+        amount: i64,
+        limit: i64,
+    ) -> Result<Option<Usage>, Error> {
+        if limit >= 0 && amount > limit {
+            return Ok(None);
+        }
+        let sql = "INSERT INTO quota_usage (tenant_id, resource, window_start, used, update_time) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, resource) DO UPDATE SET \
+               used = (CASE WHEN quota_usage.window_start = $3 THEN quota_usage.used ELSE 0 END) + $4, \
+               window_start = $3, update_time = $5 \
+             WHERE CAST($6 AS BIGINT) < 0 \
+               OR (CASE WHEN quota_usage.window_start = $3 THEN quota_usage.used ELSE 0 END) + $4 <= CAST($6 AS BIGINT) \
+             RETURNING used";
+        let backend = self.conn().get_database_backend();
+        let sql = match backend {
+            DbBackend::Sqlite => sql.replace('$', "?"),
+            _ => sql.to_owned(),
+        };
+        let row = self
+            .conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    tenant.as_uuid().into(),
+                    resource.into(),
+                    window_start.into(),
+                    amount.into(),
+                    crate::service::now().into(),
+                    limit.into(),
+                ],
+            ))
+            .await
+            .map_err(db_error)?;
+        row.map(|r| {
+            Ok(Usage {
+                window_start,
+                used: r.try_get::<i64>("", "used").map_err(db_error)?,
+            })
+        })
+        .transpose()
     }
 
     /// Runs one consumption batch for `tenant` in a transaction: locks the usage rows of
@@ -169,7 +228,10 @@ impl Catalog {
         let (write, answer) = decide(&current, &records);
         for (resource, usage) in &write.usage {
             quota_usage::Entity::update_many()
-                .col_expr(quota_usage::Column::WindowStart, Expr::value(usage.window_start))
+                .col_expr(
+                    quota_usage::Column::WindowStart,
+                    Expr::value(usage.window_start),
+                )
                 .col_expr(quota_usage::Column::Used, Expr::value(usage.used))
                 .col_expr(quota_usage::Column::UpdateTime, Expr::value(now))
                 .filter(quota_usage::Column::TenantId.eq(tenant.as_uuid()))

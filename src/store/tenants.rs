@@ -8,8 +8,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entity::{request_id, tenant};
 use super::cache::Change;
+use super::entity::{request_id, tenant};
 use super::{Catalog, db_error, is_unique_violation};
 use crate::domain::{Error, Isolation, Labels, PlanName, Slug, Tenant, TenantId, TenantState};
 

@@ -2,7 +2,10 @@
 
 mod support;
 
+mod api_keys;
+mod cache;
 mod cli;
+mod envoy;
 mod migrations;
 mod migrations_failures;
 mod plans;

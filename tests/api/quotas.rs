@@ -72,7 +72,10 @@ async fn hammer(servers: &[&TestServer], slug: &str, clients: usize, per_client:
         let slug = slug.to_owned();
         tasks.push(tokio::spawn(async move {
             for _ in 0..per_client {
-                match client.consume_quota(consume(&slug, &[("messages_per_day", 1)])).await {
+                match client
+                    .consume_quota(consume(&slug, &[("messages_per_day", 1)]))
+                    .await
+                {
                     Ok(_) => {
                         admitted.fetch_add(1, Ordering::Relaxed);
                     }
@@ -127,13 +130,20 @@ async fn a_denial_names_the_resource_and_when_to_retry(server: &TestServer) {
         .expect("within limits")
         .into_inner();
     assert_eq!(
-        ok.quotas.iter().map(|q| (q.resource.as_str(), q.used, q.remaining)).collect::<Vec<_>>(),
+        ok.quotas
+            .iter()
+            .map(|q| (q.resource.as_str(), q.used, q.remaining))
+            .collect::<Vec<_>>(),
         [("messages_per_day", 4, 1), ("users", 1, 1)]
     );
     let counter = &ok.quotas[0];
     assert_eq!(counter.kind, proto::QuotaKind::Counter as i32);
     assert_eq!(counter.window.as_ref().map(|w| w.seconds), Some(86_400));
-    let reset = counter.reset_time.as_ref().expect("a counter resets").seconds;
+    let reset = counter
+        .reset_time
+        .as_ref()
+        .expect("a counter resets")
+        .seconds;
     assert_eq!(reset % 86_400, 0, "the day ends at midnight UTC");
 
     // Over on messages, fine on users: all or nothing.
@@ -145,12 +155,23 @@ async fn a_denial_names_the_resource_and_when_to_retry(server: &TestServer) {
     let failure = status.get_details_quota_failure().expect("QuotaFailure");
     assert_eq!(failure.violations.len(), 1);
     assert!(failure.violations[0].subject.starts_with("tenants/"));
-    assert!(failure.violations[0].description.contains("messages_per_day"));
+    assert!(
+        failure.violations[0]
+            .description
+            .contains("messages_per_day")
+    );
     let retry = status.get_details_retry_info().expect("RetryInfo");
     let delay = retry.retry_delay.expect("a delay").as_secs() as i64;
     let now = chrono::Utc::now().timestamp();
-    assert!((reset - now - delay).abs() <= 2, "retry at the reset: {delay}s");
-    assert_eq!(used(server, "denied").await["users"], 1, "nothing of a refused call counts");
+    assert!(
+        (reset - now - delay).abs() <= 2,
+        "retry at the reset: {delay}s"
+    );
+    assert_eq!(
+        used(server, "denied").await["users"],
+        1,
+        "nothing of a refused call counts"
+    );
 
     // Only a gauge over: no RetryInfo, waiting does not help.
     let status = quotas
@@ -166,12 +187,23 @@ async fn a_retried_request_id_counts_once(server: &TestServer) {
     let mut quotas = server.quotas();
     let mut request = consume("retry", &[("messages_per_day", 3)]);
     request.request_id = uuid::Uuid::now_v7().to_string();
-    let first = quotas.consume_quota(request.clone()).await.expect("first").into_inner();
-    let again = quotas.consume_quota(request.clone()).await.expect("retry").into_inner();
+    let first = quotas
+        .consume_quota(request.clone())
+        .await
+        .expect("first")
+        .into_inner();
+    let again = quotas
+        .consume_quota(request.clone())
+        .await
+        .expect("retry")
+        .into_inner();
     assert_eq!(first, again);
     assert_eq!(used(server, "retry").await["messages_per_day"], 3);
     request.items[0].amount = 4;
-    let status = quotas.consume_quota(request).await.expect_err("same id, other request");
+    let status = quotas
+        .consume_quota(request)
+        .await
+        .expect_err("same id, other request");
     assert_bad_field(&status, "request_id");
     assert_eq!(used(server, "retry").await["messages_per_day"], 3);
 }
@@ -185,18 +217,49 @@ async fn check_has_no_side_effect(server: &TestServer) {
         resource: "messages_per_day".into(),
         amount,
     };
-    let answer = quotas.check_quota(check(10)).await.expect("check").into_inner();
+    let answer = quotas
+        .check_quota(check(10))
+        .await
+        .expect("check")
+        .into_inner();
     assert!(answer.allowed);
-    assert_eq!(answer.quota.as_ref().map(|q| (q.limit, q.used, q.remaining)), Some((10, 0, 10)));
-    assert!(!quotas.check_quota(check(11)).await.expect("check").into_inner().allowed);
+    assert_eq!(
+        answer
+            .quota
+            .as_ref()
+            .map(|q| (q.limit, q.used, q.remaining)),
+        Some((10, 0, 10))
+    );
+    assert!(
+        !quotas
+            .check_quota(check(11))
+            .await
+            .expect("check")
+            .into_inner()
+            .allowed
+    );
     quotas
         .consume_quota(consume("checked", &[("messages_per_day", 7)]))
         .await
         .expect("consume");
-    let answer = quotas.check_quota(check(3)).await.expect("check").into_inner();
-    assert!(answer.allowed, "this replica's own consumption is seen at once");
+    let answer = quotas
+        .check_quota(check(3))
+        .await
+        .expect("check")
+        .into_inner();
+    assert!(
+        answer.allowed,
+        "this replica's own consumption is seen at once"
+    );
     assert_eq!(answer.quota.map(|q| q.used), Some(7));
-    assert!(!quotas.check_quota(check(4)).await.expect("check").into_inner().allowed);
+    assert!(
+        !quotas
+            .check_quota(check(4))
+            .await
+            .expect("check")
+            .into_inner()
+            .allowed
+    );
     assert_eq!(used(server, "checked").await["messages_per_day"], 7);
 }
 
@@ -209,8 +272,15 @@ async fn gauges_are_reported_and_limit_consumption(server: &TestServer) {
         resource: "users".into(),
         value,
     };
-    let state = quotas.report_usage(report(2)).await.expect("report").into_inner();
-    assert_eq!((state.used, state.remaining, state.reset_time), (2, 1, None));
+    let state = quotas
+        .report_usage(report(2))
+        .await
+        .expect("report")
+        .into_inner();
+    assert_eq!(
+        (state.used, state.remaining, state.reset_time),
+        (2, 1, None)
+    );
     quotas
         .consume_quota(consume("gauged", &[("users", 1)]))
         .await
@@ -220,7 +290,11 @@ async fn gauges_are_reported_and_limit_consumption(server: &TestServer) {
         .await
         .expect_err("a fourth does not");
     // A measured level above the limit is recorded; consumption is then refused.
-    let state = quotas.report_usage(report(5)).await.expect("report").into_inner();
+    let state = quotas
+        .report_usage(report(5))
+        .await
+        .expect("report")
+        .into_inner();
     assert_eq!((state.used, state.remaining), (5, 0));
     let status = quotas
         .report_usage(ReportUsageRequest {
@@ -244,7 +318,10 @@ async fn storage_is_measured_for_real(server: &TestServer) {
         .expect("measure")
         .into_inner();
     assert_eq!(state.resource, "storage_bytes");
-    assert!(state.used > 0, "a provisioned tenant's tables take space: {state:?}");
+    assert!(
+        state.used > 0,
+        "a provisioned tenant's tables take space: {state:?}"
+    );
     assert_eq!(used(server, "measured").await["storage_bytes"], state.used);
 }
 
@@ -295,7 +372,10 @@ async fn suspended_deleted_and_unknown_tenants_are_refused(server: &TestServer) 
     let db = server.catalog().await;
     use sea_orm::{ConnectionTrait, Statement};
     let rows = db
-        .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT used FROM quota_usage"))
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT used FROM quota_usage",
+        ))
         .await
         .expect("read usage");
     assert!(rows.is_empty(), "refused calls count nothing");
@@ -307,13 +387,43 @@ async fn bad_requests_are_refused_and_count_nothing(server: &TestServer) {
     let mut quotas = server.quotas();
     let cases: Vec<(ConsumeQuotaRequest, &str)> = vec![
         (consume("strict", &[]), "items"),
-        (consume("strict", &[("messages_per_day", 0)]), "items[0].amount"),
-        (consume("strict", &[("messages_per_day", -3)]), "items[0].amount"),
-        (consume("strict", &[("users", 1), ("users", 1)]), "items[1].resource"),
-        (consume("strict", &[("users", 1), ("widgets", 1)]), "items[1].resource"),
-        (ConsumeQuotaRequest { tenant: "strict".into(), ..consume("strict", &[("users", 1)]) }, "tenant"),
-        (ConsumeQuotaRequest { tenant: "tenants/Bad Slug".into(), ..consume("strict", &[("users", 1)]) }, "tenant"),
-        (ConsumeQuotaRequest { request_id: "not-a-uuid".into(), ..consume("strict", &[("users", 1)]) }, "request_id"),
+        (
+            consume("strict", &[("messages_per_day", 0)]),
+            "items[0].amount",
+        ),
+        (
+            consume("strict", &[("messages_per_day", -3)]),
+            "items[0].amount",
+        ),
+        (
+            consume("strict", &[("users", 1), ("users", 1)]),
+            "items[1].resource",
+        ),
+        (
+            consume("strict", &[("users", 1), ("widgets", 1)]),
+            "items[1].resource",
+        ),
+        (
+            ConsumeQuotaRequest {
+                tenant: "strict".into(),
+                ..consume("strict", &[("users", 1)])
+            },
+            "tenant",
+        ),
+        (
+            ConsumeQuotaRequest {
+                tenant: "tenants/Bad Slug".into(),
+                ..consume("strict", &[("users", 1)])
+            },
+            "tenant",
+        ),
+        (
+            ConsumeQuotaRequest {
+                request_id: "not-a-uuid".into(),
+                ..consume("strict", &[("users", 1)])
+            },
+            "request_id",
+        ),
     ];
     for (request, field) in cases {
         let status = quotas.consume_quota(request).await.expect_err(field);

@@ -96,8 +96,9 @@ pub(super) fn decide(
             && let Some((hash, first)) = answered.get(&key.id)
         {
             answers.push(if *hash == key.request_hash {
-                serde_json::from_value(first.clone())
-                    .map_err(|e| Error::Internal(format!("stored answer of request {}: {e}", key.id)))
+                serde_json::from_value(first.clone()).map_err(|e| {
+                    Error::Internal(format!("stored answer of request {}: {e}", key.id))
+                })
             } else {
                 Err(Error::invalid(
                     "request_id",
@@ -121,7 +122,11 @@ pub(super) fn decide(
         let mut retry_after: Option<i64> = None;
         for (resource, quota, amount) in &job.items {
             let now_used = *usage.entry(resource.as_str()).or_insert_with(|| {
-                current_usage(*quota, locked.get(resource).copied().unwrap_or_default(), now)
+                current_usage(
+                    *quota,
+                    locked.get(resource).copied().unwrap_or_default(),
+                    now,
+                )
             });
             if !quota.admits(now_used.used, *amount) {
                 violations.push(QuotaViolation {
@@ -148,7 +153,11 @@ pub(super) fn decide(
         let mut states = Vec::with_capacity(job.items.len());
         for (resource, quota, amount) in &job.items {
             let entry = usage.entry(resource.as_str()).or_insert_with(|| {
-                current_usage(*quota, locked.get(resource).copied().unwrap_or_default(), now)
+                current_usage(
+                    *quota,
+                    locked.get(resource).copied().unwrap_or_default(),
+                    now,
+                )
             });
             entry.used = entry.used.saturating_add(*amount);
             changed.insert(resource.clone(), *entry);

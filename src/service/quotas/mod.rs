@@ -87,7 +87,10 @@ impl Quotas {
         if plan.is_none() {
             tracing::warn!(tenant = %tenant.id, plan = %tenant.plan, "tenant's plan does not exist; only overrides limit it");
         }
-        let quotas = effective_quotas(plan.as_deref().map_or(&[], |p| p.as_slice()), &tenant.limit_overrides);
+        let quotas = effective_quotas(
+            plan.as_deref().map_or(&[], |p| p.as_slice()),
+            &tenant.limit_overrides,
+        );
         Ok((tenant, quotas))
     }
 
@@ -160,7 +163,10 @@ impl Quotas {
     ) -> Result<Vec<QuotaState>, Error> {
         let mut violations = Vec::new();
         if items.is_empty() {
-            violations.push(FieldViolation::new("items", "must name at least one resource"));
+            violations.push(FieldViolation::new(
+                "items",
+                "must name at least one resource",
+            ));
         }
         let mut seen = HashSet::new();
         for (i, (resource, amount)) in items.iter().enumerate() {
@@ -255,6 +261,14 @@ impl Quotas {
     }
 
     async fn run_batch(&self, tenant: TenantId, jobs: &[Job]) -> Result<Vec<Answer>, Error> {
+        if let [job] = jobs
+            && let [(resource, quota, amount)] = job.items.as_slice()
+            && job.key.is_none()
+        {
+            return Ok(vec![
+                self.consume_one(tenant, resource, *quota, *amount).await?,
+            ]);
+        }
         let resources: Vec<String> = jobs
             .iter()
             .flat_map(|j| j.items.iter().map(|(r, ..)| r.clone()))
@@ -279,6 +293,53 @@ impl Quotas {
             cache.put((tenant, resource), (at, usage));
         }
         Ok(answers)
+    }
+
+    /// One item without a request id, in one statement (see `Catalog::consume_one`).
+    async fn consume_one(
+        &self,
+        tenant: TenantId,
+        resource: &str,
+        quota: Quota,
+        amount: i64,
+    ) -> Result<Answer, Error> {
+        let catalog = &self.inner.catalog;
+        let mut attempts = 0;
+        loop {
+            let now = now_secs();
+            let window_start = quota.metering.window_start(now);
+            if let Some(usage) = catalog
+                .consume_one(tenant, resource, window_start, amount, quota.limit)
+                .await?
+            {
+                self.lock_usage()
+                    .put((tenant, resource.to_owned()), (Instant::now(), usage));
+                return Ok(Ok(vec![QuotaState::new(resource, quota, usage, now)]));
+            }
+            // Refused: read what is used, to say why. If the level fell meanwhile (a gauge
+            // reported lower, a window ended), the read would admit it: try again instead.
+            let stored = catalog.usage(tenant).await?;
+            let locked = stored
+                .get(resource)
+                .map(|u| BTreeMap::from([(resource.to_owned(), *u)]))
+                .unwrap_or_default();
+            let job = Job {
+                items: vec![(resource.to_owned(), quota, amount)],
+                key: None,
+            };
+            let (_, mut answers) = decide::decide(tenant, &[job], &locked, &HashMap::new(), now);
+            attempts += 1;
+            match answers.pop() {
+                Some(Err(refusal)) => return Ok(Err(refusal)),
+                _ if attempts >= 3 => {
+                    return Err(Error::Aborted {
+                        reason: "CONCURRENT_UPDATE",
+                        message: format!("the usage of {resource} kept changing; retry"),
+                    });
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Sets a gauge to a measured level.
@@ -313,7 +374,10 @@ impl Quotas {
     }
 
     async fn set_gauge(&self, tenant: TenantId, resource: &str, value: i64) -> Result<(), Error> {
-        self.inner.catalog.set_gauge(tenant, resource, value).await?;
+        self.inner
+            .catalog
+            .set_gauge(tenant, resource, value)
+            .await?;
         self.lock_usage().put(
             (tenant, resource.to_owned()),
             (
@@ -335,7 +399,12 @@ impl Quotas {
         let states = quotas
             .iter()
             .map(|(resource, quota)| {
-                QuotaState::new(resource, *quota, stored.get(resource).copied().unwrap_or_default(), now)
+                QuotaState::new(
+                    resource,
+                    *quota,
+                    stored.get(resource).copied().unwrap_or_default(),
+                    now,
+                )
             })
             .collect();
         Ok((tenant, states))
@@ -344,7 +413,11 @@ impl Quotas {
     /// Measures the tenant's storage now and records it as its storage_bytes gauge.
     pub async fn measure_storage(&self, target: &TenantRef) -> Result<QuotaState, Error> {
         let (tenant, quotas) = self.limits(target).await?;
-        let bytes = self.inner.dataplane.storage_bytes(&storage_of(&tenant)).await?;
+        let bytes = self
+            .inner
+            .dataplane
+            .storage_bytes(&storage_of(&tenant))
+            .await?;
         self.set_gauge(tenant.id, STORAGE_BYTES, bytes).await?;
         let quota = quotas.get(STORAGE_BYTES).copied().unwrap_or(Quota {
             limit: -1,
@@ -363,7 +436,11 @@ impl Quotas {
 
     /// Measures every provisioned, live tenant's storage, then again every `interval`, until
     /// `stop` completes. A tenant that cannot be measured is logged and skipped.
-    pub async fn run_storage_job(self, interval: Duration, stop: impl std::future::Future<Output = ()>) {
+    pub async fn run_storage_job(
+        self,
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(stop);
         loop {
             tokio::select! {

@@ -24,27 +24,41 @@ fn job(amount: i64, limit: i64) -> Job {
 }
 
 fn locked(window_start: i64, used: i64) -> BTreeMap<String, Usage> {
-    BTreeMap::from([(
-        "messages_per_day".to_owned(),
-        Usage {
-            window_start,
-            used,
-        },
-    )])
+    BTreeMap::from([("messages_per_day".to_owned(), Usage { window_start, used })])
 }
 
 #[test]
 fn a_batch_admits_in_order_until_the_limit() {
     let today = NOW - NOW % DAY;
     let jobs = vec![job(3, 10), job(5, 10), job(4, 10), job(2, 10)];
-    let (write, answers) = decide(TenantId::new(), &jobs, &locked(today, 0), &HashMap::new(), NOW);
+    let (write, answers) = decide(
+        TenantId::new(),
+        &jobs,
+        &locked(today, 0),
+        &HashMap::new(),
+        NOW,
+    );
     let used: Vec<Option<i64>> = answers
         .iter()
         .map(|a| a.as_ref().ok().map(|s| s[0].used))
         .collect();
     assert_eq!(used, [Some(3), Some(8), None, Some(10)]);
-    assert_eq!(write.usage, vec![("messages_per_day".to_owned(), Usage { window_start: today, used: 10 })]);
-    let Err(Error::QuotaExhausted { retry_after, violations, .. }) = &answers[2] else {
+    assert_eq!(
+        write.usage,
+        vec![(
+            "messages_per_day".to_owned(),
+            Usage {
+                window_start: today,
+                used: 10
+            }
+        )]
+    );
+    let Err(Error::QuotaExhausted {
+        retry_after,
+        violations,
+        ..
+    }) = &answers[2]
+    else {
         panic!("the third job must be refused: {:?}", answers[2]);
     };
     assert_eq!(violations.len(), 1);
@@ -54,14 +68,29 @@ fn a_batch_admits_in_order_until_the_limit() {
 #[test]
 fn a_new_window_starts_from_zero() {
     let yesterday = NOW - NOW % DAY - DAY;
-    let (write, answers) = decide(TenantId::new(), &[job(10, 10)], &locked(yesterday, 10), &HashMap::new(), NOW);
+    let (write, answers) = decide(
+        TenantId::new(),
+        &[job(10, 10)],
+        &locked(yesterday, 10),
+        &HashMap::new(),
+        NOW,
+    );
     assert!(answers[0].is_ok());
-    assert_eq!(write.usage[0].1, Usage { window_start: NOW - NOW % DAY, used: 10 });
+    assert_eq!(
+        write.usage[0].1,
+        Usage {
+            window_start: NOW - NOW % DAY,
+            used: 10
+        }
+    );
 }
 
 #[test]
 fn all_or_nothing_across_items() {
-    let users = Quota { limit: 2, metering: Metering::Gauge };
+    let users = Quota {
+        limit: 2,
+        metering: Metering::Gauge,
+    };
     let both = Job {
         items: vec![
             ("messages_per_day".into(), messages(100), 1),
@@ -69,8 +98,19 @@ fn all_or_nothing_across_items() {
         ],
         key: None,
     };
-    let (write, answers) = decide(TenantId::new(), &[both], &BTreeMap::new(), &HashMap::new(), NOW);
-    let Err(Error::QuotaExhausted { retry_after, violations, .. }) = &answers[0] else {
+    let (write, answers) = decide(
+        TenantId::new(),
+        &[both],
+        &BTreeMap::new(),
+        &HashMap::new(),
+        NOW,
+    );
+    let Err(Error::QuotaExhausted {
+        retry_after,
+        violations,
+        ..
+    }) = &answers[0]
+    else {
         panic!("over the users limit must be refused");
     };
     assert_eq!(violations[0].resource, "users");
@@ -80,15 +120,27 @@ fn all_or_nothing_across_items() {
 
 #[test]
 fn a_repeated_request_id_in_one_batch_counts_once() {
-    let key = RequestKey { id: uuid::Uuid::now_v7(), request_hash: "h".into() };
+    let key = RequestKey {
+        id: uuid::Uuid::now_v7(),
+        request_hash: "h".into(),
+    };
     let mut first = job(4, 10);
     first.key = Some(key.clone());
     let mut again = job(4, 10);
     again.key = Some(key.clone());
     let mut other = job(4, 10);
-    other.key = Some(RequestKey { request_hash: "different".into(), ..key });
+    other.key = Some(RequestKey {
+        request_hash: "different".into(),
+        ..key
+    });
     let today = NOW - NOW % DAY;
-    let (write, answers) = decide(TenantId::new(), &[first, again, other], &locked(today, 0), &HashMap::new(), NOW);
+    let (write, answers) = decide(
+        TenantId::new(),
+        &[first, again, other],
+        &locked(today, 0),
+        &HashMap::new(),
+        NOW,
+    );
     let first: &Vec<QuotaState> = answers[0].as_ref().unwrap();
     assert_eq!(answers[1].as_ref().unwrap(), first);
     assert!(matches!(answers[2], Err(Error::InvalidArgument(_))));

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::input::MAX_DISPLAY_NAME;
-use super::{Tenants, TenantRef, load};
+use super::{TenantRef, Tenants, load};
 use crate::domain::{ApiKey, Error, FieldViolation, NewSecret, Tenant, TenantState, hash_secret};
 use crate::service::paging::{PageSize, PageToken, fingerprint};
 

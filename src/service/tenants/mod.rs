@@ -6,8 +6,8 @@ use chrono::Duration;
 
 use super::provisioning::Provisioning;
 use crate::domain::{
-    Error, FieldViolation, Isolation, PlanName, Resource, Slug, effective_quotas, StorageName, StoragePrefix, Tenant, TenantId,
-    TenantState,
+    Error, FieldViolation, Isolation, PlanName, Resource, Slug, StorageName, StoragePrefix, Tenant,
+    TenantId, TenantState, effective_quotas,
 };
 use crate::store::{Backend, Catalog, NewTenant, RequestRecord};
 
@@ -17,12 +17,12 @@ mod list;
 mod resolve;
 
 pub use api_keys::NewApiKeyInput;
+pub(super) use input::check_display_name;
+use input::parse_labels;
 pub use input::{
     CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, RequestKey,
     TenantRef, UpdateTenantInput,
 };
-pub(super) use input::check_display_name;
-use input::parse_labels;
 pub(crate) use resolve::cached_tenant;
 
 /// Tenant settings taken from the configuration.
@@ -264,7 +264,8 @@ impl Tenants {
                 Some(plan) => self.catalog.cached_plan_limits(plan).await?,
                 None => None,
             };
-            let known = effective_quotas(limits.as_deref().map_or(&[], |l| l.as_slice()), overrides);
+            let known =
+                effective_quotas(limits.as_deref().map_or(&[], |l| l.as_slice()), overrides);
             for (resource, limit) in overrides {
                 let field = format!("tenant.limit_overrides[{resource}]");
                 if let Err(why) = Resource::parse(resource) {

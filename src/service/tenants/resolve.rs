@@ -32,7 +32,10 @@ impl Tenants {
 }
 
 /// The tenant a reference names, from the catalog's memory when it is there.
-pub(crate) async fn cached_tenant(catalog: &Catalog, target: &TenantRef) -> Result<Arc<Tenant>, Error> {
+pub(crate) async fn cached_tenant(
+    catalog: &Catalog,
+    target: &TenantRef,
+) -> Result<Arc<Tenant>, Error> {
     let found = match target {
         TenantRef::Id(id) => catalog.cached_tenant_by_id(*id).await?,
         TenantRef::Slug(slug) => catalog.cached_tenant_by_slug(slug).await?,

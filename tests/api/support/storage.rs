@@ -7,6 +7,8 @@ use std::path::Path;
 
 use sea_orm::ConnectOptions;
 
+pub use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+pub use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 pub use proto::migration_service_client::MigrationServiceClient;
 pub use proto::provisioning_service_client::ProvisioningServiceClient;
 pub use proto::quota_service_client::QuotaServiceClient;
@@ -118,6 +120,16 @@ impl TestServer {
 
     pub fn quotas(&self) -> QuotaServiceClient<Channel> {
         QuotaServiceClient::new(self.channel.clone())
+    }
+
+    /// Envoy's ext_authz client, as the sidecar calls the server.
+    pub fn authz(&self) -> AuthorizationClient<Channel> {
+        AuthorizationClient::new(self.channel.clone())
+    }
+
+    /// Envoy's rate-limit client, as the sidecar calls the server.
+    pub fn ratelimit(&self) -> RateLimitServiceClient<Channel> {
+        RateLimitServiceClient::new(self.channel.clone())
     }
 
     /// The URL of another database on the catalog's PostgreSQL server.
