@@ -28,7 +28,7 @@ use sea_orm::{
 
 pub use cache::{CatalogCache, Change};
 pub use plans::PlanDefaults;
-pub use quota::{BatchWrite, Usage};
+pub use quota::{BatchWrite, Usage, UsageKey};
 pub use rollout_work::{Claim, Event, Outcome};
 pub use rollouts::{Candidate, NewTarget};
 pub use tenants::{ListQuery, NewTenant, RequestRecord};

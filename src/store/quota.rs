@@ -1,5 +1,5 @@
-//! Queries on `quota_usage`: reading a tenant's usage, setting a gauge, and the one transaction
-//! that admits a batch of consumptions.
+//! Queries on `quota_usage`: reading a tenant's usage, setting a gauge, and the statements that
+//! admit consumptions: one upsert for a lone consumption, one transaction for a batch.
 //!
 //! A consumption locks the tenant's usage rows it touches (an upsert that changes nothing, which
 //! locks the row whether it existed or not, in resource order so concurrent batches never
@@ -27,11 +27,14 @@ pub struct Usage {
     pub used: i64,
 }
 
+/// A tenant's resource.
+pub type UsageKey = (TenantId, String);
+
 /// What a batch decided, to be written before the transaction commits.
 #[derive(Debug, Default)]
 pub struct BatchWrite {
-    /// New usage of each resource that changed.
-    pub usage: Vec<(String, Usage)>,
+    /// New usage of each tenant's resource that changed.
+    pub usage: Vec<(UsageKey, Usage)>,
     /// Request ids of admitted requests, with their answers.
     pub records: Vec<RequestRecord>,
 }
@@ -151,31 +154,35 @@ impl Catalog {
         .transpose()
     }
 
-    /// Runs one consumption batch for `tenant` in a transaction: locks the usage rows of
-    /// `resources`, reads the request records of `request_ids`, lets `decide` choose what to
-    /// write given both, writes it and commits. `decide`'s answer is returned only once the
-    /// commit succeeded.
+    /// Runs one consumption batch in a transaction: locks the usage rows of `keys` (tenant and
+    /// resource, in key order, so concurrent batches never deadlock), reads the request records
+    /// of `request_ids`, lets `decide` choose what to write given both, writes it and commits.
+    /// `decide`'s answer is returned only once the commit succeeded.
     pub async fn consume_batch<T>(
         &self,
-        tenant: TenantId,
-        resources: &[String],
+        keys: &[UsageKey],
         request_ids: &[Uuid],
-        decide: impl FnOnce(&BTreeMap<String, Usage>, &HashMap<Uuid, RequestRecord>) -> (BatchWrite, T),
+        decide: impl FnOnce(
+            &BTreeMap<UsageKey, Usage>,
+            &HashMap<Uuid, RequestRecord>,
+        ) -> (BatchWrite, T),
     ) -> Result<T, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
         let now = crate::service::now();
-        let mut sorted: Vec<&String> = resources.iter().collect();
+        let mut sorted: Vec<&UsageKey> = keys.iter().collect();
         sorted.sort();
         sorted.dedup();
         // An upsert that keeps the row as it is: it locks existing rows and creates missing ones
         // (locked too), in one round trip on both backends.
-        let rows = sorted.iter().map(|resource| quota_usage::ActiveModel {
-            tenant_id: Set(tenant.as_uuid()),
-            resource: Set((*resource).clone()),
-            window_start: Set(0),
-            used: Set(0),
-            update_time: Set(now),
-        });
+        let rows = sorted
+            .iter()
+            .map(|(tenant, resource)| quota_usage::ActiveModel {
+                tenant_id: Set(tenant.as_uuid()),
+                resource: Set(resource.clone()),
+                window_start: Set(0),
+                used: Set(0),
+                update_time: Set(now),
+            });
         let locked = quota_usage::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
@@ -188,11 +195,11 @@ impl Catalog {
             .exec_with_returning(&txn)
             .await
             .map_err(db_error)?;
-        let current: BTreeMap<String, Usage> = locked
+        let current: BTreeMap<UsageKey, Usage> = locked
             .into_iter()
             .map(|r| {
                 (
-                    r.resource,
+                    (TenantId::from(r.tenant_id), r.resource),
                     Usage {
                         window_start: r.window_start,
                         used: r.used,
@@ -226,17 +233,34 @@ impl Catalog {
                 .collect()
         };
         let (write, answer) = decide(&current, &records);
-        for (resource, usage) in &write.usage {
-            quota_usage::Entity::update_many()
-                .col_expr(
-                    quota_usage::Column::WindowStart,
-                    Expr::value(usage.window_start),
+        if !write.usage.is_empty() {
+            // The rows exist and are locked: this upsert only ever updates them, all in one
+            // statement.
+            let rows =
+                write
+                    .usage
+                    .iter()
+                    .map(|((tenant, resource), usage)| quota_usage::ActiveModel {
+                        tenant_id: Set(tenant.as_uuid()),
+                        resource: Set(resource.clone()),
+                        window_start: Set(usage.window_start),
+                        used: Set(usage.used),
+                        update_time: Set(now),
+                    });
+            quota_usage::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([
+                        quota_usage::Column::TenantId,
+                        quota_usage::Column::Resource,
+                    ])
+                    .update_columns([
+                        quota_usage::Column::WindowStart,
+                        quota_usage::Column::Used,
+                        quota_usage::Column::UpdateTime,
+                    ])
+                    .to_owned(),
                 )
-                .col_expr(quota_usage::Column::Used, Expr::value(usage.used))
-                .col_expr(quota_usage::Column::UpdateTime, Expr::value(now))
-                .filter(quota_usage::Column::TenantId.eq(tenant.as_uuid()))
-                .filter(quota_usage::Column::Resource.eq(resource.as_str()))
-                .exec(&txn)
+                .exec_without_returning(&txn)
                 .await
                 .map_err(db_error)?;
         }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::{Error, Quota, QuotaViolation, TenantId};
 use crate::service::tenants::RequestKey;
-use crate::store::{BatchWrite, RequestRecord, Usage};
+use crate::store::{BatchWrite, RequestRecord, Usage, UsageKey};
 
 /// The method name request ids of consumptions are recorded under.
 pub(super) const METHOD: &str = "ConsumeQuota";
@@ -68,6 +68,7 @@ pub(super) fn current_usage(quota: Quota, stored: Usage, now: i64) -> Usage {
 
 /// A consumption waiting for its batch.
 pub(super) struct Job {
+    pub tenant: TenantId,
     /// Resource, its quota, amount; in request order.
     pub items: Vec<(String, Quota, i64)>,
     pub key: Option<RequestKey>,
@@ -77,14 +78,13 @@ pub(super) type Answer = Result<Vec<QuotaState>, Error>;
 
 /// Decides every job in order, each all or nothing, against the locked usage.
 pub(super) fn decide(
-    tenant: TenantId,
     jobs: &[Job],
-    locked: &BTreeMap<String, Usage>,
+    locked: &BTreeMap<UsageKey, Usage>,
     records: &HashMap<Uuid, RequestRecord>,
     now: i64,
 ) -> (BatchWrite, Vec<Answer>) {
-    let mut usage: HashMap<&str, Usage> = HashMap::new();
-    let mut changed: BTreeMap<String, Usage> = BTreeMap::new();
+    let mut usage: HashMap<UsageKey, Usage> = HashMap::new();
+    let mut changed: BTreeMap<UsageKey, Usage> = BTreeMap::new();
     let mut answered: HashMap<Uuid, (String, serde_json::Value)> = records
         .values()
         .filter_map(|r| Some((r.request_id, (r.request_hash.clone(), r.result.clone()?))))
@@ -92,6 +92,11 @@ pub(super) fn decide(
     let mut write = BatchWrite::default();
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
+        let tenant = job.tenant;
+        let load = |resource: &str, quota: Quota| {
+            let key = (tenant, resource.to_owned());
+            current_usage(quota, locked.get(&key).copied().unwrap_or_default(), now)
+        };
         if let Some(key) = &job.key
             && let Some((hash, first)) = answered.get(&key.id)
         {
@@ -121,13 +126,9 @@ pub(super) fn decide(
         let mut violations = Vec::new();
         let mut retry_after: Option<i64> = None;
         for (resource, quota, amount) in &job.items {
-            let now_used = *usage.entry(resource.as_str()).or_insert_with(|| {
-                current_usage(
-                    *quota,
-                    locked.get(resource).copied().unwrap_or_default(),
-                    now,
-                )
-            });
+            let now_used = *usage
+                .entry((tenant, resource.clone()))
+                .or_insert_with(|| load(resource, *quota));
             if !quota.admits(now_used.used, *amount) {
                 violations.push(QuotaViolation {
                     resource: resource.clone(),
@@ -152,15 +153,11 @@ pub(super) fn decide(
         }
         let mut states = Vec::with_capacity(job.items.len());
         for (resource, quota, amount) in &job.items {
-            let entry = usage.entry(resource.as_str()).or_insert_with(|| {
-                current_usage(
-                    *quota,
-                    locked.get(resource).copied().unwrap_or_default(),
-                    now,
-                )
-            });
+            let entry = usage
+                .entry((tenant, resource.clone()))
+                .or_insert_with(|| load(resource, *quota));
             entry.used = entry.used.saturating_add(*amount);
-            changed.insert(resource.clone(), *entry);
+            changed.insert((tenant, resource.clone()), *entry);
             states.push(QuotaState::new(resource, *quota, *entry, now));
         }
         if let Some(key) = &job.key

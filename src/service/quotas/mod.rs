@@ -2,10 +2,11 @@
 //!
 //! Limits come from memory (the catalog cache: tenant, plan, overrides). Checks read usage from
 //! memory too, refreshed from the catalog when older than [`USAGE_MAX_AGE`], so a replica sees
-//! another's consumptions within that time. Consumptions are exact: each tenant has a lane, and
-//! the consumptions that arrive while one batch is in the database form the next batch, decided
-//! in one transaction under row locks (see `store::quota`). A caller is answered only after its
-//! batch committed, so a crash loses nothing that was admitted.
+//! another's consumptions within that time. Consumptions are exact and durable. Tenants are
+//! spread over a few lanes; a lone consumption is one atomic upsert, and the consumptions that
+//! arrive while a lane's batch is in the database form its next batch, decided in one
+//! transaction under row locks (see `store::quota`). A caller is answered only after its
+//! consumption committed, so a crash loses nothing that was admitted.
 
 mod decide;
 
@@ -25,16 +26,22 @@ use crate::domain::{
     Error, FieldViolation, Metering, Quota, Tenant, TenantId, TenantState, effective_quotas,
 };
 use crate::service::provisioning::storage_of;
-use crate::store::{Catalog, ListQuery, Usage};
+use crate::store::{Catalog, ListQuery, Usage, UsageKey};
 
 /// How stale a check's view of usage may be.
 pub const USAGE_MAX_AGE: Duration = Duration::from_millis(500);
 /// Most consumptions decided in one transaction.
 const MAX_BATCH: usize = 512;
+/// Lanes consumptions are batched in: a tenant always uses the same one, so its consumptions
+/// are decided in arrival order, and this many batches can be in the database at once.
+const SHARDS: usize = 4;
+
+fn shard_of(tenant: TenantId) -> usize {
+    (tenant.as_uuid().as_u128() % SHARDS as u128) as usize
+}
 /// The resource the storage measurement sets.
 pub const STORAGE_BYTES: &str = "storage_bytes";
 
-type UsageKey = (TenantId, String);
 /// Consumptions waiting for a tenant's next batch, each with where its answer goes.
 type Waiting = Vec<(Job, tokio::sync::oneshot::Sender<Answer>)>;
 
@@ -42,7 +49,8 @@ struct Inner {
     catalog: Catalog,
     dataplane: Arc<DataPlane>,
     /// Tenants with a batch in flight, and the consumptions waiting for the next one.
-    lanes: Mutex<HashMap<TenantId, Waiting>>,
+    /// Per shard of tenants: consumptions waiting while the shard has a batch in flight.
+    lanes: Mutex<HashMap<usize, Waiting>>,
     usage: Mutex<LruCache<UsageKey, (Instant, Usage)>>,
 }
 
@@ -196,37 +204,39 @@ impl Quotas {
         Error::check(violations)?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
+            tenant: tenant.id,
             items: job_items,
             key,
         };
+        let shard = shard_of(tenant.id);
         let start = {
             let mut lanes = self
                 .inner
                 .lanes
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match lanes.get_mut(&tenant.id) {
+            match lanes.get_mut(&shard) {
                 Some(waiting) => {
                     waiting.push((job, reply));
                     false
                 }
                 None => {
-                    lanes.insert(tenant.id, vec![(job, reply)]);
+                    lanes.insert(shard, vec![(job, reply)]);
                     true
                 }
             }
         };
         if start {
             // A task of its own, so a caller that goes away cannot strand the others.
-            tokio::spawn(self.clone().drain_lane(tenant.id));
+            tokio::spawn(self.clone().drain_lane(shard));
         }
         answer
             .await
             .map_err(|_| Error::Internal("the consumption batch ended without an answer".into()))?
     }
 
-    /// Runs batches for a tenant until nobody is waiting.
-    async fn drain_lane(self, tenant: TenantId) {
+    /// Runs batches for a shard until nobody is waiting.
+    async fn drain_lane(self, shard: usize) {
         loop {
             let batch = {
                 let mut lanes = self
@@ -234,18 +244,18 @@ impl Quotas {
                     .lanes
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let Some(waiting) = lanes.get_mut(&tenant) else {
+                let Some(waiting) = lanes.get_mut(&shard) else {
                     return;
                 };
                 if waiting.is_empty() {
-                    lanes.remove(&tenant);
+                    lanes.remove(&shard);
                     return;
                 }
                 let take = waiting.len().min(MAX_BATCH);
                 waiting.drain(..take).collect::<Vec<_>>()
             };
             let (jobs, replies): (Vec<Job>, Vec<_>) = batch.into_iter().unzip();
-            match self.run_batch(tenant, &jobs).await {
+            match self.run_batch(&jobs).await {
                 Ok(answers) => {
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(answer);
@@ -260,18 +270,19 @@ impl Quotas {
         }
     }
 
-    async fn run_batch(&self, tenant: TenantId, jobs: &[Job]) -> Result<Vec<Answer>, Error> {
+    async fn run_batch(&self, jobs: &[Job]) -> Result<Vec<Answer>, Error> {
         if let [job] = jobs
             && let [(resource, quota, amount)] = job.items.as_slice()
             && job.key.is_none()
         {
             return Ok(vec![
-                self.consume_one(tenant, resource, *quota, *amount).await?,
+                self.consume_one(job.tenant, resource, *quota, *amount)
+                    .await?,
             ]);
         }
-        let resources: Vec<String> = jobs
+        let keys: Vec<UsageKey> = jobs
             .iter()
-            .flat_map(|j| j.items.iter().map(|(r, ..)| r.clone()))
+            .flat_map(|j| j.items.iter().map(|(r, ..)| (j.tenant, r.clone())))
             .collect();
         let request_ids: Vec<uuid::Uuid> = jobs
             .iter()
@@ -281,16 +292,16 @@ impl Quotas {
         let (written, answers) = self
             .inner
             .catalog
-            .consume_batch(tenant, &resources, &request_ids, |locked, records| {
-                let (write, answers) = decide::decide(tenant, jobs, locked, records, now);
+            .consume_batch(&keys, &request_ids, |locked, records| {
+                let (write, answers) = decide::decide(jobs, locked, records, now);
                 let written = write.usage.clone();
                 (write, (written, answers))
             })
             .await?;
         let at = Instant::now();
         let mut cache = self.lock_usage();
-        for (resource, usage) in written {
-            cache.put((tenant, resource), (at, usage));
+        for (key, usage) in written {
+            cache.put(key, (at, usage));
         }
         Ok(answers)
     }
@@ -321,13 +332,14 @@ impl Quotas {
             let stored = catalog.usage(tenant).await?;
             let locked = stored
                 .get(resource)
-                .map(|u| BTreeMap::from([(resource.to_owned(), *u)]))
+                .map(|u| BTreeMap::from([((tenant, resource.to_owned()), *u)]))
                 .unwrap_or_default();
             let job = Job {
+                tenant,
                 items: vec![(resource.to_owned(), quota, amount)],
                 key: None,
             };
-            let (_, mut answers) = decide::decide(tenant, &[job], &locked, &HashMap::new(), now);
+            let (_, mut answers) = decide::decide(&[job], &locked, &HashMap::new(), now);
             attempts += 1;
             match answers.pop() {
                 Some(Err(refusal)) => return Ok(Err(refusal)),

@@ -3,7 +3,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::decide::{Job, QuotaState, decide};
 use crate::domain::{Error, Metering, Quota, TenantId};
 use crate::service::tenants::RequestKey;
-use crate::store::Usage;
+use crate::store::{Usage, UsageKey};
 
 const DAY: i64 = 86_400;
 /// 2026-11-23T12:00:00Z
@@ -16,28 +16,30 @@ fn messages(limit: i64) -> Quota {
     }
 }
 
+fn tenant() -> TenantId {
+    TenantId::from(uuid::Uuid::nil())
+}
+
 fn job(amount: i64, limit: i64) -> Job {
     Job {
+        tenant: tenant(),
         items: vec![("messages_per_day".into(), messages(limit), amount)],
         key: None,
     }
 }
 
-fn locked(window_start: i64, used: i64) -> BTreeMap<String, Usage> {
-    BTreeMap::from([("messages_per_day".to_owned(), Usage { window_start, used })])
+fn locked(window_start: i64, used: i64) -> BTreeMap<UsageKey, Usage> {
+    BTreeMap::from([(
+        (tenant(), "messages_per_day".to_owned()),
+        Usage { window_start, used },
+    )])
 }
 
 #[test]
 fn a_batch_admits_in_order_until_the_limit() {
     let today = NOW - NOW % DAY;
     let jobs = vec![job(3, 10), job(5, 10), job(4, 10), job(2, 10)];
-    let (write, answers) = decide(
-        TenantId::new(),
-        &jobs,
-        &locked(today, 0),
-        &HashMap::new(),
-        NOW,
-    );
+    let (write, answers) = decide(&jobs, &locked(today, 0), &HashMap::new(), NOW);
     let used: Vec<Option<i64>> = answers
         .iter()
         .map(|a| a.as_ref().ok().map(|s| s[0].used))
@@ -46,7 +48,7 @@ fn a_batch_admits_in_order_until_the_limit() {
     assert_eq!(
         write.usage,
         vec![(
-            "messages_per_day".to_owned(),
+            (tenant(), "messages_per_day".to_owned()),
             Usage {
                 window_start: today,
                 used: 10
@@ -68,13 +70,7 @@ fn a_batch_admits_in_order_until_the_limit() {
 #[test]
 fn a_new_window_starts_from_zero() {
     let yesterday = NOW - NOW % DAY - DAY;
-    let (write, answers) = decide(
-        TenantId::new(),
-        &[job(10, 10)],
-        &locked(yesterday, 10),
-        &HashMap::new(),
-        NOW,
-    );
+    let (write, answers) = decide(&[job(10, 10)], &locked(yesterday, 10), &HashMap::new(), NOW);
     assert!(answers[0].is_ok());
     assert_eq!(
         write.usage[0].1,
@@ -92,19 +88,14 @@ fn all_or_nothing_across_items() {
         metering: Metering::Gauge,
     };
     let both = Job {
+        tenant: tenant(),
         items: vec![
             ("messages_per_day".into(), messages(100), 1),
             ("users".into(), users, 3),
         ],
         key: None,
     };
-    let (write, answers) = decide(
-        TenantId::new(),
-        &[both],
-        &BTreeMap::new(),
-        &HashMap::new(),
-        NOW,
-    );
+    let (write, answers) = decide(&[both], &BTreeMap::new(), &HashMap::new(), NOW);
     let Err(Error::QuotaExhausted {
         retry_after,
         violations,
@@ -135,7 +126,6 @@ fn a_repeated_request_id_in_one_batch_counts_once() {
     });
     let today = NOW - NOW % DAY;
     let (write, answers) = decide(
-        TenantId::new(),
         &[first, again, other],
         &locked(today, 0),
         &HashMap::new(),
@@ -146,4 +136,21 @@ fn a_repeated_request_id_in_one_batch_counts_once() {
     assert!(matches!(answers[2], Err(Error::InvalidArgument(_))));
     assert_eq!(write.usage[0].1.used, 4);
     assert_eq!(write.records.len(), 1);
+}
+
+#[test]
+fn tenants_in_one_batch_are_counted_apart() {
+    let other = TenantId::from(uuid::Uuid::max());
+    let mut theirs = job(6, 10);
+    theirs.tenant = other;
+    let jobs = [job(6, 10), theirs, job(6, 10)];
+    let (write, answers) = decide(&jobs, &locked(NOW - NOW % DAY, 0), &HashMap::new(), NOW);
+    assert!(
+        answers[0].is_ok() && answers[1].is_ok(),
+        "each tenant has its own 10"
+    );
+    assert!(answers[2].is_err(), "the first tenant's second 6 is over");
+    let written: Vec<(TenantId, i64)> =
+        write.usage.iter().map(|((t, _), u)| (*t, u.used)).collect();
+    assert_eq!(written, [(tenant(), 6), (other, 6)]);
 }
