@@ -106,15 +106,4 @@ impl Catalog {
         }
         Ok(row.map(to_domain))
     }
-
-    /// Removes a purged tenant's keys.
-    pub async fn delete_api_keys(&self, tenant: TenantId) -> Result<(), Error> {
-        api_key::Entity::delete_many()
-            .filter(api_key::Column::TenantId.eq(tenant.as_uuid()))
-            .exec(self.conn())
-            .await
-            .map_err(db_error)?;
-        self.changed(&Change::All);
-        Ok(())
-    }
 }

@@ -5,12 +5,12 @@
 //! mirrored version then commits together with the migration, never ahead of or behind it.
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
     sea_query::{Expr, ExprTrait, Func},
 };
 
 use super::cache::Change;
-use super::entity::tenant;
+use super::entity::{api_key, quota_usage, tenant};
 use super::{Catalog, db_error};
 use crate::domain::{Error, TenantId, TenantState};
 
@@ -191,6 +191,7 @@ impl Catalog {
     /// Records that a deleted tenant's storage is gone.
     pub async fn record_purge(&self, id: TenantId) -> Result<(), Error> {
         let now = crate::service::now();
+        let txn = self.conn().begin().await.map_err(db_error)?;
         tenant::Entity::update_many()
             .col_expr(
                 tenant::Column::ProvisionTime,
@@ -206,10 +207,23 @@ impl Catalog {
             )
             .col_expr(tenant::Column::UpdateTime, Expr::value(now))
             .filter(tenant::Column::Id.eq(id.as_uuid()))
-            .exec(self.conn())
+            .exec(&txn)
             .await
             .map_err(db_error)?;
-        self.changed(&Change::TenantRow(id));
+        // With its data gone, the tenant's usage counts and API keys go too.
+        quota_usage::Entity::delete_many()
+            .filter(quota_usage::Column::TenantId.eq(id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        api_key::Entity::delete_many()
+            .filter(api_key::Column::TenantId.eq(id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        // The removed keys' hashes are not at hand: drop every cached key with the tenant.
+        self.changed(&Change::All);
         Ok(())
     }
 }

@@ -91,16 +91,6 @@ impl Catalog {
         Ok(())
     }
 
-    /// Forgets a purged tenant's usage.
-    pub async fn delete_usage(&self, tenant: TenantId) -> Result<(), Error> {
-        quota_usage::Entity::delete_many()
-            .filter(quota_usage::Column::TenantId.eq(tenant.as_uuid()))
-            .exec(self.conn())
-            .await
-            .map_err(db_error)?;
-        Ok(())
-    }
-
     /// Consumes `amount` of one resource in a single atomic statement, the common case: an
     /// upsert whose update only happens while the result stays within `limit` (-1 unlimited).
     /// The row lock the upsert takes serialises it with every other writer of the row. Returns

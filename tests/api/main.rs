@@ -17,6 +17,7 @@ mod provisioning_failures;
 mod provisioning_postgres;
 mod provisioning_status;
 mod purge_job;
+mod quota_refusals;
 mod quotas;
 mod rollout_crashes;
 mod rollouts;
