@@ -17,7 +17,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{quota_usage, request_id};
-use super::{Catalog, RequestRecord, db_error};
+use super::{Backend, Catalog, RequestRecord, db_error};
 use crate::domain::{Error, TenantId};
 
 /// A resource's stored usage: the window it counts (0 for a gauge) and the amount.
@@ -142,6 +142,72 @@ impl Catalog {
             })
         })
         .transpose()
+    }
+
+    /// Consumes many single-resource amounts in one statement (PostgreSQL): each row's usage
+    /// goes up by its amount only while it stays within the row's limit, atomically per row.
+    /// Answers the new usage of every row it raised; a row that is missing (never used yet) or
+    /// would exceed its limit is left out, for the caller to decide one by one. Each key must
+    /// appear once. On SQLite, or if the statement met a deadlock with another replica, it
+    /// raises nothing and answers an empty map.
+    pub async fn consume_many(
+        &self,
+        rows: &[(UsageKey, i64, i64, i64)],
+    ) -> Result<HashMap<UsageKey, i64>, Error> {
+        if self.backend != Backend::Postgres || rows.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // One statement shape whatever the batch size, so it is prepared once per connection.
+        let sql = "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) \
+               AS r(tenant_id uuid, resource text, window_start bigint, amount bigint, lim bigint)) \
+             UPDATE quota_usage q SET \
+               used = (CASE WHEN q.window_start = req.window_start THEN q.used ELSE 0 END) + req.amount, \
+               window_start = req.window_start, update_time = $2 \
+             FROM req \
+             WHERE q.tenant_id = req.tenant_id AND q.resource = req.resource \
+               AND (req.lim < 0 \
+                 OR (CASE WHEN q.window_start = req.window_start THEN q.used ELSE 0 END) + req.amount <= req.lim) \
+             RETURNING q.tenant_id, q.resource, q.used";
+        let batch: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|((tenant, resource), window_start, amount, limit)| {
+                serde_json::json!({
+                    "tenant_id": tenant.to_string(),
+                    "resource": resource,
+                    "window_start": window_start,
+                    "amount": amount,
+                    "lim": limit,
+                })
+            })
+            .collect();
+        let result = self
+            .conn()
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                [
+                    serde_json::Value::Array(batch).into(),
+                    crate::service::now().into(),
+                ],
+            ))
+            .await;
+        let raised = match result {
+            Ok(raised) => raised,
+            Err(e) if e.to_string().contains("deadlock detected") => {
+                tracing::debug!("a consumption batch met another replica's; deciding one by one");
+                return Ok(HashMap::new());
+            }
+            Err(e) => return Err(db_error(e)),
+        };
+        raised
+            .iter()
+            .map(|r| {
+                let tenant: Uuid = r.try_get("", "tenant_id").map_err(db_error)?;
+                let resource: String = r.try_get("", "resource").map_err(db_error)?;
+                let used: i64 = r.try_get("", "used").map_err(db_error)?;
+                Ok(((TenantId::from(tenant), resource), used))
+            })
+            .collect()
     }
 
     /// Runs one consumption batch in a transaction: locks the usage rows of `keys` (tenant and

@@ -77,8 +77,8 @@ pub(super) struct Job {
 pub(super) type Answer = Result<Vec<QuotaState>, Error>;
 
 /// Decides every job in order, each all or nothing, against the locked usage.
-pub(super) fn decide(
-    jobs: &[Job],
+pub(super) fn decide<'a>(
+    jobs: impl IntoIterator<Item = &'a Job>,
     locked: &BTreeMap<UsageKey, Usage>,
     records: &HashMap<Uuid, RequestRecord>,
     now: i64,
@@ -90,7 +90,7 @@ pub(super) fn decide(
         .filter_map(|r| Some((r.request_id, (r.request_hash.clone(), r.result.clone()?))))
         .collect();
     let mut write = BatchWrite::default();
-    let mut answers = Vec::with_capacity(jobs.len());
+    let mut answers = Vec::new();
     for job in jobs {
         let tenant = job.tenant;
         let load = |resource: &str, quota: Quota| {

@@ -34,7 +34,7 @@ pub const USAGE_MAX_AGE: Duration = Duration::from_millis(500);
 const MAX_BATCH: usize = 512;
 /// Lanes consumptions are batched in: a tenant always uses the same one, so its consumptions
 /// are decided in arrival order, and this many batches can be in the database at once.
-const SHARDS: usize = 4;
+const SHARDS: usize = 8;
 
 fn shard_of(tenant: TenantId) -> usize {
     (tenant.as_uuid().as_u128() % SHARDS as u128) as usize
@@ -280,6 +280,95 @@ impl Quotas {
                     .await?,
             ]);
         }
+        let mut answers: Vec<Option<Answer>> = jobs.iter().map(|_| None).collect();
+        self.consume_simple(jobs, &mut answers).await?;
+        let rest: Vec<usize> = (0..jobs.len()).filter(|i| answers[*i].is_none()).collect();
+        if !rest.is_empty() {
+            let rest_jobs: Vec<&Job> = rest.iter().map(|i| &jobs[*i]).collect();
+            for (i, answer) in rest
+                .into_iter()
+                .zip(self.decide_in_transaction(&rest_jobs).await?)
+            {
+                answers[i] = Some(answer);
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| Err(Error::Internal("a consumption went undecided".into())))
+            })
+            .collect())
+    }
+
+    /// Admits the batch's single-resource consumptions without a request id in one statement
+    /// (see `Catalog::consume_many`), all of a tenant's resource at once; leaves the others,
+    /// and any that statement did not raise, unanswered.
+    async fn consume_simple(
+        &self,
+        jobs: &[Job],
+        answers: &mut [Option<Answer>],
+    ) -> Result<(), Error> {
+        let mut by_key: HashMap<UsageKey, (Quota, i64, Vec<usize>)> = HashMap::new();
+        for (i, job) in jobs.iter().enumerate() {
+            if let [(resource, quota, amount)] = job.items.as_slice()
+                && job.key.is_none()
+            {
+                let entry =
+                    by_key
+                        .entry((job.tenant, resource.clone()))
+                        .or_insert((*quota, 0, Vec::new()));
+                entry.1 = entry.1.saturating_add(*amount);
+                entry.2.push(i);
+            }
+        }
+        let now = now_secs();
+        let rows: Vec<(UsageKey, i64, i64, i64)> = by_key
+            .iter()
+            .filter(|(_, (quota, total, _))| quota.unlimited() || *total <= quota.limit)
+            .map(|(key, (quota, total, _))| {
+                (
+                    key.clone(),
+                    quota.metering.window_start(now),
+                    *total,
+                    quota.limit,
+                )
+            })
+            .collect();
+        if rows.len() < 2 {
+            return Ok(());
+        }
+        let raised = self.inner.catalog.consume_many(&rows).await?;
+        let at = Instant::now();
+        for (key, used_after) in raised {
+            let Some((quota, total, indices)) = by_key.get(&key) else {
+                continue;
+            };
+            let window_start = quota.metering.window_start(now);
+            self.lock_usage().put(
+                key.clone(),
+                (
+                    at,
+                    Usage {
+                        window_start,
+                        used: used_after,
+                    },
+                ),
+            );
+            // In arrival order, each consumption sees the ones before it.
+            let mut used = used_after - total;
+            for &i in indices {
+                if let [(resource, _, amount)] = jobs[i].items.as_slice() {
+                    used += amount;
+                    let usage = Usage { window_start, used };
+                    answers[i] = Some(Ok(vec![QuotaState::new(resource, *quota, usage, now)]));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides consumptions one by one in a transaction under row locks.
+    async fn decide_in_transaction(&self, jobs: &[&Job]) -> Result<Vec<Answer>, Error> {
         let keys: Vec<UsageKey> = jobs
             .iter()
             .flat_map(|j| j.items.iter().map(|(r, ..)| (j.tenant, r.clone())))
@@ -293,7 +382,7 @@ impl Quotas {
             .inner
             .catalog
             .consume_batch(&keys, &request_ids, |locked, records| {
-                let (write, answers) = decide::decide(jobs, locked, records, now);
+                let (write, answers) = decide::decide(jobs.iter().copied(), locked, records, now);
                 let written = write.usage.clone();
                 (write, (written, answers))
             })
