@@ -257,7 +257,13 @@ async fn throughput(
     // Rounds of all four, in turn, so drift (caches warming, the machine's other work) falls on
     // every RPC alike; each figure is the median over the rounds.
     let mut rounds: [Vec<Figures>; 4] = Default::default();
+    // For profiling the server under ConsumeQuota alone; prints only its figures.
+    let consume_only = std::env::var("BENCH_CONSUME_ONLY").is_ok_and(|v| v == "1");
     for _ in 0..rounds_wanted {
+        if consume_only {
+            rounds[3].push(measure(secs, concurrency, consume.clone()).await);
+            continue;
+        }
         rounds[0].push(measure(secs, concurrency, health()).await);
         rounds[1].push(measure(secs, concurrency, resolve.clone()).await);
         rounds[2].push(measure(secs, concurrency, check.clone()).await);
@@ -268,6 +274,11 @@ async fn throughput(
         let mid = &figures[figures.len() / 2];
         *mid
     };
+    if consume_only {
+        let f = rounds[3][0];
+        println!("ConsumeQuota alone: {:.0}/s, p50 {:.0} µs, p99 {:.0} µs", f.calls_per_sec, f.p50_us, f.p99_us);
+        return;
+    }
     let [mut h, mut r, mut c, mut q] = rounds;
     let (base, resolve, check, consume) = (
         median(&mut h),

@@ -110,7 +110,8 @@ impl TenantHandles {
             .min_connections(0)
             .idle_timeout(IDLE_TIMEOUT)
             .acquire_timeout(self.acquire_timeout)
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            .test_before_acquire_if_idle_for(crate::store::IDLE_BEFORE_PING);
         Database::connect(options).await.map_err(db_error)
     }
 }

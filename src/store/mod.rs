@@ -46,6 +46,9 @@ pub enum Backend {
 /// start together apply each migration once (an arbitrary constant: "tpcatalg" in ASCII).
 const CATALOG_MIGRATION_LOCK: i64 = 0x7470_6361_7461_6c67;
 
+/// How long a pooled connection may sit idle before it is pinged on its next use.
+pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
+
 /// How long an SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,6 +90,9 @@ impl Catalog {
             .acquire_timeout(pool.acquire_timeout)
             .connect_timeout(pool.acquire_timeout)
             .sqlx_logging(false)
+            // A ping before every use would double the round trips of the hot path; only a
+            // connection idle long enough to have been dropped by a proxy is checked first.
+            .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .map_sqlx_sqlite_opts(|opts| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 opts.create_if_missing(true)

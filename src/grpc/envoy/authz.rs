@@ -6,8 +6,10 @@
 //!    Any other source that names a *different existing* tenant is a mismatch (403); a source
 //!    that names no tenant at all (the `api` of `api.example.com`, a stale `x-tenant-id`) is
 //!    ignored, since the headers this filter sets replace it upstream anyway.
-//! 2. Otherwise the first of `x-tenant-id` (id or slug), a path `/tenants/{id-or-slug}/...` and
-//!    the first label of a host with three or more labels decides, and nothing after it.
+//! 2. Otherwise the first source that names something decides, and nothing after it: the one
+//!    TENANT_ID_SOURCE names (`subdomain` by default), then the rest in the order `x-tenant-id`
+//!    (id or slug), a path `/tenants/{id-or-slug}/...`, the first label of a host with three or
+//!    more labels.
 //!
 //! ## Answers
 //! A denial is an `Ok` answer with a google.rpc code and a JSON body for the client; an `Err`

@@ -34,7 +34,7 @@ pub const USAGE_MAX_AGE: Duration = Duration::from_millis(500);
 const MAX_BATCH: usize = 512;
 /// Lanes consumptions are batched in: a tenant always uses the same one, so its consumptions
 /// are decided in arrival order, and this many batches can be in the database at once.
-const SHARDS: usize = 8;
+const SHARDS: usize = 2;
 
 fn shard_of(tenant: TenantId) -> usize {
     (tenant.as_uuid().as_u128() % SHARDS as u128) as usize
