@@ -276,7 +276,10 @@ async fn throughput(
     };
     if consume_only {
         let f = rounds[3][0];
-        println!("ConsumeQuota alone: {:.0}/s, p50 {:.0} µs, p99 {:.0} µs", f.calls_per_sec, f.p50_us, f.p99_us);
+        println!(
+            "ConsumeQuota alone: {:.0}/s, p50 {:.0} µs, p99 {:.0} µs",
+            f.calls_per_sec, f.p50_us, f.p99_us
+        );
         return;
     }
     let [mut h, mut r, mut c, mut q] = rounds;

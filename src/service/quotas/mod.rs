@@ -9,6 +9,9 @@
 //! consumption committed, so a crash loses nothing that was admitted.
 
 mod decide;
+mod lanes;
+mod leases;
+mod storage;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -17,33 +20,20 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
+use decide::Job;
 pub use decide::QuotaState;
-use decide::{Answer, Job};
+use lanes::{Waiting, shard_of};
+pub use storage::STORAGE_BYTES;
 
 use super::tenants::{RequestKey, TenantRef, cached_tenant};
 use crate::dataplane::DataPlane;
 use crate::domain::{
     Error, FieldViolation, Metering, Quota, Tenant, TenantId, TenantState, effective_quotas,
 };
-use crate::service::provisioning::storage_of;
-use crate::store::{Catalog, ListQuery, Usage, UsageKey};
+use crate::store::{Catalog, Usage, UsageKey};
 
 /// How stale a check's view of usage may be.
 pub const USAGE_MAX_AGE: Duration = Duration::from_millis(500);
-/// Most consumptions decided in one transaction.
-const MAX_BATCH: usize = 512;
-/// Lanes consumptions are batched in: a tenant always uses the same one, so its consumptions
-/// are decided in arrival order, and this many batches can be in the database at once.
-const SHARDS: usize = 2;
-
-fn shard_of(tenant: TenantId) -> usize {
-    (tenant.as_uuid().as_u128() % SHARDS as u128) as usize
-}
-/// The resource the storage measurement sets.
-pub const STORAGE_BYTES: &str = "storage_bytes";
-
-/// Consumptions waiting for a tenant's next batch, each with where its answer goes.
-type Waiting = Vec<(Job, tokio::sync::oneshot::Sender<Answer>)>;
 
 struct Inner {
     catalog: Catalog,
@@ -235,214 +225,6 @@ impl Quotas {
             .map_err(|_| Error::Internal("the consumption batch ended without an answer".into()))?
     }
 
-    /// Runs batches for a shard until nobody is waiting.
-    async fn drain_lane(self, shard: usize) {
-        loop {
-            let batch = {
-                let mut lanes = self
-                    .inner
-                    .lanes
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let Some(waiting) = lanes.get_mut(&shard) else {
-                    return;
-                };
-                if waiting.is_empty() {
-                    lanes.remove(&shard);
-                    return;
-                }
-                let take = waiting.len().min(MAX_BATCH);
-                waiting.drain(..take).collect::<Vec<_>>()
-            };
-            let (jobs, replies): (Vec<Job>, Vec<_>) = batch.into_iter().unzip();
-            match self.run_batch(&jobs).await {
-                Ok(answers) => {
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
-                    }
-                }
-                Err(error) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                }
-            }
-        }
-    }
-
-    async fn run_batch(&self, jobs: &[Job]) -> Result<Vec<Answer>, Error> {
-        if let [job] = jobs
-            && let [(resource, quota, amount)] = job.items.as_slice()
-            && job.key.is_none()
-        {
-            return Ok(vec![
-                self.consume_one(job.tenant, resource, *quota, *amount)
-                    .await?,
-            ]);
-        }
-        let mut answers: Vec<Option<Answer>> = jobs.iter().map(|_| None).collect();
-        self.consume_simple(jobs, &mut answers).await?;
-        let rest: Vec<usize> = (0..jobs.len()).filter(|i| answers[*i].is_none()).collect();
-        if !rest.is_empty() {
-            let rest_jobs: Vec<&Job> = rest.iter().map(|i| &jobs[*i]).collect();
-            for (i, answer) in rest
-                .into_iter()
-                .zip(self.decide_in_transaction(&rest_jobs).await?)
-            {
-                answers[i] = Some(answer);
-            }
-        }
-        Ok(answers
-            .into_iter()
-            .map(|a| {
-                a.unwrap_or_else(|| Err(Error::Internal("a consumption went undecided".into())))
-            })
-            .collect())
-    }
-
-    /// Admits the batch's single-resource consumptions without a request id in one statement
-    /// (see `Catalog::consume_many`), all of a tenant's resource at once; leaves the others,
-    /// and any that statement did not raise, unanswered.
-    async fn consume_simple(
-        &self,
-        jobs: &[Job],
-        answers: &mut [Option<Answer>],
-    ) -> Result<(), Error> {
-        let mut by_key: HashMap<UsageKey, (Quota, i64, Vec<usize>)> = HashMap::new();
-        for (i, job) in jobs.iter().enumerate() {
-            if let [(resource, quota, amount)] = job.items.as_slice()
-                && job.key.is_none()
-            {
-                let entry =
-                    by_key
-                        .entry((job.tenant, resource.clone()))
-                        .or_insert((*quota, 0, Vec::new()));
-                entry.1 = entry.1.saturating_add(*amount);
-                entry.2.push(i);
-            }
-        }
-        let now = now_secs();
-        let rows: Vec<(UsageKey, i64, i64, i64)> = by_key
-            .iter()
-            .filter(|(_, (quota, total, _))| quota.unlimited() || *total <= quota.limit)
-            .map(|(key, (quota, total, _))| {
-                (
-                    key.clone(),
-                    quota.metering.window_start(now),
-                    *total,
-                    quota.limit,
-                )
-            })
-            .collect();
-        if rows.len() < 2 {
-            return Ok(());
-        }
-        let raised = self.inner.catalog.consume_many(&rows).await?;
-        let at = Instant::now();
-        for (key, used_after) in raised {
-            let Some((quota, total, indices)) = by_key.get(&key) else {
-                continue;
-            };
-            let window_start = quota.metering.window_start(now);
-            self.lock_usage().put(
-                key.clone(),
-                (
-                    at,
-                    Usage {
-                        window_start,
-                        used: used_after,
-                    },
-                ),
-            );
-            // In arrival order, each consumption sees the ones before it.
-            let mut used = used_after - total;
-            for &i in indices {
-                if let [(resource, _, amount)] = jobs[i].items.as_slice() {
-                    used += amount;
-                    let usage = Usage { window_start, used };
-                    answers[i] = Some(Ok(vec![QuotaState::new(resource, *quota, usage, now)]));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Decides consumptions one by one in a transaction under row locks.
-    async fn decide_in_transaction(&self, jobs: &[&Job]) -> Result<Vec<Answer>, Error> {
-        let keys: Vec<UsageKey> = jobs
-            .iter()
-            .flat_map(|j| j.items.iter().map(|(r, ..)| (j.tenant, r.clone())))
-            .collect();
-        let request_ids: Vec<uuid::Uuid> = jobs
-            .iter()
-            .filter_map(|j| j.key.as_ref().map(|k| k.id))
-            .collect();
-        let now = now_secs();
-        let (written, answers) = self
-            .inner
-            .catalog
-            .consume_batch(&keys, &request_ids, |locked, records| {
-                let (write, answers) = decide::decide(jobs.iter().copied(), locked, records, now);
-                let written = write.usage.clone();
-                (write, (written, answers))
-            })
-            .await?;
-        let at = Instant::now();
-        let mut cache = self.lock_usage();
-        for (key, usage) in written {
-            cache.put(key, (at, usage));
-        }
-        Ok(answers)
-    }
-
-    /// One item without a request id, in one statement (see `Catalog::consume_one`).
-    async fn consume_one(
-        &self,
-        tenant: TenantId,
-        resource: &str,
-        quota: Quota,
-        amount: i64,
-    ) -> Result<Answer, Error> {
-        let catalog = &self.inner.catalog;
-        let mut attempts = 0;
-        loop {
-            let now = now_secs();
-            let window_start = quota.metering.window_start(now);
-            if let Some(usage) = catalog
-                .consume_one(tenant, resource, window_start, amount, quota.limit)
-                .await?
-            {
-                self.lock_usage()
-                    .put((tenant, resource.to_owned()), (Instant::now(), usage));
-                return Ok(Ok(vec![QuotaState::new(resource, quota, usage, now)]));
-            }
-            // Refused: read what is used, to say why. If the level fell meanwhile (a gauge
-            // reported lower, a window ended), the read would admit it: try again instead.
-            let stored = catalog.usage(tenant).await?;
-            let locked = stored
-                .get(resource)
-                .map(|u| BTreeMap::from([((tenant, resource.to_owned()), *u)]))
-                .unwrap_or_default();
-            let job = Job {
-                tenant,
-                items: vec![(resource.to_owned(), quota, amount)],
-                key: None,
-            };
-            let (_, mut answers) = decide::decide(&[job], &locked, &HashMap::new(), now);
-            attempts += 1;
-            match answers.pop() {
-                Some(Err(refusal)) => return Ok(Err(refusal)),
-                _ if attempts >= 3 => {
-                    return Err(Error::Aborted {
-                        reason: "CONCURRENT_UPDATE",
-                        message: format!("the usage of {resource} kept changing; retry"),
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
-
     /// Sets a gauge to a measured level.
     pub async fn report(
         &self,
@@ -509,69 +291,6 @@ impl Quotas {
             })
             .collect();
         Ok((tenant, states))
-    }
-
-    /// Measures the tenant's storage now and records it as its storage_bytes gauge.
-    pub async fn measure_storage(&self, target: &TenantRef) -> Result<QuotaState, Error> {
-        let (tenant, quotas) = self.limits(target).await?;
-        let bytes = self
-            .inner
-            .dataplane
-            .storage_bytes(&storage_of(&tenant))
-            .await?;
-        self.set_gauge(tenant.id, STORAGE_BYTES, bytes).await?;
-        let quota = quotas.get(STORAGE_BYTES).copied().unwrap_or(Quota {
-            limit: -1,
-            metering: Metering::Gauge,
-        });
-        Ok(QuotaState::new(
-            STORAGE_BYTES,
-            quota,
-            Usage {
-                window_start: 0,
-                used: bytes,
-            },
-            now_secs(),
-        ))
-    }
-
-    /// Measures every provisioned, live tenant's storage, then again every `interval`, until
-    /// `stop` completes. A tenant that cannot be measured is logged and skipped.
-    pub async fn run_storage_job(
-        self,
-        interval: Duration,
-        stop: impl std::future::Future<Output = ()>,
-    ) {
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep(interval) => {}
-            }
-            let mut after = None;
-            loop {
-                let query = ListQuery {
-                    states: vec![TenantState::Active],
-                    after,
-                    limit: 200,
-                    ..ListQuery::default()
-                };
-                let page = match self.inner.catalog.list_tenants(&query).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listing tenants to measure");
-                        break;
-                    }
-                };
-                let Some(last) = page.last() else { break };
-                after = Some(last.id);
-                for tenant in &page {
-                    if let Err(e) = self.measure_storage(&TenantRef::Id(tenant.id)).await {
-                        tracing::warn!(tenant = %tenant.id, error = %e, "measuring storage");
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -1,0 +1,234 @@
+//! Consumptions that cannot be served from a lease go to the catalog in batches: tenants are
+//! spread over a few lanes, and the consumptions that arrive while a lane's batch is in the
+//! database form its next batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use super::decide::{self, Answer, Job, QuotaState};
+use super::{Quotas, now_secs};
+use crate::domain::{Error, Quota, TenantId};
+use crate::store::{Usage, UsageKey};
+
+/// Most consumptions decided in one batch.
+const MAX_BATCH: usize = 512;
+/// Lanes consumptions are batched in: a tenant always uses the same one, so its consumptions
+/// are decided in arrival order, and this many batches can be in the database at once.
+const SHARDS: usize = 2;
+
+pub(super) fn shard_of(tenant: TenantId) -> usize {
+    (tenant.as_uuid().as_u128() % SHARDS as u128) as usize
+}
+
+/// Consumptions waiting for a lane's next batch, each with where its answer goes.
+pub(super) type Waiting = Vec<(Job, tokio::sync::oneshot::Sender<Answer>)>;
+
+impl Quotas {
+    /// Runs batches for a shard until nobody is waiting.
+    pub(super) async fn drain_lane(self, shard: usize) {
+        loop {
+            let batch = {
+                let mut lanes = self
+                    .inner
+                    .lanes
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let Some(waiting) = lanes.get_mut(&shard) else {
+                    return;
+                };
+                if waiting.is_empty() {
+                    lanes.remove(&shard);
+                    return;
+                }
+                let take = waiting.len().min(MAX_BATCH);
+                waiting.drain(..take).collect::<Vec<_>>()
+            };
+            let (jobs, replies): (Vec<Job>, Vec<_>) = batch.into_iter().unzip();
+            match self.run_batch(&jobs).await {
+                Ok(answers) => {
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(answer);
+                    }
+                }
+                Err(error) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_batch(&self, jobs: &[Job]) -> Result<Vec<Answer>, Error> {
+        if let [job] = jobs
+            && let [(resource, quota, amount)] = job.items.as_slice()
+            && job.key.is_none()
+        {
+            return Ok(vec![
+                self.consume_one(job.tenant, resource, *quota, *amount)
+                    .await?,
+            ]);
+        }
+        let mut answers: Vec<Option<Answer>> = jobs.iter().map(|_| None).collect();
+        self.consume_simple(jobs, &mut answers).await?;
+        let rest: Vec<usize> = (0..jobs.len()).filter(|i| answers[*i].is_none()).collect();
+        if !rest.is_empty() {
+            let rest_jobs: Vec<&Job> = rest.iter().map(|i| &jobs[*i]).collect();
+            for (i, answer) in rest
+                .into_iter()
+                .zip(self.decide_in_transaction(&rest_jobs).await?)
+            {
+                answers[i] = Some(answer);
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| Err(Error::Internal("a consumption went undecided".into())))
+            })
+            .collect())
+    }
+
+    /// Admits the batch's single-resource consumptions without a request id in one statement
+    /// (see `Catalog::consume_many`), all of a tenant's resource at once; leaves the others,
+    /// and any that statement did not raise, unanswered.
+    async fn consume_simple(
+        &self,
+        jobs: &[Job],
+        answers: &mut [Option<Answer>],
+    ) -> Result<(), Error> {
+        let mut by_key: HashMap<UsageKey, (Quota, i64, Vec<usize>)> = HashMap::new();
+        for (i, job) in jobs.iter().enumerate() {
+            if let [(resource, quota, amount)] = job.items.as_slice()
+                && job.key.is_none()
+            {
+                let entry =
+                    by_key
+                        .entry((job.tenant, resource.clone()))
+                        .or_insert((*quota, 0, Vec::new()));
+                entry.1 = entry.1.saturating_add(*amount);
+                entry.2.push(i);
+            }
+        }
+        let now = now_secs();
+        let rows: Vec<(UsageKey, i64, i64, i64)> = by_key
+            .iter()
+            .filter(|(_, (quota, total, _))| quota.unlimited() || *total <= quota.limit)
+            .map(|(key, (quota, total, _))| {
+                (
+                    key.clone(),
+                    quota.metering.window_start(now),
+                    *total,
+                    quota.limit,
+                )
+            })
+            .collect();
+        if rows.len() < 2 {
+            return Ok(());
+        }
+        let raised = self.inner.catalog.consume_many(&rows).await?;
+        let at = Instant::now();
+        for (key, used_after) in raised {
+            let Some((quota, total, indices)) = by_key.get(&key) else {
+                continue;
+            };
+            let window_start = quota.metering.window_start(now);
+            self.lock_usage().put(
+                key.clone(),
+                (
+                    at,
+                    Usage {
+                        window_start,
+                        used: used_after,
+                    },
+                ),
+            );
+            // In arrival order, each consumption sees the ones before it.
+            let mut used = used_after - total;
+            for &i in indices {
+                if let [(resource, _, amount)] = jobs[i].items.as_slice() {
+                    used += amount;
+                    let usage = Usage { window_start, used };
+                    answers[i] = Some(Ok(vec![QuotaState::new(resource, *quota, usage, now)]));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides consumptions one by one in a transaction under row locks.
+    async fn decide_in_transaction(&self, jobs: &[&Job]) -> Result<Vec<Answer>, Error> {
+        let keys: Vec<UsageKey> = jobs
+            .iter()
+            .flat_map(|j| j.items.iter().map(|(r, ..)| (j.tenant, r.clone())))
+            .collect();
+        let request_ids: Vec<uuid::Uuid> = jobs
+            .iter()
+            .filter_map(|j| j.key.as_ref().map(|k| k.id))
+            .collect();
+        let now = now_secs();
+        let (written, answers) = self
+            .inner
+            .catalog
+            .consume_batch(&keys, &request_ids, |locked, records| {
+                let (write, answers) = decide::decide(jobs.iter().copied(), locked, records, now);
+                let written = write.usage.clone();
+                (write, (written, answers))
+            })
+            .await?;
+        let at = Instant::now();
+        let mut cache = self.lock_usage();
+        for (key, usage) in written {
+            cache.put(key, (at, usage));
+        }
+        Ok(answers)
+    }
+
+    /// One item without a request id, in one statement (see `Catalog::consume_one`).
+    async fn consume_one(
+        &self,
+        tenant: TenantId,
+        resource: &str,
+        quota: Quota,
+        amount: i64,
+    ) -> Result<Answer, Error> {
+        let catalog = &self.inner.catalog;
+        let mut attempts = 0;
+        loop {
+            let now = now_secs();
+            let window_start = quota.metering.window_start(now);
+            if let Some(usage) = catalog
+                .consume_one(tenant, resource, window_start, amount, quota.limit)
+                .await?
+            {
+                self.lock_usage()
+                    .put((tenant, resource.to_owned()), (Instant::now(), usage));
+                return Ok(Ok(vec![QuotaState::new(resource, quota, usage, now)]));
+            }
+            // Refused: read what is used, to say why. If the level fell meanwhile (a gauge
+            // reported lower, a window ended), the read would admit it: try again instead.
+            let stored = catalog.usage(tenant).await?;
+            let locked = stored
+                .get(resource)
+                .map(|u| BTreeMap::from([((tenant, resource.to_owned()), *u)]))
+                .unwrap_or_default();
+            let job = Job {
+                tenant,
+                items: vec![(resource.to_owned(), quota, amount)],
+                key: None,
+            };
+            let (_, mut answers) = decide::decide(&[job], &locked, &HashMap::new(), now);
+            attempts += 1;
+            match answers.pop() {
+                Some(Err(refusal)) => return Ok(Err(refusal)),
+                _ if attempts >= 3 => {
+                    return Err(Error::Aborted {
+                        reason: "CONCURRENT_UPDATE",
+                        message: format!("the usage of {resource} kept changing; retry"),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+}
