@@ -217,6 +217,10 @@ impl App {
                 until_stopped(stopped.clone()),
             ))
         });
+        let (release_leases, leases_stop) = tokio::sync::oneshot::channel::<()>();
+        let leases = tokio::spawn(self.services.quotas.clone().run_lease_job(async {
+            let _ = leases_stop.await;
+        }));
         // Stop accepting and drain RPCs, then stop background work, then close the pool.
         let served = grpc::serve(
             listener,
@@ -233,9 +237,12 @@ impl App {
         {
             tracing::warn!(error = %e, "purge job ended abnormally");
         }
+        // Leases are given back once nothing can take one any more.
+        let _ = release_leases.send(());
         for (what, task) in [
             ("change follower", Some(follower)),
             ("storage measuring", measure),
+            ("quota leases", Some(leases)),
         ] {
             if let Some(task) = task
                 && let Err(e) = task.await

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
-    sea_query::{Expr, OnConflict},
+    sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
 
@@ -86,6 +86,29 @@ impl Catalog {
                     .to_owned(),
             )
             .exec_without_returning(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Gives back units counted ahead but never handed out, if their window is still the
+    /// current one.
+    pub async fn release_units(
+        &self,
+        (tenant, resource): &UsageKey,
+        window_start: i64,
+        units: i64,
+    ) -> Result<(), Error> {
+        quota_usage::Entity::update_many()
+            .col_expr(
+                quota_usage::Column::Used,
+                Expr::col(quota_usage::Column::Used).sub(units),
+            )
+            .filter(quota_usage::Column::TenantId.eq(tenant.as_uuid()))
+            .filter(quota_usage::Column::Resource.eq(resource.as_str()))
+            .filter(quota_usage::Column::WindowStart.eq(window_start))
+            .filter(quota_usage::Column::Used.gte(units))
+            .exec(self.conn())
             .await
             .map_err(db_error)?;
         Ok(())

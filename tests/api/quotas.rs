@@ -325,7 +325,73 @@ async fn storage_is_measured_for_real(server: &TestServer) {
     assert_eq!(used(server, "measured").await["storage_bytes"], state.used);
 }
 
+/// What the catalog itself counts, leases included.
+async fn stored_used(server: &TestServer, resource: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = server.catalog().await;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT used FROM quota_usage WHERE resource = '{resource}'"),
+        ))
+        .await
+        .expect("read usage");
+    db.close().await.expect("close");
+    row.map_or(0, |r| r.try_get::<i64>("", "used").expect("used"))
+}
+
+async fn units_counted_ahead_are_never_shown_and_go_back_when_idle(server: &TestServer) {
+    create(server, "ahead").await;
+    set_limits(server, "ahead", &[("messages_per_day", 1_000_000)]).await;
+    let mut quotas = server.quotas();
+    for n in 1..=5 {
+        let state = quotas
+            .consume_quota(consume("ahead", &[("messages_per_day", 1)]))
+            .await
+            .expect("consume")
+            .into_inner();
+        assert_eq!(state.quotas[0].used, n, "callers see what was handed out");
+    }
+    assert_eq!(used(server, "ahead").await["messages_per_day"], 5);
+    let counted = stored_used(server, "messages_per_day").await;
+    assert!(
+        counted > 5,
+        "the first consumption counted a lease ahead: {counted}"
+    );
+    // Unused for a while, the lease goes back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while stored_used(server, "messages_per_day").await != 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle lease was not given back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(used(server, "ahead").await["messages_per_day"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_gives_its_leases_back() {
+    let server = TestServer::start(Db::Postgres).await;
+    let other = server.replica().await;
+    create(&server, "handover").await;
+    set_limits(&server, "handover", &[("messages_per_day", 1_000_000)]).await;
+    other
+        .quotas()
+        .consume_quota(consume("handover", &[("messages_per_day", 2)]))
+        .await
+        .expect("consume");
+    assert!(
+        stored_used(&server, "messages_per_day").await > 2,
+        "a lease was taken"
+    );
+    other.stop().await;
+    assert_eq!(stored_used(&server, "messages_per_day").await, 2);
+    server.stop().await;
+}
+
 on_both!(
+    units_counted_ahead_are_never_shown_and_go_back_when_idle,
     concurrent_consumers_never_exceed_the_limit,
     a_denial_names_the_resource_and_when_to_retry,
     a_retried_request_id_counts_once,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use super::decide::{self, Answer, Job, QuotaState};
-use super::{Quotas, now_secs};
+use super::{Quotas, leases, now_secs};
 use crate::domain::{Error, Quota, TenantId};
 use crate::store::{Usage, UsageKey};
 
@@ -111,14 +111,25 @@ impl Quotas {
             }
         }
         let now = now_secs();
+        // Each key asks for its total and, while the quota is far from its end, a lease.
+        let extras: HashMap<UsageKey, i64> = by_key
+            .iter()
+            .map(|(key, (quota, total, _))| {
+                (
+                    key.clone(),
+                    leases::extra(*quota, self.peek_usage(key).used, *total),
+                )
+            })
+            .collect();
         let rows: Vec<(UsageKey, i64, i64, i64)> = by_key
             .iter()
             .filter(|(_, (quota, total, _))| quota.unlimited() || *total <= quota.limit)
             .map(|(key, (quota, total, _))| {
+                let extra = extras.get(key).copied().unwrap_or(0);
                 (
                     key.clone(),
                     quota.metering.window_start(now),
-                    *total,
+                    total + extra,
                     quota.limit,
                 )
             })
@@ -132,7 +143,11 @@ impl Quotas {
             let Some((quota, total, indices)) = by_key.get(&key) else {
                 continue;
             };
+            let extra = extras.get(&key).copied().unwrap_or(0);
             let window_start = quota.metering.window_start(now);
+            // Units leased before this batch are not handed out yet: callers do not see them.
+            let held_before = self.inner.leases.held(&key, window_start);
+            self.inner.leases.add(&key, window_start, extra);
             self.lock_usage().put(
                 key.clone(),
                 (
@@ -144,7 +159,7 @@ impl Quotas {
                 ),
             );
             // In arrival order, each consumption sees the ones before it.
-            let mut used = used_after - total;
+            let mut used = used_after - extra - total - held_before;
             for &i in indices {
                 if let [(resource, _, amount)] = jobs[i].items.as_slice() {
                     used += amount;
@@ -193,17 +208,24 @@ impl Quotas {
         amount: i64,
     ) -> Result<Answer, Error> {
         let catalog = &self.inner.catalog;
+        let key = (tenant, resource.to_owned());
+        let mut extra = leases::extra(quota, self.peek_usage(&key).used, amount);
         let mut attempts = 0;
         loop {
             let now = now_secs();
             let window_start = quota.metering.window_start(now);
             if let Some(usage) = catalog
-                .consume_one(tenant, resource, window_start, amount, quota.limit)
+                .consume_one(tenant, resource, window_start, amount + extra, quota.limit)
                 .await?
             {
-                self.lock_usage()
-                    .put((tenant, resource.to_owned()), (Instant::now(), usage));
-                return Ok(Ok(vec![QuotaState::new(resource, quota, usage, now)]));
+                self.inner.leases.add(&key, window_start, extra);
+                self.lock_usage().put(key.clone(), (Instant::now(), usage));
+                return Ok(Ok(vec![self.state(tenant, resource, quota, usage, now)]));
+            }
+            if extra > 0 {
+                // The lease did not fit: the quota is nearer its end than last seen.
+                extra = 0;
+                continue;
             }
             // Refused: read what is used, to say why. If the level fell meanwhile (a gauge
             // reported lower, a window ended), the read would admit it: try again instead.

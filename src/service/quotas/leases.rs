@@ -1,1 +1,194 @@
-//! placeholder
+//! Leases: units of a counter that this replica has already counted in the catalog, in the
+//! same atomic statement as a consumption it admitted, but not yet handed out. The next
+//! consumptions of that counter are admitted from the lease, in memory, without a round trip.
+//!
+//! Exactness is kept because a unit is counted in the catalog before it can be handed out: the
+//! catalog's count is never below what was admitted, on any number of replicas, and a crash
+//! loses nothing admitted. What a lease costs is the other way round: its units count as used
+//! before they are. So a lease is small and shrinks as the quota runs out ([`extra`]): at most
+//! [`CHUNK_MAX`] units, and none at all once less than 16 times the asked amount is left, when
+//! every consumption goes to the catalog again. Unused units go back to the catalog after
+//! [`IDLE_RELEASE`] without use and on shutdown; a crash keeps them counted until the window
+//! ends. Only counters without a request id are leased: gauges are levels that must stay true,
+//! and a request id needs its record written with the count.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::domain::Quota;
+use crate::store::UsageKey;
+
+/// Most units one lease holds.
+pub(super) const CHUNK_MAX: i64 = 64;
+/// A lease unused for this long is given back.
+pub(super) const IDLE_RELEASE: Duration = Duration::from_secs(1);
+/// Share of what is left of a quota that one lease may take.
+const SHARE: i64 = 16;
+
+struct Lease {
+    window_start: i64,
+    left: i64,
+    last_use: Instant,
+}
+
+/// This replica's leases, by tenant and resource.
+#[derive(Default)]
+pub(super) struct Leases {
+    held: Mutex<HashMap<UsageKey, Lease>>,
+}
+
+/// How many units to count ahead when `amount` goes to the catalog and about `used` is used.
+pub(super) fn extra(quota: Quota, used: i64, amount: i64) -> i64 {
+    if quota.metering.window_secs().is_none() {
+        return 0;
+    }
+    if quota.unlimited() {
+        return CHUNK_MAX;
+    }
+    ((quota.limit - used - amount).max(0) / SHARE).min(CHUNK_MAX)
+}
+
+impl Leases {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UsageKey, Lease>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes `amount` from the lease of `key` for the window; false, taking nothing, when it
+    /// holds less.
+    pub fn take(&self, key: &UsageKey, window_start: i64, amount: i64) -> bool {
+        let mut held = self.lock();
+        match held.get_mut(key) {
+            Some(lease) if lease.window_start == window_start && lease.left >= amount => {
+                lease.left -= amount;
+                lease.last_use = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Units held for the window.
+    pub fn held(&self, key: &UsageKey, window_start: i64) -> i64 {
+        match self.lock().get(key) {
+            Some(lease) if lease.window_start == window_start => lease.left,
+            _ => 0,
+        }
+    }
+
+    /// Adds units just counted in the catalog. A lease of an earlier window is replaced: its
+    /// units were counted in a window that has ended.
+    pub fn add(&self, key: &UsageKey, window_start: i64, units: i64) {
+        if units <= 0 {
+            return;
+        }
+        let mut held = self.lock();
+        let lease = held.entry(key.clone()).or_insert(Lease {
+            window_start,
+            left: 0,
+            last_use: Instant::now(),
+        });
+        if lease.window_start != window_start {
+            lease.window_start = window_start;
+            lease.left = 0;
+        }
+        lease.left += units;
+        lease.last_use = Instant::now();
+    }
+
+    /// Removes the leases unused for `idle` (all of them for zero) and returns what they held.
+    pub fn take_idle(&self, idle: Duration) -> Vec<(UsageKey, i64, i64)> {
+        let mut held = self.lock();
+        let idle_keys: Vec<UsageKey> = held
+            .iter()
+            .filter(|(_, l)| l.last_use.elapsed() >= idle)
+            .map(|(k, _)| k.clone())
+            .collect();
+        idle_keys
+            .into_iter()
+            .filter_map(|k| {
+                let lease = held.remove(&k)?;
+                (lease.left > 0).then_some((k, lease.window_start, lease.left))
+            })
+            .collect()
+    }
+}
+
+/// How often idle leases are looked for.
+const RELEASE_EVERY: Duration = Duration::from_millis(250);
+
+impl super::Quotas {
+    /// Gives back leases unused for [`IDLE_RELEASE`], until `stop` completes; then gives back
+    /// every lease. Run it until the server has stopped answering, so no lease is made after.
+    pub async fn run_lease_job(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(RELEASE_EVERY) => {}
+            }
+            self.release_leases(IDLE_RELEASE).await;
+        }
+        self.release_leases(Duration::ZERO).await;
+    }
+
+    async fn release_leases(&self, idle: Duration) {
+        for (key, window_start, units) in self.inner.leases.take_idle(idle) {
+            if let Err(e) = self
+                .inner
+                .catalog
+                .release_units(&key, window_start, units)
+                .await
+            {
+                tracing::warn!(tenant = %key.0, resource = %key.1, units, error = %e, "giving back leased quota units; they stay counted until the window ends");
+            }
+            self.lock_usage().pop(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Metering, TenantId};
+
+    fn counter(limit: i64) -> Quota {
+        Quota {
+            limit,
+            metering: Metering::Counter { window_secs: 60 },
+        }
+    }
+
+    #[test]
+    fn leases_shrink_as_the_quota_runs_out() {
+        assert_eq!(extra(counter(-1), 0, 1), CHUNK_MAX);
+        assert_eq!(extra(counter(1_000_000), 0, 1), CHUNK_MAX);
+        assert_eq!(extra(counter(1000), 0, 1), 62);
+        assert_eq!(extra(counter(1000), 990, 1), 0);
+        assert_eq!(extra(counter(10), 0, 7), 0);
+        let gauge = Quota {
+            limit: -1,
+            metering: Metering::Gauge,
+        };
+        assert_eq!(extra(gauge, 0, 1), 0, "gauges are never leased");
+    }
+
+    #[test]
+    fn a_lease_serves_its_window_only() {
+        let leases = Leases::default();
+        let key = (TenantId::new(), "messages_per_day".to_owned());
+        leases.add(&key, 60, 3);
+        assert!(leases.take(&key, 60, 2));
+        assert!(!leases.take(&key, 60, 2), "one unit left");
+        assert!(!leases.take(&key, 120, 1), "a new window");
+        leases.add(&key, 120, 5);
+        assert_eq!(leases.held(&key, 120), 5, "the old window's unit is gone");
+        assert_eq!(
+            leases.take_idle(Duration::ZERO),
+            vec![(key.clone(), 120, 5)]
+        );
+        assert_eq!(leases.held(&key, 120), 0);
+    }
+}

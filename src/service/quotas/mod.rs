@@ -23,6 +23,7 @@ use lru::LruCache;
 use decide::Job;
 pub use decide::QuotaState;
 use lanes::{Waiting, shard_of};
+use leases::Leases;
 pub use storage::STORAGE_BYTES;
 
 use super::tenants::{RequestKey, TenantRef, cached_tenant};
@@ -42,6 +43,7 @@ struct Inner {
     /// Per shard of tenants: consumptions waiting while the shard has a batch in flight.
     lanes: Mutex<HashMap<usize, Waiting>>,
     usage: Mutex<LruCache<UsageKey, (Instant, Usage)>>,
+    leases: Leases,
 }
 
 #[derive(Clone)]
@@ -61,6 +63,7 @@ impl Quotas {
                 dataplane,
                 lanes: Mutex::new(HashMap::new()),
                 usage: Mutex::new(LruCache::new(capacity)),
+                leases: Leases::default(),
             }),
         }
     }
@@ -123,8 +126,35 @@ impl Quotas {
         let quota = Self::quota_of(&tenant, &quotas, resource, "resource")
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let usage = self.cached_usage(tenant.id, resource).await?;
-        let state = QuotaState::new(resource, quota, usage, now_secs());
+        let state = self.state(tenant.id, resource, quota, usage, now_secs());
         Ok((quota.admits(state.used, amount), state))
+    }
+
+    /// A resource's state as callers see it: what the catalog counts, less what this replica
+    /// holds in a lease and has not handed out.
+    fn state(
+        &self,
+        tenant: TenantId,
+        resource: &str,
+        quota: Quota,
+        stored: Usage,
+        now: i64,
+    ) -> QuotaState {
+        let mut state = QuotaState::new(resource, quota, stored, now);
+        let held = self
+            .inner
+            .leases
+            .held(&(tenant, resource.to_owned()), state.window_start);
+        state.used = (state.used - held).max(0);
+        state
+    }
+
+    /// The stored usage last seen of a resource, without a round trip (zero when unknown).
+    fn peek_usage(&self, key: &UsageKey) -> Usage {
+        self.lock_usage()
+            .peek(key)
+            .map(|(_, usage)| *usage)
+            .unwrap_or_default()
     }
 
     async fn cached_usage(&self, tenant: TenantId, resource: &str) -> Result<Usage, Error> {
@@ -192,6 +222,19 @@ impl Quotas {
             }
         }
         Error::check(violations)?;
+        if key.is_none()
+            && let [(resource, quota, amount)] = job_items.as_slice()
+        {
+            let now = now_secs();
+            let window_start = quota.metering.window_start(now);
+            let usage_key = (tenant.id, resource.clone());
+            if quota.metering.window_secs().is_some()
+                && self.inner.leases.take(&usage_key, window_start, *amount)
+            {
+                let stored = self.peek_usage(&usage_key);
+                return Ok(vec![self.state(tenant.id, resource, *quota, stored, now)]);
+            }
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
             tenant: tenant.id,
@@ -282,12 +325,8 @@ impl Quotas {
         let states = quotas
             .iter()
             .map(|(resource, quota)| {
-                QuotaState::new(
-                    resource,
-                    *quota,
-                    stored.get(resource).copied().unwrap_or_default(),
-                    now,
-                )
+                let usage = stored.get(resource).copied().unwrap_or_default();
+                self.state(tenant.id, resource, *quota, usage, now)
             })
             .collect();
         Ok((tenant, states))
