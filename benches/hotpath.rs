@@ -257,11 +257,18 @@ async fn throughput(
     // Rounds of all four, in turn, so drift (caches warming, the machine's other work) falls on
     // every RPC alike; each figure is the median over the rounds.
     let mut rounds: [Vec<Figures>; 4] = Default::default();
-    // For profiling the server under ConsumeQuota alone; prints only its figures.
-    let consume_only = std::env::var("BENCH_CONSUME_ONLY").is_ok_and(|v| v == "1");
+    // For profiling the server under one RPC alone (health, resolve, check or consume); prints
+    // only its figures.
+    let only = std::env::var("BENCH_ONLY").ok();
     for _ in 0..rounds_wanted {
-        if consume_only {
-            rounds[3].push(measure(secs, concurrency, consume.clone()).await);
+        match only.as_deref() {
+            Some("health") => rounds[0].push(measure(secs, concurrency, health()).await),
+            Some("resolve") => rounds[1].push(measure(secs, concurrency, resolve.clone()).await),
+            Some("check") => rounds[2].push(measure(secs, concurrency, check.clone()).await),
+            Some("consume") => rounds[3].push(measure(secs, concurrency, consume.clone()).await),
+            _ => {}
+        }
+        if only.is_some() {
             continue;
         }
         rounds[0].push(measure(secs, concurrency, health()).await);
@@ -274,12 +281,13 @@ async fn throughput(
         let mid = &figures[figures.len() / 2];
         *mid
     };
-    if consume_only {
-        let f = rounds[3][0];
-        println!(
-            "ConsumeQuota alone: {:.0}/s, p50 {:.0} µs, p99 {:.0} µs",
-            f.calls_per_sec, f.p50_us, f.p99_us
-        );
+    if let Some(only) = only {
+        for f in rounds.iter().flatten() {
+            println!(
+                "{only} alone: {:.0}/s, p50 {:.0} µs, p99 {:.0} µs",
+                f.calls_per_sec, f.p50_us, f.p99_us
+            );
+        }
         return;
     }
     let [mut h, mut r, mut c, mut q] = rounds;
