@@ -50,6 +50,23 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Why an update_mask path that names no mutable field of a `kind` is refused.
+pub(crate) fn bad_mask_path(
+    path: &str,
+    output_only: &[&str],
+    immutable: &[&str],
+    kind: &str,
+) -> FieldViolation {
+    let why = if output_only.contains(&path) {
+        format!("{path} is output only")
+    } else if immutable.contains(&path) {
+        format!("{path} is immutable")
+    } else {
+        format!("{path} is not a field of {kind}")
+    };
+    FieldViolation::new("update_mask", why)
+}
+
 /// Parses an AIP-155 request id: empty, or a UUID.
 pub(crate) fn request_key(
     request_id: &str,

@@ -102,22 +102,7 @@ fn mask_fields(paths: &[String], violations: &mut Vec<FieldViolation>) -> PlanFi
             "default_isolation" => fields.default_isolation = true,
             "limits" => fields.limits = true,
             "*" => fields = PlanFields::ALL,
-            p if OUTPUT_ONLY.contains(&p) => {
-                violations.push(FieldViolation::new(
-                    "update_mask",
-                    format!("{p} is output only"),
-                ));
-            }
-            p if IMMUTABLE.contains(&p) => {
-                violations.push(FieldViolation::new(
-                    "update_mask",
-                    format!("{p} is immutable"),
-                ));
-            }
-            p => violations.push(FieldViolation::new(
-                "update_mask",
-                format!("{p} is not a field of Plan"),
-            )),
+            p => violations.push(super::bad_mask_path(p, OUTPUT_ONLY, IMMUTABLE, "Plan")),
         }
     }
     fields

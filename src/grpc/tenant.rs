@@ -204,22 +204,7 @@ impl TenantService for TenantApi {
                     changes.limit_overrides =
                         Some(tenant.limit_overrides.clone().into_iter().collect());
                 }
-                p if OUTPUT_ONLY.contains(&p) => {
-                    violations.push(FieldViolation::new(
-                        "update_mask",
-                        format!("{p} is output only"),
-                    ));
-                }
-                p if IMMUTABLE.contains(&p) => {
-                    violations.push(FieldViolation::new(
-                        "update_mask",
-                        format!("{p} is immutable"),
-                    ));
-                }
-                p => violations.push(FieldViolation::new(
-                    "update_mask",
-                    format!("{p} is not a field of Tenant"),
-                )),
+                p => violations.push(super::bad_mask_path(p, OUTPUT_ONLY, IMMUTABLE, "Tenant")),
             }
         }
         if !tenant.etag.is_empty() && Etag::parse(&tenant.etag).is_none() {

@@ -4,7 +4,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::Error;
+use crate::domain::{Error, FieldViolation};
 
 /// A validated page size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +89,70 @@ fn checksum(bytes: &[u8]) -> [u8; CHECK_LEN] {
 }
 
 /// A short, stable fingerprint of a query's parameters.
+/// A list request's page, checked: how many rows, after which key, for which query.
+#[derive(Debug)]
+pub struct Page<K> {
+    pub limit: u64,
+    pub after: Option<K>,
+    query: String,
+}
+
+impl<K> Page<K> {
+    /// Checks `page_size` and `page_token` (which must have been issued for `query`), reading the
+    /// token's key with `key`; every problem goes to `violations`.
+    pub fn parse(
+        page_size: i32,
+        page_token: &str,
+        query: &str,
+        key: impl FnOnce(&str) -> Option<K>,
+        violations: &mut Vec<FieldViolation>,
+    ) -> Self {
+        let limit = PageSize::parse(page_size, "page_size")
+            .map_err(|e| violations.extend(e.into_violations()))
+            .map_or(PageSize::DEFAULT, PageSize::get);
+        let query = fingerprint(query);
+        let after = match PageToken::decode(page_token, &query, "page_token") {
+            Ok(Some(token)) => {
+                let after = key(&token.after);
+                if after.is_none() {
+                    violations.push(FieldViolation::new(
+                        "page_token",
+                        "is not a page token issued for this query",
+                    ));
+                }
+                after
+            }
+            Ok(None) => None,
+            Err(e) => {
+                violations.extend(e.into_violations());
+                None
+            }
+        };
+        Self {
+            limit,
+            after,
+            query,
+        }
+    }
+
+    /// Rows to fetch: one more than the page, to know whether another follows.
+    pub fn fetch(&self) -> u64 {
+        self.limit + 1
+    }
+
+    /// Cuts `rows` (fetched with [`Self::fetch`]) to the page, and returns the next page's token,
+    /// empty at the end.
+    pub fn finish<T>(&self, rows: &mut Vec<T>, key: impl Fn(&T) -> String) -> String {
+        if rows.len() as u64 <= self.limit {
+            return String::new();
+        }
+        rows.truncate(self.limit as usize);
+        rows.last()
+            .map(|last| PageToken::new(key(last), &self.query).encode())
+            .unwrap_or_default()
+    }
+}
+
 pub fn fingerprint(parts: &str) -> String {
     let digest = Sha256::digest(parts.as_bytes());
     URL_SAFE_NO_PAD.encode(&digest[..12])

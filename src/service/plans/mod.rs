@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::idempotency;
-use super::paging::{PageSize, PageToken, fingerprint};
-use crate::domain::{Error, FieldViolation, Isolation, Plan, PlanLimit, PlanName};
+use super::paging::Page;
+use crate::domain::{Error, Isolation, Plan, PlanLimit, PlanName};
 use crate::store::Catalog;
 
 mod input;
@@ -38,36 +38,20 @@ impl Plans {
         page_token: &str,
     ) -> Result<(Vec<Plan>, String), Error> {
         let mut violations = Vec::new();
-        let page_size = PageSize::parse(page_size, "page_size")
-            .map_err(|e| violations.extend(e.into_violations()))
-            .ok();
-        let query_print = fingerprint(LIST_QUERY);
-        let token = PageToken::decode(page_token, &query_print, "page_token")
-            .map_err(|e| violations.extend(e.into_violations()))
-            .ok()
-            .flatten();
-        let after = token.and_then(|t| {
-            PlanName::parse(&t.after)
-                .map_err(|_| {
-                    violations.push(FieldViolation::new(
-                        "page_token",
-                        "is not a page token issued for this query",
-                    ))
-                })
-                .ok()
-        });
+        let page = Page::parse(
+            page_size,
+            page_token,
+            LIST_QUERY,
+            |after| PlanName::parse(after).ok(),
+            &mut violations,
+        );
         Error::check(violations)?;
-        let limit = page_size.map_or(PageSize::DEFAULT, PageSize::get);
-        let mut page = self.catalog.list_plans(after.as_ref(), limit + 1).await?;
-        let next = if page.len() as u64 > limit {
-            page.truncate(limit as usize);
-            page.last()
-                .map(|p| PageToken::new(p.id.to_string(), &query_print).encode())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok((page, next))
+        let mut plans = self
+            .catalog
+            .list_plans(page.after.as_ref(), page.fetch())
+            .await?;
+        let next = page.finish(&mut plans, |p| p.id.to_string());
+        Ok((plans, next))
     }
 
     pub async fn get(&self, id: &PlanName) -> Result<Plan, Error> {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::input::MAX_DISPLAY_NAME;
 use super::{TenantRef, Tenants, load};
 use crate::domain::{ApiKey, Error, FieldViolation, NewSecret, Tenant, TenantState, hash_secret};
-use crate::service::paging::{PageSize, PageToken, fingerprint};
+use crate::service::paging::Page;
 
 /// What CreateApiKey takes.
 #[derive(Debug, Clone, Default)]
@@ -82,39 +82,20 @@ impl Tenants {
         page_token: &str,
     ) -> Result<(Vec<ApiKey>, String), Error> {
         let mut violations = Vec::new();
-        let size = PageSize::parse(page_size, "page_size")
-            .map_err(|e| violations.extend(e.into_violations()))
-            .ok();
-        let print = fingerprint(&parent.to_string());
-        let after = PageToken::decode(page_token, &print, "page_token")
-            .map_err(|e| violations.extend(e.into_violations()))
-            .ok()
-            .flatten()
-            .and_then(|t| {
-                Uuid::try_parse(&t.after)
-                    .map_err(|_| {
-                        violations.push(FieldViolation::new(
-                            "page_token",
-                            "is not a page token issued for this query",
-                        ));
-                    })
-                    .ok()
-            });
+        let page = Page::parse(
+            page_size,
+            page_token,
+            &parent.to_string(),
+            |after| Uuid::try_parse(after).ok(),
+            &mut violations,
+        );
         Error::check(violations)?;
         let tenant = load(&self.catalog, parent).await?;
-        let limit = size.map_or(PageSize::DEFAULT, PageSize::get);
         let mut keys = self
             .catalog
-            .list_api_keys(tenant.id, after, limit + 1)
+            .list_api_keys(tenant.id, page.after, page.fetch())
             .await?;
-        let next = if keys.len() as u64 > limit {
-            keys.truncate(limit as usize);
-            keys.last()
-                .map(|k| PageToken::new(k.id.to_string(), &print).encode())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = page.finish(&mut keys, |k| k.id.to_string());
         Ok((keys, next))
     }
 
