@@ -83,7 +83,12 @@ pub struct CatalogCache {
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket(u64);
 
-fn fresh<K: Hash + Eq, V: Clone>(cache: &mut LruCache<K, Entry<V>>, key: &K) -> Option<V> {
+fn fresh<K, Q, V>(cache: &mut LruCache<K, Entry<V>>, key: &Q) -> Option<V>
+where
+    K: Hash + Eq + std::borrow::Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+    V: Clone,
+{
     match cache.get(key) {
         Some(e) if e.loaded.elapsed() < MAX_AGE => Some(e.value.clone()),
         _ => None,
@@ -122,15 +127,15 @@ impl CatalogCache {
     }
 
     pub fn slug(&self, slug: &str) -> Option<Option<TenantId>> {
-        fresh(&mut self.lock().slugs, &slug.to_owned())
+        fresh(&mut self.lock().slugs, slug)
     }
 
     pub fn api_key(&self, secret_hash: &str) -> Option<Option<Arc<ApiKey>>> {
-        fresh(&mut self.lock().keys, &secret_hash.to_owned())
+        fresh(&mut self.lock().keys, secret_hash)
     }
 
     pub fn plan(&self, id: &str) -> Option<Option<Arc<Vec<PlanLimit>>>> {
-        fresh(&mut self.lock().plans, &id.to_owned())
+        fresh(&mut self.lock().plans, id)
     }
 
     /// Keeps a loaded tenant (or its absence, under the key it was looked up by).
