@@ -12,7 +12,7 @@ use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{Isolation, PlanLimit, PlanName, Resource, StoragePrefix, well_known};
 use crate::grpc::{self, Services};
 use crate::service::{
-    Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker, Rollouts,
+    Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker, Rollouts,
     TenantSettings, Tenants, run_purge_job,
 };
 use crate::store::{Backend, Catalog, PlanDefaults, PoolSettings};
@@ -141,6 +141,7 @@ impl App {
         let auto_provision = config.tenant_auto_provision.then(|| provisioning.clone());
         let services = Services {
             tenants: Tenants::new(catalog.clone(), settings, auto_provision),
+            members: Members::new(catalog.clone()),
             provisioning,
             migrations: Migrations::new(catalog.clone(), dataplane),
             rollouts,

@@ -3,6 +3,7 @@
 
 mod api_key;
 mod error;
+mod member;
 mod names;
 mod plan;
 mod quota;
@@ -11,6 +12,7 @@ mod tenant;
 
 pub use api_key::{ApiKey, NewSecret, SECRET_PREFIX, hash_secret};
 pub use error::{Error, FieldViolation, QuotaViolation};
+pub use member::{Member, Role, USERS, UserId};
 pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
 pub use plan::Plan;
 pub use quota::{

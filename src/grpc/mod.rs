@@ -5,6 +5,7 @@ mod api_keys;
 pub mod context;
 mod convert;
 mod envoy;
+mod member;
 mod migration;
 mod plan;
 mod provisioning;
@@ -18,6 +19,7 @@ use tokio::{net::TcpListener, sync::Notify};
 use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::proto::{
+    membership_service_server::MembershipServiceServer,
     migration_service_server::MigrationServiceServer, plan_service_server::PlanServiceServer,
     provisioning_service_server::ProvisioningServiceServer,
     quota_service_server::QuotaServiceServer, tenant_service_server::TenantServiceServer,
@@ -27,12 +29,15 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::FieldViolation;
-use crate::service::{Migrations, Plans, Provisioning, Quotas, RequestKey, Rollouts, Tenants};
+use crate::service::{
+    Members, Migrations, Plans, Provisioning, Quotas, RequestKey, Rollouts, Tenants,
+};
 
 /// The use cases the gRPC services call.
 #[derive(Clone)]
 pub struct Services {
     pub tenants: Tenants,
+    pub members: Members,
     pub provisioning: Provisioning,
     pub migrations: Migrations,
     pub rollouts: Rollouts,
@@ -94,6 +99,9 @@ pub async fn serve(
         .set_serving::<TenantServiceServer<tenant::TenantApi>>()
         .await;
     health
+        .set_serving::<MembershipServiceServer<member::MemberApi>>()
+        .await;
+    health
         .set_serving::<ProvisioningServiceServer<provisioning::ProvisioningApi>>()
         .await;
     health
@@ -148,6 +156,9 @@ pub async fn serve(
         .add_service(v1alpha.build_v1alpha()?)
         .add_service(TenantServiceServer::new(tenant::TenantApi::new(
             services.tenants,
+        )))
+        .add_service(MembershipServiceServer::new(member::MemberApi::new(
+            services.members,
         )))
         .add_service(ProvisioningServiceServer::new(
             provisioning::ProvisioningApi::new(services.provisioning),

@@ -113,6 +113,7 @@ impl TenantService for TenantApi {
             labels: tenant.labels.into_iter().collect(),
             request: request_key,
             validate_only: request.validate_only,
+            owner_user_id: request.owner_user_id,
             violations,
         };
         reply(self.tenants.create(input).await)

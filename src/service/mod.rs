@@ -1,6 +1,7 @@
 //! Use cases, in domain terms: no tonic and no sea-orm types cross this boundary.
 
 mod idempotency;
+mod members;
 mod migrations;
 mod paging;
 mod plans;
@@ -11,6 +12,7 @@ mod rollout_worker;
 mod rollouts;
 mod tenants;
 
+pub use members::{AddMemberInput, Members, parse_etag};
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
 pub use plans::{
     PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name,

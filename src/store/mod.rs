@@ -10,9 +10,11 @@ mod api_keys;
 pub mod cache;
 pub mod entity;
 mod hot;
+mod members;
 mod plans;
 pub mod provisioning;
 mod quota;
+mod requests;
 mod rollout_work;
 mod rollouts;
 mod tenants;
@@ -27,11 +29,13 @@ use sea_orm::{
 };
 
 pub use cache::{CatalogCache, Change};
+pub use members::{Added, Changed};
 pub use plans::PlanDefaults;
 pub use quota::{BatchWrite, Usage, UsageKey};
+pub use requests::RequestRecord;
 pub use rollout_work::{Claim, Event, Outcome};
 pub use rollouts::{Candidate, NewTarget};
-pub use tenants::{ListQuery, NewTenant, RequestRecord};
+pub use tenants::{ListQuery, NewTenant};
 
 use crate::domain::Error;
 

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use super::cache::Change;
-use super::entity::{api_key, quota_usage, tenant};
+use super::entity::{api_key, quota_usage, tenant, tenant_member};
 use super::{Catalog, db_error};
 use crate::domain::{Error, TenantId, TenantState};
 
@@ -210,7 +210,7 @@ impl Catalog {
             .exec(&txn)
             .await
             .map_err(db_error)?;
-        // With its data gone, the tenant's usage counts and API keys go too.
+        // With its data gone, the tenant's usage counts, API keys and members go too.
         quota_usage::Entity::delete_many()
             .filter(quota_usage::Column::TenantId.eq(id.as_uuid()))
             .exec(&txn)
@@ -218,6 +218,11 @@ impl Catalog {
             .map_err(db_error)?;
         api_key::Entity::delete_many()
             .filter(api_key::Column::TenantId.eq(id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        tenant_member::Entity::delete_many()
+            .filter(tenant_member::Column::TenantId.eq(id.as_uuid()))
             .exec(&txn)
             .await
             .map_err(db_error)?;

@@ -1,4 +1,4 @@
-//! Queries on the `tenants` table and its idempotency records.
+//! Queries on the `tenants` table.
 
 use std::collections::BTreeMap;
 
@@ -10,19 +10,10 @@ use uuid::Uuid;
 
 use super::cache::Change;
 use super::entity::{request_id, tenant};
-use super::{Catalog, db_error, is_unique_violation};
-use crate::domain::{Error, Isolation, Labels, PlanName, Slug, Tenant, TenantId, TenantState};
-
-/// A request id and what it made, for AIP-155 retries.
-#[derive(Debug, Clone)]
-pub struct RequestRecord {
-    pub request_id: Uuid,
-    pub method: String,
-    pub request_hash: String,
-    pub resource_id: Uuid,
-    /// The first answer, once the first call has finished (for requests that keep one).
-    pub result: Option<serde_json::Value>,
-}
+use super::{Catalog, RequestRecord, db_error, is_unique_violation, members};
+use crate::domain::{
+    Error, Isolation, Labels, Member, PlanName, Slug, Tenant, TenantId, TenantState,
+};
 
 /// What happened to an insert.
 #[derive(Debug)]
@@ -64,79 +55,13 @@ impl Catalog {
         row.map(to_domain).transpose()
     }
 
-    pub async fn request_record(&self, request_id: Uuid) -> Result<Option<RequestRecord>, Error> {
-        let row = request_id::Entity::find_by_id(request_id)
-            .one(self.conn())
-            .await
-            .map_err(db_error)?;
-        Ok(row.map(|r| RequestRecord {
-            request_id: r.request_id,
-            method: r.method,
-            request_hash: r.request_hash,
-            resource_id: r.resource_id,
-            result: r.result,
-        }))
-    }
-
-    /// Claims a request id for a call about to run; `Some` with the first call's record when the
-    /// id is already taken (finished, or still running if it has no result yet).
-    pub async fn claim_request(
-        &self,
-        record: &RequestRecord,
-    ) -> Result<Option<RequestRecord>, Error> {
-        let row = request_id::ActiveModel {
-            request_id: Set(record.request_id),
-            method: Set(record.method.clone()),
-            request_hash: Set(record.request_hash.clone()),
-            resource_id: Set(record.resource_id),
-            result: Set(None),
-            create_time: Set(crate::service::now()),
-        };
-        let inserted = request_id::Entity::insert(row)
-            .on_conflict(
-                sea_orm::sea_query::OnConflict::column(request_id::Column::RequestId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(self.conn())
-            .await
-            .map_err(db_error)?;
-        if inserted == 1 {
-            return Ok(None);
-        }
-        self.request_record(record.request_id).await
-    }
-
-    /// Keeps the answer of a claimed request.
-    pub async fn complete_request(
-        &self,
-        request_id: Uuid,
-        result: serde_json::Value,
-    ) -> Result<(), Error> {
-        request_id::Entity::update_many()
-            .col_expr(request_id::Column::Result, Expr::value(result))
-            .filter(request_id::Column::RequestId.eq(request_id))
-            .exec(self.conn())
-            .await
-            .map_err(db_error)?;
-        Ok(())
-    }
-
-    /// Releases a claimed request whose call failed, so a retry runs it again.
-    pub async fn release_request(&self, request_id: Uuid) -> Result<(), Error> {
-        request_id::Entity::delete_by_id(request_id)
-            .exec(self.conn())
-            .await
-            .map_err(db_error)?;
-        Ok(())
-    }
-
-    /// Inserts a tenant and, in the same transaction, the request id that asked for it.
-    /// A unique violation means either the slug is taken or a concurrent retry won the race:
-    /// the request record tells which.
+    /// Inserts a tenant and, in the same transaction, its first member (its owner, if named)
+    /// and the request id that asked for it. A unique violation means either the slug is taken
+    /// or a concurrent retry won the race: the request record tells which.
     pub async fn insert_tenant(
         &self,
         new: &Tenant,
+        owner: Option<&Member>,
         record: Option<&RequestRecord>,
     ) -> Result<NewTenant, Error> {
         let outcome = self
@@ -144,10 +69,14 @@ impl Catalog {
             .transaction::<_, (), sea_orm::DbErr>(|txn| {
                 let model = from_domain(new).into_active_model();
                 let record = record.cloned();
+                let owner = owner.cloned();
                 Box::pin(async move {
                     tenant::Entity::insert(model)
                         .exec_without_returning(txn)
                         .await?;
+                    if let Some(owner) = &owner {
+                        members::insert_owner(txn, owner).await?;
+                    }
                     if let Some(r) = record {
                         let row = request_id::ActiveModel {
                             request_id: Set(r.request_id),
@@ -331,7 +260,7 @@ fn corrupt(field: &str, id: Uuid) -> Error {
     Error::Internal(format!("catalog row of tenant {id} has an invalid {field}"))
 }
 
-fn to_domain(m: tenant::Model) -> Result<Tenant, Error> {
+pub(super) fn to_domain(m: tenant::Model) -> Result<Tenant, Error> {
     let id = m.id;
     let state = |text: Option<&str>| -> Result<Option<TenantState>, Error> {
         text.map(|s| TenantState::parse(s).ok_or_else(|| corrupt("state", id)))

@@ -339,7 +339,7 @@ async fn a_retried_create_with_the_same_request_id_returns_the_first_answer(serv
     let request = proto::CreateTenantRequest {
         tenant: Some(new_tenant("cyberdyne")),
         request_id: uuid::Uuid::now_v7().to_string(),
-        validate_only: false,
+        ..Default::default()
     };
 
     let first = client

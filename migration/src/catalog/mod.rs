@@ -7,6 +7,7 @@ mod m20261123_000002_create_tenants;
 mod m20261123_000003_create_request_ids;
 mod m20261123_000004_create_rollouts;
 mod m20261123_000005_create_quotas_and_api_keys;
+mod m20261123_000006_create_tenant_members;
 
 /// Applies the catalog's migrations in order. Its version table is `catalog_migrations`, so it
 /// never collides with a tenant migrator's `seaql_migrations` in a shared database.
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_create_request_ids::Migration),
             Box::new(m20261123_000004_create_rollouts::Migration),
             Box::new(m20261123_000005_create_quotas_and_api_keys::Migration),
+            Box::new(m20261123_000006_create_tenant_members::Migration),
         ]
     }
 

@@ -67,6 +67,8 @@ pub struct CreateTenantInput {
     pub labels: BTreeMap<String, String>,
     pub request: Option<RequestKey>,
     pub validate_only: bool,
+    /// A user id to make the tenant's first member, with role OWNER; empty for none.
+    pub owner_user_id: String,
     /// Problems the transport already found (e.g. output-only fields set); reported together
     /// with the ones found here, so the caller sees every invalid field at once.
     pub violations: Vec<FieldViolation>,

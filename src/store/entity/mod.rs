@@ -8,3 +8,4 @@ pub mod rollout;
 pub mod rollout_event;
 pub mod rollout_target;
 pub mod tenant;
+pub mod tenant_member;

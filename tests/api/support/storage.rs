@@ -9,6 +9,7 @@ use sea_orm::ConnectOptions;
 
 pub use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 pub use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+pub use proto::membership_service_client::MembershipServiceClient;
 pub use proto::migration_service_client::MigrationServiceClient;
 pub use proto::provisioning_service_client::ProvisioningServiceClient;
 pub use proto::quota_service_client::QuotaServiceClient;
@@ -120,6 +121,10 @@ impl TestServer {
 
     pub fn quotas(&self) -> QuotaServiceClient<Channel> {
         QuotaServiceClient::new(self.channel.clone())
+    }
+
+    pub fn members(&self) -> MembershipServiceClient<Channel> {
+        MembershipServiceClient::new(self.channel.clone())
     }
 
     /// Envoy's ext_authz client, as the sidecar calls the server.
