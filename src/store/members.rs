@@ -98,26 +98,7 @@ async fn lock_members(txn: &DatabaseTransaction, tenant: TenantId) -> Result<(),
 
 /// Sets the `users` gauge of a tenant whose row is locked (or new) to its member count.
 async fn write_count(txn: &DatabaseTransaction, tenant: TenantId, count: i64) -> Result<(), DbErr> {
-    let usage = quota_usage::ActiveModel {
-        tenant_id: Set(tenant.as_uuid()),
-        resource: Set(USERS.to_owned()),
-        window_start: Set(0),
-        used: Set(count),
-        update_time: Set(crate::service::now()),
-    };
-    quota_usage::Entity::insert(usage)
-        .on_conflict(
-            OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
-                .update_columns([
-                    quota_usage::Column::WindowStart,
-                    quota_usage::Column::Used,
-                    quota_usage::Column::UpdateTime,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    super::quota::upsert_gauge(txn, tenant, USERS, count).await
 }
 
 async fn count(

@@ -68,27 +68,9 @@ impl Catalog {
         resource: &str,
         value: i64,
     ) -> Result<(), Error> {
-        let row = quota_usage::ActiveModel {
-            tenant_id: Set(tenant.as_uuid()),
-            resource: Set(resource.to_owned()),
-            window_start: Set(0),
-            used: Set(value),
-            update_time: Set(crate::service::now()),
-        };
-        quota_usage::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
-                    .update_columns([
-                        quota_usage::Column::WindowStart,
-                        quota_usage::Column::Used,
-                        quota_usage::Column::UpdateTime,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(self.conn())
+        upsert_gauge(self.conn(), tenant, resource, value)
             .await
-            .map_err(db_error)?;
-        Ok(())
+            .map_err(db_error)
     }
 
     /// Gives back units counted ahead but never handed out, if their window is still the
@@ -360,4 +342,34 @@ impl Catalog {
         txn.commit().await.map_err(db_error)?;
         Ok(answer)
     }
+}
+
+/// Sets a gauge's level outright, on any connection (a transaction that holds the row's lock,
+/// say).
+pub(super) async fn upsert_gauge<C: ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    resource: &str,
+    value: i64,
+) -> Result<(), sea_orm::DbErr> {
+    let row = quota_usage::ActiveModel {
+        tenant_id: Set(tenant.as_uuid()),
+        resource: Set(resource.to_owned()),
+        window_start: Set(0),
+        used: Set(value),
+        update_time: Set(crate::service::now()),
+    };
+    quota_usage::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
+                .update_columns([
+                    quota_usage::Column::WindowStart,
+                    quota_usage::Column::Used,
+                    quota_usage::Column::UpdateTime,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
 }
