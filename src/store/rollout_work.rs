@@ -182,6 +182,11 @@ impl Catalog {
                 (TargetState::Pending, "released", json!({ "error": error }))
             }
         };
+        if self.backend == super::Backend::Postgres {
+            return self
+                .finish_target_in_one(id, tenant, me, outcome, (state, kind, detail))
+                .await;
+        }
         let txn = self.conn().begin().await.map_err(db_error)?;
         let mut update = rollout_target::Entity::update_many()
             .col_expr(rollout_target::Column::State, Expr::value(state.as_str()))
@@ -239,6 +244,72 @@ impl Catalog {
         event(&txn, id, kind, Some(tenant.as_uuid()), detail).await?;
         txn.commit().await.map_err(db_error)?;
         Ok(true)
+    }
+
+    /// [`Self::finish_target`] on PostgreSQL: the target's change and its event in one
+    /// statement (a data-modifying CTE), so one round trip instead of four.
+    async fn finish_target_in_one(
+        &self,
+        id: Uuid,
+        tenant: TenantId,
+        me: &str,
+        outcome: &Outcome,
+        (state, kind, detail): (TargetState, &str, serde_json::Value),
+    ) -> Result<bool, Error> {
+        // Which columns the outcome sets; the others keep their values.
+        let (migrated, skipped, error) = match outcome {
+            Outcome::Migrated { .. } => (true, false, None),
+            Outcome::Skipped { .. } => (false, true, None),
+            Outcome::Failed { error } | Outcome::Retry { error } => {
+                (false, false, Some(error.clone()))
+            }
+        };
+        let (from, to, duration) = match outcome {
+            Outcome::Migrated {
+                from,
+                to,
+                duration_ms,
+            } => (from.clone(), to.clone(), Some(*duration_ms)),
+            Outcome::Skipped { version, .. } => (None, version.clone(), None),
+            _ => (None, None, None),
+        };
+        let sql = "WITH done AS ( \
+               UPDATE rollout_targets SET state = $1, claimed_by = NULL, lease_until = NULL, \
+                 update_time = $2, \
+                 from_version = CASE WHEN $3 THEN $5 ELSE from_version END, \
+                 to_version = CASE WHEN $3 OR $4 THEN $6 ELSE to_version END, \
+                 duration_ms = CASE WHEN $3 THEN $7 ELSE duration_ms END, \
+                 error = CASE WHEN $8::text IS NOT NULL THEN $8 ELSE error END \
+               WHERE rollout_id = $9 AND tenant_id = $10 AND claimed_by = $11 AND state = $12 \
+               RETURNING rollout_id, tenant_id) \
+             INSERT INTO rollout_events (rollout_id, kind, tenant_id, detail, event_time) \
+             SELECT rollout_id, $13, tenant_id, $14, $2 FROM done \
+             RETURNING seq";
+        let rows = self
+            .conn()
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                [
+                    state.as_str().into(),
+                    crate::service::now().into(),
+                    migrated.into(),
+                    skipped.into(),
+                    from.into(),
+                    to.into(),
+                    duration.into(),
+                    error.into(),
+                    id.into(),
+                    tenant.as_uuid().into(),
+                    me.into(),
+                    TargetState::Running.as_str().into(),
+                    kind.into(),
+                    detail.into(),
+                ],
+            ))
+            .await
+            .map_err(db_error)?;
+        Ok(!rows.is_empty())
     }
 
     /// Events of a rollout after `seq`, oldest first.
