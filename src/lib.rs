@@ -12,11 +12,14 @@
 //! * [`service`] — the use cases, in domain terms.
 //! * [`grpc`] — one file per gRPC service, decode → one use case → encode; `grpc::status` is the
 //!   single table from domain errors to gRPC status codes.
+//! * [`client`] — for the services that call in: resolve the tenant of a request (tower layer
+//!   with a cached resolver) and run its queries inside the tenant's data only.
 //! * [`cli`] — `tenant-plane migrate`, the operators' command line for tenant migrations.
 //! * [`app`] — wires the pieces together and runs the server until it is told to stop.
 
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod dataplane;
 pub mod domain;

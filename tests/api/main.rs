@@ -5,6 +5,8 @@ mod support;
 mod api_keys;
 mod cache;
 mod cli;
+mod client;
+mod client_layer;
 mod envoy;
 mod members;
 mod members_refusals;

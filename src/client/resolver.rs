@@ -1,0 +1,169 @@
+//! [`TenantResolver`]: `ResolveTenant` behind a typed call and a cache, so a service does not ask
+//! the control plane on every request.
+//!
+//! A resolved tenant is kept for [`ResolverSettings::ttl`], an unknown key for the shorter
+//! [`ResolverSettings::negative_ttl`] (so a burst of requests for a tenant that does not exist yet
+//! is answered locally, and a tenant created a moment later is found soon). A service that learns
+//! of a change sooner (it suspended the tenant itself, or is told by an event) calls
+//! [`TenantResolver::invalidate`]. Failures of the control plane are never cached.
+
+use std::{
+    num::NonZeroUsize,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use lru::LruCache;
+use tokio::time::Instant;
+use tonic::{Code, transport::Channel};
+
+use super::{Error, TenantContext, TenantKey};
+use crate::domain::{Slug, TenantId};
+use crate::proto::{
+    ResolveTenantRequest, resolve_tenant_request::Key, tenant_service_client::TenantServiceClient,
+};
+
+/// How long answers are kept, and how many.
+#[derive(Debug, Clone)]
+pub struct ResolverSettings {
+    /// How long a resolved tenant is trusted. A suspension reaches this service at most this
+    /// late unless it invalidates first. Default 5 s: a suspension takes effect within seconds,
+    /// and a busy tenant costs the control plane one call per 5 s per replica.
+    pub ttl: Duration,
+    /// How long "no such tenant" is trusted. Default 1 s: enough to absorb a burst of requests
+    /// for an unknown tenant, short enough that a new tenant is found almost at once.
+    pub negative_ttl: Duration,
+    /// Most keys kept (least recently used out). Default 10,000; each entry is a few hundred
+    /// bytes.
+    pub capacity: NonZeroUsize,
+}
+
+impl Default for ResolverSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(5),
+            negative_ttl: Duration::from_secs(1),
+            capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+/// A cached answer: the tenant, or `None` for a key that names no tenant.
+#[derive(Clone)]
+struct Entry {
+    tenant: Option<TenantContext>,
+    expires: Instant,
+}
+
+/// Resolves tenants through the control plane, with a cache. Cheap to clone: clones share the
+/// cache and the channel.
+#[derive(Clone)]
+pub struct TenantResolver {
+    client: TenantServiceClient<Channel>,
+    cache: Arc<Mutex<LruCache<TenantKey, Entry>>>,
+    settings: ResolverSettings,
+}
+
+impl TenantResolver {
+    pub fn new(control_plane: Channel, settings: ResolverSettings) -> Self {
+        Self {
+            client: TenantServiceClient::new(control_plane),
+            cache: Arc::new(Mutex::new(LruCache::new(settings.capacity))),
+            settings,
+        }
+    }
+
+    /// The tenant `key` names, whatever its state (the caller decides what it serves).
+    #[tracing::instrument(name = "resolve_tenant", skip(self), fields(key = %key))]
+    pub async fn resolve(&self, key: &TenantKey) -> Result<TenantContext, Error> {
+        if let Some(entry) = self.cached(key) {
+            return entry.tenant.ok_or_else(|| Error::NotFound(key.to_string()));
+        }
+        let request = ResolveTenantRequest {
+            key: Some(match key {
+                TenantKey::Id(id) => Key::Id(id.to_string()),
+                TenantKey::Slug(slug) => Key::Slug(slug.as_str().to_owned()),
+            }),
+        };
+        match self.client.clone().resolve_tenant(request).await {
+            Ok(response) => {
+                let tenant = TenantContext::try_from(response.into_inner())?;
+                let expires = Instant::now() + self.settings.ttl;
+                let mut cache = self.lock();
+                // Under both names: a request by id and a later one by slug share the answer.
+                for name in [
+                    TenantKey::Id(tenant.id),
+                    TenantKey::Slug(tenant.slug.clone()),
+                ] {
+                    let entry = Entry {
+                        tenant: Some(tenant.clone()),
+                        expires,
+                    };
+                    cache.put(name, entry);
+                }
+                Ok(tenant)
+            }
+            Err(status) if status.code() == Code::NotFound => {
+                let entry = Entry {
+                    tenant: None,
+                    expires: Instant::now() + self.settings.negative_ttl,
+                };
+                self.lock().put(key.clone(), entry);
+                Err(Error::NotFound(key.to_string()))
+            }
+            Err(status) => Err(Error::ControlPlane(status)),
+        }
+    }
+
+    /// Forgets what is known about the tenant named by `slug_or_id`, under every name it was
+    /// cached by, so the next request asks the control plane again.
+    pub fn invalidate(&self, slug_or_id: &str) {
+        let Some(key) = TenantKey::parse(slug_or_id) else {
+            return;
+        };
+        let mut cache = self.lock();
+        let doomed: Vec<TenantKey> = cache
+            .iter()
+            .filter(|(name, entry)| {
+                **name == key
+                    || entry
+                        .tenant
+                        .as_ref()
+                        .is_some_and(|t| key.names(t.id, &t.slug))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in doomed {
+            cache.pop(&name);
+        }
+    }
+
+    /// Forgets every cached answer.
+    pub fn invalidate_all(&self) {
+        self.lock().clear();
+    }
+
+    fn cached(&self, key: &TenantKey) -> Option<Entry> {
+        let mut cache = self.lock();
+        let entry = cache.get(key)?.clone();
+        if entry.expires <= Instant::now() {
+            cache.pop(key);
+            return None;
+        }
+        Some(entry)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LruCache<TenantKey, Entry>> {
+        // Every use is a few LruCache calls that leave it consistent even if one panicked.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl TenantKey {
+    fn names(&self, id: TenantId, slug: &Slug) -> bool {
+        match self {
+            Self::Id(key) => *key == id,
+            Self::Slug(key) => key == slug,
+        }
+    }
+}
