@@ -6,7 +6,7 @@ use tenant_plane::proto::{self, CheckQuotaRequest, ConsumeQuotaRequest, ReportUs
 use tonic::Code;
 
 use crate::on_both;
-use crate::quotas::{consume, used};
+use crate::quotas::{consume, set_limits, used};
 use crate::support::{TestServer, assert_bad_field, create};
 
 /// Rows of a catalog table, by a plain count.
@@ -217,8 +217,26 @@ async fn purging_a_tenant_removes_its_usage_and_api_keys(server: &TestServer) {
     assert_eq!(status.code(), Code::NotFound);
 }
 
+async fn a_lowered_limit_stops_units_leased_before(server: &TestServer) {
+    create(server, "lowered").await;
+    set_limits(server, "lowered", &[("messages_per_day", 1_000_000)]).await;
+    let mut quotas = server.quotas();
+    quotas
+        .consume_quota(consume("lowered", &[("messages_per_day", 1)]))
+        .await
+        .expect("far from the limit: a lease is taken");
+    set_limits(server, "lowered", &[("messages_per_day", 1)]).await;
+    let status = quotas
+        .consume_quota(consume("lowered", &[("messages_per_day", 1)]))
+        .await
+        .expect_err("the new limit is used up");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(used(server, "lowered").await["messages_per_day"], 1);
+}
+
 on_both!(
     suspended_deleted_and_unknown_tenants_are_refused,
     bad_requests_are_refused_and_count_nothing,
     purging_a_tenant_removes_its_usage_and_api_keys,
+    a_lowered_limit_stops_units_leased_before,
 );

@@ -228,10 +228,13 @@ impl Quotas {
             let now = now_secs();
             let window_start = quota.metering.window_start(now);
             let usage_key = (tenant.id, resource.clone());
+            // A lease is good while what the catalog counts, the lease included, is within the
+            // limit as it is now: a limit lowered since the lease was taken stops it.
+            let stored = self.peek_usage(&usage_key);
             if quota.metering.window_secs().is_some()
+                && (quota.unlimited() || stored.used <= quota.limit)
                 && self.inner.leases.take(&usage_key, window_start, *amount)
             {
-                let stored = self.peek_usage(&usage_key);
                 return Ok(vec![self.state(tenant.id, resource, *quota, stored, now)]);
             }
         }
