@@ -16,6 +16,7 @@ COPY src ./src
 # Declared test and bench targets must exist for cargo to read the manifest.
 COPY tests ./tests
 COPY benches ./benches
+COPY examples ./examples
 RUN cargo build --release --locked \
  && install -m 0755 target/release/tenant-plane /usr/local/bin/tenant-plane
 

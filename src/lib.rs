@@ -28,11 +28,21 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 
-/// Code generated from `proto/tenant/v1`.
+/// Code generated from `proto/tenant/v1`, and under [`proto::examples`] from `proto/examples`.
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("tenant.v1");
 
     /// The encoded descriptors of `proto/`, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tenant_descriptor");
+
+    /// Code generated from `proto/examples`: the APIs of the example services (not served by
+    /// the control plane).
+    pub mod examples {
+        pub mod messages {
+            pub mod v1 {
+                tonic::include_proto!("examples.messages.v1");
+            }
+        }
+    }
 }

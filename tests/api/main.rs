@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod client_layer;
 mod envoy;
+mod example_messages;
 mod members;
 mod members_refusals;
 mod members_users;
