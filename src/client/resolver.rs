@@ -6,6 +6,10 @@
 //! is answered locally, and a tenant created a moment later is found soon). A service that learns
 //! of a change sooner (it suspended the tenant itself, or is told by an event) calls
 //! [`TenantResolver::invalidate`]. Failures of the control plane are never cached.
+//!
+//! [`TenantResolver::follow_changes`], run as a task of its own, hears every tenant change from
+//! the control plane (`WatchTenantChanges`) and drops the tenant at once, so the TTL only bounds
+//! staleness while that stream is down.
 
 use std::{
     num::NonZeroUsize,
@@ -20,8 +24,12 @@ use tonic::{Code, transport::Channel};
 use super::{Error, TenantContext, TenantKey};
 use crate::domain::{Slug, TenantId};
 use crate::proto::{
-    ResolveTenantRequest, resolve_tenant_request::Key, tenant_service_client::TenantServiceClient,
+    self, ResolveTenantRequest, resolve_tenant_request::Key,
+    tenant_service_client::TenantServiceClient,
 };
+
+/// Pause before watching tenant changes again after the stream broke.
+pub const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// How long answers are kept, and how many.
 #[derive(Debug, Clone)]
@@ -141,6 +149,43 @@ impl TenantResolver {
     /// Forgets every cached answer.
     pub fn invalidate_all(&self) {
         self.lock().clear();
+    }
+
+    /// Follows the control plane's tenant changes, dropping each changed tenant from the cache,
+    /// for as long as it runs: spawn it beside the server. A broken stream drops everything
+    /// (changes may have been missed) and reconnects after [`RECONNECT_DELAY`].
+    pub async fn follow_changes(&self) {
+        loop {
+            let mut client = self.client.clone();
+            match client
+                .watch_tenant_changes(proto::WatchTenantChangesRequest {})
+                .await
+            {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    while let Ok(Some(change)) = stream.message().await {
+                        self.apply(&change);
+                    }
+                }
+                Err(status) => {
+                    tracing::debug!(%status, "cannot watch tenant changes yet");
+                }
+            }
+            self.invalidate_all();
+            tokio::time::sleep(RECONNECT_DELAY).await;
+        }
+    }
+
+    fn apply(&self, change: &proto::TenantChange) {
+        if change.reset {
+            self.invalidate_all();
+            return;
+        }
+        for key in [&change.id, &change.slug] {
+            if !key.is_empty() {
+                self.invalidate(key);
+            }
+        }
     }
 
     fn cached(&self, key: &TenantKey) -> Option<Entry> {

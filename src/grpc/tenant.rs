@@ -6,7 +6,7 @@ use super::{convert, request_key};
 use crate::domain::{Error, Etag, FieldViolation};
 use crate::proto::{self, tenant_service_server::TenantService};
 use crate::service::{
-    CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, TenantRef, Tenants,
+    CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, TenantChange, TenantRef, Tenants,
     UpdateTenantInput,
 };
 
@@ -81,6 +81,31 @@ fn unimplemented(what: &str) -> Status {
 
 #[tonic::async_trait]
 impl TenantService for TenantApi {
+    type WatchTenantChangesStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<proto::TenantChange, Status>> + Send + 'static>,
+    >;
+
+    async fn watch_tenant_changes(
+        &self,
+        _: Request<proto::WatchTenantChangesRequest>,
+    ) -> Reply<Self::WatchTenantChangesStream> {
+        use tokio_stream::StreamExt;
+        let changes = self.tenants.watch_changes().map(|change| {
+            Ok(match change {
+                TenantChange::Tenant { id, slug } => proto::TenantChange {
+                    id: id.to_string(),
+                    slug: slug.unwrap_or_default(),
+                    reset: false,
+                },
+                TenantChange::Reset => proto::TenantChange {
+                    reset: true,
+                    ..Default::default()
+                },
+            })
+        });
+        Ok(Response::new(Box::pin(changes)))
+    }
+
     async fn create_tenant(
         &self,
         request: Request<proto::CreateTenantRequest>,

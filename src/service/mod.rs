@@ -25,7 +25,7 @@ pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, 
 pub use paging::{PageSize, PageToken};
 pub use tenants::{
     CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, NewApiKeyInput,
-    RequestKey, TenantRef, TenantSettings, Tenants, UpdateTenantInput,
+    RequestKey, TenantChange, TenantRef, TenantSettings, Tenants, UpdateTenantInput,
 };
 
 /// Now, at the catalog's precision (microseconds), so a value returned by a write equals the

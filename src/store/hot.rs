@@ -21,6 +21,14 @@ impl Catalog {
     /// Drops cached entries a write through this process made stale.
     pub(crate) fn changed(&self, change: &Change) {
         self.cache.invalidate(change);
+        // Nobody watching is fine.
+        let _ = self.feed.send(change.clone());
+    }
+
+    /// Changes from now on: those made through this process and, on PostgreSQL, those the
+    /// other replicas' notifications report. `Change::All` means some may have been missed.
+    pub fn watch_changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.feed.subscribe()
     }
 
     fn ticket(&self) -> Ticket {
@@ -111,7 +119,7 @@ impl Catalog {
                     }
                 }
             }
-            self.cache.invalidate(&Change::All);
+            self.changed(&Change::All);
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(RECONNECT_DELAY) => {}
@@ -124,11 +132,11 @@ impl Catalog {
         let mut listener = PgListener::connect(&self.url).await?;
         listener.listen(CHANNEL).await?;
         // Anything may have changed while nobody listened.
-        self.cache.invalidate(&Change::All);
+        self.changed(&Change::All);
         tracing::debug!("following catalog changes");
         while let Some(note) = listener.try_recv().await? {
             match Change::parse(note.payload()) {
-                Some(change) => self.cache.invalidate(&change),
+                Some(change) => self.changed(&change),
                 None => tracing::warn!(payload = note.payload(), "unrecognised catalog change"),
             }
         }

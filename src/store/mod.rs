@@ -50,6 +50,9 @@ pub enum Backend {
 /// start together apply each migration once (an arbitrary constant: "tpcatalg" in ASCII).
 const CATALOG_MIGRATION_LOCK: i64 = 0x7470_6361_7461_6c67;
 
+/// Changes a slow watcher may fall behind by before it is told to start afresh.
+const FEED_CAPACITY: usize = 4096;
+
 /// How long a pooled connection may sit idle before it is pinged on its next use.
 pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 
@@ -63,6 +66,8 @@ pub struct Catalog {
     backend: Backend,
     url: Arc<str>,
     cache: Arc<CatalogCache>,
+    /// Every change this process makes or hears of, for watchers (WatchTenantChanges).
+    feed: tokio::sync::broadcast::Sender<Change>,
 }
 
 /// Pool settings for [`Catalog::connect`].
@@ -111,6 +116,7 @@ impl Catalog {
             backend,
             url: url.into(),
             cache: Arc::new(CatalogCache::new(pool.cache_capacity)),
+            feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
         })
     }
 

@@ -159,6 +159,50 @@ async fn a_cached_tenant_is_served_from_memory_until_invalidated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_following_changes_drops_a_changed_tenant_at_once() {
+    // Arrange: a long TTL, so only the change stream can refresh the cache.
+    let server = TestServer::start(Db::Postgres).await;
+    create(&server, "alpha").await;
+    let settings = ResolverSettings {
+        ttl: Duration::from_secs(600),
+        ..ResolverSettings::default()
+    };
+    let resolver = TenantResolver::new(server.channel.clone(), settings);
+    let follower = {
+        let resolver = resolver.clone();
+        tokio::spawn(async move { resolver.follow_changes().await })
+    };
+    let alpha = TenantKey::parse("alpha").expect("a slug");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // The follower's first message is a reset: wait until it is watching before caching.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        resolver.resolve(&alpha).await.expect("resolve").state,
+        TenantState::Active
+    );
+
+    // Act: the control plane changes.
+    suspend(&server, "alpha").await;
+
+    // Assert: the cached ACTIVE goes within a second, long before the TTL.
+    let started = std::time::Instant::now();
+    loop {
+        let seen = resolver.resolve(&alpha).await.expect("resolve").state;
+        if seen == TenantState::Suspended {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {seen:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not dropped within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    follower.abort();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_answers_expire_after_their_ttl_unknown_tenants_sooner() {
     // Arrange
     let server = TestServer::start(Db::Postgres).await;

@@ -21,6 +21,7 @@ pub use input::{
     CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, RequestKey,
     TenantRef, UpdateTenantInput,
 };
+pub use resolve::TenantChange;
 pub(crate) use resolve::cached_tenant;
 
 /// Tenant settings taken from the configuration.

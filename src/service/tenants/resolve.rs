@@ -6,7 +6,7 @@ use super::Tenants;
 use super::input::{DataLocation, Lookup, TenantRef, slug_of_host};
 use crate::domain::{Error, Slug, Tenant, TenantId};
 use crate::service::provisioning::location_of;
-use crate::store::Catalog;
+use crate::store::{Catalog, Change};
 
 impl Tenants {
     /// Finds the tenant a key belongs to and where its data lives.
@@ -41,4 +41,33 @@ pub(crate) async fn cached_tenant(
         TenantRef::Slug(slug) => catalog.cached_tenant_by_slug(slug).await?,
     };
     found.ok_or_else(|| Error::tenant_not_found(target.to_string()))
+}
+
+/// A change to a tenant, as told to watchers of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantChange {
+    /// This tenant changed; its slug when known.
+    Tenant { id: TenantId, slug: Option<String> },
+    /// Anything may have changed: changes were missed, or the watch has just begun.
+    Reset,
+}
+
+impl Tenants {
+    /// Every tenant change from now on, starting with a [`TenantChange::Reset`]. A watcher that
+    /// falls too far behind gets a reset instead of the changes it missed.
+    pub fn watch_changes(&self) -> impl tokio_stream::Stream<Item = TenantChange> + Send + 'static {
+        use tokio_stream::StreamExt;
+        use tokio_stream::wrappers::BroadcastStream;
+        let changes =
+            BroadcastStream::new(self.catalog.watch_changes()).filter_map(|change| match change {
+                Ok(Change::Tenant { id, slug }) => Some(TenantChange::Tenant {
+                    id,
+                    slug: Some(slug),
+                }),
+                Ok(Change::TenantRow(id)) => Some(TenantChange::Tenant { id, slug: None }),
+                Ok(Change::All) | Err(_) => Some(TenantChange::Reset),
+                Ok(Change::Plan(_) | Change::ApiKey { .. }) => None,
+            });
+        tokio_stream::once(TenantChange::Reset).chain(changes)
+    }
 }
