@@ -6,6 +6,7 @@ mod api_keys;
 mod cache;
 mod cli;
 mod client;
+mod client_axum;
 mod client_layer;
 mod envoy;
 mod example_messages;
