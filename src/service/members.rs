@@ -149,6 +149,14 @@ impl Members {
                 kind: "member",
                 name: member.name(),
             }),
+            Added::TenantDeleted => {
+                let now = load(&self.catalog, &TenantRef::Id(tenant.id)).await?;
+                refuse_deleted(&now)?;
+                Err(Error::Aborted {
+                    reason: "CONCURRENT_UPDATE",
+                    message: format!("tenant {} changed meanwhile; retry", tenant.slug),
+                })
+            }
             Added::OverLimit { members } => Err(Error::QuotaExhausted {
                 subject: tenant.name(),
                 violations: vec![QuotaViolation {

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
     sea_query::{Expr, OnConflict, Query},
 };
 
 use super::entity::{quota_usage, request_id, tenant, tenant_member};
-use super::{Catalog, RequestRecord, db_error, tenants};
+use super::{Backend, Catalog, RequestRecord, db_error, tenants};
 use crate::domain::{Error, Member, Role, Tenant, TenantId, TenantState, USERS, UserId};
 
 /// What AddMember's transaction did.
@@ -32,6 +32,8 @@ pub enum Added {
     },
     /// A call with the same request id got there first; this is its record.
     Replayed(RequestRecord),
+    /// The tenant was deleted before the member could be added.
+    TenantDeleted,
 }
 
 /// What a change to an existing member did.
@@ -74,6 +76,30 @@ fn row(member: &Member) -> tenant_member::ActiveModel {
 }
 
 /// Locks the tenant's `users` usage row, creating it if missing, without changing it.
+/// Whether the tenant is DELETED, read in `txn` (on PostgreSQL with a share lock on its row, so
+/// a concurrent deletion waits for the transaction).
+async fn tenant_deleted(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    tenant: TenantId,
+) -> Result<bool, DbErr> {
+    let sql = match backend {
+        Backend::Postgres => "SELECT state FROM tenants WHERE id = $1 FOR SHARE",
+        Backend::Sqlite => "SELECT state FROM tenants WHERE id = ?1",
+    };
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            sql,
+            [tenant.as_uuid().into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<String>("", "state")? == TenantState::Deleted.as_str(),
+        None => false,
+    })
+}
+
 async fn lock_members(txn: &DatabaseTransaction, tenant: TenantId) -> Result<(), DbErr> {
     let usage = quota_usage::ActiveModel {
         tenant_id: Set(tenant.as_uuid()),
@@ -236,6 +262,14 @@ impl Catalog {
                 resource_id: first.resource_id,
                 result: first.result,
             }));
+        }
+        // Checked again under the lock, and held: a deletion either committed before (and is
+        // seen here) or waits until this member is in.
+        if tenant_deleted(&txn, self.backend(), member.tenant)
+            .await
+            .map_err(db_error)?
+        {
+            return Ok(Added::TenantDeleted);
         }
         if find(&txn, member.tenant, &member.user_id)
             .await
