@@ -10,13 +10,12 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
-    sea_query::{Expr, OnConflict, Query},
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    sea_query::Query,
 };
 
-use super::entity::{quota_usage, request_id, tenant, tenant_member};
+use super::entity::{request_id, tenant, tenant_member};
 use super::{Backend, Catalog, RequestRecord, db_error, tenants};
 use crate::domain::{Error, Member, Role, Tenant, TenantId, TenantState, USERS, UserId};
 
@@ -101,24 +100,7 @@ async fn tenant_deleted(
 }
 
 async fn lock_members(txn: &DatabaseTransaction, tenant: TenantId) -> Result<(), DbErr> {
-    let usage = quota_usage::ActiveModel {
-        tenant_id: Set(tenant.as_uuid()),
-        resource: Set(USERS.to_owned()),
-        window_start: Set(0),
-        used: Set(0),
-        update_time: Set(crate::service::now()),
-    };
-    quota_usage::Entity::insert(usage)
-        .on_conflict(
-            OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
-                .value(
-                    quota_usage::Column::Used,
-                    Expr::col((quota_usage::Entity, quota_usage::Column::Used)),
-                )
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
+    super::quota::lock_usage(txn, &[(tenant, USERS.to_owned())]).await?;
     Ok(())
 }
 

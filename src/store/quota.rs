@@ -230,44 +230,7 @@ impl Catalog {
     ) -> Result<T, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
         let now = crate::service::now();
-        let mut sorted: Vec<&UsageKey> = keys.iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        // An upsert that keeps the row as it is: it locks existing rows and creates missing ones
-        // (locked too), in one round trip on both backends.
-        let rows = sorted
-            .iter()
-            .map(|(tenant, resource)| quota_usage::ActiveModel {
-                tenant_id: Set(tenant.as_uuid()),
-                resource: Set(resource.clone()),
-                window_start: Set(0),
-                used: Set(0),
-                update_time: Set(now),
-            });
-        let locked = quota_usage::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
-                    .value(
-                        quota_usage::Column::Used,
-                        Expr::col((quota_usage::Entity, quota_usage::Column::Used)),
-                    )
-                    .to_owned(),
-            )
-            .exec_with_returning(&txn)
-            .await
-            .map_err(db_error)?;
-        let current: BTreeMap<UsageKey, Usage> = locked
-            .into_iter()
-            .map(|r| {
-                (
-                    (TenantId::from(r.tenant_id), r.resource),
-                    Usage {
-                        window_start: r.window_start,
-                        used: r.used,
-                    },
-                )
-            })
-            .collect();
+        let current = lock_usage(&txn, keys).await.map_err(db_error)?;
         // Read after the locks: a retry racing its first attempt on another replica waits on the
         // same rows, then sees the first attempt's record.
         let records: HashMap<Uuid, RequestRecord> = if request_ids.is_empty() {
@@ -372,4 +335,49 @@ pub(super) async fn upsert_gauge<C: ConnectionTrait>(
         .exec_without_returning(conn)
         .await?;
     Ok(())
+}
+
+/// Locks the usage rows of `keys` in `txn`, creating missing ones (locked too), and answers what
+/// they hold: an upsert that keeps each row as it is, in key order so that concurrent lockers
+/// never deadlock, in one round trip on both backends.
+pub(super) async fn lock_usage<C: ConnectionTrait>(
+    txn: &C,
+    keys: &[UsageKey],
+) -> Result<BTreeMap<UsageKey, Usage>, sea_orm::DbErr> {
+    let now = crate::service::now();
+    let mut sorted: Vec<&UsageKey> = keys.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let rows = sorted
+        .iter()
+        .map(|(tenant, resource)| quota_usage::ActiveModel {
+            tenant_id: Set(tenant.as_uuid()),
+            resource: Set(resource.clone()),
+            window_start: Set(0),
+            used: Set(0),
+            update_time: Set(now),
+        });
+    let locked = quota_usage::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
+                .value(
+                    quota_usage::Column::Used,
+                    Expr::col((quota_usage::Entity, quota_usage::Column::Used)),
+                )
+                .to_owned(),
+        )
+        .exec_with_returning(txn)
+        .await?;
+    Ok(locked
+        .into_iter()
+        .map(|r| {
+            (
+                (TenantId::from(r.tenant_id), r.resource),
+                Usage {
+                    window_start: r.window_start,
+                    used: r.used,
+                },
+            )
+        })
+        .collect())
 }
