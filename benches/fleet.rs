@@ -90,11 +90,13 @@ struct Server {
 async fn serve(catalog: &str, migrations: TenantMigrations, auto_provision: bool) -> Server {
     let dir = std::env::temp_dir();
     let mut config = Config::for_tests(dir, Some(catalog.to_owned()));
+    // Provisioning and rollouts are measured, not authentication.
+    config.auth.insecure = true;
     config.tenant_auto_provision = auto_provision;
     config.pool_size = env_size("BENCH_POOL", 16) as u32;
     config.rollout_max_concurrency = 8;
     config.rollout_poll_ms = 50;
-    let app = App::build_with(config, migrations).await.expect("start");
+    let mut app = App::build_with(config, migrations).await.expect("start");
     let listener = app.bind().await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

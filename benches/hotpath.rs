@@ -22,10 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database};
+use tenant_plane::auth::hash_token;
+use tenant_plane::client::BearerToken;
 use tenant_plane::proto::{
     self, quota_service_client::QuotaServiceClient, tenant_service_client::TenantServiceClient,
 };
-use tonic::transport::Channel;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -49,6 +51,29 @@ struct Server {
     process: Process,
     channel: Channel,
     _dir: tempfile::TempDir,
+}
+
+/// The bench's tokens: the admin makes the tenants, the service calls the hot path, as a real
+/// deployment's callers would (authentication stays on).
+const ADMIN_TOKEN: &str = "tpa_bench-admin-0123456789abcdefghijklmnopqrstuvwxyz";
+const SERVICE_TOKEN: &str = "tpa_bench-service-0123456789abcdefghijklmnopqrstuvwxyz";
+
+type Conn = InterceptedService<Channel, BearerToken>;
+
+impl Server {
+    fn admin(&self) -> Conn {
+        InterceptedService::new(
+            self.channel.clone(),
+            BearerToken::new(ADMIN_TOKEN).expect("ascii"),
+        )
+    }
+
+    fn service(&self) -> Conn {
+        InterceptedService::new(
+            self.channel.clone(),
+            BearerToken::new(SERVICE_TOKEN).expect("ascii"),
+        )
+    }
 }
 
 impl Server {
@@ -76,6 +101,15 @@ async fn start(database_url: Option<&str>) -> Server {
         .env("TENANT_PLANE_DATA_DIR", dir.path())
         .env("TENANT_PLANE_LOG", "warn")
         .env("TENANT_PLANE_STORAGE_MEASURE_INTERVAL_SECS", "0")
+        .env("TENANT_PLANE_METRICS_LISTEN", "off")
+        .env(
+            "TENANT_PLANE_AUTH_TOKENS",
+            format!(
+                "admin:bench-admin:{},service:bench-service:{}",
+                hash_token(ADMIN_TOKEN),
+                hash_token(SERVICE_TOKEN)
+            ),
+        )
         .env_remove("DATABASE_URL")
         .stdout(Stdio::null());
     if let Some(url) = database_url {
@@ -160,7 +194,7 @@ async fn throughput(
     concurrency: u64,
     tenants: u64,
 ) {
-    let mut admin = TenantServiceClient::new(server.channel.clone());
+    let mut admin = TenantServiceClient::new(server.admin());
     let mut slugs = Vec::new();
     for i in 0..tenants {
         let slug = format!("bench-{i}");
@@ -207,7 +241,7 @@ async fn throughput(
             }
         }
     };
-    let (c, s) = (server.channel.clone(), slugs.clone());
+    let (c, s) = (server.service(), slugs.clone());
     let resolve = move |n: u64| {
         let mut client = TenantServiceClient::new(c.clone());
         let slug = pick(&s, n);
@@ -220,7 +254,7 @@ async fn throughput(
                 .map(|_| ())
         }
     };
-    let (c, s) = (server.channel.clone(), slugs.clone());
+    let (c, s) = (server.service(), slugs.clone());
     let check = move |n: u64| {
         let mut client = QuotaServiceClient::new(c.clone());
         let tenant = format!("tenants/{}", pick(&s, n));
@@ -235,7 +269,7 @@ async fn throughput(
                 .map(|_| ())
         }
     };
-    let (c, s) = (server.channel.clone(), slugs.clone());
+    let (c, s) = (server.service(), slugs.clone());
     let consume = move |n: u64| {
         let mut client = QuotaServiceClient::new(c.clone());
         let tenant = format!("tenants/{}", pick(&s, n));
@@ -344,7 +378,7 @@ async fn memory(url: &str, count: u64, concurrency: u64) {
     fill_catalog(url, count).await;
     let server = start(Some(url)).await;
     let idle = server.rss_kib();
-    let channel = server.channel.clone();
+    let channel = server.service();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..concurrency {

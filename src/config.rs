@@ -27,6 +27,9 @@ pub enum Command {
     /// `alembic -x tenant=...`: `migrate --tenant acme status|up|down|history`, or
     /// `migrate --all [--concurrency N]` to roll the latest version out to every tenant.
     Migrate(Box<MigrateArgs>),
+    /// Make a bearer token: prints the token (give it to the caller) and its ROLE:NAME:SHA256
+    /// entry (add it to TENANT_PLANE_AUTH_TOKENS or the tokens file). Nothing is stored.
+    Token(crate::auth::TokenArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -106,6 +109,26 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+/// An address to listen on, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    On(SocketAddr),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        text.parse()
+            .map(Self::On)
+            .map_err(|e| format!("'{text}' is neither an address (host:port) nor off: {e}"))
+    }
 }
 
 /// Settings of `tenant-plane serve`.
@@ -190,6 +213,15 @@ pub struct Config {
     #[arg(long, env = "TENANT_PLANE_LOG", default_value = "info")]
     pub log_level: String,
 
+    /// Address of the Prometheus endpoint (plain HTTP, `GET /metrics`), or `off`. It has no
+    /// authentication: keep it on loopback or a private interface. Port 0 picks a free port.
+    #[arg(
+        long,
+        env = "TENANT_PLANE_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: Listen,
+
     /// Seconds in-flight RPCs get to finish after SIGTERM/SIGINT before the server stops.
     #[arg(long, env = "TENANT_PLANE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -242,6 +274,10 @@ pub struct Config {
     /// Messages-per-day limit of the default plan, written when that plan is first created.
     #[arg(long, env = "TENANT_MAX_MESSAGES_PER_DAY", default_value_t = 1000)]
     pub tenant_max_messages_per_day: i64,
+
+    /// Authentication: tokens, TLS and mutual TLS.
+    #[command(flatten)]
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// Parses `args` as the flags of `serve` alone (environment variables apply).
@@ -270,7 +306,13 @@ impl Config {
 
     /// A configuration for tests and embedding: embedded SQLite under `data_dir`, port 0.
     pub fn for_tests(data_dir: PathBuf, database_url: Option<String>) -> Self {
-        let mut config = parse_config(&["tenant-plane", "--listen", "127.0.0.1:0"]);
+        let mut config = parse_config(&[
+            "tenant-plane",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]);
         config.data_dir = data_dir;
         config.database_url = database_url;
         config
@@ -303,5 +345,23 @@ mod tests {
         assert_eq!(config.tenant_database_prefix, "t_");
         assert!(!config.tenant_auto_provision);
         assert_eq!(config.listen.port(), 50051);
+    }
+
+    #[test]
+    fn the_metrics_endpoint_takes_an_address_or_off() {
+        let on = |args: &[&str]| parse_config(args).metrics_listen;
+        assert_eq!(
+            on(&["tenant-plane"]),
+            Listen::On("127.0.0.1:9464".parse().expect("address"))
+        );
+        assert_eq!(
+            on(&["tenant-plane", "--metrics-listen", "OFF"]),
+            Listen::Off
+        );
+        assert_eq!(
+            on(&["tenant-plane", "--metrics-listen", "0.0.0.0:9100"]),
+            Listen::On("0.0.0.0:9100".parse().expect("address"))
+        );
+        assert!("9464".parse::<Listen>().is_err());
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! ## Layout
 //! * [`config`] — every setting: a flag, an environment variable and a documented default.
-//! * [`telemetry`] — logging (human or JSON).
+//! * [`telemetry`] — logging (human or JSON), and OpenTelemetry traces and metrics over OTLP.
+//! * [`metrics`] — Prometheus metrics on their own HTTP port: RPCs, pools, quotas, rollouts,
+//!   tenants.
 //! * [`domain`] — parsed identifiers, the tenant state machine and the error type; no I/O.
 //! * [`store`] — the catalog: sea-orm entities and queries.
 //! * [`dataplane`] — each tenant's storage: created, migrated and dropped per its isolation.
@@ -18,12 +20,14 @@
 //! * [`app`] — wires the pieces together and runs the server until it is told to stop.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dataplane;
 pub mod domain;
 pub mod grpc;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod telemetry;

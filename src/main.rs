@@ -13,11 +13,12 @@ async fn main() -> std::process::ExitCode {
     let config = match cli.command {
         Some(Command::Serve(config)) => *config,
         Some(Command::Health(args)) => return health(args).await,
+        Some(Command::Token(args)) => return token(&args),
         Some(Command::Migrate(args)) => {
-            if let Err(e) = telemetry::init(args.config.log_format, "warn") {
-                eprintln!("tenant-plane: {e}");
-            }
-            return match tenant_plane::cli::migrate(*args).await {
+            let telemetry = telemetry::init(args.config.log_format, "warn")
+                .map_err(|e| eprintln!("tenant-plane: {e}"))
+                .ok();
+            let code = match tenant_plane::cli::migrate(*args).await {
                 Ok(true) => std::process::ExitCode::SUCCESS,
                 Ok(false) => std::process::ExitCode::FAILURE,
                 Err(e) => {
@@ -25,31 +26,89 @@ async fn main() -> std::process::ExitCode {
                     std::process::ExitCode::FAILURE
                 }
             };
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown().await;
+            }
+            return code;
         }
         None => Config::from_env(),
     };
-    if let Err(e) = telemetry::init(config.log_format, &config.log_level) {
-        eprintln!("tenant-plane: {e}");
-        return std::process::ExitCode::FAILURE;
+    let telemetry = match telemetry::init(config.log_format, &config.log_level) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("tenant-plane: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if telemetry.exports() {
+        tracing::info!("exporting traces and metrics over OTLP");
     }
-    match serve(config).await {
+    let code = match serve(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "tenant-plane failed");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    // Last: the spans of the drain and of the stop are flushed too.
+    telemetry.shutdown().await;
+    code
 }
 
 async fn serve(config: Config) -> Result<(), tenant_plane::app::StartError> {
-    let app = App::build(config).await?;
+    let mut app = App::build(config).await?;
     let listener = app.bind().await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "tenant-plane listening");
-    eprintln!(
-        "tenant-plane is serving gRPC on {addr}. Try:\n  grpcurl -plaintext {addr} list\n  grpcurl -plaintext -d '{{\"tenant\":{{\"slug\":\"acme\"}}}}' {addr} tenant.v1.TenantService/CreateTenant"
+    tracing::info!(%addr, tls = app.uses_tls(), "tenant-plane listening");
+    let (scheme, grpcurl) = if app.uses_tls() {
+        ("gRPC over TLS", "grpcurl")
+    } else {
+        ("gRPC", "grpcurl -plaintext")
+    };
+    let create = format!(
+        "-d '{{\"tenant\":{{\"slug\":\"acme\"}}}}' {addr} tenant.v1.TenantService/CreateTenant"
     );
+    if app.is_insecure() {
+        eprintln!(
+            "tenant-plane is serving {scheme} on {addr} WITHOUT authentication (--insecure). Try:\n  {grpcurl} {addr} list\n  {grpcurl} {create}"
+        );
+    } else if let Some(token) = app.take_new_admin_token() {
+        eprintln!(
+            "tenant-plane is serving {scheme} on {addr}.\n\nNo bearer tokens were configured, so an admin token was created. It is shown\nthis once; only its SHA-256 is kept:\n\n  export TENANT_PLANE_TOKEN={token}\n\nTry:\n  {grpcurl} {addr} list\n  {grpcurl} -H \"authorization: Bearer $TENANT_PLANE_TOKEN\" {create}"
+        );
+    } else {
+        eprintln!(
+            "tenant-plane is serving {scheme} on {addr}; RPCs need `authorization: Bearer <token>`. Try:\n  {grpcurl} {addr} list\n  {grpcurl} -H \"authorization: Bearer $TENANT_PLANE_TOKEN\" {create}"
+        );
+    }
     app.run(listener, shutdown_signal()).await
+}
+
+/// `tenant-plane token`: a new token on stdout, its configuration entry on stderr.
+fn token(args: &tenant_plane::auth::TokenArgs) -> std::process::ExitCode {
+    use tenant_plane::auth::{Role, hash_token, new_token};
+    let token = match new_token() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("tenant-plane token: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let entry = format!(
+        "{}:{}:{}",
+        Role::from(args.role).as_str(),
+        args.name,
+        hash_token(&token)
+    );
+    if let Err(why) = tenant_plane::auth::TokenSet::parse([entry.as_str()], "--name") {
+        eprintln!("tenant-plane token: {why}");
+        return std::process::ExitCode::FAILURE;
+    }
+    println!("{token}");
+    eprintln!(
+        "Give the token above to its caller; it is not stored anywhere. Configure it with:\n  TENANT_PLANE_AUTH_TOKENS={entry}\n(or one such line in TENANT_PLANE_AUTH_TOKENS_FILE)"
+    );
+    std::process::ExitCode::SUCCESS
 }
 
 /// `tenant-plane health`: exit 0 when the server answers SERVING.

@@ -6,6 +6,7 @@
 //! ```sh
 //! DATABASE_URL=postgres://app@localhost/saas \
 //! TENANT_PLANE_URL=http://127.0.0.1:50051 \
+//! TENANT_PLANE_TOKEN=tpa_... \
 //! MESSAGES_LISTEN=127.0.0.1:50061 \
 //! cargo run --example messages
 //! ```
@@ -14,6 +15,8 @@
 //!   catalog database for SCHEMA and SHARED isolation, and the server on which DATABASE
 //!   isolation creates the tenants' databases.
 //! * `TENANT_PLANE_URL`: the control plane, default `http://127.0.0.1:50051`.
+//! * `TENANT_PLANE_TOKEN`: a service-role bearer token for the control plane (`tenant-plane
+//!   token --role service --name messages`); unset only against a server run with `--insecure`.
 //! * `MESSAGES_LISTEN`: where this service listens, default `127.0.0.1:50061`.
 //! * `TENANT_PLANE_DATA_DIR`: the control plane's data directory, when tenants live in SQLite
 //!   files (`<dir>/tenants`).
@@ -29,7 +32,9 @@ mod service;
 use std::{env, error::Error, path::PathBuf, sync::Arc};
 
 use sea_orm::ConnectOptions;
-use tenant_plane::client::{Quotas, ResolverSettings, TenantDb, TenantDbSettings, TenantResolver};
+use tenant_plane::client::{
+    ControlPlane, Quotas, ResolverSettings, TenantDb, TenantDbSettings, TenantResolver,
+};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tracing_subscriber::EnvFilter;
@@ -55,7 +60,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
 
     // One channel to the control plane, shared by the resolver and the quota client.
-    let control_plane = Channel::from_shared(control_plane_url)?.connect_lazy();
+    let channel = Channel::from_shared(control_plane_url)?.connect_lazy();
+    let control_plane = match env::var("TENANT_PLANE_TOKEN") {
+        Ok(token) => ControlPlane::new(channel, &token)?,
+        Err(_) => ControlPlane::from(channel),
+    };
     let resolver = TenantResolver::new(control_plane.clone(), ResolverSettings::default());
     let db = TenantDb::connect(ConnectOptions::new(database_url), settings).await?;
     let messages = Messages::new(Arc::new(db), Quotas::new(control_plane));

@@ -20,13 +20,15 @@
 //! ## Usage
 //!
 //! ```no_run
-//! use tenant_plane::client::{ResolverSettings, TenantContext, TenantDb, TenantDbSettings,
-//!     TenantLayer, TenantResolver};
+//! use tenant_plane::client::{ControlPlane, ResolverSettings, TenantContext, TenantDb,
+//!     TenantDbSettings, TenantLayer, TenantResolver};
 //! use sea_orm::{ConnectOptions, ConnectionTrait};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let control_plane = tonic::transport::Channel::from_static("http://tenant-plane:50051")
+//! let channel = tonic::transport::Channel::from_static("http://tenant-plane:50051")
 //!     .connect_lazy();
+//! // A service-role token (`tenant-plane token --role service --name my-app`).
+//! let control_plane = ControlPlane::new(channel, &std::env::var("TENANT_PLANE_TOKEN")?)?;
 //! let resolver = TenantResolver::new(control_plane, ResolverSettings::default());
 //! let db = TenantDb::connect(
 //!     ConnectOptions::new("postgres://app@db/saas"),
@@ -49,12 +51,14 @@
 //! transactions, so a query that names no tenant does not compile (see [`scoped`]).
 
 pub mod context;
+pub mod credentials;
 pub mod layer;
 pub mod quota;
 pub mod resolver;
 pub mod scoped;
 
 pub use context::TenantContext;
+pub use credentials::{BearerToken, ControlPlane};
 pub use layer::{TENANT_HEADER, TenantKey, TenantLayer, TenantService};
 pub use quota::Quotas;
 pub use resolver::{ResolverSettings, TenantResolver};

@@ -2,9 +2,9 @@
 //! denial passed on as the control plane phrased it (`RESOURCE_EXHAUSTED` with
 //! `google.rpc.QuotaFailure` and `RetryInfo` details), so a handler can return it as is.
 
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
-use super::{Error, TenantContext};
+use super::{BearerToken, ControlPlane, Error, TenantContext};
 use crate::proto::{
     ConsumeQuotaRequest, QuotaItem, QuotaState, quota_service_client::QuotaServiceClient,
 };
@@ -12,13 +12,13 @@ use crate::proto::{
 /// A quota client for tenant requests. Cheap to clone.
 #[derive(Clone)]
 pub struct Quotas {
-    client: QuotaServiceClient<Channel>,
+    client: QuotaServiceClient<InterceptedService<Channel, BearerToken>>,
 }
 
 impl Quotas {
-    pub fn new(control_plane: Channel) -> Self {
+    pub fn new(control_plane: impl Into<ControlPlane>) -> Self {
         Self {
-            client: QuotaServiceClient::new(control_plane),
+            client: QuotaServiceClient::new(control_plane.into().service()),
         }
     }
 

@@ -19,9 +19,9 @@ use std::{
 
 use lru::LruCache;
 use tokio::time::Instant;
-use tonic::{Code, transport::Channel};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
-use super::{Error, TenantContext, TenantKey};
+use super::{BearerToken, ControlPlane, Error, TenantContext, TenantKey};
 use crate::domain::{Slug, TenantId};
 use crate::proto::{
     self, ResolveTenantRequest, resolve_tenant_request::Key,
@@ -67,15 +67,17 @@ struct Entry {
 /// cache and the channel.
 #[derive(Clone)]
 pub struct TenantResolver {
-    client: TenantServiceClient<Channel>,
+    client: TenantServiceClient<InterceptedService<Channel, BearerToken>>,
     cache: Arc<Mutex<LruCache<TenantKey, Entry>>>,
     settings: ResolverSettings,
 }
 
 impl TenantResolver {
-    pub fn new(control_plane: Channel, settings: ResolverSettings) -> Self {
+    /// Resolves through `control_plane`: a [`ControlPlane`] with a service token, or a bare
+    /// channel to a server run with `--insecure`.
+    pub fn new(control_plane: impl Into<ControlPlane>, settings: ResolverSettings) -> Self {
         Self {
-            client: TenantServiceClient::new(control_plane),
+            client: TenantServiceClient::new(control_plane.into().service()),
             cache: Arc::new(Mutex::new(LruCache::new(settings.capacity))),
             settings,
         }

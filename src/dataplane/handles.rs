@@ -8,7 +8,7 @@ use lru::LruCache;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::domain::Error;
-use crate::store::db_error;
+use crate::store::{PoolUsage, db_error, pool_usage};
 
 /// How long an idle tenant connection is kept before the pool closes it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,6 +69,19 @@ impl TenantHandles {
         let removed = self.lock().pop(&address.key());
         if let Some(conn) = removed {
             let _ = conn.close().await;
+        }
+    }
+
+    /// Connections open to tenant databases now; `max` is the most kept at once.
+    pub fn usage(&self) -> PoolUsage {
+        let cache = self.lock();
+        let open = cache
+            .iter()
+            .map(|(_, conn)| pool_usage(conn))
+            .fold(PoolUsage::default(), |sum, one| sum + one);
+        PoolUsage {
+            max: u32::try_from(cache.cap().get()).unwrap_or(u32::MAX),
+            ..open
         }
     }
 

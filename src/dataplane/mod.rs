@@ -12,12 +12,16 @@
 //! provisioning leaves no schema, database or file behind. When the tenant's schema is in the
 //! catalog database, the catalog's mirror of the version commits in the same transaction.
 //!
+//! Provisioning on PostgreSQL also makes the tenant's least-privilege login role and grants it
+//! the tenant's data ([`roles`]), in the same transaction as the tenant's tables.
+//!
 //! Schema-per-tenant runs use the one shared catalog pool; database-per-tenant runs use a bounded
 //! LRU of connections ([`handles`]). No pool is ever created per tenant.
 
 mod handles;
 mod measure;
 mod migrator;
+mod roles;
 mod separate;
 mod shared;
 mod sql;
@@ -27,7 +31,7 @@ use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 
-use crate::domain::{Error, Isolation, TenantId};
+use crate::domain::{DbRoleName, Error, Isolation, TenantId};
 use crate::store::{
     Backend, Catalog, Change, db_error,
     provisioning::{record_migration, record_shared_version},
@@ -47,6 +51,8 @@ pub struct Storage {
     pub isolation: Isolation,
     pub schema: Option<String>,
     pub database: Option<String>,
+    /// The tenant's login role (PostgreSQL only; see [`roles`]).
+    pub role: DbRoleName,
 }
 
 /// What a tenant's version table says after a run.
@@ -111,6 +117,11 @@ impl DataPlane {
 
     pub fn migrations(&self) -> &TenantMigrations {
         &self.migrations
+    }
+
+    /// Connections open to tenant databases (DATABASE isolation), for the metrics endpoint.
+    pub fn tenant_connections(&self) -> crate::store::PoolUsage {
+        self.handles.usage()
     }
 
     /// Runs `run` in the tenant's storage and returns its version table afterwards.
@@ -212,6 +223,9 @@ impl DataPlane {
         }
         if is_shared {
             shared::secure(&txn, name).await?;
+        }
+        if matches!(run, Run::Provision { .. }) {
+            roles::grant_in_schema(&txn, storage, name).await?;
         }
         // Back to the catalog's schema for the mirror, committed with the migration.
         exec(&txn, "SET LOCAL search_path TO DEFAULT").await?;

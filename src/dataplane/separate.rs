@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
 use super::handles::Address;
+use super::roles;
 use super::sql::{exec, io_error, lock, not_provisioned, quote, required};
 use super::{DataPlane, Report, Run, Storage};
 use crate::domain::Error;
@@ -35,6 +36,9 @@ impl DataPlane {
             let txn = conn.begin().await.map_err(db_error)?;
             lock(&txn, storage).await?;
             let report = self.migrate(&txn, run).await?;
+            if matches!(run, Run::Provision { .. }) {
+                roles::grant_in_database(&txn, storage, database).await?;
+            }
             txn.commit().await.map_err(db_error)?;
             Ok::<_, Error>(report)
         }

@@ -4,6 +4,12 @@
 //! (forced, so the tables' owner is bound too) that shows and accepts only the rows of the
 //! tenant named by that setting. Superusers bypass row-level security: applications must
 //! connect with an ordinary role.
+//!
+//! Each shared tenant's own login role (see `roles`) is bound tighter: a table of the schema,
+//! [`ROLES_TABLE`], maps each such role to its tenant, and two more policies per table let a
+//! mapped role see and write its tenant's rows (without the setting) and never another's
+//! (whatever it sets the setting to). Roles that are not mapped (the control plane, an
+//! application's own role) are not affected by them.
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 
@@ -14,31 +20,49 @@ use crate::store::db_error;
 /// The session setting the policies read.
 pub const TENANT_SETTING: &str = "tenant_plane.tenant_id";
 
-/// Tables of the shared schema that hold tenant rows (all but the version table).
-async fn tenant_tables(
-    txn: &DatabaseTransaction,
-    schema: &str,
-) -> Result<Vec<(String, bool, bool)>, Error> {
+/// The table mapping each shared tenant's login role to its tenant. Everyone may read it, and
+/// row-level security shows each role only its own row.
+pub(super) const ROLES_TABLE: &str = "tenant_plane_roles";
+
+/// The permissive policy that shows a mapped role its tenant's rows; its restrictive twin,
+/// [`ROLE_ONLY_POLICY`], keeps it from every other tenant's.
+const ROLE_ROWS_POLICY: &str = "tenant_role_rows";
+const ROLE_ONLY_POLICY: &str = "tenant_role_only";
+
+/// A table of the shared schema, as [`secure`] finds it.
+struct SharedTable {
+    name: String,
+    secured: bool,
+    has_column: bool,
+    role_policies: bool,
+}
+
+/// Tables of the shared schema that hold tenant rows (all but the version and role tables).
+async fn tenant_tables(txn: &DatabaseTransaction, schema: &str) -> Result<Vec<SharedTable>, Error> {
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT c.relname AS name, c.relrowsecurity AS secured, \
                EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' \
-                       AND NOT a.attisdropped) AS has_column \
+                       AND NOT a.attisdropped) AS has_column, \
+               EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $3) \
+                 AS role_policies \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> 'seaql_migrations' \
+               AND c.relname <> $2 \
              ORDER BY c.oid",
-            [schema.into()],
+            [schema.into(), ROLES_TABLE.into(), ROLE_ONLY_POLICY.into()],
         ))
         .await
         .map_err(db_error)?;
     rows.iter()
         .map(|r| {
-            Ok((
-                r.try_get::<String>("", "name").map_err(db_error)?,
-                r.try_get::<bool>("", "secured").map_err(db_error)?,
-                r.try_get::<bool>("", "has_column").map_err(db_error)?,
-            ))
+            Ok(SharedTable {
+                name: r.try_get::<String>("", "name").map_err(db_error)?,
+                secured: r.try_get::<bool>("", "secured").map_err(db_error)?,
+                has_column: r.try_get::<bool>("", "has_column").map_err(db_error)?,
+                role_policies: r.try_get::<bool>("", "role_policies").map_err(db_error)?,
+            })
         })
         .collect()
 }
@@ -51,8 +75,8 @@ pub(super) async fn tenant_table_names(
     Ok(tenant_tables(txn, schema)
         .await?
         .into_iter()
-        .filter(|(_, _, has_column)| *has_column)
-        .map(|(name, ..)| name)
+        .filter(|table| table.has_column)
+        .map(|table| table.name)
         .collect())
 }
 
@@ -71,9 +95,15 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
         ),
     )
     .await?;
-    for (table, secured, has_column) in tenant_tables(txn, schema).await? {
-        let qualified = format!("{}.{}", quote(schema), quote(&table));
-        if !has_column {
+    ensure_roles_table(txn, schema).await?;
+    // The tenant of the role running the query; NULL for a role that is not a tenant's.
+    let role_tenant = format!(
+        "(SELECT r.tenant_id FROM {} r WHERE r.role_name = CAST(current_user AS text))",
+        roles_table(schema)
+    );
+    for table in tenant_tables(txn, schema).await? {
+        let qualified = format!("{}.{}", quote(schema), quote(&table.name));
+        if !table.has_column {
             exec(
                 txn,
                 &format!(
@@ -84,7 +114,7 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
             .await?;
             exec(txn, &format!("CREATE INDEX ON {qualified} (tenant_id)")).await?;
         }
-        if !secured {
+        if !table.secured {
             exec(
                 txn,
                 &format!("ALTER TABLE {qualified} ENABLE ROW LEVEL SECURITY"),
@@ -100,6 +130,19 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
                 &format!(
                     "CREATE POLICY tenant_isolation ON {qualified} \
                      USING (tenant_id = {current}) WITH CHECK (tenant_id = {current})"
+                ),
+            )
+            .await?;
+        }
+        if !table.role_policies {
+            let own = format!("tenant_id = {role_tenant}");
+            let only = format!("tenant_id = COALESCE({role_tenant}, tenant_id)");
+            exec(
+                txn,
+                &format!(
+                    "CREATE POLICY {ROLE_ROWS_POLICY} ON {qualified} USING ({own}) WITH CHECK ({own}); \
+                     CREATE POLICY {ROLE_ONLY_POLICY} ON {qualified} AS RESTRICTIVE \
+                       USING ({only}) WITH CHECK ({only})"
                 ),
             )
             .await?;
@@ -125,7 +168,7 @@ pub async fn delete_rows(
     let mut left: Vec<String> = tenant_tables(txn, schema)
         .await?
         .into_iter()
-        .map(|(name, ..)| name)
+        .map(|table| table.name)
         .collect();
     while !left.is_empty() {
         let before = left.len();
@@ -161,4 +204,58 @@ pub async fn delete_rows(
         left = blocked;
     }
     Ok(())
+}
+
+/// Creates [`ROLES_TABLE`] if it is missing.
+async fn ensure_roles_table(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error> {
+    let table = roles_table(schema);
+    if has_roles_table(txn, &table).await? {
+        return Ok(());
+    }
+    exec(
+        txn,
+        &format!(
+            "CREATE TABLE {table} (role_name text PRIMARY KEY, tenant_id uuid NOT NULL); \
+             ALTER TABLE {table} ENABLE ROW LEVEL SECURITY; \
+             CREATE POLICY own_role ON {table} USING (role_name = CAST(current_user AS text)); \
+             GRANT SELECT ON {table} TO PUBLIC"
+        ),
+    )
+    .await
+}
+
+/// Removes a tenant role from [`ROLES_TABLE`], if the schema has one.
+pub(super) async fn forget_role(
+    txn: &DatabaseTransaction,
+    schema: &str,
+    role: &str,
+) -> Result<(), Error> {
+    let table = roles_table(schema);
+    if !has_roles_table(txn, &table).await? {
+        return Ok(());
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("DELETE FROM {table} WHERE role_name = $1"),
+        [role.into()],
+    ))
+    .await
+    .map(|_| ())
+    .map_err(db_error)
+}
+
+fn roles_table(schema: &str) -> String {
+    format!("{}.{}", quote(schema), quote(ROLES_TABLE))
+}
+
+async fn has_roles_table(txn: &DatabaseTransaction, table: &str) -> Result<bool, Error> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_class WHERE oid = to_regclass($1)",
+            [table.into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    Ok(row.is_some())
 }

@@ -74,6 +74,12 @@ pub(super) fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
+/// Quotes a string literal for statements that take no parameters (a batch, a `DO` block).
+/// Assumes `standard_conforming_strings` (on since PostgreSQL 9.1), so only quotes are doubled.
+pub(super) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 pub(super) fn required<'a>(value: &'a Option<String>, what: &str) -> Result<&'a str, Error> {
     value
         .as_deref()

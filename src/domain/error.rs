@@ -56,6 +56,16 @@ pub enum Error {
         violations: Vec<QuotaViolation>,
         retry_after: Option<std::time::Duration>,
     },
+    /// The caller brought no credentials, or ones that are not valid. `reason` is the
+    /// ErrorInfo reason: CREDENTIALS_MISSING or CREDENTIALS_INVALID.
+    #[error("{message}")]
+    Unauthenticated {
+        reason: &'static str,
+        message: String,
+    },
+    /// The caller is known but may not do this (its role, or another tenant's resource).
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("{0} is not implemented yet")]
     Unimplemented(String),
     /// The catalog database cannot be reached; retrying later may work.

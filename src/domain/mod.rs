@@ -2,6 +2,7 @@
 //! and the error type every use case returns. No I/O here, so all of it is unit-tested in place.
 
 mod api_key;
+mod credentials;
 mod error;
 mod member;
 mod names;
@@ -11,6 +12,7 @@ mod rollout;
 mod tenant;
 
 pub use api_key::{ApiKey, NewSecret, SECRET_PREFIX, hash_secret};
+pub use credentials::{DbPassword, DbRoleName, ScramVerifier};
 pub use error::{Error, FieldViolation, QuotaViolation};
 pub use member::{Member, Role, USERS, UserId};
 pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};

@@ -1,6 +1,8 @@
 //! Per-RPC context: a request id (the caller's `x-request-id`, or a new UUIDv7), a tracing span
 //! named after the method, and one log line per finished call with its status and latency.
 //! The id is echoed in the `x-request-id` response header and quoted in error details.
+//! The span continues the caller's W3C trace (`traceparent`) when spans are exported, and each
+//! finished call is counted in the RPC metrics ([`crate::metrics`]).
 
 use std::{
     future::Future,
@@ -15,6 +17,7 @@ use tracing::Instrument;
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    static ACTOR: String;
 }
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -26,6 +29,20 @@ pub fn request_id() -> String {
     REQUEST_ID
         .try_with(Clone::clone)
         .unwrap_or_else(|_| uuid::Uuid::now_v7().to_string())
+}
+
+/// Who makes the current RPC, as recorded in the audit log: `admin:<name>`, `service:<name>`,
+/// `api-key:<key id>`, `cert:<subject>`, or `anonymous` when authentication is off.
+/// Outside an RPC (background jobs) it is `system`.
+pub fn actor() -> String {
+    ACTOR
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "system".to_owned())
+}
+
+/// Runs `work` with `actor` as the current RPC's actor (set by the authentication layer).
+pub async fn with_actor<F: Future>(actor: String, work: F) -> F::Output {
+    ACTOR.scope(actor, work).await
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,7 +87,18 @@ where
             })
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
         let method = request.uri().path().to_owned();
-        let span = tracing::info_span!("rpc", rpc.method = %method, request_id = %id);
+        let (service_name, method_name) =
+            super::methods::known(&method).unwrap_or(super::methods::UNKNOWN);
+        // otel.name and otel.kind stay empty (and out of the logs) unless spans are exported.
+        let span = tracing::info_span!(
+            "rpc",
+            rpc.method = %method,
+            request_id = %id,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+        );
+        crate::telemetry::continue_trace(&span, request.headers(), service_name, method_name);
+        let finished = span.clone();
         // Take the service that was driven to readiness, leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -79,13 +107,19 @@ where
             REQUEST_ID.scope(id.clone(), async move {
                 let result = inner.call(request).await;
                 if let Ok(response) = &result {
-                    let code = response
+                    let elapsed = started.elapsed();
+                    // Absent on a successful response's headers: its status is in the trailers.
+                    let status = response
                         .headers()
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
+                        .and_then(|v| v.parse::<i32>().ok());
+                    let code = status
                         .map_or("OK".to_owned(), |c| format!("{:?}", tonic::Code::from_i32(c)));
-                    tracing::info!(grpc.code = %code, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "rpc finished");
+                    tracing::info!(grpc.code = %code, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "rpc finished");
+                    let status = status.unwrap_or(0);
+                    crate::metrics::rpc_finished(service_name, method_name, status, elapsed);
+                    crate::telemetry::finish_rpc(&finished, tonic::Code::from_i32(status));
                 }
                 result.map(|mut response| {
                     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -73,6 +73,6 @@ pub fn location(l: service::DataLocation) -> proto::DataLocation {
         schema_name: l.schema_name.unwrap_or_default(),
         database_name: l.database_name.unwrap_or_default(),
         row_filter_tenant_id: l.row_filter_tenant_id.unwrap_or_default(),
-        role_name: String::new(),
+        role_name: l.role_name.unwrap_or_default(),
     }
 }

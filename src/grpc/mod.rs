@@ -1,11 +1,15 @@
-//! The gRPC surface: one file per service, plus the per-RPC context layer, the error table
-//! ([`status`]), health and reflection.
+//! The gRPC surface: one file per service, plus the per-RPC context layer, the audit layer
+//! ([`audit_layer`]: which RPCs the audit log records), the error table ([`status`]), health and
+//! reflection.
 
 mod api_keys;
+mod audit;
+pub mod audit_layer;
 pub mod context;
 mod convert;
 mod envoy;
 mod member;
+mod methods;
 mod migration;
 mod plan;
 mod provisioning;
@@ -19,7 +23,7 @@ use tokio::{net::TcpListener, sync::Notify};
 use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::proto::{
-    membership_service_server::MembershipServiceServer,
+    audit_service_server::AuditServiceServer, membership_service_server::MembershipServiceServer,
     migration_service_server::MigrationServiceServer, plan_service_server::PlanServiceServer,
     provisioning_service_server::ProvisioningServiceServer,
     quota_service_server::QuotaServiceServer, tenant_service_server::TenantServiceServer,
@@ -30,7 +34,7 @@ use uuid::Uuid;
 
 use crate::domain::FieldViolation;
 use crate::service::{
-    Members, Migrations, Plans, Provisioning, Quotas, RequestKey, Rollouts, Tenants,
+    AuditLog, Members, Migrations, Plans, Provisioning, Quotas, RequestKey, Rollouts, Tenants,
 };
 
 /// The use cases the gRPC services call.
@@ -43,8 +47,16 @@ pub struct Services {
     pub rollouts: Rollouts,
     pub quotas: Quotas,
     pub plans: Plans,
+    pub audit: AuditLog,
     /// Where the Envoy adapter looks for a request's tenant first (TENANT_ID_SOURCE).
     pub tenant_id_source: crate::config::TenantIdSource,
+}
+
+/// How callers are authenticated: the layer, and TLS when configured.
+#[derive(Clone)]
+pub struct Security {
+    pub auth: crate::auth::AuthLayer,
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +103,7 @@ pub(crate) fn request_key(
 pub async fn serve(
     listener: TcpListener,
     services: Services,
+    security: Security,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> Result<(), ServeError> {
@@ -112,6 +125,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<PlanServiceServer<plan::PlanApi>>()
+        .await;
+    health
+        .set_serving::<AuditServiceServer<audit::AuditApi>>()
         .await;
     health
         .set_serving::<envoy::AuthorizationServer<envoy::AuthzApi>>()
@@ -149,13 +165,22 @@ pub async fn serve(
     // Cloned before the tenant and quota services take theirs.
     let envoy_authz = envoy::AuthzApi::new(services.tenants.clone(), services.tenant_id_source);
     let envoy_rate_limit = envoy::RateLimitApi::new(services.quotas.clone());
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = security.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    // The context layer is outermost: refusals by the auth layer carry the request id too.
+    let server = builder
         .layer(context::RequestContextLayer)
+        .layer(security.auth)
+        // Inside authentication, so the audit log knows who called.
+        .layer(audit_layer::AuditLayer::new(services.audit.clone()))
         .add_service(health_service)
         .add_service(v1.build_v1()?)
         .add_service(v1alpha.build_v1alpha()?)
         .add_service(TenantServiceServer::new(tenant::TenantApi::new(
             services.tenants,
+            services.provisioning.clone(),
         )))
         .add_service(MembershipServiceServer::new(member::MemberApi::new(
             services.members,
@@ -171,6 +196,9 @@ pub async fn serve(
             services.quotas,
         )))
         .add_service(PlanServiceServer::new(plan::PlanApi::new(services.plans)))
+        .add_service(AuditServiceServer::new(audit::AuditApi::new(
+            services.audit,
+        )))
         .add_service(envoy::AuthorizationServer::new(envoy_authz))
         .add_service(envoy::RateLimitServiceServer::new(envoy_rate_limit))
         .serve_with_incoming_shutdown(incoming, signal);

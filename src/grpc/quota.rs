@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::auth;
 use crate::domain::Error;
 use crate::proto::{self, quota_service_server::QuotaService};
 use crate::service::{QuotaState, Quotas, TenantRef};
@@ -46,8 +47,12 @@ impl QuotaService for QuotaApi {
         &self,
         request: Request<proto::CheckQuotaRequest>,
     ) -> Reply<proto::CheckQuotaResponse> {
+        let caller = request.extensions().get::<auth::Caller>().cloned();
         let request = request.into_inner();
         let target = TenantRef::parse(&request.tenant, "tenant")?;
+        if caller.is_some_and(|c| !c.reaches(&target)) {
+            return Err(auth::other_tenant().into());
+        }
         let (allowed, state) = self
             .quotas
             .check(&target, &request.resource, request.amount)
@@ -104,8 +109,12 @@ impl QuotaService for QuotaApi {
         &self,
         request: Request<proto::GetUsageRequest>,
     ) -> Reply<proto::GetUsageResponse> {
+        let caller = request.extensions().get::<auth::Caller>().cloned();
         let request = request.into_inner();
         let target = TenantRef::parse(&request.tenant, "tenant")?;
+        if caller.is_some_and(|c| !c.reaches(&target)) {
+            return Err(auth::other_tenant().into());
+        }
         let (tenant, states) = self.quotas.usage(&target).await?;
         Ok(Response::new(proto::GetUsageResponse {
             tenant: tenant.name(),

@@ -68,6 +68,24 @@ impl From<Error> for Status {
                 }
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
+            Error::Unauthenticated { reason, .. } => Status::with_error_details(
+                Code::Unauthenticated,
+                message,
+                ErrorDetails::with_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    [("request_id".to_owned(), request_id)],
+                ),
+            ),
+            Error::PermissionDenied(_) => Status::with_error_details(
+                Code::PermissionDenied,
+                message,
+                ErrorDetails::with_error_info(
+                    "PERMISSION_DENIED",
+                    ERROR_DOMAIN,
+                    [("request_id".to_owned(), request_id)],
+                ),
+            ),
             Error::Unimplemented(_) => Status::unimplemented(message),
             Error::Unavailable(cause) => {
                 tracing::warn!(%request_id, %cause, "catalog unavailable");

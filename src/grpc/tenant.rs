@@ -3,20 +3,26 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, request_key};
+use crate::auth;
 use crate::domain::{Error, Etag, FieldViolation};
 use crate::proto::{self, tenant_service_server::TenantService};
 use crate::service::{
-    CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, TenantChange, TenantRef, Tenants,
-    UpdateTenantInput,
+    CreateTenantInput, IsolationInput, ListTenantsInput, Lookup, Provisioning, TenantChange,
+    TenantRef, Tenants, UpdateTenantInput,
 };
 
 pub struct TenantApi {
     pub(super) tenants: Tenants,
+    /// For RotateTenantCredentials, which acts on the tenant's storage (its database role).
+    provisioning: Provisioning,
 }
 
 impl TenantApi {
-    pub fn new(tenants: Tenants) -> Self {
-        Self { tenants }
+    pub fn new(tenants: Tenants, provisioning: Provisioning) -> Self {
+        Self {
+            tenants,
+            provisioning,
+        }
     }
 }
 
@@ -73,10 +79,6 @@ fn isolation_input(value: i32) -> IsolationInput {
         Ok(proto::Isolation::Shared) => IsolationInput::Known(crate::domain::Isolation::Shared),
         Err(_) => IsolationInput::Unknown(value),
     }
-}
-
-fn unimplemented(what: &str) -> Status {
-    Error::Unimplemented(what.to_owned()).into()
 }
 
 #[tonic::async_trait]
@@ -146,6 +148,7 @@ impl TenantService for TenantApi {
 
     async fn get_tenant(&self, request: Request<proto::GetTenantRequest>) -> Reply<proto::Tenant> {
         let target = TenantRef::parse(&request.get_ref().name, "name")?;
+        auth::require_tenant(request.extensions(), &target)?;
         reply(self.tenants.get(&target).await)
     }
 
@@ -292,6 +295,7 @@ impl TenantService for TenantApi {
         request: Request<proto::ResolveTenantRequest>,
     ) -> Reply<proto::ResolveTenantResponse> {
         use proto::resolve_tenant_request::Key;
+        let caller = request.extensions().get::<auth::Caller>().cloned();
         let lookup = match request.into_inner().key {
             Some(Key::Id(id)) => Lookup::Id(id),
             Some(Key::Slug(slug)) => Lookup::Slug(slug),
@@ -303,7 +307,12 @@ impl TenantService for TenantApi {
                 );
             }
         };
-        let (tenant, location) = self.tenants.resolve(lookup).await?;
+        let (tenant, location) = self
+            .tenants
+            .resolve_within(lookup, |target| {
+                caller.as_ref().is_none_or(|c| c.reaches(target))
+            })
+            .await?;
         Ok(Response::new(proto::ResolveTenantResponse {
             tenant: Some(convert::tenant(tenant)),
             location: Some(convert::location(location)),
@@ -333,10 +342,13 @@ impl TenantService for TenantApi {
 
     async fn rotate_tenant_credentials(
         &self,
-        _: Request<proto::RotateTenantCredentialsRequest>,
+        request: Request<proto::RotateTenantCredentialsRequest>,
     ) -> Reply<proto::RotateTenantCredentialsResponse> {
-        Err(unimplemented(
-            "RotateTenantCredentials (least-privilege tenant database roles)",
-        ))
+        let target = TenantRef::parse(&request.get_ref().name, "name")?;
+        let credentials = self.provisioning.rotate_credentials(&target).await?;
+        Ok(Response::new(proto::RotateTenantCredentialsResponse {
+            role_name: credentials.role.to_string(),
+            password: credentials.password.expose().to_owned(),
+        }))
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::tenants::RequestKey;
 use crate::domain::Error;
-use crate::store::{Catalog, RequestRecord};
+use crate::store::{Catalog, RequestRecord, audit};
 
 /// Runs `call` once per request id: a retry returns the first answer. Without a key, just runs.
 pub(crate) async fn once<T, F, Fut>(
@@ -45,6 +45,7 @@ where
                 message: "a call with this request_id is still running; retry later".into(),
             });
         };
+        audit::replayed();
         return serde_json::from_value(result)
             .map_err(|e| Error::Internal(format!("stored answer of request {}: {e}", key.id)));
     }

@@ -15,7 +15,7 @@ use crate::domain::{
     Error, Etag, FieldViolation, Member, QuotaViolation, Role, Tenant, TenantId, TenantState,
     USERS, UserId, effective_quotas,
 };
-use crate::store::{Added, Catalog, Changed, RequestRecord};
+use crate::store::{Added, Catalog, Changed, RequestRecord, audit};
 
 const ADD_METHOD: &str = "tenant.v1.MembershipService/AddMember";
 
@@ -126,6 +126,7 @@ impl Members {
             ));
         };
         let tenant = load(&self.catalog, &parent).await?;
+        audit::note_tenant(tenant.id);
         refuse_deleted(&tenant)?;
         let limit = self.users_limit(&tenant).await?;
         let member = Member::new(tenant.id, user, role, super::now());
@@ -168,6 +169,7 @@ impl Members {
                 retry_after: None,
             }),
             Added::Replayed(first) => {
+                audit::replayed();
                 let same = input.request.as_ref().is_some_and(|key| {
                     first.method == ADD_METHOD && first.request_hash == key.request_hash
                 });
@@ -240,6 +242,7 @@ impl Members {
     ) -> Result<Member, Error> {
         let (parent, user) = parse_member_name(name, "member.name")?;
         let tenant = load(&self.catalog, &parent).await?;
+        audit::note_tenant(tenant.id);
         refuse_deleted(&tenant)?;
         let expected = etag.map(Etag::revision);
         match self
@@ -262,6 +265,7 @@ impl Members {
     pub async fn remove(&self, name: &str, etag: Option<Etag>) -> Result<(), Error> {
         let (parent, user) = parse_member_name(name, "name")?;
         let tenant = load(&self.catalog, &parent).await?;
+        audit::note_tenant(tenant.id);
         refuse_deleted(&tenant)?;
         let expected = etag.map(Etag::revision);
         match self

@@ -9,7 +9,7 @@ use super::provisioning::storage_of;
 use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Target};
 use crate::domain::{Error, Tenant, TenantState};
-use crate::store::Catalog;
+use crate::store::{Catalog, audit};
 
 /// A tenant's migration state, read from its own version table.
 #[derive(Debug, Clone)]
@@ -144,6 +144,7 @@ impl Migrations {
     /// The tenant, if its storage exists and it is not deleted.
     async fn provisioned(&self, target: &TenantRef) -> Result<Tenant, Error> {
         let tenant = load(&self.catalog, target).await?;
+        audit::note_tenant(tenant.id);
         if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
             let why = if tenant.state == TenantState::Deleted {
                 "is DELETED"

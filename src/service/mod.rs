@@ -1,5 +1,7 @@
 //! Use cases, in domain terms: no tonic and no sea-orm types cross this boundary.
 
+mod audit;
+mod credentials;
 mod idempotency;
 mod members;
 mod migrations;
@@ -12,6 +14,10 @@ mod rollout_worker;
 mod rollouts;
 mod tenants;
 
+/// The audit row of one call, opened by the gRPC layer (see `store::audit`).
+pub use crate::store::audit::Scope as AuditScope;
+pub use audit::{AuditLog, ListAuditEventsInput};
+pub use credentials::Credentials;
 pub use members::{AddMemberInput, Members, parse_etag};
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
 pub use plans::{

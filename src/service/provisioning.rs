@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use super::idempotency;
 use super::tenants::{DataLocation, RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Storage};
-use crate::domain::{Error, Etag, Tenant, TenantState};
-use crate::store::Catalog;
+use crate::domain::{DbRoleName, Error, Etag, Tenant, TenantState};
+use crate::store::{Backend, Catalog, audit};
 
 /// A tenant's storage, as GetProvisioningStatus reports it (from the catalog's mirror: no
 /// tenant schema is opened to answer).
@@ -33,8 +33,8 @@ impl ProvisioningStatus {
 
 #[derive(Clone)]
 pub struct Provisioning {
-    catalog: Catalog,
-    dataplane: Arc<DataPlane>,
+    pub(super) catalog: Catalog,
+    pub(super) dataplane: Arc<DataPlane>,
 }
 
 impl Provisioning {
@@ -53,6 +53,7 @@ impl Provisioning {
         request: Option<&RequestKey>,
     ) -> Result<(Tenant, bool), Error> {
         let tenant = load(&self.catalog, target).await?;
+        audit::note_tenant(tenant.id);
         let expected = parse_etag(etag)?;
         if force_recreate && expected.is_none() {
             return Err(Error::invalid(
@@ -137,7 +138,7 @@ impl Provisioning {
             last_error: tenant.last_error.clone(),
             provision_time: tenant.provision_time,
             last_error_time: tenant.last_error_time,
-            location: location_of(tenant),
+            location: location_of(tenant, self.catalog.backend()),
         }
     }
 
@@ -152,6 +153,7 @@ impl Provisioning {
         request: Option<&RequestKey>,
     ) -> Result<Tenant, Error> {
         let tenant = load(&self.catalog, target).await?;
+        audit::note_tenant(tenant.id);
         idempotency::once(
             &self.catalog,
             request,
@@ -194,9 +196,12 @@ impl Provisioning {
                 ),
             });
         }
+        let storage = storage_of(&tenant);
         if tenant.provision_time.is_some() {
-            self.dataplane.drop_storage(&storage_of(&tenant)).await?;
+            self.dataplane.drop_storage(&storage).await?;
         }
+        // Also when the storage is gone already: a purge that stopped half-way is finished.
+        self.dataplane.drop_role(&storage).await?;
         self.catalog.record_purge(tenant.id).await?;
         tracing::warn!(slug = %tenant.slug, "tenant storage purged");
         load(&self.catalog, &TenantRef::Id(tenant.id)).await
@@ -217,7 +222,9 @@ impl Provisioning {
             if !still_due {
                 continue;
             }
-            self.dataplane.drop_storage(&storage_of(&tenant)).await?;
+            let storage = storage_of(&tenant);
+            self.dataplane.drop_storage(&storage).await?;
+            self.dataplane.drop_role(&storage).await?;
             self.catalog.record_purge(tenant.id).await?;
             tracing::warn!(tenant = %tenant.id, slug = %tenant.slug, "retention ran out: tenant storage purged");
             purged += 1;
@@ -267,15 +274,20 @@ pub(crate) fn storage_of(tenant: &Tenant) -> Storage {
         isolation: tenant.isolation,
         schema: tenant.schema_name.clone(),
         database: tenant.database_name.clone(),
+        role: DbRoleName::of(tenant),
     }
 }
 
-pub(crate) fn location_of(tenant: &Tenant) -> DataLocation {
+/// Where the tenant's data lives. The role is named once the tenant is provisioned on a
+/// PostgreSQL catalog (an SQLite catalog has no roles).
+pub(crate) fn location_of(tenant: &Tenant, backend: Backend) -> DataLocation {
     DataLocation {
         isolation: tenant.isolation,
         schema_name: tenant.schema_name.clone(),
         database_name: tenant.database_name.clone(),
         row_filter_tenant_id: (tenant.isolation == crate::domain::Isolation::Shared)
             .then(|| tenant.id.to_string()),
+        role_name: (backend == Backend::Postgres && tenant.provision_time.is_some())
+            .then(|| DbRoleName::of(tenant).to_string()),
     }
 }

@@ -13,6 +13,7 @@ use super::provisioning::storage_of;
 use super::rollouts::RolloutSettings;
 use crate::dataplane::{DataPlane, Run, Target};
 use crate::domain::{Error, RolloutCounts, RolloutState, TenantState, Verdict};
+use crate::metrics::TargetOutcome;
 use crate::store::{Catalog, Claim, Outcome};
 
 /// What this replica knows of one rollout between full passes.
@@ -220,7 +221,12 @@ impl RolloutWorker {
             .finish_target(rollout, claim.tenant, &self.me, &outcome)
             .await
         {
-            Ok(true) => {}
+            Ok(true) => crate::metrics::rollout_target_finished(match outcome {
+                Outcome::Migrated { .. } => TargetOutcome::Migrated,
+                Outcome::Skipped { .. } => TargetOutcome::Skipped,
+                Outcome::Failed { .. } => TargetOutcome::Failed,
+                Outcome::Retry { .. } => TargetOutcome::Retried,
+            }),
             Ok(false) => tracing::warn!("another worker took this tenant over (lease ran out)"),
             Err(error) => {
                 tracing::warn!(%error, "recording a rollout outcome; the lease will run out and it is retried")

@@ -14,7 +14,7 @@ use crate::domain::{
     Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState, Selector,
     TargetState,
 };
-use crate::store::{Catalog, Event, NewTarget};
+use crate::store::{Catalog, Event, NewTarget, audit};
 
 /// Rollout limits from the configuration.
 #[derive(Debug, Clone)]
@@ -192,6 +192,7 @@ impl Rollouts {
                     "was already used for a different request",
                 ));
             }
+            audit::replayed();
             return self.get(first).await;
         }
         if pending == 0 {

@@ -2,13 +2,13 @@
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use super::cache::Change;
 use super::entity::api_key;
-use super::{Catalog, db_error};
+use super::{Catalog, audit, db_error};
 use crate::domain::{ApiKey, Error, TenantId};
 
 fn to_domain(m: api_key::Model) -> ApiKey {
@@ -36,10 +36,15 @@ impl Catalog {
             expire_time: Set(key.expire_time),
             revoke_time: Set(None),
         };
+        let txn = self.conn().begin().await.map_err(db_error)?;
         api_key::Entity::insert(row)
-            .exec_without_returning(self.conn())
+            .exec_without_returning(&txn)
             .await
             .map_err(db_error)?;
+        audit::record(&txn, Some(key.tenant))
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         self.changed(&Change::ApiKey {
             secret_hash: secret_hash.to_owned(),
         });
@@ -88,17 +93,24 @@ impl Catalog {
         id: Uuid,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<ApiKey>, Error> {
+        let txn = self.conn().begin().await.map_err(db_error)?;
         api_key::Entity::update_many()
             .col_expr(api_key::Column::RevokeTime, Expr::value(now))
             .filter(api_key::Column::Id.eq(id))
             .filter(api_key::Column::RevokeTime.is_null())
-            .exec(self.conn())
+            .exec(&txn)
             .await
             .map_err(db_error)?;
         let row = api_key::Entity::find_by_id(id)
-            .one(self.conn())
+            .one(&txn)
             .await
             .map_err(db_error)?;
+        if let Some(row) = &row {
+            audit::record(&txn, Some(TenantId::from(row.tenant_id)))
+                .await
+                .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)?;
         if let Some(row) = &row {
             self.changed(&Change::ApiKey {
                 secret_hash: row.secret_hash.clone(),

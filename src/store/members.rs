@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::entity::{request_id, tenant, tenant_member};
-use super::{Backend, Catalog, RequestRecord, db_error, tenants};
+use super::{Backend, Catalog, RequestRecord, audit, db_error, tenants};
 use crate::domain::{Error, Member, Role, Tenant, TenantId, TenantState, USERS, UserId};
 
 /// What AddMember's transaction did.
@@ -285,6 +285,9 @@ impl Catalog {
         write_count(&txn, member.tenant, members + 1)
             .await
             .map_err(db_error)?;
+        audit::record(&txn, Some(member.tenant))
+            .await
+            .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(Added::Member(member.clone()))
     }
@@ -323,6 +326,7 @@ impl Catalog {
             .exec(&txn)
             .await
             .map_err(db_error)?;
+        audit::record(&txn, Some(tenant)).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(Changed::Done(member))
     }
@@ -360,6 +364,7 @@ impl Catalog {
         write_count(&txn, tenant, members - 1)
             .await
             .map_err(db_error)?;
+        audit::record(&txn, Some(tenant)).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(Changed::Done(()))
     }

@@ -7,6 +7,8 @@
 //! query that can raise them is made.
 
 mod api_keys;
+pub mod audit;
+mod auth_tokens;
 pub mod cache;
 pub mod entity;
 mod hot;
@@ -28,6 +30,8 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 
+pub use audit::{AuditEvent, AuditQuery};
+pub use auth_tokens::StoredToken;
 pub use cache::{CatalogCache, Change};
 pub use members::{Added, Changed};
 pub use plans::PlanDefaults;
@@ -153,6 +157,56 @@ impl Catalog {
 
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The catalog pool's connections now, for the metrics endpoint.
+    pub fn pool_usage(&self) -> PoolUsage {
+        pool_usage(&self.db)
+    }
+}
+
+/// Connections of one pool at an instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Open connections, in use or idle.
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
+impl PoolUsage {
+    pub fn in_use(&self) -> u32 {
+        self.open.saturating_sub(self.idle)
+    }
+}
+
+impl std::ops::Add for PoolUsage {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            open: self.open + other.open,
+            idle: self.idle + other.idle,
+            max: self.max + other.max,
+        }
+    }
+}
+
+/// What sqlx says of the pool under `db` (a closed or mock connection has none).
+pub(crate) fn pool_usage(db: &DatabaseConnection) -> PoolUsage {
+    fn of<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> PoolUsage {
+        PoolUsage {
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }
+    }
+    // The pool getters panic on the other backend: ask for the one this connection is.
+    match db.get_database_backend() {
+        DbBackend::Postgres => of(db.get_postgres_connection_pool()),
+        DbBackend::Sqlite => of(db.get_sqlite_connection_pool()),
+        _ => PoolUsage::default(),
     }
 }
 

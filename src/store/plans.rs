@@ -6,12 +6,13 @@
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
     sea_query::{Expr, OnConflict},
 };
 
 use super::cache::Change;
 use super::entity::plan;
-use super::{Catalog, db_error, is_unique_violation};
+use super::{Catalog, audit, db_error, is_unique_violation};
 use crate::domain::{Error, Isolation, Plan, PlanLimit, PlanName};
 
 /// A plan to create at start-up if it does not exist yet.
@@ -89,11 +90,14 @@ impl Catalog {
     /// Inserts a new plan. `None` when a plan with its id exists already (a concurrent upsert
     /// got there first): the caller reads it and decides.
     pub async fn insert_plan(&self, new: &Plan) -> Result<Option<Plan>, Error> {
+        let txn = self.conn().begin().await.map_err(db_error)?;
         let inserted = plan::Entity::insert(from_domain(new).into_active_model())
-            .exec_without_returning(self.conn())
+            .exec_without_returning(&txn)
             .await;
         match inserted {
             Ok(_) => {
+                audit::record(&txn, None).await.map_err(db_error)?;
+                txn.commit().await.map_err(db_error)?;
                 // A cached "no such plan" must go.
                 self.changed(&Change::Plan(new.id.to_string()));
                 Ok(Some(new.clone()))
@@ -110,6 +114,7 @@ impl Catalog {
         saved.revision = expected_revision + 1;
         saved.update_time = crate::service::now();
         let model = from_domain(&saved);
+        let txn = self.conn().begin().await.map_err(db_error)?;
         let result = plan::Entity::update_many()
             .col_expr(plan::Column::DisplayName, Expr::value(model.display_name))
             .col_expr(
@@ -121,12 +126,14 @@ impl Catalog {
             .col_expr(plan::Column::UpdateTime, Expr::value(model.update_time))
             .filter(plan::Column::Id.eq(model.id))
             .filter(plan::Column::Revision.eq(expected_revision))
-            .exec(self.conn())
+            .exec(&txn)
             .await
             .map_err(db_error)?;
         if result.rows_affected != 1 {
             return Ok(None);
         }
+        audit::record(&txn, None).await.map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         self.changed(&Change::Plan(saved.id.to_string()));
         Ok(Some(saved))
     }

@@ -2,7 +2,9 @@
 //!
 //! [`record_migration`] takes any connection so the data plane can run it inside the tenant's
 //! own migration transaction when the tenant's schema lives in the catalog database: the
-//! mirrored version then commits together with the migration, never ahead of or behind it.
+//! mirrored version then commits together with the migration, never ahead of or behind it. It
+//! records the audit row of the call that ran the migration (ProvisionTenant, MigrateTenant) in
+//! that same transaction; [`Catalog::record_failure`] does so for a failed run.
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
@@ -11,7 +13,7 @@ use sea_orm::{
 
 use super::cache::Change;
 use super::entity::{api_key, quota_usage, tenant, tenant_member};
-use super::{Catalog, db_error};
+use super::{Catalog, audit, db_error};
 use crate::domain::{Error, TenantId, TenantState};
 
 /// Records a tenant's migration version; with `provisioned`, also that its storage exists and
@@ -107,7 +109,8 @@ pub async fn record_migration<C: ConnectionTrait>(
         .filter(changed)
         .exec(conn)
         .await?;
-    Ok(())
+    // The run's outcome, and so the audit row of the call that asked for it.
+    audit::record(conn, Some(id)).await
 }
 
 /// Mirrors the shared schema's version onto every provisioned SHARED tenant.
@@ -144,9 +147,11 @@ impl Catalog {
         provisioned: bool,
         rebuilt: bool,
     ) -> Result<(), Error> {
-        record_migration(self.conn(), id, version, provisioned, rebuilt)
+        let txn = self.conn().begin().await.map_err(db_error)?;
+        record_migration(&txn, id, version, provisioned, rebuilt)
             .await
             .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         self.changed(&Change::TenantRow(id));
         Ok(())
     }
@@ -179,11 +184,16 @@ impl Catalog {
                 .into(),
             );
         }
+        let txn = self.conn().begin().await.map_err(db_error)?;
         update
             .filter(tenant::Column::Id.eq(id.as_uuid()))
-            .exec(self.conn())
+            .exec(&txn)
             .await
             .map_err(db_error)?;
+        audit::record_failure(&txn, Some(id))
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         self.changed(&Change::TenantRow(id));
         Ok(())
     }
@@ -226,6 +236,7 @@ impl Catalog {
             .exec(&txn)
             .await
             .map_err(db_error)?;
+        audit::record(&txn, Some(id)).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         // The removed keys' hashes are not at hand: drop every cached key with the tenant.
         self.changed(&Change::All);

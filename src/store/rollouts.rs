@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::entity::{rollout, rollout_target, tenant};
 use super::rollout_work::event;
-use super::{Catalog, db_error, is_unique_violation};
+use super::{Catalog, audit, db_error, is_unique_violation};
 use crate::domain::{
     Error, ErrorPolicy, Labels, Rollout, RolloutCounts, RolloutState, Selector, TargetState,
     TenantId, TenantState,
@@ -120,6 +120,7 @@ impl Catalog {
                     rollout::Entity::insert(row)
                         .exec_without_returning(txn)
                         .await?;
+                    audit::record(txn, None).await?;
                     // Chunks keep each statement under SQLite's bound-parameter limit.
                     for chunk in targets.chunks(500) {
                         rollout_target::Entity::insert_many(chunk.to_vec())
@@ -259,6 +260,9 @@ impl Catalog {
             update = update.col_expr(rollout::Column::Error, Expr::value(error.to_owned()));
         }
         let moved = update.exec(&txn).await.map_err(db_error)?.rows_affected == 1;
+        if moved {
+            audit::record(&txn, None).await.map_err(db_error)?;
+        }
         if moved && !to.is_active() {
             event(
                 &txn,

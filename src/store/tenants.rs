@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::cache::Change;
 use super::entity::{request_id, tenant};
-use super::{Catalog, RequestRecord, db_error, is_unique_violation, members};
+use super::{Catalog, RequestRecord, audit, db_error, is_unique_violation, members};
 use crate::domain::{
     Error, Isolation, Labels, Member, PlanName, Slug, Tenant, TenantId, TenantState,
 };
@@ -55,6 +55,26 @@ impl Catalog {
         row.map(to_domain).transpose()
     }
 
+    /// How many tenants are in each state (states with none are left out).
+    pub async fn tenants_by_state(&self) -> Result<Vec<(TenantState, u64)>, Error> {
+        let rows: Vec<(String, i64)> = tenant::Entity::find()
+            .select_only()
+            .column(tenant::Column::State)
+            .column_as(tenant::Column::Id.count(), "n")
+            .group_by(tenant::Column::State)
+            .into_tuple()
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(state, n)| {
+                let state = TenantState::parse(&state)
+                    .ok_or_else(|| Error::Internal(format!("bad tenant state {state}")))?;
+                Ok((state, n.max(0).unsigned_abs()))
+            })
+            .collect()
+    }
+
     /// Inserts a tenant and, in the same transaction, its first member (its owner, if named)
     /// and the request id that asked for it. A unique violation means either the slug is taken
     /// or a concurrent retry won the race: the request record tells which.
@@ -70,10 +90,12 @@ impl Catalog {
                 let model = from_domain(new).into_active_model();
                 let record = record.cloned();
                 let owner = owner.cloned();
+                let id = new.id;
                 Box::pin(async move {
                     tenant::Entity::insert(model)
                         .exec_without_returning(txn)
                         .await?;
+                    audit::record(txn, Some(id)).await?;
                     if let Some(owner) = &owner {
                         members::insert_owner(txn, owner).await?;
                     }
@@ -129,6 +151,8 @@ impl Catalog {
         saved.revision = expected_revision + 1;
         saved.update_time = crate::service::now();
         let model = from_domain(&saved);
+        // The change and its audit row commit together.
+        let txn = self.conn().begin().await.map_err(db_error)?;
         let result = tenant::Entity::update_many()
             .col_expr(tenant::Column::DisplayName, Expr::value(model.display_name))
             .col_expr(tenant::Column::Plan, Expr::value(model.plan))
@@ -170,12 +194,16 @@ impl Catalog {
             .col_expr(tenant::Column::UpdateTime, Expr::value(model.update_time))
             .filter(tenant::Column::Id.eq(model.id))
             .filter(tenant::Column::Revision.eq(expected_revision))
-            .exec(self.conn())
+            .exec(&txn)
             .await
             .map_err(db_error)?;
         if result.rows_affected != 1 {
             return Ok(None);
         }
+        audit::record(&txn, Some(saved.id))
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         self.changed(&Change::Tenant {
             id: saved.id,
             slug: saved.slug.as_str().to_owned(),

@@ -33,7 +33,7 @@ mod users {
 }
 
 async fn context(server: &TestServer, slug: &str) -> TenantContext {
-    let resolver = TenantResolver::new(server.channel.clone(), ResolverSettings::default());
+    let resolver = TenantResolver::new(server.control_plane(), ResolverSettings::default());
     let key = TenantKey::parse(slug).expect("a slug");
     resolver.resolve(&key).await.expect("resolve")
 }

@@ -19,7 +19,7 @@ async fn an_axum_router_behind_the_layer_gets_the_tenant_and_refusals_are_grpc_s
     // Arrange
     let server = TestServer::start(Db::Sqlite).await;
     create(&server, "acme").await;
-    let resolver = TenantResolver::new(server.channel.clone(), ResolverSettings::default());
+    let resolver = TenantResolver::new(server.control_plane(), ResolverSettings::default());
     let app = Router::new()
         .route("/whoami", get(whoami))
         .layer(TenantLayer::new(resolver));

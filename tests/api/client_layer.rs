@@ -42,7 +42,7 @@ impl Service<Request<()>> for WhoAmI {
 }
 
 fn resolver(server: &TestServer) -> TenantResolver {
-    TenantResolver::new(server.channel.clone(), ResolverSettings::default())
+    TenantResolver::new(server.control_plane(), ResolverSettings::default())
 }
 
 /// Sends `request` through the layer; the handler's answer, or the refusal's gRPC code.
@@ -167,7 +167,7 @@ async fn a_resolver_following_changes_drops_a_changed_tenant_at_once() {
         ttl: Duration::from_secs(600),
         ..ResolverSettings::default()
     };
-    let resolver = TenantResolver::new(server.channel.clone(), settings);
+    let resolver = TenantResolver::new(server.control_plane(), settings);
     let follower = {
         let resolver = resolver.clone();
         tokio::spawn(async move { resolver.follow_changes().await })
@@ -213,7 +213,7 @@ async fn cached_answers_expire_after_their_ttl_unknown_tenants_sooner() {
         negative_ttl: ttl,
         ..ResolverSettings::default()
     };
-    let resolver = TenantResolver::new(server.channel.clone(), settings);
+    let resolver = TenantResolver::new(server.control_plane(), settings);
     let alpha = TenantKey::parse("alpha").expect("a slug");
     let late = TenantKey::parse("late").expect("a slug");
     resolver.resolve(&alpha).await.expect("resolve");
@@ -245,7 +245,7 @@ async fn consuming_quota_stops_at_the_limit_with_resource_exhausted() {
         .resolve(&TenantKey::parse("alpha").expect("a slug"))
         .await
         .expect("resolve");
-    let quotas = Quotas::new(server.channel.clone());
+    let quotas = Quotas::new(server.control_plane());
 
     let first = quotas.consume(&alpha, "messages_per_day", 1, None).await;
     let second = quotas.consume(&alpha, "messages_per_day", 1, None).await;

@@ -39,13 +39,13 @@ impl Example {
             negative_ttl: TTL,
             ..ResolverSettings::default()
         };
-        let resolver = TenantResolver::new(server.channel.clone(), settings);
+        let resolver = TenantResolver::new(server.control_plane(), settings);
         let options = ConnectOptions::new(server.catalog_url.clone());
         let db = TenantDb::connect(options, TenantDbSettings::default())
             .await
             .expect("connect the example's pool");
         let db = Arc::new(db);
-        let messages = Messages::new(db.clone(), Quotas::new(server.channel.clone()));
+        let messages = Messages::new(db.clone(), Quotas::new(server.control_plane()));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("an address");
         let (stop, stopped) = oneshot::channel::<()>();

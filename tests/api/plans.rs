@@ -3,9 +3,9 @@
 
 use prost_types::{Duration, FieldMask};
 use tenant_plane::proto::{self, Isolation, QuotaKind, plan_service_client::PlanServiceClient};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
-use crate::support::{Db, TestServer, assert_bad_field, create};
+use crate::support::{Conn, Db, TestServer, assert_bad_field, create};
 use crate::{on_both, on_both_dbs};
 
 on_both!(
@@ -16,8 +16,8 @@ on_both!(
 
 on_both_dbs!(the_default_plan_takes_its_limits_from_the_configuration);
 
-pub fn plans(server: &TestServer) -> PlanServiceClient<Channel> {
-    PlanServiceClient::new(server.channel.clone())
+pub fn plans(server: &TestServer) -> PlanServiceClient<Conn> {
+    PlanServiceClient::new(server.conn())
 }
 
 pub fn counter(resource: &str, limit: i64, window_secs: i64) -> proto::PlanLimit {

@@ -134,23 +134,6 @@ async fn reflection_v1_and_v1alpha_list_every_service_and_describe_error_details
 }
 
 #[tokio::test]
-async fn unbuilt_rpcs_answer_unimplemented_naming_what_is_missing() {
-    let server = TestServer::start(Db::Sqlite).await;
-    let status = server
-        .tenants()
-        .rotate_tenant_credentials(proto::RotateTenantCredentialsRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(
-        status.message().contains("RotateTenantCredentials"),
-        "{}",
-        status.message()
-    );
-    server.stop().await;
-}
-
-#[tokio::test]
 async fn every_answer_carries_a_request_id_and_a_caller_supplied_one_is_kept() {
     let server = TestServer::start(Db::Sqlite).await;
     let mut client = server.tenants();
@@ -186,12 +169,23 @@ async fn every_answer_carries_a_request_id_and_a_caller_supplied_one_is_kept() {
 async fn start_two_at_once(database_url: Option<String>, dir: &std::path::Path) {
     let build = |_: u8| App::build(Config::for_tests(dir.to_path_buf(), database_url.clone()));
     let (a, b) = tokio::join!(build(1), build(2));
-    let (a, b) = (
+    let (mut a, mut b) = (
         a.expect("first instance starts"),
         b.expect("second instance starts"),
     );
+    // Neither has tokens configured: binding at once, exactly one creates the admin token, and
+    // both accept it.
+    let (la, lb) = tokio::join!(a.bind(), b.bind());
+    let (la, lb) = (la.expect("bind"), lb.expect("bind"));
+    let made = [a.take_new_admin_token(), b.take_new_admin_token()];
+    let made: Vec<String> = made.into_iter().flatten().collect();
+    assert_eq!(
+        made.len(),
+        1,
+        "exactly one instance creates the admin token"
+    );
+    let token = made[0].clone();
     // Both instances serve the same catalog: a tenant made through one is seen by the other.
-    let (la, lb) = (a.bind().await.expect("bind"), b.bind().await.expect("bind"));
     let (addr_a, addr_b) = (
         la.local_addr().expect("addr"),
         lb.local_addr().expect("addr"),
@@ -206,14 +200,20 @@ async fn start_two_at_once(database_url: Option<String>, dir: &std::path::Path) 
     let tb = tokio::spawn(b.run(lb, async move {
         let _ = stop_b.1.await;
     }));
-    let mut client_a =
-        proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr_a}"))
-            .await
-            .expect("a");
-    let mut client_b =
-        proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr_b}"))
-            .await
-            .expect("b");
+    let connect = |addr: std::net::SocketAddr| {
+        let token = token.clone();
+        async move {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect");
+            proto::tenant_service_client::TenantServiceClient::new(crate::support::with_token(
+                channel, &token,
+            ))
+        }
+    };
+    let (mut client_a, mut client_b) = (connect(addr_a).await, connect(addr_b).await);
     client_a
         .create_tenant(proto::CreateTenantRequest {
             tenant: Some(crate::support::new_tenant("common")),
@@ -249,19 +249,19 @@ async fn two_instances_starting_at_once_on_one_sqlite_catalog_both_come_up() {
 #[tokio::test]
 async fn restarting_on_an_existing_catalog_keeps_its_tenants() {
     let dir = tempfile::tempdir().expect("dir");
-    let first = App::build(Config::for_tests(dir.path().to_path_buf(), None))
-        .await
-        .expect("first start");
+    let config = || {
+        let mut config = Config::for_tests(dir.path().to_path_buf(), None);
+        config.auth.auth_tokens = crate::support::token_entries();
+        config
+    };
+    let mut first = App::build(config()).await.expect("first start");
     let listener = first.bind().await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(first.run(listener, async move {
         let _ = stopped.await;
     }));
-    let mut client =
-        proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect");
+    let mut client = admin_client(addr).await;
     client
         .create_tenant(proto::CreateTenantRequest {
             tenant: Some(crate::support::new_tenant("kept")),
@@ -272,7 +272,7 @@ async fn restarting_on_an_existing_catalog_keeps_its_tenants() {
     let _ = stop.send(());
     task.await.expect("task").expect("clean stop");
 
-    let second = App::build(Config::for_tests(dir.path().to_path_buf(), None))
+    let mut second = App::build(config())
         .await
         .expect("restart migrates idempotently");
     let listener = second.bind().await.expect("bind");
@@ -281,10 +281,7 @@ async fn restarting_on_an_existing_catalog_keeps_its_tenants() {
     let task = tokio::spawn(second.run(listener, async move {
         let _ = stopped.await;
     }));
-    let mut client =
-        proto::tenant_service_client::TenantServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect");
+    let mut client = admin_client(addr).await;
     let kept = client
         .get_tenant(proto::GetTenantRequest {
             name: "tenants/kept".into(),
@@ -308,6 +305,8 @@ async fn the_binary_starts_with_no_configuration_and_stops_cleanly_on_sigterm() 
         .env_clear()
         .env("TENANT_PLANE_DATA_DIR", dir.path())
         .env("TENANT_PLANE_LISTEN", format!("127.0.0.1:{port}"))
+        // Any free port: tests run side by side, and the default one may be taken.
+        .env("TENANT_PLANE_METRICS_LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -368,4 +367,19 @@ async fn the_binary_starts_with_no_configuration_and_stops_cleanly_on_sigterm() 
         !probe(port).success(),
         "the probe fails once the server is gone"
     );
+}
+
+/// A tenant client of the server at `addr`, with the test admin token.
+async fn admin_client(
+    addr: std::net::SocketAddr,
+) -> proto::tenant_service_client::TenantServiceClient<crate::support::Conn> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    proto::tenant_service_client::TenantServiceClient::new(crate::support::with_token(
+        channel,
+        crate::support::ADMIN_TOKEN,
+    ))
 }

@@ -7,7 +7,7 @@ use tenant_plane::proto::{self, migration_service_client::MigrationServiceClient
 use tonic::transport::Channel;
 
 use crate::rollouts::{FIFTH, all, finish, five_migrations, fleet, start, version_of};
-use crate::support::{Db, TestServer, create};
+use crate::support::{ADMIN_TOKEN, Conn, Db, TestServer, create, token_entries, with_token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rollouts_started_at_once_on_two_replicas_migrate_every_tenant_exactly_once() {
@@ -78,8 +78,10 @@ impl Process {
             .env("DATABASE_URL", catalog_url)
             .env("TENANT_PLANE_DATA_DIR", data_dir.path())
             .env("TENANT_PLANE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TENANT_PLANE_METRICS_LISTEN", "off")
             .env("TENANT_PLANE_ROLLOUT_LEASE_SECS", "2")
             .env("TENANT_PLANE_LOG", "warn")
+            .env("TENANT_PLANE_AUTH_TOKENS", token_entries().join(","))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -101,8 +103,8 @@ impl Process {
         panic!("the binary did not start listening");
     }
 
-    fn migrations(&self) -> MigrationServiceClient<Channel> {
-        MigrationServiceClient::new(self.channel.clone())
+    fn migrations(&self) -> MigrationServiceClient<Conn> {
+        MigrationServiceClient::new(with_token(self.channel.clone(), ADMIN_TOKEN))
     }
 }
 

@@ -8,6 +8,8 @@ mod m20261123_000003_create_request_ids;
 mod m20261123_000004_create_rollouts;
 mod m20261123_000005_create_quotas_and_api_keys;
 mod m20261123_000006_create_tenant_members;
+mod m20261123_000007_create_auth_tokens;
+mod m20261123_000008_create_audit_events;
 
 /// Applies the catalog's migrations in order. Its version table is `catalog_migrations`, so it
 /// never collides with a tenant migrator's `seaql_migrations` in a shared database.
@@ -23,6 +25,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_rollouts::Migration),
             Box::new(m20261123_000005_create_quotas_and_api_keys::Migration),
             Box::new(m20261123_000006_create_tenant_members::Migration),
+            Box::new(m20261123_000007_create_auth_tokens::Migration),
+            Box::new(m20261123_000008_create_audit_events::Migration),
         ]
     }
 

@@ -31,6 +31,7 @@ use crate::dataplane::DataPlane;
 use crate::domain::{
     Error, FieldViolation, Metering, Quota, Tenant, TenantId, TenantState, effective_quotas,
 };
+use crate::metrics::{self, QuotaOperation};
 use crate::store::{Catalog, Usage, UsageKey};
 
 /// How stale a check's view of usage may be.
@@ -127,7 +128,9 @@ impl Quotas {
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let usage = self.cached_usage(tenant.id, resource).await?;
         let state = self.state(tenant.id, resource, quota, usage, now_secs());
-        Ok((quota.admits(state.used, amount), state))
+        let admitted = quota.admits(state.used, amount);
+        metrics::quota_decision(QuotaOperation::Check, resource, admitted);
+        Ok((admitted, state))
     }
 
     /// A resource's state as callers see it: what the catalog counts, less what this replica
@@ -235,6 +238,7 @@ impl Quotas {
                 && (quota.unlimited() || stored.used <= quota.limit)
                 && self.inner.leases.take(&usage_key, window_start, *amount)
             {
+                metrics::quota_decision(QuotaOperation::Consume, resource, true);
                 return Ok(vec![self.state(tenant.id, resource, *quota, stored, now)]);
             }
         }
@@ -266,9 +270,11 @@ impl Quotas {
             // A task of its own, so a caller that goes away cannot strand the others.
             tokio::spawn(self.clone().drain_lane(shard));
         }
-        answer
+        let answer = answer
             .await
-            .map_err(|_| Error::Internal("the consumption batch ended without an answer".into()))?
+            .map_err(|_| Error::Internal("the consumption batch ended without an answer".into()))?;
+        record_consumption(items, &answer);
+        answer
     }
 
     /// Sets a gauge to a measured level.
@@ -333,6 +339,24 @@ impl Quotas {
             })
             .collect();
         Ok((tenant, states))
+    }
+}
+
+/// Counts a consumption's decision: every item when admitted, the exhausted resources when
+/// refused. Other refusals (a bad request id) decide nothing about quotas.
+fn record_consumption(items: &[(String, i64)], answer: &Result<Vec<QuotaState>, Error>) {
+    match answer {
+        Ok(_) => {
+            for (resource, _) in items {
+                metrics::quota_decision(QuotaOperation::Consume, resource, true);
+            }
+        }
+        Err(Error::QuotaExhausted { violations, .. }) => {
+            for violation in violations {
+                metrics::quota_decision(QuotaOperation::Consume, &violation.resource, false);
+            }
+        }
+        Err(_) => {}
     }
 }
 

@@ -10,6 +10,7 @@ use super::input::MAX_DISPLAY_NAME;
 use super::{TenantRef, Tenants, load};
 use crate::domain::{ApiKey, Error, FieldViolation, NewSecret, Tenant, TenantState, hash_secret};
 use crate::service::paging::Page;
+use crate::store::audit;
 
 /// What CreateApiKey takes.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +54,7 @@ impl Tenants {
         }
         Error::check(violations)?;
         let tenant = load(&self.catalog, parent).await?;
+        audit::note_tenant(tenant.id);
         if tenant.state == TenantState::Deleted {
             return Err(Error::FailedPrecondition {
                 subject: tenant.name(),
@@ -111,6 +113,7 @@ impl Tenants {
             Error::NotFound { .. } => not_found(),
             other => other,
         })?;
+        audit::note_tenant(tenant.id);
         match self.catalog.api_key(id).await? {
             Some(key) if key.tenant == tenant.id => {}
             _ => return Err(not_found()),
@@ -122,6 +125,24 @@ impl Tenants {
             .ok_or_else(not_found)?;
         tracing::info!("API key revoked");
         Ok(key)
+    }
+
+    /// A working key's id and tenant, or None for an unknown, revoked or expired key: what
+    /// authentication needs to know of a presented secret.
+    pub async fn authenticate_api_key(
+        &self,
+        secret: &str,
+    ) -> Result<Option<(Uuid, Arc<Tenant>)>, Error> {
+        let Some(key) = self
+            .catalog
+            .cached_api_key(&hash_secret(secret))
+            .await?
+            .filter(|k| k.usable(Utc::now()))
+        else {
+            return Ok(None);
+        };
+        let tenant = self.catalog.cached_tenant_by_id(key.tenant).await?;
+        Ok(tenant.map(|t| (key.id, t)))
     }
 
     /// The tenant a working API key belongs to. Unknown, revoked and expired keys are all

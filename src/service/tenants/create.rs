@@ -9,7 +9,7 @@ use crate::domain::{
     Error, FieldViolation, Isolation, Member, Role, Slug, StorageName, Tenant, TenantId,
     TenantState, UserId,
 };
-use crate::store::{Backend, NewTenant, RequestRecord};
+use crate::store::{Backend, NewTenant, RequestRecord, audit};
 
 const CREATE_METHOD: &str = "tenant.v1.TenantService/CreateTenant";
 
@@ -176,6 +176,7 @@ impl Tenants {
             ));
         }
         let id = TenantId::from(first.resource_id);
+        audit::replayed();
         self.catalog
             .tenant_by_id(id)
             .await?

@@ -110,6 +110,8 @@ pub struct DataLocation {
     pub schema_name: Option<String>,
     pub database_name: Option<String>,
     pub row_filter_tenant_id: Option<String>,
+    /// The tenant's least-privilege PostgreSQL login role.
+    pub role_name: Option<String>,
 }
 
 /// Display names of tenants and plans: bounded, and printable in logs and consoles.

@@ -6,7 +6,7 @@ use super::provisioning::Provisioning;
 use crate::domain::{
     Error, FieldViolation, Isolation, PlanName, Resource, StoragePrefix, Tenant, effective_quotas,
 };
-use crate::store::Catalog;
+use crate::store::{Catalog, audit};
 
 mod api_keys;
 mod create;
@@ -196,6 +196,7 @@ impl Tenants {
         let expected = expected.transpose()?;
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let mut tenant = self.get(target).await?;
+            audit::note_tenant(tenant.id);
             if let Some(expected) = expected
                 && expected != tenant.etag()
             {

@@ -11,6 +11,17 @@ use crate::store::{Catalog, Change};
 impl Tenants {
     /// Finds the tenant a key belongs to and where its data lives.
     pub async fn resolve(&self, lookup: Lookup) -> Result<(Tenant, DataLocation), Error> {
+        self.resolve_within(lookup, |_| true).await
+    }
+
+    /// [`Self::resolve`] for a caller that may reach only the tenants `reaches` admits: a
+    /// tenant it may not reach is PERMISSION_DENIED, decided before the tenant is looked up
+    /// (by key: whether the key's tenant is reachable, after finding the key).
+    pub async fn resolve_within(
+        &self,
+        lookup: Lookup,
+        reaches: impl Fn(&TenantRef) -> bool,
+    ) -> Result<(Tenant, DataLocation), Error> {
         let target = match &lookup {
             Lookup::Id(id) => TenantId::parse(id)
                 .map(TenantRef::Id)
@@ -21,12 +32,18 @@ impl Tenants {
             Lookup::Host(host) => TenantRef::Slug(slug_of_host(host)?),
             Lookup::ApiKey(secret) => {
                 let tenant = self.tenant_of_api_key(secret).await?;
-                let location = location_of(&tenant);
+                if !reaches(&TenantRef::Id(tenant.id)) {
+                    return Err(crate::auth::other_tenant());
+                }
+                let location = location_of(&tenant, self.catalog.backend());
                 return Ok((Tenant::clone(&tenant), location));
             }
         };
+        if !reaches(&target) {
+            return Err(crate::auth::other_tenant());
+        }
         let tenant = cached_tenant(&self.catalog, &target).await?;
-        let location = location_of(&tenant);
+        let location = location_of(&tenant, self.catalog.backend());
         Ok((Tenant::clone(&tenant), location))
     }
 }

@@ -1,6 +1,8 @@
 //! sea-orm entities of the catalog tables (see `migration::catalog` for their history).
 
 pub mod api_key;
+pub mod audit_event;
+pub mod auth_token;
 pub mod plan;
 pub mod quota_usage;
 pub mod request_id;

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+mod auth;
 pub mod postgres;
 mod storage;
 
+pub use auth::*;
 pub use storage::*;
 
 use std::path::PathBuf;
@@ -26,6 +28,8 @@ pub enum Db {
 
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
+    /// The Prometheus endpoint, when the configuration has it on (port 0 by default in tests).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub channel: Channel,
     pub catalog_url: String,
     pub db: Db,
@@ -44,8 +48,8 @@ impl TestServer {
         Self::start_with_migrations(db, TenantMigrations::builtin(), adjust).await
     }
 
-    pub fn tenants(&self) -> TenantServiceClient<Channel> {
-        TenantServiceClient::new(self.channel.clone())
+    pub fn tenants(&self) -> TenantServiceClient<Conn> {
+        TenantServiceClient::new(self.conn())
     }
 
     /// Every tenant row as (id, slug, state, revision), for "nothing changed" assertions.

@@ -9,6 +9,7 @@ use sea_orm::ConnectOptions;
 
 pub use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 pub use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+pub use proto::audit_service_client::AuditServiceClient;
 pub use proto::membership_service_client::MembershipServiceClient;
 pub use proto::migration_service_client::MigrationServiceClient;
 pub use proto::provisioning_service_client::ProvisioningServiceClient;
@@ -75,14 +76,17 @@ impl TestServer {
     ) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_tests(data_dir.path().to_path_buf(), database_url.clone());
+        config.auth.auth_tokens = token_entries();
         adjust(&mut config);
+        let tls = config.auth.tls_cert.is_some();
         let catalog_url =
             database_url.unwrap_or_else(|| sqlite_url(data_dir.path().join("catalog.sqlite3")));
-        let app = App::build_with(config, migrations)
+        let mut app = App::build_with(config, migrations)
             .await
             .expect("the control plane starts");
         let listener = app.bind().await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
+        let metrics_addr = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let shutdown = async {
@@ -90,13 +94,16 @@ impl TestServer {
             };
             app.run(listener, shutdown).await.expect("the server runs");
         });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to the server");
+        let endpoint = Channel::from_shared(format!("http://{addr}")).expect("uri");
+        // A TLS server is reached by the test's own TLS channels; this one is never used.
+        let channel = if tls {
+            endpoint.connect_lazy()
+        } else {
+            endpoint.connect().await.expect("connect to the server")
+        };
         Self {
             addr,
+            metrics_addr,
             channel,
             catalog_url,
             db,
@@ -111,30 +118,34 @@ impl TestServer {
         self._data_dir.path()
     }
 
-    pub fn provisioning(&self) -> ProvisioningServiceClient<Channel> {
-        ProvisioningServiceClient::new(self.channel.clone())
+    pub fn provisioning(&self) -> ProvisioningServiceClient<Conn> {
+        ProvisioningServiceClient::new(self.conn())
     }
 
-    pub fn migrations(&self) -> MigrationServiceClient<Channel> {
-        MigrationServiceClient::new(self.channel.clone())
+    pub fn migrations(&self) -> MigrationServiceClient<Conn> {
+        MigrationServiceClient::new(self.conn())
     }
 
-    pub fn quotas(&self) -> QuotaServiceClient<Channel> {
-        QuotaServiceClient::new(self.channel.clone())
+    pub fn quotas(&self) -> QuotaServiceClient<Conn> {
+        QuotaServiceClient::new(self.conn())
     }
 
-    pub fn members(&self) -> MembershipServiceClient<Channel> {
-        MembershipServiceClient::new(self.channel.clone())
+    pub fn members(&self) -> MembershipServiceClient<Conn> {
+        MembershipServiceClient::new(self.conn())
     }
 
-    /// Envoy's ext_authz client, as the sidecar calls the server.
-    pub fn authz(&self) -> AuthorizationClient<Channel> {
-        AuthorizationClient::new(self.channel.clone())
+    pub fn audit(&self) -> AuditServiceClient<Conn> {
+        AuditServiceClient::new(self.conn())
     }
 
-    /// Envoy's rate-limit client, as the sidecar calls the server.
-    pub fn ratelimit(&self) -> RateLimitServiceClient<Channel> {
-        RateLimitServiceClient::new(self.channel.clone())
+    /// Envoy's ext_authz client, as the sidecar calls the server (with the service token).
+    pub fn authz(&self) -> AuthorizationClient<Conn> {
+        AuthorizationClient::new(self.conn_as(SERVICE_TOKEN))
+    }
+
+    /// Envoy's rate-limit client, as the sidecar calls the server (with the service token).
+    pub fn ratelimit(&self) -> RateLimitServiceClient<Conn> {
+        RateLimitServiceClient::new(self.conn_as(SERVICE_TOKEN))
     }
 
     /// The URL of another database on the catalog's PostgreSQL server.

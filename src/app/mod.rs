@@ -1,5 +1,9 @@
 //! Wiring: configuration -> catalog -> use cases -> gRPC server, and an orderly stop.
 
+mod plans;
+
+use plans::builtin_plans;
+
 use std::{future::Future, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use tokio::{
@@ -7,15 +11,16 @@ use tokio::{
     sync::{Notify, watch},
 };
 
+use crate::auth::{self, AuthLayer, Bootstrapped, tls::CertificateRoles};
 use crate::config::{Config, IsolationSetting};
 use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
-use crate::domain::{Isolation, PlanLimit, PlanName, Resource, StoragePrefix, well_known};
-use crate::grpc::{self, Services};
+use crate::domain::{Isolation, PlanName, StoragePrefix};
+use crate::grpc::{self, Security, Services};
 use crate::service::{
-    Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker, Rollouts,
-    TenantSettings, Tenants, run_purge_job,
+    AuditLog, Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker,
+    Rollouts, TenantSettings, Tenants, run_purge_job,
 };
-use crate::store::{Backend, Catalog, PlanDefaults, PoolSettings};
+use crate::store::{Backend, Catalog, PoolSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -34,13 +39,17 @@ pub struct App {
     config: Config,
     catalog: Catalog,
     services: Services,
+    /// Set up when the server binds.
+    security: Option<Security>,
     worker: RolloutWorker,
+    /// The Prometheus endpoint, bound by [`App::bind`] so its port is known before serving.
+    metrics: crate::metrics::Endpoint,
+    /// The admin token this start created (none was configured or stored), to show once.
+    new_admin_token: Option<String>,
 }
 
 /// Attempts at a rollout target before a transient error counts as a failure.
 const MAX_ROLLOUT_ATTEMPTS: i32 = 3;
-
-const GIB: i64 = 1024 * 1024 * 1024;
 
 impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
@@ -136,6 +145,8 @@ impl App {
             wake.clone(),
         );
         let worker = RolloutWorker::new(catalog.clone(), dataplane.clone(), rollout_settings, wake);
+        let metrics =
+            crate::metrics::endpoint(config.metrics_listen, catalog.clone(), dataplane.clone());
         let provisioning = Provisioning::new(catalog.clone(), dataplane.clone());
         let quotas = Quotas::new(catalog.clone(), dataplane.clone(), pool.cache_capacity);
         let auto_provision = config.tenant_auto_provision.then(|| provisioning.clone());
@@ -147,14 +158,66 @@ impl App {
             rollouts,
             quotas,
             plans: Plans::new(catalog.clone()),
+            audit: AuditLog::new(catalog.clone()),
             tenant_id_source: config.tenant_id_source,
         };
         Ok(Self {
             config,
             catalog,
             services,
+            security: None,
             worker,
+            metrics,
+            new_admin_token: None,
         })
+    }
+
+    /// Sets up authentication and TLS for serving: loads the tokens, or creates the first
+    /// start's admin token. Done by [`Self::bind`], so commands that do not serve (`migrate`)
+    /// never create a token nobody would see.
+    async fn secure(&mut self) -> Result<Security, StartError> {
+        if let Some(security) = &self.security {
+            return Ok(security.clone());
+        }
+        let settings = &self.config.auth;
+        let tls = auth::tls::server_config(settings)?;
+        let tenants = self.services.tenants.clone();
+        let auth = if settings.insecure {
+            tracing::warn!(
+                "authentication is OFF (--insecure): every caller may do everything; use this \
+                 only for local experiments"
+            );
+            AuthLayer::insecure(tenants, self.services.audit.clone())
+        } else {
+            let Bootstrapped {
+                tokens,
+                new_admin_token,
+            } = auth::load_tokens(settings, &self.catalog).await?;
+            self.new_admin_token = new_admin_token;
+            let certificates = settings
+                .tls_client_ca
+                .is_some()
+                .then(|| CertificateRoles::from_settings(settings));
+            AuthLayer::new(tokens, certificates, tenants, self.services.audit.clone())
+        };
+        let security = Security { auth, tls };
+        self.security = Some(security.clone());
+        Ok(security)
+    }
+
+    /// The admin token this start created, if it did: shown once, never stored in clear.
+    pub fn take_new_admin_token(&mut self) -> Option<String> {
+        self.new_admin_token.take()
+    }
+
+    /// Whether authentication is off (`--insecure`).
+    pub fn is_insecure(&self) -> bool {
+        self.config.auth.insecure
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.config.auth.tls_cert.is_some()
     }
 
     /// The use cases, for callers that do not serve gRPC (the `migrate` command).
@@ -180,17 +243,26 @@ impl App {
         result
     }
 
-    /// Binds the configured listen address.
-    pub async fn bind(&self) -> Result<TcpListener, StartError> {
-        Ok(TcpListener::bind(self.config.listen).await?)
+    /// Binds the configured listen address (returned) and the metrics endpoint's (kept).
+    pub async fn bind(&mut self) -> Result<TcpListener, StartError> {
+        self.secure().await?;
+        let listener = TcpListener::bind(self.config.listen).await?;
+        self.metrics.bind().await?;
+        Ok(listener)
+    }
+
+    /// Where the metrics endpoint listens, once bound; `None` when it is off.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.local_addr()
     }
 
     /// Serves on `listener` until `shutdown` completes, drains, then closes the pool.
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        let security = self.secure().await?;
         let (stopping, stopped) = watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -199,6 +271,9 @@ impl App {
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        // Bound here unless `bind` did it: a port in use stops the start, as for gRPC.
+        self.metrics.bind().await?;
+        let metrics = tokio::spawn(self.metrics.serve(until_stopped(stopped.clone())));
         let worker = tokio::spawn(self.worker.run(until_stopped(stopped.clone())));
         let purge = (self.config.purge_interval_secs > 0).then(|| {
             tokio::spawn(run_purge_job(
@@ -226,6 +301,7 @@ impl App {
         let served = grpc::serve(
             listener,
             self.services,
+            security,
             until_stopped(stopped),
             self.config.shutdown_grace(),
         )
@@ -240,6 +316,11 @@ impl App {
         }
         // Leases are given back once nothing can take one any more.
         let _ = release_leases.send(());
+        match metrics.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "metrics endpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "metrics endpoint ended abnormally"),
+        }
         for (what, task) in [
             ("change follower", Some(follower)),
             ("storage measuring", measure),
@@ -257,70 +338,4 @@ impl App {
         tracing::info!("stopped");
         Ok(served?)
     }
-}
-
-/// free, pro and enterprise, with the default plan taking the limits from the configuration.
-fn builtin_plans(config: &Config, default_plan: &PlanName) -> Vec<PlanDefaults> {
-    let limits = |users: i64, storage_gib: i64, messages: i64| {
-        // Negative means unlimited and stays -1, whatever the unit.
-        let storage = if storage_gib < 0 {
-            -1
-        } else {
-            storage_gib.saturating_mul(GIB)
-        };
-        [
-            ("users", users),
-            ("storage_bytes", storage),
-            ("messages_per_day", messages),
-        ]
-        .into_iter()
-        .filter_map(|(name, limit)| {
-            Some(PlanLimit {
-                resource: Resource::parse(name).ok()?,
-                limit: limit.max(-1),
-                metering: well_known(name)?,
-            })
-        })
-        .collect::<Vec<_>>()
-    };
-    let configured = limits(
-        config.tenant_max_users,
-        config.tenant_max_storage_gb,
-        config.tenant_max_messages_per_day,
-    );
-    let mut plans = vec![
-        ("free", "Free", None, limits(10, 5, 1_000)),
-        ("pro", "Pro", None, limits(1_000, 100, 100_000)),
-        (
-            "enterprise",
-            "Enterprise",
-            Some(Isolation::Database),
-            limits(-1, -1, -1),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(id, display, isolation, limits)| {
-        let id = PlanName::parse(id).ok()?;
-        let limits = if &id == default_plan {
-            configured.clone()
-        } else {
-            limits
-        };
-        Some(PlanDefaults {
-            id,
-            display_name: display.to_owned(),
-            default_isolation: isolation,
-            limits,
-        })
-    })
-    .collect::<Vec<_>>();
-    if !plans.iter().any(|p| &p.id == default_plan) {
-        plans.push(PlanDefaults {
-            id: default_plan.clone(),
-            display_name: default_plan.to_string(),
-            default_isolation: None,
-            limits: configured,
-        });
-    }
-    plans
 }

@@ -1,0 +1,259 @@
+//! The authentication layer: credentials -> [`Caller`] -> the method table -> the RPC.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{HeaderMap, Request, Response};
+use tonic::Status;
+use tower::{Layer, Service};
+
+use super::rules::{Access, access};
+use super::tls::CertificateRoles;
+use super::{Caller, Principal, Role, TokenSet};
+use crate::domain::{Error, SECRET_PREFIX};
+use crate::grpc::audit_layer::{code_name, is_audited};
+use crate::grpc::context;
+use crate::service::{AuditLog, AuditScope, Tenants};
+
+/// Authenticates every RPC but the public ones and refuses what the caller's role may not do.
+#[derive(Clone)]
+pub struct AuthLayer {
+    inner: Arc<Authenticator>,
+}
+
+struct Authenticator {
+    /// `--insecure`: everyone is an anonymous admin.
+    insecure: bool,
+    tokens: TokenSet,
+    certificates: Option<CertificateRoles>,
+    tenants: Tenants,
+    /// Where refused attempts at changes are recorded.
+    audit: AuditLog,
+}
+
+impl AuthLayer {
+    /// Accepts `tokens`, client certificates mapped by `certificates` (under mutual TLS), and
+    /// the tenant API keys `tenants` knows.
+    pub fn new(
+        tokens: TokenSet,
+        certificates: Option<CertificateRoles>,
+        tenants: Tenants,
+        audit: AuditLog,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Authenticator {
+                insecure: false,
+                tokens,
+                certificates,
+                tenants,
+                audit,
+            }),
+        }
+    }
+
+    /// Lets every call through as an anonymous admin.
+    pub fn insecure(tenants: Tenants, audit: AuditLog) -> Self {
+        Self {
+            inner: Arc::new(Authenticator {
+                insecure: true,
+                tokens: TokenSet::default(),
+                certificates: None,
+                tenants,
+                audit,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticated<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticated {
+            inner,
+            auth: self.inner.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authenticated<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S, B, RB> Service<Request<B>> for Authenticated<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // Take the service that was driven to readiness, leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let access = access(request.uri().path());
+            if access == Access::Public {
+                return inner.call(request).await;
+            }
+            let presented = auth.presented(&request);
+            let anonymous = matches!(presented, Presented::Missing);
+            let caller = match auth.authenticate(presented).await {
+                Ok(caller) => caller,
+                Err(e) => {
+                    let actor = if anonymous {
+                        "anonymous"
+                    } else {
+                        "unauthenticated"
+                    };
+                    return Ok(auth.refuse(request.uri().path(), actor.to_owned(), e).await);
+                }
+            };
+            if let Err(e) = permit(&caller, access, request.uri().path()) {
+                return Ok(auth.refuse(request.uri().path(), caller.actor(), e).await);
+            }
+            let actor = caller.actor();
+            request.extensions_mut().insert(caller);
+            context::with_actor(actor, inner.call(request)).await
+        })
+    }
+}
+
+/// The credentials a request brings, read before anything is awaited.
+enum Presented {
+    /// Authentication is off.
+    Nothing,
+    Certificate(Arc<Principal>),
+    Secret(String),
+    Missing,
+    Malformed(Error),
+}
+
+impl Authenticator {
+    /// The refusal of a call, recorded in the audit log when the call was an attempt at a
+    /// change: who tried what, and why it was refused.
+    async fn refuse<RB: Default>(&self, path: &str, actor: String, error: Error) -> Response<RB> {
+        let status = Status::from(error);
+        let action = path.trim_start_matches('/');
+        if is_audited(action) {
+            let outcome = code_name(status.code());
+            let scope = AuditScope::new(action);
+            let message = status.message().to_owned();
+            context::with_actor(actor, self.audit.finish(&scope, outcome, Some(&message))).await;
+        }
+        status.into_http()
+    }
+
+    fn presented<B>(&self, request: &Request<B>) -> Presented {
+        if self.insecure {
+            return Presented::Nothing;
+        }
+        if let Some(principal) = self
+            .certificates
+            .as_ref()
+            .and_then(|c| c.principal(request.extensions()))
+        {
+            return Presented::Certificate(principal);
+        }
+        match credential(request.headers()) {
+            Ok(Some(secret)) => Presented::Secret(secret.to_owned()),
+            Ok(None) => Presented::Missing,
+            Err(e) => Presented::Malformed(e),
+        }
+    }
+
+    async fn authenticate(&self, presented: Presented) -> Result<Caller, Error> {
+        let secret = match presented {
+            Presented::Nothing => return Ok(Caller::Anonymous),
+            Presented::Certificate(principal) => return Ok(Caller::Certificate(principal)),
+            Presented::Malformed(e) => return Err(e),
+            Presented::Missing => {
+                return Err(Error::Unauthenticated {
+                    reason: "CREDENTIALS_MISSING",
+                    message: "this RPC needs credentials: an `authorization: Bearer <token>` \
+                              header (a token or a tenant API key), or a client certificate"
+                        .into(),
+                });
+            }
+            Presented::Secret(secret) => secret,
+        };
+        if secret.starts_with(SECRET_PREFIX) {
+            return match self.tenants.authenticate_api_key(&secret).await? {
+                Some((key, tenant)) => Ok(Caller::TenantKey {
+                    key,
+                    tenant: tenant.id,
+                    slug: tenant.slug.clone(),
+                }),
+                None => Err(invalid("the API key is unknown, revoked or expired")),
+            };
+        }
+        self.tokens
+            .find(&secret)
+            .map(Caller::Token)
+            .ok_or_else(|| invalid("the bearer token is not valid"))
+    }
+}
+
+fn invalid(message: &str) -> Error {
+    Error::Unauthenticated {
+        reason: "CREDENTIALS_INVALID",
+        message: message.to_owned(),
+    }
+}
+
+/// The secret of `authorization: Bearer <secret>`, or of `x-api-key`.
+fn credential(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| invalid("the authorization header is not text"))?;
+        let (scheme, secret) = value
+            .split_once(' ')
+            .ok_or_else(|| invalid("the authorization header must be `Bearer <token>`"))?;
+        let secret = secret.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || secret.is_empty() {
+            return Err(invalid("the authorization header must be `Bearer <token>`"));
+        }
+        return Ok(Some(secret));
+    }
+    match headers.get("x-api-key") {
+        Some(value) => value
+            .to_str()
+            .map(|v| Some(v.trim()))
+            .map_err(|_| invalid("the x-api-key header is not text")),
+        None => Ok(None),
+    }
+}
+
+/// Whether `caller` may call a method of `access`. Tenant keys pass for their own-tenant RPCs,
+/// whose handlers then check the tenant named.
+fn permit(caller: &Caller, access: Access, path: &str) -> Result<(), Error> {
+    match (access, caller.role()) {
+        (Access::Public, _) | (_, Some(Role::Admin)) => Ok(()),
+        (Access::OwnTenant | Access::Service, Some(Role::Service)) | (Access::OwnTenant, None) => {
+            Ok(())
+        }
+        (Access::Admin, Some(Role::Service)) => Err(Error::PermissionDenied(format!(
+            "the service role may not call {path}: it needs the admin role"
+        ))),
+        (_, None) => Err(Error::PermissionDenied(format!(
+            "an API key may not call {path}: it may only read its own tenant, its usage and \
+             its quotas"
+        ))),
+    }
+}

@@ -1,0 +1,127 @@
+//! Who may call what.
+//!
+//! Every RPC but health and reflection needs credentials: a bearer token with a role (admin or
+//! service), a tenant API key (its own tenant only), or a client certificate under mutual TLS.
+//! [`AuthLayer`] authenticates each call and applies the method table in [`rules`]; the few
+//! RPCs a tenant key may make check, before anything is looked up, that the tenant they name is
+//! the key's own ([`require_tenant`]).
+
+mod bootstrap;
+mod layer;
+pub mod rules;
+mod settings;
+pub mod tls;
+mod tokens;
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+pub use bootstrap::{Bootstrapped, load_tokens};
+pub use layer::AuthLayer;
+pub use settings::{AuthSettings, RoleSetting, TokenArgs};
+pub use tokens::{TOKEN_PREFIX, TokenSet, hash_token, new_token};
+
+use crate::domain::{Error, Slug, TenantId};
+use crate::service::TenantRef;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Resolution, quotas, reading tenants, plans, members and migration status.
+    Service,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "admin" => Some(Self::Admin),
+            "service" => Some(Self::Service),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Service => "service",
+        }
+    }
+}
+
+/// A named holder of a role: a bearer token's owner, or a client certificate's subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub role: Role,
+    pub name: String,
+}
+
+/// The authenticated caller of an RPC, in the request's extensions.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Authentication is off (`--insecure`).
+    Anonymous,
+    /// A bearer token's owner.
+    Token(Arc<Principal>),
+    /// A client certificate, named by its subject.
+    Certificate(Arc<Principal>),
+    /// A tenant API key: it reaches only its own tenant.
+    TenantKey {
+        key: Uuid,
+        tenant: TenantId,
+        slug: Slug,
+    },
+}
+
+impl Caller {
+    /// The actor recorded in the audit log.
+    pub fn actor(&self) -> String {
+        match self {
+            Self::Anonymous => "anonymous".to_owned(),
+            Self::Token(p) => format!("{}:{}", p.role.as_str(), p.name),
+            Self::Certificate(p) => format!("cert:{}", p.name),
+            Self::TenantKey { key, .. } => format!("api-key:{key}"),
+        }
+    }
+
+    /// The caller's role; a tenant key has none.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Self::Anonymous => Some(Role::Admin),
+            Self::Token(p) | Self::Certificate(p) => Some(p.role),
+            Self::TenantKey { .. } => None,
+        }
+    }
+
+    /// Whether the caller may act on `target`: roles reach every tenant, a key its own.
+    pub fn reaches(&self, target: &TenantRef) -> bool {
+        match (self, target) {
+            (Self::TenantKey { tenant, .. }, TenantRef::Id(id)) => tenant == id,
+            (Self::TenantKey { slug, .. }, TenantRef::Slug(s)) => slug == s,
+            _ => true,
+        }
+    }
+}
+
+/// Refuses with PERMISSION_DENIED, before any lookup, a tenant key naming another tenant.
+/// Calls that did not pass through [`AuthLayer`] (none in the server) are not restricted.
+pub fn require_tenant(extensions: &http::Extensions, target: &TenantRef) -> Result<(), Error> {
+    match extensions.get::<Caller>() {
+        Some(caller) if !caller.reaches(target) => Err(other_tenant()),
+        _ => Ok(()),
+    }
+}
+
+/// The tenant key's own tenant, when the caller is one.
+pub fn key_tenant(extensions: &http::Extensions) -> Option<TenantId> {
+    match extensions.get::<Caller>() {
+        Some(Caller::TenantKey { tenant, .. }) => Some(*tenant),
+        _ => None,
+    }
+}
+
+/// What a tenant key asking about another tenant is told, whether that tenant exists or not.
+pub fn other_tenant() -> Error {
+    Error::PermissionDenied("an API key reaches only its own tenant".into())
+}

@@ -1,0 +1,165 @@
+//! Bearer tokens: configured as ROLE:NAME:SHA256 entries, known only by their SHA-256.
+//!
+//! A token the control plane makes is 256 random bits, so a plain SHA-256 stores it safely and
+//! lets a presented token be found with one hash and one map lookup.
+
+use std::{collections::HashMap, sync::Arc};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::{Principal, Role};
+use crate::domain::Error;
+
+/// Every token the control plane makes starts with this, so leaked tokens are easy to scan for.
+pub const TOKEN_PREFIX: &str = "tpa_";
+
+/// The hex SHA-256 of a token, as configured and stored.
+pub fn hash_token(token: &str) -> String {
+    format!("{:x}", Sha256::digest(token.as_bytes()))
+}
+
+/// A new random token (`tpa_` and 256 bits, base64url).
+pub fn new_token() -> Result<String, Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Internal(format!("no randomness for a token: {e}")))?;
+    Ok(format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+/// The known tokens, by hash.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSet {
+    by_hash: HashMap<String, Arc<Principal>>,
+}
+
+impl TokenSet {
+    /// Parses ROLE:NAME:SHA256 entries; `origin` names where they come from in errors. An
+    /// error never quotes the entry, which may be a token pasted by mistake.
+    pub fn parse<'a>(
+        entries: impl IntoIterator<Item = &'a str>,
+        origin: &str,
+    ) -> Result<Self, String> {
+        let mut set = Self::default();
+        for (i, entry) in entries.into_iter().enumerate() {
+            let entry = entry.trim();
+            if entry.is_empty() || entry.starts_with('#') {
+                continue;
+            }
+            let at = || format!("{origin}, entry {}", i + 1);
+            let mut parts = entry.splitn(3, ':');
+            let (Some(role), Some(name), Some(hash)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(format!("{}: expected ROLE:NAME:SHA256", at()));
+            };
+            let role = Role::parse(role)
+                .ok_or_else(|| format!("{}: the role must be admin or service", at()))?;
+            set.insert(role, name, hash)
+                .map_err(|why| format!("{}: {why}", at()))?;
+        }
+        Ok(set)
+    }
+
+    /// Adds a token by its hash.
+    pub fn insert(&mut self, role: Role, name: &str, hash: &str) -> Result<(), String> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err("the name must be 1 to 64 letters, digits, '-', '_' or '.'".into());
+        }
+        let hash = hash.to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(
+                "SHA256 must be 64 hex digits: the token's SHA-256, not the token itself".into(),
+            );
+        }
+        if self.by_hash.contains_key(&hash) {
+            return Err("the same token is listed twice".into());
+        }
+        self.by_hash.insert(
+            hash,
+            Arc::new(Principal {
+                role,
+                name: name.to_owned(),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Adds every token of `other`.
+    pub fn extend(&mut self, other: Self) {
+        self.by_hash.extend(other.by_hash);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Who `token` belongs to, if anyone.
+    pub fn find(&self, token: &str) -> Option<Arc<Principal>> {
+        self.by_hash.get(&hash_token(token)).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_parse_and_find_their_tokens() {
+        let admin = hash_token("s3cret");
+        let service = hash_token("other").to_uppercase();
+        let set = TokenSet::parse(
+            [
+                format!("admin:ops:{admin}").as_str(),
+                "# a comment",
+                "",
+                format!("service:billing:{service}").as_str(),
+            ],
+            "test",
+        )
+        .unwrap();
+        assert_eq!(set.len(), 2);
+        let found = set.find("s3cret").unwrap();
+        assert_eq!((found.role, found.name.as_str()), (Role::Admin, "ops"));
+        assert_eq!(set.find("other").unwrap().role, Role::Service);
+        assert!(set.find("nope").is_none());
+    }
+
+    #[test]
+    fn bad_entries_are_refused_without_quoting_them() {
+        let hash = hash_token("x");
+        for bad in [
+            "admin:ops".to_owned(),
+            format!("root:ops:{hash}"),
+            format!("admin::{hash}"),
+            format!("admin:has space:{hash}"),
+            "admin:ops:tpa_pastedTheTokenItself".to_owned(),
+            format!("admin:a:{hash},admin:b:{hash}"),
+        ] {
+            let entries: Vec<&str> = bad.split(',').collect();
+            let why = TokenSet::parse(entries, "TENANT_PLANE_AUTH_TOKENS").unwrap_err();
+            assert!(why.starts_with("TENANT_PLANE_AUTH_TOKENS, entry"), "{why}");
+            assert!(!why.contains("tpa_"), "{why}");
+            assert!(!why.contains(&hash), "{why}");
+        }
+    }
+
+    #[test]
+    fn new_tokens_are_random_and_prefixed() {
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 43);
+    }
+}

@@ -1,0 +1,354 @@
+//! Least-privilege tenant roles (PostgreSQL): one login role per tenant, which reaches that
+//! tenant's data and nothing else.
+//!
+//! | isolation | the role may | it may not |
+//! |---|---|---|
+//! | schema | connect to the catalog database; use its schema; read and write rows of its tables and use their sequences (tables added by later migrations too); its `search_path` is its schema | create schemas or tables, change its version table, read the catalog's tables or any other schema |
+//! | database | connect to its own database (CONNECT is revoked there from PUBLIC); read and write rows of its tables | create schemas or tables, connect to other tenants' databases, read the catalog's tables |
+//! | shared | connect to the catalog database; read and write rows of the shared tables that belong to its tenant (row-level security keyed on the role itself, so setting `tenant_plane.tenant_id` to another tenant does not help it) | see or write another tenant's rows, and the rest as schema |
+//!
+//! The role is made and granted inside the transaction that provisions the tenant, so it exists
+//! exactly when the provisioning committed, and provisioning again (after a crash, or to bring an
+//! older tenant up to date) grants again, changing nothing that is already right. It is created
+//! LOGIN with no password, so no password authentication can succeed until
+//! RotateTenantCredentials sets one. The control plane makes itself a member of the role, which
+//! lets it end the role's sessions and drop what the role owns when the tenant is purged
+//! without being a superuser (CREATEROLE is enough).
+
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, Statement, TransactionTrait,
+};
+
+use super::shared::{self, ROLES_TABLE};
+use super::sql::{exec, literal, lock, quote};
+use super::{DataPlane, Storage};
+use crate::domain::{Error, Isolation, ScramVerifier};
+use crate::store::{Backend, db_error};
+
+/// What a tenant role may do with its tables' rows: everything but change their shape.
+const TABLE_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE";
+const SEQUENCE_PRIVILEGES: &str = "USAGE, SELECT";
+/// Serialises changes to the catalog database's own privileges (one row that every schema
+/// tenant's CONNECT grant would rewrite), as an SQL literal for `hashtextextended`.
+const CATALOG_CONNECT_LOCK: &str = "'tenant-plane:catalog-connect'";
+/// The tenant's migration version table: the role may read it, never change it.
+const VERSION_TABLE: &str = "seaql_migrations";
+/// The transaction-local setting that hands a password verifier to `ALTER ROLE`.
+const VERIFIER_SETTING: &str = "tenant_plane.role_verifier";
+
+/// Creates the tenant's role if it is missing. A role of that name that can do more than a
+/// tenant role (a superuser, say) is refused rather than granted the tenant's data.
+async fn ensure_role(txn: &DatabaseTransaction, storage: &Storage) -> Result<(), Error> {
+    let role = quote(storage.role.as_str());
+    let found = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT (rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls) \
+               AS privileged FROM pg_roles WHERE rolname = $1",
+            [storage.role.as_str().into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    match found.map(|row| row.try_get::<bool>("", "privileged")) {
+        None => {
+            let create = format!(
+                "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
+                   NOREPLICATION NOBYPASSRLS; \
+                 GRANT {role} TO CURRENT_USER"
+            );
+            txn.execute_unprepared(&create).await.map_err(|e| {
+                if sqlstate(&e).as_deref() == Some(INSUFFICIENT_PRIVILEGE) {
+                    Error::FailedPrecondition {
+                        subject: "DATABASE_URL".into(),
+                        message: "the control plane's database role may not create tenant \
+                                  roles: give it CREATEROLE"
+                            .into(),
+                    }
+                } else {
+                    db_error(e)
+                }
+            })?;
+            tracing::info!(role = %storage.role, "tenant role made (it commits with the provisioning)");
+            Ok(())
+        }
+        Some(Ok(false)) => Ok(()),
+        Some(Ok(true)) => Err(Error::Internal(format!(
+            "role {} exists with more privileges than a tenant role; not granting it tenant data",
+            storage.role
+        ))),
+        Some(Err(e)) => Err(db_error(e)),
+    }
+}
+
+/// The grants that let the role use the rows of the tables in `schema`, now and after later
+/// migrations, but not change the version table or create anything.
+fn table_grants(role: &str, schema: &str) -> String {
+    format!(
+        "GRANT USAGE ON SCHEMA {schema} TO {role}; \
+         GRANT {TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {schema} TO {role}; \
+         GRANT {SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {schema} TO {role}; \
+         REVOKE INSERT, UPDATE, DELETE ON {schema}.{version} FROM {role}; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
+           GRANT {TABLE_PRIVILEGES} ON TABLES TO {role}; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
+           GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {role}",
+        version = quote(VERSION_TABLE),
+    )
+}
+
+async fn scalar_text(txn: &DatabaseTransaction, sql: &str) -> Result<String, Error> {
+    txn.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .map_err(db_error)?
+        .map(|row| row.try_get::<String>("", "v"))
+        .transpose()
+        .map_err(db_error)?
+        .ok_or_else(|| Error::Internal(format!("{sql} returned nothing")))
+}
+
+/// Lets the role connect to the catalog database, where its schema is. PostgreSQL grants
+/// CONNECT to PUBLIC by default, and then nothing is granted: every grant rewrites the one row
+/// of the catalog database, which concurrent provisionings would trip over ("tuple concurrently
+/// updated") and which would grow by an entry per tenant. Where an operator has revoked it from
+/// PUBLIC, it is granted to the role, one provisioning at a time.
+async fn allow_connect_to_catalog(
+    txn: &DatabaseTransaction,
+    storage: &Storage,
+) -> Result<(), Error> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT has_database_privilege($1, current_database(), 'CONNECT') AS allowed, \
+               current_database()::text AS database",
+            [storage.role.as_str().into()],
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::Internal("current_database() returned nothing".into()))?;
+    if row.try_get::<bool>("", "allowed").map_err(db_error)? {
+        return Ok(());
+    }
+    let database = row.try_get::<String>("", "database").map_err(db_error)?;
+    exec(
+        txn,
+        &format!(
+            "SELECT pg_advisory_xact_lock(hashtextextended({CATALOG_CONNECT_LOCK}, 0)); \
+             GRANT CONNECT ON DATABASE {} TO {}",
+            quote(&database),
+            quote(storage.role.as_str())
+        ),
+    )
+    .await
+}
+
+/// SCHEMA or SHARED isolation, in the transaction that provisions `schema` (a schema of the
+/// catalog database, where the transaction runs).
+pub(super) async fn grant_in_schema(
+    txn: &DatabaseTransaction,
+    storage: &Storage,
+    schema: &str,
+) -> Result<(), Error> {
+    ensure_role(txn, storage).await?;
+    allow_connect_to_catalog(txn, storage).await?;
+    let role = quote(storage.role.as_str());
+    let schema_q = quote(schema);
+    let mut sql = format!(
+        "{}; ALTER ROLE {role} SET search_path TO {schema_q}",
+        table_grants(&role, &schema_q)
+    );
+    if storage.isolation == Isolation::Shared {
+        // The role's row in the table the row-level security policies look roles up in.
+        sql.push_str(&format!(
+            "; REVOKE INSERT, UPDATE, DELETE ON {schema_q}.{roles} FROM {role}; \
+             INSERT INTO {schema_q}.{roles} (role_name, tenant_id) VALUES ({name}, {tenant}) \
+               ON CONFLICT (role_name) DO NOTHING",
+            roles = quote(ROLES_TABLE),
+            name = literal(storage.role.as_str()),
+            tenant = literal(&storage.tenant.to_string()),
+        ));
+    }
+    exec(txn, &sql).await
+}
+
+/// DATABASE isolation, in the transaction that provisions the tenant's own database `database`
+/// (where the transaction runs): only the role, and no longer PUBLIC, may connect to it.
+pub(super) async fn grant_in_database(
+    txn: &DatabaseTransaction,
+    storage: &Storage,
+    database: &str,
+) -> Result<(), Error> {
+    ensure_role(txn, storage).await?;
+    let role = quote(storage.role.as_str());
+    let database = quote(database);
+    // The schema the migrations created the tables in.
+    let schema = quote(&scalar_text(txn, "SELECT current_schema()::text AS v").await?);
+    exec(
+        txn,
+        &format!(
+            "REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC; \
+             GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}; \
+             REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC; {}",
+            table_grants(&role, &schema)
+        ),
+    )
+    .await
+}
+
+async fn role_exists(txn: &DatabaseTransaction, storage: &Storage) -> Result<bool, Error> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            [storage.role.as_str().into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    Ok(row.is_some())
+}
+
+impl DataPlane {
+    /// Whether tenants get database roles here: on PostgreSQL; SQLite has no roles.
+    pub fn has_roles(&self) -> bool {
+        self.catalog.backend() == Backend::Postgres
+    }
+
+    /// Gives the tenant's role the password `verifier` is made from. Only the verifier is sent,
+    /// never in a statement's text, and a failure is reported without the statement, so the
+    /// password is nowhere but with the caller.
+    #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, role = %storage.role))]
+    pub async fn set_password(
+        &self,
+        storage: &Storage,
+        verifier: &ScramVerifier,
+    ) -> Result<(), Error> {
+        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+        lock(&txn, storage).await?;
+        if !role_exists(&txn, storage).await? {
+            return Err(Error::FailedPrecondition {
+                subject: format!("tenants/{}", storage.tenant),
+                message: format!(
+                    "the tenant's database role {} does not exist yet: ProvisionTenant creates it \
+                     (provisioning an already provisioned tenant changes nothing else)",
+                    storage.role
+                ),
+            });
+        }
+        // The verifier travels as a bound value, so the statements' text (which sqlx may log
+        // and traces record as db.statement) never holds it. ALTER ROLE takes no parameters:
+        // a transaction-local setting carries it to a DO block that builds the statement.
+        let failed = |e| without_statement(e, "setting the tenant role's password");
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config($1, $2, true)",
+            [VERIFIER_SETTING.into(), verifier.as_str().into()],
+        ))
+        .await
+        .map_err(failed)?;
+        txn.execute_unprepared(&format!(
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', {}, current_setting({})); END $$",
+            literal(storage.role.as_str()),
+            literal(VERIFIER_SETTING),
+        ))
+        .await
+        .map_err(failed)?;
+        // The audit event of RotateTenantCredentials commits with the new password.
+        crate::store::audit::record(&txn, Some(storage.tenant))
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)
+    }
+
+    /// Drops the tenant's role after its storage is gone: ends its sessions, drops what it
+    /// owns and every privilege it holds, then the role. Dropping a role that is already gone
+    /// succeeds.
+    #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, role = %storage.role))]
+    pub async fn drop_role(&self, storage: &Storage) -> Result<(), Error> {
+        if !self.has_roles() {
+            return Ok(());
+        }
+        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+        lock(&txn, storage).await?;
+        if !role_exists(&txn, storage).await? {
+            return txn.commit().await.map_err(db_error);
+        }
+        let name = storage.role.as_str();
+        if let (Isolation::Shared, Some(schema)) = (storage.isolation, &storage.schema) {
+            shared::forget_role(&txn, schema, name).await?;
+        }
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
+            [name.into()],
+        ))
+        .await
+        .map_err(db_error)?;
+        let role = quote(name);
+        // DROP OWNED revokes a CONNECT granted on the catalog database: one at a time, as
+        // granting it is (see allow_connect_to_catalog).
+        exec(
+            &txn,
+            &format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended({CATALOG_CONNECT_LOCK}, 0)); \
+                 REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}; DROP ROLE {role}"
+            ),
+        )
+        .await?;
+        txn.commit().await.map_err(db_error)?;
+        tracing::info!("tenant role dropped");
+        Ok(())
+    }
+}
+
+/// A database error as an [`Error`] that carries neither the statement nor the server's
+/// message, only what failed and the SQLSTATE: for statements that hold secrets.
+fn without_statement(err: DbErr, what: &str) -> Error {
+    let code = sqlstate(&err);
+    match db_error(err) {
+        Error::Unavailable(_) => Error::Unavailable(format!("{what}: the connection was lost")),
+        _ => Error::Internal(format!(
+            "{what} failed (SQLSTATE {})",
+            code.as_deref().unwrap_or("unknown")
+        )),
+    }
+}
+
+/// SQLSTATE 42501: the statement needs a privilege its role lacks.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+fn sqlstate(err: &DbErr) -> Option<String> {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_statement_holding_a_secret_is_reported_without_it() {
+        let secret = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy";
+        let failures = [
+            DbErr::Exec(RuntimeErr::Internal(format!(
+                "syntax error in ALTER ROLE \"r\" PASSWORD '{secret}'"
+            ))),
+            DbErr::Conn(RuntimeErr::Internal(format!(
+                "lost while sending '{secret}'"
+            ))),
+            DbErr::Custom(secret.into()),
+        ];
+        for failure in failures {
+            let error = without_statement(failure, "setting the tenant role's password");
+            let logged = error.to_string();
+            assert!(logged.contains("password"), "says what failed: {logged}");
+            let status = tonic::Status::from(error);
+            for text in [logged, status.message().to_owned()] {
+                assert!(!text.contains("SCRAM"), "{text}");
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The audit log, `audit_events`: one row per call of a mutating RPC, saying who called what,
+//! on which tenant, with which request id, how it ended and when.
+//!
+//! ## How a call gets exactly one row, committed with its change
+//! The gRPC layer (`grpc::audit_layer`) runs each call of a mutating RPC inside a [`Scope`]: the
+//! row's id, a UUIDv7 chosen as the call starts, and its action. Every store function that
+//! changes the catalog calls [`record`] inside its own transaction, so the row commits with the
+//! change or not at all. The insert keeps a row already there: a call that writes in several
+//! transactions (CreateTenant that also provisions, a StartRollout with nothing to do) keeps the
+//! row of its first committed change. A failure that is itself a change — a provisioning or
+//! migration that marks the tenant's error — is recorded the same way by [`record_failure`].
+//!
+//! When the call has ended, [`Catalog::finish_audit`] (called by the layer) completes the log: a
+//! failed call's row gets the final code, or, if its change rolled back (and so nothing changed),
+//! is written on its own; a successful call that changed nothing (`validate_only`, an upsert
+//! that changes no setting) gets its row then. A call answered from an AIP-155 request id's first
+//! answer ([`replayed`]) gets none: the first call has its row.
+//!
+//! Outside a scope — background jobs, startup, read-only and metering RPCs — [`record`] writes
+//! nothing.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr, sea_query::OnConflict,
+};
+use uuid::Uuid;
+
+use super::entity::audit_event;
+use super::{Catalog, db_error};
+use crate::domain::{Error, TenantId};
+use crate::grpc::context;
+
+/// The outcome of a successful call: the google.rpc.Code name of `OK`.
+pub const OK: &str = "OK";
+/// The outcome of a failure recorded with its change, until the call's final code replaces it.
+/// Left only if the process stopped in between.
+const FAILURE_PENDING: &str = "UNKNOWN";
+
+tokio::task_local! {
+    static SCOPE: Arc<Scope>;
+}
+
+/// The audit row of one call of a mutating RPC, while the call runs.
+#[derive(Debug)]
+pub struct Scope {
+    id: Uuid,
+    action: String,
+    /// The tenant the call turned out to be about, for a row written without a change. A std
+    /// mutex: only ever held to copy a value, never across an await.
+    tenant: Mutex<Option<TenantId>>,
+    replayed: AtomicBool,
+}
+
+impl Scope {
+    /// A scope for a call of `action` ("tenant.v1.TenantService/CreateTenant").
+    pub fn new(action: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self {
+            id: Uuid::now_v7(),
+            action: action.into(),
+            tenant: Mutex::new(None),
+            replayed: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `work` (the call) inside this scope.
+    pub async fn run<F: Future>(self: Arc<Self>, work: F) -> F::Output {
+        SCOPE.scope(self, work).await
+    }
+
+    fn tenant(&self) -> Option<TenantId> {
+        self.tenant.lock().map_or(None, |t| *t)
+    }
+}
+
+/// Notes the tenant the current call is about, for its row if it is written without a change
+/// (a refusal). No-op outside a scope.
+pub fn note_tenant(id: TenantId) {
+    let _ = SCOPE.try_with(|scope| {
+        if let Ok(mut tenant) = scope.tenant.lock() {
+            *tenant = Some(id);
+        }
+    });
+}
+
+/// Notes that the current call is answered with the first answer to its AIP-155 request id:
+/// it changes nothing and gets no row of its own. No-op outside a scope.
+pub fn replayed() {
+    let _ = SCOPE.try_with(|scope| scope.replayed.store(true, Ordering::Relaxed));
+}
+
+/// Records the current call's success in `conn`, which should be the transaction of its change.
+pub async fn record<C: ConnectionTrait>(conn: &C, tenant: Option<TenantId>) -> Result<(), DbErr> {
+    match SCOPE.try_with(Arc::clone) {
+        Ok(scope) => insert(conn, &scope, tenant, OK, None).await,
+        Err(_) => Ok(()),
+    }
+}
+
+/// Records the current call's failure in `conn`, the transaction that records what the failure
+/// changed (a tenant's error); [`Catalog::finish_audit`] sets the final code.
+pub async fn record_failure<C: ConnectionTrait>(
+    conn: &C,
+    tenant: Option<TenantId>,
+) -> Result<(), DbErr> {
+    match SCOPE.try_with(Arc::clone) {
+        Ok(scope) => {
+            let message = Some("failed; the call's final status was not recorded");
+            insert(conn, &scope, tenant, FAILURE_PENDING, message).await
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// Inserts the scope's row unless it is there already.
+async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    scope: &Scope,
+    tenant: Option<TenantId>,
+    outcome: &str,
+    message: Option<&str>,
+) -> Result<(), DbErr> {
+    let row = audit_event::ActiveModel {
+        id: Set(scope.id),
+        time: Set(crate::service::now()),
+        actor: Set(context::actor()),
+        action: Set(scope.action.clone()),
+        tenant_id: Set(tenant.or_else(|| scope.tenant()).map(|t| t.as_uuid())),
+        request_id: Set(context::request_id()),
+        outcome: Set(outcome.to_owned()),
+        message: Set(message.map(str::to_owned)),
+    };
+    audit_event::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(audit_event::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub time: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub tenant: Option<TenantId>,
+    pub request_id: String,
+    pub outcome: String,
+    pub message: Option<String>,
+}
+
+/// One page of the audit log, newest first; every filter set must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub tenant: Option<TenantId>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Events at or after this time.
+    pub start: Option<DateTime<Utc>>,
+    /// Events before this time.
+    pub end: Option<DateTime<Utc>>,
+    /// Only events older than this (time, id): the last event of the previous page.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: u64,
+}
+
+impl Catalog {
+    /// Completes the row of a call that has ended with `outcome` (a google.rpc.Code name): a
+    /// failure replaces a pending failure or is written on its own; a success is written if the
+    /// call changed nothing and was not a replay. A row that says OK is never changed: its change
+    /// committed.
+    pub async fn finish_audit(
+        &self,
+        scope: &Scope,
+        outcome: &str,
+        message: Option<&str>,
+    ) -> Result<(), Error> {
+        if outcome == OK {
+            if scope.replayed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            return insert(self.conn(), scope, None, OK, None)
+                .await
+                .map_err(db_error);
+        }
+        let updated = audit_event::Entity::update_many()
+            .col_expr(audit_event::Column::Outcome, Expr::value(outcome))
+            .col_expr(
+                audit_event::Column::Message,
+                Expr::value(message.map(str::to_owned)),
+            )
+            .filter(audit_event::Column::Id.eq(scope.id))
+            .filter(audit_event::Column::Outcome.ne(OK))
+            .exec(self.conn())
+            .await
+            .map_err(db_error)?;
+        if updated.rows_affected == 0 {
+            insert(self.conn(), scope, None, outcome, message)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    pub async fn list_audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, Error> {
+        use audit_event::Column;
+        let mut cond = Condition::all();
+        if let Some(tenant) = query.tenant {
+            cond = cond.add(Column::TenantId.eq(tenant.as_uuid()));
+        }
+        if let Some(actor) = &query.actor {
+            cond = cond.add(Column::Actor.eq(actor.as_str()));
+        }
+        if let Some(action) = &query.action {
+            cond = cond.add(Column::Action.eq(action.as_str()));
+        }
+        if let Some(start) = query.start {
+            cond = cond.add(Column::Time.gte(start));
+        }
+        if let Some(end) = query.end {
+            cond = cond.add(Column::Time.lt(end));
+        }
+        if let Some((time, id)) = query.before {
+            cond = cond.add(
+                Condition::any().add(Column::Time.lt(time)).add(
+                    Condition::all()
+                        .add(Column::Time.eq(time))
+                        .add(Column::Id.lt(id)),
+                ),
+            );
+        }
+        let rows = audit_event::Entity::find()
+            .filter(cond)
+            .order_by_desc(Column::Time)
+            .order_by_desc(Column::Id)
+            .limit(query.limit)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEvent {
+                id: r.id,
+                time: r.time,
+                actor: r.actor,
+                action: r.action,
+                tenant: r.tenant_id.map(TenantId::from),
+                request_id: r.request_id,
+                outcome: r.outcome,
+                message: r.message,
+            })
+            .collect())
+    }
+}
