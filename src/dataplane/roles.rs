@@ -11,7 +11,9 @@
 //! exactly when the provisioning committed, and provisioning again (after a crash, or to bring an
 //! older tenant up to date) grants again, changing nothing that is already right. It is created
 //! LOGIN with no password, so no password authentication can succeed until
-//! RotateTenantCredentials sets one. The control plane makes itself a member of the role, which
+//! RotateTenantCredentials sets one. While the tenant is suspended or deleted the role is
+//! NOLOGIN: the catalog changes that with the tenant's state, in the same transaction
+//! ([`crate::store`]'s `role_login`). The control plane makes itself a member of the role, which
 //! lets it end the role's sessions and drop what the role owns when the tenant is purged
 //! without being a superuser (CREATEROLE is enough).
 
@@ -223,6 +225,9 @@ impl DataPlane {
     ) -> Result<(), Error> {
         let txn = self.catalog.conn().begin().await.map_err(db_error)?;
         lock(&txn, storage).await?;
+        // Suspending, resuming, deleting or undeleting the tenant alters the role too: they
+        // wait for each other on the tenant's row rather than fail.
+        crate::store::lock_tenant_row(&txn, storage.tenant).await?;
         if !role_exists(&txn, storage).await? {
             return Err(Error::FailedPrecondition {
                 subject: format!("tenants/{}", storage.tenant),

@@ -71,6 +71,12 @@ impl TenantState {
             _ => None,
         }
     }
+
+    /// Whether the tenant's database role may log in: not while the tenant is suspended or
+    /// deleted, so its own connections stop with it, not only the control plane's answers.
+    pub fn admits_logins(self) -> bool {
+        !matches!(self, Self::Suspended | Self::Deleted)
+    }
 }
 
 /// An opaque version of a tenant row, sent to clients for optimistic concurrency (AIP-154).
@@ -312,6 +318,16 @@ mod tests {
             tenant(TenantState::Active).undelete(),
             Err(Error::AlreadyExists { .. })
         ));
+    }
+
+    #[test]
+    fn only_suspended_and_deleted_tenants_keep_their_role_from_logging_in() {
+        use TenantState::*;
+        let admitted: Vec<_> = [Provisioning, Active, Suspended, Deleted, Failed]
+            .into_iter()
+            .filter(|s| s.admits_logins())
+            .collect();
+        assert_eq!(admitted, [Provisioning, Active, Failed]);
     }
 
     #[test]

@@ -112,6 +112,11 @@ impl Provisioning {
                 return Err(error);
             }
         };
+        // Provisioning was refused to a suspended or deleted tenant, but the tenant may have
+        // become one while its role was being made.
+        self.catalog
+            .settle_role_login(tenant.id, &DbRoleName::of(tenant))
+            .await?;
         let changed = report.created || !report.ran.is_empty() || tenant.provision_time.is_none();
         if changed {
             tracing::info!(

@@ -10,9 +10,11 @@ use uuid::Uuid;
 
 use super::cache::Change;
 use super::entity::{request_id, tenant};
-use super::{Catalog, RequestRecord, audit, db_error, is_unique_violation, members};
+use super::{
+    Backend, Catalog, RequestRecord, audit, db_error, is_unique_violation, members, role_login,
+};
 use crate::domain::{
-    Error, Isolation, Labels, Member, PlanName, Slug, Tenant, TenantId, TenantState,
+    DbRoleName, Error, Isolation, Labels, Member, PlanName, Slug, Tenant, TenantId, TenantState,
 };
 
 /// What happened to an insert.
@@ -142,16 +144,21 @@ impl Catalog {
 
     /// Writes every mutable column of `t` if the row is still at `expected_revision`, bumping the
     /// revision. `None` when the row has moved on (or is gone): the caller re-reads and decides.
+    ///
+    /// `role` is the tenant's database role, given when the save changes the tenant's state: on
+    /// PostgreSQL, whether it may log in then follows the new state in the same transaction, and
+    /// a role that lost LOGIN has its sessions ended after the commit ([`role_login`]).
     pub async fn save_tenant(
         &self,
         t: &Tenant,
         expected_revision: i64,
+        role: Option<&DbRoleName>,
     ) -> Result<Option<Tenant>, Error> {
         let mut saved = t.clone();
         saved.revision = expected_revision + 1;
         saved.update_time = crate::service::now();
         let model = from_domain(&saved);
-        // The change and its audit row commit together.
+        // The change, its role's LOGIN and its audit row commit together.
         let txn = self.conn().begin().await.map_err(db_error)?;
         let result = tenant::Entity::update_many()
             .col_expr(tenant::Column::DisplayName, Expr::value(model.display_name))
@@ -200,10 +207,26 @@ impl Catalog {
         if result.rows_affected != 1 {
             return Ok(None);
         }
+        // After the UPDATE, which holds the row: see role_login on why that comes first.
+        let login = saved.state.admits_logins();
+        let role = match role {
+            Some(role) if self.backend() == Backend::Postgres => {
+                role_login::set_login(&txn, role, login)
+                    .await
+                    .map_err(db_error)?
+                    .then_some(role)
+            }
+            _ => None,
+        };
         audit::record(&txn, Some(saved.id))
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
+        if let Some(role) = role
+            && !login
+        {
+            self.end_sessions(role).await;
+        }
         self.changed(&Change::Tenant {
             id: saved.id,
             slug: saved.slug.as_str().to_owned(),

@@ -44,4 +44,5 @@ mod tenant_lifecycle;
 mod tenant_list;
 mod tenant_roles;
 mod tenant_roles_isolation;
+mod tenant_roles_login;
 mod tenant_roles_refusals;

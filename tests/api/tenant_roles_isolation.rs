@@ -10,7 +10,7 @@ use crate::tenant_roles::{
     catalog_database, connect_as, denied, location, log_in, purge, refused, role_exists,
 };
 
-async fn create_with(server: &TestServer, tenant: proto::Tenant) -> proto::Tenant {
+pub(crate) async fn create_with(server: &TestServer, tenant: proto::Tenant) -> proto::Tenant {
     server
         .tenants()
         .create_tenant(proto::CreateTenantRequest {
@@ -242,7 +242,7 @@ async fn a_control_plane_with_createrole_and_no_superuser_manages_roles_end_to_e
     purge(&server, &ent).await;
     assert!(
         alpha_db.execute_unprepared("SELECT 1").await.is_err(),
-        "purging ended the role's session, and it cannot log in again"
+        "the role's session was ended, and it cannot log in again"
     );
     assert!(!role_exists(&server, &alpha_role.role_name).await);
     assert!(!role_exists(&server, &ent_role.role_name).await);

@@ -4,7 +4,8 @@ use chrono::Duration;
 
 use super::provisioning::Provisioning;
 use crate::domain::{
-    Error, FieldViolation, Isolation, PlanName, Resource, StoragePrefix, Tenant, effective_quotas,
+    DbRoleName, Error, FieldViolation, Isolation, PlanName, Resource, StoragePrefix, Tenant,
+    effective_quotas,
 };
 use crate::store::{Catalog, audit};
 
@@ -203,8 +204,15 @@ impl Tenants {
                 return Err(stale(&tenant));
             }
             let revision = tenant.revision;
+            let state = tenant.state;
             change(&mut tenant, super::now())?;
-            match self.catalog.save_tenant(&tenant, revision).await? {
+            // A new state may take the role's LOGIN away or give it back, in the same commit.
+            let role = (tenant.state != state).then(|| DbRoleName::of(&tenant));
+            match self
+                .catalog
+                .save_tenant(&tenant, revision, role.as_ref())
+                .await?
+            {
                 Some(saved) => return Ok(saved),
                 None if expected.is_some() => return Err(stale(&tenant)),
                 None => continue,

@@ -1,0 +1,136 @@
+//! Whether a tenant's database role may log in, kept in step with the tenant's state.
+//!
+//! The data plane makes, grants and drops tenant roles ([`crate::dataplane`]); the one thing
+//! about a role that must commit with a row of `tenants` is here, so the catalog never depends
+//! on the data plane. A SUSPENDED or DELETED tenant's role is `NOLOGIN`
+//! ([`TenantState::admits_logins`]), set by an `ALTER ROLE` in the transaction that writes the
+//! state. That holds for every isolation: roles belong to the whole PostgreSQL cluster,
+//! `ALTER ROLE` is transactional, and a DATABASE tenant's database is made on the catalog's
+//! server. After the commit, the role's open sessions are ended, in whichever database they are
+//! (`pg_stat_activity` is cluster-wide too).
+//!
+//! Every transaction that alters a tenant's role holds the tenant's row first (the `UPDATE` of
+//! [`Catalog::save_tenant`], or [`lock_tenant_row`]): two `ALTER ROLE`s of one role at once
+//! would not wait for each other but fail ("tuple concurrently updated"), and a transaction
+//! that reads the state under the lock acts on the state that stands.
+
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
+};
+
+use super::{Backend, Catalog, db_error};
+use crate::domain::{DbRoleName, Error, TenantId, TenantState};
+
+/// Gives `role` LOGIN, or takes it away, in `txn`. `false`, with nothing done, when there is no
+/// such role: a tenant not provisioned yet, or provisioned before tenants had roles.
+pub(super) async fn set_login(
+    txn: &DatabaseTransaction,
+    role: &DbRoleName,
+    login: bool,
+) -> Result<bool, DbErr> {
+    let found = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+            [role.as_str().into()],
+        ))
+        .await?;
+    let Some(row) = found else {
+        return Ok(false);
+    };
+    if row.try_get::<bool>("", "rolcanlogin")? != login {
+        let attribute = if login { "LOGIN" } else { "NOLOGIN" };
+        // ALTER ROLE takes no parameters. A role name is [a-z0-9_] by construction, and is
+        // quoted all the same.
+        txn.execute_unprepared(&format!(
+            "ALTER ROLE \"{}\" {attribute}",
+            role.as_str().replace('"', "\"\"")
+        ))
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Locks the tenant's row in `txn` before its role is altered (see the module docs), and
+/// returns its state; `None` when there is no such tenant. PostgreSQL only.
+pub(crate) async fn lock_tenant_row(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+) -> Result<Option<TenantState>, Error> {
+    // NO KEY UPDATE: excludes other writers of the row, not the key-share locks of inserts of
+    // rows that refer to it (members, API keys).
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT state FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
+            [tenant.as_uuid().into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let state = row.try_get::<String>("", "state").map_err(db_error)?;
+    TenantState::parse(&state)
+        .map(Some)
+        .ok_or_else(|| Error::Internal(format!("catalog row of tenant {tenant} has state {state}")))
+}
+
+impl Catalog {
+    /// Takes LOGIN away from the role provisioning has just made if its tenant was suspended or
+    /// deleted meanwhile: the `ALTER ROLE` of that state change found no committed role yet.
+    /// Under the row's lock, so a resume that follows waits for this and gives LOGIN back.
+    pub async fn settle_role_login(
+        &self,
+        tenant: TenantId,
+        role: &DbRoleName,
+    ) -> Result<(), Error> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let txn = self.conn().begin().await.map_err(db_error)?;
+        let revoked = match lock_tenant_row(&txn, tenant).await? {
+            Some(state) if !state.admits_logins() => {
+                set_login(&txn, role, false).await.map_err(db_error)?
+            }
+            _ => false,
+        };
+        txn.commit().await.map_err(db_error)?;
+        if revoked {
+            tracing::warn!(
+                %tenant,
+                %role,
+                "tenant suspended or deleted during provisioning: its role may not log in"
+            );
+            self.end_sessions(role).await;
+        }
+        Ok(())
+    }
+
+    /// Ends the open sessions of a role that has lost LOGIN, so a suspended tenant keeps no
+    /// connection. Best effort, after the commit that took LOGIN away: a failure is logged, and
+    /// the state change stands. (The control plane may: it is a member of every role it made.)
+    pub(super) async fn end_sessions(&self, role: &DbRoleName) {
+        let ended = self
+            .conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS ended \
+                 FROM pg_stat_activity WHERE usename = $1",
+                [role.as_str().into()],
+            ))
+            .await
+            .and_then(|row| row.map(|r| r.try_get::<i64>("", "ended")).transpose());
+        match ended {
+            Ok(Some(0) | None) => {}
+            Ok(Some(n)) => {
+                tracing::info!(%role, sessions = n, "tenant role lost LOGIN: sessions ended")
+            }
+            Err(error) => tracing::error!(
+                %role,
+                error = %db_error(error),
+                "tenant role lost LOGIN, but its sessions could not be ended: they stay open"
+            ),
+        }
+    }
+}
