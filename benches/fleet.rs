@@ -1,6 +1,6 @@
 //! Fleet benchmark: provisioning and rollouts, each against a floor measured in the same run on
-//! the same PostgreSQL server — the same DDL sent raw over one connection, one transaction per
-//! tenant, tenant after tenant.
+//! the same PostgreSQL server — the same DDL (tables, version rows, and each tenant's role and
+//! its grants) sent raw over one connection, one transaction per tenant, tenant after tenant.
 //!
 //! Run: `cargo bench --bench fleet` (starts a throwaway PostgreSQL, like the tests; or set
 //! TEST_DATABASE_URL). Sizes: BENCH_PROVISION (default 200), BENCH_FLEET (default 1000); the
@@ -124,7 +124,32 @@ async fn shutdown(server: Server) {
     let _ = server.task.await;
 }
 
+/// What provisioning sends for a tenant's own database role: the role (the control plane a
+/// member of it), its grants on the schema's tables now and later, and its search_path.
+fn role_ddl(role: &str, schema: &str) -> String {
+    format!(
+        "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
+           NOREPLICATION NOBYPASSRLS; \
+         GRANT \"{role}\" TO CURRENT_USER; \
+         GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\"; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{role}\"; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA \"{schema}\" TO \"{role}\"; \
+         REVOKE INSERT, UPDATE, DELETE ON \"{schema}\".seaql_migrations FROM \"{role}\"; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA \"{schema}\" \
+           GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \"{role}\"; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA \"{schema}\" \
+           GRANT USAGE, SELECT ON SEQUENCES TO \"{role}\"; \
+         ALTER ROLE \"{role}\" SET search_path TO \"{schema}\""
+    )
+}
+
+/// The floor: `ddl` in each schema, tenant after tenant, one transaction each, over one
+/// connection. `create` makes each schema first, and its role after the DDL, as provisioning
+/// does.
 async fn raw_floor(db: &DatabaseConnection, schemas: &[String], ddl: &str, create: bool) -> f64 {
+    // Roles are global to the server: a suffix keeps this run's apart from earlier runs'.
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let run = &run[run.len() - 8..];
     let started = Instant::now();
     for schema in schemas {
         let txn = db.begin().await.expect("begin");
@@ -136,6 +161,11 @@ async fn raw_floor(db: &DatabaseConnection, schemas: &[String], ddl: &str, creat
         txn.execute_unprepared(&format!("SET LOCAL search_path TO \"{schema}\"; {ddl}"))
             .await
             .expect("ddl");
+        if create {
+            txn.execute_unprepared(&role_ddl(&format!("{schema}_{run}"), schema))
+                .await
+                .expect("role");
+        }
         txn.commit().await.expect("commit");
     }
     started.elapsed().as_secs_f64()

@@ -19,6 +19,23 @@ pub fn hash_token(token: &str) -> String {
     format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
+/// A SHA-256, as the set keys tokens by (no hex text made per call).
+type Digest32 = [u8; 32];
+
+/// The 32 bytes of a 64-digit hex SHA-256.
+fn parse_hex(hash: &str) -> Option<Digest32> {
+    let mut out = [0u8; 32];
+    let bytes = hash.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// A new random token (`tpa_` and 256 bits, base64url).
 pub fn new_token() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
@@ -33,7 +50,7 @@ pub fn new_token() -> Result<String, Error> {
 /// The known tokens, by hash.
 #[derive(Debug, Clone, Default)]
 pub struct TokenSet {
-    by_hash: HashMap<String, Arc<Principal>>,
+    by_hash: HashMap<Digest32, Arc<Principal>>,
 }
 
 impl TokenSet {
@@ -73,12 +90,12 @@ impl TokenSet {
         {
             return Err("the name must be 1 to 64 letters, digits, '-', '_' or '.'".into());
         }
-        let hash = hash.to_ascii_lowercase();
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let Some(hash) = parse_hex(hash).filter(|_| hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
             return Err(
                 "SHA256 must be 64 hex digits: the token's SHA-256, not the token itself".into(),
             );
-        }
+        };
         if self.by_hash.contains_key(&hash) {
             return Err("the same token is listed twice".into());
         }
@@ -107,7 +124,8 @@ impl TokenSet {
 
     /// Who `token` belongs to, if anyone.
     pub fn find(&self, token: &str) -> Option<Arc<Principal>> {
-        self.by_hash.get(&hash_token(token)).cloned()
+        let digest: Digest32 = Sha256::digest(token.as_bytes()).into();
+        self.by_hash.get(&digest).cloned()
     }
 }
 

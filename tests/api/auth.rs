@@ -176,16 +176,7 @@ async fn the_service_role_reads_and_resolves_but_changes_nothing(server: &TestSe
     assert_eq!(server.catalog_snapshot().await, before, "nothing changed");
 
     // Each refused attempt at a change is in the audit log, with who tried; reads are not.
-    let events = server
-        .audit()
-        .list_audit_events(proto::ListAuditEventsRequest {
-            actor: SERVICE_ACTOR.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .audit_events;
+    let events = events_of(server, SERVICE_ACTOR).await;
     let mut attempts: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e.action.as_str(), e.outcome.as_str()))
@@ -205,18 +196,23 @@ async fn the_service_role_reads_and_resolves_but_changes_nothing(server: &TestSe
     );
     let mut anonymous = TenantServiceClient::new(server.anonymous());
     assert!(anonymous.create_tenant(create_request("x")).await.is_err());
-    let anonymous_events = server
+    let anonymous_events = events_of(server, "anonymous").await;
+    assert_eq!(anonymous_events.len(), 1, "{anonymous_events:?}");
+    assert_eq!(anonymous_events[0].outcome, "UNAUTHENTICATED");
+}
+
+/// The audit events of `actor`.
+async fn events_of(server: &TestServer, actor: &str) -> Vec<proto::AuditEvent> {
+    server
         .audit()
         .list_audit_events(proto::ListAuditEventsRequest {
-            actor: "anonymous".into(),
+            actor: actor.into(),
             ..Default::default()
         })
         .await
         .expect("list")
         .into_inner()
-        .audit_events;
-    assert_eq!(anonymous_events.len(), 1, "{anonymous_events:?}");
-    assert_eq!(anonymous_events[0].outcome, "UNAUTHENTICATED");
+        .audit_events
 }
 
 async fn a_tenant_key_reaches_its_own_tenant_and_nothing_else(server: &TestServer) {
