@@ -306,6 +306,45 @@ async fn a_tenant_key_reaches_its_own_tenant_and_nothing_else(server: &TestServe
     );
     assert_eq!(server.catalog_snapshot().await, before, "nothing changed");
 
+    // A suspended tenant's key still reads its tenant (and sees the suspension); a deleted
+    // tenant's key no longer authenticates, and works again once the tenant is restored.
+    server
+        .tenants()
+        .suspend_tenant(proto::SuspendTenantRequest {
+            name: acme.name.clone(),
+            reason: "unpaid".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("suspend");
+    let read = tenants
+        .get_tenant(get(&acme.name))
+        .await
+        .expect("suspended");
+    assert_eq!(read.into_inner().state(), proto::tenant::State::Suspended);
+    server
+        .tenants()
+        .delete_tenant(proto::DeleteTenantRequest {
+            name: acme.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete");
+    let refused = tenants.get_tenant(get(&acme.name)).await.unwrap_err();
+    assert_unauthenticated(&refused, "CREDENTIALS_INVALID");
+    server
+        .tenants()
+        .undelete_tenant(proto::UndeleteTenantRequest {
+            name: acme.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("undelete");
+    tenants
+        .get_tenant(get(&acme.name))
+        .await
+        .expect("restored, the key works again");
+
     // A revoked key no longer authenticates.
     server
         .tenants()

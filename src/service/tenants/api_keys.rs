@@ -127,8 +127,9 @@ impl Tenants {
         Ok(key)
     }
 
-    /// A working key's id and tenant, or None for an unknown, revoked or expired key: what
-    /// authentication needs to know of a presented secret.
+    /// A working key's id and tenant, or None for an unknown, revoked or expired key, or one
+    /// whose tenant is deleted (or gone): what authentication needs to know of a presented
+    /// secret.
     pub async fn authenticate_api_key(
         &self,
         secret: &str,
@@ -142,7 +143,9 @@ impl Tenants {
             return Ok(None);
         };
         let tenant = self.catalog.cached_tenant_by_id(key.tenant).await?;
-        Ok(tenant.map(|t| (key.id, t)))
+        Ok(tenant
+            .filter(|t| t.state != TenantState::Deleted)
+            .map(|t| (key.id, t)))
     }
 
     /// The tenant a working API key belongs to. Unknown, revoked and expired keys are all
