@@ -34,9 +34,12 @@ RUN apt-get update \
 
 COPY --from=builder /usr/local/bin/tenant-plane /usr/local/bin/tenant-plane
 
-# Listen on every interface inside the container, keep the embedded SQLite catalog (used when
-# DATABASE_URL is unset) on the volume, and log one JSON object per line.
+# Listen on every interface inside the container (gRPC, and Prometheus metrics on their own
+# port, which has no authentication: publish it only to the scraper's network), keep the
+# embedded SQLite catalog (used when DATABASE_URL is unset) on the volume, and log one JSON
+# object per line.
 ENV TENANT_PLANE_LISTEN=0.0.0.0:50051 \
+    TENANT_PLANE_METRICS_LISTEN=0.0.0.0:9464 \
     TENANT_PLANE_DATA_DIR=/var/lib/tenant-plane \
     TENANT_PLANE_LOG_FORMAT=json
 
@@ -44,7 +47,7 @@ ENV TENANT_PLANE_LISTEN=0.0.0.0:50051 \
 USER 10001:10001
 WORKDIR /var/lib/tenant-plane
 VOLUME ["/var/lib/tenant-plane"]
-EXPOSE 50051
+EXPOSE 50051 9464
 
 # `tenant-plane health` asks grpc.health.v1 and exits 0 only when the server answers SERVING.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
