@@ -37,6 +37,7 @@ mod quota_refusals;
 mod quotas;
 mod rollout_crashes;
 mod rollouts;
+mod secrets;
 mod shared_isolation;
 mod tenant_bad_input;
 mod tenant_change_refusals;

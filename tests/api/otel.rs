@@ -27,12 +27,12 @@ const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 
 /// What the collector received.
 #[derive(Default)]
-struct Received {
-    traces: Vec<ExportTraceServiceRequest>,
-    metrics: Vec<ExportMetricsServiceRequest>,
+pub(crate) struct Received {
+    pub(crate) traces: Vec<ExportTraceServiceRequest>,
+    pub(crate) metrics: Vec<ExportMetricsServiceRequest>,
 }
 
-enum Export {
+pub(crate) enum Export {
     Traces(ExportTraceServiceRequest),
     Metrics(ExportMetricsServiceRequest),
 }
@@ -63,7 +63,7 @@ impl MetricsService for Collector {
 }
 
 /// Serves the collector's trace and metrics services on 127.0.0.1:0.
-async fn collector() -> (String, mpsc::UnboundedReceiver<Export>) {
+pub(crate) async fn collector() -> (String, mpsc::UnboundedReceiver<Export>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the collector");
@@ -80,13 +80,23 @@ async fn collector() -> (String, mpsc::UnboundedReceiver<Export>) {
 }
 
 /// The control plane as a process, stopped by SIGTERM (so it flushes) or killed when dropped.
-struct Process {
+pub(crate) struct Process {
     child: std::process::Child,
-    channel: Channel,
+    pub(crate) channel: Channel,
 }
 
 impl Process {
-    async fn start(data_dir: &Path, otel: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(data_dir: &Path, otel: &[(&str, &str)]) -> Self {
+        Self::start_logging_to(data_dir, otel, std::process::Stdio::null()).await
+    }
+
+    /// [`Self::start`] with more settings in `env` (they win over the defaults) and its log
+    /// lines (stderr) going to `log`.
+    pub(crate) async fn start_logging_to(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        log: impl Into<std::process::Stdio>,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("free port")
             .local_addr()
@@ -101,9 +111,9 @@ impl Process {
             .env("TENANT_PLANE_LOG", "warn")
             // Spans are sent every 100 ms rather than every 5 s.
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .envs(otel.iter().copied())
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start the binary");
         let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri");
@@ -144,7 +154,7 @@ impl Process {
     }
 
     /// SIGTERM, and the exit within 10 s.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -168,7 +178,7 @@ impl Drop for Process {
     }
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<Export>) -> Received {
+pub(crate) fn drain(rx: &mut mpsc::UnboundedReceiver<Export>) -> Received {
     let mut received = Received::default();
     while let Ok(export) = rx.try_recv() {
         match export {
