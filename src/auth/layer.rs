@@ -15,8 +15,9 @@ use super::rules::{Access, access};
 use super::tls::CertificateRoles;
 use super::{Caller, Principal, Role, TokenSet};
 use crate::domain::{Error, SECRET_PREFIX};
-use crate::grpc::audit_layer::{code_name, is_audited};
+use crate::grpc::audit_layer::is_audited;
 use crate::grpc::context;
+use crate::grpc::status::code_name;
 use crate::service::{AuditLog, AuditScope, Tenants};
 
 /// Authenticates every RPC but the public ones and refuses what the caller's role may not do.

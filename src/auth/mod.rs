@@ -113,14 +113,6 @@ pub fn require_tenant(extensions: &http::Extensions, target: &TenantRef) -> Resu
     }
 }
 
-/// The tenant key's own tenant, when the caller is one.
-pub fn key_tenant(extensions: &http::Extensions) -> Option<TenantId> {
-    match extensions.get::<Caller>() {
-        Some(Caller::TenantKey { tenant, .. }) => Some(*tenant),
-        _ => None,
-    }
-}
-
 /// What a tenant key asking about another tenant is told, whether that tenant exists or not.
 pub fn other_tenant() -> Error {
     Error::PermissionDenied("an API key reaches only its own tenant".into())

@@ -114,8 +114,7 @@ where
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<i32>().ok());
-                    let code = status
-                        .map_or("OK".to_owned(), |c| format!("{:?}", tonic::Code::from_i32(c)));
+                    let code = super::status::code_name(tonic::Code::from_i32(status.unwrap_or(0)));
                     tracing::info!(grpc.code = %code, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "rpc finished");
                     let status = status.unwrap_or(0);
                     crate::metrics::rpc_finished(service_name, method_name, status, elapsed);

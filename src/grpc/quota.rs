@@ -47,12 +47,9 @@ impl QuotaService for QuotaApi {
         &self,
         request: Request<proto::CheckQuotaRequest>,
     ) -> Reply<proto::CheckQuotaResponse> {
-        let caller = request.extensions().get::<auth::Caller>().cloned();
+        let target = TenantRef::parse(&request.get_ref().tenant, "tenant")?;
+        auth::require_tenant(request.extensions(), &target)?;
         let request = request.into_inner();
-        let target = TenantRef::parse(&request.tenant, "tenant")?;
-        if caller.is_some_and(|c| !c.reaches(&target)) {
-            return Err(auth::other_tenant().into());
-        }
         let (allowed, state) = self
             .quotas
             .check(&target, &request.resource, request.amount)
@@ -109,12 +106,8 @@ impl QuotaService for QuotaApi {
         &self,
         request: Request<proto::GetUsageRequest>,
     ) -> Reply<proto::GetUsageResponse> {
-        let caller = request.extensions().get::<auth::Caller>().cloned();
-        let request = request.into_inner();
-        let target = TenantRef::parse(&request.tenant, "tenant")?;
-        if caller.is_some_and(|c| !c.reaches(&target)) {
-            return Err(auth::other_tenant().into());
-        }
+        let target = TenantRef::parse(&request.get_ref().tenant, "tenant")?;
+        auth::require_tenant(request.extensions(), &target)?;
         let (tenant, states) = self.quotas.usage(&target).await?;
         Ok(Response::new(proto::GetUsageResponse {
             tenant: tenant.name(),

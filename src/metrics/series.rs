@@ -85,7 +85,7 @@ static SERIES: LazyLock<Series> = LazyLock::new(|| Series {
 pub fn rpc_finished(service: &'static str, method: &'static str, code: i32, elapsed: Duration) {
     let series = &*SERIES;
     let seconds = elapsed.as_secs_f64();
-    let code_name = code_name(code);
+    let code_name = crate::grpc::status::code_name(tonic::Code::from_i32(code));
     series
         .rpc_handled
         .get_or_create(&[
@@ -165,34 +165,6 @@ pub(crate) fn observe_in_otel(meter: &opentelemetry::metrics::Meter) {
             }
         })
         .build();
-}
-
-/// The canonical name of a gRPC status code, as grpc-go and the gRPC docs spell it.
-fn code_name(code: i32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    usize::try_from(code)
-        .ok()
-        .and_then(|i| NAMES.get(i))
-        .copied()
-        .unwrap_or("UNKNOWN")
 }
 
 const OPERATIONS: [&str; 2] = ["check", "consume"];
@@ -286,6 +258,10 @@ impl Collector for RolloutOutcomes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn code_name(code: i32) -> &'static str {
+        crate::grpc::status::code_name(tonic::Code::from_i32(code))
+    }
 
     #[test]
     fn status_codes_have_their_canonical_names() {

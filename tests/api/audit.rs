@@ -2,7 +2,7 @@
 //! tenant, request id, actor and outcome. Refusals and atomicity are in `audit_refusals`,
 //! ListAuditEvents' filters and pages in `audit_list`.
 
-use tenant_plane::grpc::audit_layer::code_name;
+use tenant_plane::grpc::status::code_name;
 use tenant_plane::proto::{self, member::Role};
 use tonic::Request;
 
