@@ -332,7 +332,9 @@ async fn main() {
         migrations
     }));
     let server = serve(&catalog, five, false).await;
+    eprintln!("rolling the migration out");
     let (rollout, ended) = roll_out(&server).await;
+    eprintln!("rolled out");
     let counts = ended.counts.unwrap_or_default();
     assert_eq!(
         counts.migrated as usize, fleet_n,

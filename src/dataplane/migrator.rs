@@ -77,25 +77,40 @@ impl TenantMigrations {
             .await
     }
 
-    /// Applies migrations `from..to` inside `txn`, recording each. The caller's transaction is
-    /// the unit of failure: no savepoint per migration, nothing half-applied survives an error.
+    /// Applies migrations `from..to` inside `txn`; [`Self::record`] writes their version rows.
+    /// The caller's transaction is the unit of failure: no savepoint per migration, nothing
+    /// half-applied survives an error.
     pub async fn up(&self, txn: &DatabaseTransaction, from: usize, to: usize) -> Result<(), DbErr> {
         let manager = SchemaManager::new(txn);
-        let now = chrono::Utc::now().timestamp();
         for migration in (self.source)()
             .into_iter()
             .skip(from)
             .take(to.saturating_sub(from))
         {
             migration.up(&manager).await?;
-            let row = seaql_migrations::ActiveModel {
-                version: Set(migration.name().to_owned()),
-                applied_at: Set(now),
-            };
-            VersionTable::insert(row)
-                .exec_without_returning(txn)
-                .await?;
         }
+        Ok(())
+    }
+
+    /// Writes the version rows of applied migrations, in one statement.
+    pub async fn record(
+        &self,
+        txn: &DatabaseTransaction,
+        versions: &[String],
+        applied_at: i64,
+    ) -> Result<(), DbErr> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let rows = versions
+            .iter()
+            .map(|version| seaql_migrations::ActiveModel {
+                version: Set(version.clone()),
+                applied_at: Set(applied_at),
+            });
+        VersionTable::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
         Ok(())
     }
 

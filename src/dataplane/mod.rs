@@ -19,6 +19,7 @@
 //! LRU of connections ([`handles`]). No pool is ever created per tenant.
 
 mod handles;
+mod in_schema;
 mod measure;
 mod migrator;
 mod roles;
@@ -32,16 +33,14 @@ use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
-use crate::store::{
-    Backend, Catalog, Change, db_error,
-    provisioning::{record_migration, record_shared_version},
-};
+use crate::store::{Backend, Catalog, db_error};
 use handles::{Address, TenantHandles};
+pub use in_schema::{RolloutClaim, TargetRun};
 pub use migrator::{MigrationSource, Target, TenantMigrations};
 pub use shared::TENANT_SETTING;
 use sql::{
-    exec, lock, lock_and_find_schema, not_provisioned, quote, remove_sqlite_files, required,
-    schema_exists,
+    UNDEFINED_TABLE, exec, lock, not_provisioned, quote, remove_sqlite_files, required,
+    schema_exists, sqlstate,
 };
 
 /// Where one tenant's data lives.
@@ -130,7 +129,12 @@ impl DataPlane {
         // Boxed: the migration futures are deep, and callers nest this one further.
         match (storage.isolation, self.catalog.backend()) {
             (Isolation::Schema | Isolation::Shared, Backend::Postgres) => {
-                Box::pin(self.run_in_schema(storage, run)).await
+                match Box::pin(self.run_in_schema(storage, run, None)).await? {
+                    TargetRun::Ran(report) | TargetRun::Recorded(report) => Ok(report),
+                    TargetRun::Lost => Err(Error::Internal(
+                        "a run without a rollout claim lost one".into(),
+                    )),
+                }
             }
             (Isolation::Database, Backend::Postgres) => {
                 Box::pin(self.run_in_pg_database(storage, run)).await
@@ -184,81 +188,24 @@ impl DataPlane {
         }
     }
 
-    /// A run in a schema of the catalog database: the tenant's own (SCHEMA), or the one shared
-    /// by every SHARED tenant. The catalog's mirror commits with the migration.
-    async fn run_in_schema(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
-        let name = required(&storage.schema, "schema")?;
-        let schema = quote(name);
-        let is_shared = storage.isolation == Isolation::Shared;
-        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
-        let exists = lock_and_find_schema(&txn, storage, name).await?;
-        let created = match run {
-            Run::Provision { recreate: true } if is_shared => {
-                if exists {
-                    shared::delete_rows(&txn, name, storage.tenant).await?;
-                }
-                true
-            }
-            Run::Provision { recreate } => {
-                if *recreate {
-                    exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
-                }
-                *recreate || !exists
-            }
-            _ if !exists => return Err(not_provisioned(storage)),
-            _ => false,
-        };
-        // One round trip: make sure the schema exists (provisioning) and step into it.
-        let enter = if matches!(run, Run::Provision { .. }) {
-            format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}")
-        } else {
-            format!("SET LOCAL search_path TO {schema}")
-        };
-        exec(&txn, &enter).await?;
-        let mut report = self.migrate(&txn, run).await?;
-        report.created = created;
-        if *run == Run::Inspect {
-            txn.rollback().await.map_err(db_error)?;
-            return Ok(report);
-        }
-        if is_shared {
-            shared::secure(&txn, name).await?;
-        }
-        if matches!(run, Run::Provision { .. }) {
-            roles::grant_in_schema(&txn, storage, name).await?;
-        }
-        // Back to the catalog's schema for the mirror, committed with the migration.
-        exec(&txn, "SET LOCAL search_path TO DEFAULT").await?;
-        let provisioned = matches!(run, Run::Provision { .. });
-        let rebuilt = matches!(run, Run::Provision { recreate: true });
-        record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt)
-            .await
-            .map_err(db_error)?;
-        if is_shared {
-            // One schema serves every shared tenant: they all are at its version now.
-            record_shared_version(&txn, report.version())
-                .await
-                .map_err(db_error)?;
-        }
-        txn.commit().await.map_err(db_error)?;
-        self.catalog.changed(&if is_shared {
-            Change::All
-        } else {
-            Change::TenantRow(storage.tenant)
-        });
-        Ok(report)
-    }
-
-    /// Applies or reverts migrations toward the run's target inside `txn`.
-    async fn migrate(&self, txn: &DatabaseTransaction, run: &Run) -> Result<Report, Error> {
+    /// Applies or reverts migrations toward the run's target inside `txn`. The version rows of
+    /// applied migrations are written in one statement after them, or, with `defer`, left to
+    /// the caller: they are returned (otherwise the list is empty).
+    async fn migrate(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+        run: &Run,
+        defer: bool,
+    ) -> Result<(Report, Vec<String>), Error> {
         if matches!(run, Run::Provision { .. }) {
             self.migrations.install(txn).await.map_err(db_error)?;
         }
-        let before = self.version_table(txn).await?;
+        let before = self.version_table(txn, storage).await?;
         let target = match run {
             Run::Provision { .. } => Target::Latest,
             Run::Migrate(target) => target.clone(),
-            Run::Inspect => return Ok(self.report(before, Vec::new())),
+            Run::Inspect => return Ok((self.report(before, Vec::new()), Vec::new())),
         };
         let names = self.migrations.names();
         match target {
@@ -285,14 +232,23 @@ impl DataPlane {
             message: format!("{e}"),
             version: before.last().map(|(v, _)| v.clone()),
         };
+        let mut unrecorded = Vec::new();
         let (ran, after) = if steps > 0 {
             let to = before.len() + steps as usize;
+            let now = Utc::now();
             self.migrations
                 .up(txn, before.len(), to)
                 .await
                 .map_err(failed)?;
-            let now = Utc::now();
             let ran = names[before.len()..to].to_vec();
+            if defer {
+                unrecorded.clone_from(&ran);
+            } else {
+                self.migrations
+                    .record(txn, &ran, now.timestamp())
+                    .await
+                    .map_err(failed)?;
+            }
             let mut after = before;
             after.extend(ran.iter().map(|v| (v.clone(), now)));
             (ran, after)
@@ -309,15 +265,23 @@ impl DataPlane {
         } else {
             (Vec::new(), before)
         };
-        Ok(self.report(after, ran))
+        Ok((self.report(after, ran), unrecorded))
     }
 
     /// The version table, checked against the known migrations.
     async fn version_table(
         &self,
         txn: &DatabaseTransaction,
+        storage: &Storage,
     ) -> Result<Vec<(String, DateTime<Utc>)>, Error> {
-        let models = self.migrations.applied(txn).await.map_err(db_error)?;
+        let models = self.migrations.applied(txn).await.map_err(|e| {
+            // No version table: the storage was never provisioned, or is gone.
+            if sqlstate(&e).as_deref() == Some(UNDEFINED_TABLE) {
+                not_provisioned(storage)
+            } else {
+                db_error(e)
+            }
+        })?;
         let names = self.migrations.names();
         for (i, model) in models.iter().enumerate() {
             if names.get(i) != Some(&model.version) {

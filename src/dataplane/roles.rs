@@ -18,11 +18,11 @@
 //! without being a superuser (CREATEROLE is enough).
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
 
 use super::shared::{self, ROLES_TABLE};
-use super::sql::{exec, literal, lock, quote};
+use super::sql::{INSUFFICIENT_PRIVILEGE, exec, literal, lock, quote, sqlstate};
 use super::{DataPlane, Storage};
 use crate::domain::{Error, Isolation, ScramVerifier};
 use crate::store::{Backend, db_error};
@@ -317,22 +317,10 @@ fn without_statement(err: DbErr, what: &str) -> Error {
     }
 }
 
-/// SQLSTATE 42501: the statement needs a privilege its role lacks.
-const INSUFFICIENT_PRIVILEGE: &str = "42501";
-
-fn sqlstate(err: &DbErr) -> Option<String> {
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.into_owned()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sea_orm::RuntimeErr;
 
     #[test]
     fn a_failed_statement_holding_a_secret_is_reported_without_it() {

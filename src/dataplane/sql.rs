@@ -1,7 +1,7 @@
 //! The SQL every strategy shares: per-storage advisory locks, identifier quoting, and small
 //! helpers. Identifiers here come from parsed storage names, and are quoted all the same.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, Statement};
 
 use super::Storage;
 use crate::domain::{Error, Isolation};
@@ -108,4 +108,20 @@ pub(super) fn remove_sqlite_files(path: &std::path::Path) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// SQLSTATE 42501: the statement needs a privilege its role lacks.
+pub(super) const INSUFFICIENT_PRIVILEGE: &str = "42501";
+/// SQLSTATE 42P01: no such table.
+pub(super) const UNDEFINED_TABLE: &str = "42P01";
+
+/// The SQLSTATE of a database error, if the database gave one.
+pub(super) fn sqlstate(err: &DbErr) -> Option<String> {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned()),
+        _ => None,
+    }
 }

@@ -23,7 +23,7 @@ pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
 pub use plans::{
     PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name,
 };
-pub use provisioning::{Provisioning, ProvisioningStatus, run_purge_job};
+pub use provisioning::{Provisioning, ProvisioningStatus, run_purge_job, storage_of};
 pub use quotas::{QuotaState, Quotas, STORAGE_BYTES, USAGE_MAX_AGE};
 pub use rollout_worker::RolloutWorker;
 pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, WatchItem};

@@ -273,7 +273,8 @@ fn parse_etag(etag: Option<&str>) -> Result<Option<Etag>, Error> {
         .transpose()
 }
 
-pub(crate) fn storage_of(tenant: &Tenant) -> Storage {
+/// Where the data plane finds the tenant's storage.
+pub fn storage_of(tenant: &Tenant) -> Storage {
     Storage {
         tenant: tenant.id,
         isolation: tenant.isolation,

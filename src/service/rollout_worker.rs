@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::provisioning::storage_of;
 use super::rollouts::RolloutSettings;
-use crate::dataplane::{DataPlane, Run, Target};
-use crate::domain::{Error, RolloutCounts, RolloutState, TenantState, Verdict};
+use crate::dataplane::{DataPlane, RolloutClaim, Target, TargetRun};
+use crate::domain::{Error, RolloutCounts, RolloutState, Tenant, TenantState, Verdict};
 use crate::metrics::TargetOutcome;
 use crate::store::{Catalog, Claim, Outcome};
 
@@ -68,7 +68,8 @@ impl RolloutWorker {
     /// Rollouts are re-read in full every poll interval (and when woken by a new rollout);
     /// between those passes a finished tenant only frees a slot, and the next one is claimed
     /// without re-reading the rollout, unless the finished one failed, was a canary, or there
-    /// was nothing left to claim: then the rollout's rules are evaluated again at once.
+    /// was nothing left to claim: then the rollout's rules are evaluated again at once. Targets
+    /// whose lease ran out (their worker died) are claimed again on the full passes.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         let worker = Arc::new(self);
         let mut tasks: JoinSet<(Uuid, bool)> = JoinSet::new();
@@ -145,18 +146,18 @@ impl RolloutWorker {
             }
             let claims = self
                 .catalog
-                .claim_targets(id, &self.me, free, below, lease_ms(&self.settings))
+                .claim_targets(id, &self.me, free, below, lease_ms(&self.settings), scan)
                 .await?;
             if (claims.len() as u32) < free {
                 // Nothing more to claim now: perhaps the rollout is done; look again next time.
                 t.recheck = true;
             }
-            for claim in claims {
+            for (claim, tenant) in claims {
                 t.in_flight += 1;
                 let worker = Arc::clone(self);
                 tasks.spawn(async move {
-                    let failed = worker.migrate_target(id, target, claim).await;
-                    worker.wake.notify_one();
+                    // Its end wakes the loop through `join_next`: no full pass needed.
+                    let failed = worker.migrate_target(id, target, claim, tenant).await;
                     (id, failed)
                 });
             }
@@ -208,19 +209,34 @@ impl RolloutWorker {
     }
 
     #[tracing::instrument(skip_all, fields(rollout = %rollout, tenant = %claim.tenant, attempt = claim.attempts))]
-    /// Migrates one claimed tenant and records the outcome; `true` if it failed.
-    async fn migrate_target(&self, rollout: Uuid, target: Option<usize>, claim: Claim) -> bool {
-        let outcome = match target {
-            Some(target) => self.outcome(target, claim).await,
-            None => Outcome::Failed {
-                error: "the rollout's target version is unknown to this server".into(),
-            },
+    /// Migrates one claimed tenant (`tenant`: its row, when it came with the claim) and records
+    /// the outcome; `true` if it failed.
+    async fn migrate_target(
+        &self,
+        rollout: Uuid,
+        target: Option<usize>,
+        claim: Claim,
+        tenant: Option<Tenant>,
+    ) -> bool {
+        let (outcome, recorded) = match target {
+            Some(target) => self.outcome(rollout, target, claim, tenant).await,
+            None => (
+                Outcome::Failed {
+                    error: "the rollout's target version is unknown to this server".into(),
+                },
+                Recorded::No,
+            ),
         };
-        match self
-            .catalog
-            .finish_target(rollout, claim.tenant, &self.me, &outcome)
-            .await
-        {
+        let recorded = match recorded {
+            Recorded::WithMigration => Ok(true),
+            Recorded::Lost => Ok(false),
+            Recorded::No => {
+                self.catalog
+                    .finish_target(rollout, claim.tenant, &self.me, &outcome)
+                    .await
+            }
+        };
+        match recorded {
             Ok(true) => crate::metrics::rollout_target_finished(match outcome {
                 Outcome::Migrated { .. } => TargetOutcome::Migrated,
                 Outcome::Skipped { .. } => TargetOutcome::Skipped,
@@ -235,17 +251,24 @@ impl RolloutWorker {
         matches!(outcome, Outcome::Failed { .. })
     }
 
-    async fn outcome(&self, target: usize, claim: Claim) -> Outcome {
-        let tenant = match self.catalog.tenant_by_id(claim.tenant).await {
-            Ok(Some(tenant)) => tenant,
-            Ok(None) => return skipped(None, "the tenant no longer exists"),
-            Err(error) => return self.retry_or_fail(claim, error),
+    async fn outcome(
+        &self,
+        rollout: Uuid,
+        target: usize,
+        claim: Claim,
+        tenant: Option<Tenant>,
+    ) -> (Outcome, Recorded) {
+        let tenant = match tenant {
+            Some(tenant) => tenant,
+            None => match self.catalog.tenant_by_id(claim.tenant).await {
+                Ok(Some(tenant)) => tenant,
+                Ok(None) => return (skipped(None, "the tenant no longer exists"), Recorded::No),
+                Err(error) => return (self.retry_or_fail(claim, error), Recorded::No),
+            },
         };
         if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
-            return skipped(
-                tenant.migration_version,
-                "the tenant is deleted or has no storage",
-            );
+            let reason = "the tenant is deleted or has no storage";
+            return (skipped(tenant.migration_version, reason), Recorded::No);
         }
         let names = self.dataplane.migrations();
         if tenant
@@ -254,20 +277,41 @@ impl RolloutWorker {
             .and_then(|v| names.position(v))
             .is_some_and(|i| i >= target)
         {
-            return skipped(tenant.migration_version, "already at or past the target");
+            let reason = "already at or past the target";
+            return (skipped(tenant.migration_version, reason), Recorded::No);
         }
         let started = Instant::now();
-        match self
+        let hold = RolloutClaim {
+            rollout,
+            worker: &self.me,
+            from: tenant.migration_version.clone(),
+            started,
+        };
+        let run = self
             .dataplane
-            .run(&storage_of(&tenant), &Run::Migrate(Target::Up(target)))
-            .await
-        {
-            Ok(report) if report.ran.is_empty() => skipped(
+            .run_target(&storage_of(&tenant), Target::Up(target), &hold)
+            .await;
+        let outcome = match run {
+            Ok(TargetRun::Recorded(report)) => {
+                let outcome = Outcome::Migrated {
+                    from: hold.from,
+                    to: report.version().map(str::to_owned),
+                    duration_ms: started.elapsed().as_millis() as i64,
+                };
+                return (outcome, Recorded::WithMigration);
+            }
+            Ok(TargetRun::Lost) => {
+                let outcome = Outcome::Retry {
+                    error: "another worker took the tenant over".into(),
+                };
+                return (outcome, Recorded::Lost);
+            }
+            Ok(TargetRun::Ran(report)) if report.ran.is_empty() => skipped(
                 report.version().map(str::to_owned),
                 "already at or past the target",
             ),
-            Ok(report) => Outcome::Migrated {
-                from: tenant.migration_version,
+            Ok(TargetRun::Ran(report)) => Outcome::Migrated {
+                from: hold.from,
                 to: report.version().map(str::to_owned),
                 duration_ms: started.elapsed().as_millis() as i64,
             },
@@ -283,7 +327,8 @@ impl RolloutWorker {
                 Outcome::Failed { error: message }
             }
             Err(error) => self.retry_or_fail(claim, error),
-        }
+        };
+        (outcome, Recorded::No)
     }
 
     fn retry_or_fail(&self, claim: Claim, error: Error) -> Outcome {
@@ -297,6 +342,16 @@ impl RolloutWorker {
             }
         }
     }
+}
+
+/// Where a target's outcome was recorded.
+enum Recorded {
+    /// With the tenant's migration, in its transaction.
+    WithMigration,
+    /// Nowhere: the worker lost the target before its commit.
+    Lost,
+    /// Not yet: [`Catalog::finish_target`] records it.
+    No,
 }
 
 fn skipped(version: Option<String>, reason: &str) -> Outcome {

@@ -1,5 +1,6 @@
 //! The catalog: the control plane's own tables (tenants, plans, idempotency records), kept in
-//! PostgreSQL's `public` schema or in the embedded SQLite file.
+//! a PostgreSQL schema (the first on the connection's `search_path`, normally `public`) or in
+//! the embedded SQLite file.
 //!
 //! This is the only module that imports sea-orm. It hands out domain types, and it classifies
 //! database errors once: a lost or exhausted connection is [`Error::Unavailable`], anything
@@ -18,6 +19,7 @@ pub mod provisioning;
 mod quota;
 mod requests;
 mod role_login;
+mod rollout_pg;
 mod rollout_work;
 mod rollouts;
 mod tenants;
@@ -39,6 +41,7 @@ pub use plans::PlanDefaults;
 pub use quota::{BatchWrite, Usage, UsageKey};
 pub use requests::RequestRecord;
 pub(crate) use role_login::lock_tenant_row;
+pub use rollout_pg::Applied;
 pub use rollout_work::{Claim, Event, Outcome};
 pub use rollouts::{Candidate, NewTarget};
 pub use tenants::{ListQuery, NewTenant};
@@ -74,6 +77,9 @@ pub struct Catalog {
     cache: Arc<CatalogCache>,
     /// Every change this process makes or hears of, for watchers (WatchTenantChanges).
     feed: tokio::sync::broadcast::Sender<Change>,
+    /// PostgreSQL: the quoted schema of the catalog's tables and a dot (`"public".`), for
+    /// statements that run while a tenant's schema is on the `search_path`.
+    qualifier: Option<Arc<str>>,
 }
 
 /// Pool settings for [`Catalog::connect`].
@@ -117,13 +123,27 @@ impl Catalog {
                     .foreign_keys(true)
             });
         let db = Database::connect(options).await.map_err(db_error)?;
+        let qualifier = match backend {
+            Backend::Postgres => catalog_schema(&db)
+                .await?
+                .map(|schema| format!("\"{}\".", schema.replace('"', "\"\"")).into()),
+            Backend::Sqlite => None,
+        };
         Ok(Self {
             db,
             backend,
             url: url.into(),
             cache: Arc::new(CatalogCache::new(pool.cache_capacity)),
             feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+            qualifier,
         })
+    }
+
+    /// PostgreSQL: `table` named with the catalog's schema, so that a tenant schema on the
+    /// `search_path` cannot stand in for it. `None` on SQLite, or when the catalog's schema is
+    /// not known (the connection's `search_path` named no existing schema at start).
+    pub(crate) fn qualified(&self, table: &str) -> Option<String> {
+        self.qualifier.as_ref().map(|q| format!("{q}{table}"))
     }
 
     pub fn backend(&self) -> Backend {
@@ -165,6 +185,22 @@ impl Catalog {
     pub fn pool_usage(&self) -> PoolUsage {
         pool_usage(&self.db)
     }
+}
+
+/// The schema the catalog's tables are created in: the first existing one on the connection's
+/// `search_path` (catalog migrations create their tables unqualified).
+async fn catalog_schema(db: &DatabaseConnection) -> Result<Option<String>, Error> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_schema()::text AS schema",
+        ))
+        .await
+        .map_err(db_error)?;
+    row.map(|r| r.try_get::<Option<String>>("", "schema"))
+        .transpose()
+        .map(Option::flatten)
+        .map_err(db_error)
 }
 
 /// Connections of one pool at an instant.

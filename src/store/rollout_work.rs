@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::entity::{rollout, rollout_event, rollout_target};
 use super::{Catalog, db_error};
-use crate::domain::{Error, RolloutState, TargetState, TenantId};
+use crate::domain::{Error, RolloutState, TargetState, Tenant, TenantId};
 
 /// A target claimed by a worker.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +54,9 @@ pub struct Event {
 
 impl Catalog {
     /// Claims up to `limit` targets of an active rollout for worker `me`: PENDING ones, and
-    /// RUNNING ones whose lease has run out. Only positions below `below` (the canaries, while
-    /// they run). Moves a PENDING rollout to RUNNING on its first claim.
+    /// with `expired` RUNNING ones whose lease has run out. Only positions below `below` (the
+    /// canaries, while they run). Moves a PENDING rollout to RUNNING on its first claim. On
+    /// PostgreSQL each claim comes with its tenant's row, read by the same statement.
     pub async fn claim_targets(
         &self,
         id: Uuid,
@@ -63,30 +64,9 @@ impl Catalog {
         limit: u32,
         below: i32,
         lease_ms: i64,
-    ) -> Result<Vec<Claim>, Error> {
-        let backend = self.conn().get_database_backend();
+        expired: bool,
+    ) -> Result<Vec<(Claim, Option<Tenant>)>, Error> {
         let now_ms = Utc::now().timestamp_millis();
-        let candidates = "SELECT tenant_id FROM rollout_targets \
-             WHERE rollout_id = $4 AND position < $5 \
-               AND (state = 'PENDING' OR (state = 'RUNNING' AND lease_until < $6)) \
-               AND EXISTS (SELECT 1 FROM rollouts WHERE id = $4 AND state IN ('PENDING', 'RUNNING')) \
-             ORDER BY position LIMIT $7";
-        let set = "SET state = 'RUNNING', claimed_by = $1, lease_until = $2, attempts = attempts + 1, update_time = $3";
-        // PostgreSQL: the picked rows are materialised once. Inside `IN (...)` the planner may
-        // re-run a SKIP LOCKED subquery per row and claim more than the limit.
-        let sql = if backend == DbBackend::Postgres {
-            format!(
-                "WITH picked AS MATERIALIZED ({candidates} FOR UPDATE SKIP LOCKED) \
-                 UPDATE rollout_targets {set} FROM picked \
-                 WHERE rollout_targets.rollout_id = $4 AND rollout_targets.tenant_id = picked.tenant_id \
-                 RETURNING rollout_targets.tenant_id, rollout_targets.attempts"
-            )
-        } else {
-            format!(
-                "UPDATE rollout_targets {set} WHERE rollout_id = $4 AND tenant_id IN ({candidates}) \
-                 RETURNING tenant_id, attempts"
-            )
-        };
         let values: Vec<Value> = vec![
             me.into(),
             (now_ms + lease_ms).into(),
@@ -96,19 +76,41 @@ impl Catalog {
             now_ms.into(),
             i64::from(limit).into(),
         ];
+        if self.backend == super::Backend::Postgres {
+            return self.claim_targets_pg(values, expired).await;
+        }
+        let mut values = values;
+        values.push(expired.into());
+        let candidates = "SELECT tenant_id FROM rollout_targets \
+             WHERE rollout_id = $4 AND position < $5 \
+               AND (state = 'PENDING' OR ($8 AND state = 'RUNNING' AND lease_until < $6)) \
+               AND EXISTS (SELECT 1 FROM rollouts WHERE id = $4 AND state IN ('PENDING', 'RUNNING')) \
+             ORDER BY position LIMIT $7";
+        let set = "SET state = 'RUNNING', claimed_by = $1, lease_until = $2, attempts = attempts + 1, update_time = $3";
+        let sql = format!(
+            "UPDATE rollout_targets {set} WHERE rollout_id = $4 AND tenant_id IN ({candidates}) \
+             RETURNING tenant_id, attempts"
+        );
         let txn = self.conn().begin().await.map_err(db_error)?;
         let rows = txn
-            .query_all_raw(statement(backend, &sql, values))
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql.replace('$', "?"),
+                values,
+            ))
             .await
             .map_err(db_error)?;
         let mut claims = Vec::with_capacity(rows.len());
         for row in &rows {
             let tenant: Uuid = row.try_get("", "tenant_id").map_err(db_error)?;
             let attempts: i32 = row.try_get("", "attempts").map_err(db_error)?;
-            claims.push(Claim {
-                tenant: tenant.into(),
-                attempts,
-            });
+            claims.push((
+                Claim {
+                    tenant: tenant.into(),
+                    attempts,
+                },
+                None,
+            ));
             event(
                 &txn,
                 id,
@@ -162,31 +164,10 @@ impl Catalog {
         me: &str,
         outcome: &Outcome,
     ) -> Result<bool, Error> {
-        let (state, kind, detail) = match outcome {
-            Outcome::Migrated {
-                from,
-                to,
-                duration_ms,
-            } => (
-                TargetState::Migrated,
-                "migrated",
-                json!({ "from": from, "to": to, "duration_ms": duration_ms }),
-            ),
-            Outcome::Skipped { version, reason } => (
-                TargetState::Skipped,
-                "skipped",
-                json!({ "version": version, "reason": reason }),
-            ),
-            Outcome::Failed { error } => (TargetState::Failed, "failed", json!({ "error": error })),
-            Outcome::Retry { error } => {
-                (TargetState::Pending, "released", json!({ "error": error }))
-            }
-        };
         if self.backend == super::Backend::Postgres {
-            return self
-                .finish_target_in_one(id, tenant, me, outcome, (state, kind, detail))
-                .await;
+            return self.finish_target_pg(id, tenant, me, outcome).await;
         }
+        let (state, kind, detail) = describe(outcome);
         let txn = self.conn().begin().await.map_err(db_error)?;
         let mut update = rollout_target::Entity::update_many()
             .col_expr(rollout_target::Column::State, Expr::value(state.as_str()))
@@ -244,72 +225,6 @@ impl Catalog {
         event(&txn, id, kind, Some(tenant.as_uuid()), detail).await?;
         txn.commit().await.map_err(db_error)?;
         Ok(true)
-    }
-
-    /// [`Self::finish_target`] on PostgreSQL: the target's change and its event in one
-    /// statement (a data-modifying CTE), so one round trip instead of four.
-    async fn finish_target_in_one(
-        &self,
-        id: Uuid,
-        tenant: TenantId,
-        me: &str,
-        outcome: &Outcome,
-        (state, kind, detail): (TargetState, &str, serde_json::Value),
-    ) -> Result<bool, Error> {
-        // Which columns the outcome sets; the others keep their values.
-        let (migrated, skipped, error) = match outcome {
-            Outcome::Migrated { .. } => (true, false, None),
-            Outcome::Skipped { .. } => (false, true, None),
-            Outcome::Failed { error } | Outcome::Retry { error } => {
-                (false, false, Some(error.clone()))
-            }
-        };
-        let (from, to, duration) = match outcome {
-            Outcome::Migrated {
-                from,
-                to,
-                duration_ms,
-            } => (from.clone(), to.clone(), Some(*duration_ms)),
-            Outcome::Skipped { version, .. } => (None, version.clone(), None),
-            _ => (None, None, None),
-        };
-        let sql = "WITH done AS ( \
-               UPDATE rollout_targets SET state = $1, claimed_by = NULL, lease_until = NULL, \
-                 update_time = $2, \
-                 from_version = CASE WHEN $3 THEN $5 ELSE from_version END, \
-                 to_version = CASE WHEN $3 OR $4 THEN $6 ELSE to_version END, \
-                 duration_ms = CASE WHEN $3 THEN $7 ELSE duration_ms END, \
-                 error = CASE WHEN $8::text IS NOT NULL THEN $8 ELSE error END \
-               WHERE rollout_id = $9 AND tenant_id = $10 AND claimed_by = $11 AND state = $12 \
-               RETURNING rollout_id, tenant_id) \
-             INSERT INTO rollout_events (rollout_id, kind, tenant_id, detail, event_time) \
-             SELECT rollout_id, $13, tenant_id, $14, $2 FROM done \
-             RETURNING seq";
-        let rows = self
-            .conn()
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                [
-                    state.as_str().into(),
-                    crate::service::now().into(),
-                    migrated.into(),
-                    skipped.into(),
-                    from.into(),
-                    to.into(),
-                    duration.into(),
-                    error.into(),
-                    id.into(),
-                    tenant.as_uuid().into(),
-                    me.into(),
-                    TargetState::Running.as_str().into(),
-                    kind.into(),
-                    detail.into(),
-                ],
-            ))
-            .await
-            .map_err(db_error)?;
-        Ok(!rows.is_empty())
     }
 
     /// Events of a rollout after `seq`, oldest first.
@@ -373,12 +288,24 @@ pub(super) async fn event(
     Ok(())
 }
 
-/// A statement written with `$n` placeholders, as SQLite's `?n` where needed.
-fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres {
-        sql.to_owned()
-    } else {
-        sql.replace('$', "?")
-    };
-    Statement::from_sql_and_values(backend, sql, values)
+/// A target's state, event kind and event detail after `outcome`.
+pub(super) fn describe(outcome: &Outcome) -> (TargetState, &'static str, serde_json::Value) {
+    match outcome {
+        Outcome::Migrated {
+            from,
+            to,
+            duration_ms,
+        } => (
+            TargetState::Migrated,
+            "migrated",
+            json!({ "from": from, "to": to, "duration_ms": duration_ms }),
+        ),
+        Outcome::Skipped { version, reason } => (
+            TargetState::Skipped,
+            "skipped",
+            json!({ "version": version, "reason": reason }),
+        ),
+        Outcome::Failed { error } => (TargetState::Failed, "failed", json!({ "error": error })),
+        Outcome::Retry { error } => (TargetState::Pending, "released", json!({ "error": error })),
+    }
 }

@@ -1,0 +1,191 @@
+//! Runs in a schema of the catalog database: a SCHEMA tenant's own, or the one every SHARED
+//! tenant shares. The catalog's mirror of the version commits with the migration, and so does a
+//! rollout target's outcome: a tenant is migrated, mirrored and counted by one commit.
+
+use std::time::Instant;
+
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use uuid::Uuid;
+
+use super::sql::{exec, literal, lock_and_find_schema, lock_key, quote, required};
+use super::{DataPlane, Report, Run, Storage, Target, roles, shared};
+use crate::domain::{Error, Isolation};
+use crate::store::{
+    Applied, Backend, Change, Outcome, db_error,
+    provisioning::{record_migration, record_shared_version},
+};
+
+/// A rollout worker's hold on a tenant, recorded in the transaction that migrates the tenant
+/// when that tenant's schema is in the catalog database.
+#[derive(Debug)]
+pub struct RolloutClaim<'a> {
+    pub rollout: Uuid,
+    /// The worker that holds the target.
+    pub worker: &'a str,
+    /// The tenant's version before, as the catalog mirrors it.
+    pub from: Option<String>,
+    /// When the worker started on the tenant.
+    pub started: Instant,
+}
+
+/// How a rollout target's run ended.
+#[derive(Debug)]
+pub enum TargetRun {
+    /// Migrated, with the target's outcome and event committed in the same transaction.
+    Recorded(Report),
+    /// Ran, or found nothing to do; the caller records the target's outcome.
+    Ran(Report),
+    /// The worker no longer held the target when it came to commit (its lease ran out and
+    /// another worker took the tenant): the migration was rolled back.
+    Lost,
+}
+
+impl DataPlane {
+    /// Migrates a rollout's target toward `target`. Where the tenant's schema is in the catalog
+    /// database, the target's outcome commits with the migration ([`TargetRun::Recorded`]).
+    #[tracing::instrument(skip_all, fields(tenant = %storage.tenant))]
+    pub async fn run_target(
+        &self,
+        storage: &Storage,
+        target: Target,
+        claim: &RolloutClaim<'_>,
+    ) -> Result<TargetRun, Error> {
+        let run = Run::Migrate(target);
+        let together = storage.isolation == Isolation::Schema
+            && self.catalog.backend() == Backend::Postgres
+            && self.catalog.qualified("tenants").is_some();
+        if together {
+            Box::pin(self.run_in_schema(storage, &run, Some(claim))).await
+        } else {
+            self.run(storage, &run).await.map(TargetRun::Ran)
+        }
+    }
+
+    /// A run in a schema of the catalog database, in one transaction. With `claim` (a SCHEMA
+    /// tenant's rollout target), the migration's version rows, the mirror and the target's
+    /// outcome go in one statement before the commit.
+    pub(super) async fn run_in_schema(
+        &self,
+        storage: &Storage,
+        run: &Run,
+        claim: Option<&RolloutClaim<'_>>,
+    ) -> Result<TargetRun, Error> {
+        let name = required(&storage.schema, "schema")?;
+        let schema = quote(name);
+        let is_shared = storage.isolation == Isolation::Shared;
+        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+        let created = match run {
+            Run::Provision { recreate } => {
+                let exists = lock_and_find_schema(&txn, storage, name).await?;
+                if *recreate && is_shared && exists {
+                    shared::delete_rows(&txn, name, storage.tenant).await?;
+                } else if *recreate && !is_shared {
+                    exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+                }
+                // One round trip: make sure the schema exists and step into it.
+                exec(
+                    &txn,
+                    &format!(
+                        "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}"
+                    ),
+                )
+                .await?;
+                *recreate || !exists
+            }
+            _ => {
+                // One round trip: the lock, then the schema on the search_path. The version
+                // table is read next, after the lock (so it sees the last run's commit); a
+                // missing schema shows there as a missing table.
+                exec(
+                    &txn,
+                    &format!(
+                        "SELECT pg_advisory_xact_lock(hashtextextended({}, 0)); \
+                         SET LOCAL search_path TO {schema}",
+                        literal(&lock_key(storage))
+                    ),
+                )
+                .await?;
+                false
+            }
+        };
+        let defer = claim.is_some() && !is_shared;
+        let (mut report, unrecorded) = self.migrate(&txn, storage, run, defer).await?;
+        report.created = created;
+        if *run == Run::Inspect {
+            txn.rollback().await.map_err(db_error)?;
+            return Ok(TargetRun::Ran(report));
+        }
+        if let Some(claim) = claim
+            && !unrecorded.is_empty()
+        {
+            return self
+                .commit_target(txn, storage, report, &unrecorded, claim)
+                .await;
+        }
+        if is_shared {
+            shared::secure(&txn, name).await?;
+        }
+        if matches!(run, Run::Provision { .. }) {
+            roles::grant_in_schema(&txn, storage, name).await?;
+        }
+        // Back to the catalog's schema for the mirror, committed with the migration.
+        exec(&txn, "SET LOCAL search_path TO DEFAULT").await?;
+        let provisioned = matches!(run, Run::Provision { .. });
+        let rebuilt = matches!(run, Run::Provision { recreate: true });
+        record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt)
+            .await
+            .map_err(db_error)?;
+        if is_shared {
+            // One schema serves every shared tenant: they all are at its version now.
+            record_shared_version(&txn, report.version())
+                .await
+                .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        self.catalog.changed(&if is_shared {
+            Change::All
+        } else {
+            Change::TenantRow(storage.tenant)
+        });
+        Ok(TargetRun::Ran(report))
+    }
+
+    /// Records the versions `unrecorded`, the mirror and the rollout target's outcome, and
+    /// commits; rolls back if the claim was lost.
+    async fn commit_target(
+        &self,
+        txn: DatabaseTransaction,
+        storage: &Storage,
+        report: Report,
+        unrecorded: &[String],
+        claim: &RolloutClaim<'_>,
+    ) -> Result<TargetRun, Error> {
+        let at = report.applied.last().map_or(0, |(_, at)| at.timestamp());
+        let outcome = Outcome::Migrated {
+            from: claim.from.clone(),
+            to: report.version().map(str::to_owned),
+            duration_ms: i64::try_from(claim.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        };
+        let held = self
+            .catalog
+            .record_migrated_target(
+                &txn,
+                claim.rollout,
+                claim.worker,
+                storage.tenant,
+                Applied {
+                    versions: unrecorded,
+                    at,
+                },
+                &outcome,
+            )
+            .await?;
+        if !held {
+            txn.rollback().await.map_err(db_error)?;
+            return Ok(TargetRun::Lost);
+        }
+        txn.commit().await.map_err(db_error)?;
+        self.catalog.changed(&Change::TenantRow(storage.tenant));
+        Ok(TargetRun::Recorded(report))
+    }
+}

@@ -1,0 +1,159 @@
+//! A worker's claim and the tenant's migration commit together: a worker that lost its claim
+//! before the commit leaves the tenant as it was, and the worker that holds it records the
+//! migration, the mirror and the target's outcome at once.
+
+use std::{num::NonZeroUsize, time::Duration, time::Instant};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use tenant_plane::dataplane::{DataPlane, DataPlaneSettings, RolloutClaim, Target, TargetRun};
+use tenant_plane::domain::{
+    ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, Slug, TargetState,
+};
+use tenant_plane::service::storage_of;
+use tenant_plane::store::{Catalog, NewTarget, PoolSettings};
+
+use crate::rollouts::{FIFTH, five_migrations, fleet};
+use crate::support::Db;
+
+const LEASE_MS: i64 = 60_000;
+
+async fn column(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect(sql)
+        .iter()
+        .map(|row| row.try_get::<String>("", "v").expect("a text column v"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_records_it() {
+    let (server, tenants) = fleet(Db::Postgres, 1).await;
+    let url = server.catalog_url.clone();
+    // The server's own worker stays out of it.
+    server.stop().await;
+    let catalog = Catalog::connect(
+        &url,
+        &PoolSettings {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(10),
+            cache_capacity: NonZeroUsize::new(16).expect("non-zero"),
+        },
+    )
+    .await
+    .expect("catalog");
+    let dataplane = DataPlane::new(
+        catalog.clone(),
+        DataPlaneSettings {
+            catalog_url: url.clone(),
+            data_dir: std::env::temp_dir(),
+            tenant_connections: NonZeroUsize::new(2).expect("non-zero"),
+            acquire_timeout: Duration::from_secs(10),
+        },
+        five_migrations(),
+    );
+    let slug = Slug::parse(&tenants[0].slug).expect("slug");
+    let tenant = catalog
+        .tenant_by_slug(&slug)
+        .await
+        .expect("tenant")
+        .expect("the fleet's tenant");
+    let from = tenant.migration_version.clone();
+    let rollout = Rollout {
+        id: uuid::Uuid::now_v7(),
+        target_version: FIFTH.into(),
+        selector: Selector::All,
+        max_concurrency: 1,
+        canary_count: 0,
+        error_policy: ErrorPolicy::Continue,
+        max_failure_ratio: 0.0,
+        state: RolloutState::Pending,
+        error: None,
+        create_time: chrono::Utc::now(),
+        start_time: None,
+        end_time: None,
+        counts: RolloutCounts::default(),
+    };
+    let targets = [NewTarget {
+        tenant: tenant.id,
+        state: TargetState::Pending,
+        from_version: from.clone(),
+    }];
+    catalog
+        .insert_rollout(&rollout, None, &targets)
+        .await
+        .expect("rollout");
+    let claims = catalog
+        .claim_targets(rollout.id, "worker-a", 1, i32::MAX, LEASE_MS, true)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        claims[0].1.as_ref().map(|t| t.id),
+        Some(tenant.id),
+        "the claim brings the tenant's row"
+    );
+
+    // Worker A's lease ran out and worker B took the tenant over.
+    let db = server_catalog(&url).await;
+    db.execute_unprepared(&format!(
+        "UPDATE rollout_targets SET claimed_by = 'worker-b' WHERE rollout_id = '{}'",
+        rollout.id
+    ))
+    .await
+    .expect("take over");
+    let fifth = five_migrations().position(FIFTH).expect("fifth");
+    let claim = |worker| RolloutClaim {
+        rollout: rollout.id,
+        worker,
+        from: from.clone(),
+        started: Instant::now(),
+    };
+    let schema = tenant.schema_name.clone().expect("a schema tenant");
+    let versions =
+        format!("SELECT version AS v FROM \"{schema}\".seaql_migrations ORDER BY version");
+    let mirror = format!(
+        "SELECT coalesce(migration_version, '') AS v FROM tenants WHERE id = '{}'",
+        tenant.id.as_uuid()
+    );
+    let target_row = format!(
+        "SELECT state || ' ' || coalesce(claimed_by, '-') AS v FROM rollout_targets \
+         WHERE rollout_id = '{}'",
+        rollout.id
+    );
+    let migrated_events = format!(
+        "SELECT kind AS v FROM rollout_events WHERE rollout_id = '{}' AND kind = 'migrated'",
+        rollout.id
+    );
+
+    let lost = dataplane
+        .run_target(&storage_of(&tenant), Target::Up(fifth), &claim("worker-a"))
+        .await
+        .expect("run");
+    assert!(matches!(lost, TargetRun::Lost), "{lost:?}");
+    assert_eq!(column(&db, &versions).await.len(), 4, "rolled back");
+    assert_eq!(
+        column(&db, &mirror).await,
+        [from.clone().unwrap_or_default()]
+    );
+    assert_eq!(column(&db, &target_row).await, ["RUNNING worker-b"]);
+    assert!(column(&db, &migrated_events).await.is_empty());
+
+    let held = dataplane
+        .run_target(&storage_of(&tenant), Target::Up(fifth), &claim("worker-b"))
+        .await
+        .expect("run");
+    assert!(matches!(held, TargetRun::Recorded(_)), "{held:?}");
+    let applied = column(&db, &versions).await;
+    assert_eq!(applied.len(), 5);
+    assert_eq!(applied.last().map(String::as_str), Some(FIFTH));
+    assert_eq!(column(&db, &mirror).await, [FIFTH]);
+    assert_eq!(column(&db, &target_row).await, ["MIGRATED -"]);
+    assert_eq!(column(&db, &migrated_events).await, ["migrated"]);
+    db.close().await.expect("close");
+    catalog.close().await.expect("close");
+}
+
+async fn server_catalog(url: &str) -> DatabaseConnection {
+    sea_orm::Database::connect(url).await.expect("connect")
+}
