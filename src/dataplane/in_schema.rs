@@ -125,11 +125,15 @@ impl DataPlane {
         if is_shared {
             shared::secure(&txn, name).await?;
         }
+        // Back to the catalog's schema for the mirror, committed with the migration (in the
+        // grants' batch when provisioning, which also settles the role's LOGIN).
+        let back = "SET LOCAL search_path TO DEFAULT";
         if matches!(run, Run::Provision { .. }) {
-            roles::grant_in_schema(&txn, storage, name).await?;
+            let then = format!("{back}; {}", roles::settle_login(storage));
+            roles::grant_in_schema(&txn, storage, name, &then).await?;
+        } else {
+            exec(&txn, back).await?;
         }
-        // Back to the catalog's schema for the mirror, committed with the migration.
-        exec(&txn, "SET LOCAL search_path TO DEFAULT").await?;
         let provisioned = matches!(run, Run::Provision { .. });
         let rebuilt = matches!(run, Run::Provision { recreate: true });
         record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt)

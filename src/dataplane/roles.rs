@@ -24,7 +24,7 @@ use sea_orm::{
 use super::shared::{self, ROLES_TABLE};
 use super::sql::{INSUFFICIENT_PRIVILEGE, exec, literal, lock, quote, sqlstate};
 use super::{DataPlane, Storage};
-use crate::domain::{Error, Isolation, ScramVerifier};
+use crate::domain::{Error, Isolation, ScramVerifier, TenantState};
 use crate::store::{Backend, db_error};
 
 /// What a tenant role may do with its tables' rows: everything but change their shape.
@@ -38,47 +38,87 @@ const VERSION_TABLE: &str = "seaql_migrations";
 /// The transaction-local setting that hands a password verifier to `ALTER ROLE`.
 const VERIFIER_SETTING: &str = "tenant_plane.role_verifier";
 
-/// Creates the tenant's role if it is missing. A role of that name that can do more than a
-/// tenant role (a superuser, say) is refused rather than granted the tenant's data.
-async fn ensure_role(txn: &DatabaseTransaction, storage: &Storage) -> Result<(), Error> {
-    let role = quote(storage.role.as_str());
-    let found = txn
+/// What provisioning finds before granting, read in one round trip.
+struct Found {
+    /// Whether the role must be made.
+    missing: bool,
+    /// Whether the role may connect to the current database already (through PUBLIC, if the
+    /// role is still to be made).
+    can_connect: bool,
+    database: String,
+    /// The first schema on the `search_path`.
+    schema: Option<String>,
+}
+
+/// Looks the tenant's role up. A role of that name that can do more than a tenant role (a
+/// superuser, say) is refused rather than granted the tenant's data.
+async fn find_role(txn: &DatabaseTransaction, storage: &Storage) -> Result<Found, Error> {
+    let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT (rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls) \
-               AS privileged FROM pg_roles WHERE rolname = $1",
+            "SELECT r.privileged, \
+               CASE WHEN r.privileged IS NULL \
+                 THEN has_database_privilege('public', current_database(), 'CONNECT') \
+                 ELSE has_database_privilege($1, current_database(), 'CONNECT') END AS can_connect, \
+               current_database()::text AS database, current_schema()::text AS schema \
+             FROM (SELECT (SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication \
+                     OR rolbypassrls FROM pg_roles WHERE rolname = $1) AS privileged) AS r",
             [storage.role.as_str().into()],
         ))
         .await
-        .map_err(db_error)?;
-    match found.map(|row| row.try_get::<bool>("", "privileged")) {
-        None => {
-            let create = format!(
-                "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
-                   NOREPLICATION NOBYPASSRLS; \
-                 GRANT {role} TO CURRENT_USER"
-            );
-            txn.execute_unprepared(&create).await.map_err(|e| {
-                if sqlstate(&e).as_deref() == Some(INSUFFICIENT_PRIVILEGE) {
-                    Error::FailedPrecondition {
-                        subject: "DATABASE_URL".into(),
-                        message: "the control plane's database role may not create tenant \
-                                  roles: give it CREATEROLE"
-                            .into(),
-                    }
-                } else {
-                    db_error(e)
-                }
-            })?;
-            tracing::info!(role = %storage.role, "tenant role made (it commits with the provisioning)");
-            Ok(())
-        }
-        Some(Ok(false)) => Ok(()),
-        Some(Ok(true)) => Err(Error::Internal(format!(
+        .map_err(db_error)?
+        .ok_or_else(|| Error::Internal("looking the tenant role up returned nothing".into()))?;
+    let privileged: Option<bool> = row.try_get("", "privileged").map_err(db_error)?;
+    if privileged == Some(true) {
+        return Err(Error::Internal(format!(
             "role {} exists with more privileges than a tenant role; not granting it tenant data",
             storage.role
-        ))),
-        Some(Err(e)) => Err(db_error(e)),
+        )));
+    }
+    Ok(Found {
+        missing: privileged.is_none(),
+        can_connect: row.try_get("", "can_connect").map_err(db_error)?,
+        database: row.try_get("", "database").map_err(db_error)?,
+        schema: row.try_get("", "schema").map_err(db_error)?,
+    })
+}
+
+/// Runs `sql`, the statements that make and grant the tenant's role, as one batch. Refused
+/// for want of a privilege, it says what the control plane's role lacks.
+async fn run_grants(
+    txn: &DatabaseTransaction,
+    found: &Found,
+    role: &str,
+    sql: &str,
+) -> Result<(), Error> {
+    txn.execute_unprepared(sql).await.map_err(|e| {
+        if sqlstate(&e).as_deref() == Some(INSUFFICIENT_PRIVILEGE) {
+            Error::FailedPrecondition {
+                subject: "DATABASE_URL".into(),
+                message: "the control plane's database role may not create or grant tenant \
+                          roles: give it CREATEROLE"
+                    .into(),
+            }
+        } else {
+            db_error(e)
+        }
+    })?;
+    if found.missing {
+        tracing::info!(role, "tenant role made (it commits with the provisioning)");
+    }
+    Ok(())
+}
+
+/// The statement that makes the role when it is missing: LOGIN, but no password yet.
+fn create_role(role: &str, found: &Found) -> String {
+    if found.missing {
+        format!(
+            "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
+               NOREPLICATION NOBYPASSRLS; \
+             GRANT {role} TO CURRENT_USER; "
+        )
+    } else {
+        String::new()
     }
 }
 
@@ -98,64 +138,38 @@ fn table_grants(role: &str, schema: &str) -> String {
     )
 }
 
-async fn scalar_text(txn: &DatabaseTransaction, sql: &str) -> Result<String, Error> {
-    txn.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await
-        .map_err(db_error)?
-        .map(|row| row.try_get::<String>("", "v"))
-        .transpose()
-        .map_err(db_error)?
-        .ok_or_else(|| Error::Internal(format!("{sql} returned nothing")))
-}
-
 /// Lets the role connect to the catalog database, where its schema is. PostgreSQL grants
 /// CONNECT to PUBLIC by default, and then nothing is granted: every grant rewrites the one row
 /// of the catalog database, which concurrent provisionings would trip over ("tuple concurrently
 /// updated") and which would grow by an entry per tenant. Where an operator has revoked it from
 /// PUBLIC, it is granted to the role, one provisioning at a time.
-async fn allow_connect_to_catalog(
-    txn: &DatabaseTransaction,
-    storage: &Storage,
-) -> Result<(), Error> {
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT has_database_privilege($1, current_database(), 'CONNECT') AS allowed, \
-               current_database()::text AS database",
-            [storage.role.as_str().into()],
-        ))
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| Error::Internal("current_database() returned nothing".into()))?;
-    if row.try_get::<bool>("", "allowed").map_err(db_error)? {
-        return Ok(());
+fn connect_to_catalog(role: &str, found: &Found) -> String {
+    if found.can_connect {
+        return String::new();
     }
-    let database = row.try_get::<String>("", "database").map_err(db_error)?;
-    exec(
-        txn,
-        &format!(
-            "SELECT pg_advisory_xact_lock(hashtextextended({CATALOG_CONNECT_LOCK}, 0)); \
-             GRANT CONNECT ON DATABASE {} TO {}",
-            quote(&database),
-            quote(storage.role.as_str())
-        ),
+    format!(
+        "SELECT pg_advisory_xact_lock(hashtextextended({CATALOG_CONNECT_LOCK}, 0)); \
+         GRANT CONNECT ON DATABASE {} TO {role}; ",
+        quote(&found.database),
     )
-    .await
 }
 
 /// SCHEMA or SHARED isolation, in the transaction that provisions `schema` (a schema of the
-/// catalog database, where the transaction runs).
+/// catalog database, where the transaction runs): one lookup, then one batch, which ends with
+/// `then` (more statements of the caller's).
 pub(super) async fn grant_in_schema(
     txn: &DatabaseTransaction,
     storage: &Storage,
     schema: &str,
+    then: &str,
 ) -> Result<(), Error> {
-    ensure_role(txn, storage).await?;
-    allow_connect_to_catalog(txn, storage).await?;
+    let found = find_role(txn, storage).await?;
     let role = quote(storage.role.as_str());
     let schema_q = quote(schema);
     let mut sql = format!(
-        "{}; ALTER ROLE {role} SET search_path TO {schema_q}",
+        "{}{}{}; ALTER ROLE {role} SET search_path TO {schema_q}",
+        create_role(&role, &found),
+        connect_to_catalog(&role, &found),
         table_grants(&role, &schema_q)
     );
     if storage.isolation == Isolation::Shared {
@@ -169,7 +183,33 @@ pub(super) async fn grant_in_schema(
             tenant = literal(&storage.tenant.to_string()),
         ));
     }
-    exec(txn, &sql).await
+    sql.push_str("; ");
+    sql.push_str(then);
+    run_grants(txn, &found, storage.role.as_str(), &sql).await
+}
+
+/// Statements, for the end of the provisioning transaction of a SCHEMA or SHARED tenant (with
+/// the catalog's schema on the `search_path`), that take LOGIN away from the role if its tenant
+/// was suspended or deleted while it was being provisioned: the `ALTER ROLE` of that state
+/// change found no committed role. The tenant's row is locked first, so a state change that
+/// follows waits for this commit and then finds the role.
+pub(super) fn settle_login(storage: &Storage) -> String {
+    let barred: Vec<String> = TenantState::ALL
+        .into_iter()
+        .filter(|state| !state.admits_logins())
+        .map(|state| literal(state.as_str()))
+        .collect();
+    format!(
+        "DO $settle$ BEGIN \
+           PERFORM 1 FROM tenants WHERE id = {id} FOR NO KEY UPDATE; \
+           IF (SELECT state FROM tenants WHERE id = {id}) IN ({barred}) THEN \
+             ALTER ROLE {role} NOLOGIN; \
+           END IF; \
+         END $settle$",
+        id = literal(&storage.tenant.as_uuid().to_string()),
+        barred = barred.join(", "),
+        role = quote(storage.role.as_str()),
+    )
 }
 
 /// DATABASE isolation, in the transaction that provisions the tenant's own database `database`
@@ -179,21 +219,24 @@ pub(super) async fn grant_in_database(
     storage: &Storage,
     database: &str,
 ) -> Result<(), Error> {
-    ensure_role(txn, storage).await?;
+    let found = find_role(txn, storage).await?;
     let role = quote(storage.role.as_str());
     let database = quote(database);
     // The schema the migrations created the tables in.
-    let schema = quote(&scalar_text(txn, "SELECT current_schema()::text AS v").await?);
-    exec(
-        txn,
-        &format!(
-            "REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC; \
-             GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}; \
-             REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC; {}",
-            table_grants(&role, &schema)
-        ),
-    )
-    .await
+    let schema = quote(
+        found
+            .schema
+            .as_deref()
+            .ok_or_else(|| Error::Internal("the tenant database has no current schema".into()))?,
+    );
+    let sql = format!(
+        "{}REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC; \
+         GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}; \
+         REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC; {}",
+        create_role(&role, &found),
+        table_grants(&role, &schema)
+    );
+    run_grants(txn, &found, storage.role.as_str(), &sql).await
 }
 
 async fn role_exists(txn: &DatabaseTransaction, storage: &Storage) -> Result<bool, Error> {

@@ -51,6 +51,15 @@ pub enum TenantState {
 }
 
 impl TenantState {
+    /// Every state.
+    pub const ALL: [Self; 5] = [
+        Self::Provisioning,
+        Self::Active,
+        Self::Suspended,
+        Self::Deleted,
+        Self::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Provisioning => "PROVISIONING",
@@ -62,14 +71,7 @@ impl TenantState {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "PROVISIONING" => Some(Self::Provisioning),
-            "ACTIVE" => Some(Self::Active),
-            "SUSPENDED" => Some(Self::Suspended),
-            "DELETED" => Some(Self::Deleted),
-            "FAILED" => Some(Self::Failed),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
     /// Whether the tenant's database role may log in: not while the tenant is suspended or

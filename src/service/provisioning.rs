@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::idempotency;
 use super::tenants::{DataLocation, RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Storage};
-use crate::domain::{DbRoleName, Error, Etag, Tenant, TenantState};
+use crate::domain::{DbRoleName, Error, Etag, Isolation, Tenant, TenantState};
 use crate::store::{Backend, Catalog, audit};
 
 /// A tenant's storage, as GetProvisioningStatus reports it (from the catalog's mirror: no
@@ -113,10 +113,13 @@ impl Provisioning {
             }
         };
         // Provisioning was refused to a suspended or deleted tenant, but the tenant may have
-        // become one while its role was being made.
-        self.catalog
-            .settle_role_login(tenant.id, &DbRoleName::of(tenant))
-            .await?;
+        // become one while its role was being made. A schema in the catalog database settled
+        // that in its provisioning transaction; a database of its own could not.
+        if tenant.isolation == Isolation::Database {
+            self.catalog
+                .settle_role_login(tenant.id, &DbRoleName::of(tenant))
+                .await?;
+        }
         let changed = report.created || !report.ran.is_empty() || tenant.provision_time.is_none();
         if changed {
             tracing::info!(

@@ -223,3 +223,101 @@ async fn a_tenant_without_a_role_is_suspended_deleted_and_restored_as_before() {
     assert_eq!(tenant.state(), proto::tenant::State::Provisioning);
     server.stop().await;
 }
+
+/// A tenant suspended while its provisioning waits to commit ends with a role that may not log
+/// in: the provisioning transaction locks the tenant's row and reads its state before it
+/// commits the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_suspended_during_its_provisioning_gets_a_role_that_may_not_log_in() {
+    let server = TestServer::start_with(Db::Postgres, |c| c.tenant_auto_provision = false).await;
+    let tenant = create(&server, "suspended-midway").await;
+    let id = tenant.id.clone();
+    let catalog = server.catalog().await;
+    // Hold the tenant's row, as a suspension in flight does.
+    let holder = catalog.begin().await.expect("begin");
+    holder
+        .execute_unprepared(&format!(
+            "SELECT 1 FROM tenants WHERE id = '{id}' FOR UPDATE"
+        ))
+        .await
+        .expect("lock the tenant's row");
+    let mut provisioning = server.provisioning();
+    let name = tenant.name.clone();
+    let provision = tokio::spawn(async move {
+        provisioning
+            .provision_tenant(proto::ProvisionTenantRequest {
+                tenant: name,
+                ..Default::default()
+            })
+            .await
+    });
+    // The provisioning has made the role (in the batch that ends by settling its LOGIN) and
+    // waits for the row.
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
+                   WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE ROLE \"tenant_suspended_midway_%'";
+    let mut blocked = false;
+    for _ in 0..400 {
+        let row = catalog
+            .query_one_raw(sea_orm::Statement::from_string(
+                catalog.get_database_backend(),
+                waiting,
+            ))
+            .await
+            .expect("pg_stat_activity");
+        if row
+            .and_then(|r| r.try_get::<i64>("", "n").ok())
+            .unwrap_or(0)
+            > 0
+        {
+            blocked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        blocked,
+        "the provisioning never waited for the tenant's row"
+    );
+    holder
+        .execute_unprepared(&format!(
+            "UPDATE tenants SET state = 'SUSPENDED', state_before_suspend = 'PROVISIONING' \
+             WHERE id = '{id}'"
+        ))
+        .await
+        .expect("suspend in SQL");
+    holder.commit().await.expect("commit the suspension");
+    provision
+        .await
+        .expect("provisioning task")
+        .expect("provisioning commits");
+
+    let status = server
+        .provisioning()
+        .get_provisioning_status(proto::GetProvisioningStatusRequest {
+            tenant: tenant.name.clone(),
+        })
+        .await
+        .expect("status")
+        .into_inner();
+    let role = status
+        .location
+        .map(|l| l.role_name)
+        .filter(|r| !r.is_empty())
+        .expect("the tenant's role");
+    let row = catalog
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            catalog.get_database_backend(),
+            "SELECT rolcanlogin AS login FROM pg_roles WHERE rolname = $1",
+            [role.clone().into()],
+        ))
+        .await
+        .expect("pg_roles")
+        .expect("the role exists");
+    assert_eq!(
+        row.try_get::<bool>("", "login").ok(),
+        Some(false),
+        "{role} may log in"
+    );
+    catalog.close().await.expect("close");
+    server.stop().await;
+}
