@@ -13,6 +13,7 @@ use crate::domain::{Error, Isolation};
 use crate::store::{
     Applied, Backend, Change, Outcome, db_error,
     provisioning::{record_migration, record_shared_version},
+    settle_login_sql,
 };
 
 /// A rollout worker's hold on a tenant, recorded in the transaction that migrates the tenant
@@ -31,8 +32,8 @@ pub struct RolloutClaim<'a> {
 /// How a rollout target's run ended.
 #[derive(Debug)]
 pub enum TargetRun {
-    /// Migrated, with the target's outcome and event committed in the same transaction.
-    Recorded(Report),
+    /// Migrated, with this outcome and its event committed in the same transaction.
+    Recorded(Outcome),
     /// Ran, or found nothing to do; the caller records the target's outcome.
     Ran(Report),
     /// The worker no longer held the target when it came to commit (its lease ran out and
@@ -53,7 +54,7 @@ impl DataPlane {
         let run = Run::Migrate(target);
         let together = storage.isolation == Isolation::Schema
             && self.catalog.backend() == Backend::Postgres
-            && self.catalog.qualified("tenants").is_some();
+            && self.catalog.knows_own_schema();
         if together {
             Box::pin(self.run_in_schema(storage, &run, Some(claim))).await
         } else {
@@ -129,7 +130,10 @@ impl DataPlane {
         // grants' batch when provisioning, which also settles the role's LOGIN).
         let back = "SET LOCAL search_path TO DEFAULT";
         if matches!(run, Run::Provision { .. }) {
-            let then = format!("{back}; {}", roles::settle_login(storage));
+            let then = format!(
+                "{back}; {}",
+                settle_login_sql(storage.tenant, &storage.role)
+            );
             roles::grant_in_schema(&txn, storage, name, &then).await?;
         } else {
             exec(&txn, back).await?;
@@ -190,6 +194,6 @@ impl DataPlane {
         }
         txn.commit().await.map_err(db_error)?;
         self.catalog.changed(&Change::TenantRow(storage.tenant));
-        Ok(TargetRun::Recorded(report))
+        Ok(TargetRun::Recorded(outcome))
     }
 }

@@ -130,9 +130,9 @@ impl DataPlane {
         match (storage.isolation, self.catalog.backend()) {
             (Isolation::Schema | Isolation::Shared, Backend::Postgres) => {
                 match Box::pin(self.run_in_schema(storage, run, None)).await? {
-                    TargetRun::Ran(report) | TargetRun::Recorded(report) => Ok(report),
-                    TargetRun::Lost => Err(Error::Internal(
-                        "a run without a rollout claim lost one".into(),
+                    TargetRun::Ran(report) => Ok(report),
+                    TargetRun::Recorded(_) | TargetRun::Lost => Err(Error::Internal(
+                        "a run without a rollout claim recorded or lost one".into(),
                     )),
                 }
             }

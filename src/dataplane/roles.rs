@@ -24,7 +24,7 @@ use sea_orm::{
 use super::shared::{self, ROLES_TABLE};
 use super::sql::{INSUFFICIENT_PRIVILEGE, exec, literal, lock, quote, sqlstate};
 use super::{DataPlane, Storage};
-use crate::domain::{Error, Isolation, ScramVerifier, TenantState};
+use crate::domain::{Error, Isolation, ScramVerifier};
 use crate::store::{Backend, db_error};
 
 /// What a tenant role may do with its tables' rows: everything but change their shape.
@@ -186,30 +186,6 @@ pub(super) async fn grant_in_schema(
     sql.push_str("; ");
     sql.push_str(then);
     run_grants(txn, &found, storage.role.as_str(), &sql).await
-}
-
-/// Statements, for the end of the provisioning transaction of a SCHEMA or SHARED tenant (with
-/// the catalog's schema on the `search_path`), that take LOGIN away from the role if its tenant
-/// was suspended or deleted while it was being provisioned: the `ALTER ROLE` of that state
-/// change found no committed role. The tenant's row is locked first, so a state change that
-/// follows waits for this commit and then finds the role.
-pub(super) fn settle_login(storage: &Storage) -> String {
-    let barred: Vec<String> = TenantState::ALL
-        .into_iter()
-        .filter(|state| !state.admits_logins())
-        .map(|state| literal(state.as_str()))
-        .collect();
-    format!(
-        "DO $settle$ BEGIN \
-           PERFORM 1 FROM tenants WHERE id = {id} FOR NO KEY UPDATE; \
-           IF (SELECT state FROM tenants WHERE id = {id}) IN ({barred}) THEN \
-             ALTER ROLE {role} NOLOGIN; \
-           END IF; \
-         END $settle$",
-        id = literal(&storage.tenant.as_uuid().to_string()),
-        barred = barred.join(", "),
-        role = quote(storage.role.as_str()),
-    )
 }
 
 /// DATABASE isolation, in the transaction that provisions the tenant's own database `database`

@@ -292,14 +292,7 @@ impl RolloutWorker {
             .run_target(&storage_of(&tenant), Target::Up(target), &hold)
             .await;
         let outcome = match run {
-            Ok(TargetRun::Recorded(report)) => {
-                let outcome = Outcome::Migrated {
-                    from: hold.from,
-                    to: report.version().map(str::to_owned),
-                    duration_ms: started.elapsed().as_millis() as i64,
-                };
-                return (outcome, Recorded::WithMigration);
-            }
+            Ok(TargetRun::Recorded(outcome)) => return (outcome, Recorded::WithMigration),
             Ok(TargetRun::Lost) => {
                 let outcome = Outcome::Retry {
                     error: "another worker took the tenant over".into(),

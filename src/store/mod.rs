@@ -40,7 +40,7 @@ pub use members::{Added, Changed};
 pub use plans::PlanDefaults;
 pub use quota::{BatchWrite, Usage, UsageKey};
 pub use requests::RequestRecord;
-pub(crate) use role_login::lock_tenant_row;
+pub(crate) use role_login::{lock_tenant_row, settle_login_sql};
 pub use rollout_pg::Applied;
 pub use rollout_work::{Claim, Event, Outcome};
 pub use rollouts::{Candidate, NewTarget};
@@ -139,11 +139,11 @@ impl Catalog {
         })
     }
 
-    /// PostgreSQL: `table` named with the catalog's schema, so that a tenant schema on the
-    /// `search_path` cannot stand in for it. `None` on SQLite, or when the catalog's schema is
-    /// not known (the connection's `search_path` named no existing schema at start).
-    pub(crate) fn qualified(&self, table: &str) -> Option<String> {
-        self.qualifier.as_ref().map(|q| format!("{q}{table}"))
+    /// Whether statements can name the catalog's tables with its schema (PostgreSQL, when the
+    /// connection's `search_path` named an existing schema at start), so that they may run
+    /// while a tenant's schema is on the `search_path`.
+    pub(crate) fn knows_own_schema(&self) -> bool {
+        self.qualifier.is_some()
     }
 
     pub fn backend(&self) -> Backend {

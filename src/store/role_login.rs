@@ -51,6 +51,32 @@ pub(super) async fn set_login(
     Ok(true)
 }
 
+/// [`Catalog::settle_role_login`] as statements for the end of a provisioning transaction
+/// that runs in the catalog database (SCHEMA and SHARED tenants, with the catalog's schema on
+/// the `search_path`), so it commits with the role: the tenant's row is locked first, then the
+/// role loses LOGIN if the tenant was suspended or deleted while its role was being made. A
+/// state change that follows waits for this commit and then finds the role.
+pub(crate) fn settle_login_sql(tenant: TenantId, role: &DbRoleName) -> String {
+    let barred: Vec<String> = TenantState::ALL
+        .into_iter()
+        .filter(|state| !state.admits_logins())
+        .map(|state| format!("'{}'", state.as_str()))
+        .collect();
+    // A DO block takes no parameters: the id is a parsed UUID and the role name is [a-z0-9_]
+    // by construction, quoted all the same.
+    format!(
+        "DO $settle$ BEGIN \
+           PERFORM 1 FROM tenants WHERE id = '{id}' FOR NO KEY UPDATE; \
+           IF (SELECT state FROM tenants WHERE id = '{id}') IN ({barred}) THEN \
+             ALTER ROLE \"{role}\" NOLOGIN; \
+           END IF; \
+         END $settle$",
+        id = tenant.as_uuid(),
+        barred = barred.join(", "),
+        role = role.as_str().replace('"', "\"\""),
+    )
+}
+
 /// Locks the tenant's row in `txn` before its role is altered (see the module docs), and
 /// returns its state; `None` when there is no such tenant. PostgreSQL only.
 pub(crate) async fn lock_tenant_row(

@@ -3,7 +3,7 @@
 //! transaction of the tenant's migration, with the tenant's version rows and the catalog's mirror
 //! of the version. Data-modifying CTEs make each one round trip, and each is atomic on its own.
 //!
-//! Catalog tables are named with the catalog's schema ([`Catalog::qualified`]): the last
+//! Catalog tables are named with the catalog's schema ([`Catalog::knows_own_schema`]): the last
 //! statement runs with the tenant's schema on the `search_path`, where a tenant table of the same
 //! name must not stand in for the catalog's.
 
