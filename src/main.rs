@@ -86,7 +86,7 @@ async fn serve(config: Config) -> Result<(), tenant_plane::app::StartError> {
 
 /// `tenant-plane token`: a new token on stdout, its configuration entry on stderr.
 fn token(args: &tenant_plane::auth::TokenArgs) -> std::process::ExitCode {
-    use tenant_plane::auth::{Role, hash_token, new_token};
+    use tenant_plane::auth::{TokenSet, hash_token, new_token};
     let token = match new_token() {
         Ok(token) => token,
         Err(e) => {
@@ -94,16 +94,13 @@ fn token(args: &tenant_plane::auth::TokenArgs) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let entry = format!(
-        "{}:{}:{}",
-        Role::from(args.role).as_str(),
-        args.name,
-        hash_token(&token)
-    );
-    if let Err(why) = tenant_plane::auth::TokenSet::parse([entry.as_str()], "--name") {
-        eprintln!("tenant-plane token: {why}");
+    let hash = hash_token(&token);
+    // The checks the server applies to a configured entry; here only the name can fail them.
+    if let Err(why) = TokenSet::default().insert(args.role, &args.name, &hash) {
+        eprintln!("tenant-plane token: --name: {why}");
         return std::process::ExitCode::FAILURE;
     }
+    let entry = format!("{}:{}:{hash}", args.role.as_str(), args.name);
     println!("{token}");
     eprintln!(
         "Give the token above to its caller; it is not stored anywhere. Configure it with:\n  TENANT_PLANE_AUTH_TOKENS={entry}\n(or one such line in TENANT_PLANE_AUTH_TOKENS_FILE)"

@@ -34,7 +34,9 @@ pub async fn load_tokens(
             ))
         })?;
         let origin = format!("TENANT_PLANE_AUTH_TOKENS_FILE {}", path.display());
-        tokens.extend(TokenSet::parse(text.lines(), &origin).map_err(StartError::Config)?);
+        tokens
+            .add_entries(text.lines(), &origin)
+            .map_err(StartError::Config)?;
     }
     if !tokens.is_empty() {
         tracing::info!(tokens = tokens.len(), "bearer tokens configured");
@@ -47,22 +49,24 @@ pub async fn load_tokens(
     let mut new_admin_token = None;
     if stored.is_empty() {
         let token = new_token()?;
-        let inserted = catalog
-            .insert_auth_token_once(&StoredToken {
-                name: BOOTSTRAP_NAME.to_owned(),
-                role: Role::Admin.as_str().to_owned(),
-                token_hash: hash_token(&token),
-            })
-            .await?;
-        if inserted {
+        let row = StoredToken {
+            name: BOOTSTRAP_NAME.to_owned(),
+            role: Role::Admin.as_str().to_owned(),
+            token_hash: hash_token(&token),
+        };
+        if catalog.insert_auth_token_once(&row).await? {
             tracing::warn!(
                 name = BOOTSTRAP_NAME,
                 "no bearer tokens configured: created an admin token (shown once on stderr)"
             );
             new_admin_token = Some(token);
+            // Only this function stores tokens, always under BOOTSTRAP_NAME: the catalog, empty
+            // when read above, now holds just this one.
+            stored = vec![row];
+        } else {
+            // Another replica won the race; its token is the one.
+            stored = catalog.auth_tokens().await?;
         }
-        // Another replica may have won the race; its token is the one.
-        stored = catalog.auth_tokens().await?;
     }
     for token in &stored {
         let role = Role::parse(&token.role).ok_or_else(|| {

@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 
 use super::rules::{Access, access};
 use super::tls::CertificateRoles;
-use super::{Caller, Principal, Role, TokenSet};
+use super::{Caller, Principal, Role, TokenSet, bearer};
 use crate::domain::{Error, SECRET_PREFIX};
 use crate::grpc::audit_layer::is_audited;
 use crate::grpc::context;
@@ -223,16 +223,11 @@ fn credential(headers: &HeaderMap) -> Result<Option<&str>, Error> {
         let value = value
             .to_str()
             .map_err(|_| invalid("the authorization header is not text"))?;
-        let (scheme, secret) = value
-            .split_once(' ')
-            .ok_or_else(|| invalid("the authorization header must be `Bearer <token>`"))?;
-        let secret = secret.trim();
-        if !scheme.eq_ignore_ascii_case("bearer") || secret.is_empty() {
-            return Err(invalid("the authorization header must be `Bearer <token>`"));
-        }
-        return Ok(Some(secret));
+        return bearer(value)
+            .map(Some)
+            .ok_or_else(|| invalid("the authorization header must be `Bearer <token>`"));
     }
-    match headers.get("x-api-key") {
+    match headers.get(crate::grpc::API_KEY_HEADER) {
         Some(value) => value
             .to_str()
             .map(|v| Some(v.trim()))

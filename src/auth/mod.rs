@@ -19,17 +19,18 @@ use uuid::Uuid;
 
 pub use bootstrap::{Bootstrapped, load_tokens};
 pub use layer::AuthLayer;
-pub use settings::{AuthSettings, RoleSetting, TokenArgs};
+pub use settings::{AuthSettings, TokenArgs};
 pub use tokens::{TOKEN_PREFIX, TokenSet, hash_token, new_token};
 
 use crate::domain::{Error, Slug, TenantId};
 use crate::service::TenantRef;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A caller's role. As a command-line value it is `admin` or `service`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
     /// Everything.
     Admin,
-    /// Resolution, quotas, reading tenants, plans, members and migration status.
+    /// Resolution, quotas, reading tenants, plans, members and migration status, Envoy checks.
     Service,
 }
 
@@ -116,4 +117,28 @@ pub fn require_tenant(extensions: &http::Extensions, target: &TenantRef) -> Resu
 /// What a tenant key asking about another tenant is told, whether that tenant exists or not.
 pub fn other_tenant() -> Error {
     Error::PermissionDenied("an API key reaches only its own tenant".into())
+}
+
+/// The credential of an `authorization` header value `Bearer <credential>`: the scheme
+/// (any case) and one space, then the credential with surrounding whitespace trimmed; `None`
+/// for another scheme or an empty credential. Whitespace before the scheme is not skipped.
+pub(crate) fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credential) = value.split_once(' ')?;
+    let credential = credential.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_takes_the_credential_of_any_case_scheme() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bEaReR  abc "), Some("abc"));
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer(" Bearer abc"), None);
+        assert_eq!(bearer("Basic abc"), None);
+    }
 }

@@ -2,26 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::Role;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RoleSetting {
-    /// Everything.
-    Admin,
-    /// Resolution, quotas, reading tenants, plans, members and migration status, Envoy checks.
-    Service,
-}
-
-impl From<RoleSetting> for Role {
-    fn from(setting: RoleSetting) -> Self {
-        match setting {
-            RoleSetting::Admin => Role::Admin,
-            RoleSetting::Service => Role::Service,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Args)]
 pub struct AuthSettings {
@@ -31,7 +14,7 @@ pub struct AuthSettings {
     pub insecure: bool,
 
     /// Bearer tokens, as ROLE:NAME:SHA256 entries separated by commas, where ROLE is admin or
-    /// service and SHA256 is the hex SHA-256 of the token (`tenant-plane token new` makes one).
+    /// service and SHA256 is the hex SHA-256 of the token (`tenant-plane token` makes one).
     /// With none here nor in the tokens file, the first start creates an admin token, prints it
     /// once and keeps only its hash in the catalog.
     #[arg(
@@ -68,7 +51,7 @@ pub struct AuthSettings {
         value_enum,
         default_value = "service"
     )]
-    pub tls_client_role: RoleSetting,
+    pub tls_client_role: Role,
 
     /// Client certificate subjects (as shown in the audit log, e.g. "CN=ops,O=Example")
     /// that are admins, separated by semicolons.
@@ -81,7 +64,7 @@ pub struct AuthSettings {
 pub struct TokenArgs {
     /// The token's role.
     #[arg(long, value_enum, default_value = "service")]
-    pub role: RoleSetting,
+    pub role: Role,
     /// The token's name, as the audit log shows its actor (`<role>:<name>`).
     #[arg(long)]
     pub name: String,

@@ -47,7 +47,7 @@ pub struct CertificateRoles {
 impl CertificateRoles {
     pub fn from_settings(settings: &AuthSettings) -> Self {
         Self {
-            default_role: settings.tls_client_role.into(),
+            default_role: settings.tls_client_role,
             admin_subjects: settings
                 .tls_admin_subjects
                 .iter()

@@ -5,18 +5,17 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::{Principal, Role};
-use crate::domain::Error;
+use crate::domain::{Error, NewSecret, hash_secret};
 
 /// Every token the control plane makes starts with this, so leaked tokens are easy to scan for.
 pub const TOKEN_PREFIX: &str = "tpa_";
 
 /// The hex SHA-256 of a token, as configured and stored.
 pub fn hash_token(token: &str) -> String {
-    format!("{:x}", Sha256::digest(token.as_bytes()))
+    hash_secret(token)
 }
 
 /// A SHA-256, as the set keys tokens by (no hex text made per call).
@@ -38,13 +37,8 @@ fn parse_hex(hash: &str) -> Option<Digest32> {
 
 /// A new random token (`tpa_` and 256 bits, base64url).
 pub fn new_token() -> Result<String, Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Internal(format!("no randomness for a token: {e}")))?;
-    Ok(format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    ))
+    NewSecret::random_secret(TOKEN_PREFIX)
+        .map_err(|e| Error::Internal(format!("no randomness for a token: {e}")))
 }
 
 /// The known tokens, by hash.
@@ -61,6 +55,18 @@ impl TokenSet {
         origin: &str,
     ) -> Result<Self, String> {
         let mut set = Self::default();
+        set.add_entries(entries, origin)?;
+        Ok(set)
+    }
+
+    /// Adds ROLE:NAME:SHA256 entries as [`TokenSet::parse`] reads them. A token already in the
+    /// set is refused like one listed twice in `entries`. On an error, the entries before the
+    /// faulty one have been added.
+    pub fn add_entries<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a str>,
+        origin: &str,
+    ) -> Result<(), String> {
         for (i, entry) in entries.into_iter().enumerate() {
             let entry = entry.trim();
             if entry.is_empty() || entry.starts_with('#') {
@@ -74,10 +80,10 @@ impl TokenSet {
             };
             let role = Role::parse(role)
                 .ok_or_else(|| format!("{}: the role must be admin or service", at()))?;
-            set.insert(role, name, hash)
+            self.insert(role, name, hash)
                 .map_err(|why| format!("{}: {why}", at()))?;
         }
-        Ok(set)
+        Ok(())
     }
 
     /// Adds a token by its hash.
@@ -107,11 +113,6 @@ impl TokenSet {
             }),
         );
         Ok(())
-    }
-
-    /// Adds every token of `other`.
-    pub fn extend(&mut self, other: Self) {
-        self.by_hash.extend(other.by_hash);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -171,6 +172,16 @@ mod tests {
             assert!(!why.contains("tpa_"), "{why}");
             assert!(!why.contains(&hash), "{why}");
         }
+    }
+
+    #[test]
+    fn a_token_already_in_the_set_is_refused() {
+        let hash = hash_token("x");
+        let mut set = TokenSet::parse([format!("admin:a:{hash}").as_str()], "first").unwrap();
+        let why = set
+            .add_entries(["", format!("service:b:{hash}").as_str()], "second")
+            .unwrap_err();
+        assert_eq!(why, "second, entry 2: the same token is listed twice");
     }
 
     #[test]

@@ -164,7 +164,7 @@ pub(super) async fn grant_in_schema(
     then: &str,
 ) -> Result<(), Error> {
     let found = find_role(txn, storage).await?;
-    let role = quote(storage.role.as_str());
+    let role = storage.role.quoted();
     let schema_q = quote(schema);
     let mut sql = format!(
         "{}{}{}; ALTER ROLE {role} SET search_path TO {schema_q}",
@@ -196,7 +196,7 @@ pub(super) async fn grant_in_database(
     database: &str,
 ) -> Result<(), Error> {
     let found = find_role(txn, storage).await?;
-    let role = quote(storage.role.as_str());
+    let role = storage.role.quoted();
     let database = quote(database);
     // The schema the migrations created the tables in.
     let schema = quote(
@@ -299,16 +299,10 @@ impl DataPlane {
         if let (Isolation::Shared, Some(schema)) = (storage.isolation, &storage.schema) {
             shared::forget_role(&txn, schema, name).await?;
         }
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
-            [name.into()],
-        ))
-        .await
-        .map_err(db_error)?;
-        let role = quote(name);
+        self.catalog.end_sessions(&storage.role).await;
+        let role = storage.role.quoted();
         // DROP OWNED revokes a CONNECT granted on the catalog database: one at a time, as
-        // granting it is (see allow_connect_to_catalog).
+        // granting it is (see connect_to_catalog).
         exec(
             &txn,
             &format!(

@@ -51,18 +51,24 @@ pub struct NewSecret {
 
 impl NewSecret {
     pub fn generate() -> Result<Self, Error> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)
+        let secret = Self::random_secret(SECRET_PREFIX)
             .map_err(|e| Error::Internal(format!("no randomness for an API key: {e}")))?;
-        let secret = format!(
-            "{SECRET_PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        );
         Ok(Self {
             prefix: secret.chars().take(SHOWN_CHARS).collect(),
             hash: hash_secret(&secret),
             secret,
         })
+    }
+
+    /// `prefix` followed by 256 random bits in unpadded base64url (43 characters): the form
+    /// of API key secrets and of bearer tokens.
+    pub fn random_secret(prefix: &str) -> Result<String, getrandom::Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)?;
+        Ok(format!(
+            "{prefix}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        ))
     }
 }
 

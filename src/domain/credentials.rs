@@ -45,6 +45,13 @@ impl DbRoleName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name as a double-quoted SQL identifier, for statements that take no parameters
+    /// (`ALTER ROLE`, `GRANT`). Derivation admits only [a-z0-9_], so there is nothing to
+    /// escape; the doubling of quotes is kept as a second line of defence.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0.replace('"', "\"\""))
+    }
 }
 
 impl fmt::Display for DbRoleName {

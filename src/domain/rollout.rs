@@ -143,6 +143,17 @@ impl RolloutCounts {
         *slot += n;
     }
 
+    /// The number of targets in `state`.
+    pub fn get(&self, state: TargetState) -> u32 {
+        match state {
+            TargetState::Pending => self.pending,
+            TargetState::Running => self.running,
+            TargetState::Migrated => self.migrated,
+            TargetState::Skipped => self.skipped,
+            TargetState::Failed => self.failed,
+        }
+    }
+
     /// Moves one target from one state to another (for running totals of a watched rollout).
     pub fn shift(&mut self, from: TargetState, to: TargetState) {
         let slot = match from {

@@ -114,11 +114,11 @@ where
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<i32>().ok());
-                    let code = super::status::code_name(tonic::Code::from_i32(status.unwrap_or(0)));
-                    tracing::info!(grpc.code = %code, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "rpc finished");
-                    let status = status.unwrap_or(0);
-                    crate::metrics::rpc_finished(service_name, method_name, status, elapsed);
-                    crate::telemetry::finish_rpc(&finished, tonic::Code::from_i32(status));
+                    let code = tonic::Code::from_i32(status.unwrap_or(0));
+                    let code_name = super::status::code_name(code);
+                    tracing::info!(grpc.code = %code_name, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "rpc finished");
+                    crate::metrics::rpc_finished(service_name, method_name, code, code_name, elapsed);
+                    crate::telemetry::finish_rpc(&finished, code);
                 }
                 result.map(|mut response| {
                     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -17,6 +17,8 @@ mod quota;
 pub mod status;
 mod tenant;
 
+pub(crate) use envoy::API_KEY_HEADER;
+
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::Notify};

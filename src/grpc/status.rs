@@ -45,15 +45,9 @@ impl From<Error> for Status {
                     message,
                 ),
             ),
-            Error::Aborted { reason, .. } => Status::with_error_details(
-                Code::Aborted,
-                message,
-                ErrorDetails::with_error_info(
-                    reason,
-                    ERROR_DOMAIN,
-                    [("request_id".to_owned(), request_id)],
-                ),
-            ),
+            Error::Aborted { reason, .. } => {
+                Status::with_error_details(Code::Aborted, message, error_info(reason, request_id))
+            }
             Error::QuotaExhausted {
                 subject,
                 violations,
@@ -71,29 +65,17 @@ impl From<Error> for Status {
             Error::Unauthenticated { reason, .. } => Status::with_error_details(
                 Code::Unauthenticated,
                 message,
-                ErrorDetails::with_error_info(
-                    reason,
-                    ERROR_DOMAIN,
-                    [("request_id".to_owned(), request_id)],
-                ),
+                error_info(reason, request_id),
             ),
             Error::PermissionDenied(_) => Status::with_error_details(
                 Code::PermissionDenied,
                 message,
-                ErrorDetails::with_error_info(
-                    "PERMISSION_DENIED",
-                    ERROR_DOMAIN,
-                    [("request_id".to_owned(), request_id)],
-                ),
+                error_info("PERMISSION_DENIED", request_id),
             ),
             Error::Unimplemented(_) => Status::unimplemented(message),
             Error::Unavailable(cause) => {
                 tracing::warn!(%request_id, %cause, "catalog unavailable");
-                let mut details = ErrorDetails::with_error_info(
-                    "CATALOG_UNAVAILABLE",
-                    ERROR_DOMAIN,
-                    [("request_id".to_owned(), request_id)],
-                );
+                let mut details = error_info("CATALOG_UNAVAILABLE", request_id);
                 details.set_retry_info(Some(std::time::Duration::from_secs(1)));
                 Status::with_error_details(
                     Code::Unavailable,
@@ -107,15 +89,21 @@ impl From<Error> for Status {
                 Status::with_error_details(
                     Code::Internal,
                     format!("internal error (request id {request_id})"),
-                    ErrorDetails::with_error_info(
-                        "INTERNAL",
-                        ERROR_DOMAIN,
-                        [("request_id".to_owned(), request_id)],
-                    ),
+                    error_info("INTERNAL", request_id),
                 )
             }
         }
     }
+}
+
+/// An `ErrorInfo` detail in [`ERROR_DOMAIN`] with `reason` and the request id (metadata
+/// `request_id`) the caller can quote.
+fn error_info(reason: &str, request_id: String) -> ErrorDetails {
+    ErrorDetails::with_error_info(
+        reason,
+        ERROR_DOMAIN,
+        [("request_id".to_owned(), request_id)],
+    )
 }
 
 /// The google.rpc.Code name of `code` (`NOT_FOUND`), as logs, metrics and the audit log name

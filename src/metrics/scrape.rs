@@ -15,7 +15,8 @@ use crate::domain::{Error, TargetState, TenantState};
 use crate::store::{Catalog, PoolUsage};
 
 /// How long catalog counts are reused: several Prometheus servers scraping every few seconds
-/// cost the catalog one GROUP BY per rollout and one over the tenants per interval.
+/// cost the catalog one GROUP BY over the targets of the active rollouts and one over the
+/// tenants per interval.
 pub const CATALOG_REFRESH: Duration = Duration::from_secs(10);
 
 const TENANT_STATES: [TenantState; 5] = [
@@ -105,28 +106,20 @@ impl CatalogSeries {
                 .map_or(0, |(_, n)| *n);
             self.tenants
                 .get_or_create(&[("state", state.as_str())])
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+                .set(n);
         }
-        let mut progress = Vec::new();
-        for id in self.catalog.active_rollouts().await? {
-            progress.push((id, self.catalog.rollout_counts(id, None).await?));
-        }
+        let active = self.catalog.active_rollouts().await?;
+        let progress = self.catalog.rollouts_counts(&active).await?;
         self.rollouts_active
-            .set(i64::try_from(progress.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(active.len()).unwrap_or(i64::MAX));
         self.rollout_targets.clear();
-        for (id, counts) in progress {
+        for id in active {
+            let counts = progress.get(&id).copied().unwrap_or_default();
             let id = id.to_string();
             for state in TARGET_STATES {
-                let n = match state {
-                    TargetState::Pending => counts.pending,
-                    TargetState::Running => counts.running,
-                    TargetState::Migrated => counts.migrated,
-                    TargetState::Skipped => counts.skipped,
-                    TargetState::Failed => counts.failed,
-                };
                 self.rollout_targets
                     .get_or_create(&([("rollout", id.clone())], [("state", state.as_str())]))
-                    .set(i64::from(n));
+                    .set(i64::from(counts.get(state)));
             }
         }
         Ok(())

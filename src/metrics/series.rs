@@ -81,11 +81,17 @@ static SERIES: LazyLock<Series> = LazyLock::new(|| Series {
 });
 
 /// Records a finished RPC: `service` and `method` must come from the table of served methods
-/// (bounded), `code` is the gRPC status code.
-pub fn rpc_finished(service: &'static str, method: &'static str, code: i32, elapsed: Duration) {
+/// (bounded), `code` is the gRPC status code and `code_name` its name
+/// ([`crate::grpc::status::code_name`]).
+pub fn rpc_finished(
+    service: &'static str,
+    method: &'static str,
+    code: tonic::Code,
+    code_name: &'static str,
+    elapsed: Duration,
+) {
     let series = &*SERIES;
     let seconds = elapsed.as_secs_f64();
-    let code_name = crate::grpc::status::code_name(tonic::Code::from_i32(code));
     series
         .rpc_handled
         .get_or_create(&[
@@ -104,7 +110,7 @@ pub fn rpc_finished(service: &'static str, method: &'static str, code: i32, elap
             KeyValue::new("rpc.system", "grpc"),
             KeyValue::new("rpc.service", service),
             KeyValue::new("rpc.method", method),
-            KeyValue::new("rpc.grpc.status_code", i64::from(code)),
+            KeyValue::new("rpc.grpc.status_code", code as i64),
         ],
     );
 }

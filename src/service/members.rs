@@ -58,15 +58,20 @@ pub fn parse_etag(text: &str, field: &str) -> Result<Option<Etag>, Error> {
 
 fn refuse_deleted(tenant: &Tenant) -> Result<(), Error> {
     if tenant.state == TenantState::Deleted {
-        return Err(Error::FailedPrecondition {
-            subject: tenant.name(),
-            message: format!(
-                "tenant {} is DELETED: its members are kept but cannot change until it is undeleted",
-                tenant.slug
-            ),
-        });
+        return Err(deleted(tenant));
     }
     Ok(())
+}
+
+/// The refusal of a change to the members of `tenant`, which is DELETED.
+fn deleted(tenant: &Tenant) -> Error {
+    Error::FailedPrecondition {
+        subject: tenant.name(),
+        message: format!(
+            "tenant {} is DELETED: its members are kept but cannot change until it is undeleted",
+            tenant.slug
+        ),
+    }
 }
 
 fn member_not_found(name: &str) -> Error {
@@ -150,14 +155,8 @@ impl Members {
                 kind: "member",
                 name: member.name(),
             }),
-            Added::TenantDeleted => {
-                let now = load(&self.catalog, &TenantRef::Id(tenant.id)).await?;
-                refuse_deleted(&now)?;
-                Err(Error::Aborted {
-                    reason: "CONCURRENT_UPDATE",
-                    message: format!("tenant {} changed meanwhile; retry", tenant.slug),
-                })
-            }
+            // Seen DELETED under the row's lock, after the check above.
+            Added::TenantDeleted => Err(deleted(&tenant)),
             Added::OverLimit { members } => Err(Error::QuotaExhausted {
                 subject: tenant.name(),
                 violations: vec![QuotaViolation {

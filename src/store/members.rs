@@ -10,13 +10,13 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
-    sea_query::Query,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, sea_query::Query,
 };
 
 use super::entity::{request_id, tenant, tenant_member};
-use super::{Backend, Catalog, RequestRecord, audit, db_error, tenants};
+use super::role_login::{RowLock, tenant_state};
+use super::{Catalog, RequestRecord, audit, db_error, tenants};
 use crate::domain::{Error, Member, Role, Tenant, TenantId, TenantState, USERS, UserId};
 
 /// What AddMember's transaction did.
@@ -75,30 +75,6 @@ fn row(member: &Member) -> tenant_member::ActiveModel {
 }
 
 /// Locks the tenant's `users` usage row, creating it if missing, without changing it.
-/// Whether the tenant is DELETED, read in `txn` (on PostgreSQL with a share lock on its row, so
-/// a concurrent deletion waits for the transaction).
-async fn tenant_deleted(
-    txn: &DatabaseTransaction,
-    backend: Backend,
-    tenant: TenantId,
-) -> Result<bool, DbErr> {
-    let sql = match backend {
-        Backend::Postgres => "SELECT state FROM tenants WHERE id = $1 FOR SHARE",
-        Backend::Sqlite => "SELECT state FROM tenants WHERE id = ?1",
-    };
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            sql,
-            [tenant.as_uuid().into()],
-        ))
-        .await?;
-    Ok(match row {
-        Some(row) => row.try_get::<String>("", "state")? == TenantState::Deleted.as_str(),
-        None => false,
-    })
-}
-
 async fn lock_members(txn: &DatabaseTransaction, tenant: TenantId) -> Result<(), DbErr> {
     super::quota::lock_usage(txn, &[(tenant, USERS.to_owned())]).await?;
     Ok(())
@@ -247,10 +223,8 @@ impl Catalog {
         }
         // Checked again under the lock, and held: a deletion either committed before (and is
         // seen here) or waits until this member is in.
-        if tenant_deleted(&txn, self.backend(), member.tenant)
-            .await
-            .map_err(db_error)?
-        {
+        // On PostgreSQL with a share lock on the tenant's row: a deletion waits for this.
+        if tenant_state(&txn, member.tenant, RowLock::Share).await? == Some(TenantState::Deleted) {
             return Ok(Added::TenantDeleted);
         }
         if find(&txn, member.tenant, &member.user_id)

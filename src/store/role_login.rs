@@ -40,13 +40,9 @@ pub(super) async fn set_login(
     };
     if row.try_get::<bool>("", "rolcanlogin")? != login {
         let attribute = if login { "LOGIN" } else { "NOLOGIN" };
-        // ALTER ROLE takes no parameters. A role name is [a-z0-9_] by construction, and is
-        // quoted all the same.
-        txn.execute_unprepared(&format!(
-            "ALTER ROLE \"{}\" {attribute}",
-            role.as_str().replace('"', "\"\"")
-        ))
-        .await?;
+        // ALTER ROLE takes no parameters.
+        txn.execute_unprepared(&format!("ALTER ROLE {} {attribute}", role.quoted()))
+            .await?;
     }
     Ok(true)
 }
@@ -62,33 +58,50 @@ pub(crate) fn settle_login_sql(tenant: TenantId, role: &DbRoleName) -> String {
         .filter(|state| !state.admits_logins())
         .map(|state| format!("'{}'", state.as_str()))
         .collect();
-    // A DO block takes no parameters: the id is a parsed UUID and the role name is [a-z0-9_]
-    // by construction, quoted all the same.
+    // A DO block takes no parameters: the id is a parsed UUID, the role name quoted.
     format!(
         "DO $settle$ BEGIN \
            PERFORM 1 FROM tenants WHERE id = '{id}' FOR NO KEY UPDATE; \
            IF (SELECT state FROM tenants WHERE id = '{id}') IN ({barred}) THEN \
-             ALTER ROLE \"{role}\" NOLOGIN; \
+             ALTER ROLE {role} NOLOGIN; \
            END IF; \
          END $settle$",
         id = tenant.as_uuid(),
         barred = barred.join(", "),
-        role = role.as_str().replace('"', "\"\""),
+        role = role.quoted(),
     )
 }
 
-/// Locks the tenant's row in `txn` before its role is altered (see the module docs), and
-/// returns its state; `None` when there is no such tenant. PostgreSQL only.
-pub(crate) async fn lock_tenant_row(
+/// How [`tenant_state`] locks the tenant's row (PostgreSQL; SQLite's one writer needs none).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RowLock {
+    /// Other transactions may share it, and none may change the row meanwhile.
+    Share,
+    /// Excludes other writers of the row, not the key-share locks of inserts of rows that
+    /// refer to it (members, API keys).
+    NoKeyUpdate,
+}
+
+/// The tenant's state, read in `txn` under `lock`; `None` when there is no such tenant.
+pub(super) async fn tenant_state(
     txn: &DatabaseTransaction,
     tenant: TenantId,
+    lock: RowLock,
 ) -> Result<Option<TenantState>, Error> {
-    // NO KEY UPDATE: excludes other writers of the row, not the key-share locks of inserts of
-    // rows that refer to it (members, API keys).
+    let backend = txn.get_database_backend();
+    let sql = match (backend, lock) {
+        (DbBackend::Postgres, RowLock::Share) => {
+            "SELECT state FROM tenants WHERE id = $1 FOR SHARE"
+        }
+        (DbBackend::Postgres, RowLock::NoKeyUpdate) => {
+            "SELECT state FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
+        }
+        _ => "SELECT state FROM tenants WHERE id = ?1",
+    };
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT state FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
+            backend,
+            sql,
             [tenant.as_uuid().into()],
         ))
         .await
@@ -100,6 +113,15 @@ pub(crate) async fn lock_tenant_row(
     TenantState::parse(&state)
         .map(Some)
         .ok_or_else(|| Error::Internal(format!("catalog row of tenant {tenant} has state {state}")))
+}
+
+/// Locks the tenant's row in `txn` before its role is altered (see the module docs), and
+/// returns its state; `None` when there is no such tenant.
+pub(crate) async fn lock_tenant_row(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+) -> Result<Option<TenantState>, Error> {
+    tenant_state(txn, tenant, RowLock::NoKeyUpdate).await
 }
 
 impl Catalog {
@@ -136,7 +158,7 @@ impl Catalog {
     /// Ends the open sessions of a role that has lost LOGIN, so a suspended tenant keeps no
     /// connection. Best effort, after the commit that took LOGIN away: a failure is logged, and
     /// the state change stands. (The control plane may: it is a member of every role it made.)
-    pub(super) async fn end_sessions(&self, role: &DbRoleName) {
+    pub(crate) async fn end_sessions(&self, role: &DbRoleName) {
         let ended = self
             .conn()
             .query_one_raw(Statement::from_sql_and_values(

@@ -192,12 +192,14 @@ impl Catalog {
             .all(self.conn())
             .await
             .map_err(db_error)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let counts = self.rollout_counts(row.id, None).await?;
-            out.push(to_domain(row, counts)?);
-        }
-        Ok(out)
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        let counts = self.rollouts_counts(&ids).await?;
+        rows.into_iter()
+            .map(|row| {
+                let of = counts.get(&row.id).copied().unwrap_or_default();
+                to_domain(row, of)
+            })
+            .collect()
     }
 
     pub async fn active_rollouts(&self) -> Result<Vec<Uuid>, Error> {
@@ -232,11 +234,37 @@ impl Catalog {
             .map_err(db_error)?;
         let mut counts = RolloutCounts::default();
         for (state, n) in rows {
-            let state = TargetState::parse(&state)
-                .ok_or_else(|| Error::Internal(format!("bad target state {state}")))?;
-            counts.add(state, n as u32);
+            add_count(&mut counts, &state, n)?;
         }
         Ok(counts)
+    }
+
+    /// Targets by state of each rollout in `ids`, in one query. A rollout without targets (or
+    /// not in the catalog) has no entry.
+    pub async fn rollouts_counts(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<BTreeMap<Uuid, RolloutCounts>, Error> {
+        let mut out = BTreeMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows: Vec<(Uuid, String, i64)> = rollout_target::Entity::find()
+            .select_only()
+            .column(rollout_target::Column::RolloutId)
+            .column(rollout_target::Column::State)
+            .column_as(rollout_target::Column::TenantId.count(), "n")
+            .filter(rollout_target::Column::RolloutId.is_in(ids.iter().copied()))
+            .group_by(rollout_target::Column::RolloutId)
+            .group_by(rollout_target::Column::State)
+            .into_tuple()
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        for (id, state, n) in rows {
+            add_count(out.entry(id).or_default(), &state, n)?;
+        }
+        Ok(out)
     }
 
     /// Moves a rollout from one of `from` to `to` (recording why), with a `finished` event when
@@ -276,6 +304,14 @@ impl Catalog {
         txn.commit().await.map_err(db_error)?;
         Ok(moved)
     }
+}
+
+/// Adds a `GROUP BY state` row (the state as stored, its count) to `counts`.
+fn add_count(counts: &mut RolloutCounts, state: &str, n: i64) -> Result<(), Error> {
+    let state = TargetState::parse(state)
+        .ok_or_else(|| Error::Internal(format!("bad target state {state}")))?;
+    counts.add(state, n as u32);
+    Ok(())
 }
 
 fn selector_json(selector: &Selector) -> serde_json::Value {

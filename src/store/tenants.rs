@@ -58,7 +58,7 @@ impl Catalog {
     }
 
     /// How many tenants are in each state (states with none are left out).
-    pub async fn tenants_by_state(&self) -> Result<Vec<(TenantState, u64)>, Error> {
+    pub async fn tenants_by_state(&self) -> Result<Vec<(TenantState, i64)>, Error> {
         let rows: Vec<(String, i64)> = tenant::Entity::find()
             .select_only()
             .column(tenant::Column::State)
@@ -72,7 +72,7 @@ impl Catalog {
             .map(|(state, n)| {
                 let state = TenantState::parse(&state)
                     .ok_or_else(|| Error::Internal(format!("bad tenant state {state}")))?;
-                Ok((state, n.max(0).unsigned_abs()))
+                Ok((state, n))
             })
             .collect()
     }

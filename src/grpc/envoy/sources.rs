@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 
 use super::{API_KEY_HEADER, TENANT_ID_HEADER};
+use crate::auth::bearer;
 use crate::config::TenantIdSource;
 use crate::domain::{SECRET_PREFIX, Tenant, TenantId};
 use crate::service::Lookup;
@@ -182,9 +183,7 @@ impl Identity {
 /// The secret of `Authorization: Bearer tpk_...`. Other bearer tokens (an application's own
 /// JWTs, say) are not ours: they are neither checked nor removed.
 fn bearer_key(authorization: &str) -> Option<&str> {
-    let (scheme, token) = authorization.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && token.starts_with(SECRET_PREFIX)).then_some(token)
+    bearer(authorization.trim()).filter(|token| token.starts_with(SECRET_PREFIX))
 }
 
 /// `{key}` of a path `/tenants/{key}` or `/tenants/{key}/...`, query and fragment ignored.

@@ -134,6 +134,30 @@ impl Tenants {
         &self,
         secret: &str,
     ) -> Result<Option<(Uuid, Arc<Tenant>)>, Error> {
+        Ok(self
+            .working_key(secret)
+            .await?
+            .filter(|(_, tenant)| tenant.state != TenantState::Deleted))
+    }
+
+    /// The tenant a working API key belongs to. Unknown, revoked and expired keys are all
+    /// NOT_FOUND alike, so a caller learns nothing about keys it does not hold.
+    pub async fn tenant_of_api_key(&self, secret: &str) -> Result<Arc<Tenant>, Error> {
+        if secret.is_empty() {
+            return Err(Error::invalid("api_key", "must not be empty"));
+        }
+        self.working_key(secret)
+            .await?
+            .map(|(_, tenant)| tenant)
+            .ok_or_else(|| Error::NotFound {
+                kind: "api key",
+                name: "the given API key".into(),
+            })
+    }
+
+    /// The id and tenant of the usable key `secret` is, through the catalog's memory; None for
+    /// an unknown, revoked or expired key, or one whose tenant row is gone.
+    async fn working_key(&self, secret: &str) -> Result<Option<(Uuid, Arc<Tenant>)>, Error> {
         let Some(key) = self
             .catalog
             .cached_api_key(&hash_secret(secret))
@@ -143,31 +167,7 @@ impl Tenants {
             return Ok(None);
         };
         let tenant = self.catalog.cached_tenant_by_id(key.tenant).await?;
-        Ok(tenant
-            .filter(|t| t.state != TenantState::Deleted)
-            .map(|t| (key.id, t)))
-    }
-
-    /// The tenant a working API key belongs to. Unknown, revoked and expired keys are all
-    /// NOT_FOUND alike, so a caller learns nothing about keys it does not hold.
-    pub async fn tenant_of_api_key(&self, secret: &str) -> Result<Arc<Tenant>, Error> {
-        let not_found = || Error::NotFound {
-            kind: "api key",
-            name: "the given API key".into(),
-        };
-        if secret.is_empty() {
-            return Err(Error::invalid("api_key", "must not be empty"));
-        }
-        let key = self
-            .catalog
-            .cached_api_key(&hash_secret(secret))
-            .await?
-            .filter(|k| k.usable(Utc::now()))
-            .ok_or_else(not_found)?;
-        self.catalog
-            .cached_tenant_by_id(key.tenant)
-            .await?
-            .ok_or_else(not_found)
+        Ok(tenant.map(|t| (key.id, t)))
     }
 }
 
