@@ -1,4 +1,6 @@
-//! The authentication layer: credentials -> [`Caller`] -> the method table -> the RPC.
+//! The authentication layer: credentials -> [`Caller`] -> the method's access rule -> the RPC.
+//! The rule is read from the path's entry in the method table (`grpc::methods`), which the
+//! context layer leaves in the request's extensions.
 
 use std::{
     future::Future,
@@ -13,10 +15,11 @@ use tower::{Layer, Service};
 
 use super::rules::{Access, access};
 use super::tls::CertificateRoles;
-use super::{Caller, Principal, Role, TokenSet, bearer};
+use super::{Actor, Caller, Principal, Role, TokenSet, bearer};
 use crate::domain::{Error, SECRET_PREFIX};
-use crate::grpc::audit_layer::is_audited;
+use crate::grpc::audit_layer::audited_action;
 use crate::grpc::context;
+use crate::grpc::methods::{self, Method};
 use crate::grpc::status::code_name;
 use crate::service::{AuditLog, AuditScope, Tenants};
 
@@ -108,7 +111,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         Box::pin(async move {
-            let access = access(request.uri().path());
+            let method = methods::of(&request);
+            // A path nobody serves has no entry: its rule comes from its text (a public
+            // prefix, else admin-only).
+            let access = method.map_or_else(|| access(request.uri().path()), Method::access);
             if access == Access::Public {
                 return inner.call(request).await;
             }
@@ -118,15 +124,17 @@ where
                 Ok(caller) => caller,
                 Err(e) => {
                     let actor = if anonymous {
-                        "anonymous"
+                        Actor::Anonymous
                     } else {
-                        "unauthenticated"
+                        Actor::Unauthenticated
                     };
-                    return Ok(auth.refuse(request.uri().path(), actor.to_owned(), e).await);
+                    let path = request.uri().path();
+                    return Ok(auth.refuse(path, method, actor, e).await);
                 }
             };
             if let Err(e) = permit(&caller, access, request.uri().path()) {
-                return Ok(auth.refuse(request.uri().path(), caller.actor(), e).await);
+                let path = request.uri().path();
+                return Ok(auth.refuse(path, method, caller.actor(), e).await);
             }
             let actor = caller.actor();
             request.extensions_mut().insert(caller);
@@ -146,12 +154,18 @@ enum Presented {
 }
 
 impl Authenticator {
-    /// The refusal of a call, recorded in the audit log when the call was an attempt at a
-    /// change: who tried what, and why it was refused.
-    async fn refuse<RB: Default>(&self, path: &str, actor: String, error: Error) -> Response<RB> {
+    /// The refusal of a call of `path` (whose entry in the method table is `method`), recorded
+    /// in the audit log when the call was an attempt at a change: who tried what, and why it
+    /// was refused.
+    async fn refuse<RB: Default>(
+        &self,
+        path: &str,
+        method: Option<&'static Method>,
+        actor: Actor,
+        error: Error,
+    ) -> Response<RB> {
         let status = Status::from(error);
-        let action = path.trim_start_matches('/');
-        if is_audited(action) {
+        if let Some(action) = audited_action(method, path) {
             let outcome = code_name(status.code());
             let scope = AuditScope::new(action);
             let message = status.message().to_owned();

@@ -1,6 +1,9 @@
-//! The method table: which callers may make which RPC.
+//! The access rules: which callers may make which RPC.
 //!
-//! Anything not listed is admin-only, so a new RPC is safe until it is placed here.
+//! Anything not listed is admin-only, so a new RPC is safe until it is placed here. The method
+//! table (`grpc::methods`) copies each served method's rule from here once; the authentication
+//! layer reads it from the table's entry, and applies [`access`] itself only to paths nobody
+//! serves.
 
 /// Who may make an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,27 +94,17 @@ mod tests {
 
     #[test]
     fn every_listed_method_exists() {
-        use prost::Message;
-        let set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
-            .expect("descriptor set");
-        let mut methods = Vec::new();
-        for file in &set.file {
-            for service in &file.service {
-                for method in &service.method {
-                    methods.push(format!(
-                        "/{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    ));
-                }
-            }
-        }
         for path in OWN_TENANT.iter().chain(SERVICE) {
-            if path.starts_with("/envoy.") {
-                continue; // envoy-types does not export its descriptors
-            }
-            assert!(methods.contains(&path.to_string()), "{path} is not an RPC");
+            assert!(
+                crate::grpc::methods::known(path).is_some(),
+                "{path} is not an RPC"
+            );
+        }
+        for prefix in PUBLIC {
+            assert!(
+                crate::grpc::methods::all().any(|m| m.path().starts_with(prefix)),
+                "{prefix} names no served service"
+            );
         }
     }
 }

@@ -3,10 +3,12 @@
 //! change).
 //!
 //! Every RPC the server offers is in exactly one of three lists — [`MUTATING`], [`METERING`],
-//! [`READ_ONLY`] — and a test walks the descriptor set to keep it so: a new RPC cannot be left
-//! out of the audit log without someone deciding that it should be. Only [`MUTATING`] RPCs are
-//! recorded. Metering (quota consumption and usage reports, Envoy's rate limit) counts usage on
-//! the hot path, thousands of times a second; it changes no configuration and is not recorded.
+//! [`READ_ONLY`] — and a test walks the method table (`grpc::methods`) to keep it so: a new RPC
+//! cannot be left out of the audit log without someone deciding that it should be. The table
+//! copies each method's list from here once; the layer reads it from the table's entry. Only
+//! [`MUTATING`] RPCs are recorded. Metering (quota consumption and usage reports, Envoy's rate
+//! limit) counts usage on the hot path, thousands of times a second; it changes no
+//! configuration and is not recorded.
 //!
 //! The layer sits inside the authentication layer, so the actor is known when a refusal is
 //! written; calls the authentication layer itself refuses never reach it.
@@ -22,6 +24,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 use tower::{Layer, Service};
 
+use super::methods::{self, Method};
 use super::status::code_name;
 use crate::service::{AuditLog, AuditScope};
 
@@ -79,9 +82,46 @@ pub const READ_ONLY: &[&str] = &[
     "envoy.service.auth.v3.Authorization/Check",
 ];
 
+/// The list an RPC is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// [`MUTATING`]: recorded.
+    Mutating,
+    /// [`METERING`]: not recorded.
+    Metering,
+    /// [`READ_ONLY`]: not recorded.
+    ReadOnly,
+}
+
+/// The list `action` ("tenant.v1.TenantService/CreateTenant") is in, if any.
+pub fn class(action: &str) -> Option<Class> {
+    if MUTATING.contains(&action) {
+        Some(Class::Mutating)
+    } else if METERING.contains(&action) {
+        Some(Class::Metering)
+    } else if READ_ONLY.contains(&action) {
+        Some(Class::ReadOnly)
+    } else {
+        None
+    }
+}
+
 /// Whether calls of `action` ("tenant.v1.TenantService/CreateTenant") are recorded.
 pub fn is_audited(action: &str) -> bool {
     MUTATING.contains(&action)
+}
+
+/// The action a call of `path` is recorded under, if it is recorded: read from `method`, the
+/// path's entry in the method table, or, for a path nobody serves (`None`), from [`MUTATING`]
+/// with the path's leading slashes trimmed.
+pub fn audited_action<'a>(method: Option<&'static Method>, path: &'a str) -> Option<&'a str> {
+    match method {
+        Some(method) => (method.class() == Some(Class::Mutating)).then(|| method.action()),
+        None => {
+            let action = path.trim_start_matches('/');
+            is_audited(action).then_some(action)
+        }
+    }
 }
 
 /// Longest failure message kept: a few words, not a report.
@@ -136,11 +176,10 @@ where
         // Take the service that was driven to readiness, leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let action = request.uri().path().trim_start_matches('/');
-        if !is_audited(action) {
-            return Box::pin(inner.call(request));
-        }
-        let scope = AuditScope::new(action);
+        let scope = match audited_action(methods::of(&request), request.uri().path()) {
+            Some(action) => AuditScope::new(action),
+            None => return Box::pin(inner.call(request)),
+        };
         let log = self.log.clone();
         Box::pin(async move {
             let result = scope.clone().run(inner.call(request)).await;
@@ -204,31 +243,9 @@ fn short(text: &str) -> String {
 mod tests {
     use std::collections::BTreeSet;
 
-    use prost::Message;
-    use tonic::server::NamedService;
     use tonic_types::ErrorDetails;
 
     use super::*;
-
-    /// Every RPC in the served descriptor set, as "package.Service/Method".
-    fn described_rpcs() -> BTreeSet<String> {
-        let set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
-            .expect("the descriptor set decodes");
-        let mut rpcs = BTreeSet::new();
-        for file in set.file {
-            for service in &file.service {
-                for method in &service.method {
-                    rpcs.insert(format!(
-                        "{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    ));
-                }
-            }
-        }
-        rpcs
-    }
 
     #[test]
     fn every_rpc_is_audited_metered_or_read_only_and_only_one_of_them() {
@@ -239,9 +256,11 @@ mod tests {
                 assert!(classified.insert(*rpc), "{rpc} is classified twice");
             }
         }
-        for rpc in described_rpcs() {
+        // Health and reflection are tonic's, change nothing and are left out of the lists.
+        for method in methods::all().filter(|m| !m.service().starts_with("grpc.")) {
+            let rpc = method.action();
             assert!(
-                classified.contains(rpc.as_str()),
+                classified.contains(rpc),
                 "{rpc} is served but not classified: add it to MUTATING (recorded), METERING or READ_ONLY in grpc/audit_layer.rs"
             );
         }
@@ -249,22 +268,27 @@ mod tests {
 
     #[test]
     fn every_classified_rpc_is_served() {
-        let mut served = described_rpcs();
-        // Envoy's services are served from envoy-types, whose descriptors are not exported.
-        for name in [
-            <crate::grpc::envoy::AuthorizationServer<crate::grpc::envoy::AuthzApi> as NamedService>::NAME,
-            <crate::grpc::envoy::RateLimitServiceServer<crate::grpc::envoy::RateLimitApi> as NamedService>::NAME,
-        ] {
-            let method = if name.ends_with("Authorization") {
-                "Check"
-            } else {
-                "ShouldRateLimit"
-            };
-            served.insert(format!("{name}/{method}"));
-        }
         for rpc in MUTATING.iter().chain(METERING).chain(READ_ONLY) {
-            assert!(served.contains(*rpc), "{rpc} is classified but not served");
+            assert!(
+                methods::known(&format!("/{rpc}")).is_some(),
+                "{rpc} is classified but not served"
+            );
         }
+    }
+
+    #[test]
+    fn unserved_paths_are_recorded_as_before() {
+        let create = "/tenant.v1.TenantService/CreateTenant";
+        let action = "tenant.v1.TenantService/CreateTenant";
+        assert_eq!(audited_action(methods::known(create), create), Some(action));
+        assert_eq!(audited_action(None, create), Some(action));
+        assert_eq!(
+            audited_action(None, "//tenant.v1.TenantService/CreateTenant"),
+            Some(action)
+        );
+        let get = "/tenant.v1.TenantService/GetTenant";
+        assert_eq!(audited_action(methods::known(get), get), None);
+        assert_eq!(audited_action(None, "/tenant.v1.TenantService/Nope"), None);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! The id is echoed in the `x-request-id` response header and quoted in error details.
 //! The span continues the caller's W3C trace (`traceparent`) when spans are exported, and each
 //! finished call is counted in the RPC metrics ([`crate::metrics`]).
+//! The layer looks the path up in the method table ([`super::methods`]) and leaves the entry in
+//! the request's extensions, so the layers inside do not look it up again.
 
 use std::{
+    borrow::Cow,
     future::Future,
     pin::Pin,
     task::{Context, Poll},
@@ -15,9 +18,12 @@ use http::{HeaderValue, Request, Response};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use super::methods::{self, Lookup};
+use crate::auth::Actor;
+
 tokio::task_local! {
     static REQUEST_ID: String;
-    static ACTOR: String;
+    static ACTOR: Actor;
 }
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -34,14 +40,15 @@ pub fn request_id() -> String {
 /// Who makes the current RPC, as recorded in the audit log: `admin:<name>`, `service:<name>`,
 /// `api-key:<key id>`, `cert:<subject>`, or `anonymous` when authentication is off.
 /// Outside an RPC (background jobs) it is `system`.
+/// The text is made here, when asked for (an audit row is written), not when the call starts.
 pub fn actor() -> String {
     ACTOR
-        .try_with(Clone::clone)
+        .try_with(ToString::to_string)
         .unwrap_or_else(|_| "system".to_owned())
 }
 
 /// Runs `work` with `actor` as the current RPC's actor (set by the authentication layer).
-pub async fn with_actor<F: Future>(actor: String, work: F) -> F::Output {
+pub async fn with_actor<F: Future>(actor: Actor, work: F) -> F::Output {
     ACTOR.scope(actor, work).await
 }
 
@@ -75,7 +82,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let id = request
             .headers()
             .get(REQUEST_ID_HEADER)
@@ -86,9 +93,16 @@ where
                     && v.bytes().all(|b| b.is_ascii_graphic())
             })
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-        let method = request.uri().path().to_owned();
-        let (service_name, method_name) =
-            super::methods::known(&method).unwrap_or(super::methods::UNKNOWN);
+        let known = methods::known(request.uri().path());
+        request.extensions_mut().insert(Lookup(known));
+        // A served method's path is in the table: only an unknown one is copied.
+        let (method, (service_name, method_name)): (Cow<'static, str>, _) = match known {
+            Some(m) => (Cow::Borrowed(m.path()), (m.service(), m.method())),
+            None => (
+                Cow::Owned(request.uri().path().to_owned()),
+                methods::UNKNOWN,
+            ),
+        };
         // otel.name and otel.kind stay empty (and out of the logs) unless spans are exported.
         let span = tracing::info_span!(
             "rpc",
@@ -103,8 +117,10 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
+        // Made now so that the id itself can move into the task-local without a copy.
+        let id_header = HeaderValue::from_str(&id).ok();
         Box::pin(
-            REQUEST_ID.scope(id.clone(), async move {
+            REQUEST_ID.scope(id, async move {
                 let result = inner.call(request).await;
                 if let Ok(response) = &result {
                     let elapsed = started.elapsed();
@@ -121,7 +137,7 @@ where
                     crate::telemetry::finish_rpc(&finished, code);
                 }
                 result.map(|mut response| {
-                    if let Ok(value) = HeaderValue::from_str(&id) {
+                    if let Some(value) = id_header {
                         response.headers_mut().insert(REQUEST_ID_HEADER, value);
                     }
                     response

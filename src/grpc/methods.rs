@@ -1,11 +1,22 @@
 //! The table of served methods, from the descriptors the server registers for reflection (and
-//! Envoy's two, whose descriptors envoy-types does not export). Metrics and span names take
-//! their service and method from it, so a caller inventing paths cannot add label values.
+//! Envoy's two, whose descriptors envoy-types does not export). This is the only walk of the
+//! descriptors.
+//!
+//! Each entry carries what the layers need to know about a method: its service and method
+//! names for metrics and span names (so a caller inventing paths cannot add label values), who
+//! may call it (from [`rules`]) and how the audit log treats it (from [`audit_layer`]). Those
+//! lists stay the source of those facts; the table copies them once, when first used.
+//!
+//! The context layer, outermost, looks the path up once per RPC and leaves the answer in the
+//! request's extensions ([`Lookup`]); the layers inside read it with [`of`].
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use prost::Message;
+
+use super::audit_layer::{self, Class};
+use crate::auth::rules::{self, Access};
 
 /// The service and method of a path nobody serves.
 pub const UNKNOWN: (&str, &str) = ("unknown", "unknown");
@@ -19,17 +30,75 @@ const ENVOY: [(&str, &str); 2] = [
     ),
 ];
 
-/// `/package.Service/Method` → (`package.Service`, `Method`).
-static METHODS: LazyLock<HashMap<String, (String, String)>> = LazyLock::new(|| {
+/// A served method.
+#[derive(Debug)]
+pub struct Method {
+    /// `/package.Service/Method`.
+    path: String,
+    /// `package.Service`.
+    service: String,
+    /// `Method`.
+    method: String,
+    access: Access,
+    class: Option<Class>,
+}
+
+impl Method {
+    fn new(service: String, method: String) -> Self {
+        let path = format!("/{service}/{method}");
+        let access = rules::access(&path);
+        let class = audit_layer::class(path.trim_start_matches('/'));
+        Self {
+            path,
+            service,
+            method,
+            access,
+            class,
+        }
+    }
+
+    /// `/package.Service/Method`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// `package.Service/Method`: the path without its leading slash, as the audit log names it.
+    pub fn action(&self) -> &str {
+        self.path.trim_start_matches('/')
+    }
+
+    /// `package.Service`.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// `Method`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// Who may call the method.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// The audit list the method is in; `None` for one in none of them (health, reflection).
+    pub fn class(&self) -> Option<Class> {
+        self.class
+    }
+}
+
+/// `/package.Service/Method` → its entry.
+static METHODS: LazyLock<HashMap<String, Method>> = LazyLock::new(|| {
     let sets = [
         crate::proto::FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ];
-    let mut methods: Vec<(String, String)> = ENVOY
+    let mut methods: Vec<Method> = ENVOY
         .iter()
-        .map(|(s, m)| ((*s).to_owned(), (*m).to_owned()))
+        .map(|(s, m)| Method::new((*s).to_owned(), (*m).to_owned()))
         .collect();
     for set in sets {
         // The sets are compiled in; one that did not decode would only leave its methods out.
@@ -45,27 +114,53 @@ static METHODS: LazyLock<HashMap<String, (String, String)>> = LazyLock::new(|| {
                     format!("{package}.{}", service.name())
                 };
                 for method in &service.method {
-                    methods.push((name.clone(), method.name().to_owned()));
+                    methods.push(Method::new(name.clone(), method.name().to_owned()));
                 }
             }
         }
     }
     methods
         .into_iter()
-        .map(|(service, method)| (format!("/{service}/{method}"), (service, method)))
+        .map(|method| (method.path.clone(), method))
         .collect()
 });
 
-/// The service and method `path` names, if the server serves it.
-pub fn known(path: &str) -> Option<(&'static str, &'static str)> {
-    METHODS
-        .get(path)
-        .map(|(service, method)| (service.as_str(), method.as_str()))
+/// The entry of `path`, if the server serves it.
+pub fn known(path: &str) -> Option<&'static Method> {
+    METHODS.get(path)
+}
+
+/// Every served method, in no particular order.
+#[cfg(test)]
+pub fn all() -> impl Iterator<Item = &'static Method> {
+    METHODS.values()
+}
+
+/// The request extension the context layer leaves: the entry of the request's path, `None`
+/// for a path nobody serves.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup(pub Option<&'static Method>);
+
+/// The entry of `request`'s path: the one the context layer left, or, for a request that did
+/// not pass through it (a layer used on its own), looked up now.
+pub fn of<B>(request: &http::Request<B>) -> Option<&'static Method> {
+    match request.extensions().get::<Lookup>() {
+        Some(Lookup(method)) => *method,
+        None => known(request.uri().path()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use tonic::server::NamedService;
+
     use super::*;
+    use crate::grpc::envoy::{AuthorizationServer, AuthzApi, RateLimitApi, RateLimitServiceServer};
+
+    /// The service and method names of `path`'s entry.
+    fn known(path: &str) -> Option<(&'static str, &'static str)> {
+        super::known(path).map(|m| (m.service(), m.method()))
+    }
 
     #[test]
     fn served_methods_are_known_and_invented_ones_are_not() {
@@ -83,5 +178,36 @@ mod tests {
         );
         assert_eq!(known("/tenant.v1.TenantService/Nope"), None);
         assert_eq!(known("/x"), None);
+    }
+
+    #[test]
+    fn entries_carry_the_access_rule_and_audit_class() {
+        for method in all() {
+            assert_eq!(method.access(), rules::access(method.path()), "{method:?}");
+            assert_eq!(method.class(), audit_layer::class(method.action()));
+            assert_eq!(
+                method.path(),
+                format!("/{}/{}", method.service(), method.method())
+            );
+        }
+        let create = super::known("/tenant.v1.TenantService/CreateTenant").expect("served");
+        assert_eq!(create.action(), "tenant.v1.TenantService/CreateTenant");
+        assert_eq!(create.access(), Access::Admin);
+        assert_eq!(create.class(), Some(Class::Mutating));
+        let health = super::known("/grpc.health.v1.Health/Check").expect("served");
+        assert_eq!(health.access(), Access::Public);
+        assert_eq!(health.class(), None);
+    }
+
+    #[test]
+    fn envoy_entries_name_the_served_envoy_services() {
+        assert_eq!(
+            ENVOY[0].0,
+            <AuthorizationServer<AuthzApi> as NamedService>::NAME
+        );
+        assert_eq!(
+            ENVOY[1].0,
+            <RateLimitServiceServer<RateLimitApi> as NamedService>::NAME
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The gRPC surface: one file per service, plus the per-RPC context layer, the audit layer
-//! ([`audit_layer`]: which RPCs the audit log records), the error table ([`status`]), health and
-//! reflection.
+//! ([`audit_layer`]: which RPCs the audit log records), the table of served methods
+//! ([`methods`]), the error table ([`status`]), health and reflection.
 
 mod api_keys;
 mod audit;
@@ -9,7 +9,7 @@ pub mod context;
 mod convert;
 mod envoy;
 mod member;
-mod methods;
+pub mod methods;
 mod migration;
 mod plan;
 mod provisioning;
@@ -171,7 +171,8 @@ pub async fn serve(
     if let Some(tls) = security.tls {
         builder = builder.tls_config(tls)?;
     }
-    // The context layer is outermost: refusals by the auth layer carry the request id too.
+    // The context layer is outermost: refusals by the auth layer carry the request id too, and
+    // it leaves the path's entry in the method table for the layers inside.
     let server = builder
         .layer(context::RequestContextLayer)
         .layer(security.auth)
