@@ -94,7 +94,7 @@ async fn serve(catalog: &str, migrations: TenantMigrations, auto_provision: bool
     config.auth.insecure = true;
     config.tenant_auto_provision = auto_provision;
     config.pool_size = env_size("BENCH_POOL", 16) as u32;
-    config.rollout_max_concurrency = 8;
+    config.rollout_max_concurrency = env_size("BENCH_CONCURRENCY", 8) as u32;
     config.rollout_poll_ms = 50;
     let mut app = App::build_with(config, migrations).await.expect("start");
     let listener = app.bind().await.expect("bind");
@@ -179,7 +179,7 @@ async fn roll_out(server: &Server) -> (f64, proto::Rollout) {
             selector: Some(proto::TenantSelector {
                 selector: Some(proto::tenant_selector::Selector::All(true)),
             }),
-            max_concurrency: 8,
+            max_concurrency: env_size("BENCH_CONCURRENCY", 8) as i32,
             ..Default::default()
         })
         .await

@@ -7,7 +7,7 @@ use std::time::Instant;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
-use super::sql::{exec, literal, lock_and_find_schema, lock_key, quote, required};
+use super::sql::{exec, literal, lock_and_find_schema, lock_key, missing_table, quote, required};
 use super::{DataPlane, Report, Run, Storage, Target, roles, shared};
 use crate::domain::{Error, Isolation};
 use crate::store::{
@@ -75,6 +75,7 @@ impl DataPlane {
         let schema = quote(name);
         let is_shared = storage.isolation == Isolation::Shared;
         let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+        let mut before = None;
         let created = match run {
             Run::Provision { recreate } => {
                 let exists = lock_and_find_schema(&txn, storage, name).await?;
@@ -93,10 +94,20 @@ impl DataPlane {
                 .await?;
                 *recreate || !exists
             }
+            _ if self.catalog.knows_own_schema() => {
+                // One round trip: the lock, the schema on the search_path, and the version
+                // table read after the lock (so it sees the last run's commit). A missing
+                // schema shows there as a missing table.
+                let rows = self
+                    .catalog
+                    .enter_tenant_schema(&txn, name, &lock_key(storage))
+                    .await
+                    .map_err(|e| missing_table(e, storage))?;
+                before = Some(self.known_versions(rows)?);
+                false
+            }
             _ => {
-                // One round trip: the lock, then the schema on the search_path. The version
-                // table is read next, after the lock (so it sees the last run's commit); a
-                // missing schema shows there as a missing table.
+                // The lock, then the schema on the search_path; the version table is read next.
                 exec(
                     &txn,
                     &format!(
@@ -110,7 +121,7 @@ impl DataPlane {
             }
         };
         let defer = claim.is_some() && !is_shared;
-        let (mut report, unrecorded) = self.migrate(&txn, storage, run, defer).await?;
+        let (mut report, unrecorded) = self.migrate(&txn, storage, run, defer, before).await?;
         report.created = created;
         if *run == Run::Inspect {
             txn.rollback().await.map_err(db_error)?;
@@ -182,6 +193,7 @@ impl DataPlane {
                 claim.worker,
                 storage.tenant,
                 Applied {
+                    schema: required(&storage.schema, "schema")?,
                     versions: unrecorded,
                     at,
                 },

@@ -38,10 +38,7 @@ use handles::{Address, TenantHandles};
 pub use in_schema::{RolloutClaim, TargetRun};
 pub use migrator::{MigrationSource, Target, TenantMigrations};
 pub use shared::TENANT_SETTING;
-use sql::{
-    UNDEFINED_TABLE, exec, lock, not_provisioned, quote, remove_sqlite_files, required,
-    schema_exists, sqlstate,
-};
+use sql::{exec, lock, missing_table, quote, remove_sqlite_files, required, schema_exists};
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]
@@ -54,11 +51,14 @@ pub struct Storage {
     pub role: DbRoleName,
 }
 
+/// A version table's rows: each applied migration, oldest first, with when it was applied.
+pub type Versions = Vec<(String, DateTime<Utc>)>;
+
 /// What a tenant's version table says after a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// Applied migrations, oldest first, with the time each was applied.
-    pub applied: Vec<(String, DateTime<Utc>)>,
+    pub applied: Versions,
     pub pending: Vec<String>,
     /// Migrations this run applied (up) or reverted (down), in the order it did so.
     pub ran: Vec<String>,
@@ -188,20 +188,25 @@ impl DataPlane {
         }
     }
 
-    /// Applies or reverts migrations toward the run's target inside `txn`. The version rows of
-    /// applied migrations are written in one statement after them, or, with `defer`, left to
-    /// the caller: they are returned (otherwise the list is empty).
+    /// Applies or reverts migrations toward the run's target inside `txn`, from `before` (the
+    /// version table, when the caller has read it already). The version rows of applied
+    /// migrations are written in one statement after them, or, with `defer`, left to the
+    /// caller: they are returned (otherwise the list is empty).
     async fn migrate(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
         run: &Run,
         defer: bool,
+        before: Option<Versions>,
     ) -> Result<(Report, Vec<String>), Error> {
         if matches!(run, Run::Provision { .. }) {
             self.migrations.install(txn).await.map_err(db_error)?;
         }
-        let before = self.version_table(txn, storage).await?;
+        let before = match before {
+            Some(before) => before,
+            None => self.version_table(txn, storage).await?,
+        };
         let target = match run {
             Run::Provision { .. } => Target::Latest,
             Run::Migrate(target) => target.clone(),
@@ -273,36 +278,39 @@ impl DataPlane {
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
-    ) -> Result<Vec<(String, DateTime<Utc>)>, Error> {
-        let models = self.migrations.applied(txn).await.map_err(|e| {
-            // No version table: the storage was never provisioned, or is gone.
-            if sqlstate(&e).as_deref() == Some(UNDEFINED_TABLE) {
-                not_provisioned(storage)
-            } else {
-                db_error(e)
-            }
-        })?;
-        let names = self.migrations.names();
-        for (i, model) in models.iter().enumerate() {
-            if names.get(i) != Some(&model.version) {
-                return Err(Error::Internal(format!(
-                    "tenant has migration {} applied, which this server does not know at position {i}",
-                    model.version
-                )));
-            }
-        }
-        Ok(models
-            .into_iter()
-            .map(|m| {
-                (
-                    m.version,
-                    DateTime::from_timestamp(m.applied_at, 0).unwrap_or_default(),
-                )
-            })
-            .collect())
+    ) -> Result<Versions, Error> {
+        let models = self
+            .migrations
+            .applied(txn)
+            .await
+            .map_err(|e| missing_table(e, storage))?;
+        self.known_versions(models.into_iter().map(|m| (m.version, m.applied_at)))
     }
 
-    fn report(&self, applied: Vec<(String, DateTime<Utc>)>, ran: Vec<String>) -> Report {
+    /// A version table's rows (version, Unix seconds), oldest first, checked against the known
+    /// migrations.
+    fn known_versions(
+        &self,
+        rows: impl IntoIterator<Item = (String, i64)>,
+    ) -> Result<Versions, Error> {
+        let names = self.migrations.names();
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, (version, applied_at))| {
+                if names.get(i) != Some(&version) {
+                    return Err(Error::Internal(format!(
+                        "tenant has migration {version} applied, which this server does not know at position {i}"
+                    )));
+                }
+                Ok((
+                    version,
+                    DateTime::from_timestamp(applied_at, 0).unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    fn report(&self, applied: Versions, ran: Vec<String>) -> Report {
         let pending = self.migrations.names()[applied.len()..].to_vec();
         Report {
             applied,

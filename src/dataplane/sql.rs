@@ -93,6 +93,16 @@ pub(super) fn not_provisioned(storage: &Storage) -> Error {
     }
 }
 
+/// A failed read of a version table: a missing table means the storage was never provisioned,
+/// or is gone.
+pub(super) fn missing_table(e: DbErr, storage: &Storage) -> Error {
+    if sqlstate(&e).as_deref() == Some(UNDEFINED_TABLE) {
+        not_provisioned(storage)
+    } else {
+        db_error(e)
+    }
+}
+
 pub(super) fn io_error(e: std::io::Error) -> Error {
     Error::Internal(format!("tenant file storage: {e}"))
 }

@@ -1,13 +1,17 @@
-//! Rollout work on PostgreSQL, a statement each: a claim with its events and the claimed
-//! tenants' rows; an outcome with its event; and a migrated target recorded inside the
-//! transaction of the tenant's migration, with the tenant's version rows and the catalog's mirror
-//! of the version. Data-modifying CTEs make each one round trip, and each is atomic on its own.
+//! Rollout work on PostgreSQL, a round trip each: a claim with its events and the claimed
+//! tenants' rows (one statement of data-modifying CTEs); an outcome with its event; a migrated
+//! target recorded inside the transaction of the tenant's migration, with the tenant's version
+//! rows and the catalog's mirror of the version; and a step into a tenant's schema. The last
+//! three are the catalog's functions (catalog migration 000010), which keep their plans while a
+//! tenant's schema is on the `search_path`.
 //!
-//! Catalog tables are named with the catalog's schema ([`Catalog::knows_own_schema`]): the last
-//! statement runs with the tenant's schema on the `search_path`, where a tenant table of the same
+//! Catalog objects are named with the catalog's schema ([`Catalog::knows_own_schema`]): some
+//! calls run with the tenant's schema on the `search_path`, where a tenant's object of the same
 //! name must not stand in for the catalog's.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, FromQueryResult, Statement, Value,
+};
 use uuid::Uuid;
 
 use super::entity::tenant;
@@ -18,6 +22,8 @@ use crate::domain::{Error, RolloutState, TargetState, Tenant, TenantId};
 /// What a migration in a tenant's schema applied, for the statement that records it.
 #[derive(Debug, Clone, Copy)]
 pub struct Applied<'a> {
+    /// The tenant's schema, which holds its version table.
+    pub schema: &'a str,
     /// Versions applied, oldest first: their rows go into the tenant's version table.
     pub versions: &'a [String],
     /// When, in Unix seconds (the version table's `applied_at`).
@@ -106,8 +112,8 @@ impl Catalog {
         Ok(claims)
     }
 
-    /// [`Catalog::finish_target`] on PostgreSQL: the target's change and its event in one
-    /// statement.
+    /// [`Catalog::finish_target`] on PostgreSQL: the target's change and its event, by the
+    /// catalog's `tenant_plane_finish_target`.
     pub(super) async fn finish_target_pg(
         &self,
         id: Uuid,
@@ -115,24 +121,14 @@ impl Catalog {
         me: &str,
         outcome: &Outcome,
     ) -> Result<bool, Error> {
-        let sql = finish_sql(self.prefix(), "");
-        let rows = self
-            .conn()
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                finish_values(id, tenant, me, outcome),
-            ))
-            .await
-            .map_err(db_error)?;
-        Ok(!rows.is_empty())
+        finish(self.conn(), self.prefix(), id, tenant, me, outcome, None).await
     }
 
     /// Records a migrated rollout target in `txn`, the transaction that migrated the tenant's
-    /// schema (on the `search_path`): the applied versions' rows, the catalog's mirror of the
-    /// version, and the target's outcome with its event, in one statement. `false` when `me`
-    /// no longer holds the target (its lease ran out and another worker took it): the caller
-    /// rolls the migration back, so every tenant is migrated by exactly one worker.
+    /// schema: the applied versions' rows, the catalog's mirror of the version, and the
+    /// target's outcome with its event. `false` when `me` no longer holds the target (its lease
+    /// ran out and another worker took it): nothing was written, and the caller rolls the
+    /// migration back, so every tenant is migrated by exactly one worker.
     ///
     /// The mirror is what [`super::provisioning::record_migration`] writes for a migration
     /// (not a provisioning).
@@ -145,74 +141,59 @@ impl Catalog {
         applied: Applied<'_>,
         outcome: &Outcome,
     ) -> Result<bool, Error> {
-        let q = self
-            .qualifier
-            .as_deref()
-            .ok_or_else(|| Error::Internal("the catalog's schema is not known".into()))?;
-        let Outcome::Migrated { to, .. } = outcome else {
+        let q = self.own_schema()?;
+        if !matches!(outcome, Outcome::Migrated { .. }) {
             return Err(Error::Internal(
                 "only a migrated target commits with its migration".into(),
             ));
-        };
-        let mut values = finish_values(rollout, tenant, me, outcome);
-        values.push(to.clone().into()); // $15
-        values.push(applied.at.into()); // $16
-        let rows: Vec<String> = applied
-            .versions
-            .iter()
-            .enumerate()
-            .map(|(i, version)| {
-                values.push(version.clone().into());
-                format!("(${}, $16)", 17 + i)
-            })
-            .collect();
-        let versions = if rows.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "versions AS (INSERT INTO seaql_migrations (version, applied_at) VALUES {}), ",
-                rows.join(", ")
-            )
-        };
-        let preamble = format!(
-            "{versions}mirror AS ( \
-               UPDATE {q}tenants SET migration_version = $15, last_error = NULL, \
-                 last_error_time = NULL, revision = revision + 1, update_time = $2 \
-               WHERE id = $10 AND (last_error IS NOT NULL OR migration_version IS NULL \
-                 OR migration_version <> $15)), "
-        );
-        let held = txn
+        }
+        finish(txn, q, rollout, tenant, me, outcome, Some(applied)).await
+    }
+
+    /// Takes a tenant's migration lock in `txn`, puts its `schema` on the `search_path` for
+    /// the rest of the transaction, and reads its version table (oldest first), in one round
+    /// trip: the catalog's `tenant_plane_enter`. A missing schema or version table is an
+    /// `undefined_table` error.
+    pub async fn enter_tenant_schema(
+        &self,
+        txn: &DatabaseTransaction,
+        schema: &str,
+        lock_key: &str,
+    ) -> Result<Vec<(String, i64)>, DbErr> {
+        let q = self
+            .qualifier
+            .as_deref()
+            .ok_or_else(|| DbErr::Custom("the catalog's schema is not known".into()))?;
+        let rows = txn
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                finish_sql(q, &preamble),
-                values,
+                format!("SELECT version, applied_at FROM {q}tenant_plane_enter($1, $2)"),
+                [schema.into(), lock_key.into()],
             ))
-            .await
-            .map_err(db_error)?;
-        Ok(!held.is_empty())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("", "version")?, row.try_get("", "applied_at")?)))
+            .collect()
+    }
+
+    fn own_schema(&self) -> Result<&str, Error> {
+        self.qualifier
+            .as_deref()
+            .ok_or_else(|| Error::Internal("the catalog's schema is not known".into()))
     }
 }
 
-/// The statement that ends a target held by `$11` and logs its event, after `preamble` (more
-/// CTEs, each ending with a comma). Parameters `$1`–`$14` are [`finish_values`].
-fn finish_sql(q: &str, preamble: &str) -> String {
-    format!(
-        "WITH {preamble}done AS ( \
-           UPDATE {q}rollout_targets SET state = $1, claimed_by = NULL, lease_until = NULL, \
-             update_time = $2, \
-             from_version = CASE WHEN $3 THEN $5 ELSE from_version END, \
-             to_version = CASE WHEN $3 OR $4 THEN $6 ELSE to_version END, \
-             duration_ms = CASE WHEN $3 THEN $7 ELSE duration_ms END, \
-             error = CASE WHEN $8::text IS NOT NULL THEN $8 ELSE error END \
-           WHERE rollout_id = $9 AND tenant_id = $10 AND claimed_by = $11 AND state = $12 \
-           RETURNING rollout_id, tenant_id) \
-         INSERT INTO {q}rollout_events (rollout_id, kind, tenant_id, detail, event_time) \
-         SELECT rollout_id, $13, tenant_id, $14, $2 FROM done \
-         RETURNING seq"
-    )
-}
-
-fn finish_values(rollout: Uuid, tenant: TenantId, me: &str, outcome: &Outcome) -> Vec<Value> {
+/// Calls `tenant_plane_finish_target` for `outcome`; with `applied`, a migrated tenant's
+/// version rows and mirror go with it. `false` when `me` does not hold the target.
+async fn finish<C: ConnectionTrait>(
+    conn: &C,
+    q: &str,
+    rollout: Uuid,
+    tenant: TenantId,
+    me: &str,
+    outcome: &Outcome,
+    applied: Option<Applied<'_>>,
+) -> Result<bool, Error> {
     let (state, kind, detail) = describe(outcome);
     // Which columns the outcome sets; the others keep their values.
     let (migrated, skipped, error) = match outcome {
@@ -229,8 +210,22 @@ fn finish_values(rollout: Uuid, tenant: TenantId, me: &str, outcome: &Outcome) -
         Outcome::Skipped { version, .. } => (None, version.clone(), None),
         _ => (None, None, None),
     };
-    vec![
+    let (schema, versions, at) = match applied {
+        Some(applied) => (
+            Some(applied.schema.to_owned()),
+            Some(serde_json::json!(applied.versions)),
+            Some(applied.at),
+        ),
+        None => (None, None, None),
+    };
+    let values: Vec<Value> = vec![
+        rollout.into(),
+        tenant.as_uuid().into(),
+        me.into(),
+        TargetState::Running.as_str().into(),
         state.as_str().into(),
+        kind.into(),
+        detail.into(),
         crate::service::now().into(),
         migrated.into(),
         skipped.into(),
@@ -238,11 +233,24 @@ fn finish_values(rollout: Uuid, tenant: TenantId, me: &str, outcome: &Outcome) -
         to.into(),
         duration.into(),
         error.into(),
-        rollout.into(),
-        tenant.as_uuid().into(),
-        me.into(),
-        TargetState::Running.as_str().into(),
-        kind.into(),
-        detail.into(),
-    ]
+        schema.into(),
+        versions.into(),
+        at.into(),
+    ];
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "SELECT {q}tenant_plane_finish_target($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                 $10, $11, $12, $13, $14, $15, $16, $17) AS logged"
+            ),
+            values,
+        ))
+        .await
+        .map_err(db_error)?;
+    let logged: Option<i64> = match row {
+        Some(row) => row.try_get("", "logged").map_err(db_error)?,
+        None => None,
+    };
+    Ok(logged.is_some())
 }

@@ -11,6 +11,7 @@ mod m20261123_000006_create_tenant_members;
 mod m20261123_000007_create_auth_tokens;
 mod m20261123_000008_create_audit_events;
 mod m20261124_000009_rollout_events_without_foreign_key;
+mod m20261125_000010_rollout_functions;
 
 /// Applies the catalog's migrations in order. Its version table is `catalog_migrations`, so it
 /// never collides with a tenant migrator's `seaql_migrations` in a shared database.
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_create_auth_tokens::Migration),
             Box::new(m20261123_000008_create_audit_events::Migration),
             Box::new(m20261124_000009_rollout_events_without_foreign_key::Migration),
+            Box::new(m20261125_000010_rollout_functions::Migration),
         ]
     }
 
