@@ -1,6 +1,7 @@
 //! WatchRollout: a snapshot of a rollout's counts, then its events as they are written, read
 //! from the catalog's event log by sequence number, so a watcher on any replica sees the work of
-//! every replica.
+//! every replica. Events are sent as they are read, in batches at most one poll interval apart
+//! while the rollout runs; each batch's events carry the counts read with it.
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -9,6 +10,9 @@ use uuid::Uuid;
 use super::rollouts::{Rollouts, WatchItem};
 use crate::domain::Error;
 use crate::store::Event;
+
+/// Events read from the log at a time.
+const BATCH: u64 = 200;
 
 impl Rollouts {
     /// A snapshot of the counts, then every event from now on, until the rollout ends.
@@ -48,7 +52,7 @@ impl Rollouts {
                 return;
             }
             loop {
-                let batch = match catalog.rollout_events(id, seq, 200).await {
+                let batch = match catalog.rollout_events(id, seq, BATCH).await {
                     Ok(batch) => batch,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -68,6 +72,9 @@ impl Rollouts {
                         return;
                     }
                 };
+                // A short batch has caught up with the log: wait for more events to gather
+                // rather than count the rollout's targets again for each new one.
+                let caught_up = batch.len() < BATCH as usize;
                 for event in batch {
                     seq = event.seq;
                     let last = event.kind == "finished";
@@ -81,6 +88,12 @@ impl Rollouts {
                         || last
                     {
                         return;
+                    }
+                }
+                if caught_up {
+                    tokio::select! {
+                        () = tokio::time::sleep(poll) => {}
+                        () = tx.closed() => return,
                     }
                 }
             }

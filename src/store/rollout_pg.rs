@@ -48,8 +48,10 @@ impl Catalog {
         // position) index, so a claim reads a few index entries rather than every pending
         // target; RUNNING ones whose lease ran out only when `$8` asks for them (the worker's
         // periodic pass). Materialised: the planner must not re-run a SKIP LOCKED subquery and
-        // claim more than the limit. The picked rows are updated by their row ids (they stay
-        // locked, so the ids hold), which no generic plan can turn into a scan of the rollout.
+        // claim more than the limit. The picked rows are updated by their row ids alone (they
+        // stay locked, so the ids hold): with another condition, a generic plan scanned the
+        // whole rollout's index for them. The tenants are read by their ids, for the same
+        // reason: a join alone made a generic plan hash the whole tenants table.
         let sql = format!(
             "WITH pending AS MATERIALIZED ( \
                SELECT ctid, position FROM {q}rollout_targets \
@@ -67,7 +69,7 @@ impl Catalog {
              claimed AS ( \
                UPDATE {q}rollout_targets SET state = 'RUNNING', claimed_by = $1, lease_until = $2, \
                  attempts = attempts + 1, update_time = $3 \
-               WHERE ctid = ANY (ARRAY (SELECT ctid FROM picked)) AND rollout_id = $4 \
+               WHERE ctid = ANY (ARRAY (SELECT ctid FROM picked)) \
                RETURNING tenant_id, attempts), \
              started AS ( \
                INSERT INTO {q}rollout_events (rollout_id, kind, tenant_id, detail, event_time) \
@@ -77,7 +79,8 @@ impl Catalog {
                UPDATE {q}rollouts SET state = '{running}', start_time = $3 \
                WHERE id = $4 AND state = '{pending}' AND EXISTS (SELECT 1 FROM claimed)) \
              SELECT claimed.tenant_id AS claimed_tenant, claimed.attempts AS claimed_attempts, t.* \
-             FROM claimed LEFT JOIN {q}tenants t ON t.id = claimed.tenant_id",
+             FROM claimed LEFT JOIN {q}tenants t ON t.id = claimed.tenant_id \
+               AND t.id = ANY (ARRAY (SELECT tenant_id FROM claimed))",
             running = RolloutState::Running.as_str(),
             pending = RolloutState::Pending.as_str(),
         );
@@ -151,7 +154,8 @@ impl Catalog {
     }
 
     /// Takes a tenant's migration lock in `txn`, puts its `schema` on the `search_path` for
-    /// the rest of the transaction, and reads its version table (oldest first), in one round
+    /// the rest of the transaction, and reads its version table (sorted by version: oldest
+    /// first), in one round
     /// trip: the catalog's `tenant_plane_enter`. A missing schema or version table is an
     /// `undefined_table` error.
     pub async fn enter_tenant_schema(
@@ -171,9 +175,12 @@ impl Catalog {
                 [schema.into(), lock_key.into()],
             ))
             .await?;
-        rows.iter()
+        let mut versions = rows
+            .iter()
             .map(|row| Ok((row.try_get("", "version")?, row.try_get("", "applied_at")?)))
-            .collect()
+            .collect::<Result<Vec<(String, i64)>, DbErr>>()?;
+        versions.sort_unstable();
+        Ok(versions)
     }
 
     fn own_schema(&self) -> Result<&str, Error> {
