@@ -4,8 +4,10 @@
 //!
 //! Run: `cargo bench --bench fleet` (starts a throwaway PostgreSQL, like the tests; or set
 //! TEST_DATABASE_URL). Sizes: BENCH_PROVISION (default 200), BENCH_FLEET (default 1000); the
-//! server's pool: BENCH_POOL (default 16). BENCH_TRACE=1 adds diagnostics: span timings of every
-//! RPC, the transport's round trip (health check, GetProvisioningStatus) and per-call latency.
+//! server's pool: BENCH_POOL (default: the server's default, 10); the rollout's concurrency:
+//! BENCH_CONCURRENCY (default 8, the server's default highest). BENCH_TRACE=1 adds diagnostics:
+//! span timings of every RPC, the transport's round trip (health check, GetProvisioningStatus)
+//! and per-call latency.
 
 #[path = "../tests/api/support/postgres.rs"]
 #[allow(dead_code)]
@@ -93,8 +95,11 @@ async fn serve(catalog: &str, migrations: TenantMigrations, auto_provision: bool
     // Provisioning and rollouts are measured, not authentication.
     config.auth.insecure = true;
     config.tenant_auto_provision = auto_provision;
-    config.pool_size = env_size("BENCH_POOL", 16) as u32;
-    config.rollout_max_concurrency = env_size("BENCH_CONCURRENCY", 8) as u32;
+    // The server's own defaults unless asked otherwise: every pooled connection processes
+    // every other connection's catalog invalidations, so the pool's size shows in DDL costs.
+    config.pool_size = env_size("BENCH_POOL", config.pool_size as usize) as u32;
+    config.rollout_max_concurrency =
+        env_size("BENCH_CONCURRENCY", config.rollout_max_concurrency as usize) as u32;
     config.rollout_poll_ms = 50;
     let mut app = App::build_with(config, migrations).await.expect("start");
     let listener = app.bind().await.expect("bind");
@@ -179,6 +184,7 @@ async fn roll_out(server: &Server) -> (f64, proto::Rollout) {
             selector: Some(proto::TenantSelector {
                 selector: Some(proto::tenant_selector::Selector::All(true)),
             }),
+            // The highest concurrency the server allows by default.
             max_concurrency: env_size("BENCH_CONCURRENCY", 8) as i32,
             ..Default::default()
         })

@@ -11,14 +11,14 @@ use super::sql::{exec, literal, lock_and_find_schema, lock_key, missing_table, q
 use super::{DataPlane, Report, Run, Storage, Target, roles, shared};
 use crate::domain::{Error, Isolation};
 use crate::store::{
-    Applied, Backend, Change, Outcome, db_error,
+    Applied, Change, Outcome, db_error,
     provisioning::{record_migration, record_shared_version},
     settle_login_sql,
 };
 
 /// A rollout worker's hold on a tenant, recorded in the transaction that migrates the tenant
 /// when that tenant's schema is in the catalog database.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RolloutClaim<'a> {
     pub rollout: Uuid,
     /// The worker that holds the target.
@@ -52,10 +52,7 @@ impl DataPlane {
         claim: &RolloutClaim<'_>,
     ) -> Result<TargetRun, Error> {
         let run = Run::Migrate(target);
-        let together = storage.isolation == Isolation::Schema
-            && self.catalog.backend() == Backend::Postgres
-            && self.catalog.knows_own_schema();
-        if together {
+        if self.records_with_migration(storage) {
             Box::pin(self.run_in_schema(storage, &run, Some(claim))).await
         } else {
             self.run(storage, &run).await.map(TargetRun::Ran)
@@ -179,6 +176,28 @@ impl DataPlane {
         unrecorded: &[String],
         claim: &RolloutClaim<'_>,
     ) -> Result<TargetRun, Error> {
+        let Some(outcome) = self
+            .record_target(&txn, storage, &report, unrecorded, claim)
+            .await?
+        else {
+            txn.rollback().await.map_err(db_error)?;
+            return Ok(TargetRun::Lost);
+        };
+        txn.commit().await.map_err(db_error)?;
+        self.catalog.changed(&Change::TenantRow(storage.tenant));
+        Ok(TargetRun::Recorded(outcome))
+    }
+
+    /// Records, in `txn`, the versions `unrecorded`, the mirror and the rollout target's
+    /// outcome, which it returns; `None` (and nothing written) if the claim was lost.
+    pub(super) async fn record_target(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+        report: &Report,
+        unrecorded: &[String],
+        claim: &RolloutClaim<'_>,
+    ) -> Result<Option<Outcome>, Error> {
         let at = report.applied.last().map_or(0, |(_, at)| at.timestamp());
         let outcome = Outcome::Migrated {
             from: claim.from.clone(),
@@ -188,7 +207,7 @@ impl DataPlane {
         let held = self
             .catalog
             .record_migrated_target(
-                &txn,
+                txn,
                 claim.rollout,
                 claim.worker,
                 storage.tenant,
@@ -200,12 +219,6 @@ impl DataPlane {
                 &outcome,
             )
             .await?;
-        if !held {
-            txn.rollback().await.map_err(db_error)?;
-            return Ok(TargetRun::Lost);
-        }
-        txn.commit().await.map_err(db_error)?;
-        self.catalog.changed(&Change::TenantRow(storage.tenant));
-        Ok(TargetRun::Recorded(outcome))
+        Ok(held.then_some(outcome))
     }
 }

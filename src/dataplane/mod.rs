@@ -18,6 +18,7 @@
 //! Schema-per-tenant runs use the one shared catalog pool; database-per-tenant runs use a bounded
 //! LRU of connections ([`handles`]). No pool is ever created per tenant.
 
+mod batch;
 mod handles;
 mod in_schema;
 mod measure;

@@ -1,6 +1,7 @@
 //! The rollout worker: one per replica. It claims targets of running rollouts (as many as each
-//! rollout's concurrency allows, canaries first), migrates them, records each outcome, renews
-//! the leases of what it is working on, and ends rollouts by their rules. Replicas share the
+//! rollout's concurrency allows, canaries first), migrates them (SCHEMA tenants a few to a
+//! transaction, see [`DataPlane::run_targets`]), records each outcome, renews the leases of what
+//! it is working on, and ends rollouts by their rules. Replicas share the
 //! work through the catalog; a replica that dies leaves leases that run out, and the targets
 //! are claimed again.
 
@@ -15,6 +16,10 @@ use crate::dataplane::{DataPlane, RolloutClaim, Target, TargetRun};
 use crate::domain::{Error, RolloutCounts, RolloutState, Tenant, TenantState, Verdict};
 use crate::metrics::TargetOutcome;
 use crate::store::{Catalog, Claim, Outcome};
+
+/// Rollout targets migrated in one transaction, at most: a handful keeps each tenant's locks
+/// short while sparing most of the per-transaction round trips (begin, commit, a claim).
+const TARGETS_PER_TRANSACTION: usize = 3;
 
 /// What this replica knows of one rollout between full passes.
 struct Tracked {
@@ -72,7 +77,7 @@ impl RolloutWorker {
     /// whose lease ran out (their worker died) are claimed again on the full passes.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         let worker = Arc::new(self);
-        let mut tasks: JoinSet<(Uuid, bool)> = JoinSet::new();
+        let mut tasks: JoinSet<(Uuid, u32, bool)> = JoinSet::new();
         let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
         let mut last_scan: Option<Instant> = None;
         let mut last_renewal = Instant::now();
@@ -100,8 +105,8 @@ impl RolloutWorker {
                 () = worker.wake.notified() => last_scan = None,
                 () = tokio::time::sleep(worker.settings.poll_interval) => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok((rollout, failed)) = done && let Some(t) = tracked.get_mut(&rollout) {
-                        t.in_flight = t.in_flight.saturating_sub(1);
+                    if let Ok((rollout, n, failed)) = done && let Some(t) = tracked.get_mut(&rollout) {
+                        t.in_flight = t.in_flight.saturating_sub(n);
                         t.recheck |= failed || t.canary_only;
                     }
                 }
@@ -115,7 +120,7 @@ impl RolloutWorker {
     async fn pass(
         self: &Arc<Self>,
         scan: bool,
-        tasks: &mut JoinSet<(Uuid, bool)>,
+        tasks: &mut JoinSet<(Uuid, u32, bool)>,
         tracked: &mut HashMap<Uuid, Tracked>,
     ) -> Result<(), Error> {
         if scan {
@@ -152,13 +157,22 @@ impl RolloutWorker {
                 // Nothing more to claim now: perhaps the rollout is done; look again next time.
                 t.recheck = true;
             }
-            for (claim, tenant) in claims {
-                t.in_flight += 1;
+            // Canaries go one by one: the rules are evaluated after each.
+            let per_transaction = if t.canary_only {
+                1
+            } else {
+                TARGETS_PER_TRANSACTION
+            };
+            let mut claims = claims.into_iter().peekable();
+            while claims.peek().is_some() {
+                let batch: Vec<_> = claims.by_ref().take(per_transaction).collect();
+                let n = batch.len() as u32;
+                t.in_flight += n;
                 let worker = Arc::clone(self);
                 tasks.spawn(async move {
                     // Its end wakes the loop through `join_next`: no full pass needed.
-                    let failed = worker.migrate_target(id, target, claim, tenant).await;
-                    (id, failed)
+                    let failed = worker.migrate_batch(id, target, batch).await;
+                    (id, n, failed)
                 });
             }
         }
@@ -206,6 +220,71 @@ impl RolloutWorker {
                 Ok(true)
             }
         }
+    }
+
+    /// Migrates claimed targets, `true` if any failed. SCHEMA tenants in the catalog database
+    /// that need the migration go in one transaction ([`DataPlane::run_targets`]); the others,
+    /// and all of them if that transaction is rolled back, one by one.
+    async fn migrate_batch(
+        &self,
+        rollout: Uuid,
+        target: Option<usize>,
+        batch: Vec<(Claim, Option<Tenant>)>,
+    ) -> bool {
+        let (together, alone): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(_, tenant)| {
+            target.is_some_and(|target| {
+                tenant.as_ref().is_some_and(|tenant| {
+                    self.needs_migration(tenant, target)
+                        && self.dataplane.records_with_migration(&storage_of(tenant))
+                })
+            })
+        });
+        let mut failed = false;
+        for (claim, tenant) in alone {
+            failed |= self.migrate_target(rollout, target, claim, tenant).await;
+        }
+        let (Some(target), true) = (target, together.len() > 1) else {
+            for (claim, tenant) in together {
+                failed |= self.migrate_target(rollout, target, claim, tenant).await;
+            }
+            return failed;
+        };
+        let runs: Vec<_> = together
+            .iter()
+            .filter_map(|(_, tenant)| tenant.as_ref())
+            .map(|tenant| {
+                let hold = RolloutClaim {
+                    rollout,
+                    worker: &self.me,
+                    from: tenant.migration_version.clone(),
+                    started: Instant::now(),
+                };
+                (storage_of(tenant), hold)
+            })
+            .collect();
+        if let Some(outcomes) = self.dataplane.run_targets(&runs, Target::Up(target)).await {
+            for _ in outcomes {
+                crate::metrics::rollout_target_finished(TargetOutcome::Migrated);
+            }
+            return failed;
+        }
+        for (claim, tenant) in together {
+            failed |= self
+                .migrate_target(rollout, Some(target), claim, tenant)
+                .await;
+        }
+        failed
+    }
+
+    /// Whether `tenant` has storage and is below the target (by the catalog's mirror).
+    fn needs_migration(&self, tenant: &Tenant, target: usize) -> bool {
+        tenant.state != TenantState::Deleted
+            && tenant.provision_time.is_some()
+            && tenant
+                .migration_version
+                .as_deref()
+                .and_then(|v| self.dataplane.migrations().position(v))
+                .is_none_or(|i| i < target)
     }
 
     #[tracing::instrument(skip_all, fields(rollout = %rollout, tenant = %claim.tenant, attempt = claim.attempts))]
@@ -266,18 +345,13 @@ impl RolloutWorker {
                 Err(error) => return (self.retry_or_fail(claim, error), Recorded::No),
             },
         };
-        if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
-            let reason = "the tenant is deleted or has no storage";
-            return (skipped(tenant.migration_version, reason), Recorded::No);
-        }
-        let names = self.dataplane.migrations();
-        if tenant
-            .migration_version
-            .as_deref()
-            .and_then(|v| names.position(v))
-            .is_some_and(|i| i >= target)
-        {
-            let reason = "already at or past the target";
+        if !self.needs_migration(&tenant, target) {
+            let reason = if tenant.state == TenantState::Deleted || tenant.provision_time.is_none()
+            {
+                "the tenant is deleted or has no storage"
+            } else {
+                "already at or past the target"
+            };
             return (skipped(tenant.migration_version, reason), Recorded::No);
         }
         let started = Instant::now();

@@ -35,6 +35,7 @@ mod provisioning_status;
 mod purge_job;
 mod quota_refusals;
 mod quotas;
+mod rollout_batches;
 mod rollout_claims;
 mod rollout_crashes;
 mod rollouts;
