@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use super::on_postgres;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -13,29 +15,19 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "ALTER TABLE rollout_events DROP CONSTRAINT IF EXISTS rollout_events_rollout_id_fkey",
-            )
-            .await?;
-        Ok(())
+        on_postgres(
+            manager,
+            "ALTER TABLE rollout_events DROP CONSTRAINT IF EXISTS rollout_events_rollout_id_fkey",
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "ALTER TABLE rollout_events ADD CONSTRAINT rollout_events_rollout_id_fkey \
-                 FOREIGN KEY (rollout_id) REFERENCES rollouts (id) ON DELETE CASCADE",
-            )
-            .await?;
-        Ok(())
+        on_postgres(
+            manager,
+            "ALTER TABLE rollout_events ADD CONSTRAINT rollout_events_rollout_id_fkey \
+             FOREIGN KEY (rollout_id) REFERENCES rollouts (id) ON DELETE CASCADE",
+        )
+        .await
     }
 }

@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use super::on_postgres;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -20,27 +22,18 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        manager.get_connection().execute_unprepared(UP).await?;
-        Ok(())
+        on_postgres(manager, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "DROP FUNCTION IF EXISTS tenant_plane_enter(text, text); \
-                 DROP FUNCTION IF EXISTS tenant_plane_finish_target(\
-                   uuid, uuid, text, text, text, text, jsonb, timestamptz, boolean, boolean, \
-                   text, text, bigint, text, text, jsonb, bigint)",
-            )
-            .await?;
-        Ok(())
+        on_postgres(
+            manager,
+            "DROP FUNCTION IF EXISTS tenant_plane_enter(text, text); \
+             DROP FUNCTION IF EXISTS tenant_plane_finish_target(\
+               uuid, uuid, text, text, text, text, jsonb, timestamptz, boolean, boolean, \
+               text, text, bigint, text, text, jsonb, bigint)",
+        )
+        .await
     }
 }
 

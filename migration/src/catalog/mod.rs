@@ -13,6 +13,15 @@ mod m20261123_000008_create_audit_events;
 mod m20261124_000009_rollout_events_without_foreign_key;
 mod m20261125_000010_rollout_functions;
 
+/// Runs `sql` (one or more statements) on PostgreSQL; nothing on SQLite. For catalog
+/// migrations that only PostgreSQL needs.
+pub(crate) async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
+        manager.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 /// Applies the catalog's migrations in order. Its version table is `catalog_migrations`, so it
 /// never collides with a tenant migrator's `seaql_migrations` in a shared database.
 pub struct Migrator;
