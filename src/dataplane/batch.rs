@@ -48,16 +48,28 @@ impl DataPlane {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| batch[i].0.tenant);
         let mut outcomes = vec![None; batch.len()];
+        let mut whole = true;
         for i in order {
             let (storage, claim) = &batch[i];
             match self.migrate_in_batch(&txn, storage, &target, claim).await {
                 Ok(Some(outcome)) => outcomes[i] = Some(outcome),
-                Ok(None) => return None,
+                Ok(None) => whole = false,
                 Err(error) => {
                     tracing::debug!(%error, tenant = %storage.tenant, "a rollout batch is rolled back");
-                    return None;
+                    whole = false;
                 }
             }
+            if !whole {
+                break;
+            }
+        }
+        if !whole {
+            // At once, not when the connection is next used: the tenants' locks must be free
+            // for the one-by-one runs that follow.
+            if let Err(error) = txn.rollback().await {
+                tracing::debug!(%error, "rolling a rollout batch back");
+            }
+            return None;
         }
         if let Err(error) = txn.commit().await {
             tracing::debug!(%error, "a rollout batch could not commit");

@@ -35,35 +35,31 @@ impl RolloutWorker {
         for (claim, tenant) in alone {
             failed |= self.migrate_target(rollout, target, claim, tenant).await;
         }
-        let (Some(target), true) = (target, together.len() > 1) else {
-            for (claim, tenant) in together {
-                failed |= self.migrate_target(rollout, target, claim, tenant).await;
+        if let Some(target) = target
+            && together.len() > 1
+        {
+            let runs: Vec<_> = together
+                .iter()
+                .filter_map(|(_, tenant)| tenant.as_ref())
+                .map(|tenant| {
+                    let hold = RolloutClaim {
+                        rollout,
+                        worker: &self.me,
+                        from: tenant.migration_version.clone(),
+                        started: Instant::now(),
+                    };
+                    (storage_of(tenant), hold)
+                })
+                .collect();
+            if let Some(outcomes) = self.dataplane.run_targets(&runs, Target::Up(target)).await {
+                for _ in outcomes {
+                    crate::metrics::rollout_target_finished(TargetOutcome::Migrated);
+                }
+                return failed;
             }
-            return failed;
-        };
-        let runs: Vec<_> = together
-            .iter()
-            .filter_map(|(_, tenant)| tenant.as_ref())
-            .map(|tenant| {
-                let hold = RolloutClaim {
-                    rollout,
-                    worker: &self.me,
-                    from: tenant.migration_version.clone(),
-                    started: Instant::now(),
-                };
-                (storage_of(tenant), hold)
-            })
-            .collect();
-        if let Some(outcomes) = self.dataplane.run_targets(&runs, Target::Up(target)).await {
-            for _ in outcomes {
-                crate::metrics::rollout_target_finished(TargetOutcome::Migrated);
-            }
-            return failed;
         }
         for (claim, tenant) in together {
-            failed |= self
-                .migrate_target(rollout, Some(target), claim, tenant)
-                .await;
+            failed |= self.migrate_target(rollout, target, claim, tenant).await;
         }
         failed
     }
