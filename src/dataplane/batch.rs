@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
-use super::sql::{lock_key, missing_table, required};
+use super::sql::required;
 use super::{DataPlane, Run, Storage, Target};
 use crate::domain::{Error, Isolation};
 use crate::store::{Backend, Change, Outcome};
@@ -95,12 +95,7 @@ impl DataPlane {
             ..claim.clone()
         };
         let name = required(&storage.schema, "schema")?;
-        let rows = self
-            .catalog
-            .enter_tenant_schema(txn, name, &lock_key(storage))
-            .await
-            .map_err(|e| missing_table(e, storage))?;
-        let before = self.known_versions(rows)?;
+        let before = self.enter(txn, storage, name).await?;
         let run = Run::Migrate(target.clone());
         let (report, unrecorded) = self.migrate(txn, storage, &run, true, Some(before)).await?;
         if unrecorded.is_empty() {

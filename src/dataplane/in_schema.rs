@@ -8,7 +8,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use super::sql::{exec, literal, lock_and_find_schema, lock_key, missing_table, quote, required};
-use super::{DataPlane, Report, Run, Storage, Target, roles, shared};
+use super::{DataPlane, Report, Run, Storage, Target, Versions, roles, shared};
 use crate::domain::{Error, Isolation};
 use crate::store::{
     Applied, Change, Outcome, db_error,
@@ -95,12 +95,7 @@ impl DataPlane {
                 // One round trip: the lock, the schema on the search_path, and the version
                 // table read after the lock (so it sees the last run's commit). A missing
                 // schema shows there as a missing table.
-                let rows = self
-                    .catalog
-                    .enter_tenant_schema(&txn, name, &lock_key(storage))
-                    .await
-                    .map_err(|e| missing_table(e, storage))?;
-                before = Some(self.known_versions(rows)?);
+                before = Some(self.enter(&txn, storage, name).await?);
                 false
             }
             _ => {
@@ -164,6 +159,23 @@ impl DataPlane {
             Change::TenantRow(storage.tenant)
         });
         Ok(TargetRun::Ran(report))
+    }
+
+    /// Takes the tenant's lock in `txn`, puts its schema `name` on the `search_path`, and reads
+    /// its version table, checked against the known migrations (one round trip). A missing
+    /// schema or table means the tenant is not provisioned.
+    pub(super) async fn enter(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+        name: &str,
+    ) -> Result<Versions, Error> {
+        let rows = self
+            .catalog
+            .enter_tenant_schema(txn, name, &lock_key(storage))
+            .await
+            .map_err(|e| missing_table(e, storage))?;
+        self.known_versions(rows)
     }
 
     /// Records the versions `unrecorded`, the mirror and the rollout target's outcome, and

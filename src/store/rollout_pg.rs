@@ -78,7 +78,7 @@ impl Catalog {
              running AS ( \
                UPDATE {q}rollouts SET state = '{running}', start_time = $3 \
                WHERE id = $4 AND state = '{pending}' AND EXISTS (SELECT 1 FROM claimed)) \
-             SELECT claimed.tenant_id AS claimed_tenant, claimed.attempts AS claimed_attempts, t.* \
+             SELECT claimed.tenant_id, claimed.attempts, t.* \
              FROM claimed LEFT JOIN {q}tenants t ON t.id = claimed.tenant_id \
                AND t.id = ANY (ARRAY (SELECT tenant_id FROM claimed))",
             running = RolloutState::Running.as_str(),
@@ -95,8 +95,7 @@ impl Catalog {
             .map_err(db_error)?;
         let mut claims = Vec::with_capacity(rows.len());
         for row in &rows {
-            let claimed: Uuid = row.try_get("", "claimed_tenant").map_err(db_error)?;
-            let attempts: i32 = row.try_get("", "claimed_attempts").map_err(db_error)?;
+            let claim = Claim::from_row(row)?;
             let present: Option<Uuid> = row.try_get("", "id").map_err(db_error)?;
             let tenant = match present {
                 Some(_) => Some(to_domain(
@@ -104,13 +103,7 @@ impl Catalog {
                 )?),
                 None => None,
             };
-            claims.push((
-                Claim {
-                    tenant: claimed.into(),
-                    attempts,
-                },
-                tenant,
-            ));
+            claims.push((claim, tenant));
         }
         Ok(claims)
     }

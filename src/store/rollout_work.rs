@@ -21,6 +21,17 @@ pub struct Claim {
     pub attempts: i32,
 }
 
+impl Claim {
+    /// A claim from a row of a claiming statement: its `tenant_id` and `attempts` columns.
+    pub(super) fn from_row(row: &sea_orm::QueryResult) -> Result<Self, Error> {
+        let tenant: Uuid = row.try_get("", "tenant_id").map_err(db_error)?;
+        Ok(Self {
+            tenant: tenant.into(),
+            attempts: row.try_get("", "attempts").map_err(db_error)?,
+        })
+    }
+}
+
 /// How a claimed target ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -102,21 +113,14 @@ impl Catalog {
             .map_err(db_error)?;
         let mut claims = Vec::with_capacity(rows.len());
         for row in &rows {
-            let tenant: Uuid = row.try_get("", "tenant_id").map_err(db_error)?;
-            let attempts: i32 = row.try_get("", "attempts").map_err(db_error)?;
-            claims.push((
-                Claim {
-                    tenant: tenant.into(),
-                    attempts,
-                },
-                None,
-            ));
+            let claim = Claim::from_row(row)?;
+            claims.push((claim, None));
             event(
                 &txn,
                 id,
                 "started",
-                Some(tenant),
-                json!({ "attempt": attempts }),
+                Some(claim.tenant.as_uuid()),
+                json!({ "attempt": claim.attempts }),
             )
             .await?;
         }
