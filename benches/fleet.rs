@@ -176,6 +176,17 @@ async fn raw_floor(db: &DatabaseConnection, schemas: &[String], ddl: &str, creat
     started.elapsed().as_secs_f64()
 }
 
+/// Brings the database to rest before a timed phase: `VACUUM (ANALYZE)` of the whole database.
+/// The phases before it changed the system catalogs by thousands of rows (every tenant's tables,
+/// indexes and roles), and autovacuum would otherwise analyze them in the middle of whichever
+/// phase came next: seen taking a fifth of the machine's CPU during a timed phase, the rollout's
+/// or its floor's, at random.
+async fn settle(db: &DatabaseConnection) {
+    db.execute_unprepared("VACUUM (ANALYZE)")
+        .await
+        .expect("vacuum");
+}
+
 async fn roll_out(server: &Server) -> (f64, proto::Rollout) {
     let mut client = MigrationServiceClient::new(server.channel.clone());
     let started = Instant::now();
@@ -280,6 +291,7 @@ async fn main() {
             started.elapsed().as_secs_f64() * 1000.0 / names.len() as f64
         );
     }
+    settle(&raw).await;
     let started = Instant::now();
     let mut each = Vec::new();
     for name in &names {
@@ -303,6 +315,7 @@ async fn main() {
         );
     }
     let floor_schemas: Vec<String> = (0..provision_n).map(|i| format!("floor_p{i}")).collect();
+    settle(&raw).await;
     let provision_floor = raw_floor(&raw, &floor_schemas, TENANT_DDL, true).await;
 
     // 2. The fleet: up to `fleet_n` tenants at the sample schema.
@@ -338,6 +351,7 @@ async fn main() {
         migrations
     }));
     let server = serve(&catalog, five, false).await;
+    settle(&raw).await;
     eprintln!("rolling the migration out");
     let (rollout, ended) = roll_out(&server).await;
     eprintln!("rolled out");
@@ -346,7 +360,9 @@ async fn main() {
         counts.migrated as usize, fleet_n,
         "every tenant migrated: {ended:?}"
     );
+    settle(&raw).await;
     let rollout_floor = raw_floor(&raw, &fleet_floor_schemas, NEW_MIGRATION_DDL, false).await;
+    settle(&raw).await;
     let (noop, noop_ended) = roll_out(&server).await;
     assert_eq!(
         noop_ended.counts.unwrap_or_default().skipped as usize,

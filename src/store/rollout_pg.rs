@@ -49,8 +49,11 @@ impl Catalog {
         // target; RUNNING ones whose lease ran out only when `$8` asks for them (the worker's
         // periodic pass). Materialised: the planner must not re-run a SKIP LOCKED subquery and
         // claim more than the limit. The picked rows are updated by their row ids alone (they
-        // stay locked, so the ids hold): with another condition, a generic plan scanned the
-        // whole rollout's index for them. The tenants are read by their ids, for the same
+        // stay locked, so the ids hold), joined to `picked`: a join is planned as one row-id
+        // fetch per picked row, where `ctid = ANY (...)` (an array of unknown length) was
+        // planned as a scan of the whole table while it was small, and the plan was kept as it
+        // grew; with another condition, a generic plan scanned the whole rollout's index. The
+        // tenants are read by their ids, for the same
         // reason: a join alone made a generic plan hash the whole tenants table.
         let sql = format!(
             "WITH pending AS MATERIALIZED ( \
@@ -67,10 +70,10 @@ impl Catalog {
                WHERE EXISTS (SELECT 1 FROM {q}rollouts WHERE id = $4 AND state IN ('PENDING', 'RUNNING')) \
                ORDER BY position LIMIT $7), \
              claimed AS ( \
-               UPDATE {q}rollout_targets SET state = 'RUNNING', claimed_by = $1, lease_until = $2, \
-                 attempts = attempts + 1, update_time = $3 \
-               WHERE ctid = ANY (ARRAY (SELECT ctid FROM picked)) \
-               RETURNING tenant_id, attempts), \
+               UPDATE {q}rollout_targets r SET state = 'RUNNING', claimed_by = $1, lease_until = $2, \
+                 attempts = r.attempts + 1, update_time = $3 \
+               FROM picked WHERE r.ctid = picked.ctid \
+               RETURNING r.tenant_id, r.attempts), \
              started AS ( \
                INSERT INTO {q}rollout_events (rollout_id, kind, tenant_id, detail, event_time) \
                SELECT $4, 'started', tenant_id, jsonb_build_object('attempt', attempts), $3 \
