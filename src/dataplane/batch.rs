@@ -1,6 +1,7 @@
 //! Rollout targets migrated a few to a transaction: SCHEMA tenants whose schemas are in the
-//! catalog database. Each tenant is locked, migrated and recorded as it is alone (its version
-//! rows, the catalog's mirror and its target's outcome); the batch commits once. A batch that
+//! catalog database. Each tenant is locked and migrated as it is alone; then one call records
+//! them all (each tenant's version rows, the catalog's mirror and its target's outcome, by the
+//! catalog's `tenant_plane_finish_batch`), and the batch commits once. A batch that
 //! cannot commit whole — a migration failed, a claim was lost — is rolled back, and its tenants
 //! are migrated one by one, so each failure is recorded against its own tenant.
 //!
@@ -14,9 +15,9 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use super::sql::required;
 use super::{DataPlane, Run, Storage, Target};
 use crate::domain::{Error, Isolation};
-use crate::store::{Backend, Change, Outcome};
+use crate::store::{Applied, Backend, Change, Outcome};
 
-use super::in_schema::RolloutClaim;
+use super::in_schema::{RolloutClaim, migrated};
 
 impl DataPlane {
     /// Whether a rollout target of this tenant is recorded in the transaction of its migration
@@ -47,12 +48,12 @@ impl DataPlane {
         };
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| batch[i].0.tenant);
-        let mut outcomes = vec![None; batch.len()];
+        let mut done = Vec::with_capacity(batch.len());
         let mut whole = true;
         for i in order {
             let (storage, claim) = &batch[i];
             match self.migrate_in_batch(&txn, storage, &target, claim).await {
-                Ok(Some(outcome)) => outcomes[i] = Some(outcome),
+                Ok(Some((outcome, versions, at))) => done.push((i, outcome, versions, at)),
                 Ok(None) => whole = false,
                 Err(error) => {
                     tracing::debug!(%error, tenant = %storage.tenant, "a rollout batch is rolled back");
@@ -62,6 +63,9 @@ impl DataPlane {
             if !whole {
                 break;
             }
+        }
+        if whole && let Some((_, claim)) = batch.first() {
+            whole = self.record_batch(&txn, batch, claim, &done).await;
         }
         if !whole {
             // At once, not when the connection is next used: the tenants' locks must be free
@@ -78,18 +82,56 @@ impl DataPlane {
         for (storage, _) in batch {
             self.catalog.changed(&Change::TenantRow(storage.tenant));
         }
+        let mut outcomes = vec![None; batch.len()];
+        for (i, outcome, _, _) in done {
+            outcomes[i] = Some(outcome);
+        }
         outcomes.into_iter().collect()
     }
 
-    /// One tenant of a batch: its lock, its migration and its record. `None` when the tenant
-    /// cannot be recorded in the batch: its claim was lost, or nothing was left to apply.
+    /// Records the batch's migrated tenants in `txn` (one call); `false` when it cannot be
+    /// committed whole (a claim was lost, or the database failed).
+    async fn record_batch(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[(Storage, RolloutClaim<'_>)],
+        claim: &RolloutClaim<'_>,
+        migrated: &[(usize, Outcome, Vec<String>, i64)],
+    ) -> bool {
+        let mut records = Vec::with_capacity(migrated.len());
+        for (i, outcome, versions, at) in migrated {
+            let Some(schema) = batch[*i].0.schema.as_deref() else {
+                return false;
+            };
+            let applied = Applied {
+                schema,
+                versions,
+                at: *at,
+            };
+            records.push((batch[*i].0.tenant, applied, outcome.clone()));
+        }
+        match self
+            .catalog
+            .record_migrated_batch(txn, claim.rollout, claim.worker, &records)
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::debug!(%error, "a rollout batch could not be recorded");
+                false
+            }
+        }
+    }
+
+    /// One tenant of a batch: its lock and its migration; its outcome, the versions to record
+    /// and their time. `None` when nothing was left to apply.
     async fn migrate_in_batch(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
         target: &Target,
         claim: &RolloutClaim<'_>,
-    ) -> Result<Option<Outcome>, Error> {
+    ) -> Result<Option<(Outcome, Vec<String>, i64)>, Error> {
         let claim = RolloutClaim {
             started: Instant::now(),
             ..claim.clone()
@@ -101,7 +143,7 @@ impl DataPlane {
         if unrecorded.is_empty() {
             return Ok(None);
         }
-        self.record_target(txn, storage, &report, &unrecorded, &claim)
-            .await
+        let (outcome, at) = migrated(&report, &claim);
+        Ok(Some((outcome, unrecorded, at)))
     }
 }

@@ -210,12 +210,7 @@ impl DataPlane {
         unrecorded: &[String],
         claim: &RolloutClaim<'_>,
     ) -> Result<Option<Outcome>, Error> {
-        let at = report.applied.last().map_or(0, |(_, at)| at.timestamp());
-        let outcome = Outcome::Migrated {
-            from: claim.from.clone(),
-            to: report.version().map(str::to_owned),
-            duration_ms: i64::try_from(claim.started.elapsed().as_millis()).unwrap_or(i64::MAX),
-        };
+        let (outcome, at) = migrated(report, claim);
         let held = self
             .catalog
             .record_migrated_target(
@@ -233,4 +228,16 @@ impl DataPlane {
             .await?;
         Ok(held.then_some(outcome))
     }
+}
+
+/// The outcome of a rollout target migrated as `report` says, and the time its version rows
+/// carry (Unix seconds).
+pub(super) fn migrated(report: &Report, claim: &RolloutClaim<'_>) -> (Outcome, i64) {
+    let at = report.applied.last().map_or(0, |(_, at)| at.timestamp());
+    let outcome = Outcome::Migrated {
+        from: claim.from.clone(),
+        to: report.version().map(str::to_owned),
+        duration_ms: i64::try_from(claim.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+    };
+    (outcome, at)
 }

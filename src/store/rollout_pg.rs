@@ -149,6 +149,69 @@ impl Catalog {
         finish(txn, q, rollout, tenant, me, outcome, Some(applied)).await
     }
 
+    /// Records the migrated targets of one batch in `txn`, the transaction that migrated
+    /// them: what [`Self::record_migrated_target`] writes for each, in one call (the catalog's
+    /// `tenant_plane_finish_batch`). `false` when `me` no longer holds one of them: no version
+    /// row and no mirror was written, and the caller rolls the batch back.
+    pub async fn record_migrated_batch(
+        &self,
+        txn: &DatabaseTransaction,
+        rollout: Uuid,
+        me: &str,
+        batch: &[(TenantId, Applied<'_>, Outcome)],
+    ) -> Result<bool, Error> {
+        let q = self.own_schema()?;
+        let mut targets = Vec::with_capacity(batch.len());
+        for (tenant, applied, outcome) in batch {
+            let Outcome::Migrated {
+                from,
+                to,
+                duration_ms,
+            } = outcome
+            else {
+                return Err(Error::Internal(
+                    "only a migrated target commits with its migration".into(),
+                ));
+            };
+            targets.push(serde_json::json!({
+                "tenant": tenant.as_uuid(),
+                "schema": applied.schema,
+                "from": from,
+                "to": to,
+                "duration_ms": duration_ms,
+                "detail": describe(outcome).2,
+                "versions": applied.versions,
+                "applied_at": applied.at,
+            }));
+        }
+        let (state, kind, _) = describe(&Outcome::Migrated {
+            from: None,
+            to: None,
+            duration_ms: 0,
+        });
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!("SELECT {q}tenant_plane_finish_batch($1, $2, $3, $4, $5, $6, $7) AS ended"),
+                [
+                    rollout.into(),
+                    me.into(),
+                    TargetState::Running.as_str().into(),
+                    state.as_str().into(),
+                    kind.into(),
+                    crate::service::now().into(),
+                    serde_json::Value::Array(targets).into(),
+                ],
+            ))
+            .await
+            .map_err(db_error)?;
+        let ended: Option<i32> = match row {
+            Some(row) => row.try_get("", "ended").map_err(db_error)?,
+            None => None,
+        };
+        Ok(ended.is_some_and(|n| usize::try_from(n).is_ok_and(|n| n == batch.len())))
+    }
+
     /// Takes a tenant's migration lock in `txn`, puts its `schema` on the `search_path` for
     /// the rest of the transaction, and reads its version table (sorted by version: oldest
     /// first), in one round

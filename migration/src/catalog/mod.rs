@@ -12,6 +12,7 @@ mod m20261123_000007_create_auth_tokens;
 mod m20261123_000008_create_audit_events;
 mod m20261124_000009_rollout_events_without_foreign_key;
 mod m20261125_000010_rollout_functions;
+mod m20261126_000011_rollout_batch_function;
 
 /// Runs `sql` (one or more statements) on PostgreSQL; nothing on SQLite. For catalog
 /// migrations that only PostgreSQL needs.
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000008_create_audit_events::Migration),
             Box::new(m20261124_000009_rollout_events_without_foreign_key::Migration),
             Box::new(m20261125_000010_rollout_functions::Migration),
+            Box::new(m20261126_000011_rollout_batch_function::Migration),
         ]
     }
 
