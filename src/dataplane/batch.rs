@@ -12,12 +12,23 @@ use std::time::Instant;
 
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
-use super::sql::required;
+use super::sql::{lock_key, required};
 use super::{DataPlane, Run, Storage, Target};
 use crate::domain::{Error, Isolation};
-use crate::store::{Applied, Backend, Change, Outcome};
+use crate::store::{Applied, Backend, Change, Outcome, db_error};
 
 use super::in_schema::{RolloutClaim, migrated};
+
+/// A tenant of a batch, migrated and not yet recorded.
+struct Migrated {
+    outcome: Outcome,
+    /// The versions the migration was run on top of, as the catalog mirrors them.
+    before: Vec<String>,
+    /// The versions it applied, for the tenant's version table.
+    versions: Vec<String>,
+    /// Their time, in Unix seconds.
+    at: i64,
+}
 
 impl DataPlane {
     /// Whether a rollout target of this tenant is recorded in the transaction of its migration
@@ -53,7 +64,7 @@ impl DataPlane {
         for i in order {
             let (storage, claim) = &batch[i];
             match self.migrate_in_batch(&txn, storage, &target, claim).await {
-                Ok(Some((outcome, versions, at))) => done.push((i, outcome, versions, at)),
+                Ok(Some(migrated)) => done.push((i, migrated)),
                 Ok(None) => whole = false,
                 Err(error) => {
                     tracing::debug!(%error, tenant = %storage.tenant, "a rollout batch is rolled back");
@@ -83,8 +94,8 @@ impl DataPlane {
             self.catalog.changed(&Change::TenantRow(storage.tenant));
         }
         let mut outcomes = vec![None; batch.len()];
-        for (i, outcome, _, _) in done {
-            outcomes[i] = Some(outcome);
+        for (i, migrated) in done {
+            outcomes[i] = Some(migrated.outcome);
         }
         outcomes.into_iter().collect()
     }
@@ -96,19 +107,24 @@ impl DataPlane {
         txn: &DatabaseTransaction,
         batch: &[(Storage, RolloutClaim<'_>)],
         claim: &RolloutClaim<'_>,
-        migrated: &[(usize, Outcome, Vec<String>, i64)],
+        done: &[(usize, Migrated)],
     ) -> bool {
-        let mut records = Vec::with_capacity(migrated.len());
-        for (i, outcome, versions, at) in migrated {
+        let mut records = Vec::with_capacity(done.len());
+        for (i, migrated) in done {
             let Some(schema) = batch[*i].0.schema.as_deref() else {
                 return false;
             };
             let applied = Applied {
                 schema,
-                versions,
-                at: *at,
+                versions: &migrated.versions,
+                at: migrated.at,
             };
-            records.push((batch[*i].0.tenant, applied, outcome.clone()));
+            records.push((
+                batch[*i].0.tenant,
+                applied,
+                migrated.before.as_slice(),
+                migrated.outcome.clone(),
+            ));
         }
         match self
             .catalog
@@ -131,19 +147,29 @@ impl DataPlane {
         storage: &Storage,
         target: &Target,
         claim: &RolloutClaim<'_>,
-    ) -> Result<Option<(Outcome, Vec<String>, i64)>, Error> {
+    ) -> Result<Option<Migrated>, Error> {
         let claim = RolloutClaim {
             started: Instant::now(),
             ..claim.clone()
         };
         let name = required(&storage.schema, "schema")?;
-        let before = self.enter(txn, storage, name).await?;
+        let before = self.mirrored_versions(claim.from.as_deref())?;
+        let names: Vec<String> = before.iter().map(|(version, _)| version.clone()).collect();
+        self.catalog
+            .lock_tenant_schema(txn, name, &lock_key(storage))
+            .await
+            .map_err(db_error)?;
         let run = Run::Migrate(target.clone());
         let (report, unrecorded) = self.migrate(txn, storage, &run, true, Some(before)).await?;
         if unrecorded.is_empty() {
             return Ok(None);
         }
         let (outcome, at) = migrated(&report, &claim);
-        Ok(Some((outcome, unrecorded, at)))
+        Ok(Some(Migrated {
+            outcome,
+            before: names,
+            versions: unrecorded,
+            at,
+        }))
     }
 }

@@ -290,6 +290,29 @@ impl DataPlane {
 
     /// A version table's rows (version, Unix seconds), oldest first, checked against the known
     /// migrations.
+    /// The versions a tenant whose catalog mirror says `version` has applied: every known
+    /// migration up to it (their times unknown: the epoch). An error when no migration of this
+    /// server has that name.
+    fn mirrored_versions(&self, version: Option<&str>) -> Result<Versions, Error> {
+        let names = self.migrations.names();
+        let applied = match version {
+            None => 0,
+            Some(version) => names
+                .iter()
+                .position(|name| name == version)
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "the catalog has the tenant at {version}, which this server does not know"
+                    ))
+                })?
+                + 1,
+        };
+        Ok(names[..applied]
+            .iter()
+            .map(|name| (name.clone(), DateTime::default()))
+            .collect())
+    }
+
     fn known_versions(
         &self,
         rows: impl IntoIterator<Item = (String, i64)>,

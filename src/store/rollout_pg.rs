@@ -151,18 +151,20 @@ impl Catalog {
 
     /// Records the migrated targets of one batch in `txn`, the transaction that migrated
     /// them: what [`Self::record_migrated_target`] writes for each, in one call (the catalog's
-    /// `tenant_plane_finish_batch`). `false` when `me` no longer holds one of them: no version
-    /// row and no mirror was written, and the caller rolls the batch back.
+    /// `tenant_plane_finish_batch`). Each comes with the versions its migration was run on top
+    /// of (`before`, sorted bytewise), which its version table must hold exactly. `false` when
+    /// `me` no longer holds one of them or a version table holds other versions: the caller
+    /// rolls the batch back.
     pub async fn record_migrated_batch(
         &self,
         txn: &DatabaseTransaction,
         rollout: Uuid,
         me: &str,
-        batch: &[(TenantId, Applied<'_>, Outcome)],
+        batch: &[(TenantId, Applied<'_>, &[String], Outcome)],
     ) -> Result<bool, Error> {
         let q = self.own_schema()?;
         let mut targets = Vec::with_capacity(batch.len());
-        for (tenant, applied, outcome) in batch {
+        for (tenant, applied, before, outcome) in batch {
             let Outcome::Migrated {
                 from,
                 to,
@@ -180,6 +182,7 @@ impl Catalog {
                 "to": to,
                 "duration_ms": duration_ms,
                 "detail": describe(outcome).2,
+                "before": before,
                 "versions": applied.versions,
                 "applied_at": applied.at,
             }));
@@ -210,6 +213,25 @@ impl Catalog {
             None => None,
         };
         Ok(ended.is_some_and(|n| usize::try_from(n).is_ok_and(|n| n == batch.len())))
+    }
+
+    /// Takes a tenant's migration lock in `txn` and puts its `schema` on the `search_path` for
+    /// the rest of the transaction, without reading its version table: for a rollout batch,
+    /// whose version rows are checked when they are written.
+    pub async fn lock_tenant_schema(
+        &self,
+        txn: &DatabaseTransaction,
+        schema: &str,
+        lock_key: &str,
+    ) -> Result<(), DbErr> {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)), \
+             set_config('search_path', quote_ident($2), true)",
+            [lock_key.into(), schema.into()],
+        ))
+        .await?;
+        Ok(())
     }
 
     /// Takes a tenant's migration lock in `txn`, puts its `schema` on the `search_path` for

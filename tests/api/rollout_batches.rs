@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use sea_orm::ConnectionTrait;
 use tenant_plane::proto;
 
 use crate::rollouts::{FIFTH, FOURTH, all, finish, fleet, poison, start, version_of};
@@ -26,17 +27,7 @@ async fn a_failing_tenant_fails_alone_and_its_batch_mates_are_migrated_once() {
     let (server, tenants) = fleet(Db::Postgres, 6).await;
     poison(&server, &tenants[1]).await;
 
-    let started = start(
-        &server,
-        proto::StartRolloutRequest {
-            selector: all(),
-            max_concurrency: 6,
-            error_policy: proto::ErrorPolicy::Continue as i32,
-            ..Default::default()
-        },
-    )
-    .await;
-    let ended = finish(&server, &started).await;
+    let ended = roll_out_all(&server).await;
 
     let counts = ended.counts.expect("counts");
     assert_eq!((counts.migrated, counts.failed), (5, 1), "{ended:?}");
@@ -57,5 +48,90 @@ async fn a_failing_tenant_fails_alone_and_its_batch_mates_are_migrated_once() {
         by_writer.values().any(|&n| n > 1),
         "some tenants were migrated in one transaction: {by_writer:?}"
     );
+    server.stop().await;
+}
+
+/// Rolls the fifth migration out to every tenant, six at a time; how it ended.
+async fn roll_out_all(server: &TestServer) -> proto::Rollout {
+    let started = start(
+        server,
+        proto::StartRolloutRequest {
+            selector: all(),
+            max_concurrency: 6,
+            error_policy: proto::ErrorPolicy::Continue as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    finish(server, &started).await
+}
+
+/// Every tenant but `except` is at the fifth version, with its row once.
+async fn all_migrated_but(server: &TestServer, tenants: &[proto::Tenant], except: Option<usize>) {
+    for (i, tenant) in tenants
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != except)
+    {
+        assert_eq!(version_of(server, tenant).await, FIFTH, "tenant {i}");
+        assert_eq!(server.tenant_versions(tenant).await.len(), 5, "tenant {i}");
+        assert_eq!(
+            writer_of(server, tenant, FIFTH).await.len(),
+            1,
+            "tenant {i}"
+        );
+    }
+}
+
+// A batch runs each tenant from the version the catalog mirrors, without reading its version
+// table first; the version rows go in only if that table holds exactly those versions. A
+// tenant whose table disagrees rolls its batch back, and the one-by-one run, which reads the
+// table, migrates it from what the table holds, or fails it there.
+
+#[tokio::test]
+async fn a_tenant_whose_mirror_is_behind_its_version_table_is_migrated_from_the_table() {
+    let (server, tenants) = fleet(Db::Postgres, 6).await;
+    // Tenant 2's table holds four versions; its mirror is set back to three.
+    let third = server.tenant_versions(&tenants[2]).await[2].clone();
+    let catalog = server.catalog().await;
+    catalog
+        .execute_unprepared(&format!(
+            "UPDATE tenants SET migration_version = '{third}' WHERE slug = 'fleet-2'"
+        ))
+        .await
+        .expect("set the mirror back");
+    catalog.close().await.expect("close");
+
+    let ended = roll_out_all(&server).await;
+
+    let counts = ended.counts.expect("counts");
+    assert_eq!((counts.migrated, counts.failed), (6, 0), "{ended:?}");
+    all_migrated_but(&server, &tenants, None).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_whose_version_table_lacks_a_mirrored_version_is_not_migrated_past_it() {
+    let (server, tenants) = fleet(Db::Postgres, 6).await;
+    // Tenant 4's table lost its fourth version row; the mirror still says four. The fifth
+    // migration runs cleanly on top of it, and must not be recorded there.
+    let conn = server.tenant_conn(&tenants[4]).await;
+    conn.execute_unprepared(&format!(
+        "DELETE FROM seaql_migrations WHERE version = '{FOURTH}'"
+    ))
+    .await
+    .expect("delete a version row");
+    conn.close().await.expect("close");
+
+    let ended = roll_out_all(&server).await;
+
+    let counts = ended.counts.expect("counts");
+    assert_eq!((counts.migrated, counts.failed), (5, 1), "{ended:?}");
+    all_migrated_but(&server, &tenants, Some(4)).await;
+    // Run from its table, tenant 4 got the fourth migration again, whose table exists: it
+    // failed there, and nothing of the fifth was kept.
+    let versions = server.tenant_versions(&tenants[4]).await;
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    assert!(!versions.iter().any(|v| v == FIFTH), "{versions:?}");
     server.stop().await;
 }

@@ -34,10 +34,11 @@ const UP: &str = r#"
 -- Ends, as in_state with an in_kind event each, the RUNNING targets of rollout in_rollout held
 -- by in_worker that in_targets lists: a JSON array of objects with "tenant" (uuid), "schema"
 -- (the tenant's schema), "from" and "to" (versions), "duration_ms", "detail" (the event's
--- detail), "versions" (names of the applied migrations) and "applied_at" (Unix seconds).
--- Returns how many targets it ended: all of them, or 0 when in_worker does not hold one of
--- them (its lease ran out and another worker took it). Then no version row and no mirror is
--- written, and the caller rolls the batch back.
+-- detail), "before" (the versions, sorted bytewise, the tenant's migration was run on top of),
+-- "versions" (names of the applied migrations) and "applied_at" (Unix seconds).
+-- Returns how many targets it ended: all of them; or 0 when in_worker does not hold one of
+-- them (its lease ran out and another worker took it), or a tenant's version table does not
+-- hold exactly its "before". Then the caller rolls the batch back.
 CREATE FUNCTION tenant_plane_finish_batch(
     in_rollout uuid, in_worker text, in_running text, in_state text, in_kind text,
     in_at timestamptz, in_targets jsonb)
@@ -47,6 +48,7 @@ SET search_path FROM CURRENT
 AS $$
 DECLARE
     target record;
+    inserted bigint;
 BEGIN
     -- One tenant at a time, each statement by primary key: a set-based UPDATE ... FROM the
     -- array was planned (generically, for an array of unknown length) as a hash join over all
@@ -69,12 +71,21 @@ BEGIN
     END LOOP;
     FOR target IN
         SELECT * FROM jsonb_to_recordset(in_targets)
-            AS x(tenant uuid, schema text, "to" text, versions jsonb, applied_at bigint)
+            AS x(tenant uuid, schema text, "to" text, before text[], versions jsonb,
+                 applied_at bigint)
     LOOP
+        -- The version rows go in only if the version table holds exactly the versions the
+        -- migration was run on top of.
         EXECUTE format(
-            'INSERT INTO %I.seaql_migrations (version, applied_at) '
-            'SELECT value, $2 FROM jsonb_array_elements_text($1)', target.schema)
-            USING target.versions, target.applied_at;
+            'INSERT INTO %1$I.seaql_migrations (version, applied_at) '
+            'SELECT value, $2 FROM jsonb_array_elements_text($1) '
+            'WHERE (SELECT coalesce(array_agg(version::text ORDER BY version COLLATE "C"), '
+            '''{}''::text[]) FROM %1$I.seaql_migrations) = $3', target.schema)
+            USING target.versions, target.applied_at, target.before;
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        IF inserted <> jsonb_array_length(target.versions) THEN
+            RETURN 0;
+        END IF;
         UPDATE tenants
         SET migration_version = target."to", last_error = NULL, last_error_time = NULL,
             revision = revision + 1, update_time = in_at
