@@ -288,8 +288,6 @@ impl DataPlane {
         self.known_versions(models.into_iter().map(|m| (m.version, m.applied_at)))
     }
 
-    /// A version table's rows (version, Unix seconds), oldest first, checked against the known
-    /// migrations.
     /// The versions a tenant whose catalog mirror says `version` has applied: every known
     /// migration up to it (their times unknown: the epoch). An error when no migration of this
     /// server has that name.
@@ -313,6 +311,8 @@ impl DataPlane {
             .collect())
     }
 
+    /// A version table's rows (version, Unix seconds), oldest first, checked against the known
+    /// migrations.
     fn known_versions(
         &self,
         rows: impl IntoIterator<Item = (String, i64)>,

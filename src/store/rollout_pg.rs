@@ -53,8 +53,8 @@ impl Catalog {
         // fetch per picked row, where `ctid = ANY (...)` (an array of unknown length) was
         // planned as a scan of the whole table while it was small, and the plan was kept as it
         // grew; with another condition, a generic plan scanned the whole rollout's index. The
-        // tenants are read by their ids, for the same
-        // reason: a join alone made a generic plan hash the whole tenants table.
+        // tenants are read by their ids: a join alone made a generic plan hash the whole
+        // tenants table.
         let sql = format!(
             "WITH pending AS MATERIALIZED ( \
                SELECT ctid, position FROM {q}rollout_targets \
