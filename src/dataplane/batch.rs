@@ -75,8 +75,8 @@ impl DataPlane {
                 break;
             }
         }
-        if whole && let Some((_, claim)) = batch.first() {
-            whole = self.record_batch(&txn, batch, claim, &done).await;
+        if whole {
+            whole = self.record_batch(&txn, batch, &done).await;
         }
         if !whole {
             // At once, not when the connection is next used: the tenants' locks must be free
@@ -106,9 +106,12 @@ impl DataPlane {
         &self,
         txn: &DatabaseTransaction,
         batch: &[(Storage, RolloutClaim<'_>)],
-        claim: &RolloutClaim<'_>,
         done: &[(usize, Migrated)],
     ) -> bool {
+        // One rollout and one worker hold every target of a batch.
+        let Some((_, claim)) = batch.first() else {
+            return true;
+        };
         let mut records = Vec::with_capacity(done.len());
         for (i, migrated) in done {
             let Some(schema) = batch[*i].0.schema.as_deref() else {
@@ -123,7 +126,7 @@ impl DataPlane {
                 batch[*i].0.tenant,
                 applied,
                 migrated.before.as_slice(),
-                migrated.outcome.clone(),
+                &migrated.outcome,
             ));
         }
         match self

@@ -160,7 +160,7 @@ impl Catalog {
         txn: &DatabaseTransaction,
         rollout: Uuid,
         me: &str,
-        batch: &[(TenantId, Applied<'_>, &[String], Outcome)],
+        batch: &[(TenantId, Applied<'_>, &[String], &Outcome)],
     ) -> Result<bool, Error> {
         let q = self.own_schema()?;
         let mut targets = Vec::with_capacity(batch.len());
@@ -169,7 +169,7 @@ impl Catalog {
                 from,
                 to,
                 duration_ms,
-            } = outcome
+            } = *outcome
             else {
                 return Err(Error::Internal(
                     "only a migrated target commits with its migration".into(),
@@ -236,8 +236,7 @@ impl Catalog {
 
     /// Takes a tenant's migration lock in `txn`, puts its `schema` on the `search_path` for
     /// the rest of the transaction, and reads its version table (sorted by version: oldest
-    /// first), in one round
-    /// trip: the catalog's `tenant_plane_enter`. A missing schema or version table is an
+    /// first), in one round trip: the catalog's `tenant_plane_enter`. A missing schema or version table is an
     /// `undefined_table` error.
     pub async fn enter_tenant_schema(
         &self,
