@@ -361,7 +361,9 @@ async fn main() {
         "every tenant migrated: {ended:?}"
     );
     settle(&raw).await;
+    eprintln!("measuring the rollout's floor");
     let rollout_floor = raw_floor(&raw, &fleet_floor_schemas, NEW_MIGRATION_DDL, false).await;
+    eprintln!("measured the rollout's floor");
     settle(&raw).await;
     let (noop, noop_ended) = roll_out(&server).await;
     assert_eq!(

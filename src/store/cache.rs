@@ -41,23 +41,32 @@ pub enum Change {
 }
 
 impl Change {
-    /// Parses a notification payload written by `tenant_plane_notify_change()`.
-    pub fn parse(payload: &str) -> Option<Self> {
+    /// Parses a notification payload written by `tenant_plane_notify_change()`, or by
+    /// `tenant_plane_finish_batch_notify_once()`: `tenants:` and the ids of the tenants whose
+    /// rows a rollout batch changed, comma-separated.
+    pub fn parse(payload: &str) -> Option<Vec<Self>> {
         let (kind, rest) = payload.split_once(':')?;
-        match kind {
+        let one = match kind {
             "tenant" => {
                 let (id, slug) = rest.split_once(':')?;
-                Some(Self::Tenant {
+                Self::Tenant {
                     id: TenantId::parse(id)?,
                     slug: slug.to_owned(),
-                })
+                }
             }
-            "plan" => Some(Self::Plan(rest.to_owned())),
-            "api_key" => Some(Self::ApiKey {
+            "tenants" => {
+                return rest
+                    .split(',')
+                    .map(|id| TenantId::parse(id).map(Self::TenantRow))
+                    .collect();
+            }
+            "plan" => Self::Plan(rest.to_owned()),
+            "api_key" => Self::ApiKey {
                 secret_hash: rest.to_owned(),
-            }),
-            _ => None,
-        }
+            },
+            _ => return None,
+        };
+        Some(vec![one])
     }
 }
 
@@ -251,15 +260,25 @@ mod tests {
     #[test]
     fn payloads_parse() {
         let id = TenantId::new();
+        let other = TenantId::new();
         assert_eq!(
             Change::parse(&format!("tenant:{id}:acme")),
-            Some(Change::Tenant {
+            Some(vec![Change::Tenant {
                 id,
                 slug: "acme".into()
-            })
+            }])
         );
-        assert_eq!(Change::parse("plan:pro"), Some(Change::Plan("pro".into())));
+        assert_eq!(
+            Change::parse(&format!("tenants:{id},{other}")),
+            Some(vec![Change::TenantRow(id), Change::TenantRow(other)])
+        );
+        assert_eq!(
+            Change::parse("plan:pro"),
+            Some(vec![Change::Plan("pro".into())])
+        );
         assert_eq!(Change::parse("tenant:nonsense"), None);
+        assert_eq!(Change::parse(&format!("tenants:{id},nonsense")), None);
+        assert_eq!(Change::parse("tenants:"), None);
         assert_eq!(Change::parse("other:x"), None);
     }
 

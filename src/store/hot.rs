@@ -136,7 +136,7 @@ impl Catalog {
         tracing::debug!("following catalog changes");
         while let Some(note) = listener.try_recv().await? {
             match Change::parse(note.payload()) {
-                Some(change) => self.changed(&change),
+                Some(changes) => changes.iter().for_each(|change| self.changed(change)),
                 None => tracing::warn!(payload = note.payload(), "unrecognised catalog change"),
             }
         }

@@ -151,7 +151,8 @@ impl Catalog {
 
     /// Records the migrated targets of one batch in `txn`, the transaction that migrated
     /// them: what [`Self::record_migrated_target`] writes for each, in one call (the catalog's
-    /// `tenant_plane_finish_batch`). Each comes with the versions its migration was run on top
+    /// `tenant_plane_finish_batch_notify_once`, which also tells the other replicas of all the
+    /// batch's tenants in one notification). Each comes with the versions its migration was run on top
     /// of (`before`, sorted bytewise), which its version table must hold exactly. `false` when
     /// `me` no longer holds one of them or a version table holds other versions: the caller
     /// rolls the batch back.
@@ -195,7 +196,10 @@ impl Catalog {
         let row = txn
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                format!("SELECT {q}tenant_plane_finish_batch($1, $2, $3, $4, $5, $6, $7) AS ended"),
+                format!(
+                    "SELECT {q}tenant_plane_finish_batch_notify_once($1, $2, $3, $4, $5, $6, $7) \
+                     AS ended"
+                ),
                 [
                     rollout.into(),
                     me.into(),

@@ -21,7 +21,7 @@ const POLL: Duration = Duration::from_millis(50);
 const RESOURCE: &str = "messages_per_day";
 
 /// Asks `seen` every [`POLL`] until it holds; fails once [`DEADLINE`] has passed.
-async fn within_a_second(what: &str, mut seen: impl AsyncFnMut() -> bool) {
+pub(crate) async fn within_a_second(what: &str, mut seen: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     loop {
         let holds = seen().await;
@@ -41,7 +41,7 @@ async fn resolve(server: &TestServer, key: Key) -> Result<proto::ResolveTenantRe
 }
 
 /// The tenant a slug resolves to, which must exist.
-async fn tenant_of(server: &TestServer, slug: &str) -> proto::Tenant {
+pub(crate) async fn tenant_of(server: &TestServer, slug: &str) -> proto::Tenant {
     let resolved = resolve(server, Key::Slug(slug.into())).await;
     let resolved = resolved.unwrap_or_else(|s| panic!("resolve {slug}: {s:?}"));
     resolved.tenant.expect("a tenant")

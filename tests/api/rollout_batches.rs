@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use sea_orm::ConnectionTrait;
 use tenant_plane::proto;
 
-use crate::rollouts::{FIFTH, FOURTH, all, finish, fleet, poison, start, version_of};
+use crate::cache::{tenant_of, within_a_second};
+use crate::rollouts::{
+    FIFTH, FOURTH, all, finish, five_migrations, fleet, poison, start, version_of,
+};
 use crate::support::{Db, TestServer, column_of};
 
 /// The transaction that wrote `version` into the tenant's version table.
@@ -49,6 +52,45 @@ async fn a_failing_tenant_fails_alone_and_its_batch_mates_are_migrated_once() {
         "some tenants were migrated in one transaction: {by_writer:?}"
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reaches_another_replicas_memory_of_its_tenants_within_a_second() {
+    let (a, tenants) = fleet(Db::Postgres, 6).await;
+    let catalog = a.catalog_url.clone();
+    // A replica that takes no part in the rollout (it looks for rollouts once a minute): it
+    // learns of the batches' tenants only from their change notifications.
+    let b = TestServer::start_with_migrations(Db::Postgres, five_migrations(), |c| {
+        c.database_url = Some(catalog);
+        c.rollout_poll_ms = 60_000;
+    })
+    .await;
+    for tenant in &tenants {
+        assert_eq!(tenant_of(&b, &tenant.slug).await.migration_version, FOURTH);
+    }
+
+    let ended = roll_out_all(&a).await;
+
+    let counts = ended.counts.expect("counts");
+    assert_eq!(counts.migrated, 6, "{ended:?}");
+    let mut writers = Vec::new();
+    for tenant in &tenants {
+        writers.extend(writer_of(&a, tenant, FIFTH).await);
+    }
+    writers.sort();
+    writers.dedup();
+    assert!(writers.len() < 6, "some tenants were migrated in one batch");
+    within_a_second("B sees every tenant at the fifth version", async || {
+        for tenant in &tenants {
+            if tenant_of(&b, &tenant.slug).await.migration_version != FIFTH {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    b.stop().await;
+    a.stop().await;
 }
 
 /// Rolls the fifth migration out to every tenant, six at a time; how it ended.

@@ -13,6 +13,7 @@ mod m20261123_000008_create_audit_events;
 mod m20261124_000009_rollout_events_without_foreign_key;
 mod m20261125_000010_rollout_functions;
 mod m20261126_000011_rollout_batch_function;
+mod m20261127_000012_batch_change_notice;
 
 /// Runs `sql` (one or more statements) on PostgreSQL; nothing on SQLite. For catalog
 /// migrations that only PostgreSQL needs.
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000009_rollout_events_without_foreign_key::Migration),
             Box::new(m20261125_000010_rollout_functions::Migration),
             Box::new(m20261126_000011_rollout_batch_function::Migration),
+            Box::new(m20261127_000012_batch_change_notice::Migration),
         ]
     }
 
