@@ -1,7 +1,8 @@
 //! WatchRollout: a snapshot of a rollout's counts, then its events as they are written, read
 //! from the catalog's event log by sequence number, so a watcher on any replica sees the work of
 //! every replica. Events are sent as they are read, in batches at most one poll interval apart
-//! while the rollout runs; each batch's events carry the counts read with it.
+//! while the rollout runs; each batch's events carry the counts read with it. A rollout that
+//! this replica ends wakes its watchers at once, so the end is not a poll interval late.
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -18,7 +19,9 @@ impl Rollouts {
     /// A snapshot of the counts, then every event from now on, until the rollout ends.
     pub async fn watch(&self, id: Uuid) -> Result<ReceiverStream<Result<WatchItem, Error>>, Error> {
         // The position first, then the state: a rollout that ends in between is still active in
-        // neither read's past, so its `finished` event comes after `seq`.
+        // neither read's past, so its `finished` event comes after `seq`. Endings from now on
+        // wake the loop below.
+        let mut endings = self.catalog.rollout_endings();
         let mut seq = self.catalog.last_rollout_event(id).await?;
         let rollout = self.get(id).await?;
         let (tx, rx) = mpsc::channel(64);
@@ -62,6 +65,7 @@ impl Rollouts {
                 if batch.is_empty() {
                     tokio::select! {
                         () = tokio::time::sleep(poll) => continue,
+                        Ok(()) = endings.changed() => continue,
                         () = tx.closed() => return,
                     }
                 }
@@ -93,6 +97,7 @@ impl Rollouts {
                 if caught_up {
                     tokio::select! {
                         () = tokio::time::sleep(poll) => {}
+                        Ok(()) = endings.changed() => {}
                         () = tx.closed() => return,
                     }
                 }

@@ -77,6 +77,9 @@ pub struct Catalog {
     cache: Arc<CatalogCache>,
     /// Every change this process makes or hears of, for watchers (WatchTenantChanges).
     feed: tokio::sync::broadcast::Sender<Change>,
+    /// How many rollouts this process has ended (or cancelled), for its watchers to see the end
+    /// at once rather than at their next poll.
+    endings: Arc<tokio::sync::watch::Sender<u64>>,
     /// PostgreSQL: the quoted schema of the catalog's tables and a dot (`"public".`), for
     /// statements that run while a tenant's schema is on the `search_path`.
     qualifier: Option<Arc<str>>,
@@ -135,6 +138,7 @@ impl Catalog {
             url: url.into(),
             cache: Arc::new(CatalogCache::new(pool.cache_capacity)),
             feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+            endings: Arc::new(tokio::sync::watch::Sender::new(0)),
             qualifier,
         })
     }

@@ -302,7 +302,16 @@ impl Catalog {
             .await?;
         }
         txn.commit().await.map_err(db_error)?;
+        if moved && !to.is_active() {
+            self.endings.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(moved)
+    }
+
+    /// Changes each time this process ends a rollout ([`Self::transition_rollout`]). Rollouts
+    /// ended by other replicas are not seen here.
+    pub fn rollout_endings(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.endings.subscribe()
     }
 }
 
