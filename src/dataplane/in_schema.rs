@@ -89,7 +89,12 @@ impl DataPlane {
                     ),
                 )
                 .await?;
-                *recreate || !exists
+                let created = *recreate || !exists;
+                if created && !is_shared {
+                    // A schema made just now: its version table, made next, is empty.
+                    before = Some(Vec::new());
+                }
+                created
             }
             _ if self.catalog.knows_own_schema() => {
                 // One round trip: the lock, the schema on the search_path, and the version

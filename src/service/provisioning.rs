@@ -69,11 +69,7 @@ impl Provisioning {
             request,
             PROVISION_METHOD,
             tenant.id.as_uuid(),
-            || async {
-                self.provision_tenant(&tenant, force_recreate)
-                    .await
-                    .map(|(_, changed)| changed)
-            },
+            || async { self.provision_storage(&tenant, force_recreate).await },
         )
         .await?;
         Ok((
@@ -82,12 +78,21 @@ impl Provisioning {
         ))
     }
 
-    /// Provisions a tenant already loaded (CreateTenant with TENANT_AUTO_PROVISION).
+    /// Provisions a tenant already loaded (CreateTenant with TENANT_AUTO_PROVISION): the
+    /// tenant as it is then, and whether anything changed.
     pub(crate) async fn provision_tenant(
         &self,
         tenant: &Tenant,
         recreate: bool,
     ) -> Result<(Tenant, bool), Error> {
+        let changed = self.provision_storage(tenant, recreate).await?;
+        let fresh = load(&self.catalog, &TenantRef::Id(tenant.id)).await?;
+        Ok((fresh, changed))
+    }
+
+    /// Creates or rebuilds the storage of a tenant already loaded and migrates it; whether
+    /// anything changed.
+    async fn provision_storage(&self, tenant: &Tenant, recreate: bool) -> Result<bool, Error> {
         if matches!(tenant.state, TenantState::Deleted | TenantState::Suspended) {
             return Err(Error::FailedPrecondition {
                 subject: tenant.name(),
@@ -128,8 +133,7 @@ impl Provisioning {
                 "tenant storage provisioned"
             );
         }
-        let fresh = load(&self.catalog, &TenantRef::Id(tenant.id)).await?;
-        Ok((fresh, changed))
+        Ok(changed)
     }
 
     pub async fn status(&self, target: &TenantRef) -> Result<ProvisioningStatus, Error> {
