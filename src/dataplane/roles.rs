@@ -52,35 +52,65 @@ struct Found {
 
 /// Looks the tenant's role up. A role of that name that can do more than a tenant role (a
 /// superuser, say) is refused rather than granted the tenant's data.
+///
+/// Its attributes are read (from the `pg_roles` view, whose plan costs more than the rest of
+/// the lookup, and is made afresh after every schema made anywhere) only if the role exists:
+/// a tenant provisioned for the first time has none yet.
 async fn find_role(txn: &DatabaseTransaction, storage: &Storage) -> Result<Found, Error> {
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT r.privileged, \
-               CASE WHEN r.privileged IS NULL \
-                 THEN has_database_privilege('public', current_database(), 'CONNECT') \
-                 ELSE has_database_privilege($1, current_database(), 'CONNECT') END AS can_connect, \
+            "SELECT r.present, \
+               CASE WHEN r.present \
+                 THEN has_database_privilege($1, current_database(), 'CONNECT') \
+                 ELSE has_database_privilege('public', current_database(), 'CONNECT') END \
+                 AS can_connect, \
                current_database()::text AS database, current_schema()::text AS schema \
-             FROM (SELECT (SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication \
-                     OR rolbypassrls FROM pg_roles WHERE rolname = $1) AS privileged) AS r",
+             FROM (SELECT to_regrole(quote_ident($1)) IS NOT NULL AS present) AS r",
             [storage.role.as_str().into()],
         ))
         .await
         .map_err(db_error)?
         .ok_or_else(|| Error::Internal("looking the tenant role up returned nothing".into()))?;
-    let privileged: Option<bool> = row.try_get("", "privileged").map_err(db_error)?;
-    if privileged == Some(true) {
-        return Err(Error::Internal(format!(
-            "role {} exists with more privileges than a tenant role; not granting it tenant data",
-            storage.role
-        )));
+    let present: bool = row.try_get("", "present").map_err(db_error)?;
+    if present {
+        refuse_privileged(txn, storage).await?;
     }
     Ok(Found {
-        missing: privileged.is_none(),
+        missing: !present,
         can_connect: row.try_get("", "can_connect").map_err(db_error)?,
         database: row.try_get("", "database").map_err(db_error)?,
         schema: row.try_get("", "schema").map_err(db_error)?,
     })
+}
+
+/// Refuses an existing role of the tenant's name that can do more than a tenant role.
+async fn refuse_privileged(txn: &DatabaseTransaction, storage: &Storage) -> Result<(), Error> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls \
+               AS privileged \
+             FROM pg_roles WHERE rolname = $1",
+            [storage.role.as_str().into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    let privileged = match row {
+        Some(row) => row.try_get("", "privileged").map_err(db_error)?,
+        None => false,
+    };
+    if privileged {
+        return Err(Error::FailedPrecondition {
+            subject: storage.role.to_string(),
+            message: format!(
+                "role {} exists with more privileges than a tenant role; not granting it \
+                 tenant data",
+                storage.role
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Runs `sql`, the statements that make and grant the tenant's role, as one batch. Refused

@@ -197,3 +197,41 @@ async fn the_embedded_catalog_has_no_roles_to_rotate() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_tenant_role_given_more_privileges_is_refused_and_a_rebuild_keeps_the_data() {
+    let server = TestServer::start(Db::Postgres).await;
+    let tenant = create(&server, "elevated").await;
+    let role = location(&server, &tenant).await.role_name;
+    let conn = server.tenant_conn(&tenant).await;
+    conn.execute_unprepared(
+        "INSERT INTO users (id, email) VALUES ('00000000-0000-0000-0000-000000000001', 'a@x')",
+    )
+    .await
+    .expect("a user");
+    conn.close().await.expect("close");
+    let admin = server.catalog().await;
+    admin
+        .execute_unprepared(&format!("ALTER ROLE \"{role}\" CREATEDB"))
+        .await
+        .expect("give the role more than a tenant role has");
+    admin.close().await.expect("close");
+
+    let refused = server
+        .provisioning()
+        .provision_tenant(proto::ProvisionTenantRequest {
+            tenant: tenant.name.clone(),
+            force_recreate: true,
+            etag: tenant.etag.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a privileged role is not granted tenant data");
+
+    assert_precondition(&refused, "more privileges than a tenant role");
+    let conn = server.tenant_conn(&tenant).await;
+    let users = crate::support::column_of(&conn, "SELECT email AS name FROM users").await;
+    conn.close().await.expect("close");
+    assert_eq!(users, ["a@x"], "the rebuild was rolled back whole");
+    server.stop().await;
+}
