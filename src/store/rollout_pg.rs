@@ -152,10 +152,10 @@ impl Catalog {
     /// Records the migrated targets of one batch in `txn`, the transaction that migrated
     /// them: what [`Self::record_migrated_target`] writes for each, in one call (the catalog's
     /// `tenant_plane_finish_batch_notify_once`, which also tells the other replicas of all the
-    /// batch's tenants in one notification). Each comes with the versions its migration was run on top
-    /// of (`before`, sorted bytewise), which its version table must hold exactly. `false` when
-    /// `me` no longer holds one of them or a version table holds other versions: the caller
-    /// rolls the batch back.
+    /// batch's tenants in one notification). Each comes with the versions its migration was
+    /// run on top of (`before`, sorted bytewise), which its version table must hold exactly.
+    /// `false` when `me` no longer holds one of them or a version table holds other versions:
+    /// the caller rolls the batch back.
     pub async fn record_migrated_batch(
         &self,
         txn: &DatabaseTransaction,
