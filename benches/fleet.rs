@@ -4,8 +4,9 @@
 //!
 //! Run: `cargo bench --bench fleet` (starts a throwaway PostgreSQL, like the tests; or set
 //! TEST_DATABASE_URL). Sizes: BENCH_PROVISION (default 200), BENCH_FLEET (default 1000); the
-//! server's pool: BENCH_POOL (default: the server's default, 10); the rollout's concurrency:
-//! BENCH_CONCURRENCY (default 8, the server's default highest). BENCH_TRACE=1 adds diagnostics:
+//! server's pool: BENCH_POOL (default: the server's default, 10); its rollout pool:
+//! BENCH_ROLLOUT_CONNECTIONS (default: the server's default, 2); the rollout's concurrency:
+//! BENCH_CONCURRENCY (default: the server's default highest, 16). BENCH_TRACE=1 adds diagnostics:
 //! span timings of every RPC, the transport's round trip (health check, GetProvisioningStatus)
 //! and per-call latency.
 
@@ -83,6 +84,15 @@ fn env_size(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The rollouts' concurrency: BENCH_CONCURRENCY, or the highest the server allows by default.
+fn concurrency() -> usize {
+    let defaults = Config::for_tests(std::env::temp_dir(), None);
+    env_size(
+        "BENCH_CONCURRENCY",
+        defaults.rollout_max_concurrency as usize,
+    )
+}
+
 struct Server {
     channel: Channel,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -98,8 +108,11 @@ async fn serve(catalog: &str, migrations: TenantMigrations, auto_provision: bool
     // The server's own defaults unless asked otherwise: every pooled connection processes
     // every other connection's catalog invalidations, so the pool's size shows in DDL costs.
     config.pool_size = env_size("BENCH_POOL", config.pool_size as usize) as u32;
-    config.rollout_max_concurrency =
-        env_size("BENCH_CONCURRENCY", config.rollout_max_concurrency as usize) as u32;
+    config.rollout_connections = env_size(
+        "BENCH_ROLLOUT_CONNECTIONS",
+        config.rollout_connections as usize,
+    ) as u32;
+    config.rollout_max_concurrency = concurrency() as u32;
     config.rollout_poll_ms = 50;
     let mut app = App::build_with(config, migrations).await.expect("start");
     let listener = app.bind().await.expect("bind");
@@ -196,7 +209,7 @@ async fn roll_out(server: &Server) -> (f64, proto::Rollout) {
                 selector: Some(proto::tenant_selector::Selector::All(true)),
             }),
             // The highest concurrency the server allows by default.
-            max_concurrency: env_size("BENCH_CONCURRENCY", 8) as i32,
+            max_concurrency: concurrency() as i32,
             ..Default::default()
         })
         .await

@@ -151,6 +151,14 @@ pub struct Config {
     #[arg(long, env = "TENANT_PLANE_POOL_SIZE", default_value_t = 10)]
     pub pool_size: u32,
 
+    /// Connections of the rollout workers' own pool (PostgreSQL catalogs), beside the shared one:
+    /// rollout transactions run there, so a rollout never takes the hot path's connections, and
+    /// its DDL's cache invalidations are worked through by these few sessions instead of by
+    /// every pooled one. A replica runs at most this many rollout transactions at once (on
+    /// SQLite too, in the shared pool).
+    #[arg(long, env = "TENANT_PLANE_ROLLOUT_CONNECTIONS", default_value_t = 2)]
+    pub rollout_connections: u32,
+
     /// Most connections kept open to tenant databases (database-per-tenant isolation), shared by
     /// all tenants in LRU order: connections never grow with the number of tenants.
     #[arg(long, env = "TENANT_PLANE_TENANT_CONNECTIONS", default_value_t = 8)]
@@ -171,15 +179,16 @@ pub struct Config {
     pub storage_measure_interval_secs: u64,
 
     /// Concurrency of a rollout that does not choose one (tenants migrated at once, per replica).
-    #[arg(long, env = "TENANT_PLANE_ROLLOUT_CONCURRENCY", default_value_t = 4)]
+    #[arg(long, env = "TENANT_PLANE_ROLLOUT_CONCURRENCY", default_value_t = 8)]
     pub rollout_concurrency: u32,
 
-    /// Highest concurrency a rollout may ask for; each tenant in progress holds a connection,
-    /// so keep it below the pool size.
+    /// Highest concurrency a rollout may ask for (tenants in progress at once, per replica; a
+    /// replica's rollout transactions, each of up to three tenants, are bounded by
+    /// TENANT_PLANE_ROLLOUT_CONNECTIONS too).
     #[arg(
         long,
         env = "TENANT_PLANE_ROLLOUT_MAX_CONCURRENCY",
-        default_value_t = 8
+        default_value_t = 16
     )]
     pub rollout_max_concurrency: u32,
 

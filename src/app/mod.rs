@@ -70,6 +70,11 @@ impl App {
                 "TENANT_PLANE_POOL_SIZE must be at least 1".into(),
             ));
         }
+        if config.rollout_connections == 0 {
+            return Err(StartError::Config(
+                "TENANT_PLANE_ROLLOUT_CONNECTIONS must be at least 1".into(),
+            ));
+        }
         let tenant_connections =
             NonZeroUsize::new(config.tenant_connections as usize).ok_or_else(|| {
                 StartError::Config("TENANT_PLANE_TENANT_CONNECTIONS must be at least 1".into())
@@ -87,6 +92,7 @@ impl App {
         };
         let pool = PoolSettings {
             max_connections: config.pool_size,
+            rollout_connections: config.rollout_connections,
             acquire_timeout: config.pool_acquire_timeout(),
             cache_capacity: NonZeroUsize::new(config.cache_capacity as usize).ok_or_else(|| {
                 StartError::Config("TENANT_PLANE_CACHE_CAPACITY must be at least 1".into())

@@ -50,7 +50,7 @@ impl DataPlane {
         batch: &[(Storage, RolloutClaim<'_>)],
         target: Target,
     ) -> Option<Vec<Outcome>> {
-        let txn = match self.catalog.conn().begin().await {
+        let txn = match self.catalog.rollout_conn().begin().await {
             Ok(txn) => txn,
             Err(error) => {
                 tracing::debug!(%error, "a rollout batch could not begin");

@@ -71,7 +71,12 @@ impl DataPlane {
         let name = required(&storage.schema, "schema")?;
         let schema = quote(name);
         let is_shared = storage.isolation == Isolation::Shared;
-        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+        // A rollout's target on the rollout workers' pool.
+        let pool = match claim {
+            Some(_) => self.catalog.rollout_conn(),
+            None => self.catalog.conn(),
+        };
+        let txn = pool.begin().await.map_err(db_error)?;
         let mut before = None;
         let created = match run {
             Run::Provision { recreate } => {

@@ -141,8 +141,9 @@ impl std::fmt::Debug for Pools {
 
 impl Collector for Pools {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let pools: [(&str, PoolUsage); 2] = [
+        let pools: [(&str, PoolUsage); 3] = [
             ("catalog", self.catalog.pool_usage()),
+            ("rollouts", self.catalog.rollout_pool_usage()),
             ("tenant_databases", self.dataplane.tenant_connections()),
         ];
         let mut connections = encoder.encode_descriptor(

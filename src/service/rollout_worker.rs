@@ -1,9 +1,9 @@
 //! The rollout worker: one per replica. It claims targets of running rollouts (as many as each
-//! rollout's concurrency allows, canaries first), migrates them (SCHEMA tenants a few to a
-//! transaction, see [`DataPlane::run_targets`]), records each outcome, renews the leases of what
-//! it is working on, and ends rollouts by their rules. Replicas share the
-//! work through the catalog; a replica that dies leaves leases that run out, and the targets
-//! are claimed again.
+//! rollout's concurrency and the rollout pool's connections allow, canaries first), migrates
+//! them (SCHEMA tenants a few to a transaction, see [`DataPlane::run_targets`]), records each
+//! outcome, renews the leases of what it is working on, and ends rollouts by their rules.
+//! Replicas share the work through the catalog; a replica that dies leaves leases that run out,
+//! and the targets are claimed again.
 
 mod target;
 
@@ -17,9 +17,10 @@ use crate::dataplane::DataPlane;
 use crate::domain::{Error, RolloutCounts, RolloutState, Verdict};
 use crate::store::Catalog;
 
-/// Rollout targets migrated in one transaction, at most: a handful keeps each tenant's locks
-/// short while sparing most of the per-transaction round trips (begin, commit, a claim).
-const TARGETS_PER_TRANSACTION: usize = 3;
+/// Rollout targets migrated in one transaction, at most: a few keeps each tenant's locks short
+/// (a batch holds its tenants' until it commits) while sparing most of the per-transaction
+/// costs (begin, commit, a claim, the call that records them).
+const MAX_TARGETS_PER_TRANSACTION: usize = 8;
 
 /// What this replica knows of one rollout between full passes.
 struct Tracked {
@@ -130,6 +131,7 @@ impl RolloutWorker {
                 tracked.entry(id).or_insert_with(Tracked::new).recheck = true;
             }
         }
+        let lanes = self.catalog.rollout_lanes() as usize;
         let ids: Vec<Uuid> = tracked.keys().copied().collect();
         for id in ids {
             let Some(t) = tracked.get_mut(&id) else {
@@ -145,7 +147,18 @@ impl RolloutWorker {
             let Some((max_concurrency, below, target)) = t.proceed else {
                 continue;
             };
-            let free = max_concurrency.saturating_sub(t.in_flight);
+            // Canaries go one by one: the rules are evaluated after each.
+            let most = if t.canary_only {
+                1
+            } else {
+                MAX_TARGETS_PER_TRANSACTION
+            };
+            // A transaction per rollout connection; claims only while one is idle, so the claim
+            // never waits for a connection either.
+            let idle_lanes = lanes.saturating_sub(tasks.len());
+            let free = max_concurrency
+                .saturating_sub(t.in_flight)
+                .min(u32::try_from(idle_lanes * most).unwrap_or(u32::MAX));
             if free == 0 {
                 continue;
             }
@@ -157,12 +170,8 @@ impl RolloutWorker {
                 // Nothing more to claim now: perhaps the rollout is done; look again next time.
                 t.recheck = true;
             }
-            // Canaries go one by one: the rules are evaluated after each.
-            let per_transaction = if t.canary_only {
-                1
-            } else {
-                TARGETS_PER_TRANSACTION
-            };
+            // Shared out evenly over the idle connections.
+            let per_transaction = claims.len().div_ceil(idle_lanes.max(1)).clamp(1, most);
             let mut claims = claims.into_iter().peekable();
             while claims.peek().is_some() {
                 let batch: Vec<_> = claims.by_ref().take(per_transaction).collect();

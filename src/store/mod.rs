@@ -68,10 +68,18 @@ pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 /// How long an SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Handle to the catalog: one bounded connection pool shared by every use case.
+/// Handle to the catalog: one bounded connection pool shared by every use case, and on
+/// PostgreSQL a small one of the rollout workers' own.
 #[derive(Clone)]
 pub struct Catalog {
     db: DatabaseConnection,
+    /// PostgreSQL: the rollout workers' pool. Their DDL makes every session that next begins a
+    /// transaction work through its cache invalidations and rebuild what it had cached, and
+    /// sqlx hands idle connections out in turn, so on the shared pool a rollout would touch
+    /// every session of it; here it touches a few, and never waits for the hot path's.
+    rollouts: Option<DatabaseConnection>,
+    /// Rollout transactions at once (TENANT_PLANE_ROLLOUT_CONNECTIONS).
+    rollout_lanes: u32,
     backend: Backend,
     url: Arc<str>,
     cache: Arc<CatalogCache>,
@@ -89,6 +97,9 @@ pub struct Catalog {
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub max_connections: u32,
+    /// Connections of the rollout workers' pool (PostgreSQL), and the most rollout
+    /// transactions at once (both backends).
+    pub rollout_connections: u32,
     pub acquire_timeout: Duration,
     /// Tenants (and as many slugs and API keys) kept in memory for the hot path.
     pub cache_capacity: NonZeroUsize,
@@ -107,25 +118,32 @@ impl Catalog {
                 "must start with postgres://, postgresql:// or sqlite:",
             ));
         };
-        let mut options = ConnectOptions::new(url);
-        options
-            .max_connections(pool.max_connections)
-            .min_connections(0)
-            .acquire_timeout(pool.acquire_timeout)
-            .connect_timeout(pool.acquire_timeout)
-            .sqlx_logging(false)
-            // A ping before every use would double the round trips of the hot path; only a
-            // connection idle long enough to have been dropped by a proxy is checked first.
-            .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
-            .map_sqlx_sqlite_opts(|opts| {
-                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                opts.create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                    .foreign_keys(true)
-            });
-        let db = Database::connect(options).await.map_err(db_error)?;
+        let db = Database::connect(pool_options(
+            url,
+            pool.max_connections,
+            pool.acquire_timeout,
+        ))
+        .await
+        .map_err(db_error)?;
+        // SQLite has one writer at a time: a second pool would only wait on the first.
+        let rollouts = match backend {
+            Backend::Postgres => {
+                let mut options =
+                    pool_options(url, pool.rollout_connections.max(1), pool.acquire_timeout);
+                // No connection until a rollout needs one: the shared pool has just shown
+                // the database is there.
+                options.connect_lazy(true).map_sqlx_postgres_opts(|opts| {
+                    // Told apart in pg_stat_activity: "<application name> rollouts".
+                    let name = format!(
+                        "{} rollouts",
+                        opts.get_application_name().unwrap_or("tenant-plane")
+                    );
+                    opts.application_name(&name)
+                });
+                Some(Database::connect(options).await.map_err(db_error)?)
+            }
+            Backend::Sqlite => None,
+        };
         let qualifier = match backend {
             Backend::Postgres => catalog_schema(&db)
                 .await?
@@ -134,6 +152,8 @@ impl Catalog {
         };
         Ok(Self {
             db,
+            rollouts,
+            rollout_lanes: pool.rollout_connections.max(1),
             backend,
             url: url.into(),
             cache: Arc::new(CatalogCache::new(pool.cache_capacity)),
@@ -176,8 +196,11 @@ impl Catalog {
         self.db.ping().await.map_err(db_error)
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(self) -> Result<(), Error> {
+        if let Some(rollouts) = self.rollouts {
+            rollouts.close().await.map_err(db_error)?;
+        }
         self.db.close().await.map_err(db_error)
     }
 
@@ -185,10 +208,50 @@ impl Catalog {
         &self.db
     }
 
+    /// The rollout workers' pool (the shared one on SQLite): for their claims and the
+    /// transactions that migrate their targets, one connection at a time each.
+    pub(crate) fn rollout_conn(&self) -> &DatabaseConnection {
+        self.rollouts.as_ref().unwrap_or(&self.db)
+    }
+
+    /// How many rollout transactions this process may run at once: its rollout pool's size
+    /// (on SQLite, where they share the one pool, as many).
+    pub(crate) fn rollout_lanes(&self) -> u32 {
+        self.rollout_lanes
+    }
+
     /// The catalog pool's connections now, for the metrics endpoint.
     pub fn pool_usage(&self) -> PoolUsage {
         pool_usage(&self.db)
     }
+
+    /// The rollout pool's connections now (none on SQLite), for the metrics endpoint.
+    pub fn rollout_pool_usage(&self) -> PoolUsage {
+        self.rollouts.as_ref().map(pool_usage).unwrap_or_default()
+    }
+}
+
+/// A bounded pool of at most `max` connections to `url`, opened as they are needed.
+fn pool_options(url: &str, max: u32, acquire_timeout: Duration) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(max)
+        .min_connections(0)
+        .acquire_timeout(acquire_timeout)
+        .connect_timeout(acquire_timeout)
+        .sqlx_logging(false)
+        // A ping before every use would double the round trips of the hot path; only a
+        // connection idle long enough to have been dropped by a proxy is checked first.
+        .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
+        .map_sqlx_sqlite_opts(|opts| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            opts.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+        });
+    options
 }
 
 /// The schema the catalog's tables are created in: the first existing one on the connection's

@@ -88,7 +88,7 @@ impl Catalog {
             pending = RolloutState::Pending.as_str(),
         );
         let rows = self
-            .conn()
+            .rollout_conn()
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 sql,
@@ -120,7 +120,16 @@ impl Catalog {
         me: &str,
         outcome: &Outcome,
     ) -> Result<bool, Error> {
-        finish(self.conn(), self.prefix(), id, tenant, me, outcome, None).await
+        finish(
+            self.rollout_conn(),
+            self.prefix(),
+            id,
+            tenant,
+            me,
+            outcome,
+            None,
+        )
+        .await
     }
 
     /// Records a migrated rollout target in `txn`, the transaction that migrated the tenant's

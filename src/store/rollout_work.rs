@@ -102,7 +102,7 @@ impl Catalog {
             "UPDATE rollout_targets {set} WHERE rollout_id = $4 AND tenant_id IN ({candidates}) \
              RETURNING tenant_id, attempts"
         );
-        let txn = self.conn().begin().await.map_err(db_error)?;
+        let txn = self.rollout_conn().begin().await.map_err(db_error)?;
         let rows = txn
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Sqlite,
@@ -172,7 +172,7 @@ impl Catalog {
             return self.finish_target_pg(id, tenant, me, outcome).await;
         }
         let (state, kind, detail) = describe(outcome);
-        let txn = self.conn().begin().await.map_err(db_error)?;
+        let txn = self.rollout_conn().begin().await.map_err(db_error)?;
         let mut update = rollout_target::Entity::update_many()
             .col_expr(rollout_target::Column::State, Expr::value(state.as_str()))
             .col_expr(

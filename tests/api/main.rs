@@ -37,6 +37,7 @@ mod quota_refusals;
 mod quotas;
 mod rollout_batches;
 mod rollout_claims;
+mod rollout_connections;
 mod rollout_crashes;
 mod rollouts;
 mod secrets;

@@ -36,6 +36,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
         &url,
         &PoolSettings {
             max_connections: 4,
+            rollout_connections: 2,
             acquire_timeout: Duration::from_secs(10),
             cache_capacity: NonZeroUsize::new(16).expect("non-zero"),
         },

@@ -61,7 +61,16 @@ pub(crate) fn five_migrations() -> TenantMigrations {
 
 /// A server with five migrations and `n` tenants at the fourth (one step behind the latest).
 pub(crate) async fn fleet(db: Db, n: usize) -> (TestServer, Vec<proto::Tenant>) {
-    let server = TestServer::start_with_migrations(db, five_migrations(), |_| {}).await;
+    fleet_with(db, n, |_| {}).await
+}
+
+/// [`fleet`] on a server configured by `adjust`.
+pub(crate) async fn fleet_with(
+    db: Db,
+    n: usize,
+    adjust: impl FnOnce(&mut tenant_plane::config::Config),
+) -> (TestServer, Vec<proto::Tenant>) {
+    let server = TestServer::start_with_migrations(db, five_migrations(), adjust).await;
     let mut tenants = Vec::new();
     for i in 0..n {
         let tenant = create(&server, &format!("fleet-{i}")).await;
