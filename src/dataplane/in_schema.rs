@@ -7,8 +7,8 @@ use std::time::Instant;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
-use super::sql::{exec, literal, lock_and_find_schema, lock_key, missing_table, quote, required};
-use super::{DataPlane, Report, Run, Storage, Target, Versions, roles, shared};
+use super::sql::{exec, literal, lock_key, missing_table, quote, required};
+use super::{DataPlane, Report, Run, Storage, Target, TenantMigrations, Versions, roles, shared};
 use crate::domain::{Error, Isolation};
 use crate::store::{
     Applied, Change, Outcome, db_error,
@@ -78,19 +78,24 @@ impl DataPlane {
         };
         let txn = pool.begin().await.map_err(db_error)?;
         let mut before = None;
+        let mut role = None;
         let created = match run {
             Run::Provision { recreate } => {
-                let exists = lock_and_find_schema(&txn, storage, name).await?;
+                let (exists, found) = roles::provision_enter(&txn, storage, name).await?;
+                role = Some(found);
                 if *recreate && is_shared && exists {
                     shared::delete_rows(&txn, name, storage.tenant).await?;
                 } else if *recreate && !is_shared {
                     exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
                 }
-                // One round trip: make sure the schema exists and step into it.
+                // One round trip: make sure the schema and its version table exist, and step
+                // into it.
                 exec(
                     &txn,
                     &format!(
-                        "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}"
+                        "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}; \
+                         {}",
+                        TenantMigrations::install_sql()
                     ),
                 )
                 .await?;
@@ -122,7 +127,8 @@ impl DataPlane {
                 false
             }
         };
-        let defer = claim.is_some() && !is_shared;
+        // A provisioning's version rows go in its grants' batch.
+        let defer = (claim.is_some() && !is_shared) || role.is_some();
         let (mut report, unrecorded) = self.migrate(&txn, storage, run, defer, before).await?;
         report.created = created;
         if *run == Run::Inspect {
@@ -142,20 +148,23 @@ impl DataPlane {
         // Back to the catalog's schema for the mirror, committed with the migration (in the
         // grants' batch when provisioning, which also settles the role's LOGIN).
         let back = "SET LOCAL search_path TO DEFAULT";
-        if matches!(run, Run::Provision { .. }) {
+        if let Some(found) = &role {
+            let at = report.applied.last().map_or(0, |(_, at)| at.timestamp());
             let then = format!(
-                "{back}; {}",
+                "{}; {back}; {}",
+                TenantMigrations::record_sql(name, &unrecorded, at),
                 settle_login_sql(storage.tenant, &storage.role)
             );
-            roles::grant_in_schema(&txn, storage, name, &then).await?;
+            roles::grant_in_schema(&txn, storage, name, found, &then).await?;
         } else {
             exec(&txn, back).await?;
         }
         let provisioned = matches!(run, Run::Provision { .. });
         let rebuilt = matches!(run, Run::Provision { recreate: true });
-        record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt)
-            .await
-            .map_err(db_error)?;
+        report.recorded =
+            record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt)
+                .await
+                .map_err(db_error)?;
         if is_shared {
             // One schema serves every shared tenant: they all are at its version now.
             record_shared_version(&txn, report.version())

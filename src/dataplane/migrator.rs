@@ -7,7 +7,11 @@ use migration::sea_orm_migration::{
     MigrationTrait, MigratorTraitSelf, SchemaManager,
     seaql_migrations::{self, Entity as VersionTable},
 };
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, DbErr, EntityTrait, QueryOrder};
+use sea_orm::sea_query::{Alias, PostgresQueryBuilder, Query};
+use sea_orm::{
+    ActiveValue::Set, DatabaseTransaction, DbBackend, DbErr, EntityName, EntityTrait, QueryOrder,
+    Schema,
+};
 
 use crate::domain::Error;
 
@@ -64,6 +68,32 @@ impl TenantMigrations {
     /// Creates the tenant's version table if it is missing.
     pub async fn install(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
         MigratorTraitSelf::install(self, txn).await
+    }
+
+    /// [`Self::install`] as PostgreSQL text, for a batch of statements sent as one.
+    pub fn install_sql() -> String {
+        let mut create = Schema::new(DbBackend::Postgres).create_table_from_entity(VersionTable);
+        create.if_not_exists();
+        create.to_string(PostgresQueryBuilder)
+    }
+
+    /// [`Self::record`] as PostgreSQL text, its values inlined (empty when there are none),
+    /// into the version table of `schema`.
+    pub fn record_sql(schema: &str, versions: &[String], applied_at: i64) -> String {
+        if versions.is_empty() {
+            return String::new();
+        }
+        let mut insert = Query::insert();
+        insert
+            .into_table((Alias::new(schema), Alias::new(VersionTable.table_name())))
+            .columns([
+                seaql_migrations::Column::Version,
+                seaql_migrations::Column::AppliedAt,
+            ]);
+        for version in versions {
+            insert.values_panic([version.as_str().into(), applied_at.into()]);
+        }
+        insert.to_string(PostgresQueryBuilder)
     }
 
     /// The tenant's version table, oldest first.

@@ -65,6 +65,9 @@ pub struct Report {
     pub ran: Vec<String>,
     /// Whether this run created the tenant's storage.
     pub created: bool,
+    /// Whether the run changed the catalog's record of the tenant (its version, its state, its
+    /// provisioning time or its last error).
+    pub recorded: bool,
 }
 
 impl Report {
@@ -201,7 +204,8 @@ impl DataPlane {
         defer: bool,
         before: Option<Versions>,
     ) -> Result<(Report, Vec<String>), Error> {
-        if matches!(run, Run::Provision { .. }) {
+        // A caller that knows the versions made or read the version table.
+        if matches!(run, Run::Provision { .. }) && before.is_none() {
             self.migrations.install(txn).await.map_err(db_error)?;
         }
         let before = match before {
@@ -341,6 +345,7 @@ impl DataPlane {
             pending,
             ran,
             created: false,
+            recorded: false,
         }
     }
 }

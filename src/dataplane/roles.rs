@@ -22,7 +22,7 @@ use sea_orm::{
 };
 
 use super::shared::{self, ROLES_TABLE};
-use super::sql::{INSUFFICIENT_PRIVILEGE, exec, literal, lock, quote, sqlstate};
+use super::sql::{INSUFFICIENT_PRIVILEGE, exec, literal, lock, lock_key, quote, sqlstate};
 use super::{DataPlane, Storage};
 use crate::domain::{Error, Isolation, ScramVerifier};
 use crate::store::{Backend, db_error};
@@ -39,7 +39,7 @@ const VERSION_TABLE: &str = "seaql_migrations";
 const VERIFIER_SETTING: &str = "tenant_plane.role_verifier";
 
 /// What provisioning finds before granting, read in one round trip.
-struct Found {
+pub(super) struct Found {
     /// Whether the role must be made.
     missing: bool,
     /// Whether the role may connect to the current database already (through PUBLIC, if the
@@ -48,6 +48,42 @@ struct Found {
     database: String,
     /// The first schema on the `search_path`.
     schema: Option<String>,
+}
+
+/// Starts a provisioning in the catalog database: takes the tenant's lock, then reads whether
+/// its schema `schema` exists and looks its role up, in one round trip (the catalog's
+/// `tenant_plane_provision_enter`). A role of the tenant's name that can do more than a tenant
+/// role is refused, as by [`find_role`].
+pub(super) async fn provision_enter(
+    txn: &DatabaseTransaction,
+    storage: &Storage,
+    schema: &str,
+) -> Result<(bool, Found), Error> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT schema_present, role_present, can_connect, database \
+             FROM tenant_plane_provision_enter($1, $2, $3)",
+            [
+                schema.into(),
+                lock_key(storage).into(),
+                storage.role.as_str().into(),
+            ],
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::Internal("starting a provisioning returned nothing".into()))?;
+    let present: bool = row.try_get("", "role_present").map_err(db_error)?;
+    if present {
+        refuse_privileged(txn, storage).await?;
+    }
+    let found = Found {
+        missing: !present,
+        can_connect: row.try_get("", "can_connect").map_err(db_error)?,
+        database: row.try_get("", "database").map_err(db_error)?,
+        schema: None,
+    };
+    Ok((row.try_get("", "schema_present").map_err(db_error)?, found))
 }
 
 /// Looks the tenant's role up. A role of that name that can do more than a tenant role (a
@@ -191,15 +227,15 @@ pub(super) async fn grant_in_schema(
     txn: &DatabaseTransaction,
     storage: &Storage,
     schema: &str,
+    found: &Found,
     then: &str,
 ) -> Result<(), Error> {
-    let found = find_role(txn, storage).await?;
     let role = storage.role.quoted();
     let schema_q = quote(schema);
     let mut sql = format!(
         "{}{}{}; ALTER ROLE {role} SET search_path TO {schema_q}",
-        create_role(&role, &found),
-        connect_to_catalog(&role, &found),
+        create_role(&role, found),
+        connect_to_catalog(&role, found),
         table_grants(&role, &schema_q)
     );
     if storage.isolation == Isolation::Shared {
@@ -215,7 +251,7 @@ pub(super) async fn grant_in_schema(
     }
     sql.push_str("; ");
     sql.push_str(then);
-    run_grants(txn, &found, storage.role.as_str(), &sql).await
+    run_grants(txn, found, storage.role.as_str(), &sql).await
 }
 
 /// DATABASE isolation, in the transaction that provisions the tenant's own database `database`

@@ -96,7 +96,8 @@ impl DataPlane {
         if *run != Run::Inspect {
             let provisioned = matches!(run, Run::Provision { .. });
             let rebuilt = matches!(run, Run::Provision { recreate: true });
-            self.catalog
+            report.recorded = self
+                .catalog
                 .record_migration(storage.tenant, report.version(), provisioned, rebuilt)
                 .await?;
         }

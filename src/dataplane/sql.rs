@@ -20,28 +20,6 @@ pub(super) async fn lock(txn: &DatabaseTransaction, storage: &Storage) -> Result
     .map_err(db_error)
 }
 
-/// [`lock`], then whether `schema` exists, in one round trip (the lock is taken first: it is
-/// the row source the check is evaluated over).
-pub(super) async fn lock_and_find_schema(
-    txn: &DatabaseTransaction,
-    storage: &Storage,
-    schema: &str,
-) -> Result<bool, Error> {
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) AS present \
-             FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS locked",
-            [lock_key(storage).into(), schema.into()],
-        ))
-        .await
-        .map_err(db_error)?;
-    row.map(|r| r.try_get::<bool>("", "present"))
-        .transpose()
-        .map_err(db_error)
-        .map(|p| p.unwrap_or(false))
-}
-
 pub(super) fn lock_key(storage: &Storage) -> String {
     match (storage.isolation, &storage.schema) {
         (Isolation::Shared, Some(schema)) => format!("tenant-plane:schema:{schema}"),

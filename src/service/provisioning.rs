@@ -125,7 +125,8 @@ impl Provisioning {
                 .settle_role_login(tenant.id, &DbRoleName::of(tenant))
                 .await?;
         }
-        let changed = report.created || !report.ran.is_empty() || tenant.provision_time.is_none();
+        // A provisioning that waited for another one of the tenant finds the work done.
+        let changed = report.created || !report.ran.is_empty() || report.recorded;
         if changed {
             tracing::info!(
                 created = report.created,

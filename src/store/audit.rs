@@ -13,7 +13,9 @@
 //! When the call has ended, [`Catalog::finish_audit`] (called by the layer) completes the log: a
 //! failed call's row gets the final code, or, if its change rolled back (and so nothing changed),
 //! is written on its own; a successful call that changed nothing (`validate_only`, an upsert
-//! that changes no setting) gets its row then. A call answered from an AIP-155 request id's first
+//! that changes no setting) gets its row then. A successful call that recorded its change needs
+//! nothing more: every store function that records a success commits that transaction or fails
+//! the call, so the row committed. A call answered from an AIP-155 request id's first
 //! answer ([`replayed`]) gets none: the first call has its row.
 //!
 //! Outside a scope — background jobs, startup, read-only and metering RPCs — [`record`] writes
@@ -58,6 +60,9 @@ pub struct Scope {
     /// mutex: only ever held to copy a value, never across an await.
     tenant: Mutex<Option<TenantId>>,
     replayed: AtomicBool,
+    /// A success was recorded in the transaction of a change. Every store function that records
+    /// one commits that transaction or fails the call, so a call that succeeds has its row.
+    recorded: AtomicBool,
 }
 
 impl Scope {
@@ -68,6 +73,7 @@ impl Scope {
             action: action.into(),
             tenant: Mutex::new(None),
             replayed: AtomicBool::new(false),
+            recorded: AtomicBool::new(false),
         })
     }
 
@@ -100,7 +106,11 @@ pub fn replayed() {
 /// Records the current call's success in `conn`, which should be the transaction of its change.
 pub async fn record<C: ConnectionTrait>(conn: &C, tenant: Option<TenantId>) -> Result<(), DbErr> {
     match SCOPE.try_with(Arc::clone) {
-        Ok(scope) => insert(conn, &scope, tenant, OK, None).await,
+        Ok(scope) => {
+            insert(conn, &scope, tenant, OK, None).await?;
+            scope.recorded.store(true, Ordering::Relaxed);
+            Ok(())
+        }
         Err(_) => Ok(()),
     }
 }
@@ -189,7 +199,8 @@ impl Catalog {
         message: Option<&str>,
     ) -> Result<(), Error> {
         if outcome == OK {
-            if scope.replayed.load(Ordering::Relaxed) {
+            // A replay has the first call's row; a recorded success committed its own.
+            if scope.replayed.load(Ordering::Relaxed) || scope.recorded.load(Ordering::Relaxed) {
                 return Ok(());
             }
             return insert(self.conn(), scope, None, OK, None)

@@ -18,13 +18,14 @@ use crate::domain::{Error, TenantId, TenantState};
 
 /// Records a tenant's migration version; with `provisioned`, also that its storage exists and
 /// that a PROVISIONING or FAILED tenant is now ACTIVE (a suspended one will resume to ACTIVE).
+/// Whether the tenant's row changed.
 pub async fn record_migration<C: ConnectionTrait>(
     conn: &C,
     id: TenantId,
     version: Option<&str>,
     provisioned: bool,
     rebuilt: bool,
-) -> Result<(), sea_orm::DbErr> {
+) -> Result<bool, sea_orm::DbErr> {
     let now = crate::service::now();
     let mut update = tenant::Entity::update_many()
         .col_expr(
@@ -104,13 +105,14 @@ pub async fn record_migration<C: ConnectionTrait>(
                     TenantState::Failed.as_str(),
                 ]));
     }
-    update
+    let updated = update
         .filter(tenant::Column::Id.eq(id.as_uuid()))
         .filter(changed)
         .exec(conn)
         .await?;
     // The run's outcome, and so the audit row of the call that asked for it.
-    audit::record(conn, Some(id)).await
+    audit::record(conn, Some(id)).await?;
+    Ok(updated.rows_affected > 0)
 }
 
 /// Mirrors the shared schema's version onto every provisioned SHARED tenant.
@@ -146,14 +148,14 @@ impl Catalog {
         version: Option<&str>,
         provisioned: bool,
         rebuilt: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        record_migration(&txn, id, version, provisioned, rebuilt)
+        let recorded = record_migration(&txn, id, version, provisioned, rebuilt)
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&Change::TenantRow(id));
-        Ok(())
+        Ok(recorded)
     }
 
     /// Keeps the error of a failed provisioning or migration. With `provisioning`, a tenant that

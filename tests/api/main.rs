@@ -31,6 +31,7 @@ mod platform;
 mod provisioning;
 mod provisioning_failures;
 mod provisioning_postgres;
+mod provisioning_races;
 mod provisioning_status;
 mod purge_job;
 mod quota_refusals;

@@ -14,6 +14,7 @@ mod m20261124_000009_rollout_events_without_foreign_key;
 mod m20261125_000010_rollout_functions;
 mod m20261126_000011_rollout_batch_function;
 mod m20261127_000012_batch_change_notice;
+mod m20261128_000013_provision_enter;
 
 /// Runs `sql` (one or more statements) on PostgreSQL; nothing on SQLite. For catalog
 /// migrations that only PostgreSQL needs.
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000010_rollout_functions::Migration),
             Box::new(m20261126_000011_rollout_batch_function::Migration),
             Box::new(m20261127_000012_batch_change_notice::Migration),
+            Box::new(m20261128_000013_provision_enter::Migration),
         ]
     }
 
