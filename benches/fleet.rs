@@ -305,6 +305,7 @@ async fn main() {
         );
     }
     settle(&raw).await;
+    eprintln!("provisioning");
     let started = Instant::now();
     let mut each = Vec::new();
     for name in &names {
@@ -319,6 +320,7 @@ async fn main() {
         each.push(one.elapsed().as_secs_f64() * 1000.0);
     }
     let provision = started.elapsed().as_secs_f64();
+    eprintln!("provisioned");
     if std::env::var("BENCH_TRACE").is_ok() {
         each.sort_by(f64::total_cmp);
         println!(

@@ -162,9 +162,7 @@ impl DataPlane {
         let provisioned = matches!(run, Run::Provision { .. });
         let rebuilt = matches!(run, Run::Provision { recreate: true });
         report.recorded =
-            record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt)
-                .await
-                .map_err(db_error)?;
+            record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt).await?;
         if is_shared {
             // One schema serves every shared tenant: they all are at its version now.
             record_shared_version(&txn, report.version())

@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
-use crate::store::{Backend, Catalog, db_error};
+use crate::store::{Backend, Catalog, db_error, provisioning::RowChange};
 use handles::{Address, TenantHandles};
 pub use in_schema::{RolloutClaim, TargetRun};
 pub use migrator::{MigrationSource, Target, TenantMigrations};
@@ -56,7 +56,7 @@ pub struct Storage {
 pub type Versions = Vec<(String, DateTime<Utc>)>;
 
 /// What a tenant's version table says after a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
     /// Applied migrations, oldest first, with the time each was applied.
     pub applied: Versions,
@@ -65,9 +65,9 @@ pub struct Report {
     pub ran: Vec<String>,
     /// Whether this run created the tenant's storage.
     pub created: bool,
-    /// Whether the run changed the catalog's record of the tenant (its version, its state, its
+    /// How the run changed the catalog's record of the tenant (its version, its state, its
     /// provisioning time or its last error).
-    pub recorded: bool,
+    pub recorded: RowChange,
 }
 
 impl Report {
@@ -345,7 +345,7 @@ impl DataPlane {
             pending,
             ran,
             created: false,
-            recorded: false,
+            recorded: RowChange::None,
         }
     }
 }

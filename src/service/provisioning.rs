@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use super::idempotency;
 use super::tenants::{DataLocation, RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Storage};
-use crate::domain::{DbRoleName, Error, Etag, Isolation, Tenant, TenantState};
-use crate::store::{Backend, Catalog, audit};
+use crate::domain::{DbRoleName, Error, Etag, Isolation, Tenant, TenantId, TenantState};
+use crate::store::{Backend, Catalog, audit, provisioning::RowChange};
 
 /// A tenant's storage, as GetProvisioningStatus reports it (from the catalog's mirror: no
 /// tenant schema is opened to answer).
@@ -64,18 +64,24 @@ impl Provisioning {
         if expected.is_some_and(|e| e != tenant.etag()) {
             return Err(Error::stale_etag(&tenant.slug));
         }
+        // The row provisioning returns, if it ran (a retried request's replay does not).
+        let row = std::sync::Mutex::new(None);
         let changed = idempotency::once(
             &self.catalog,
             request,
             PROVISION_METHOD,
             tenant.id.as_uuid(),
-            || async { self.provision_storage(&tenant, force_recreate).await },
+            || async {
+                let (changed, fresh) = self.provision_storage(&tenant, force_recreate).await?;
+                if let Ok(mut slot) = row.lock() {
+                    *slot = fresh;
+                }
+                Ok(changed)
+            },
         )
         .await?;
-        Ok((
-            load(&self.catalog, &TenantRef::Id(tenant.id)).await?,
-            changed,
-        ))
+        let row = row.into_inner().ok().flatten();
+        Ok((self.fresh(tenant.id, row).await?, changed))
     }
 
     /// Provisions a tenant already loaded (CreateTenant with TENANT_AUTO_PROVISION): the
@@ -85,14 +91,26 @@ impl Provisioning {
         tenant: &Tenant,
         recreate: bool,
     ) -> Result<(Tenant, bool), Error> {
-        let changed = self.provision_storage(tenant, recreate).await?;
-        let fresh = load(&self.catalog, &TenantRef::Id(tenant.id)).await?;
-        Ok((fresh, changed))
+        let (changed, row) = self.provision_storage(tenant, recreate).await?;
+        Ok((self.fresh(tenant.id, row).await?, changed))
+    }
+
+    /// The tenant as it is now: `row`, the one provisioning changed it to, or read afresh.
+    async fn fresh(&self, id: TenantId, row: Option<Box<Tenant>>) -> Result<Tenant, Error> {
+        match row {
+            Some(row) => Ok(*row),
+            None => load(&self.catalog, &TenantRef::Id(id)).await,
+        }
     }
 
     /// Creates or rebuilds the storage of a tenant already loaded and migrates it; whether
-    /// anything changed.
-    async fn provision_storage(&self, tenant: &Tenant, recreate: bool) -> Result<bool, Error> {
+    /// anything changed, and the tenant's row as provisioning changed it, where the database
+    /// returned it.
+    async fn provision_storage(
+        &self,
+        tenant: &Tenant,
+        recreate: bool,
+    ) -> Result<(bool, Option<Box<Tenant>>), Error> {
         if matches!(tenant.state, TenantState::Deleted | TenantState::Suspended) {
             return Err(Error::FailedPrecondition {
                 subject: tenant.name(),
@@ -126,7 +144,11 @@ impl Provisioning {
                 .await?;
         }
         // A provisioning that waited for another one of the tenant finds the work done.
-        let changed = report.created || !report.ran.is_empty() || report.recorded;
+        let (recorded, row) = match report.recorded {
+            RowChange::None => (false, None),
+            RowChange::Changed(row) => (true, row),
+        };
+        let changed = report.created || !report.ran.is_empty() || recorded;
         if changed {
             tracing::info!(
                 created = report.created,
@@ -134,7 +156,7 @@ impl Provisioning {
                 "tenant storage provisioned"
             );
         }
-        Ok(changed)
+        Ok((changed, row))
     }
 
     pub async fn status(&self, target: &TenantRef) -> Result<ProvisioningStatus, Error> {

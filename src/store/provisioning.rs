@@ -14,18 +14,27 @@ use sea_orm::{
 use super::cache::Change;
 use super::entity::{api_key, quota_usage, tenant, tenant_member};
 use super::{Catalog, audit, db_error};
-use crate::domain::{Error, TenantId, TenantState};
+use crate::domain::{Error, Tenant, TenantId, TenantState};
+
+/// How recording a run changed the tenant's row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum RowChange {
+    /// Not at all: it said so already.
+    #[default]
+    None,
+    /// The row as it now is, where the database returns it (PostgreSQL), or only that it changed.
+    Changed(Option<Box<Tenant>>),
+}
 
 /// Records a tenant's migration version; with `provisioned`, also that its storage exists and
 /// that a PROVISIONING or FAILED tenant is now ACTIVE (a suspended one will resume to ACTIVE).
-/// Whether the tenant's row changed.
 pub async fn record_migration<C: ConnectionTrait>(
     conn: &C,
     id: TenantId,
     version: Option<&str>,
     provisioned: bool,
     rebuilt: bool,
-) -> Result<bool, sea_orm::DbErr> {
+) -> Result<RowChange, Error> {
     let now = crate::service::now();
     let mut update = tenant::Entity::update_many()
         .col_expr(
@@ -105,14 +114,28 @@ pub async fn record_migration<C: ConnectionTrait>(
                     TenantState::Failed.as_str(),
                 ]));
     }
-    let updated = update
+    let update = update
         .filter(tenant::Column::Id.eq(id.as_uuid()))
-        .filter(changed)
-        .exec(conn)
-        .await?;
+        .filter(changed);
+    // The row comes back with the change, so the caller need not read it again.
+    let change = if conn.support_returning() {
+        match update
+            .exec_with_returning(conn)
+            .await
+            .map_err(db_error)?
+            .pop()
+        {
+            Some(row) => RowChange::Changed(Some(Box::new(super::tenants::to_domain(row)?))),
+            None => RowChange::None,
+        }
+    } else if update.exec(conn).await.map_err(db_error)?.rows_affected > 0 {
+        RowChange::Changed(None)
+    } else {
+        RowChange::None
+    };
     // The run's outcome, and so the audit row of the call that asked for it.
-    audit::record(conn, Some(id)).await?;
-    Ok(updated.rows_affected > 0)
+    audit::record(conn, Some(id)).await.map_err(db_error)?;
+    Ok(change)
 }
 
 /// Mirrors the shared schema's version onto every provisioned SHARED tenant.
@@ -148,11 +171,9 @@ impl Catalog {
         version: Option<&str>,
         provisioned: bool,
         rebuilt: bool,
-    ) -> Result<bool, Error> {
+    ) -> Result<RowChange, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        let recorded = record_migration(&txn, id, version, provisioned, rebuilt)
-            .await
-            .map_err(db_error)?;
+        let recorded = record_migration(&txn, id, version, provisioned, rebuilt).await?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&Change::TenantRow(id));
         Ok(recorded)
