@@ -18,7 +18,8 @@
 //! without being a superuser (CREATEROLE is enough).
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult, Statement,
+    TransactionTrait,
 };
 
 use super::shared::{self, ROLES_TABLE};
@@ -73,17 +74,29 @@ pub(super) async fn provision_enter(
         .await
         .map_err(db_error)?
         .ok_or_else(|| Error::Internal("starting a provisioning returned nothing".into()))?;
-    let present: bool = row.try_get("", "role_present").map_err(db_error)?;
+    let found = found_in(txn, storage, &row, "role_present", None).await?;
+    Ok((row.try_get("", "schema_present").map_err(db_error)?, found))
+}
+
+/// The role lookup in `row` (the role's presence in column `present`, and `can_connect` and
+/// `database`), after refusing an existing role that can do more than a tenant role.
+async fn found_in(
+    txn: &DatabaseTransaction,
+    storage: &Storage,
+    row: &QueryResult,
+    present: &str,
+    schema: Option<String>,
+) -> Result<Found, Error> {
+    let present: bool = row.try_get("", present).map_err(db_error)?;
     if present {
         refuse_privileged(txn, storage).await?;
     }
-    let found = Found {
+    Ok(Found {
         missing: !present,
         can_connect: row.try_get("", "can_connect").map_err(db_error)?,
         database: row.try_get("", "database").map_err(db_error)?,
-        schema: None,
-    };
-    Ok((row.try_get("", "schema_present").map_err(db_error)?, found))
+        schema,
+    })
 }
 
 /// Looks the tenant's role up. A role of that name that can do more than a tenant role (a
@@ -108,16 +121,8 @@ async fn find_role(txn: &DatabaseTransaction, storage: &Storage) -> Result<Found
         .await
         .map_err(db_error)?
         .ok_or_else(|| Error::Internal("looking the tenant role up returned nothing".into()))?;
-    let present: bool = row.try_get("", "present").map_err(db_error)?;
-    if present {
-        refuse_privileged(txn, storage).await?;
-    }
-    Ok(Found {
-        missing: !present,
-        can_connect: row.try_get("", "can_connect").map_err(db_error)?,
-        database: row.try_get("", "database").map_err(db_error)?,
-        schema: row.try_get("", "schema").map_err(db_error)?,
-    })
+    let schema = row.try_get("", "schema").map_err(db_error)?;
+    found_in(txn, storage, &row, "present", schema).await
 }
 
 /// Refuses an existing role of the tenant's name that can do more than a tenant role.

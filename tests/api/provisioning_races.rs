@@ -3,6 +3,7 @@
 
 use tenant_plane::proto::{self, tenant::State};
 
+use crate::provisioning::status_of;
 use crate::support::{Db, SAMPLE_MIGRATIONS, TestServer, create};
 
 /// Calls of ProvisionTenant on one tenant at once.
@@ -40,14 +41,7 @@ async fn provisionings_of_one_tenant_at_once_all_succeed_and_build_it_once() {
             changed, 1,
             "{slug}: one call built the storage, the others found it"
         );
-        let status = server
-            .provisioning()
-            .get_provisioning_status(proto::GetProvisioningStatusRequest {
-                tenant: tenant.name.clone(),
-            })
-            .await
-            .expect("status")
-            .into_inner();
+        let status = status_of(&server, &tenant.name).await;
         assert_eq!(status.last_error, "", "{slug}");
         assert_eq!(
             server.tenant_versions(&tenant).await,
