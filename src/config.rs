@@ -152,7 +152,8 @@ pub struct Config {
     pub pool_size: u32,
 
     /// Connections of the rollout workers' own pool (PostgreSQL catalogs), beside the shared one:
-    /// rollout transactions run there, so a rollout never takes the hot path's connections, and
+    /// their claims, and the transactions that migrate SCHEMA tenants, run there, so a rollout of
+    /// them never takes the hot path's connections, and
     /// its DDL's cache invalidations are worked through by these few sessions instead of by
     /// every pooled one. A replica runs at most this many rollout transactions at once (on
     /// SQLite too, in the shared pool).
@@ -183,7 +184,7 @@ pub struct Config {
     pub rollout_concurrency: u32,
 
     /// Highest concurrency a rollout may ask for (tenants in progress at once, per replica; a
-    /// replica's rollout transactions, each of up to three tenants, are bounded by
+    /// replica's rollout transactions, each of up to eight tenants, are bounded by
     /// TENANT_PLANE_ROLLOUT_CONNECTIONS too).
     #[arg(
         long,

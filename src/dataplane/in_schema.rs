@@ -12,7 +12,7 @@ use super::{DataPlane, Report, Run, Storage, Target, TenantMigrations, Versions,
 use crate::domain::{Error, Isolation};
 use crate::store::{
     Applied, Change, Outcome, db_error,
-    provisioning::{record_migration, record_shared_version},
+    provisioning::{RowChange, record_migration, record_shared_version},
     settle_login_sql,
 };
 
@@ -164,10 +164,14 @@ impl DataPlane {
         report.recorded =
             record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt).await?;
         if is_shared {
-            // One schema serves every shared tenant: they all are at its version now.
+            // One schema serves every shared tenant: they all are at its version now. That may
+            // change this tenant's row again, so the row returned above is not kept.
             record_shared_version(&txn, report.version())
                 .await
                 .map_err(db_error)?;
+            if let RowChange::Changed(row) = &mut report.recorded {
+                *row = None;
+            }
         }
         txn.commit().await.map_err(db_error)?;
         self.catalog.changed(&if is_shared {

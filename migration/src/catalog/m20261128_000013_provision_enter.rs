@@ -36,9 +36,16 @@ const UP: &str = r#"
 -- does not) may connect to the current database, and that database's name.
 CREATE FUNCTION tenant_plane_provision_enter(tenant_schema text, lock_key text, tenant_role text)
 RETURNS TABLE (schema_present boolean, role_present boolean, can_connect boolean, database text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(lock_key, 0));
+    -- to_regrole reads the session's catalog cache, which takes in other sessions' changes
+    -- when the transaction locks a relation it had not locked yet. The provisioning's
+    -- transaction begins with this call and has not touched tenants: locking it now brings
+    -- in a role made while this session waited.
+    PERFORM 1 FROM tenants WHERE false;
     -- Statements of their own, after the lock: each reads what committed before it began.
     schema_present := EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = tenant_schema);
     role_present := to_regrole(quote_ident(tenant_role)) IS NOT NULL;
