@@ -18,12 +18,11 @@
 //! without being a superuser (CREATEROLE is enough).
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult, Statement,
-    TransactionTrait,
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
 
 use super::shared::{self, ROLES_TABLE};
-use super::sql::{INSUFFICIENT_PRIVILEGE, exec, literal, lock, lock_key, quote, sqlstate};
+use super::sql::{INSUFFICIENT_PRIVILEGE, exec, literal, lock, quote, sqlstate};
 use super::{DataPlane, Storage};
 use crate::domain::{Error, Isolation, ScramVerifier};
 use crate::store::{Backend, db_error};
@@ -39,120 +38,10 @@ const VERSION_TABLE: &str = "seaql_migrations";
 /// The transaction-local setting that hands a password verifier to `ALTER ROLE`.
 const VERIFIER_SETTING: &str = "tenant_plane.role_verifier";
 
-/// What provisioning finds before granting, read in one round trip.
-pub(super) struct Found {
-    /// Whether the role must be made.
-    missing: bool,
-    /// Whether the role may connect to the current database already (through PUBLIC, if the
-    /// role is still to be made).
-    can_connect: bool,
-    database: String,
-    /// The first schema on the `search_path`.
-    schema: Option<String>,
-}
+mod lookup;
 
-/// Starts a provisioning in the catalog database: takes the tenant's lock, then reads whether
-/// its schema `schema` exists and looks its role up, in one round trip (the catalog's
-/// `tenant_plane_provision_enter`). A role of the tenant's name that can do more than a tenant
-/// role is refused, as by [`find_role`].
-pub(super) async fn provision_enter(
-    txn: &DatabaseTransaction,
-    storage: &Storage,
-    schema: &str,
-) -> Result<(bool, Found), Error> {
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT schema_present, role_present, can_connect, database \
-             FROM tenant_plane_provision_enter($1, $2, $3)",
-            [
-                schema.into(),
-                lock_key(storage).into(),
-                storage.role.as_str().into(),
-            ],
-        ))
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| Error::Internal("starting a provisioning returned nothing".into()))?;
-    let found = found_in(txn, storage, &row, "role_present", None).await?;
-    Ok((row.try_get("", "schema_present").map_err(db_error)?, found))
-}
-
-/// The role lookup in `row` (the role's presence in column `present`, and `can_connect` and
-/// `database`), after refusing an existing role that can do more than a tenant role.
-async fn found_in(
-    txn: &DatabaseTransaction,
-    storage: &Storage,
-    row: &QueryResult,
-    present: &str,
-    schema: Option<String>,
-) -> Result<Found, Error> {
-    let present: bool = row.try_get("", present).map_err(db_error)?;
-    if present {
-        refuse_privileged(txn, storage).await?;
-    }
-    Ok(Found {
-        missing: !present,
-        can_connect: row.try_get("", "can_connect").map_err(db_error)?,
-        database: row.try_get("", "database").map_err(db_error)?,
-        schema,
-    })
-}
-
-/// Looks the tenant's role up. A role of that name that can do more than a tenant role (a
-/// superuser, say) is refused rather than granted the tenant's data.
-///
-/// Its attributes are read (from the `pg_roles` view, whose plan costs more than the rest of
-/// the lookup, and is made afresh after every schema made anywhere) only if the role exists:
-/// a tenant provisioned for the first time has none yet.
-async fn find_role(txn: &DatabaseTransaction, storage: &Storage) -> Result<Found, Error> {
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT r.present, \
-               CASE WHEN r.present \
-                 THEN has_database_privilege($1, current_database(), 'CONNECT') \
-                 ELSE has_database_privilege('public', current_database(), 'CONNECT') END \
-                 AS can_connect, \
-               current_database()::text AS database, current_schema()::text AS schema \
-             FROM (SELECT to_regrole(quote_ident($1)) IS NOT NULL AS present) AS r",
-            [storage.role.as_str().into()],
-        ))
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| Error::Internal("looking the tenant role up returned nothing".into()))?;
-    let schema = row.try_get("", "schema").map_err(db_error)?;
-    found_in(txn, storage, &row, "present", schema).await
-}
-
-/// Refuses an existing role of the tenant's name that can do more than a tenant role.
-async fn refuse_privileged(txn: &DatabaseTransaction, storage: &Storage) -> Result<(), Error> {
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls \
-               AS privileged \
-             FROM pg_roles WHERE rolname = $1",
-            [storage.role.as_str().into()],
-        ))
-        .await
-        .map_err(db_error)?;
-    let privileged = match row {
-        Some(row) => row.try_get("", "privileged").map_err(db_error)?,
-        None => false,
-    };
-    if privileged {
-        return Err(Error::FailedPrecondition {
-            subject: storage.role.to_string(),
-            message: format!(
-                "role {} exists with more privileges than a tenant role; not granting it \
-                 tenant data",
-                storage.role
-            ),
-        });
-    }
-    Ok(())
-}
+pub(super) use lookup::provision_enter;
+use lookup::{Found, find_role};
 
 /// Runs `sql`, the statements that make and grant the tenant's role, as one batch. Refused
 /// for want of a privilege, it says what the control plane's role lacks.
