@@ -9,7 +9,7 @@ use tonic::Request;
 use crate::members::add;
 use crate::on_both;
 use crate::plans::{exports_plan, plans, upsert};
-use crate::rollouts::{all, finish};
+use crate::rollout_fleet::{all, finish};
 use crate::support::{ADMIN_ACTOR, TestServer, create, new_tenant};
 
 on_both!(

@@ -14,7 +14,7 @@ use tonic::Code;
 
 use crate::audit::{all_events, assert_one_event, events_of, tagged};
 use crate::migrations::migrate;
-use crate::rollouts::{all, finish};
+use crate::rollout_fleet::{all, finish};
 use crate::support::{Db, HALF_MADE, TestServer, create, new_tenant, sample_then_half_made};
 use crate::{on_both, on_both_dbs};
 

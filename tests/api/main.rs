@@ -40,6 +40,7 @@ mod rollout_batches;
 mod rollout_claims;
 mod rollout_connections;
 mod rollout_crashes;
+mod rollout_fleet;
 mod rollouts;
 mod secrets;
 mod shared_isolation;

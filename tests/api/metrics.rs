@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 use crate::quotas::{consume, set_limits};
-use crate::rollouts::{all, finish, fleet, start};
+use crate::rollout_fleet::{all, finish, fleet, start};
 use crate::support::{Db, TestServer};
 
 /// An HTTP/1.1 GET of `path`: the status line, the headers and the body.

@@ -8,7 +8,7 @@ use sea_orm::ConnectionTrait;
 use tenant_plane::proto;
 
 use crate::cache::{tenant_of, within_a_second};
-use crate::rollouts::{
+use crate::rollout_fleet::{
     FIFTH, FOURTH, all, finish, five_migrations, fleet, poison, start, version_of,
 };
 use crate::support::{Db, TestServer, column_of};

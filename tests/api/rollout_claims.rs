@@ -12,7 +12,7 @@ use tenant_plane::domain::{
 use tenant_plane::service::storage_of;
 use tenant_plane::store::{Catalog, NewTarget, PoolSettings};
 
-use crate::rollouts::{FIFTH, five_migrations, fleet};
+use crate::rollout_fleet::{FIFTH, five_migrations, fleet};
 use crate::support::Db;
 
 const LEASE_MS: i64 = 60_000;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenant_plane::proto;
 
-use crate::rollouts::{FIFTH, all, finish, fleet_with, start, version_of};
+use crate::rollout_fleet::{FIFTH, all, finish, fleet_with, start, version_of};
 use crate::support::{Db, column_of};
 
 /// The catalog's sessions of this replica's rollout pool, and how many of them wait for a lock.

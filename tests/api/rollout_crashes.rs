@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 use tenant_plane::proto::{self, migration_service_client::MigrationServiceClient};
 use tonic::transport::Channel;
 
-use crate::rollouts::{FIFTH, all, finish, five_migrations, fleet, start, version_of};
+use crate::rollout_fleet::{FIFTH, all, finish, five_migrations, fleet, start, version_of};
 use crate::support::{ADMIN_TOKEN, Conn, Db, TestServer, create, token_entries, with_token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

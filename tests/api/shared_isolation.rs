@@ -170,7 +170,7 @@ async fn the_embedded_catalog_refuses_shared_isolation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrating_the_shared_schema_moves_every_shared_tenant_and_a_rollout_does_it_once() {
-    use crate::rollouts::{FIFTH, FOURTH, all, finish, five_migrations, start, version_of};
+    use crate::rollout_fleet::{FIFTH, FOURTH, all, finish, five_migrations, start, version_of};
     let server = TestServer::start_with_migrations(Db::Postgres, five_migrations(), |_| {}).await;
     let a = create_shared(&server, "shared-a").await;
     let b = create_shared(&server, "shared-b").await;
