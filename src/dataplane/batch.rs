@@ -163,7 +163,9 @@ impl DataPlane {
             .await
             .map_err(db_error)?;
         let run = Run::Migrate(target.clone());
-        let (report, unrecorded) = self.migrate(txn, storage, &run, true, Some(before)).await?;
+        let (report, unrecorded) = self
+            .migrate(txn, storage, &run, true, Some(before), None)
+            .await?;
         if unrecorded.is_empty() {
             return Ok(None);
         }

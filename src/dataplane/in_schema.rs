@@ -78,6 +78,7 @@ impl DataPlane {
         };
         let txn = pool.begin().await.map_err(db_error)?;
         let mut before = None;
+        let mut opening = None;
         let mut role = None;
         let created = match run {
             Run::Provision { recreate } => {
@@ -88,17 +89,12 @@ impl DataPlane {
                 } else if *recreate && !is_shared {
                     exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
                 }
-                // One round trip: make sure the schema and its version table exist, and step
-                // into it.
-                exec(
-                    &txn,
-                    &format!(
-                        "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}; \
-                         {}",
-                        TenantMigrations::install_sql()
-                    ),
-                )
-                .await?;
+                // Make sure the schema and its version table exist, and step into it: sent
+                // with the migrations when they were planned, in one round trip.
+                opening = Some(format!(
+                    "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}; {}",
+                    TenantMigrations::install_sql()
+                ));
                 let created = *recreate || !exists;
                 if created && !is_shared {
                     // A schema made just now: its version table, made next, is empty.
@@ -129,7 +125,9 @@ impl DataPlane {
         };
         // A provisioning's version rows go in its grants' batch.
         let defer = (claim.is_some() && !is_shared) || role.is_some();
-        let (mut report, unrecorded) = self.migrate(&txn, storage, run, defer, before).await?;
+        let (mut report, unrecorded) = self
+            .migrate(&txn, storage, run, defer, before, opening)
+            .await?;
         report.created = created;
         if *run == Run::Inspect {
             txn.rollback().await.map_err(db_error)?;

@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
+use super::plan::{self, Batch};
 use migration::sea_orm_migration::{
     MigrationTrait, MigratorTraitSelf, SchemaManager,
     seaql_migrations::{self, Entity as VersionTable},
 };
 use sea_orm::sea_query::{Alias, PostgresQueryBuilder, Query};
 use sea_orm::{
-    ActiveValue::Set, DatabaseTransaction, DbBackend, DbErr, EntityName, EntityTrait, QueryOrder,
-    Schema,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityName,
+    EntityTrait, QueryOrder, Schema,
 };
 
 use crate::domain::Error;
@@ -107,19 +108,43 @@ impl TenantMigrations {
             .await
     }
 
-    /// Applies migrations `from..to` inside `txn`; [`Self::record`] writes their version rows.
-    /// The caller's transaction is the unit of failure: no savepoint per migration, nothing
-    /// half-applied survives an error.
-    pub async fn up(&self, txn: &DatabaseTransaction, from: usize, to: usize) -> Result<(), DbErr> {
+    /// Applies migrations `from..to` inside `txn`, after the statements `opening`; on
+    /// PostgreSQL, migrations that only change the schema go in one round trip with them (see
+    /// [`plan`]). [`Self::record`] writes their version rows. The caller's transaction is the
+    /// unit of failure: no savepoint per migration, nothing half-applied survives an error.
+    pub async fn up(
+        &self,
+        txn: &DatabaseTransaction,
+        from: usize,
+        to: usize,
+        opening: Option<&str>,
+    ) -> Result<(), DbErr> {
+        let batched = txn.get_database_backend() == DbBackend::Postgres;
+        let mut batch = Batch::default();
+        if let Some(opening) = opening {
+            batch.push(opening);
+        }
         let manager = SchemaManager::new(txn);
         for migration in (self.source)()
             .into_iter()
             .skip(from)
             .take(to.saturating_sub(from))
         {
-            migration.up(&manager).await?;
+            let recorded = match batched {
+                true => plan::record(migration.as_ref()).await,
+                false => None,
+            };
+            match recorded {
+                Some(statements) => statements
+                    .iter()
+                    .for_each(|statement| batch.push(statement)),
+                None => {
+                    batch.send(txn).await?;
+                    migration.up(&manager).await?;
+                }
+            }
         }
-        Ok(())
+        batch.send(txn).await
     }
 
     /// Writes the version rows of applied migrations, in one statement.

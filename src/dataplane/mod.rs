@@ -23,6 +23,7 @@ mod handles;
 mod in_schema;
 mod measure;
 mod migrator;
+mod plan;
 mod roles;
 mod separate;
 mod shared;
@@ -193,7 +194,9 @@ impl DataPlane {
     }
 
     /// Applies or reverts migrations toward the run's target inside `txn`, from `before` (the
-    /// version table, when the caller has read it already). The version rows of applied
+    /// version table, when the caller has read it already). The statements `opening` go first,
+    /// in the same round trip as the migrations where they were planned; with `before` unknown,
+    /// they must make the version table if it is missing. The version rows of applied
     /// migrations are written in one statement after them, or, with `defer`, left to the
     /// caller: they are returned (otherwise the list is empty).
     async fn migrate(
@@ -203,19 +206,30 @@ impl DataPlane {
         run: &Run,
         defer: bool,
         before: Option<Versions>,
+        mut opening: Option<String>,
     ) -> Result<(Report, Vec<String>), Error> {
-        // A caller that knows the versions made or read the version table.
-        if matches!(run, Run::Provision { .. }) && before.is_none() {
-            self.migrations.install(txn).await.map_err(db_error)?;
-        }
         let before = match before {
             Some(before) => before,
-            None => self.version_table(txn, storage).await?,
+            None => {
+                match opening.take() {
+                    Some(opening) => exec(txn, &opening).await?,
+                    None if matches!(run, Run::Provision { .. }) => {
+                        self.migrations.install(txn).await.map_err(db_error)?;
+                    }
+                    None => {}
+                }
+                self.version_table(txn, storage).await?
+            }
         };
         let target = match run {
             Run::Provision { .. } => Target::Latest,
             Run::Migrate(target) => target.clone(),
-            Run::Inspect => return Ok((self.report(before, Vec::new()), Vec::new())),
+            Run::Inspect => {
+                if let Some(opening) = opening {
+                    exec(txn, &opening).await?;
+                }
+                return Ok((self.report(before, Vec::new()), Vec::new()));
+            }
         };
         let names = self.migrations.names();
         match target {
@@ -238,6 +252,11 @@ impl DataPlane {
             _ => {}
         }
         let steps = migrator::steps(before.len(), names.len(), &target);
+        if steps <= 0
+            && let Some(opening) = opening.take()
+        {
+            exec(txn, &opening).await?;
+        }
         let failed = |e: DbErr| Error::MigrationFailed {
             message: format!("{e}"),
             version: before.last().map(|(v, _)| v.clone()),
@@ -247,7 +266,7 @@ impl DataPlane {
             let to = before.len() + steps as usize;
             let now = Utc::now();
             self.migrations
-                .up(txn, before.len(), to)
+                .up(txn, before.len(), to, opening.as_deref())
                 .await
                 .map_err(failed)?;
             let ran = names[before.len()..to].to_vec();

@@ -35,7 +35,7 @@ impl DataPlane {
             let conn = self.handles.get(self.pg_address(database)).await?;
             let txn = conn.begin().await.map_err(db_error)?;
             lock(&txn, storage).await?;
-            let (report, _) = self.migrate(&txn, storage, run, false, None).await?;
+            let (report, _) = self.migrate(&txn, storage, run, false, None, None).await?;
             if matches!(run, Run::Provision { .. }) {
                 roles::grant_in_database(&txn, storage, database).await?;
             }
@@ -65,7 +65,7 @@ impl DataPlane {
         let result = async {
             let conn = self.handles.get(Address::Sqlite { path: &path }).await?;
             let txn = conn.begin().await.map_err(db_error)?;
-            let (report, _) = self.migrate(&txn, storage, run, false, None).await?;
+            let (report, _) = self.migrate(&txn, storage, run, false, None, None).await?;
             txn.commit().await.map_err(db_error)?;
             Ok::<_, Error>(report)
         }

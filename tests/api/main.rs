@@ -21,6 +21,7 @@ mod members;
 mod members_refusals;
 mod members_users;
 mod metrics;
+mod migration_batches;
 mod migrations;
 mod migrations_failures;
 mod otel;
