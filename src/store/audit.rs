@@ -31,8 +31,10 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr, sea_query::OnConflict,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
+    sea_query::{Expr, InsertStatement, OnConflict},
 };
 use uuid::Uuid;
 
@@ -105,13 +107,37 @@ pub fn replayed() {
 
 /// Records the current call's success in `conn`, which should be the transaction of its change.
 pub async fn record<C: ConnectionTrait>(conn: &C, tenant: Option<TenantId>) -> Result<(), DbErr> {
-    match SCOPE.try_with(Arc::clone) {
-        Ok(scope) => {
-            insert(conn, &scope, tenant, OK, None).await?;
-            scope.recorded.store(true, Ordering::Relaxed);
+    match success(tenant) {
+        Some(row) => {
+            conn.execute(&row.statement).await?;
+            row.sent();
             Ok(())
         }
-        Err(_) => Ok(()),
+        None => Ok(()),
+    }
+}
+
+/// The current call's success row for `tenant`, for a caller that sends it within a statement
+/// of its own, in the transaction of its change (PostgreSQL: a data-modifying `WITH`); `None`
+/// outside a scope.
+pub fn success(tenant: Option<TenantId>) -> Option<SuccessRow> {
+    let scope = SCOPE.try_with(Arc::clone).ok()?;
+    let statement = insert(&scope, tenant, OK, None);
+    Some(SuccessRow { scope, statement })
+}
+
+/// A call's success row, to be sent in the transaction of its change.
+#[derive(Debug)]
+pub struct SuccessRow {
+    scope: Arc<Scope>,
+    /// Inserts the row, unless it is there already.
+    pub statement: InsertStatement,
+}
+
+impl SuccessRow {
+    /// Notes that the row went with the change (its statement succeeded).
+    pub fn sent(self) {
+        self.scope.recorded.store(true, Ordering::Relaxed);
     }
 }
 
@@ -124,20 +150,20 @@ pub async fn record_failure<C: ConnectionTrait>(
     match SCOPE.try_with(Arc::clone) {
         Ok(scope) => {
             let message = Some("failed; the call's final status was not recorded");
-            insert(conn, &scope, tenant, FAILURE_PENDING, message).await
+            let statement = insert(&scope, tenant, FAILURE_PENDING, message);
+            conn.execute(&statement).await.map(|_| ())
         }
         Err(_) => Ok(()),
     }
 }
 
-/// Inserts the scope's row unless it is there already.
-async fn insert<C: ConnectionTrait>(
-    conn: &C,
+/// The insert of the scope's row, which keeps a row already there.
+fn insert(
     scope: &Scope,
     tenant: Option<TenantId>,
     outcome: &str,
     message: Option<&str>,
-) -> Result<(), DbErr> {
+) -> InsertStatement {
     let row = audit_event::ActiveModel {
         id: Set(scope.id),
         time: Set(crate::service::now()),
@@ -154,9 +180,7 @@ async fn insert<C: ConnectionTrait>(
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
+        .into_query()
 }
 
 /// One row of the audit log.
@@ -203,8 +227,12 @@ impl Catalog {
             if scope.replayed.load(Ordering::Relaxed) || scope.recorded.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            return insert(self.conn(), scope, None, OK, None)
+            let statement = insert(scope, None, OK, None);
+            return self
+                .conn()
+                .execute(&statement)
                 .await
+                .map(|_| ())
                 .map_err(db_error);
         }
         let updated = audit_event::Entity::update_many()
@@ -219,9 +247,8 @@ impl Catalog {
             .await
             .map_err(db_error)?;
         if updated.rows_affected == 0 {
-            insert(self.conn(), scope, None, outcome, message)
-                .await
-                .map_err(db_error)?;
+            let statement = insert(scope, None, outcome, message);
+            self.conn().execute(&statement).await.map_err(db_error)?;
         }
         Ok(())
     }

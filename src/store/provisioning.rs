@@ -7,8 +7,9 @@
 //! that same transaction; [`Catalog::record_failure`] does so for a failed run.
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::{Expr, ExprTrait, Func},
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait,
+    TransactionTrait,
+    sea_query::{Alias, CommonTableExpression, Expr, ExprTrait, Func},
 };
 
 use super::cache::Change;
@@ -114,9 +115,20 @@ pub async fn record_migration<C: ConnectionTrait>(
                     TenantState::Failed.as_str(),
                 ]));
     }
-    let update = update
+    let mut update = update
         .filter(tenant::Column::Id.eq(id.as_uuid()))
         .filter(changed);
+    // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
+    // the same statement (a data-modifying WITH runs whether or not the update changes a row).
+    let audit = audit::success(Some(id));
+    let with_update = conn.get_database_backend() == DbBackend::Postgres;
+    if with_update && let Some(row) = &audit {
+        let insert = CommonTableExpression::new()
+            .query(row.statement.clone())
+            .table_name(Alias::new("audit_row"))
+            .to_owned();
+        QueryTrait::query(&mut update).with_cte(insert);
+    }
     // The row comes back with the change, so the caller need not read it again.
     let change = if conn.support_returning() {
         match update
@@ -133,8 +145,12 @@ pub async fn record_migration<C: ConnectionTrait>(
     } else {
         RowChange::None
     };
-    // The run's outcome, and so the audit row of the call that asked for it.
-    audit::record(conn, Some(id)).await.map_err(db_error)?;
+    if let Some(row) = audit {
+        if !with_update {
+            conn.execute(&row.statement).await.map_err(db_error)?;
+        }
+        row.sent();
+    }
     Ok(change)
 }
 
