@@ -18,7 +18,7 @@ mod postgres;
 use std::{sync::Arc, time::Instant};
 
 use migration::sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager, prelude::*};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 use tenant_plane::{
     app::App,
     config::Config,
@@ -258,7 +258,15 @@ async fn main() {
     let provision_n = env_size("BENCH_PROVISION", 200);
     let fleet_n = env_size("BENCH_FLEET", 1000);
     let catalog = postgres::fresh_database_url().await;
-    let raw = Database::connect(&catalog).await.expect("raw connection");
+    // The floors' one connection: no liveness ping before each use, which would be a round
+    // trip the floor does not need.
+    let mut options = ConnectOptions::new(&catalog);
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .test_before_acquire(false)
+        .sqlx_logging(false);
+    let raw = Database::connect(options).await.expect("raw connection");
 
     // 1. Provisioning: tenants created first, then ProvisionTenant one after another.
     let server = serve(&catalog, TenantMigrations::builtin(), false).await;
