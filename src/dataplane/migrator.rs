@@ -130,9 +130,10 @@ impl TenantMigrations {
             .skip(from)
             .take(to.saturating_sub(from))
         {
-            let recorded = match batched {
-                true => plan::record(migration.as_ref()).await,
-                false => None,
+            let recorded = if batched {
+                plan::record(migration.as_ref()).await
+            } else {
+                None
             };
             match recorded {
                 Some(statements) => statements
