@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::plan::{self, Batch};
 use migration::sea_orm_migration::{
     MigrationTrait, MigratorTraitSelf, SchemaManager,
     seaql_migrations::{self, Entity as VersionTable},
@@ -14,6 +13,7 @@ use sea_orm::{
     EntityTrait, QueryOrder, Schema,
 };
 
+use super::plan::{self, Batch};
 use crate::domain::Error;
 
 /// Produces the tenant migrations, oldest first. A function because sea-orm-migration consumes

@@ -6,12 +6,13 @@
 //! batch instead: the same statements, in the same order, in the same transaction, so a failure
 //! still rolls the tenant back to where it was.
 //!
-//! Just before a run, each migration's `up` is asked once against a recording connection (sea-orm's
-//! mock connection, which reaches no database). Such statements tell their sender nothing back
-//! (no rows; no count, but for `CREATE TABLE ... AS`), so the migration's `up` would have sent
-//! the same ones to the database. Anything else is refused — a read, a bound value, a data change, a transaction of its
-//! own — and that migration runs as before, statement by statement (its `up` is then asked a
-//! second time, for real). Batching is for PostgreSQL; SQLite runs migrations one by one.
+//! Just before a run, each migration's `up` is asked once against a recording connection
+//! (sea-orm's mock connection, which reaches no database). Such statements tell their sender
+//! nothing back (no rows; no count, but for `CREATE TABLE ... AS`), so the migration's `up` would
+//! have sent the same ones to the database. Anything else is refused — a read, a bound value, a
+//! data change, a transaction of its own — and that migration runs as before, statement by
+//! statement (its `up` is then asked a second time, for real). Batching is for PostgreSQL;
+//! SQLite runs migrations one by one.
 
 use std::sync::{
     Arc, Mutex,
