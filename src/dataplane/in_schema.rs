@@ -71,6 +71,13 @@ impl DataPlane {
         let name = required(&storage.schema, "schema")?;
         let schema = quote(name);
         let is_shared = storage.isolation == Isolation::Shared;
+        if *run == (Run::Provision { recreate: false })
+            && storage.isolation == Isolation::Schema
+            && !storage.provisioned
+            && let Some(done) = self.provision_first(storage, name).await?
+        {
+            return Ok(done);
+        }
         // A rollout's target on the rollout workers' pool.
         let pool = match claim {
             Some(_) => self.catalog.rollout_conn(),

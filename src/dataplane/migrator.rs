@@ -148,6 +148,20 @@ impl TenantMigrations {
         batch.send(txn).await
     }
 
+    /// The statements of every migration `from..to`, in order, when each of them only changes
+    /// the schema (see [`plan`]); `None` when one of them must run statement by statement.
+    pub async fn planned(&self, from: usize, to: usize) -> Option<Vec<String>> {
+        let mut statements = Vec::new();
+        for migration in (self.source)()
+            .into_iter()
+            .skip(from)
+            .take(to.saturating_sub(from))
+        {
+            statements.extend(plan::record(migration.as_ref()).await?);
+        }
+        Some(statements)
+    }
+
     /// Writes the version rows of applied migrations, in one statement.
     pub async fn record(
         &self,

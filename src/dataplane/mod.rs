@@ -19,6 +19,7 @@
 //! LRU of connections ([`handles`]). No pool is ever created per tenant.
 
 mod batch;
+mod first;
 mod handles;
 mod in_schema;
 mod measure;
@@ -51,6 +52,9 @@ pub struct Storage {
     pub database: Option<String>,
     /// The tenant's login role (PostgreSQL only; see [`roles`]).
     pub role: DbRoleName,
+    /// Whether the catalog records the storage as provisioned. A hint, never trusted: a first
+    /// provisioning is tried in one batch ([`first`]), which fails harmlessly where it is wrong.
+    pub provisioned: bool,
 }
 
 /// A version table's rows: each applied migration, oldest first, with when it was applied.

@@ -72,14 +72,20 @@ async fn run_grants(
 /// The statement that makes the role when it is missing: LOGIN, but no password yet.
 fn create_role(role: &str, found: &Found) -> String {
     if found.missing {
-        format!(
-            "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
-               NOREPLICATION NOBYPASSRLS; \
-             GRANT {role} TO CURRENT_USER; "
-        )
+        make_role(role)
     } else {
         String::new()
     }
+}
+
+/// Makes the role (an error if one of its name exists), LOGIN with no password, and makes the
+/// control plane a member of it.
+fn make_role(role: &str) -> String {
+    format!(
+        "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
+           NOREPLICATION NOBYPASSRLS; \
+         GRANT {role} TO CURRENT_USER; "
+    )
 }
 
 /// The grants that let the role use the rows of the tables in `schema`, now and after later
@@ -111,6 +117,34 @@ fn connect_to_catalog(role: &str, found: &Found) -> String {
         "SELECT pg_advisory_xact_lock(hashtextextended({CATALOG_CONNECT_LOCK}, 0)); \
          GRANT CONNECT ON DATABASE {} TO {role}; ",
         quote(&found.database),
+    )
+}
+
+/// [`connect_to_catalog`] for a role made in the same batch, decided by the database as the
+/// batch runs: granted only where PUBLIC may not connect.
+fn connect_to_catalog_unless_public(role: &str) -> String {
+    format!(
+        "DO $connect$ BEGIN \
+           IF NOT has_database_privilege('public', current_database(), 'CONNECT') THEN \
+             PERFORM pg_advisory_xact_lock(hashtextextended({CATALOG_CONNECT_LOCK}, 0)); \
+             EXECUTE format('GRANT CONNECT ON DATABASE %I TO %s', current_database(), {role}); \
+           END IF; \
+         END $connect$; ",
+        role = literal(role),
+    )
+}
+
+/// SCHEMA isolation, in the batch that makes the tenant's schema `schema` (see
+/// [`super::first`]): makes the role, which must not exist yet, and grants it what
+/// [`grant_in_schema`] does. No lookup first: an existing role fails the batch.
+pub(super) fn made_and_granted(storage: &Storage, schema: &str) -> String {
+    let role = storage.role.quoted();
+    let schema = quote(schema);
+    format!(
+        "{}{}{}; ALTER ROLE {role} SET search_path TO {schema}",
+        make_role(&role),
+        connect_to_catalog_unless_public(&role),
+        table_grants(&role, &schema)
     )
 }
 

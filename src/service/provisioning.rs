@@ -311,6 +311,7 @@ pub fn storage_of(tenant: &Tenant) -> Storage {
         schema: tenant.schema_name.clone(),
         database: tenant.database_name.clone(),
         role: DbRoleName::of(tenant),
+        provisioned: tenant.provision_time.is_some(),
     }
 }
 

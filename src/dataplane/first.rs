@@ -1,0 +1,79 @@
+//! A SCHEMA tenant's first provisioning, in one batch of statements.
+//!
+//! Provisioning a tenant step by step looks first (does the schema exist, does the role, may it
+//! connect already), then acts on what it found: four round trips of SQL in the provisioning's
+//! transaction. A tenant the catalog has never seen provisioned almost always has nothing yet,
+//! so its provisioning is first tried as if so, in one batch: the tenant's lock, the schema (not
+//! `IF NOT EXISTS`), its version table, every migration, the role (an error if it exists), its
+//! grants, the version rows and the role's LOGIN settled against the tenant's state. Then the
+//! catalog's mirror, and the commit.
+//!
+//! Whatever fails the batch — the schema or the role already there, a migration that fails, a
+//! privilege the control plane lacks, a migration that cannot be batched — rolls it back whole,
+//! and the provisioning runs step by step, which finds out which it was and says so.
+
+use chrono::Utc;
+use sea_orm::TransactionTrait;
+
+use super::plan::Batch;
+use super::sql::{literal, lock_key, quote};
+use super::{DataPlane, Storage, TargetRun, TenantMigrations, roles};
+use crate::domain::Error;
+use crate::store::{Change, db_error, provisioning::record_migration, settle_login_sql};
+
+impl DataPlane {
+    /// Provisions the SCHEMA tenant of `storage`, whose schema is `name`, in one batch, if it
+    /// has nothing yet. `None`, with nothing changed, when the batch did not apply or failed.
+    pub(super) async fn provision_first(
+        &self,
+        storage: &Storage,
+        name: &str,
+    ) -> Result<Option<TargetRun>, Error> {
+        let names = self.migrations.names();
+        let Some(statements) = self.migrations.planned(0, names.len()).await else {
+            return Ok(None);
+        };
+        let schema = quote(name);
+        let now = Utc::now();
+        let mut batch = Batch::default();
+        for statement in [
+            format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
+                literal(&lock_key(storage))
+            ),
+            format!("CREATE SCHEMA {schema}"),
+            format!("SET LOCAL search_path TO {schema}"),
+            TenantMigrations::install_sql(),
+        ]
+        .iter()
+        .chain(&statements)
+        .chain(&[
+            roles::made_and_granted(storage, name),
+            TenantMigrations::record_sql(name, names, now.timestamp()),
+            "SET LOCAL search_path TO DEFAULT".to_owned(),
+            settle_login_sql(storage.tenant, &storage.role),
+        ]) {
+            if !statement.is_empty() {
+                batch.push(statement);
+            }
+        }
+        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+        if let Err(error) = batch.send(&txn).await {
+            tracing::debug!(%error, "a first provisioning in one batch failed; going step by step");
+            txn.rollback().await.map_err(db_error)?;
+            return Ok(None);
+        }
+        let recorded =
+            record_migration(&txn, storage.tenant, self.migrations.latest(), true, false).await?;
+        txn.commit().await.map_err(db_error)?;
+        tracing::info!(role = %storage.role, "tenant role made (it committed with the provisioning)");
+        self.catalog.changed(&Change::TenantRow(storage.tenant));
+        let mut report = self.report(
+            names.iter().map(|name| (name.clone(), now)).collect(),
+            names.to_vec(),
+        );
+        report.created = true;
+        report.recorded = recorded;
+        Ok(Some(TargetRun::Ran(report)))
+    }
+}
