@@ -31,6 +31,7 @@ mod plans_upsert;
 mod platform;
 mod provisioning;
 mod provisioning_failures;
+mod provisioning_first;
 mod provisioning_postgres;
 mod provisioning_races;
 mod provisioning_status;

@@ -1,0 +1,107 @@
+//! A tenant's first provisioning goes in one batch; one that finds anything already there goes
+//! step by step. Both must leave the same storage, role and grants.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use tenant_plane::proto::{self, tenant::State};
+
+use crate::provisioning::status_of;
+use crate::support::{Db, SAMPLE_MIGRATIONS, TestServer, create};
+use crate::tenant_roles::location;
+
+/// What the catalog database says about a tenant's schema `schema` and role `role`, with both
+/// names replaced by `S` and `R` so that two tenants' descriptions compare equal.
+async fn describe(admin: &DatabaseConnection, schema: &str, role: &str) -> Vec<String> {
+    let queries = [
+        // The schema's owner and privileges.
+        "SELECT nspowner::regrole::text || ' ' || coalesce(nspacl::text, '-') AS line \
+         FROM pg_namespace WHERE nspname = $1",
+        // Each table, index and sequence, with its owner and privileges.
+        "SELECT c.relname || ' ' || c.relkind::text || ' ' || c.relowner::regrole::text || ' ' \
+           || coalesce(c.relacl::text, '-') AS line \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 ORDER BY c.relname",
+        // What tables and sequences made there later will grant.
+        "SELECT d.defaclobjtype::text || ' ' || d.defaclrole::regrole::text || ' ' \
+           || d.defaclacl::text AS line \
+         FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace \
+         WHERE n.nspname = $1 ORDER BY d.defaclobjtype",
+        // The role's attributes, its settings, and who is a member of it.
+        "SELECT concat_ws(' ', rolcanlogin, rolsuper, rolinherit, rolcreaterole, rolcreatedb, \
+           rolreplication, rolbypassrls, rolconfig::text, \
+           (SELECT string_agg(m.member::regrole::text, ',') FROM pg_auth_members m \
+            WHERE m.roleid = r.oid)) AS line \
+         FROM pg_roles r WHERE rolname = $1",
+    ];
+    let mut lines = Vec::new();
+    for (i, sql) in queries.iter().enumerate() {
+        let of = if i == 3 { role } else { schema };
+        let rows = admin
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                *sql,
+                [of.into()],
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert!(!rows.is_empty(), "nothing for {of}: {sql}");
+        for row in rows {
+            let line: String = row.try_get("", "line").expect("line");
+            lines.push(line.replace(role, "R").replace(schema, "S"));
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_batch_and_the_step_by_step_provisioning_leave_the_same_storage() {
+    let server = TestServer::start_with(Db::Postgres, |c| c.tenant_auto_provision = false).await;
+    let batched = create(&server, "in-one-batch").await;
+    let stepwise = create(&server, "step-by-step").await;
+    // An empty schema of the tenant's name made beforehand: the batch, which makes the schema
+    // and expects none, fails on it and the provisioning goes step by step.
+    let admin = server.catalog().await;
+    admin
+        .execute_unprepared(&format!("CREATE SCHEMA \"{}\"", stepwise.schema_name))
+        .await
+        .expect("the schema beforehand");
+
+    for tenant in [&batched, &stepwise] {
+        let answer = server
+            .provisioning()
+            .provision_tenant(proto::ProvisionTenantRequest {
+                tenant: tenant.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|status| panic!("{}: {status:?}", tenant.slug))
+            .into_inner();
+        assert!(answer.changed, "{}", tenant.slug);
+        assert_eq!(
+            answer.tenant.map(|t| t.state()),
+            Some(State::Active),
+            "{}",
+            tenant.slug
+        );
+        let status = status_of(&server, &tenant.name).await;
+        assert_eq!(status.last_error, "", "{}", tenant.slug);
+        assert_eq!(
+            server.tenant_versions(tenant).await,
+            SAMPLE_MIGRATIONS,
+            "{}",
+            tenant.slug
+        );
+    }
+    let mut described = Vec::new();
+    for tenant in [&batched, &stepwise] {
+        let role = location(&server, tenant).await.role_name;
+        described.push(describe(&admin, &tenant.schema_name, &role).await);
+    }
+    assert!(
+        described[0].iter().any(|line| line.contains("R=arwd/")),
+        "the role may use the tables' rows: {:#?}",
+        described[0]
+    );
+    assert_eq!(described[0], described[1]);
+    admin.close().await.expect("close");
+    server.stop().await;
+}
