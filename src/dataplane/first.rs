@@ -1,25 +1,26 @@
-//! A SCHEMA tenant's first provisioning, in one batch of statements.
+//! A SCHEMA tenant's first provisioning, in one statement.
 //!
 //! Provisioning a tenant step by step looks first (does the schema exist, does the role, may it
-//! connect already), then acts on what it found: four round trips of SQL in the provisioning's
-//! transaction. A tenant the catalog has never seen provisioned almost always has nothing yet,
-//! so its provisioning is first tried as if so, in one batch: the tenant's lock, the schema (not
-//! `IF NOT EXISTS`), its version table, every migration, the role (an error if it exists), its
-//! grants, the version rows and the role's LOGIN settled against the tenant's state. Then the
-//! catalog's mirror, and the commit.
+//! connect already), then acts on what it found: six round trips in the provisioning's
+//! transaction, `BEGIN` and `COMMIT` included. A tenant the catalog has never seen provisioned
+//! almost always has nothing yet, so its provisioning is first tried as if so, in one batch:
+//! the tenant's lock, the schema (not `IF NOT EXISTS`), its version table, every migration, the
+//! role (an error if it exists), its grants, the version rows and the role's LOGIN settled
+//! against the tenant's state. The batch goes inside the statement that records the tenant
+//! provisioned, with the call's audit row (see the catalog's `tenant_plane_run_batch`), sent
+//! outside any transaction: it commits whole, or not at all.
 //!
-//! Whatever fails the batch — the schema or the role already there, a migration that fails, a
-//! privilege the control plane lacks, a migration that cannot be batched — rolls it back whole,
-//! and the provisioning runs step by step, which finds out which it was and says so.
+//! Whatever fails it — the schema or the role already there, a migration that fails, a
+//! privilege the control plane lacks — changes nothing, and the provisioning runs step by step,
+//! which finds out which it was and says so. So does a migration that cannot be batched.
 
 use chrono::Utc;
-use sea_orm::TransactionTrait;
 
-use super::plan::Batch;
+use super::plan::SEPARATOR;
 use super::sql::{literal, lock_key, quote};
 use super::{DataPlane, Storage, TargetRun, TenantMigrations, roles};
 use crate::domain::Error;
-use crate::store::{Change, db_error, provisioning::record_migration, settle_login_sql};
+use crate::store::{Change, provisioning::provision_in_one_statement, settle_login_sql};
 
 impl DataPlane {
     /// Provisions the SCHEMA tenant of `storage`, whose schema is `name`, in one batch, if it
@@ -35,8 +36,7 @@ impl DataPlane {
         };
         let schema = quote(name);
         let now = Utc::now();
-        let mut batch = Batch::default();
-        for statement in [
+        let batch: Vec<String> = [
             format!(
                 "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
                 literal(&lock_key(storage))
@@ -45,27 +45,26 @@ impl DataPlane {
             format!("SET LOCAL search_path TO {schema}"),
             TenantMigrations::install_sql(),
         ]
-        .iter()
-        .chain(&statements)
-        .chain(&[
+        .into_iter()
+        .chain(statements)
+        .chain([
             roles::made_and_granted(storage, name),
             TenantMigrations::record_sql(name, names, now.timestamp()),
             "SET LOCAL search_path TO DEFAULT".to_owned(),
             settle_login_sql(storage.tenant, &storage.role),
-        ]) {
-            if !statement.is_empty() {
-                batch.push(statement);
-            }
-        }
-        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
-        if let Err(error) = batch.send(&txn).await {
-            tracing::debug!(%error, "a first provisioning in one batch failed; going step by step");
-            txn.rollback().await.map_err(db_error)?;
+        ])
+        .filter(|statement| !statement.is_empty())
+        .collect();
+        let Some(recorded) = provision_in_one_statement(
+            self.catalog.conn(),
+            storage.tenant,
+            self.migrations.latest(),
+            batch.join(SEPARATOR),
+        )
+        .await?
+        else {
             return Ok(None);
-        }
-        let recorded =
-            record_migration(&txn, storage.tenant, self.migrations.latest(), true, false).await?;
-        txn.commit().await.map_err(db_error)?;
+        };
         tracing::info!(role = %storage.role, "tenant role made (it committed with the provisioning)");
         self.catalog.changed(&Change::TenantRow(storage.tenant));
         let mut report = self.report(

@@ -7,9 +7,9 @@
 //! that same transaction; [`Catalog::record_failure`] does so for a failed run.
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait,
-    TransactionTrait,
-    sea_query::{Alias, CommonTableExpression, Expr, ExprTrait, Func},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryTrait, TransactionTrait,
+    sea_query::{Alias, CommonTableExpression, Expr, ExprTrait, Func, Query, WithClause},
 };
 
 use super::cache::Change;
@@ -36,6 +36,109 @@ pub async fn record_migration<C: ConnectionTrait>(
     provisioned: bool,
     rebuilt: bool,
 ) -> Result<RowChange, Error> {
+    let mut update = mirror_update(id, version, provisioned, rebuilt);
+    // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
+    // the same statement (a data-modifying WITH runs whether or not the update changes a row).
+    let audit = audit::success(Some(id));
+    let with_update = conn.get_database_backend() == DbBackend::Postgres;
+    if with_update && let Some(row) = &audit {
+        QueryTrait::query(&mut update).with_cte(audit_cte(row));
+    }
+    // The row comes back with the change, so the caller need not read it again.
+    let change = if conn.support_returning() {
+        match update
+            .exec_with_returning(conn)
+            .await
+            .map_err(db_error)?
+            .pop()
+        {
+            Some(row) => RowChange::Changed(Some(Box::new(super::tenants::to_domain(row)?))),
+            None => RowChange::None,
+        }
+    } else if update.exec(conn).await.map_err(db_error)?.rows_affected > 0 {
+        RowChange::Changed(None)
+    } else {
+        RowChange::None
+    };
+    if let Some(row) = audit {
+        if !with_update {
+            conn.execute(&row.statement).await.map_err(db_error)?;
+        }
+        row.sent();
+    }
+    Ok(change)
+}
+
+/// The name the batch's outcome goes by in [`provision_in_one_statement`].
+const BATCH: &str = "tenant_plane_batch";
+
+/// Runs `statements`, a SCHEMA tenant's first provisioning (its schema, tables, role and
+/// grants), and records the tenant provisioned at `version`, with the call's audit row, as one
+/// statement on `conn`, outside any transaction: it commits whole or not at all (PostgreSQL).
+///
+/// The tenant's row is updated only after the batch ran (the update is gated on its outcome),
+/// so the batch's first statement, the tenant's lock, is taken before the row's, as every
+/// provisioning and migration takes them. `None` when the statement failed, changing nothing.
+pub async fn provision_in_one_statement(
+    conn: &DatabaseConnection,
+    id: TenantId,
+    version: Option<&str>,
+    statements: String,
+) -> Result<Option<RowChange>, Error> {
+    let mut update = mirror_update(id, version, true, false)
+        .filter(Expr::cust(format!("(SELECT done FROM {BATCH})")));
+    let run = Query::select()
+        .expr_as(
+            Expr::cust_with_values("tenant_plane_run_batch($1)", [statements]),
+            Alias::new("done"),
+        )
+        .to_owned();
+    let mut with = WithClause::new();
+    with.cte(
+        CommonTableExpression::new()
+            .query(run)
+            .table_name(Alias::new(BATCH))
+            .materialized(true)
+            .to_owned(),
+    );
+    let audit = audit::success(Some(id));
+    if let Some(row) = &audit {
+        with.cte(audit_cte(row));
+    }
+    QueryTrait::query(&mut update).with_cte(with);
+    let mut rows = match update.exec_with_returning(conn).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::debug!(%error, "provisioning in one statement failed; nothing changed");
+            return Ok(None);
+        }
+    };
+    if let Some(row) = audit {
+        row.sent();
+    }
+    Ok(Some(match rows.pop() {
+        Some(row) => RowChange::Changed(Some(Box::new(super::tenants::to_domain(row)?))),
+        None => RowChange::None,
+    }))
+}
+
+/// The call's success row as a data-modifying `WITH` of the statement that records its change.
+fn audit_cte(row: &audit::SuccessRow) -> CommonTableExpression {
+    CommonTableExpression::new()
+        .query(row.statement.clone())
+        .table_name(Alias::new("audit_row"))
+        .to_owned()
+}
+
+/// The update of the tenant's row that mirrors a run: its version; with `provisioned`, that
+/// its storage exists and that a PROVISIONING or FAILED tenant is now ACTIVE; only where that
+/// changes something.
+fn mirror_update(
+    id: TenantId,
+    version: Option<&str>,
+    provisioned: bool,
+    rebuilt: bool,
+) -> sea_orm::UpdateMany<tenant::Entity> {
     let now = crate::service::now();
     let mut update = tenant::Entity::update_many()
         .col_expr(
@@ -115,43 +218,9 @@ pub async fn record_migration<C: ConnectionTrait>(
                     TenantState::Failed.as_str(),
                 ]));
     }
-    let mut update = update
+    update
         .filter(tenant::Column::Id.eq(id.as_uuid()))
-        .filter(changed);
-    // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
-    // the same statement (a data-modifying WITH runs whether or not the update changes a row).
-    let audit = audit::success(Some(id));
-    let with_update = conn.get_database_backend() == DbBackend::Postgres;
-    if with_update && let Some(row) = &audit {
-        let insert = CommonTableExpression::new()
-            .query(row.statement.clone())
-            .table_name(Alias::new("audit_row"))
-            .to_owned();
-        QueryTrait::query(&mut update).with_cte(insert);
-    }
-    // The row comes back with the change, so the caller need not read it again.
-    let change = if conn.support_returning() {
-        match update
-            .exec_with_returning(conn)
-            .await
-            .map_err(db_error)?
-            .pop()
-        {
-            Some(row) => RowChange::Changed(Some(Box::new(super::tenants::to_domain(row)?))),
-            None => RowChange::None,
-        }
-    } else if update.exec(conn).await.map_err(db_error)?.rows_affected > 0 {
-        RowChange::Changed(None)
-    } else {
-        RowChange::None
-    };
-    if let Some(row) = audit {
-        if !with_update {
-            conn.execute(&row.statement).await.map_err(db_error)?;
-        }
-        row.sent();
-    }
-    Ok(change)
+        .filter(changed)
 }
 
 /// Mirrors the shared schema's version onto every provisioned SHARED tenant.
