@@ -25,6 +25,9 @@ async fn describe(admin: &DatabaseConnection, schema: &str, role: &str) -> Vec<S
            || d.defaclacl::text AS line \
          FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace \
          WHERE n.nspname = $1 ORDER BY d.defaclobjtype",
+        // Whether the role may connect to the catalog database (PUBLIC may not, here).
+        "SELECT 'connect ' || has_database_privilege($1, current_database(), 'CONNECT')::text \
+           AS line",
         // The role's attributes, its settings, and who is a member of it.
         "SELECT concat_ws(' ', rolcanlogin, rolsuper, rolinherit, rolcreaterole, rolcreatedb, \
            rolreplication, rolbypassrls, rolconfig::text, \
@@ -34,7 +37,7 @@ async fn describe(admin: &DatabaseConnection, schema: &str, role: &str) -> Vec<S
     ];
     let mut lines = Vec::new();
     for (i, sql) in queries.iter().enumerate() {
-        let of = if i == 3 { role } else { schema };
+        let of = if i < 3 { schema } else { role };
         let rows = admin
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -64,6 +67,15 @@ async fn the_one_statement_and_the_step_by_step_provisioning_leave_the_same_stor
         .execute_unprepared(&format!("CREATE SCHEMA \"{}\"", stepwise.schema_name))
         .await
         .expect("the schema beforehand");
+    // Where PUBLIC may not connect, each way must grant the role CONNECT.
+    admin
+        .execute_unprepared(
+            "DO $$ BEGIN \
+               EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database()); \
+             END $$",
+        )
+        .await
+        .expect("revoke CONNECT from PUBLIC");
 
     for tenant in [&stepwise, &batched] {
         if tenant.slug == batched.slug {
@@ -107,6 +119,11 @@ async fn the_one_statement_and_the_step_by_step_provisioning_leave_the_same_stor
     assert!(
         described[0].iter().any(|line| line.contains("R=arwd/")),
         "the role may use the tables' rows: {:#?}",
+        described[0]
+    );
+    assert!(
+        described[0].iter().any(|line| line == "connect true"),
+        "the role may connect: {:#?}",
         described[0]
     );
     assert_eq!(described[0], described[1]);
