@@ -30,6 +30,7 @@ mod plans_refusals;
 mod plans_upsert;
 mod platform;
 mod provisioning;
+mod provisioning_crashes;
 mod provisioning_failures;
 mod provisioning_first;
 mod provisioning_postgres;

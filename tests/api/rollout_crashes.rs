@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Database, Statement};
-use tenant_plane::proto::{self, migration_service_client::MigrationServiceClient};
+use tenant_plane::proto::{
+    self, migration_service_client::MigrationServiceClient,
+    provisioning_service_client::ProvisioningServiceClient,
+};
 use tonic::transport::Channel;
 
 use crate::rollout_fleet::{FIFTH, all, finish, five_migrations, fleet, start, version_of};
@@ -59,14 +62,14 @@ async fn two_rollouts_started_at_once_on_two_replicas_migrate_every_tenant_exact
 }
 
 /// The control plane as a process of its own, on the given catalog.
-struct Process {
+pub(crate) struct Process {
     child: std::process::Child,
     channel: Channel,
     _data_dir: tempfile::TempDir,
 }
 
 impl Process {
-    async fn start(catalog_url: &str) -> Self {
+    pub(crate) async fn start(catalog_url: &str) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("port")
@@ -105,6 +108,10 @@ impl Process {
 
     fn migrations(&self) -> MigrationServiceClient<Conn> {
         MigrationServiceClient::new(with_token(self.channel.clone(), ADMIN_TOKEN))
+    }
+
+    pub(crate) fn provisioning(&self) -> ProvisioningServiceClient<Conn> {
+        ProvisioningServiceClient::new(with_token(self.channel.clone(), ADMIN_TOKEN))
     }
 }
 
