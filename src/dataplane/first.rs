@@ -10,9 +10,11 @@
 //! provisioned, with the call's audit row (see the catalog's `tenant_plane_run_batch`), sent
 //! outside any transaction: it commits whole, or not at all.
 //!
-//! Whatever fails it — the schema or the role already there, a migration that fails, a
-//! privilege the control plane lacks — changes nothing, and the provisioning runs step by step,
-//! which finds out which it was and says so. So does a migration that cannot be batched.
+//! Whatever error the database reports for it — the schema or the role already there, a
+//! migration that fails, a privilege the control plane lacks — means it changed nothing, and
+//! the provisioning runs step by step, which finds out which it was and says so. So does a
+//! migration that cannot be batched. A lost connection fails the call instead: the statement
+//! may have committed.
 
 use chrono::Utc;
 
@@ -24,7 +26,8 @@ use crate::store::{Change, provisioning::provision_in_one_statement, settle_logi
 
 impl DataPlane {
     /// Provisions the SCHEMA tenant of `storage`, whose schema is `name`, in one batch, if it
-    /// has nothing yet. `None`, with nothing changed, when the batch did not apply or failed.
+    /// has nothing yet. `None`, with nothing changed, when the migrations cannot all be batched
+    /// or the database refused the statement.
     pub(super) async fn provision_first(
         &self,
         storage: &Storage,

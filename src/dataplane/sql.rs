@@ -1,11 +1,12 @@
 //! The SQL every strategy shares: per-storage advisory locks, identifier quoting, and small
 //! helpers. Identifiers here come from parsed storage names, and are quoted all the same.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement};
 
 use super::Storage;
 use crate::domain::{Error, Isolation};
 use crate::store::db_error;
+pub(super) use crate::store::sqlstate;
 
 /// Serialises runs on one tenant's storage, across connections and replicas, until the
 /// transaction ends. Shared tenants share one schema, hence one lock.
@@ -102,14 +103,3 @@ pub(super) fn remove_sqlite_files(path: &std::path::Path) -> Result<(), Error> {
 pub(super) const INSUFFICIENT_PRIVILEGE: &str = "42501";
 /// SQLSTATE 42P01: no such table.
 pub(super) const UNDEFINED_TABLE: &str = "42P01";
-
-/// The SQLSTATE of a database error, if the database gave one.
-pub(super) fn sqlstate(err: &DbErr) -> Option<String> {
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.into_owned()),
-        _ => None,
-    }
-}

@@ -335,6 +335,18 @@ pub(crate) fn db_error(err: DbErr) -> Error {
     }
 }
 
+/// The SQLSTATE of a database error, if the database gave one: an error the database reported
+/// (its statement failed and changed nothing), not one of the connection or of decoding.
+pub(crate) fn sqlstate(err: &DbErr) -> Option<String> {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
 /// Whether `err` is a unique-constraint violation.
 pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
     matches!(

@@ -14,7 +14,7 @@ use sea_orm::{
 
 use super::cache::Change;
 use super::entity::{api_key, quota_usage, tenant, tenant_member};
-use super::{Catalog, audit, db_error};
+use super::{Catalog, audit, db_error, sqlstate};
 use crate::domain::{Error, Tenant, TenantId, TenantState};
 
 /// How recording a run changed the tenant's row.
@@ -78,7 +78,8 @@ const BATCH: &str = "tenant_plane_batch";
 ///
 /// The tenant's row is updated only after the batch ran (the update is gated on its outcome),
 /// so the batch's first statement, the tenant's lock, is taken before the row's, as every
-/// provisioning and migration takes them. `None` when the statement failed, changing nothing.
+/// provisioning and migration takes them. `None` when the database refused the statement, which
+/// then changed nothing.
 pub async fn provision_in_one_statement(
     conn: &DatabaseConnection,
     id: TenantId,
@@ -108,10 +109,14 @@ pub async fn provision_in_one_statement(
     QueryTrait::query(&mut update).with_cte(with);
     let mut rows = match update.exec_with_returning(conn).await {
         Ok(rows) => rows,
-        Err(error) => {
-            tracing::debug!(%error, "provisioning in one statement failed; nothing changed");
+        // The database refused the statement: it changed nothing.
+        Err(error) if sqlstate(&error).is_some() => {
+            tracing::info!(%error, "a first provisioning in one statement was refused");
             return Ok(None);
         }
+        // No connection, or lost during the statement, which may then have committed: not a
+        // case for trying again another way.
+        Err(error) => return Err(db_error(error)),
     };
     if let Some(row) = audit {
         row.sent();

@@ -225,14 +225,30 @@ async fn a_tenant_without_a_role_is_suspended_deleted_and_restored_as_before() {
 }
 
 /// A tenant suspended while its provisioning waits to commit ends with a role that may not log
-/// in: the provisioning transaction locks the tenant's row and reads its state before it
-/// commits the role.
+/// in: the provisioning locks the tenant's row and reads its state before it commits the role.
+/// A first provisioning, in one statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_suspended_during_its_provisioning_gets_a_role_that_may_not_log_in() {
+    suspended_midway(false).await;
+}
+
+/// The same, step by step (the tenant's schema was made beforehand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_suspended_during_a_step_by_step_provisioning_gets_a_role_that_may_not_log_in() {
+    suspended_midway(true).await;
+}
+
+async fn suspended_midway(step_by_step: bool) {
     let server = TestServer::start_with(Db::Postgres, |c| c.tenant_auto_provision = false).await;
     let tenant = create(&server, "suspended-midway").await;
     let id = tenant.id.clone();
     let catalog = server.catalog().await;
+    if step_by_step {
+        catalog
+            .execute_unprepared(&format!("CREATE SCHEMA \"{}\"", tenant.schema_name))
+            .await
+            .expect("the schema beforehand");
+    }
     // Hold the tenant's row, as a suspension in flight does.
     let holder = catalog.begin().await.expect("begin");
     holder
@@ -252,16 +268,22 @@ async fn a_tenant_suspended_during_its_provisioning_gets_a_role_that_may_not_log
             .await
     });
     // The provisioning has made the role (in the batch that ends by settling its LOGIN) and
-    // waits for the row.
-    // The only session of this test's catalog database that can wait for a lock.
-    let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
-                   WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    // waits for the row: in its one statement, or in the grants' batch.
+    let waiting = format!(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '{}'",
+        if step_by_step {
+            "CREATE ROLE \"tenant_suspended_midway_%"
+        } else {
+            "%tenant_plane_run_batch(%"
+        }
+    );
     let mut blocked = false;
     for _ in 0..400 {
         let row = catalog
             .query_one_raw(sea_orm::Statement::from_string(
                 catalog.get_database_backend(),
-                waiting,
+                &waiting,
             ))
             .await
             .expect("pg_stat_activity");
