@@ -19,13 +19,13 @@
 use chrono::Utc;
 
 use super::plan::SEPARATOR;
-use super::sql::{literal, lock_key, quote};
+use super::sql::{lock_sql, quote};
 use super::{DataPlane, Storage, TargetRun, TenantMigrations, roles};
 use crate::domain::Error;
 use crate::store::{Change, provisioning::provision_in_one_statement, settle_login_sql};
 
 impl DataPlane {
-    /// Provisions the SCHEMA tenant of `storage`, whose schema is `name`, in one batch, if it
+    /// Provisions the SCHEMA tenant of `storage`, whose schema is `name`, in one statement, if it
     /// has nothing yet. `None`, with nothing changed, when the migrations cannot all be batched
     /// or the database refused the statement.
     pub(super) async fn provision_first(
@@ -40,10 +40,7 @@ impl DataPlane {
         let schema = quote(name);
         let now = Utc::now();
         let batch: Vec<String> = [
-            format!(
-                "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
-                literal(&lock_key(storage))
-            ),
+            lock_sql(storage),
             format!("CREATE SCHEMA {schema}"),
             format!("SET LOCAL search_path TO {schema}"),
             TenantMigrations::install_sql(),

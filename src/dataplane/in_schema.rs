@@ -7,7 +7,7 @@ use std::time::Instant;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
-use super::sql::{exec, literal, lock_key, missing_table, quote, required};
+use super::sql::{exec, lock_key, lock_sql, missing_table, quote, required};
 use super::{DataPlane, Report, Run, Storage, Target, TenantMigrations, Versions, roles, shared};
 use crate::domain::{Error, Isolation};
 use crate::store::{
@@ -120,11 +120,7 @@ impl DataPlane {
                 // The lock, then the schema on the search_path; the version table is read next.
                 exec(
                     &txn,
-                    &format!(
-                        "SELECT pg_advisory_xact_lock(hashtextextended({}, 0)); \
-                         SET LOCAL search_path TO {schema}",
-                        literal(&lock_key(storage))
-                    ),
+                    &format!("{}; SET LOCAL search_path TO {schema}", lock_sql(storage)),
                 )
                 .await?;
                 false

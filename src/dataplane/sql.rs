@@ -21,6 +21,14 @@ pub(super) async fn lock(txn: &DatabaseTransaction, storage: &Storage) -> Result
     .map_err(db_error)
 }
 
+/// [`lock`] as a statement of its own, the key inlined, for a batch of statements.
+pub(super) fn lock_sql(storage: &Storage) -> String {
+    format!(
+        "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
+        literal(&lock_key(storage))
+    )
+}
+
 pub(super) fn lock_key(storage: &Storage) -> String {
     match (storage.isolation, &storage.schema) {
         (Isolation::Shared, Some(schema)) => format!("tenant-plane:schema:{schema}"),
