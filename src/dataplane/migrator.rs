@@ -125,11 +125,7 @@ impl TenantMigrations {
             batch.push(opening);
         }
         let manager = SchemaManager::new(txn);
-        for migration in (self.source)()
-            .into_iter()
-            .skip(from)
-            .take(to.saturating_sub(from))
-        {
+        for migration in self.span(from, to) {
             let recorded = if batched {
                 plan::record(migration.as_ref()).await
             } else {
@@ -152,14 +148,18 @@ impl TenantMigrations {
     /// the schema (see [`plan`]); `None` when one of them must run statement by statement.
     pub async fn planned(&self, from: usize, to: usize) -> Option<Vec<String>> {
         let mut statements = Vec::new();
-        for migration in (self.source)()
-            .into_iter()
-            .skip(from)
-            .take(to.saturating_sub(from))
-        {
+        for migration in self.span(from, to) {
             statements.extend(plan::record(migration.as_ref()).await?);
         }
         Some(statements)
+    }
+
+    /// Migrations `from..to`, oldest first.
+    fn span(&self, from: usize, to: usize) -> impl Iterator<Item = Box<dyn MigrationTrait>> {
+        (self.source)()
+            .into_iter()
+            .skip(from)
+            .take(to.saturating_sub(from))
     }
 
     /// Writes the version rows of applied migrations, in one statement.
@@ -192,11 +192,7 @@ impl TenantMigrations {
         to: usize,
     ) -> Result<(), DbErr> {
         let manager = SchemaManager::new(txn);
-        let migrations: Vec<_> = (self.source)()
-            .into_iter()
-            .skip(to)
-            .take(from.saturating_sub(to))
-            .collect();
+        let migrations: Vec<_> = self.span(to, from).collect();
         for migration in migrations.into_iter().rev() {
             migration.down(&manager).await?;
             VersionTable::delete_by_id(migration.name().to_owned())

@@ -53,7 +53,8 @@ pub struct Storage {
     /// The tenant's login role (PostgreSQL only; see [`roles`]).
     pub role: DbRoleName,
     /// Whether the catalog records the storage as provisioned. A hint, never trusted: a first
-    /// provisioning is tried in one batch ([`first`]), which fails harmlessly where it is wrong.
+    /// provisioning is tried in one statement ([`first`]), which fails harmlessly where it is
+    /// wrong.
     pub provisioned: bool,
 }
 

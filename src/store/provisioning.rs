@@ -46,15 +46,7 @@ pub async fn record_migration<C: ConnectionTrait>(
     }
     // The row comes back with the change, so the caller need not read it again.
     let change = if conn.support_returning() {
-        match update
-            .exec_with_returning(conn)
-            .await
-            .map_err(db_error)?
-            .pop()
-        {
-            Some(row) => RowChange::Changed(Some(Box::new(super::tenants::to_domain(row)?))),
-            None => RowChange::None,
-        }
+        returned(update.exec_with_returning(conn).await.map_err(db_error)?)?
     } else if update.exec(conn).await.map_err(db_error)?.rows_affected > 0 {
         RowChange::Changed(None)
     } else {
@@ -107,7 +99,7 @@ pub async fn provision_in_one_statement(
         with.cte(audit_cte(row));
     }
     QueryTrait::query(&mut update).with_cte(with);
-    let mut rows = match update.exec_with_returning(conn).await {
+    let rows = match update.exec_with_returning(conn).await {
         Ok(rows) => rows,
         // The database refused the statement: it changed nothing.
         Err(error) if sqlstate(&error).is_some() => {
@@ -121,10 +113,15 @@ pub async fn provision_in_one_statement(
     if let Some(row) = audit {
         row.sent();
     }
-    Ok(Some(match rows.pop() {
+    returned(rows).map(Some)
+}
+
+/// How the update that returned `rows` changed the tenant's row.
+fn returned(mut rows: Vec<tenant::Model>) -> Result<RowChange, Error> {
+    Ok(match rows.pop() {
         Some(row) => RowChange::Changed(Some(Box::new(super::tenants::to_domain(row)?))),
         None => RowChange::None,
-    }))
+    })
 }
 
 /// The call's success row as a data-modifying `WITH` of the statement that records its change.
