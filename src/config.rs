@@ -139,6 +139,12 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// PostgreSQL schema of the catalog's own tables, pinned on every catalog connection (never
+    /// taken from the role's search_path, which a tenant's schema could shadow). A start refuses
+    /// when the database's catalog is in another schema.
+    #[arg(long, env = "TENANT_PLANE_CATALOG_SCHEMA", default_value = "public")]
+    pub catalog_schema: String,
+
     /// Address the gRPC server listens on.
     #[arg(long, env = "TENANT_PLANE_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,

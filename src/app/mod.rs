@@ -14,7 +14,7 @@ use tokio::{
 use crate::auth::{self, AuthLayer, Bootstrapped, tls::CertificateRoles};
 use crate::config::{Config, IsolationSetting};
 use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
-use crate::domain::{Isolation, PlanName, StoragePrefix};
+use crate::domain::{CatalogSchema, Isolation, PlanName, StoragePrefix};
 use crate::grpc::{self, Security, Services};
 use crate::service::{
     AuditLog, Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker,
@@ -90,7 +90,10 @@ impl App {
                 )
             }
         };
+        let catalog_schema = CatalogSchema::parse(&config.catalog_schema)
+            .map_err(|why| StartError::Config(format!("TENANT_PLANE_CATALOG_SCHEMA {why}")))?;
         let pool = PoolSettings {
+            catalog_schema,
             max_connections: config.pool_size,
             rollout_connections: config.rollout_connections,
             acquire_timeout: config.pool_acquire_timeout(),

@@ -4,7 +4,7 @@
 //! connect already), then acts on what it found: six round trips in the provisioning's
 //! transaction, `BEGIN` and `COMMIT` included. A tenant the catalog has never seen provisioned
 //! almost always has nothing yet, so its provisioning is first tried as if so, in one batch:
-//! the tenant's lock, the schema (not `IF NOT EXISTS`), its version table, every migration, the
+//! the tenant's lock, the schema (not `IF NOT EXISTS`) with the tenant's mark, its version table, every migration, the
 //! role (an error if it exists), its grants, the version rows and the role's LOGIN settled
 //! against the tenant's state. The batch goes inside the statement that records the tenant
 //! provisioned, with the call's audit row (see the catalog's `tenant_plane_run_batch`), sent
@@ -19,7 +19,7 @@
 use chrono::Utc;
 
 use super::plan::SEPARATOR;
-use super::sql::{lock_sql, quote};
+use super::sql::{lock_sql, mark_sql, quote};
 use super::{DataPlane, Storage, TargetRun, TenantMigrations, roles};
 use crate::domain::Error;
 use crate::store::{Change, provisioning::provision_in_one_statement, settle_login_sql};
@@ -42,6 +42,7 @@ impl DataPlane {
         let batch: Vec<String> = [
             lock_sql(storage),
             format!("CREATE SCHEMA {schema}"),
+            mark_sql("SCHEMA", name, storage),
             format!("SET LOCAL search_path TO {schema}"),
             TenantMigrations::install_sql(),
         ]

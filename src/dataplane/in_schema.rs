@@ -7,7 +7,7 @@ use std::time::Instant;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
-use super::sql::{exec, lock_key, lock_sql, missing_table, quote, required};
+use super::sql::{check_mark, exec, lock_key, lock_sql, mark_sql, missing_table, quote, required};
 use super::{DataPlane, Report, Run, Storage, Target, TenantMigrations, Versions, roles, shared};
 use crate::domain::{Error, Isolation};
 use crate::store::{
@@ -91,18 +91,31 @@ impl DataPlane {
             Run::Provision { recreate } => {
                 let (exists, found) = roles::provision_enter(&txn, storage, name).await?;
                 role = Some(found);
+                if exists {
+                    // Never adopt a schema the control plane did not make for this tenant.
+                    check_mark(&txn, "SCHEMA", name, storage).await?;
+                }
                 if *recreate && is_shared && exists {
                     shared::delete_rows(&txn, name, storage.tenant).await?;
                 } else if *recreate && !is_shared {
                     exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
                 }
-                // Make sure the schema and its version table exist, and step into it: sent
-                // with the migrations when they were planned, in one round trip.
+                let created = *recreate || !exists;
+                // Make the schema (marked as the tenant's; not IF NOT EXISTS, so one made by
+                // anyone else meanwhile fails the provisioning) and its version table, and step
+                // into it: sent with the migrations when they were planned, in one round trip.
+                let make = if !exists || (*recreate && !is_shared) {
+                    format!(
+                        "CREATE SCHEMA {schema}; {}; ",
+                        mark_sql("SCHEMA", name, storage)
+                    )
+                } else {
+                    String::new()
+                };
                 opening = Some(format!(
-                    "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}; {}",
+                    "{make}SET LOCAL search_path TO {schema}; {}",
                     TenantMigrations::install_sql()
                 ));
-                let created = *recreate || !exists;
                 if created && !is_shared {
                     // A schema made just now: its version table, made next, is empty.
                     before = Some(Vec::new());

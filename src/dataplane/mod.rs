@@ -41,7 +41,7 @@ use handles::{Address, TenantHandles};
 pub use in_schema::{RolloutClaim, TargetRun};
 pub use migrator::{MigrationSource, Target, TenantMigrations};
 pub use shared::TENANT_SETTING;
-use sql::{exec, lock, missing_table, quote, remove_sqlite_files, required, schema_exists};
+use sql::{check_mark, exec, lock, missing_table, quote, remove_sqlite_files, required};
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]
@@ -158,28 +158,34 @@ impl DataPlane {
         }
     }
 
-    /// Drops the tenant's storage. Dropping storage that is already gone succeeds.
+    /// Drops the tenant's storage. Dropping storage that is already gone succeeds; storage
+    /// without the tenant's mark is refused and left as it is.
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant))]
     pub async fn drop_storage(&self, storage: &Storage) -> Result<(), Error> {
         match (storage.isolation, self.catalog.backend()) {
             (Isolation::Schema, Backend::Postgres) => {
-                let schema = quote(required(&storage.schema, "schema")?);
+                let schema = required(&storage.schema, "schema")?;
                 let txn = self.catalog.conn().begin().await.map_err(db_error)?;
                 lock(&txn, storage).await?;
-                exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+                if check_mark(&txn, "SCHEMA", schema, storage).await? {
+                    exec(&txn, &format!("DROP SCHEMA {} CASCADE", quote(schema))).await?;
+                }
                 txn.commit().await.map_err(db_error)
             }
             (Isolation::Shared, Backend::Postgres) => {
                 let schema = required(&storage.schema, "schema")?;
                 let txn = self.catalog.conn().begin().await.map_err(db_error)?;
                 lock(&txn, storage).await?;
-                if schema_exists(&txn, schema).await? {
+                if check_mark(&txn, "SCHEMA", schema, storage).await? {
                     shared::delete_rows(&txn, schema, storage.tenant).await?;
                 }
                 txn.commit().await.map_err(db_error)
             }
             (Isolation::Database, Backend::Postgres) => {
                 let database = required(&storage.database, "database")?;
+                if !check_mark(self.catalog.conn(), "DATABASE", database, storage).await? {
+                    return Ok(());
+                }
                 self.handles.forget(self.pg_address(database)).await;
                 exec(
                     self.catalog.conn(),

@@ -22,7 +22,7 @@ use sea_orm::{
 };
 
 use super::shared::{self, ROLES_TABLE};
-use super::sql::{INSUFFICIENT_PRIVILEGE, exec, literal, lock, quote, sqlstate};
+use super::sql::{INSUFFICIENT_PRIVILEGE, check_mark, exec, literal, lock, mark, quote, sqlstate};
 use super::{DataPlane, Storage};
 use crate::domain::{Error, Isolation, ScramVerifier};
 use crate::store::{Backend, db_error};
@@ -70,21 +70,24 @@ async fn run_grants(
 }
 
 /// The statement that makes the role when it is missing: LOGIN, but no password yet.
-fn create_role(role: &str, found: &Found) -> String {
+fn create_role(storage: &Storage, found: &Found) -> String {
     if found.missing {
-        make_role(role)
+        make_role(storage)
     } else {
         String::new()
     }
 }
 
-/// Makes the role (an error if one of its name exists), LOGIN with no password, and makes the
-/// control plane a member of it.
-fn make_role(role: &str) -> String {
+/// Makes the role (an error if one of its name exists), LOGIN with no password, marked as the
+/// tenant's, and makes the control plane a member of it.
+fn make_role(storage: &Storage) -> String {
+    let role = storage.role.quoted();
     format!(
         "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
            NOREPLICATION NOBYPASSRLS; \
-         GRANT {role} TO CURRENT_USER; "
+         COMMENT ON ROLE {role} IS {mark}; \
+         GRANT {role} TO CURRENT_USER; ",
+        mark = literal(&mark("ROLE", storage)),
     )
 }
 
@@ -142,7 +145,7 @@ pub(super) fn made_and_granted(storage: &Storage, schema: &str) -> String {
     let schema = quote(schema);
     format!(
         "{}{}{}; ALTER ROLE {role} SET search_path TO {schema}",
-        make_role(&role),
+        make_role(storage),
         connect_to_catalog_unless_public(&role),
         table_grants(&role, &schema)
     )
@@ -162,7 +165,7 @@ pub(super) async fn grant_in_schema(
     let schema_q = quote(schema);
     let mut sql = format!(
         "{}{}{}; ALTER ROLE {role} SET search_path TO {schema_q}",
-        create_role(&role, found),
+        create_role(storage, found),
         connect_to_catalog(&role, found),
         table_grants(&role, &schema_q)
     );
@@ -203,7 +206,7 @@ pub(super) async fn grant_in_database(
         "{}REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC; \
          GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}; \
          REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC; {}",
-        create_role(&role, &found),
+        create_role(storage, &found),
         table_grants(&role, &schema)
     );
     run_grants(txn, &found, storage.role.as_str(), &sql).await
@@ -286,7 +289,9 @@ impl DataPlane {
         }
         let txn = self.catalog.conn().begin().await.map_err(db_error)?;
         lock(&txn, storage).await?;
-        if !role_exists(&txn, storage).await? {
+        if !role_exists(&txn, storage).await?
+            || !check_mark(&txn, "ROLE", storage.role.as_str(), storage).await?
+        {
             return txn.commit().await.map_err(db_error);
         }
         let name = storage.role.as_str();

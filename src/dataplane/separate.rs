@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+use sea_orm::TransactionTrait;
 
 use super::handles::Address;
 use super::roles;
-use super::sql::{exec, io_error, lock, not_provisioned, quote, required};
+use super::sql::{check_mark, exec, io_error, lock, mark_sql, not_provisioned, quote, required};
 use super::{DataPlane, Report, Run, Storage};
 use crate::domain::Error;
 use crate::store::db_error;
@@ -20,13 +20,16 @@ impl DataPlane {
         run: &Run,
     ) -> Result<Report, Error> {
         let database = required(&storage.database, "database")?;
-        let exists = self.database_exists(database).await?;
+        // A database without the tenant's mark is never adopted (nor dropped to rebuild it).
+        let exists = check_mark(self.catalog.conn(), "DATABASE", database, storage).await?;
         let created = match run {
             Run::Provision { recreate: true } => {
                 self.drop_storage(storage).await?;
-                self.create_database(database).await?
+                self.create_database(database, storage).await?
             }
-            Run::Provision { recreate: false } if !exists => self.create_database(database).await?,
+            Run::Provision { recreate: false } if !exists => {
+                self.create_database(database, storage).await?
+            }
             Run::Provision { .. } => false,
             _ if !exists => return Err(not_provisioned(storage)),
             _ => false,
@@ -115,31 +118,24 @@ impl DataPlane {
         self.settings.data_dir.join("tenants").join(file)
     }
 
-    async fn database_exists(&self, database: &str) -> Result<bool, Error> {
-        let row = self
-            .catalog
-            .conn()
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT 1 FROM pg_database WHERE datname = $1",
-                [database.into()],
-            ))
-            .await
-            .map_err(db_error)?;
-        Ok(row.is_some())
-    }
-
-    /// Creates a database; `false` if a concurrent provisioning created it first.
-    async fn create_database(&self, database: &str) -> Result<bool, Error> {
-        match exec(
-            self.catalog.conn(),
-            &format!("CREATE DATABASE {}", quote(database)),
-        )
-        .await
-        {
-            Ok(()) => Ok(true),
-            Err(_) if self.database_exists(database).await? => Ok(false),
-            Err(e) => Err(e),
+    /// Creates a database marked as the tenant's; `false` if a concurrent provisioning of the
+    /// tenant created it first (a database of its name made by anyone else is refused).
+    async fn create_database(&self, database: &str, storage: &Storage) -> Result<bool, Error> {
+        let conn = self.catalog.conn();
+        if let Err(e) = exec(conn, &format!("CREATE DATABASE {}", quote(database))).await {
+            return if check_mark(conn, "DATABASE", database, storage).await? {
+                Ok(false)
+            } else {
+                Err(e)
+            };
         }
+        if let Err(e) = exec(conn, &mark_sql("DATABASE", database, storage)).await {
+            // Unmarked, it could never be dropped by the control plane: drop it now.
+            if let Err(cleanup) = exec(conn, &format!("DROP DATABASE {}", quote(database))).await {
+                tracing::error!(error = %cleanup, "dropping a database that could not be marked");
+            }
+            return Err(e);
+        }
+        Ok(true)
     }
 }

@@ -6,6 +6,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement}
 use super::Storage;
 use crate::domain::{Error, Isolation};
 use crate::store::db_error;
+use crate::store::pinned::{SHARED_MARK, STORAGE_MARK};
 pub(super) use crate::store::sqlstate;
 
 /// Serialises runs on one tenant's storage, across connections and replicas, until the
@@ -36,16 +37,72 @@ pub(super) fn lock_key(storage: &Storage) -> String {
     }
 }
 
-pub(super) async fn schema_exists(txn: &DatabaseTransaction, schema: &str) -> Result<bool, Error> {
-    let row = txn
+/// The comment the control plane puts on the `kind` (SCHEMA, DATABASE or ROLE) it makes for
+/// the tenant of `storage`; the one schema of every SHARED tenant carries the shared mark.
+pub(super) fn mark(kind: &str, storage: &Storage) -> String {
+    match (storage.isolation, kind) {
+        (Isolation::Shared, "SCHEMA") => SHARED_MARK.to_owned(),
+        _ => format!("{STORAGE_MARK}{}", storage.tenant),
+    }
+}
+
+/// `COMMENT ON <kind> <name>` with the mark of `storage`'s tenant.
+pub(super) fn mark_sql(kind: &str, name: &str, storage: &Storage) -> String {
+    format!(
+        "COMMENT ON {kind} {} IS {}",
+        quote(name),
+        literal(&mark(kind, storage))
+    )
+}
+
+/// Which catalog function reads the comment on an object of each kind.
+fn describe(kind: &str) -> &'static str {
+    match kind {
+        "SCHEMA" => {
+            "SELECT obj_description(oid, 'pg_namespace') AS mark FROM pg_namespace WHERE nspname = $1"
+        }
+        "DATABASE" => {
+            "SELECT shobj_description(oid, 'pg_database') AS mark FROM pg_database WHERE datname = $1"
+        }
+        _ => "SELECT shobj_description(oid, 'pg_authid') AS mark FROM pg_roles WHERE rolname = $1",
+    }
+}
+
+/// Whether the `kind` (SCHEMA, DATABASE or ROLE) `name` exists, refusing one that does but
+/// does not carry the mark of `storage`'s tenant: it was not made by the control plane for
+/// this tenant, so it is neither adopted nor dropped. A ROLE made before roles were marked
+/// (no comment at all) is taken as the tenant's.
+pub(super) async fn check_mark<C: ConnectionTrait>(
+    conn: &C,
+    kind: &str,
+    name: &str,
+    storage: &Storage,
+) -> Result<bool, Error> {
+    let row = conn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
-            [schema.into()],
+            describe(kind),
+            [name.into()],
         ))
         .await
         .map_err(db_error)?;
-    Ok(row.is_some())
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let found: Option<String> = row.try_get("", "mark").map_err(db_error)?;
+    let expected = mark(kind, storage);
+    match found {
+        Some(found) if found == expected => Ok(true),
+        None if kind == "ROLE" => Ok(true),
+        _ => Err(Error::FailedPrecondition {
+            subject: format!("tenants/{}", storage.tenant),
+            message: format!(
+                "{} {name} exists but was not made by tenant-plane for this tenant (it lacks \
+                 the comment '{expected}'): it is neither adopted nor dropped",
+                kind.to_lowercase(),
+            ),
+        }),
+    }
 }
 
 pub(super) async fn exec<C: ConnectionTrait>(conn: &C, sql: &str) -> Result<(), Error> {

@@ -15,7 +15,7 @@ pub use api_key::{ApiKey, NewSecret, SECRET_PREFIX, hash_secret};
 pub use credentials::{DbPassword, DbRoleName, ScramVerifier};
 pub use error::{Error, FieldViolation, QuotaViolation};
 pub use member::{Member, Role, USERS, UserId};
-pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
+pub use names::{CatalogSchema, Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
 pub use plan::Plan;
 pub use quota::{
     Metering, PlanLimit, Quota, QuotaKind, Resource, WELL_KNOWN, effective_quotas, well_known,

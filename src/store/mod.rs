@@ -1,6 +1,6 @@
 //! The catalog: the control plane's own tables (tenants, plans, idempotency records), kept in
-//! a PostgreSQL schema (the first on the connection's `search_path`, normally `public`) or in
-//! the embedded SQLite file.
+//! one PostgreSQL schema, pinned on every catalog connection ([`pinned`]; `public` by
+//! default), or in the embedded SQLite file.
 //!
 //! This is the only module that imports sea-orm. It hands out domain types, and it classifies
 //! database errors once: a lost or exhausted connection is [`Error::Unavailable`], anything
@@ -14,6 +14,7 @@ pub mod cache;
 pub mod entity;
 mod hot;
 mod members;
+pub mod pinned;
 mod plans;
 pub mod provisioning;
 mod quota;
@@ -22,6 +23,7 @@ mod role_login;
 mod rollout_pg;
 mod rollout_work;
 mod rollouts;
+mod storage_names;
 mod tenants;
 
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
@@ -46,7 +48,7 @@ pub use rollout_work::{Claim, Event, Outcome};
 pub use rollouts::{Candidate, NewTarget};
 pub use tenants::{ListQuery, NewTenant};
 
-use crate::domain::Error;
+use crate::domain::{CatalogSchema, Error};
 
 /// Which database holds the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,9 @@ pub struct Catalog {
     /// PostgreSQL: the quoted schema of the catalog's tables and a dot (`"public".`), for
     /// statements that run while a tenant's schema is on the `search_path`.
     qualifier: Option<Arc<str>>,
+    /// PostgreSQL: the schema of the catalog's tables, the only one on every catalog
+    /// connection's `search_path`.
+    schema: CatalogSchema,
 }
 
 /// Pool settings for [`Catalog::connect`].
@@ -103,6 +108,9 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// Tenants (and as many slugs and API keys) kept in memory for the hot path.
     pub cache_capacity: NonZeroUsize,
+    /// PostgreSQL: the schema of the catalog's tables (TENANT_PLANE_CATALOG_SCHEMA), pinned on
+    /// every catalog connection.
+    pub catalog_schema: CatalogSchema,
 }
 
 impl Catalog {
@@ -118,36 +126,36 @@ impl Catalog {
                 "must start with postgres://, postgresql:// or sqlite:",
             ));
         };
+        let schema = &pool.catalog_schema;
         let db = Database::connect(pool_options(
             url,
             pool.max_connections,
             pool.acquire_timeout,
+            schema,
+            None,
         ))
         .await
         .map_err(db_error)?;
         // SQLite has one writer at a time: a second pool would only wait on the first.
         let rollouts = match backend {
             Backend::Postgres => {
-                let mut options =
-                    pool_options(url, pool.rollout_connections.max(1), pool.acquire_timeout);
+                let mut options = pool_options(
+                    url,
+                    pool.rollout_connections.max(1),
+                    pool.acquire_timeout,
+                    schema,
+                    // Told apart in pg_stat_activity: "<application name> rollouts".
+                    Some(" rollouts"),
+                );
                 // No connection until a rollout needs one: the shared pool has just shown
                 // the database is there.
-                options.connect_lazy(true).map_sqlx_postgres_opts(|opts| {
-                    // Told apart in pg_stat_activity: "<application name> rollouts".
-                    let name = format!(
-                        "{} rollouts",
-                        opts.get_application_name().unwrap_or("tenant-plane")
-                    );
-                    opts.application_name(&name)
-                });
+                options.connect_lazy(true);
                 Some(Database::connect(options).await.map_err(db_error)?)
             }
             Backend::Sqlite => None,
         };
         let qualifier = match backend {
-            Backend::Postgres => catalog_schema(&db)
-                .await?
-                .map(|schema| format!("\"{}\".", schema.replace('"', "\"\"")).into()),
+            Backend::Postgres => Some(format!("{}.", schema.quoted()).into()),
             Backend::Sqlite => None,
         };
         Ok(Self {
@@ -160,12 +168,12 @@ impl Catalog {
             feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
             endings: Arc::new(tokio::sync::watch::Sender::new(0)),
             qualifier,
+            schema: schema.clone(),
         })
     }
 
-    /// Whether statements can name the catalog's tables with its schema (PostgreSQL, when the
-    /// connection's `search_path` named an existing schema at start), so that they may run
-    /// while a tenant's schema is on the `search_path`.
+    /// Whether statements can name the catalog's tables with its schema (PostgreSQL), so that
+    /// they may run while a tenant's schema is on the `search_path`.
     pub(crate) fn knows_own_schema(&self) -> bool {
         self.qualifier.is_some()
     }
@@ -175,7 +183,8 @@ impl Catalog {
     }
 
     /// Applies the catalog migrations, idempotently, in one transaction. On PostgreSQL an
-    /// advisory lock serialises replicas starting at once; on SQLite the write lock does.
+    /// advisory lock serialises replicas starting at once (on SQLite the write lock does), and
+    /// a start whose catalog schema is not where this database's catalog is refuses.
     pub async fn migrate(&self) -> Result<(), Error> {
         let txn = self.db.begin().await.map_err(db_error)?;
         if self.backend == Backend::Postgres {
@@ -186,6 +195,7 @@ impl Catalog {
             ))
             .await
             .map_err(db_error)?;
+            pinned::settle(&txn, &self.schema).await?;
         }
         Migrator::up(&txn, None).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)
@@ -231,9 +241,19 @@ impl Catalog {
     }
 }
 
-/// A bounded pool of at most `max` connections to `url`, opened as they are needed.
-fn pool_options(url: &str, max: u32, acquire_timeout: Duration) -> ConnectOptions {
+/// A bounded pool of at most `max` connections to `url`, opened as they are needed. On
+/// PostgreSQL each connection starts with `search_path` set to the catalog's `schema` alone
+/// (after any `options` in the URL, so it wins), and `name_suffix` is added to its
+/// application name.
+fn pool_options(
+    url: &str,
+    max: u32,
+    acquire_timeout: Duration,
+    schema: &CatalogSchema,
+    name_suffix: Option<&'static str>,
+) -> ConnectOptions {
     let mut options = ConnectOptions::new(url);
+    let search_path = schema.as_str().to_owned();
     options
         .max_connections(max)
         .min_connections(0)
@@ -243,6 +263,19 @@ fn pool_options(url: &str, max: u32, acquire_timeout: Duration) -> ConnectOption
         // A ping before every use would double the round trips of the hot path; only a
         // connection idle long enough to have been dropped by a proxy is checked first.
         .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
+        .map_sqlx_postgres_opts(move |opts| {
+            let opts = opts.options([("search_path", &search_path)]);
+            match name_suffix {
+                Some(suffix) => {
+                    let name = format!(
+                        "{}{suffix}",
+                        opts.get_application_name().unwrap_or("tenant-plane")
+                    );
+                    opts.application_name(&name)
+                }
+                None => opts,
+            }
+        })
         .map_sqlx_sqlite_opts(|opts| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             opts.create_if_missing(true)
@@ -252,22 +285,6 @@ fn pool_options(url: &str, max: u32, acquire_timeout: Duration) -> ConnectOption
                 .foreign_keys(true)
         });
     options
-}
-
-/// The schema the catalog's tables are created in: the first existing one on the connection's
-/// `search_path` (catalog migrations create their tables unqualified).
-async fn catalog_schema(db: &DatabaseConnection) -> Result<Option<String>, Error> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT current_schema()::text AS schema",
-        ))
-        .await
-        .map_err(db_error)?;
-    row.map(|r| r.try_get::<Option<String>>("", "schema"))
-        .transpose()
-        .map(Option::flatten)
-        .map_err(db_error)
 }
 
 /// Connections of one pool at an instant.

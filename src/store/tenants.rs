@@ -23,6 +23,8 @@ pub enum NewTenant {
     Created(Box<Tenant>),
     /// Another tenant holds the slug.
     SlugTaken,
+    /// Another tenant's storage has this name (one made with another prefix).
+    StorageTaken(String),
     /// A concurrent call with the same request id won; this is its record.
     Replayed(RequestRecord),
 }
@@ -133,7 +135,17 @@ impl Catalog {
                 {
                     return Ok(NewTenant::Replayed(first));
                 }
-                Ok(NewTenant::SlugTaken)
+                // The unique indexes of catalog migration 000015 name the column.
+                let text = err.to_string();
+                let storage = match (&new.schema_name, &new.database_name) {
+                    (Some(schema), _) if text.contains("schema_name") => Some(schema),
+                    (_, Some(database)) if text.contains("database_name") => Some(database),
+                    _ => None,
+                };
+                Ok(match storage {
+                    Some(name) => NewTenant::StorageTaken(name.clone()),
+                    None => NewTenant::SlugTaken,
+                })
             }
             Err(
                 sea_orm::TransactionError::Transaction(err)

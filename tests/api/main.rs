@@ -47,6 +47,7 @@ mod rollout_fleet;
 mod rollouts;
 mod secrets;
 mod shared_isolation;
+mod storage_names;
 mod tenant_bad_input;
 mod tenant_change_refusals;
 mod tenant_lifecycle;

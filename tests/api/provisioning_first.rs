@@ -60,11 +60,15 @@ async fn the_one_statement_and_the_step_by_step_provisioning_leave_the_same_stor
     let server = TestServer::start_with(Db::Postgres, |c| c.tenant_auto_provision = false).await;
     let batched = create(&server, "in-one-batch").await;
     let stepwise = create(&server, "step-by-step").await;
-    // An empty schema of the tenant's name made beforehand: the one statement, which makes the
+    // An empty schema of the tenant's name made beforehand, with the tenant's mark (as one
+    // made by an interrupted provisioning of it would be): the one statement, which makes the
     // schema and expects none, fails on it and the provisioning goes step by step.
     let admin = server.catalog().await;
     admin
-        .execute_unprepared(&format!("CREATE SCHEMA \"{}\"", stepwise.schema_name))
+        .execute_unprepared(&format!(
+            "CREATE SCHEMA \"{0}\"; COMMENT ON SCHEMA \"{0}\" IS 'tenant-plane tenant {1}'",
+            stepwise.schema_name, stepwise.id
+        ))
         .await
         .expect("the schema beforehand");
     // Where PUBLIC may not connect, each way must grant the role CONNECT.

@@ -39,6 +39,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
             rollout_connections: 2,
             acquire_timeout: Duration::from_secs(10),
             cache_capacity: NonZeroUsize::new(16).expect("non-zero"),
+            catalog_schema: Default::default(),
         },
     )
     .await

@@ -245,7 +245,10 @@ async fn suspended_midway(step_by_step: bool) {
     let catalog = server.catalog().await;
     if step_by_step {
         catalog
-            .execute_unprepared(&format!("CREATE SCHEMA \"{}\"", tenant.schema_name))
+            .execute_unprepared(&format!(
+                "CREATE SCHEMA \"{0}\"; COMMENT ON SCHEMA \"{0}\" IS 'tenant-plane tenant {id}'",
+                tenant.schema_name
+            ))
             .await
             .expect("the schema beforehand");
     }

@@ -116,6 +116,7 @@ impl Tenants {
             purge_time: None,
             suspend_time: None,
         };
+        self.catalog.check_storage_name(&tenant).await?;
         if input.validate_only {
             if self.catalog.tenant_by_slug(&tenant.slug).await?.is_some() {
                 return Err(Error::AlreadyExists {
@@ -157,6 +158,10 @@ impl Tenants {
             NewTenant::SlugTaken => Err(Error::AlreadyExists {
                 kind: "tenant",
                 name: tenant.slug.to_string(),
+            }),
+            NewTenant::StorageTaken(name) => Err(Error::AlreadyExists {
+                kind: "tenant storage",
+                name,
             }),
             NewTenant::Replayed(first) => match &input.request {
                 Some(key) => self.replay(&first, key).await,

@@ -67,7 +67,7 @@ pub async fn fresh_database_url() -> String {
 }
 
 /// `url` with its database path replaced by `database`. Any `?query` is kept.
-fn with_database(url: &str, database: &str) -> String {
+pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));

@@ -79,8 +79,21 @@ impl TestServer {
         config.auth.auth_tokens = token_entries();
         adjust(&mut config);
         let tls = config.auth.tls_cert.is_some();
-        let catalog_url =
-            database_url.unwrap_or_else(|| sqlite_url(data_dir.path().join("catalog.sqlite3")));
+        // The superuser's URL of the catalog database the server was configured with, as
+        // `adjust` left it (a test may have it connect as another role).
+        let catalog_url = match (&database_url, &config.database_url) {
+            (Some(fresh), Some(configured)) => configured
+                .split('?')
+                .next()
+                .and_then(|base| base.rsplit_once('/'))
+                .map_or_else(
+                    || fresh.clone(),
+                    |(_, name)| postgres::with_database(fresh, name),
+                ),
+            _ => {
+                database_url.unwrap_or_else(|| sqlite_url(data_dir.path().join("catalog.sqlite3")))
+            }
+        };
         let mut app = App::build_with(config, migrations)
             .await
             .expect("the control plane starts");

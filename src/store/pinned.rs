@@ -1,0 +1,90 @@
+//! The catalog's schema, pinned (PostgreSQL).
+//!
+//! PostgreSQL's default `search_path` is `"$user", public`: a schema named like the control
+//! plane's role comes before `public`. Taking the catalog's schema from the `search_path` would
+//! let a tenant whose storage name equals that role (prefix `tenant_` + slug `plane` and the role
+//! `tenant_plane`) move the catalog into its own schema at the next start, where the tenant's
+//! role may write rows. So the schema is a setting (TENANT_PLANE_CATALOG_SCHEMA, default
+//! `public`), every catalog connection starts with `search_path` set to it alone, and a start
+//! refuses when the database's catalog is somewhere else.
+//!
+//! Where the catalog is, is recorded by the catalog itself: its version table
+//! (`catalog_migrations`) is made in its schema the first time it is migrated. A start looks for
+//! every schema holding `catalog_migrations` and `tenants` (tenant storage, marked as such, is
+//! left out) before it migrates anything.
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+
+use super::db_error;
+use crate::domain::{CatalogSchema, Error};
+
+/// The comments the control plane puts on the storage it makes, naming the tenant it belongs
+/// to: provisioning adopts, and purge drops, only storage that carries its tenant's.
+pub const STORAGE_MARK: &str = "tenant-plane tenant ";
+/// The comment on the one schema every SHARED tenant's rows live in.
+pub const SHARED_MARK: &str = "tenant-plane shared";
+
+/// The schemas of this database that hold a tenant-plane catalog, read before migrating.
+async fn catalog_schemas(txn: &DatabaseTransaction) -> Result<Vec<String>, Error> {
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT n.nspname::text AS schema \
+             FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace \
+             WHERE v.relname = 'catalog_migrations' AND v.relkind IN ('r', 'p') \
+               AND EXISTS (SELECT 1 FROM pg_class t \
+                           WHERE t.relnamespace = n.oid AND t.relname = 'tenants' \
+                             AND t.relkind IN ('r', 'p')) \
+               AND coalesce(obj_description(n.oid, 'pg_namespace'), '') NOT LIKE $1 \
+             ORDER BY 1",
+            ["tenant-plane %".into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "schema").map_err(db_error))
+        .collect()
+}
+
+/// Before the catalog is migrated (in the migration's transaction, under its lock): refuses a
+/// start whose schema is not the one the database's catalog is in, and makes the schema when
+/// this is the database's first catalog.
+pub(super) async fn settle(txn: &DatabaseTransaction, schema: &CatalogSchema) -> Result<(), Error> {
+    let found = catalog_schemas(txn).await?;
+    if !found.is_empty() && !found.iter().any(|s| s == schema.as_str()) {
+        return Err(Error::FailedPrecondition {
+            subject: "TENANT_PLANE_CATALOG_SCHEMA".into(),
+            message: format!(
+                "this database's tenant-plane catalog is in schema {} but \
+                 TENANT_PLANE_CATALOG_SCHEMA is '{schema}': set it to where the catalog is \
+                 (an empty catalog would otherwise be made in '{schema}' and every tenant \
+                 would seem gone)",
+                found
+                    .iter()
+                    .map(|s| format!("'{s}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let present = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+            [schema.as_str().into()],
+        ))
+        .await
+        .map_err(db_error)?
+        .is_some();
+    if present {
+        return Ok(());
+    }
+    // Only when missing: CREATE SCHEMA checks the CREATE privilege even where the schema exists.
+    txn.execute_unprepared(&format!("CREATE SCHEMA {}", schema.quoted()))
+        .await
+        .map_err(|e| Error::FailedPrecondition {
+            subject: "TENANT_PLANE_CATALOG_SCHEMA".into(),
+            message: format!("the catalog's schema '{schema}' is missing and cannot be made: {e}"),
+        })?;
+    Ok(())
+}
