@@ -2,6 +2,7 @@
 //! Check (who is the tenant, may the request pass, which headers go upstream) and the
 //! rate-limit service (descriptors against the tenants' quotas).
 
+mod paths;
 mod ratelimit;
 
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;

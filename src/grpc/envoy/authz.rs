@@ -3,9 +3,14 @@
 //!
 //! ## How the tenant is found
 //! 1. An API key (`x-api-key`, or `Authorization: Bearer tpk_...`) authenticates, so it decides.
-//!    Any other source that names a *different existing* tenant is a mismatch (403); a source
-//!    that names no tenant at all (the `api` of `api.example.com`, a stale `x-tenant-id`) is
-//!    ignored, since the headers this filter sets replace it upstream anyway.
+//!    A path `/tenants/{key}/...` (normalised as [`super::path`] says) must name the key's own
+//!    tenant, by slug or id, or the request is refused (403): the application routes by the
+//!    path, which reaches it unchanged. A header or host that names a *different existing*
+//!    tenant is a mismatch too; one that names no tenant at all (the `api` of
+//!    `api.example.com`, a stale `x-tenant-id`) is ignored, since the headers this filter sets
+//!    replace it upstream anyway.
+//!
+//! A path that cannot be normalised one way only is refused (400) before anything else.
 //! 2. Otherwise the first source that names something decides, and nothing after it: the one
 //!    TENANT_ID_SOURCE names (`subdomain` by default), then the rest in the order `x-tenant-id`
 //!    (id or slug), a path `/tenants/{id-or-slug}/...`, the first label of a host with three or
@@ -28,7 +33,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::{Code, Request, Response, Status};
 
-use super::sources::{Claim, Identity};
+use super::sources::{Claim, Identity, Source};
 use super::{TENANT_ID_HEADER, TENANT_SCHEMA_HEADER, TENANT_SLUG_HEADER};
 use crate::config::TenantIdSource;
 use crate::domain::{Error, Tenant, TenantState};
@@ -57,6 +62,8 @@ enum Denial {
     InvalidApiKey,
     /// The API key belongs to another tenant than the request names.
     Mismatch,
+    /// The path cannot be read one way only, so which tenant it names is in doubt.
+    BadPath,
     Suspended,
     Deleted,
 }
@@ -89,6 +96,12 @@ impl Denial {
                 PermissionDenied,
                 "TENANT_MISMATCH",
                 "the API key belongs to another tenant than the one the request names",
+            ),
+            Self::BadPath => (
+                BadRequest,
+                InvalidArgument,
+                "PATH_INVALID",
+                "the path has a malformed or ambiguous escape, a backslash or a control character",
             ),
             Self::Suspended => (
                 Forbidden,
@@ -142,6 +155,10 @@ fn names_nothing(error: &Error) -> bool {
 
 impl AuthzApi {
     async fn decide(&self, identity: &Identity) -> Result<Verdict, Error> {
+        if let Some(why) = identity.bad_path {
+            tracing::debug!(?why, "the path cannot be normalised");
+            return Ok(Verdict::Deny(Denial::BadPath));
+        }
         let (tenant, location) = match &identity.api_key {
             Some(secret) => {
                 let found = match self.tenants.resolve(Lookup::ApiKey(secret.clone())).await {
@@ -175,10 +192,15 @@ impl AuthzApi {
         })
     }
 
-    /// Whether `claim` names an existing tenant other than `tenant`.
+    /// Whether `claim` names a tenant other than `tenant`: for a path, any tenant but this
+    /// one, since the application routes by it and it reaches the application unchanged; for
+    /// the headers this filter overwrites, an existing other tenant.
     async fn names_another(&self, claim: &Claim, tenant: &Tenant) -> Result<bool, Error> {
         if claim.names(tenant) {
             return Ok(false);
+        }
+        if claim.source == Source::Path {
+            return Ok(true);
         }
         match self.tenants.resolve(claim.lookup()).await {
             Ok((other, _)) => Ok(other.id != tenant.id),

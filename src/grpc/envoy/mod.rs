@@ -5,6 +5,7 @@
 //! shows the Envoy side.
 
 mod authz;
+mod path;
 mod ratelimit;
 mod sources;
 
