@@ -80,6 +80,39 @@ pub(super) enum Source {
     Host,
 }
 
+impl From<TenantIdSource> for Source {
+    fn from(source: TenantIdSource) -> Self {
+        match source {
+            TenantIdSource::Header => Self::Header,
+            TenantIdSource::Path => Self::Path,
+            TenantIdSource::Subdomain => Self::Host,
+        }
+    }
+}
+
+/// How an allowed request's tenant was established, as the `x-tenant-authenticated` header
+/// and the rate-limit descriptor's `authenticated` entry say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Authenticated {
+    /// An API key in `x-api-key`.
+    ApiKey,
+    /// An API key as a bearer token (`Authorization: Bearer tpk_...`).
+    Token,
+    /// No credentials: the tenant is only named, from a source TENANT_ANONYMOUS_SOURCES allows.
+    #[default]
+    None,
+}
+
+impl Authenticated {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api-key",
+            Self::Token => "token",
+            Self::None => "none",
+        }
+    }
+}
+
 /// A tenant a request names without proving it is allowed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Claim {
@@ -107,6 +140,8 @@ impl Claim {
 pub(super) struct Identity {
     /// An API key's secret: it authenticates, and so decides the tenant.
     pub api_key: Option<String>,
+    /// Where the API key came from; `None` without one.
+    pub authenticated: Authenticated,
     /// Headers that carried one of our secrets; they are not passed upstream.
     pub secret_headers: Vec<&'static str>,
     /// Tenants the request names, in order of precedence.
@@ -141,6 +176,11 @@ impl Identity {
         if bearer.is_some() {
             identity.secret_headers.push("authorization");
         }
+        identity.authenticated = match (&api_key, &bearer) {
+            (Some(_), _) => Authenticated::ApiKey,
+            (None, Some(_)) => Authenticated::Token,
+            (None, None) => Authenticated::None,
+        };
         identity.api_key = api_key.or(bearer);
 
         if let Some(value) = headers.get(TENANT_ID_HEADER).map(|v| v.trim().to_owned())
@@ -176,11 +216,7 @@ impl Identity {
                 value,
             });
         }
-        let first = match first {
-            TenantIdSource::Header => Source::Header,
-            TenantIdSource::Path => Source::Path,
-            TenantIdSource::Subdomain => Source::Host,
-        };
+        let first = Source::from(first);
         identity.claims.sort_by_key(|c| c.source != first);
         identity
     }
@@ -263,6 +299,31 @@ mod tests {
     }
 
     #[test]
+    fn a_key_in_x_api_key_wins_over_a_bearer_one_and_says_so() {
+        let both = with_headers(&[("x-api-key", "tpk_a"), ("authorization", "Bearer tpk_b")]);
+        let bearer = with_headers(&[("authorization", "Bearer tpk_b")]);
+        let both = Identity::read(&request(both), TenantIdSource::Subdomain);
+        let bearer = Identity::read(&request(bearer), TenantIdSource::Subdomain);
+        assert_eq!(
+            (both.api_key.as_deref(), both.authenticated),
+            (Some("tpk_a"), Authenticated::ApiKey)
+        );
+        assert_eq!(
+            (bearer.api_key.as_deref(), bearer.authenticated),
+            (Some("tpk_b"), Authenticated::Token)
+        );
+        assert_eq!(
+            [
+                Authenticated::ApiKey,
+                Authenticated::Token,
+                Authenticated::None
+            ]
+            .map(|a| a.as_str()),
+            ["api-key", "token", "none"]
+        );
+    }
+
+    #[test]
     fn only_our_bearer_tokens_are_api_keys() {
         assert_eq!(bearer_key("Bearer tpk_abc"), Some("tpk_abc"));
         assert_eq!(bearer_key("bearer  tpk_abc "), Some("tpk_abc"));
@@ -292,6 +353,7 @@ mod tests {
             ]
         );
         assert_eq!(identity.api_key, None);
+        assert_eq!(identity.authenticated, Authenticated::None);
         let subdomain_first = Identity::read(&request(http), TenantIdSource::Subdomain);
         assert_eq!(subdomain_first.claims[0].source, Source::Host);
         assert_eq!(subdomain_first.claims[1].source, Source::Header);
@@ -316,6 +378,7 @@ mod tests {
         };
         let identity = Identity::read(&request(http), TenantIdSource::Subdomain);
         assert_eq!(identity.api_key.as_deref(), Some("tpk_secret"));
+        assert_eq!(identity.authenticated, Authenticated::ApiKey);
         assert_eq!(identity.secret_headers, ["x-api-key"]);
         assert_eq!(identity.claims[0].value, "evil,acme");
     }
