@@ -6,6 +6,7 @@ mod anonymous;
 mod naming;
 mod paths;
 mod ratelimit;
+mod real;
 
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{self, HttpRequest};
