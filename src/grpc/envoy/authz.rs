@@ -9,14 +9,14 @@
 //!    tenant is a mismatch too; one that names no tenant at all (the `api` of
 //!    `api.example.com`, a stale `x-tenant-id`) is ignored, since the headers this filter sets
 //!    replace it upstream anyway.
-//!
-//! A path that cannot be normalised one way only is refused (400) before anything else.
 //! 2. Without credentials, a request that names a tenant is refused (401) unless every source
 //!    that names one is listed in TENANT_ANONYMOUS_SOURCES (none by default): an anonymous
 //!    client must neither reach a tenant nor be billed to one. When they are, the first source
 //!    that names something decides, and nothing after it: the one TENANT_ID_SOURCE names
 //!    (`subdomain` by default), then the rest in the order `x-tenant-id` (id or slug), a path
 //!    `/tenants/{id-or-slug}/...`, the first label of a host with three or more labels.
+//!
+//! Before either, a path that cannot be normalised one way only is refused (400).
 //!
 //! ## Answers
 //! A denial is an `Ok` answer with a google.rpc code and a JSON body for the client; an `Err`
@@ -90,7 +90,7 @@ impl Denial {
                 Unauthorized,
                 Unauthenticated,
                 "TENANT_UNIDENTIFIED",
-                "no tenant identified: send an API key, x-tenant-id, a /tenants/{slug}/ path or a tenant host",
+                "no tenant identified: send the tenant's API key",
             ),
             Self::CredentialsRequired => (
                 Unauthorized,
