@@ -266,6 +266,24 @@ pub struct Config {
     )]
     pub tenant_id_source: TenantIdSource,
 
+    /// Where HTTP callers (the Envoy ext_authz adapter) may name their tenant *without
+    /// credentials*, for public pages: any of subdomain, header, path, comma-separated. Empty
+    /// (the default): a request that names a tenant must carry that tenant's API key, or it is
+    /// refused with 401, so no anonymous client reaches or is billed to a tenant.
+    #[arg(
+        long,
+        env = "TENANT_ANONYMOUS_SOURCES",
+        value_enum,
+        value_delimiter = ','
+    )]
+    pub tenant_anonymous_sources: Vec<TenantIdSource>,
+
+    /// Count requests without credentials (as TENANT_ANONYMOUS_SOURCES lets through) against
+    /// the quotas of the tenant they name, in the Envoy rate-limit adapter. Off by default, so
+    /// an anonymous client cannot spend a tenant's api_calls_per_minute.
+    #[arg(long, env = "TENANT_ANONYMOUS_QUOTA", default_value_t = false, action = clap::ArgAction::Set)]
+    pub tenant_anonymous_quota: bool,
+
     /// Prefix of every tenant schema and database name.
     #[arg(long, env = "TENANT_DATABASE_PREFIX", default_value = "tenant_")]
     pub tenant_database_prefix: String,

@@ -169,6 +169,8 @@ impl App {
             plans: Plans::new(catalog.clone()),
             audit: AuditLog::new(catalog.clone()),
             tenant_id_source: config.tenant_id_source,
+            tenant_anonymous_sources: config.tenant_anonymous_sources.clone(),
+            tenant_anonymous_quota: config.tenant_anonymous_quota,
         };
         Ok(Self {
             config,

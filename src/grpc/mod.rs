@@ -52,6 +52,10 @@ pub struct Services {
     pub audit: AuditLog,
     /// Where the Envoy adapter looks for a request's tenant first (TENANT_ID_SOURCE).
     pub tenant_id_source: crate::config::TenantIdSource,
+    /// Where a request without credentials may name its tenant (TENANT_ANONYMOUS_SOURCES).
+    pub tenant_anonymous_sources: Vec<crate::config::TenantIdSource>,
+    /// Whether such requests count against the tenant's quotas (TENANT_ANONYMOUS_QUOTA).
+    pub tenant_anonymous_quota: bool,
 }
 
 /// How callers are authenticated: the layer, and TLS when configured.
@@ -165,8 +169,13 @@ pub async fn serve(
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
     // Cloned before the tenant and quota services take theirs.
-    let envoy_authz = envoy::AuthzApi::new(services.tenants.clone(), services.tenant_id_source);
-    let envoy_rate_limit = envoy::RateLimitApi::new(services.quotas.clone());
+    let envoy_authz = envoy::AuthzApi::new(
+        services.tenants.clone(),
+        services.tenant_id_source,
+        &services.tenant_anonymous_sources,
+    );
+    let envoy_rate_limit =
+        envoy::RateLimitApi::new(services.quotas.clone(), services.tenant_anonymous_quota);
     let mut builder = Server::builder();
     if let Some(tls) = security.tls {
         builder = builder.tls_config(tls)?;

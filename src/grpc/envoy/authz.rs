@@ -3,18 +3,26 @@
 //!
 //! ## How the tenant is found
 //! 1. An API key (`x-api-key`, or `Authorization: Bearer tpk_...`) authenticates, so it decides.
-//!    Any other source that names a *different existing* tenant is a mismatch (403); a source
-//!    that names no tenant at all (the `api` of `api.example.com`, a stale `x-tenant-id`) is
-//!    ignored, since the headers this filter sets replace it upstream anyway.
-//! 2. Otherwise the first source that names something decides, and nothing after it: the one
-//!    TENANT_ID_SOURCE names (`subdomain` by default), then the rest in the order `x-tenant-id`
-//!    (id or slug), a path `/tenants/{id-or-slug}/...`, the first label of a host with three or
-//!    more labels.
+//!    A path `/tenants/{key}/...` (normalised as [`super::path`] says) must name the key's own
+//!    tenant, by slug or id, or the request is refused (403): the application routes by the
+//!    path, which reaches it unchanged. A header or host that names a *different existing*
+//!    tenant is a mismatch too; one that names no tenant at all (the `api` of
+//!    `api.example.com`, a stale `x-tenant-id`) is ignored, since the headers this filter sets
+//!    replace it upstream anyway.
+//! 2. Without credentials, a request that names a tenant is refused (401) unless every source
+//!    that names one is listed in TENANT_ANONYMOUS_SOURCES (none by default): an anonymous
+//!    client must neither reach a tenant nor be billed to one. When they are, the first source
+//!    that names something decides, and nothing after it: the one TENANT_ID_SOURCE names
+//!    (`subdomain` by default), then the rest in the order `x-tenant-id` (id or slug), a path
+//!    `/tenants/{id-or-slug}/...`, the first label of a host with three or more labels.
+//!
+//! Before either, a path that cannot be normalised one way only is refused (400).
 //!
 //! ## Answers
 //! A denial is an `Ok` answer with a google.rpc code and a JSON body for the client; an `Err`
 //! is kept for outages (the catalog cannot be read), so Envoy applies its `failure_mode_allow`.
-//! On allow, `x-tenant-id`, `x-tenant-slug` and `x-tenant-schema` are *overwritten* on the
+//! On allow, `x-tenant-id`, `x-tenant-slug`, `x-tenant-schema` and `x-tenant-authenticated`
+//! (`api-key`, `token` or `none`: how the tenant was established) are *overwritten* on the
 //! upstream request, never appended to, so a client cannot smuggle its own values past the
 //! filter; the API key headers are removed so secrets go no further than this check.
 
@@ -28,8 +36,10 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::{Code, Request, Response, Status};
 
-use super::sources::{Claim, Identity};
-use super::{TENANT_ID_HEADER, TENANT_SCHEMA_HEADER, TENANT_SLUG_HEADER};
+use super::sources::{Claim, Identity, Source};
+use super::{
+    TENANT_AUTHENTICATED_HEADER, TENANT_ID_HEADER, TENANT_SCHEMA_HEADER, TENANT_SLUG_HEADER,
+};
 use crate::config::TenantIdSource;
 use crate::domain::{Error, Tenant, TenantState};
 use crate::service::{DataLocation, Lookup, Tenants};
@@ -38,11 +48,17 @@ pub struct AuthzApi {
     tenants: Tenants,
     /// Where a request's tenant is looked for first (TENANT_ID_SOURCE).
     first: TenantIdSource,
+    /// Where a request without credentials may name its tenant (TENANT_ANONYMOUS_SOURCES).
+    anonymous: Vec<Source>,
 }
 
 impl AuthzApi {
-    pub fn new(tenants: Tenants, first: TenantIdSource) -> Self {
-        Self { tenants, first }
+    pub fn new(tenants: Tenants, first: TenantIdSource, anonymous: &[TenantIdSource]) -> Self {
+        Self {
+            tenants,
+            first,
+            anonymous: anonymous.iter().copied().map(Source::from).collect(),
+        }
     }
 }
 
@@ -51,12 +67,16 @@ impl AuthzApi {
 enum Denial {
     /// No API key, and nothing in the request names a tenant.
     Unidentified,
+    /// No credentials, and a source TENANT_ANONYMOUS_SOURCES does not list names a tenant.
+    CredentialsRequired,
     /// The request names a tenant that does not exist, and offers no credentials.
     UnknownTenant,
     /// The API key is unknown, revoked or expired.
     InvalidApiKey,
     /// The API key belongs to another tenant than the request names.
     Mismatch,
+    /// The path cannot be read one way only, so which tenant it names is in doubt.
+    BadPath,
     Suspended,
     Deleted,
 }
@@ -70,7 +90,13 @@ impl Denial {
                 Unauthorized,
                 Unauthenticated,
                 "TENANT_UNIDENTIFIED",
-                "no tenant identified: send an API key, x-tenant-id, a /tenants/{slug}/ path or a tenant host",
+                "no tenant identified: send the tenant's API key",
+            ),
+            Self::CredentialsRequired => (
+                Unauthorized,
+                Unauthenticated,
+                "CREDENTIALS_REQUIRED",
+                "this request names a tenant: send that tenant's API key",
             ),
             Self::UnknownTenant => (
                 Unauthorized,
@@ -89,6 +115,12 @@ impl Denial {
                 PermissionDenied,
                 "TENANT_MISMATCH",
                 "the API key belongs to another tenant than the one the request names",
+            ),
+            Self::BadPath => (
+                BadRequest,
+                InvalidArgument,
+                "PATH_INVALID",
+                "the path has a malformed or ambiguous escape, a backslash or a control character",
             ),
             Self::Suspended => (
                 Forbidden,
@@ -142,6 +174,10 @@ fn names_nothing(error: &Error) -> bool {
 
 impl AuthzApi {
     async fn decide(&self, identity: &Identity) -> Result<Verdict, Error> {
+        if let Some(why) = identity.bad_path {
+            tracing::debug!(?why, "the path cannot be normalised");
+            return Ok(Verdict::Deny(Denial::BadPath));
+        }
         let (tenant, location) = match &identity.api_key {
             Some(secret) => {
                 let found = match self.tenants.resolve(Lookup::ApiKey(secret.clone())).await {
@@ -161,6 +197,15 @@ impl AuthzApi {
                 let Some(claim) = identity.claims.first() else {
                     return Ok(Verdict::Deny(Denial::Unidentified));
                 };
+                // Before any lookup, so an anonymous caller learns nothing of which tenants exist.
+                if let Some(barred) = identity
+                    .claims
+                    .iter()
+                    .find(|c| !self.anonymous.contains(&c.source))
+                {
+                    tracing::debug!(source = ?barred.source, "a tenant named without credentials");
+                    return Ok(Verdict::Deny(Denial::CredentialsRequired));
+                }
                 match self.tenants.resolve(claim.lookup()).await {
                     Ok(found) => found,
                     Err(e) if names_nothing(&e) => return Ok(Verdict::Deny(Denial::UnknownTenant)),
@@ -175,10 +220,15 @@ impl AuthzApi {
         })
     }
 
-    /// Whether `claim` names an existing tenant other than `tenant`.
+    /// Whether `claim` names a tenant other than `tenant`: for a path, any tenant but this
+    /// one, since the application routes by it and it reaches the application unchanged; for
+    /// the headers this filter overwrites, an existing other tenant.
     async fn names_another(&self, claim: &Claim, tenant: &Tenant) -> Result<bool, Error> {
         if claim.names(tenant) {
             return Ok(false);
+        }
+        if claim.source == Source::Path {
+            return Ok(true);
         }
         match self.tenants.resolve(claim.lookup()).await {
             Ok((other, _)) => Ok(other.id != tenant.id),
@@ -190,11 +240,13 @@ impl AuthzApi {
 
 /// The OK answer: the tenant's headers set on the upstream request, secrets removed, and the
 /// tenant in the filter's dynamic metadata for later filters (rate limit, access logs).
-fn allow(tenant: &Tenant, location: &DataLocation, secret_headers: &[&str]) -> CheckResponse {
+fn allow(tenant: &Tenant, location: &DataLocation, identity: &Identity) -> CheckResponse {
     let overwrite = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
+    let authenticated = identity.authenticated.as_str();
     let mut ok = OkHttpResponseBuilder::new();
     ok.add_header(TENANT_ID_HEADER, tenant.id.to_string(), overwrite, false)
-        .add_header(TENANT_SLUG_HEADER, tenant.slug.as_str(), overwrite, false);
+        .add_header(TENANT_SLUG_HEADER, tenant.slug.as_str(), overwrite, false)
+        .add_header(TENANT_AUTHENTICATED_HEADER, authenticated, overwrite, false);
     match location
         .schema_name
         .as_ref()
@@ -208,7 +260,7 @@ fn allow(tenant: &Tenant, location: &DataLocation, secret_headers: &[&str]) -> C
             ok.remove_header(TENANT_SCHEMA_HEADER);
         }
     }
-    for header in secret_headers {
+    for header in &identity.secret_headers {
         ok.remove_header(*header);
     }
     let string = |s: String| Value {
@@ -218,6 +270,7 @@ fn allow(tenant: &Tenant, location: &DataLocation, secret_headers: &[&str]) -> C
         fields: [
             ("tenant_id".to_owned(), string(tenant.id.to_string())),
             ("tenant_slug".to_owned(), string(tenant.slug.to_string())),
+            ("authenticated".to_owned(), string(authenticated.to_owned())),
         ]
         .into_iter()
         .collect(),
@@ -242,7 +295,7 @@ impl Authorization for AuthzApi {
     ) -> Result<Response<CheckResponse>, Status> {
         let identity = Identity::read(request.get_ref(), self.first);
         let response = match self.decide(&identity).await? {
-            Verdict::Allow(tenant, location) => allow(&tenant, &location, &identity.secret_headers),
+            Verdict::Allow(tenant, location) => allow(&tenant, &location, &identity),
             Verdict::Deny(denial) => {
                 tracing::debug!(?denial, "request denied");
                 denial.response()

@@ -4,7 +4,11 @@
 //!
 //! ## Descriptors
 //! A descriptor is ours when it has an entry `tenant_id` (a tenant id or slug); an optional
-//! entry `resource` names the quota (default `api_calls_per_minute`). Other entries are ignored.
+//! entry `resource` names the quota (default `api_calls_per_minute`), an optional entry
+//! `authenticated` says how ext_authz established the tenant (its `x-tenant-authenticated`
+//! header). Other entries are ignored. A descriptor with `authenticated: none` (a request
+//! without credentials) counts nothing unless TENANT_ANONYMOUS_QUOTA is set: an anonymous
+//! client must not spend a tenant's quota.
 //! Each descriptor consumes `hits_addend` (its own if set, else the request's; 0 means 1) of its
 //! resource, on its own: one over its limit does not undo the others. A GAUGE resource is only
 //! checked, never raised: gauges are set by measurement, not by traffic.
@@ -31,11 +35,14 @@ use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimit
 use envoy_types::pb::google::protobuf::Duration;
 use tonic::{Request, Response, Status};
 
+use super::Authenticated;
 use crate::domain::{Error, Slug, TenantId};
 use crate::service::{QuotaState, Quotas, TenantRef};
 
 /// The descriptor entry naming the tenant.
 pub const TENANT_ENTRY: &str = "tenant_id";
+/// The descriptor entry saying how the tenant was established (`x-tenant-authenticated`).
+pub const AUTHENTICATED_ENTRY: &str = "authenticated";
 /// The descriptor entry naming the quota resource.
 pub const RESOURCE_ENTRY: &str = "resource";
 /// The resource of a descriptor without a `resource` entry.
@@ -53,11 +60,17 @@ const UNITS: [(Unit, i64); 5] = [
 
 pub struct RateLimitApi {
     quotas: Quotas,
+    /// Whether requests without credentials count against the tenant they name
+    /// (TENANT_ANONYMOUS_QUOTA).
+    anonymous_quota: bool,
 }
 
 impl RateLimitApi {
-    pub fn new(quotas: Quotas) -> Self {
-        Self { quotas }
+    pub fn new(quotas: Quotas, anonymous_quota: bool) -> Self {
+        Self {
+            quotas,
+            anonymous_quota,
+        }
     }
 }
 
@@ -144,6 +157,15 @@ impl RateLimitApi {
             return Ok(pass());
         };
         let resource = entry(RESOURCE_ENTRY).unwrap_or(DEFAULT_RESOURCE);
+        if entry(AUTHENTICATED_ENTRY) == Some(Authenticated::None.as_str()) && !self.anonymous_quota
+        {
+            tracing::debug!(
+                tenant,
+                resource,
+                "requests without credentials are not counted"
+            );
+            return Ok(pass());
+        }
         if descriptor.is_negative_hits {
             tracing::debug!(tenant, resource, "negative hits are not refunded");
             return Ok(pass());

@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 
+use super::path::{BadPath, tenant_of_path};
 use super::{API_KEY_HEADER, TENANT_ID_HEADER};
 use crate::auth::bearer;
 use crate::config::TenantIdSource;
@@ -73,10 +74,43 @@ impl<'a> Headers<'a> {
 pub(super) enum Source {
     /// The `x-tenant-id` header: a tenant id or slug.
     Header,
-    /// A path `/tenants/{id-or-slug}/...`.
+    /// A path `/tenants/{id-or-slug}/...`, normalised (see [`super::path`]).
     Path,
     /// The first label of a host with at least three labels.
     Host,
+}
+
+impl From<TenantIdSource> for Source {
+    fn from(source: TenantIdSource) -> Self {
+        match source {
+            TenantIdSource::Header => Self::Header,
+            TenantIdSource::Path => Self::Path,
+            TenantIdSource::Subdomain => Self::Host,
+        }
+    }
+}
+
+/// How an allowed request's tenant was established, as the `x-tenant-authenticated` header
+/// and the rate-limit descriptor's `authenticated` entry say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Authenticated {
+    /// An API key in `x-api-key`.
+    ApiKey,
+    /// An API key as a bearer token (`Authorization: Bearer tpk_...`).
+    Token,
+    /// No credentials: the tenant is only named, from a source TENANT_ANONYMOUS_SOURCES allows.
+    #[default]
+    None,
+}
+
+impl Authenticated {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api-key",
+            Self::Token => "token",
+            Self::None => "none",
+        }
+    }
 }
 
 /// A tenant a request names without proving it is allowed to.
@@ -106,10 +140,15 @@ impl Claim {
 pub(super) struct Identity {
     /// An API key's secret: it authenticates, and so decides the tenant.
     pub api_key: Option<String>,
+    /// Where the API key came from; `None` without one.
+    pub authenticated: Authenticated,
     /// Headers that carried one of our secrets; they are not passed upstream.
     pub secret_headers: Vec<&'static str>,
     /// Tenants the request names, in order of precedence.
     pub claims: Vec<Claim>,
+    /// Why the path cannot be read one way only, if it cannot: such a request is refused,
+    /// since the application might read a tenant in it that this check did not.
+    pub bad_path: Option<BadPath>,
 }
 
 impl Identity {
@@ -137,6 +176,11 @@ impl Identity {
         if bearer.is_some() {
             identity.secret_headers.push("authorization");
         }
+        identity.authenticated = match (&api_key, &bearer) {
+            (Some(_), _) => Authenticated::ApiKey,
+            (None, Some(_)) => Authenticated::Token,
+            (None, None) => Authenticated::None,
+        };
         identity.api_key = api_key.or(bearer);
 
         if let Some(value) = headers.get(TENANT_ID_HEADER).map(|v| v.trim().to_owned())
@@ -152,11 +196,13 @@ impl Identity {
             .filter(|p| !p.is_empty())
             .map(Cow::Borrowed)
             .or_else(|| headers.get(":path"));
-        if let Some(value) = path.as_deref().and_then(tenant_of_path) {
-            identity.claims.push(Claim {
+        match path.as_deref().map(tenant_of_path) {
+            Some(Ok(Some(value))) => identity.claims.push(Claim {
                 source: Source::Path,
-                value: value.to_owned(),
-            });
+                value,
+            }),
+            Some(Err(why)) => identity.bad_path = Some(why),
+            Some(Ok(None)) | None => {}
         }
         let host = http
             .map(|h| h.host.as_str())
@@ -170,11 +216,7 @@ impl Identity {
                 value,
             });
         }
-        let first = match first {
-            TenantIdSource::Header => Source::Header,
-            TenantIdSource::Path => Source::Path,
-            TenantIdSource::Subdomain => Source::Host,
-        };
+        let first = Source::from(first);
         identity.claims.sort_by_key(|c| c.source != first);
         identity
     }
@@ -184,14 +226,6 @@ impl Identity {
 /// JWTs, say) are not ours: they are neither checked nor removed.
 fn bearer_key(authorization: &str) -> Option<&str> {
     bearer(authorization.trim()).filter(|token| token.starts_with(SECRET_PREFIX))
-}
-
-/// `{key}` of a path `/tenants/{key}` or `/tenants/{key}/...`, query and fragment ignored.
-fn tenant_of_path(path: &str) -> Option<&str> {
-    let path = path.split(['?', '#']).next()?;
-    let rest = path.strip_prefix("/tenants/")?;
-    let key = rest.split('/').next()?;
-    (!key.is_empty()).then_some(key)
 }
 
 /// The first label of a host name with at least [`MIN_TENANT_HOST_LABELS`] labels, lowercased,
@@ -265,12 +299,28 @@ mod tests {
     }
 
     #[test]
-    fn paths_name_a_tenant_under_tenants() {
-        assert_eq!(tenant_of_path("/tenants/acme/orders?x=1"), Some("acme"));
-        assert_eq!(tenant_of_path("/tenants/acme"), Some("acme"));
-        assert_eq!(tenant_of_path("/tenants/acme?x=1"), Some("acme"));
-        assert_eq!(tenant_of_path("/tenants/"), None);
-        assert_eq!(tenant_of_path("/v1/tenants/acme"), None);
+    fn a_key_in_x_api_key_wins_over_a_bearer_one_and_says_so() {
+        let both = with_headers(&[("x-api-key", "tpk_a"), ("authorization", "Bearer tpk_b")]);
+        let bearer = with_headers(&[("authorization", "Bearer tpk_b")]);
+        let both = Identity::read(&request(both), TenantIdSource::Subdomain);
+        let bearer = Identity::read(&request(bearer), TenantIdSource::Subdomain);
+        assert_eq!(
+            (both.api_key.as_deref(), both.authenticated),
+            (Some("tpk_a"), Authenticated::ApiKey)
+        );
+        assert_eq!(
+            (bearer.api_key.as_deref(), bearer.authenticated),
+            (Some("tpk_b"), Authenticated::Token)
+        );
+        assert_eq!(
+            [
+                Authenticated::ApiKey,
+                Authenticated::Token,
+                Authenticated::None
+            ]
+            .map(|a| a.as_str()),
+            ["api-key", "token", "none"]
+        );
     }
 
     #[test]
@@ -303,6 +353,7 @@ mod tests {
             ]
         );
         assert_eq!(identity.api_key, None);
+        assert_eq!(identity.authenticated, Authenticated::None);
         let subdomain_first = Identity::read(&request(http), TenantIdSource::Subdomain);
         assert_eq!(subdomain_first.claims[0].source, Source::Host);
         assert_eq!(subdomain_first.claims[1].source, Source::Header);
@@ -327,6 +378,7 @@ mod tests {
         };
         let identity = Identity::read(&request(http), TenantIdSource::Subdomain);
         assert_eq!(identity.api_key.as_deref(), Some("tpk_secret"));
+        assert_eq!(identity.authenticated, Authenticated::ApiKey);
         assert_eq!(identity.secret_headers, ["x-api-key"]);
         assert_eq!(identity.claims[0].value, "evil,acme");
     }

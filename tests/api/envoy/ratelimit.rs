@@ -21,7 +21,7 @@ on_both!(
 );
 
 /// A descriptor from `(key, value)` entries.
-fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
+pub(super) fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
     RateLimitDescriptor {
         entries: entries
             .iter()
@@ -34,7 +34,7 @@ fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
     }
 }
 
-async fn should_rate_limit(
+pub(super) async fn should_rate_limit(
     server: &TestServer,
     descriptors: Vec<RateLimitDescriptor>,
     hits_addend: u32,
@@ -80,7 +80,7 @@ fn assert_status(
 
 /// Waits for a new minute when this one is about to end, so a per-minute count is not reset
 /// halfway through a test.
-async fn not_at_the_end_of_a_minute() {
+pub(super) async fn not_at_the_end_of_a_minute() {
     let second = chrono::Utc::now().timestamp().rem_euclid(60);
     if second >= 50 {
         tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
