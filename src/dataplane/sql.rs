@@ -55,22 +55,28 @@ pub(super) fn mark_sql(kind: &str, name: &str, storage: &Storage) -> String {
     )
 }
 
-/// Which catalog function reads the comment on an object of each kind.
+/// Reads the comment on an object of each kind, and whether the control plane's role owns it
+/// (a role has no owner: the comment alone, which only a CREATEROLE role may set, counts).
 fn describe(kind: &str) -> &'static str {
     match kind {
         "SCHEMA" => {
-            "SELECT obj_description(oid, 'pg_namespace') AS mark FROM pg_namespace WHERE nspname = $1"
+            "SELECT obj_description(oid, 'pg_namespace') AS mark, \
+               nspowner = current_user::regrole AS ours FROM pg_namespace WHERE nspname = $1"
         }
         "DATABASE" => {
-            "SELECT shobj_description(oid, 'pg_database') AS mark FROM pg_database WHERE datname = $1"
+            "SELECT shobj_description(oid, 'pg_database') AS mark, \
+               datdba = current_user::regrole AS ours FROM pg_database WHERE datname = $1"
         }
-        _ => "SELECT shobj_description(oid, 'pg_authid') AS mark FROM pg_roles WHERE rolname = $1",
+        _ => {
+            "SELECT shobj_description(oid, 'pg_authid') AS mark, true AS ours \
+             FROM pg_roles WHERE rolname = $1"
+        }
     }
 }
 
 /// Whether the `kind` (SCHEMA, DATABASE or ROLE) `name` exists, refusing one that does but
-/// does not carry the mark of `storage`'s tenant: it was not made by the control plane for
-/// this tenant, so it is neither adopted nor dropped. A ROLE made before roles were marked
+/// does not carry the mark of `storage`'s tenant, or is owned by another role: it was not made
+/// by the control plane for this tenant, so it is neither adopted nor dropped. A ROLE made before roles were marked
 /// (no comment at all) is taken as the tenant's.
 pub(super) async fn check_mark<C: ConnectionTrait>(
     conn: &C,
@@ -90,9 +96,11 @@ pub(super) async fn check_mark<C: ConnectionTrait>(
         return Ok(false);
     };
     let found: Option<String> = row.try_get("", "mark").map_err(db_error)?;
+    // A comment is set by whoever owns the object: only one the control plane owns counts.
+    let ours: bool = row.try_get("", "ours").map_err(db_error)?;
     let expected = mark(kind, storage);
     match found {
-        Some(found) if found == expected => Ok(true),
+        Some(found) if found == expected && ours => Ok(true),
         None if kind == "ROLE" => Ok(true),
         _ => Err(Error::FailedPrecondition {
             subject: format!("tenants/{}", storage.tenant),

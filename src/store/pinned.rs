@@ -32,9 +32,10 @@ async fn catalog_schemas(txn: &DatabaseTransaction) -> Result<Vec<String>, Error
             "SELECT n.nspname::text AS schema \
              FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace \
              WHERE v.relname = 'catalog_migrations' AND v.relkind IN ('r', 'p') \
+               AND v.relpersistence <> 't' \
                AND EXISTS (SELECT 1 FROM pg_class t \
                            WHERE t.relnamespace = n.oid AND t.relname = 'tenants' \
-                             AND t.relkind IN ('r', 'p')) \
+                             AND t.relkind IN ('r', 'p') AND t.relpersistence <> 't') \
                AND coalesce(obj_description(n.oid, 'pg_namespace'), '') NOT LIKE $1 \
              ORDER BY 1",
             ["tenant-plane %".into()],
@@ -76,15 +77,44 @@ pub(super) async fn settle(txn: &DatabaseTransaction, schema: &CatalogSchema) ->
         .await
         .map_err(db_error)?
         .is_some();
-    if present {
-        return Ok(());
+    if !present {
+        // Only when missing: CREATE SCHEMA checks the CREATE privilege even where it exists.
+        txn.execute_unprepared(&format!("CREATE SCHEMA {}", schema.quoted()))
+            .await
+            .map_err(|e| Error::FailedPrecondition {
+                subject: "TENANT_PLANE_CATALOG_SCHEMA".into(),
+                message: format!(
+                    "the catalog's schema '{schema}' is missing and cannot be made: {e}"
+                ),
+            })?;
     }
-    // Only when missing: CREATE SCHEMA checks the CREATE privilege even where the schema exists.
-    txn.execute_unprepared(&format!("CREATE SCHEMA {}", schema.quoted()))
+    pinned_here(txn, schema).await
+}
+
+/// Refuses a connection whose `search_path` is not the catalog's schema: the startup option
+/// that pins it was dropped on the way (a pooler that ignores startup parameters, say).
+async fn pinned_here(txn: &DatabaseTransaction, schema: &CatalogSchema) -> Result<(), Error> {
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_schema()::text AS schema",
+        ))
         .await
-        .map_err(|e| Error::FailedPrecondition {
-            subject: "TENANT_PLANE_CATALOG_SCHEMA".into(),
-            message: format!("the catalog's schema '{schema}' is missing and cannot be made: {e}"),
-        })?;
+        .map_err(db_error)?;
+    let current: Option<String> = match row {
+        Some(row) => row.try_get("", "schema").map_err(db_error)?,
+        None => None,
+    };
+    if current.as_deref() != Some(schema.as_str()) {
+        return Err(Error::FailedPrecondition {
+            subject: "DATABASE_URL".into(),
+            message: format!(
+                "catalog connections must start with search_path set to '{schema}', but this one \
+                 has {}: connect to PostgreSQL directly, not through a pooler that drops the \
+                 startup option 'options'",
+                current.map_or("no schema".to_owned(), |s| format!("'{s}'"))
+            ),
+        });
+    }
     Ok(())
 }

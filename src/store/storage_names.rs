@@ -38,7 +38,9 @@ impl Catalog {
                 "SELECT to_regrole(quote_ident($1)) IS NOT NULL AS role, \
                    EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS database, \
                    (SELECT coalesce(obj_description(oid, 'pg_namespace'), '') \
-                      FROM pg_namespace WHERE nspname = $1) AS schema_mark",
+                      FROM pg_namespace WHERE nspname = $1) AS schema_mark, \
+                   coalesce((SELECT nspowner = current_user::regrole \
+                      FROM pg_namespace WHERE nspname = $1), false) AS schema_ours",
                 [name.as_str().into()],
             ))
             .await
@@ -47,8 +49,12 @@ impl Catalog {
         let role: bool = row.try_get("", "role").map_err(db_error)?;
         let database: bool = row.try_get("", "database").map_err(db_error)?;
         let schema_mark: Option<String> = row.try_get("", "schema_mark").map_err(db_error)?;
-        let shared_schema =
-            tenant.isolation == Isolation::Shared && schema_mark.as_deref() == Some(SHARED_MARK);
+        let schema_ours: bool = row.try_get("", "schema_ours").map_err(db_error)?;
+        // The shared schema, made by the control plane (a mark on a schema someone else owns
+        // could have been written by that owner).
+        let shared_schema = tenant.isolation == Isolation::Shared
+            && schema_ours
+            && schema_mark.as_deref() == Some(SHARED_MARK);
         let taken = if role {
             Some("PostgreSQL role")
         } else if kind == "database" && database {

@@ -16,8 +16,9 @@ pub struct Migration;
 /// The control plane now marks the schemas and databases it makes (`COMMENT ... IS
 /// 'tenant-plane tenant <id>'`, `'tenant-plane shared'` for the shared schema), adopts and
 /// drops only storage with its tenant's mark, and leaves marked schemas out when it looks for
-/// the catalog. PostgreSQL: storage of tenants not purged that exists unmarked, made before
-/// marks, is marked here.
+/// the catalog. PostgreSQL: storage that tenants recorded as provisioned (not purged) have,
+/// unmarked, made before marks and owned by the control plane, is marked here. And the catalog's
+/// functions, which kept the `search_path` they were made with, take the pinned one.
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -49,24 +50,51 @@ DO $mark$
 DECLARE
     t record;
 BEGIN
+    -- Only storage the catalog records as provisioned, and never the catalog's own schema.
     FOR t IN
-        SELECT id, isolation, schema_name, database_name FROM tenants WHERE state <> 'PURGED'
+        SELECT id, isolation, schema_name, database_name FROM tenants
+        WHERE state <> 'PURGED' AND provision_time IS NOT NULL
+          AND schema_name IS DISTINCT FROM current_schema()
     LOOP
-        IF t.isolation IN ('schema', 'shared') AND EXISTS (
-            SELECT 1 FROM pg_namespace
-            WHERE nspname = t.schema_name AND obj_description(oid, 'pg_namespace') IS NULL
-        ) THEN
-            EXECUTE format('COMMENT ON SCHEMA %I IS %L', t.schema_name,
-                CASE WHEN t.isolation = 'shared' THEN 'tenant-plane shared'
-                     ELSE 'tenant-plane tenant ' || t.id END);
-        ELSIF t.isolation = 'database' AND EXISTS (
-            SELECT 1 FROM pg_database
-            WHERE datname = t.database_name AND shobj_description(oid, 'pg_database') IS NULL
-        ) THEN
-            EXECUTE format('COMMENT ON DATABASE %I IS %L', t.database_name,
-                'tenant-plane tenant ' || t.id);
-        END IF;
+        BEGIN
+            IF t.isolation IN ('schema', 'shared') AND EXISTS (
+                SELECT 1 FROM pg_namespace
+                WHERE nspname = t.schema_name AND nspowner = current_user::regrole
+                  AND obj_description(oid, 'pg_namespace') IS NULL
+            ) THEN
+                EXECUTE format('COMMENT ON SCHEMA %I IS %L', t.schema_name,
+                    CASE WHEN t.isolation = 'shared' THEN 'tenant-plane shared'
+                         ELSE 'tenant-plane tenant ' || t.id END);
+            ELSIF t.isolation = 'database' AND EXISTS (
+                SELECT 1 FROM pg_database
+                WHERE datname = t.database_name AND datdba = current_user::regrole
+                  AND shobj_description(oid, 'pg_database') IS NULL
+            ) THEN
+                EXECUTE format('COMMENT ON DATABASE %I IS %L', t.database_name,
+                    'tenant-plane tenant ' || t.id);
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'tenant-plane: storage of tenant % left unmarked: %', t.id, SQLERRM;
+        END;
     END LOOP;
 END
 $mark$;
+
+-- Catalog functions made before the catalog's schema was pinned kept the search_path they were
+-- made with ("$user", public by default), where a schema named like the control plane's role
+-- came first: they take the pinned one now (the only schema on this connection's search_path).
+DO $pin$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+        WHERE p.pronamespace = current_schema()::regnamespace
+          AND p.proname LIKE 'tenant\_plane\_%'
+          AND EXISTS (SELECT 1 FROM unnest(p.proconfig) AS c WHERE c LIKE 'search\_path=%')
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path FROM CURRENT', f);
+    END LOOP;
+END
+$pin$;
 "#;
