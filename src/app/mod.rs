@@ -115,6 +115,7 @@ impl App {
             (Some(IsolationSetting::Shared), _) => Isolation::Shared,
         };
         catalog.migrate().await?;
+        catalog.restrict_catalog_connect().await?;
         catalog
             .ensure_plans(&builtin_plans(&config, &default_plan))
             .await?;
@@ -204,7 +205,13 @@ impl App {
                 .tls_client_ca
                 .is_some()
                 .then(|| CertificateRoles::from_settings(settings));
-            AuthLayer::new(tokens, certificates, tenants, self.services.audit.clone())
+            AuthLayer::new(
+                tokens,
+                certificates,
+                tenants,
+                self.services.audit.clone(),
+                self.metrics.auth_refusals(),
+            )
         };
         let security = Security { auth, tls };
         self.security = Some(security.clone());
@@ -288,6 +295,16 @@ impl App {
                 until_stopped(stopped.clone()),
             ))
         });
+        let prune = (self.config.audit_prune_interval_secs > 0
+            && self.config.audit_retention_days > 0)
+            .then(|| {
+                tokio::spawn(crate::service::run_audit_prune_job(
+                    self.services.audit.clone(),
+                    chrono::Duration::days(i64::from(self.config.audit_retention_days)),
+                    Duration::from_secs(self.config.audit_prune_interval_secs),
+                    until_stopped(stopped.clone()),
+                ))
+            });
         let follower = {
             let catalog = self.catalog.clone();
             let stop = until_stopped(stopped.clone());
@@ -328,6 +345,7 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "metrics endpoint ended abnormally"),
         }
         for (what, task) in [
+            ("audit pruning", prune),
             ("change follower", Some(follower)),
             ("storage measuring", measure),
             ("quota leases", Some(leases)),
