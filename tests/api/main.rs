@@ -49,6 +49,7 @@ mod rollout_fleet;
 mod rollouts;
 mod secrets;
 mod shared_isolation;
+mod startup_safety;
 mod tenant_bad_input;
 mod tenant_change_refusals;
 mod tenant_lifecycle;
