@@ -251,6 +251,20 @@ pub struct Config {
     #[arg(long, env = "TENANT_PURGE_INTERVAL_SECS", default_value_t = 3600)]
     pub purge_interval_secs: u64,
 
+    /// Days an audit event is kept; the audit pruning job deletes older ones. 0 keeps them
+    /// forever.
+    #[arg(long, env = "TENANT_PLANE_AUDIT_RETENTION_DAYS", default_value_t = 400)]
+    pub audit_retention_days: u32,
+
+    /// Seconds between passes of the audit pruning job (the first runs at start). 0 turns the
+    /// job off.
+    #[arg(
+        long,
+        env = "TENANT_PLANE_AUDIT_PRUNE_INTERVAL_SECS",
+        default_value_t = 3600
+    )]
+    pub audit_prune_interval_secs: u64,
+
     /// Isolation of new tenants. Unset: schema on PostgreSQL, database (one SQLite file per
     /// tenant) in embedded mode. A plan's default isolation takes precedence.
     #[arg(long, env = "TENANT_ISOLATION_STRATEGY", value_enum)]

@@ -56,6 +56,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), tenant_plane::app::StartError> {
+    use std::io::IsTerminal;
+    let data_dir = config.data_dir.clone();
     let mut app = App::build(config).await?;
     let listener = app.bind().await?;
     let addr = listener.local_addr()?;
@@ -73,8 +75,31 @@ async fn serve(config: Config) -> Result<(), tenant_plane::app::StartError> {
             "tenant-plane is serving {scheme} on {addr} WITHOUT authentication (--insecure). Try:\n  {grpcurl} {addr} list\n  {grpcurl} {create}"
         );
     } else if let Some(token) = app.take_new_admin_token() {
+        let shown = if std::io::stderr().is_terminal() {
+            format!(
+                "It is shown\nthis once; only its SHA-256 is kept:\n\n  export TENANT_PLANE_TOKEN={token}"
+            )
+        } else {
+            // A log collector would keep the token for as long as the log.
+            match tenant_plane::auth::save_admin_token(&data_dir, &token) {
+                Ok(path) => format!(
+                    "It was written\nto {path} (readable by this user only), not to this log; only its SHA-256 is kept.\nMove it to your secret store, then delete the file:\n\n  export TENANT_PLANE_TOKEN=$(cat {path})",
+                    path = path.display()
+                ),
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        dir = %data_dir.display(),
+                        "cannot write the new admin token to the data directory; configure \
+                         tokens (`tenant-plane token --role admin --name ops`, then \
+                         TENANT_PLANE_AUTH_TOKENS) and restart"
+                    );
+                    "It could not be\nsaved (see the error above) and is not shown here.".to_owned()
+                }
+            }
+        };
         eprintln!(
-            "tenant-plane is serving {scheme} on {addr}.\n\nNo bearer tokens were configured, so an admin token was created. It is shown\nthis once; only its SHA-256 is kept:\n\n  export TENANT_PLANE_TOKEN={token}\n\nTry:\n  {grpcurl} {addr} list\n  {grpcurl} -H \"authorization: Bearer $TENANT_PLANE_TOKEN\" {create}"
+            "tenant-plane is serving {scheme} on {addr}.\n\nNo bearer tokens were configured, so an admin token was created. {shown}\n\nTry:\n  {grpcurl} {addr} list\n  {grpcurl} -H \"authorization: Bearer $TENANT_PLANE_TOKEN\" {create}"
         );
     } else {
         eprintln!(

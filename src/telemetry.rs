@@ -10,6 +10,7 @@
 //! or off.
 
 mod otel;
+pub mod throttle;
 
 use tracing::Metadata;
 use tracing_subscriber::{EnvFilter, Layer, Registry, filter, filter::FilterExt, fmt, prelude::*};

@@ -30,6 +30,16 @@ pub enum StartError {
     Catalog(#[from] crate::domain::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "cannot listen on {addr} (set by {setting}): {source}; is another process, such as \
+         another replica on this host, using it?"
+    )]
+    Bind {
+        addr: String,
+        /// The flag and environment variable that chose the address.
+        setting: &'static str,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Serve(#[from] grpc::ServeError),
 }
@@ -65,6 +75,19 @@ impl App {
             .map_err(|why| StartError::Config(format!("TENANT_DATABASE_PREFIX {why}")))?;
         let default_plan = PlanName::parse(&config.tenant_default_plan)
             .map_err(|why| StartError::Config(format!("TENANT_DEFAULT_PLAN {why}")))?;
+        if config.auth.insecure
+            && !config.listen.ip().is_loopback()
+            && !config.auth.insecure_trusted_network
+        {
+            return Err(StartError::Config(format!(
+                "--insecure (TENANT_PLANE_INSECURE) turns authentication off, and the listen \
+                 address {} (TENANT_PLANE_LISTEN) is not a loopback address: anyone who can \
+                 reach it could do everything. Listen on 127.0.0.1, or, if every host that can \
+                 reach it may do so, also set --insecure-trusted-network \
+                 (TENANT_PLANE_INSECURE_TRUSTED_NETWORK=true)",
+                config.listen
+            )));
+        }
         if config.pool_size == 0 {
             return Err(StartError::Config(
                 "TENANT_PLANE_POOL_SIZE must be at least 1".into(),
@@ -118,6 +141,7 @@ impl App {
             (Some(IsolationSetting::Shared), _) => Isolation::Shared,
         };
         catalog.migrate().await?;
+        catalog.restrict_catalog_connect().await?;
         catalog
             .ensure_plans(&builtin_plans(&config, &default_plan))
             .await?;
@@ -209,7 +233,13 @@ impl App {
                 .tls_client_ca
                 .is_some()
                 .then(|| CertificateRoles::from_settings(settings));
-            AuthLayer::new(tokens, certificates, tenants, self.services.audit.clone())
+            AuthLayer::new(
+                tokens,
+                certificates,
+                tenants,
+                self.services.audit.clone(),
+                self.metrics.auth_refusals(),
+            )
         };
         let security = Security { auth, tls };
         self.security = Some(security.clone());
@@ -257,9 +287,30 @@ impl App {
     /// Binds the configured listen address (returned) and the metrics endpoint's (kept).
     pub async fn bind(&mut self) -> Result<TcpListener, StartError> {
         self.secure().await?;
-        let listener = TcpListener::bind(self.config.listen).await?;
-        self.metrics.bind().await?;
+        let listener = TcpListener::bind(self.config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: self.config.listen.to_string(),
+                setting: "--listen / TENANT_PLANE_LISTEN",
+                source,
+            })?;
+        self.bind_metrics().await?;
         Ok(listener)
+    }
+
+    /// Binds the metrics endpoint, unless it is off or bound already.
+    async fn bind_metrics(&self) -> Result<(), StartError> {
+        match self.metrics.bind().await {
+            Ok(_) => Ok(()),
+            Err(source) => Err(StartError::Bind {
+                addr: match self.config.metrics_listen {
+                    crate::config::Listen::On(addr) => addr.to_string(),
+                    crate::config::Listen::Off => "off".into(),
+                },
+                setting: "--metrics-listen / TENANT_PLANE_METRICS_LISTEN",
+                source,
+            }),
+        }
     }
 
     /// Where the metrics endpoint listens, once bound; `None` when it is off.
@@ -283,7 +334,7 @@ impl App {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         // Bound here unless `bind` did it: a port in use stops the start, as for gRPC.
-        self.metrics.bind().await?;
+        self.bind_metrics().await?;
         let metrics = tokio::spawn(self.metrics.serve(until_stopped(stopped.clone())));
         let worker = tokio::spawn(self.worker.run(until_stopped(stopped.clone())));
         let purge = (self.config.purge_interval_secs > 0).then(|| {
@@ -293,6 +344,16 @@ impl App {
                 until_stopped(stopped.clone()),
             ))
         });
+        let prune = (self.config.audit_prune_interval_secs > 0
+            && self.config.audit_retention_days > 0)
+            .then(|| {
+                tokio::spawn(crate::service::run_audit_prune_job(
+                    self.services.audit.clone(),
+                    chrono::Duration::days(i64::from(self.config.audit_retention_days)),
+                    Duration::from_secs(self.config.audit_prune_interval_secs),
+                    until_stopped(stopped.clone()),
+                ))
+            });
         let follower = {
             let catalog = self.catalog.clone();
             let stop = until_stopped(stopped.clone());
@@ -333,6 +394,7 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "metrics endpoint ended abnormally"),
         }
         for (what, task) in [
+            ("audit pruning", prune),
             ("change follower", Some(follower)),
             ("storage measuring", measure),
             ("quota leases", Some(leases)),

@@ -7,6 +7,35 @@ use crate::store::{Catalog, StoredToken};
 /// The name of the admin token made at the first start.
 const BOOTSTRAP_NAME: &str = "bootstrap-admin";
 
+/// The file in the data directory the first start's admin token is written to when stderr is
+/// not a terminal (a container's log keeps what it is sent for as long as the container).
+pub const ADMIN_TOKEN_FILE: &str = "bootstrap-admin-token";
+
+/// Writes `token` to [`ADMIN_TOKEN_FILE`] in `data_dir`, readable and writable only by this
+/// process's user (mode 0600, made so at creation: no moment with wider permissions), replacing
+/// a file left by an earlier start. Returns its path.
+pub fn save_admin_token(
+    data_dir: &std::path::Path,
+    token: &str,
+) -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write;
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path)?;
+    file.write_all(token.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(path)
+}
+
 /// The accepted tokens, and the admin token made by this start, to show once.
 #[derive(Debug)]
 pub struct Bootstrapped {
@@ -57,7 +86,7 @@ pub async fn load_tokens(
         if catalog.insert_auth_token_once(&row).await? {
             tracing::warn!(
                 name = BOOTSTRAP_NAME,
-                "no bearer tokens configured: created an admin token (shown once on stderr)"
+                "no bearer tokens configured: created an admin token (shown once at start: on stderr if it is a terminal, else in the data directory's bootstrap-admin-token file)"
             );
             new_admin_token = Some(token);
             // Only this function stores tokens, always under BOOTSTRAP_NAME: the catalog, empty

@@ -21,7 +21,15 @@ use crate::grpc::audit_layer::audited_action;
 use crate::grpc::context;
 use crate::grpc::methods::{self, Method};
 use crate::grpc::status::code_name;
+use crate::metrics::AuthRefusals;
 use crate::service::{AuditLog, AuditScope, Tenants};
+use crate::telemetry::throttle::Throttle;
+
+/// Refusals for want of credentials are logged at most once per this interval (with how many
+/// were not): the metric counts each one.
+pub const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+static REFUSAL_LOG: Throttle = Throttle::new(REFUSAL_LOG_EVERY);
 
 /// Authenticates every RPC but the public ones and refuses what the caller's role may not do.
 #[derive(Clone)]
@@ -35,8 +43,10 @@ struct Authenticator {
     tokens: TokenSet,
     certificates: Option<CertificateRoles>,
     tenants: Tenants,
-    /// Where refused attempts at changes are recorded.
+    /// Where refused attempts at changes by authenticated callers are recorded.
     audit: AuditLog,
+    /// Where refusals for want of valid credentials are counted instead.
+    refusals: AuthRefusals,
 }
 
 impl AuthLayer {
@@ -47,6 +57,7 @@ impl AuthLayer {
         certificates: Option<CertificateRoles>,
         tenants: Tenants,
         audit: AuditLog,
+        refusals: AuthRefusals,
     ) -> Self {
         Self {
             inner: Arc::new(Authenticator {
@@ -55,6 +66,7 @@ impl AuthLayer {
                 certificates,
                 tenants,
                 audit,
+                refusals,
             }),
         }
     }
@@ -68,6 +80,7 @@ impl AuthLayer {
                 certificates: None,
                 tenants,
                 audit,
+                refusals: AuthRefusals::default(),
             }),
         }
     }
@@ -122,6 +135,9 @@ where
             let anonymous = matches!(presented, Presented::Missing);
             let caller = match auth.authenticate(presented).await {
                 Ok(caller) => caller,
+                Err(Error::Unauthenticated { reason, message }) => {
+                    return Ok(auth.turn_away(method, anonymous, reason, message));
+                }
                 Err(e) => {
                     let actor = if anonymous {
                         Actor::Anonymous
@@ -154,6 +170,31 @@ enum Presented {
 }
 
 impl Authenticator {
+    /// The refusal of a call without valid credentials: counted and logged at a bounded rate,
+    /// not written to the audit log, since anyone who reaches the port can make such calls as
+    /// fast as they like (refusals of authenticated callers are recorded by [`Self::refuse`]).
+    fn turn_away<RB: Default>(
+        &self,
+        method: Option<&'static Method>,
+        anonymous: bool,
+        reason: &'static str,
+        message: String,
+    ) -> Response<RB> {
+        let (service, name) = method.map_or(("unknown", "unknown"), |m| (m.service(), m.method()));
+        self.refusals.record(service, name, reason);
+        if let Some(held_back) = REFUSAL_LOG.admit() {
+            tracing::warn!(
+                grpc.service = service,
+                grpc.method = name,
+                reason,
+                anonymous,
+                not_logged_since = held_back,
+                "call refused for want of valid credentials"
+            );
+        }
+        Status::from(Error::Unauthenticated { reason, message }).into_http()
+    }
+
     /// The refusal of a call of `path` (whose entry in the method table is `method`), recorded
     /// in the audit log when the call was an attempt at a change: who tried what, and why it
     /// was refused.

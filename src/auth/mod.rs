@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-pub use bootstrap::{Bootstrapped, load_tokens};
+pub use bootstrap::{ADMIN_TOKEN_FILE, Bootstrapped, load_tokens, save_admin_token};
 pub use layer::AuthLayer;
 pub use settings::{AuthSettings, TokenArgs};
 pub use tokens::{TOKEN_PREFIX, TokenSet, hash_token, new_token};

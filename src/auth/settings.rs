@@ -13,6 +13,12 @@ pub struct AuthSettings {
     #[arg(long, env = "TENANT_PLANE_INSECURE")]
     pub insecure: bool,
 
+    /// Lets --insecure serve on an address other than loopback: say so only when every host
+    /// that can reach the address may do everything. Without it, --insecure with a
+    /// non-loopback listen address refuses to start.
+    #[arg(long, env = "TENANT_PLANE_INSECURE_TRUSTED_NETWORK")]
+    pub insecure_trusted_network: bool,
+
     /// Bearer tokens, as ROLE:NAME:SHA256 entries separated by commas, where ROLE is admin or
     /// service and SHA256 is the hex SHA-256 of the token (`tenant-plane token` makes one).
     /// With none here nor in the tokens file, the first start creates an admin token, prints it

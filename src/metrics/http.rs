@@ -68,14 +68,26 @@ fn text(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {
 /// The metrics endpoint of one server: bound early (so its port is known), served with it.
 pub struct Endpoint {
     listen: Listen,
+    refusals: super::AuthRefusals,
     exporter: Arc<Exporter>,
     bound: Mutex<Option<TcpListener>>,
 }
 
 impl Endpoint {
-    pub(super) fn new(listen: Listen, registry: Registry, catalog: CatalogSeries) -> Self {
+    /// The counter of calls refused for want of credentials, which this endpoint exports.
+    pub fn auth_refusals(&self) -> super::AuthRefusals {
+        self.refusals.clone()
+    }
+
+    pub(super) fn new(
+        listen: Listen,
+        registry: Registry,
+        catalog: CatalogSeries,
+        refusals: super::AuthRefusals,
+    ) -> Self {
         Self {
             listen,
+            refusals,
             exporter: Arc::new(Exporter { registry, catalog }),
             bound: Mutex::new(None),
         }

@@ -13,6 +13,8 @@
 //! | `tenant_plane_rollouts_active` | gauge | — |
 //! | `tenant_plane_rollout_targets_finished_total` | counter | `outcome` (`migrated`, `skipped`, `failed`, `retried`) |
 //! | `tenant_plane_tenants` | gauge | `state` |
+//! | `tenant_plane_auth_refusals_total` | counter | `grpc_service`, `grpc_method`, `reason` (`CREDENTIALS_MISSING`, `CREDENTIALS_INVALID`) |
+//! | `tenant_plane_catalog_notices_total` | counter | `outcome` (`applied`, `unchanged`, `unrecognised`) |
 //!
 //! ## Cardinality
 //! No series is labelled by tenant: tenants are unbounded. Methods come from the table of served
@@ -23,6 +25,7 @@
 //! pools and catalog are read when scraped ([`scrape`]).
 
 mod http;
+mod refusals;
 mod scrape;
 mod series;
 
@@ -31,6 +34,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 
 pub use http::Endpoint;
+pub use refusals::AuthRefusals;
 pub use scrape::CATALOG_REFRESH;
 pub(crate) use series::observe_in_otel;
 pub use series::{
@@ -45,6 +49,8 @@ use crate::store::Catalog;
 pub fn endpoint(listen: Listen, catalog: Catalog, dataplane: Arc<DataPlane>) -> Endpoint {
     let mut registry = Registry::default();
     series::register(&mut registry);
+    let refusals = AuthRefusals::default();
+    refusals.register(&mut registry);
     let catalog = scrape::CatalogSeries::new(catalog, dataplane, &mut registry);
-    Endpoint::new(listen, registry, catalog)
+    Endpoint::new(listen, registry, catalog, refusals)
 }

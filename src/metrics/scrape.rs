@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::{MetricType, family::Family, gauge::ConstGauge, gauge::Gauge};
+use prometheus_client::metrics::{
+    MetricType, counter::ConstCounter, family::Family, gauge::ConstGauge, gauge::Gauge,
+};
 use prometheus_client::registry::Registry;
 
 use crate::dataplane::DataPlane;
@@ -166,6 +168,22 @@ impl Collector for Pools {
         )?;
         for (pool, usage) in pools {
             ConstGauge::new(i64::from(usage.max)).encode(max.encode_family(&[("pool", pool)])?)?;
+        }
+        let tally = self.catalog.notice_tally();
+        let mut notices = encoder.encode_descriptor(
+            "tenant_plane_catalog_notices",
+            "Rows named by the catalog's change notices this replica received, by outcome \
+             (applied: found changed; unchanged: found as before, e.g. a repeated or forged \
+             notice), and payloads it did not recognise (unrecognised).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, n) in [
+            ("applied", tally.applied),
+            ("unchanged", tally.unchanged),
+            ("unrecognised", tally.unrecognised),
+        ] {
+            ConstCounter::new(n).encode(notices.encode_family(&[("outcome", outcome)])?)?;
         }
         Ok(())
     }

@@ -123,6 +123,28 @@ impl AuditLog {
     }
 }
 
+/// Deletes, every `interval` until `stop` completes, the audit rows older than `retention`
+/// (a first pass at once). A failed pass is logged and tried again at the next.
+pub async fn run_audit_prune_job(
+    audit: AuditLog,
+    retention: chrono::Duration,
+    interval: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        match audit.catalog.prune_audit(Utc::now() - retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "audit events past their retention deleted"),
+            Err(error) => tracing::warn!(%error, "audit pruning failed; retrying next time"),
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
 /// Where a page ends: the last event's time (microseconds) and id.
 fn cursor(time: DateTime<Utc>, id: Uuid) -> String {
     format!("{}/{id}", time.timestamp_micros())

@@ -16,7 +16,7 @@ mod tenants;
 
 /// The audit row of one call, opened by the gRPC layer (see `store::audit`).
 pub use crate::store::audit::Scope as AuditScope;
-pub use audit::{AuditLog, ListAuditEventsInput};
+pub use audit::{AuditLog, ListAuditEventsInput, run_audit_prune_job};
 pub use credentials::Credentials;
 pub use members::{AddMemberInput, Members, parse_etag};
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};

@@ -11,7 +11,7 @@ use super::entity::api_key;
 use super::{Catalog, audit, db_error};
 use crate::domain::{ApiKey, Error, TenantId};
 
-fn to_domain(m: api_key::Model) -> ApiKey {
+pub(super) fn to_domain(m: api_key::Model) -> ApiKey {
     ApiKey {
         id: m.id,
         tenant: TenantId::from(m.tenant_id),

@@ -303,3 +303,34 @@ impl Catalog {
             .collect())
     }
 }
+
+/// Rows deleted per statement by [`Catalog::prune_audit`]: a first pass over years of rows
+/// holds no lock for long and commits as it goes.
+const PRUNE_BATCH: u64 = 10_000;
+
+impl Catalog {
+    /// Deletes the audit rows written before `before`, a batch at a time (oldest first, along
+    /// the index on `time`); how many.
+    pub async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        let mut pruned = 0;
+        loop {
+            let oldest = audit_event::Entity::find()
+                .select_only()
+                .column(audit_event::Column::Id)
+                .filter(audit_event::Column::Time.lt(before))
+                .order_by_asc(audit_event::Column::Time)
+                .limit(PRUNE_BATCH)
+                .into_query();
+            let deleted = audit_event::Entity::delete_many()
+                .filter(audit_event::Column::Id.in_subquery(oldest))
+                .exec(self.conn())
+                .await
+                .map_err(db_error)?
+                .rows_affected;
+            pruned += deleted;
+            if deleted < PRUNE_BATCH {
+                return Ok(pruned);
+            }
+        }
+    }
+}

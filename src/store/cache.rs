@@ -3,7 +3,8 @@
 //!
 //! The catalog stays the authority. Writes made through this process drop what they changed
 //! before they return; on PostgreSQL, triggers on `tenants`, `plans` and `api_keys` NOTIFY every
-//! replica ([`Catalog::follow_changes`]), which drops the same entries within milliseconds. If the
+//! replica ([`Catalog::follow_changes`]), which re-reads the rows named and drops the entries
+//! that changed within milliseconds (see `store::notices`). If the
 //! notification connection is lost, everything is dropped, since changes may have been missed.
 //! Absences are remembered too (an unknown slug, a wrong API key), so a flood of bad keys does not
 //! reach the database either. As a last line, an entry is reloaded after [`MAX_AGE`].
@@ -40,36 +41,6 @@ pub enum Change {
     All,
 }
 
-impl Change {
-    /// Parses a notification payload written by `tenant_plane_notify_change()`, or by
-    /// `tenant_plane_finish_batch_notify_once()`: `tenants:` and the ids of the tenants whose
-    /// rows a rollout batch changed, comma-separated.
-    pub fn parse(payload: &str) -> Option<Vec<Self>> {
-        let (kind, rest) = payload.split_once(':')?;
-        let one = match kind {
-            "tenant" => {
-                let (id, slug) = rest.split_once(':')?;
-                Self::Tenant {
-                    id: TenantId::parse(id)?,
-                    slug: slug.to_owned(),
-                }
-            }
-            "tenants" => {
-                return rest
-                    .split(',')
-                    .map(|id| TenantId::parse(id).map(Self::TenantRow))
-                    .collect();
-            }
-            "plan" => Self::Plan(rest.to_owned()),
-            "api_key" => Self::ApiKey {
-                secret_hash: rest.to_owned(),
-            },
-            _ => return None,
-        };
-        Some(vec![one])
-    }
-}
-
 struct Entry<V> {
     value: V,
     loaded: Instant,
@@ -78,6 +49,9 @@ struct Entry<V> {
 struct Inner {
     epoch: u64,
     tenants: LruCache<TenantId, Entry<Option<Arc<Tenant>>>>,
+    /// Each tenant as the change notices last showed it (see [`CatalogCache::settle_tenant`]):
+    /// kept apart from `tenants`, which the hot path refills on its own.
+    noticed: LruCache<TenantId, Option<Arc<Tenant>>>,
     slugs: LruCache<String, Entry<Option<TenantId>>>,
     keys: LruCache<String, Entry<Option<Arc<ApiKey>>>>,
     plans: LruCache<String, Entry<Option<Arc<Vec<PlanLimit>>>>>,
@@ -86,6 +60,8 @@ struct Inner {
 /// See the module documentation.
 pub struct CatalogCache {
     inner: Mutex<Inner>,
+    /// What the change notices this process received came to.
+    pub(super) notices: super::notices::NoticeCounts,
 }
 
 /// The epoch a load started in; hand it back with the loaded value.
@@ -112,10 +88,12 @@ impl CatalogCache {
             inner: Mutex::new(Inner {
                 epoch: 0,
                 tenants: LruCache::new(capacity),
+                noticed: LruCache::new(capacity),
                 slugs: LruCache::new(capacity),
                 keys: LruCache::new(capacity),
                 plans: LruCache::new(plans),
             }),
+            notices: Default::default(),
         }
     }
 
@@ -225,6 +203,89 @@ impl CatalogCache {
         }
     }
 
+    /// Takes `fresh`, tenant `id` as just re-read for a change notice (`None`: there is no such
+    /// tenant), and says what the notice told: the change watchers are to hear of, or `None`
+    /// when the tenant is as the last notice about it showed it (or, never noticed, absent) —
+    /// a repeated or forged notice. Entries held for the hot path are dropped only where they
+    /// differ from `fresh`, so a notice that changes nothing changes no answer.
+    pub fn settle_tenant(&self, id: TenantId, fresh: Option<Arc<Tenant>>) -> Option<Change> {
+        let mut inner = self.lock();
+        let news = match inner.noticed.get(&id) {
+            Some(noticed) => *noticed != fresh,
+            None => fresh.is_some(),
+        };
+        let held = inner.tenants.peek(&id).map(|e| e.value.clone());
+        let stale_tenant = held.as_ref().is_some_and(|held| *held != fresh);
+        let stale_slug = fresh.as_ref().is_some_and(|t| {
+            inner
+                .slugs
+                .peek(t.slug.as_str())
+                .is_some_and(|e| e.value != Some(id))
+        });
+        if stale_tenant || stale_slug {
+            inner.epoch = inner.epoch.wrapping_add(1);
+            inner.tenants.pop(&id);
+            for slug in [held.flatten(), fresh.clone()].into_iter().flatten() {
+                inner.slugs.pop(slug.slug.as_str());
+            }
+        }
+        if !news {
+            return None;
+        }
+        let slug = fresh
+            .as_ref()
+            .or_else(|| inner.noticed.peek(&id).and_then(Option::as_ref))
+            .map(|t| t.slug.as_str().to_owned());
+        inner.noticed.put(id, fresh);
+        Some(match slug {
+            Some(slug) => Change::Tenant { id, slug },
+            None => Change::TenantRow(id),
+        })
+    }
+
+    /// Takes `fresh`, plan `id`'s limits as just re-read for a change notice; drops the entry
+    /// held only when it differs. Whether it did.
+    pub fn settle_plan(&self, id: &str, fresh: Option<Arc<Vec<PlanLimit>>>) -> bool {
+        let mut inner = self.lock();
+        let stale = inner.plans.peek(id).is_some_and(|e| e.value != fresh);
+        if stale {
+            inner.epoch = inner.epoch.wrapping_add(1);
+            inner.plans.pop(id);
+        }
+        stale
+    }
+
+    /// Takes `fresh`, API key `id` as just re-read for a change notice with the hash of its
+    /// secret (`None`: there is no such key); drops what is held of the key only when it
+    /// differs. Whether it did.
+    pub fn settle_api_key(&self, id: uuid::Uuid, fresh: Option<(String, Arc<ApiKey>)>) -> bool {
+        let mut inner = self.lock();
+        let stale: Vec<String> = match &fresh {
+            Some((hash, key)) => inner
+                .keys
+                .peek(hash)
+                .is_some_and(|e| e.value.as_ref() != Some(key))
+                .then(|| hash.clone())
+                .into_iter()
+                .collect(),
+            // Gone: whatever hash it was held under.
+            None => inner
+                .keys
+                .iter()
+                .filter(|(_, e)| e.value.as_ref().is_some_and(|k| k.id == id))
+                .map(|(hash, _)| hash.clone())
+                .collect(),
+        };
+        if stale.is_empty() {
+            return false;
+        }
+        inner.epoch = inner.epoch.wrapping_add(1);
+        for hash in &stale {
+            inner.keys.pop(hash);
+        }
+        true
+    }
+
     /// Drops what a change may have made stale.
     pub fn invalidate(&self, change: &Change) {
         let mut inner = self.lock();
@@ -257,29 +318,65 @@ impl CatalogCache {
 mod tests {
     use super::*;
 
+    fn tenant(slug: &str, display_name: &str) -> Arc<Tenant> {
+        use crate::domain::{Isolation, Labels, PlanName, Slug, TenantState};
+        let now = chrono::Utc::now();
+        Arc::new(Tenant {
+            id: TenantId::new(),
+            slug: Slug::parse(slug).unwrap(),
+            display_name: display_name.into(),
+            plan: PlanName::parse("free").unwrap(),
+            isolation: Isolation::Schema,
+            state: TenantState::Active,
+            state_before_suspend: None,
+            state_before_delete: None,
+            labels: Labels::default(),
+            limit_overrides: Default::default(),
+            schema_name: None,
+            database_name: None,
+            suspend_reason: None,
+            migration_version: None,
+            last_error: None,
+            last_error_time: None,
+            provision_time: Some(now),
+            revision: 1,
+            create_time: now,
+            update_time: now,
+            delete_time: None,
+            purge_time: None,
+            suspend_time: None,
+        })
+    }
+
     #[test]
-    fn payloads_parse() {
-        let id = TenantId::new();
-        let other = TenantId::new();
+    fn a_notice_that_shows_nothing_new_is_no_change() {
+        let cache = CatalogCache::new(NonZeroUsize::MIN.saturating_add(9));
+        let before = tenant("acme", "Acme");
+        let id = before.id;
+        let slug = || "acme".to_owned();
+
+        // Never noticed before: news, whatever the hot path holds.
+        cache.put_tenant(cache.ticket(), None, Some(before.clone()));
         assert_eq!(
-            Change::parse(&format!("tenant:{id}:acme")),
-            Some(vec![Change::Tenant {
-                id,
-                slug: "acme".into()
-            }])
+            cache.settle_tenant(id, Some(before.clone())),
+            Some(Change::Tenant { id, slug: slug() })
         );
+        assert!(cache.tenant(id).is_some(), "an equal entry is kept");
+        // The same again: nothing to tell, nothing dropped.
+        assert_eq!(cache.settle_tenant(id, Some(before.clone())), None);
+        assert!(cache.tenant(id).is_some());
+
+        // A real change: told, and the held entry dropped.
+        let mut after = (*before).clone();
+        after.display_name = "Acme Inc".into();
         assert_eq!(
-            Change::parse(&format!("tenants:{id},{other}")),
-            Some(vec![Change::TenantRow(id), Change::TenantRow(other)])
+            cache.settle_tenant(id, Some(Arc::new(after))),
+            Some(Change::Tenant { id, slug: slug() })
         );
-        assert_eq!(
-            Change::parse("plan:pro"),
-            Some(vec![Change::Plan("pro".into())])
-        );
-        assert_eq!(Change::parse("tenant:nonsense"), None);
-        assert_eq!(Change::parse(&format!("tenants:{id},nonsense")), None);
-        assert_eq!(Change::parse("tenants:"), None);
-        assert_eq!(Change::parse("other:x"), None);
+        assert!(cache.tenant(id).is_none());
+
+        // A tenant nobody noticed that does not exist is no news either.
+        assert_eq!(cache.settle_tenant(TenantId::new(), None), None);
     }
 
     #[test]

@@ -12,8 +12,6 @@ use super::entity::plan;
 use super::{Backend, Catalog, db_error};
 use crate::domain::{ApiKey, Error, PlanLimit, PlanName, Slug, Tenant, TenantId};
 
-/// The channel `tenant_plane_notify_change()` notifies on.
-const CHANNEL: &str = "tenant_plane_catalog";
 /// Pause before reconnecting a lost notification connection.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
@@ -102,8 +100,8 @@ impl Catalog {
     }
 
     /// Follows other replicas' writes until `stop` completes: on PostgreSQL, LISTENs for the
-    /// catalog triggers' notifications and drops what they name; a lost connection drops
-    /// everything, then reconnects. On SQLite there is no other writer, so it just waits.
+    /// catalog triggers' notices and drops what they name and has changed (see
+    /// `store::notices`); a lost connection drops everything, then reconnects. On SQLite there is no other writer, so it just waits.
     pub async fn follow_changes(&self, stop: impl std::future::Future<Output = ()>) {
         if self.backend != Backend::Postgres {
             stop.await;
@@ -128,17 +126,16 @@ impl Catalog {
     }
 
     /// Listens until the connection is lost.
-    async fn listen(&self) -> Result<(), sea_orm::sqlx::Error> {
-        let mut listener = PgListener::connect(&self.url).await?;
-        listener.listen(CHANNEL).await?;
+    async fn listen(&self) -> Result<(), Error> {
+        let lost = |e: sea_orm::sqlx::Error| Error::Unavailable(e.to_string());
+        let channel = self.notice_channel().await?;
+        let mut listener = PgListener::connect(&self.url).await.map_err(lost)?;
+        listener.listen(&channel).await.map_err(lost)?;
         // Anything may have changed while nobody listened.
         self.changed(&Change::All);
         tracing::debug!("following catalog changes");
-        while let Some(note) = listener.try_recv().await? {
-            match Change::parse(note.payload()) {
-                Some(changes) => changes.iter().for_each(|change| self.changed(change)),
-                None => tracing::warn!(payload = note.payload(), "unrecognised catalog change"),
-            }
+        while let Some(note) = listener.try_recv().await.map_err(lost)? {
+            self.received(note.payload()).await;
         }
         Ok(())
     }

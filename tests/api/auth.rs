@@ -175,7 +175,8 @@ async fn the_service_role_reads_and_resolves_but_changes_nothing(server: &TestSe
     );
     assert_eq!(server.catalog_snapshot().await, before, "nothing changed");
 
-    // Each refused attempt at a change is in the audit log, with who tried; reads are not.
+    // Each refused attempt at a change by an authenticated caller is in the audit log, with
+    // who tried; reads are not.
     let events = events_of(server, SERVICE_ACTOR).await;
     let mut attempts: Vec<(&str, &str)> = events
         .iter()
@@ -196,9 +197,9 @@ async fn the_service_role_reads_and_resolves_but_changes_nothing(server: &TestSe
     );
     let mut anonymous = TenantServiceClient::new(server.anonymous());
     assert!(anonymous.create_tenant(create_request("x")).await.is_err());
+    // A refusal for want of credentials is counted, not recorded (see audit_retention.rs).
     let anonymous_events = events_of(server, "anonymous").await;
-    assert_eq!(anonymous_events.len(), 1, "{anonymous_events:?}");
-    assert_eq!(anonymous_events[0].outcome, "UNAUTHENTICATED");
+    assert!(anonymous_events.is_empty(), "{anonymous_events:?}");
 }
 
 /// The audit events of `actor`.

@@ -1,5 +1,6 @@
-//! The first start without configured tokens: an admin token is made, printed once, and kept
-//! only as a hash; configuring tokens retires it. Run as the real binary, as an operator would.
+//! The first start without configured tokens: an admin token is made, shown once — on a
+//! terminal, else written to a file only its user may read — and kept only as a hash;
+//! configuring tokens retires it. Run as the real binary, as an operator would.
 
 use std::{
     io::{BufRead, BufReader},
@@ -98,13 +99,48 @@ fn shown_token(banner: &[String]) -> Option<String> {
     })
 }
 
+/// The token the first start wrote to the data directory, which only its user may read.
+fn saved_token(dir: &Path) -> String {
+    let path = dir.join(tenant_plane::auth::ADMIN_TOKEN_FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("no token file {}: {e}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    std::fs::read_to_string(&path)
+        .expect("the token file")
+        .trim()
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_start_shows_an_admin_token_once_and_keeps_only_its_hash() {
+async fn the_first_start_writes_an_admin_token_to_a_private_file_and_keeps_only_its_hash() {
     let dir = tempfile::tempdir().expect("dir");
     let first = Binary::start(dir.path(), None);
     let banner = first.banner();
-    let token = shown_token(&banner).unwrap_or_else(|| panic!("no token in {banner:#?}"));
+    // stderr is a pipe here, as in a container: the token goes to a file, the log says where.
+    let token = saved_token(dir.path());
     assert!(token.starts_with("tpa_"), "{token}");
+    let path = dir.path().join(tenant_plane::auth::ADMIN_TOKEN_FILE);
+    assert_eq!(
+        shown_token(&banner),
+        Some(format!("$(cat {})", path.display())),
+        "{banner:#?}"
+    );
+    assert!(
+        !banner.iter().any(|line| line.contains(&token)),
+        "the token is not in the log: {banner:#?}"
+    );
+    assert!(
+        banner
+            .iter()
+            .any(|line| line.contains(&path.display().to_string())),
+        "the log says where the token is: {banner:#?}"
+    );
     let listed = first
         .tenants(&token)
         .await

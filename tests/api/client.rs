@@ -200,6 +200,11 @@ async fn shared_tenants_see_only_their_own_rows_through_row_level_security() {
     let admin = server.catalog().await;
     for sql in [
         format!("CREATE ROLE {role} LOGIN"),
+        // The control plane revoked CONNECT on the catalog database from PUBLIC.
+        format!(
+            "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {role}', \
+             current_database()); END $$"
+        ),
         format!("GRANT USAGE ON SCHEMA tenant_shared TO {role}"),
         format!(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_shared TO {role}"

@@ -17,7 +17,7 @@ use crate::rollout_fleet::{all, finish, fleet, start};
 use crate::support::{Db, TestServer};
 
 /// An HTTP/1.1 GET of `path`: the status line, the headers and the body.
-async fn get(addr: SocketAddr, path: &str) -> (String, String, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (String, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the metrics port");
@@ -41,7 +41,7 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String, String) {
 }
 
 /// Every sample of an exposition, by its series as written (`name{labels}`).
-fn samples(body: &str) -> HashMap<String, f64> {
+pub(crate) fn samples(body: &str) -> HashMap<String, f64> {
     body.lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
         .filter_map(|line| {

@@ -69,6 +69,8 @@ async fn shared_tenants_see_only_their_own_rows_and_purging_one_keeps_the_other(
     );
     for sql in [
         "CREATE ROLE app_user LOGIN",
+        // The control plane revoked CONNECT on the catalog database from PUBLIC.
+        "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO app_user', current_database()); END $$",
         "GRANT USAGE ON SCHEMA tenant_shared TO app_user",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_shared TO app_user",
     ] {

@@ -17,6 +17,7 @@ mod m20261127_000012_batch_change_notice;
 mod m20261128_000013_provision_enter;
 mod m20261129_000014_run_batch;
 mod m20261207_000015_storage_names;
+mod m20261207_000016_secret_notice_channel;
 
 /// Runs `sql` (one or more statements) on PostgreSQL; nothing on SQLite. For catalog
 /// migrations that only PostgreSQL needs.
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000013_provision_enter::Migration),
             Box::new(m20261129_000014_run_batch::Migration),
             Box::new(m20261207_000015_storage_names::Migration),
+            Box::new(m20261207_000016_secret_notice_channel::Migration),
         ]
     }
 
