@@ -29,6 +29,7 @@ mod plans;
 mod plans_refusals;
 mod plans_upsert;
 mod platform;
+mod pooler;
 mod provisioning;
 mod provisioning_crashes;
 mod provisioning_failures;
