@@ -12,7 +12,9 @@
 //!
 //! Both settings are transaction-local (`set_config(..., true)`, i.e. `SET LOCAL`): when the
 //! transaction ends the connection goes back to the pool with no tenant on it, so the next
-//! borrower cannot inherit one.
+//! borrower cannot inherit one. The same holds for the next client of a server session behind a
+//! transaction-pooling PgBouncer (see [`TenantDbSettings::transaction_pooler`] for its prepared
+//! statements).
 //!
 //! A query that forgets the tenant does not compile:
 //!

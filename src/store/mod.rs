@@ -15,6 +15,7 @@ pub mod entity;
 mod hot;
 mod members;
 mod plans;
+pub mod pooler;
 pub mod provisioning;
 mod quota;
 mod requests;

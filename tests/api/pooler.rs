@@ -4,13 +4,15 @@
 //! transaction (`SET LOCAL`), so interleaved tenants never see or write each other's rows.
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use tenant_plane::app::App;
 use tenant_plane::client::{
     ResolverSettings, TenantContext, TenantDb, TenantDbSettings, TenantKey, TenantResolver,
 };
-use tenant_plane::config::IsolationSetting;
+use tenant_plane::config::{Config, IsolationSetting};
+use tenant_plane::dataplane::TenantMigrations;
 
 use crate::support::pgbouncer::PgBouncer;
-use crate::support::{Db, TestServer, create};
+use crate::support::{Db, TestServer, create, postgres};
 
 async fn context(server: &TestServer, slug: &str) -> TenantContext {
     let resolver = TenantResolver::new(server.control_plane(), ResolverSettings::default());
@@ -196,4 +198,65 @@ async fn shared_tenants_interleaved_on_one_pooled_session_see_only_their_own_row
     );
     db.close().await.expect("close");
     server.stop().await;
+}
+
+/// Whether the catalog database at `url` has been touched: any table in it.
+async fn tables_in(url: &str) -> i64 {
+    let db = Database::connect(url).await.expect("connect");
+    let n = text(
+        &db,
+        "SELECT count(*)::text FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .await;
+    db.close().await.expect("close");
+    n.parse().expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_refuses_a_catalog_behind_a_transaction_pooler_and_says_so() {
+    // One server connection, and several idle ones: either way two client connections meet on
+    // one session.
+    for pool_size in [1, 4] {
+        let url = postgres::fresh_database_url().await;
+        let bouncer = PgBouncer::start_in("transaction", pool_size, &url, &["postgres"]);
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let config = Config::for_tests(data_dir.path().to_path_buf(), Some(bouncer.url(&url)));
+
+        let refused = App::build_with(config, TenantMigrations::builtin()).await;
+
+        let message = match refused {
+            Ok(_) => panic!("the control plane started on a transaction-pooled catalog"),
+            Err(e) => e.to_string(),
+        };
+        for says in [
+            "DATABASE_URL goes through a transaction-pooling connection pooler",
+            "pool_mode=session",
+            "LISTEN",
+        ] {
+            assert!(message.contains(says), "{says:?} in: {message}");
+        }
+        assert_eq!(
+            tables_in(&url).await,
+            0,
+            "refused before touching the catalog"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_starts_on_a_catalog_behind_a_session_pooler() {
+    let url = postgres::fresh_database_url().await;
+    // A session each for the control plane's pools, its listener and its start-up check.
+    let bouncer = PgBouncer::start_in("session", 40, &url, &["postgres"]);
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::for_tests(data_dir.path().to_path_buf(), Some(bouncer.url(&url)));
+
+    let started = App::build_with(config, TenantMigrations::builtin()).await;
+
+    assert!(
+        started.is_ok(),
+        "a session pool gives sessions of their own: {:?}",
+        started.err()
+    );
+    assert!(tables_in(&url).await > 0, "the catalog was migrated");
 }

@@ -1,6 +1,6 @@
-//! A real PgBouncer in front of the test PostgreSQL server, in transaction-pooling mode with one
-//! server connection per database and user: every client connection's transactions run, one
-//! after another, on the same PostgreSQL session.
+//! A real PgBouncer in front of the test PostgreSQL server, by default in transaction-pooling
+//! mode with one server connection per database and user: every client connection's
+//! transactions run, one after another, on the same PostgreSQL session.
 //!
 //! * The binary is Debian's `pgbouncer` (`.ci/run` installs it); a test that needs it panics when
 //!   it is missing, never passes silently.
@@ -27,9 +27,14 @@ pub struct PgBouncer {
 }
 
 impl PgBouncer {
-    /// Starts PgBouncer in front of the PostgreSQL server of `postgres_url` (any database on it),
-    /// admitting `users`.
+    /// Starts PgBouncer in transaction-pooling mode in front of the PostgreSQL server of
+    /// `postgres_url` (any database on it), admitting `users`.
     pub fn start(postgres_url: &str, users: &[&str]) -> Self {
+        Self::start_in("transaction", 1, postgres_url, users)
+    }
+
+    /// [`Self::start`] with another `pool_mode` and `pool_size` server connections.
+    pub fn start_in(mode: &str, pool_size: u32, postgres_url: &str, users: &[&str]) -> Self {
         let binary = [
             "/usr/sbin/pgbouncer",
             "/usr/bin/pgbouncer",
@@ -52,7 +57,7 @@ impl PgBouncer {
                 .and_then(|l| l.local_addr())
                 .expect("a free port for PgBouncer")
                 .port();
-            write_config(&dir, &host, port, listen, users);
+            write_config(&dir, (mode, pool_size), (&host, port), listen, users);
             if root {
                 std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
                     .expect("PgBouncer's dir writable by postgres");
@@ -132,7 +137,13 @@ impl Drop for PgBouncer {
     }
 }
 
-fn write_config(dir: &Path, host: &str, port: u16, listen: u16, users: &[&str]) {
+fn write_config(
+    dir: &Path,
+    (mode, pool_size): (&str, u32),
+    (host, port): (&str, u16),
+    listen: u16,
+    users: &[&str],
+) {
     let auth: String = users.iter().map(|u| format!("\"{u}\" \"\"\n")).collect();
     std::fs::write(dir.join("userlist.txt"), auth).expect("PgBouncer's auth file");
     let ini = format!(
@@ -144,8 +155,8 @@ fn write_config(dir: &Path, host: &str, port: u16, listen: u16, users: &[&str]) 
          unix_socket_dir =\n\
          auth_type = trust\n\
          auth_file = {auth}\n\
-         pool_mode = transaction\n\
-         default_pool_size = 1\n\
+         pool_mode = {mode}\n\
+         default_pool_size = {pool_size}\n\
          min_pool_size = 0\n\
          reserve_pool_size = 0\n\
          max_client_conn = 200\n\
