@@ -10,6 +10,12 @@
 //! mapped role see and write its tenant's rows (without the setting) and never another's
 //! (whatever it sets the setting to). Roles that are not mapped (the control plane, an
 //! application's own role) are not affected by them.
+//!
+//! Row-level security does not apply to key checks or sequences. Migrations of this schema run
+//! one at a time, each followed by [`secure`], inside `migration::tenant::shared_schema`, so a
+//! migration knows where it runs and finds `tenant_id` on every earlier table to key on (the
+//! sample schema's keys all include it). [`secure`] also takes SELECT on the schema's sequences
+//! from mapped roles granted it by older versions: the sequences count every tenant's rows.
 
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
