@@ -48,18 +48,19 @@ CREATE TABLE audit_log (id bigserial NOT NULL PRIMARY KEY, actor varchar(200) NU
   at timestamp with time zone NOT NULL DEFAULT CURRENT_TIMESTAMP);
 CREATE TABLE seaql_migrations (version varchar NOT NULL PRIMARY KEY, applied_at bigint NOT NULL);
 INSERT INTO seaql_migrations VALUES ('m20261123_100001_create_users', 0), ('m20261123_100002_create_projects', 0),
-  ('m20261123_100003_create_messages', 0), ('m20261123_100004_create_audit_log', 0);
+  ('m20261123_100003_create_messages', 0), ('m20261123_100004_create_audit_log', 0),
+  ('m20261207_100005_tenant_scoped_keys', 0);
 "#;
 
 const NEW_MIGRATION_DDL: &str = "CREATE INDEX users_created_at_idx ON users (created_at); \
-     INSERT INTO seaql_migrations VALUES ('m20261124_000001_index_users_created_at', 0);";
+     INSERT INTO seaql_migrations VALUES ('m20261208_000001_index_users_created_at', 0);";
 
 /// The migration rolled out: an index on users.created_at.
 struct IndexUsersCreatedAt;
 
 impl MigrationName for IndexUsersCreatedAt {
     fn name(&self) -> &str {
-        "m20261124_000001_index_users_created_at"
+        "m20261208_000001_index_users_created_at"
     }
 }
 

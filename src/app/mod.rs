@@ -124,6 +124,7 @@ impl App {
                 StartError::Config("TENANT_PLANE_CACHE_CAPACITY must be at least 1".into())
             })?,
         };
+        crate::store::pooler::refuse_transaction_pooler(&url).await?;
         let catalog = Catalog::connect(&url, &pool).await?;
         let default_isolation = match (config.tenant_isolation_strategy, catalog.backend()) {
             (Some(IsolationSetting::Schema), Backend::Sqlite) => {

@@ -12,7 +12,9 @@
 //!
 //! Both settings are transaction-local (`set_config(..., true)`, i.e. `SET LOCAL`): when the
 //! transaction ends the connection goes back to the pool with no tenant on it, so the next
-//! borrower cannot inherit one.
+//! borrower cannot inherit one. The same holds for the next client of a server session behind a
+//! transaction-pooling PgBouncer (see [`TenantDbSettings::transaction_pooler`] for its prepared
+//! statements).
 //!
 //! A query that forgets the tenant does not compile:
 //!
@@ -60,6 +62,14 @@ pub struct TenantDbSettings {
     /// The directory holding tenants' SQLite files (the control plane's `<data dir>/tenants`),
     /// when the shared pool is SQLite. Unset: SQLite tenants are refused.
     pub sqlite_dir: Option<PathBuf>,
+    /// Whether the PostgreSQL URL goes through a transaction-pooling PgBouncer older than 1.21
+    /// (or one without `max_prepared_statements`), where the client connections' named prepared
+    /// statements meet on one server session and collide ("prepared statement \"sqlx_s_1\"
+    /// already exists"). Set, statements are not cached, and every transaction begins with
+    /// `DEALLOCATE ALL`, so each finds the session free of others' statements. Leave it off
+    /// with a direct connection or PgBouncer's own prepared-statement support (which an SQL
+    /// `DEALLOCATE ALL` would confuse). Default off.
+    pub transaction_pooler: bool,
 }
 
 impl Default for TenantDbSettings {
@@ -69,6 +79,7 @@ impl Default for TenantDbSettings {
             connections_per_database: 2,
             acquire_timeout: Duration::from_secs(5),
             sqlite_dir: None,
+            transaction_pooler: false,
         }
     }
 }
@@ -86,9 +97,12 @@ pub struct TenantDb {
 impl TenantDb {
     /// Opens the shared pool. It is never handed out: see the module documentation.
     pub async fn connect(
-        options: ConnectOptions,
+        mut options: ConnectOptions,
         settings: TenantDbSettings,
     ) -> Result<Self, Error> {
+        if settings.transaction_pooler {
+            options.map_sqlx_postgres_opts(|o| o.statement_cache_capacity(0));
+        }
         let shared = Database::connect(options.clone()).await?;
         Ok(Self {
             shared,
@@ -111,7 +125,7 @@ impl TenantDb {
         let backend = self.shared.get_database_backend();
         let txn = match (tenant.isolation, backend) {
             (Isolation::Schema, DbBackend::Postgres) => {
-                let txn = self.shared.begin().await?;
+                let txn = self.open(&self.shared).await?;
                 txn.execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
                     "SELECT set_config('search_path', $1, true)",
@@ -121,7 +135,7 @@ impl TenantDb {
                 txn
             }
             (Isolation::Shared, DbBackend::Postgres) => {
-                let txn = self.shared.begin().await?;
+                let txn = self.open(&self.shared).await?;
                 txn.execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
                     "SELECT set_config('search_path', $1, true), set_config($2, $3, true)",
@@ -136,7 +150,7 @@ impl TenantDb {
             }
             (Isolation::Database, _) => {
                 let database = required(&tenant.database, "database")?;
-                self.tenant_database(database).await?.begin().await?
+                self.open(&self.tenant_database(database).await?).await?
             }
             (isolation, _) => {
                 return Err(Error::Unsupported(format!(
@@ -149,6 +163,16 @@ impl TenantDb {
             txn,
             tenant: tenant.id,
         })
+    }
+
+    /// A transaction on `pool`; behind a transaction pooler, on a session cleared of prepared
+    /// statements (see [`TenantDbSettings::transaction_pooler`]).
+    async fn open(&self, pool: &DatabaseConnection) -> Result<DatabaseTransaction, Error> {
+        let txn = pool.begin().await?;
+        if self.settings.transaction_pooler && txn.get_database_backend() == DbBackend::Postgres {
+            txn.execute_unprepared("DEALLOCATE ALL").await?;
+        }
+        Ok(txn)
     }
 
     /// Closes the shared pool and every tenant-database pool.

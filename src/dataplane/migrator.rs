@@ -253,11 +253,12 @@ mod tests {
     #[test]
     fn the_builtin_set_is_the_sample_schema_in_order() {
         let set = TenantMigrations::builtin();
-        assert_eq!(set.names().len(), 4);
+        assert_eq!(set.names().len(), 5);
         assert!(set.names()[0].ends_with("create_users"));
+        assert!(set.names()[3].ends_with("create_audit_log"));
         assert!(
             set.latest()
-                .is_some_and(|v| v.ends_with("create_audit_log"))
+                .is_some_and(|v| v.ends_with("tenant_scoped_keys"))
         );
         assert!(set.check_version("nope", "target_version").is_err());
     }

@@ -276,10 +276,16 @@ impl DataPlane {
         let (ran, after) = if steps > 0 {
             let to = before.len() + steps as usize;
             let now = Utc::now();
-            self.migrations
-                .up(txn, before.len(), to, opening.as_deref())
-                .await
-                .map_err(failed)?;
+            if storage.isolation == Isolation::Shared {
+                let schema = required(&storage.schema, "schema")?;
+                let (from, opening) = (before.len(), opening.as_deref());
+                shared::up(txn, &self.migrations, schema, from, to, opening, &failed).await?;
+            } else {
+                self.migrations
+                    .up(txn, before.len(), to, opening.as_deref())
+                    .await
+                    .map_err(failed)?;
+            }
             let ran = names[before.len()..to].to_vec();
             if defer {
                 unrecorded.clone_from(&ran);
@@ -294,10 +300,13 @@ impl DataPlane {
             (ran, after)
         } else if steps < 0 {
             let to = before.len() - steps.unsigned_abs() as usize;
-            self.migrations
-                .down(txn, before.len(), to)
-                .await
-                .map_err(failed)?;
+            let down = self.migrations.down(txn, before.len(), to);
+            if storage.isolation == Isolation::Shared {
+                migration::tenant::shared_schema(down).await
+            } else {
+                down.await
+            }
+            .map_err(failed)?;
             let ran = names[to..before.len()].iter().rev().cloned().collect();
             let mut after = before;
             after.truncate(to);

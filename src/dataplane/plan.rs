@@ -250,6 +250,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_sample_keys_are_re_keyed_on_the_tenant_only_in_the_shared_schema() {
+        let last = migration::tenant::migrations().pop().expect("a migration");
+
+        let own = record(last.as_ref()).await;
+        let shared = migration::tenant::shared_schema(record(last.as_ref())).await;
+
+        assert_eq!(
+            own,
+            Some(Vec::new()),
+            "a tenant's own storage is left as it is"
+        );
+        let shared = shared.expect("recorded");
+        assert!(
+            shared
+                .iter()
+                .any(|s| s.contains("FOREIGN KEY (tenant_id, owner_id)")),
+            "{shared:#?}"
+        );
+    }
+
+    #[tokio::test]
     async fn anything_but_a_schema_change_is_refused() {
         for what in ["read", "insert", "bind", "transaction", "swallow", "fail"] {
             assert_eq!(record(&Doing(what)).await, None, "{what}");

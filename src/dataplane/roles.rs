@@ -29,7 +29,10 @@ use crate::store::{Backend, db_error};
 
 /// What a tenant role may do with its tables' rows: everything but change their shape.
 const TABLE_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE";
-const SEQUENCE_PRIVILEGES: &str = "USAGE, SELECT";
+/// What it may do with its tables' sequences: draw the next value (`nextval`, and `currval` of
+/// this session's own). Not SELECT: a SHARED tenant's sequences count every shared tenant's
+/// rows, and `SELECT last_value` would tell it how much the others write.
+const SEQUENCE_PRIVILEGES: &str = "USAGE";
 /// Serialises changes to the catalog database's own privileges (one row that every schema
 /// tenant's CONNECT grant would rewrite), as an SQL literal for `hashtextextended`.
 const CATALOG_CONNECT_LOCK: &str = "'tenant-plane:catalog-connect'";
@@ -92,17 +95,21 @@ fn make_role(storage: &Storage) -> String {
 }
 
 /// The grants that let the role use the rows of the tables in `schema`, now and after later
-/// migrations, but not change the version table or create anything.
+/// migrations, but not change the version table, read its sequences or create anything. The
+/// revocations take from a role granted by an older version what it no longer gets.
 fn table_grants(role: &str, schema: &str) -> String {
     format!(
         "GRANT USAGE ON SCHEMA {schema} TO {role}; \
          GRANT {TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {schema} TO {role}; \
          GRANT {SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {schema} TO {role}; \
+         REVOKE SELECT ON ALL SEQUENCES IN SCHEMA {schema} FROM {role}; \
          REVOKE INSERT, UPDATE, DELETE ON {schema}.{version} FROM {role}; \
          ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
            GRANT {TABLE_PRIVILEGES} ON TABLES TO {role}; \
          ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
-           GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {role}",
+           GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {role}; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
+           REVOKE SELECT ON SEQUENCES FROM {role}",
         version = quote(VERSION_TABLE),
     )
 }

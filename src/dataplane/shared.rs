@@ -10,9 +10,18 @@
 //! mapped role see and write its tenant's rows (without the setting) and never another's
 //! (whatever it sets the setting to). Roles that are not mapped (the control plane, an
 //! application's own role) are not affected by them.
+//!
+//! Row-level security does not apply to key checks or sequences. Migrations of this schema run
+//! one at a time, each followed by [`secure`], inside `migration::tenant::shared_schema`, so a
+//! migration knows where it runs and finds `tenant_id` on every earlier table to key on (the
+//! sample schema's keys all include it). [`secure`] also takes SELECT on the schema's sequences
+//! from mapped roles granted it by older versions: the sequences count every tenant's rows.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
+};
 
+use super::TenantMigrations;
 use super::sql::{exec, quote};
 use crate::domain::{Error, TenantId};
 use crate::store::db_error;
@@ -96,6 +105,7 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
     )
     .await?;
     ensure_roles_table(txn, schema).await?;
+    revoke_sequence_reads(txn, schema).await?;
     // The tenant of the role running the query; NULL for a role that is not a tenant's.
     let role_tenant = format!(
         "(SELECT r.tenant_id FROM {} r WHERE r.role_name = CAST(current_user AS text))",
@@ -147,6 +157,28 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
             )
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// Applies migrations `from..to` to the shared schema `schema`, after the statements `opening`,
+/// one at a time, each followed by [`secure`]: so a migration finds the `tenant_id` column on
+/// every table an earlier one made, and can key on it (the migrations run as
+/// `migration::tenant::in_shared_schema`).
+pub(super) async fn up(
+    txn: &DatabaseTransaction,
+    migrations: &TenantMigrations,
+    schema: &str,
+    from: usize,
+    to: usize,
+    mut opening: Option<&str>,
+    failed: &impl Fn(DbErr) -> Error,
+) -> Result<(), Error> {
+    for next in from..to {
+        migration::tenant::shared_schema(migrations.up(txn, next, next + 1, opening.take()))
+            .await
+            .map_err(failed)?;
+        secure(txn, schema).await?;
     }
     Ok(())
 }
@@ -204,6 +236,42 @@ pub async fn delete_rows(
         left = blocked;
     }
     Ok(())
+}
+
+/// Takes SELECT on the shared schema's sequences from the tenant roles that still hold it
+/// (roles granted before tenant roles got USAGE only): the sequences count every tenant's rows,
+/// so reading one (`SELECT last_value`) tells a tenant how much the others write. USAGE
+/// (`nextval`, and `currval` of this session's own values) stays.
+async fn revoke_sequence_reads(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error> {
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "SELECT r.role_name FROM {} r \
+                 WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.role_name) \
+                   AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                               WHERE n.nspname = $1 AND c.relkind = 'S' \
+                                 AND has_sequence_privilege(r.role_name, c.oid, 'SELECT'))",
+                roles_table(schema)
+            ),
+            [schema.into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    let schema = quote(schema);
+    let mut sql = String::new();
+    for row in rows {
+        let role = quote(&row.try_get::<String>("", "role_name").map_err(db_error)?);
+        sql.push_str(&format!(
+            "REVOKE SELECT ON ALL SEQUENCES IN SCHEMA {schema} FROM {role}; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
+               REVOKE SELECT ON SEQUENCES FROM {role}; "
+        ));
+    }
+    if sql.is_empty() {
+        return Ok(());
+    }
+    exec(txn, &sql).await
 }
 
 /// Creates [`ROLES_TABLE`] if it is missing.

@@ -17,6 +17,7 @@ mod members;
 mod notices;
 pub mod pinned;
 mod plans;
+pub mod pooler;
 pub mod provisioning;
 mod quota;
 mod requests;

@@ -28,7 +28,7 @@ async fn migrate_shows_status_moves_one_tenant_and_rolls_out_to_all() {
     let down = migrate(&catalog, &["--tenant", "acme", "down"]);
     assert!(down.status.success(), "{down:?}");
     assert!(
-        stdout(&down).contains("reverted m20261123_100004_create_audit_log"),
+        stdout(&down).contains("reverted m20261207_100005_tenant_scoped_keys"),
         "{}",
         stdout(&down)
     );
@@ -36,18 +36,18 @@ async fn migrate_shows_status_moves_one_tenant_and_rolls_out_to_all() {
     let status = migrate(&catalog, &["--tenant", "acme", "status"]);
     assert!(status.status.success(), "{status:?}");
     assert!(
-        stdout(&status).contains("at m20261123_100003_create_messages"),
+        stdout(&status).contains("at m20261123_100004_create_audit_log"),
         "{}",
         stdout(&status)
     );
-    assert!(stdout(&status).contains("pending  m20261123_100004_create_audit_log"));
+    assert!(stdout(&status).contains("pending  m20261207_100005_tenant_scoped_keys"));
 
     let all = migrate(&catalog, &["--all", "--concurrency", "2"]);
     assert!(all.status.success(), "{all:?}");
     assert!(stdout(&all).contains("SUCCEEDED"), "{}", stdout(&all));
 
     let history = migrate(&catalog, &["--tenant", "acme", "history"]);
-    assert_eq!(stdout(&history).lines().count(), 4, "{}", stdout(&history));
+    assert_eq!(stdout(&history).lines().count(), 5, "{}", stdout(&history));
 
     let unknown = migrate(&catalog, &["--tenant", "nobody", "status"]);
     assert!(!unknown.status.success());

@@ -17,6 +17,7 @@ const USERS: &str = SAMPLE_MIGRATIONS[0];
 const PROJECTS: &str = SAMPLE_MIGRATIONS[1];
 const MESSAGES: &str = SAMPLE_MIGRATIONS[2];
 const AUDIT_LOG: &str = SAMPLE_MIGRATIONS[3];
+const SCOPED_KEYS: &str = SAMPLE_MIGRATIONS[4];
 
 pub async fn migrate(
     server: &TestServer,
@@ -78,7 +79,13 @@ async fn list_migrations_lists_the_sample_migrations_in_order(server: &TestServe
         .collect();
     assert_eq!(
         order,
-        [(USERS, 0), (PROJECTS, 1), (MESSAGES, 2), (AUDIT_LOG, 3)]
+        [
+            (USERS, 0),
+            (PROJECTS, 1),
+            (MESSAGES, 2),
+            (AUDIT_LOG, 3),
+            (SCOPED_KEYS, 4)
+        ]
     );
     let descriptions: Vec<&str> = listed.iter().map(|m| m.description.as_str()).collect();
     assert_eq!(
@@ -87,7 +94,8 @@ async fn list_migrations_lists_the_sample_migrations_in_order(server: &TestServe
             "create users",
             "create projects",
             "create messages",
-            "create audit log"
+            "create audit log",
+            "tenant scoped keys"
         ],
         "the words after the timestamp"
     );
@@ -97,20 +105,20 @@ async fn tenants_keep_their_own_versions_and_the_catalog_mirrors_them(server: &T
     let alpha = create(server, "alpha").await;
     let bravo = create(server, "bravo").await;
 
-    let down = migrate(server, &alpha.name, "", MigrationDirection::Down)
+    let down = migrate(server, &alpha.name, MESSAGES, MigrationDirection::Down)
         .await
-        .expect("alpha down one step");
+        .expect("alpha down to messages");
 
-    assert_eq!(down.applied, [AUDIT_LOG], "the one reverted");
+    assert_eq!(down.applied, [SCOPED_KEYS, AUDIT_LOG], "the ones reverted");
     let status = down.status.expect("status");
     assert_eq!(status.current_version, MESSAGES);
-    assert_eq!(status.pending, [AUDIT_LOG]);
+    assert_eq!(status.pending, [AUDIT_LOG, SCOPED_KEYS]);
 
     let alpha_status = migration_status(server, "tenants/alpha").await;
     assert_eq!(alpha_status.tenant, alpha.name, "the id form");
     assert_eq!(versions(&alpha_status), [USERS, PROJECTS, MESSAGES]);
     assert_eq!(alpha_status.current_version, MESSAGES);
-    assert_eq!(alpha_status.pending, [AUDIT_LOG]);
+    assert_eq!(alpha_status.pending, [AUDIT_LOG, SCOPED_KEYS]);
     assert!(alpha_status.last_error.is_empty());
     let created = alpha.create_time.expect("create_time").seconds;
     let now = chrono::Utc::now().timestamp();
@@ -120,12 +128,12 @@ async fn tenants_keep_their_own_versions_and_the_catalog_mirrors_them(server: &T
     }
     let bravo_status = migration_status(server, &bravo.name).await;
     assert_eq!(versions(&bravo_status), SAMPLE_MIGRATIONS);
-    assert_eq!(bravo_status.current_version, AUDIT_LOG);
+    assert_eq!(bravo_status.current_version, SCOPED_KEYS);
     assert!(bravo_status.pending.is_empty());
     assert!(bravo_status.applied.iter().all(|m| m.apply_time.is_some()));
 
     assert_eq!(catalog_version(server, &alpha.name).await, MESSAGES);
-    assert_eq!(catalog_version(server, &bravo.name).await, AUDIT_LOG);
+    assert_eq!(catalog_version(server, &bravo.name).await, SCOPED_KEYS);
     assert_eq!(
         server.tenant_versions(&alpha).await,
         [USERS, PROJECTS, MESSAGES]
@@ -149,7 +157,7 @@ async fn migrate_tenant_moves_up_and_down_to_targets_and_repeats_do_nothing(serv
         (
             MigrationDirection::Down,
             USERS,
-            &[AUDIT_LOG, MESSAGES, PROJECTS],
+            &[SCOPED_KEYS, AUDIT_LOG, MESSAGES, PROJECTS],
             USERS,
         ),
         (
@@ -163,10 +171,10 @@ async fn migrate_tenant_moves_up_and_down_to_targets_and_repeats_do_nothing(serv
         (
             MigrationDirection::Unspecified,
             "",
-            &[MESSAGES, AUDIT_LOG],
-            AUDIT_LOG,
+            &[MESSAGES, AUDIT_LOG, SCOPED_KEYS],
+            SCOPED_KEYS,
         ),
-        (MigrationDirection::Down, AUDIT_LOG, &[], AUDIT_LOG),
+        (MigrationDirection::Down, SCOPED_KEYS, &[], SCOPED_KEYS),
     ];
     for (direction, target, runs, version) in steps {
         let step = format!("{direction:?} to {target:?}");
@@ -198,8 +206,9 @@ async fn migrate_tenant_moves_up_and_down_to_targets_and_repeats_do_nothing(serv
             SAMPLE_MIGRATIONS[..=position],
             "{step}"
         );
-        // Each sample migration creates one table.
-        let mut expected = ["users", "projects", "messages", "audit_log"][..=position].to_vec();
+        // Each sample migration but the fifth (which re-keys SHARED tables) creates one table.
+        let made = position.min(3);
+        let mut expected = ["users", "projects", "messages", "audit_log"][..=made].to_vec();
         expected.push("seaql_migrations");
         expected.sort();
         assert_eq!(server.tenant_tables(&tenant).await, expected, "{step}");

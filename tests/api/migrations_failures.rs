@@ -27,7 +27,7 @@ on_both!(
     a_retried_down_with_the_same_request_id_reverts_only_once,
 );
 
-const LATEST: &str = SAMPLE_MIGRATIONS[3];
+const LATEST: &str = SAMPLE_MIGRATIONS[4];
 
 async fn a_failing_migration_leaves_the_tenant_exactly_at_its_previous_version(db: Db) {
     let fail = Arc::new(AtomicBool::new(false));
@@ -268,7 +268,7 @@ async fn a_retried_down_with_the_same_request_id_reverts_only_once(server: &Test
     assert_eq!(first.get_ref().applied, [LATEST]);
     assert_eq!(
         server.tenant_versions(&tenant).await,
-        SAMPLE_MIGRATIONS[..3],
+        SAMPLE_MIGRATIONS[..4],
         "bug: the retry (same request_id) reverted another migration: {:?}",
         retry.get_ref().applied
     );

@@ -19,7 +19,7 @@ on_both!(
 );
 on_both_dbs!(provisioning_twice_does_nothing_the_second_time);
 
-const LATEST: &str = SAMPLE_MIGRATIONS[3];
+const LATEST: &str = SAMPLE_MIGRATIONS[4];
 
 pub async fn provision(
     server: &TestServer,
@@ -192,7 +192,7 @@ async fn provisioning_twice_does_nothing_the_second_time(db: Db) {
     assert!(status.provision_time.is_some());
     assert_eq!(server.tenant_tables(&tenant).await, SAMPLE_TABLES);
     let versions = version_rows(&server, &tenant).await;
-    assert_eq!(versions.len(), 4);
+    assert_eq!(versions.len(), 5);
 
     let second = provision(&server, "tenants/globex", false, "")
         .await

@@ -10,7 +10,7 @@ use crate::support::{Db, SAMPLE_MIGRATIONS, TestServer, assert_bad_field, create
 
 on_both!(get_provisioning_status_reports_storage_versions_and_location);
 
-const LATEST: &str = SAMPLE_MIGRATIONS[3];
+const LATEST: &str = SAMPLE_MIGRATIONS[4];
 
 async fn get_provisioning_status_reports_storage_versions_and_location(server: &TestServer) {
     let created = create(server, "stark").await;
@@ -49,7 +49,7 @@ async fn get_provisioning_status_reports_storage_versions_and_location(server: &
         .expect("down one step");
     let behind = status_of(server, &created.name).await;
     assert!(behind.storage_provisioned && !behind.migrations_applied);
-    assert_eq!(behind.current_version, SAMPLE_MIGRATIONS[2]);
+    assert_eq!(behind.current_version, SAMPLE_MIGRATIONS[3]);
     assert_eq!(behind.latest_version, LATEST);
 
     let before = server.catalog_snapshot().await;

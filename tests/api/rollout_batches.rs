@@ -9,9 +9,9 @@ use tenant_plane::proto;
 
 use crate::cache::{tenant_of, within_a_second};
 use crate::rollout_fleet::{
-    FIFTH, FOURTH, all, finish, five_migrations, fleet, poison, start, version_of,
+    FIFTH, SIXTH, all, finish, fleet, poison, six_migrations, start, version_of,
 };
-use crate::support::{Db, TestServer, column_of};
+use crate::support::{Db, SAMPLE_MIGRATIONS, TestServer, column_of};
 
 /// The transaction that wrote `version` into the tenant's version table.
 async fn writer_of(server: &TestServer, tenant: &proto::Tenant, version: &str) -> Vec<String> {
@@ -34,16 +34,16 @@ async fn a_failing_tenant_fails_alone_and_its_batch_mates_are_migrated_once() {
 
     let counts = ended.counts.expect("counts");
     assert_eq!((counts.migrated, counts.failed), (5, 1), "{ended:?}");
-    assert_eq!(version_of(&server, &tenants[1]).await, FOURTH);
+    assert_eq!(version_of(&server, &tenants[1]).await, FIFTH);
     assert_eq!(
         server.tenant_versions(&tenants[1]).await.len(),
-        4,
+        5,
         "the failing tenant is exactly at its previous version"
     );
     let mut by_writer: HashMap<String, usize> = HashMap::new();
     for (i, tenant) in tenants.iter().enumerate().filter(|(i, _)| *i != 1) {
-        assert_eq!(version_of(&server, tenant).await, FIFTH, "tenant {i}");
-        let writers = writer_of(&server, tenant, FIFTH).await;
+        assert_eq!(version_of(&server, tenant).await, SIXTH, "tenant {i}");
+        let writers = writer_of(&server, tenant, SIXTH).await;
         assert_eq!(writers.len(), 1, "tenant {i} has the migration once");
         *by_writer.entry(writers[0].clone()).or_default() += 1;
     }
@@ -60,13 +60,13 @@ async fn a_batch_reaches_another_replicas_memory_of_its_tenants_within_a_second(
     let catalog = a.catalog_url.clone();
     // A replica that takes no part in the rollout (it looks for rollouts once a minute): it
     // learns of the batches' tenants only from their change notifications.
-    let b = TestServer::start_with_migrations(Db::Postgres, five_migrations(), |c| {
+    let b = TestServer::start_with_migrations(Db::Postgres, six_migrations(), |c| {
         c.database_url = Some(catalog);
         c.rollout_poll_ms = 60_000;
     })
     .await;
     for tenant in &tenants {
-        assert_eq!(tenant_of(&b, &tenant.slug).await.migration_version, FOURTH);
+        assert_eq!(tenant_of(&b, &tenant.slug).await.migration_version, FIFTH);
     }
 
     let ended = roll_out_all(&a).await;
@@ -75,14 +75,14 @@ async fn a_batch_reaches_another_replicas_memory_of_its_tenants_within_a_second(
     assert_eq!(counts.migrated, 6, "{ended:?}");
     let mut writers = Vec::new();
     for tenant in &tenants {
-        writers.extend(writer_of(&a, tenant, FIFTH).await);
+        writers.extend(writer_of(&a, tenant, SIXTH).await);
     }
     writers.sort();
     writers.dedup();
     assert!(writers.len() < 6, "some tenants were migrated in one batch");
     within_a_second("B sees every tenant at the fifth version", async || {
         for tenant in &tenants {
-            if tenant_of(&b, &tenant.slug).await.migration_version != FIFTH {
+            if tenant_of(&b, &tenant.slug).await.migration_version != SIXTH {
                 return false;
             }
         }
@@ -93,7 +93,7 @@ async fn a_batch_reaches_another_replicas_memory_of_its_tenants_within_a_second(
     a.stop().await;
 }
 
-/// Rolls the fifth migration out to every tenant, six at a time; how it ended.
+/// Rolls the sixth migration out to every tenant, six at a time; how it ended.
 async fn roll_out_all(server: &TestServer) -> proto::Rollout {
     let started = start(
         server,
@@ -115,10 +115,10 @@ async fn all_migrated_but(server: &TestServer, tenants: &[proto::Tenant], except
         .enumerate()
         .filter(|(i, _)| Some(*i) != except)
     {
-        assert_eq!(version_of(server, tenant).await, FIFTH, "tenant {i}");
-        assert_eq!(server.tenant_versions(tenant).await.len(), 5, "tenant {i}");
+        assert_eq!(version_of(server, tenant).await, SIXTH, "tenant {i}");
+        assert_eq!(server.tenant_versions(tenant).await.len(), 6, "tenant {i}");
         assert_eq!(
-            writer_of(server, tenant, FIFTH).await.len(),
+            writer_of(server, tenant, SIXTH).await.len(),
             1,
             "tenant {i}"
         );
@@ -155,11 +155,12 @@ async fn a_tenant_whose_mirror_is_behind_its_version_table_is_migrated_from_the_
 #[tokio::test]
 async fn a_tenant_whose_version_table_lacks_a_mirrored_version_is_not_migrated_past_it() {
     let (server, tenants) = fleet(Db::Postgres, 6).await;
-    // Tenant 4's table lost its fourth version row; the mirror still says four. The fifth
-    // migration runs cleanly on top of it, and must not be recorded there.
+    // Tenant 4's table lost its fourth and fifth version rows; the mirror still says five. The
+    // sixth migration runs cleanly on top of it, and must not be recorded there.
     let conn = server.tenant_conn(&tenants[4]).await;
     conn.execute_unprepared(&format!(
-        "DELETE FROM seaql_migrations WHERE version = '{FOURTH}'"
+        "DELETE FROM seaql_migrations WHERE version IN ('{FIFTH}', '{}')",
+        SAMPLE_MIGRATIONS[3]
     ))
     .await
     .expect("delete a version row");
@@ -171,9 +172,9 @@ async fn a_tenant_whose_version_table_lacks_a_mirrored_version_is_not_migrated_p
     assert_eq!((counts.migrated, counts.failed), (5, 1), "{ended:?}");
     all_migrated_but(&server, &tenants, Some(4)).await;
     // Run from its table, tenant 4 got the fourth migration again, whose table exists: it
-    // failed there, and nothing of the fifth was kept.
+    // failed there, and nothing of the fifth or sixth was kept.
     let versions = server.tenant_versions(&tenants[4]).await;
     assert_eq!(versions.len(), 3, "{versions:?}");
-    assert!(!versions.iter().any(|v| v == FIFTH), "{versions:?}");
+    assert!(!versions.iter().any(|v| v == SIXTH), "{versions:?}");
     server.stop().await;
 }

@@ -12,7 +12,7 @@ use tenant_plane::domain::{
 use tenant_plane::service::storage_of;
 use tenant_plane::store::{Catalog, NewTarget, PoolSettings};
 
-use crate::rollout_fleet::{FIFTH, five_migrations, fleet};
+use crate::rollout_fleet::{SIXTH, fleet, six_migrations};
 use crate::support::Db;
 
 const LEASE_MS: i64 = 60_000;
@@ -52,7 +52,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
             tenant_connections: NonZeroUsize::new(2).expect("non-zero"),
             acquire_timeout: Duration::from_secs(10),
         },
-        five_migrations(),
+        six_migrations(),
     );
     let slug = Slug::parse(&tenants[0].slug).expect("slug");
     let tenant = catalog
@@ -63,7 +63,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     let from = tenant.migration_version.clone();
     let rollout = Rollout {
         id: uuid::Uuid::now_v7(),
-        target_version: FIFTH.into(),
+        target_version: SIXTH.into(),
         selector: Selector::All,
         max_concurrency: 1,
         canary_count: 0,
@@ -104,7 +104,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     ))
     .await
     .expect("take over");
-    let fifth = five_migrations().position(FIFTH).expect("fifth");
+    let sixth = six_migrations().position(SIXTH).expect("sixth");
     let claim = |worker| RolloutClaim {
         rollout: rollout.id,
         worker,
@@ -129,11 +129,11 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     );
 
     let lost = dataplane
-        .run_target(&storage_of(&tenant), Target::Up(fifth), &claim("worker-a"))
+        .run_target(&storage_of(&tenant), Target::Up(sixth), &claim("worker-a"))
         .await
         .expect("run");
     assert!(matches!(lost, TargetRun::Lost), "{lost:?}");
-    assert_eq!(column(&db, &versions).await.len(), 4, "rolled back");
+    assert_eq!(column(&db, &versions).await.len(), 5, "rolled back");
     assert_eq!(
         column(&db, &mirror).await,
         [from.clone().unwrap_or_default()]
@@ -142,14 +142,14 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     assert!(column(&db, &migrated_events).await.is_empty());
 
     let held = dataplane
-        .run_target(&storage_of(&tenant), Target::Up(fifth), &claim("worker-b"))
+        .run_target(&storage_of(&tenant), Target::Up(sixth), &claim("worker-b"))
         .await
         .expect("run");
     assert!(matches!(held, TargetRun::Recorded(_)), "{held:?}");
     let applied = column(&db, &versions).await;
-    assert_eq!(applied.len(), 5);
-    assert_eq!(applied.last().map(String::as_str), Some(FIFTH));
-    assert_eq!(column(&db, &mirror).await, [FIFTH]);
+    assert_eq!(applied.len(), 6);
+    assert_eq!(applied.last().map(String::as_str), Some(SIXTH));
+    assert_eq!(column(&db, &mirror).await, [SIXTH]);
     assert_eq!(column(&db, &target_row).await, ["MIGRATED -"]);
     assert_eq!(column(&db, &migrated_events).await, ["migrated"]);
     db.close().await.expect("close");

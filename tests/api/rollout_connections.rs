@@ -8,7 +8,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenant_plane::proto;
 
-use crate::rollout_fleet::{FIFTH, all, finish, fleet_with, start, version_of};
+use crate::rollout_fleet::{SIXTH, all, finish, fleet_with, start, version_of};
 use crate::support::{Db, column_of};
 
 /// The catalog's sessions of this replica's rollout pool, and how many of them wait for a lock.
@@ -33,7 +33,7 @@ async fn a_rollout_keeps_to_its_connections_and_leaves_the_shared_pool_to_the_ho
     })
     .await;
     let catalog = server.catalog().await;
-    // The users tables of tenants 0 and 8 are locked: the fifth migration (an index on users)
+    // The users tables of tenants 0 and 8 are locked: the sixth migration (an index on users)
     // waits there. Targets go in tenant order, eight to a transaction at most, so any second
     // transaction would meet the second lock.
     let mut locks = Vec::new();
@@ -91,7 +91,7 @@ async fn a_rollout_keeps_to_its_connections_and_leaves_the_shared_pool_to_the_ho
     let counts = ended.counts.expect("counts");
     assert_eq!((counts.migrated, counts.failed), (20, 0), "{ended:?}");
     for tenant in &tenants {
-        assert_eq!(version_of(&server, tenant).await, FIFTH);
+        assert_eq!(version_of(&server, tenant).await, SIXTH);
     }
     let attempts = column_of(
         &catalog,

@@ -9,14 +9,14 @@ use tenant_plane::proto::{
 };
 use tonic::transport::Channel;
 
-use crate::rollout_fleet::{FIFTH, all, finish, five_migrations, fleet, start, version_of};
+use crate::rollout_fleet::{SIXTH, all, finish, fleet, six_migrations, start, version_of};
 use crate::support::{ADMIN_TOKEN, Conn, Db, TestServer, create, token_entries, with_token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rollouts_started_at_once_on_two_replicas_migrate_every_tenant_exactly_once() {
     let (a, tenants) = fleet(Db::Postgres, 12).await;
     let catalog = a.catalog_url.clone();
-    let b = TestServer::start_with_migrations(Db::Postgres, five_migrations(), |c| {
+    let b = TestServer::start_with_migrations(Db::Postgres, six_migrations(), |c| {
         c.database_url = Some(catalog)
     })
     .await;
@@ -53,8 +53,8 @@ async fn two_rollouts_started_at_once_on_two_replicas_migrate_every_tenant_exact
             .all(|row| row.try_get::<i64>("", "n").ok() == Some(1))
     );
     for tenant in &tenants {
-        assert_eq!(version_of(&a, tenant).await, FIFTH);
-        assert_eq!(a.tenant_versions(tenant).await.len(), 5);
+        assert_eq!(version_of(&a, tenant).await, SIXTH);
+        assert_eq!(a.tenant_versions(tenant).await.len(), 6);
     }
     db.close().await.expect("close");
     b.stop().await;
@@ -229,7 +229,7 @@ async fn a_rollout_survives_a_killed_server_and_a_restart_finishes_it() {
             .expect("versions");
         assert_eq!(
             versions.len(),
-            4,
+            5,
             "{schema} is at the target, each migration applied once"
         );
     }

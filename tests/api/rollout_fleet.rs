@@ -1,4 +1,4 @@
-//! The fleet the rollout tests share: a server with a fifth tenant migration, tenants one step
+//! The fleet the rollout tests share: a server with a sixth tenant migration, tenants one step
 //! behind it, and the calls that start a rollout and follow it to its end.
 
 use std::sync::Arc;
@@ -9,16 +9,16 @@ use tokio_stream::StreamExt;
 
 use crate::support::{Db, TestServer, create};
 
-/// A fifth tenant migration: a unique index on users.name. It fails in a tenant that has two
+/// A sixth tenant migration: a unique index on users.name. It fails in a tenant that has two
 /// users of one name, which is how a test makes one tenant's migration fail.
 struct UniqueUserNames;
 
-pub(crate) const FIFTH: &str = "m20261124_000001_unique_user_names";
-pub(crate) const FOURTH: &str = "m20261123_100004_create_audit_log";
+pub(crate) const SIXTH: &str = "m20261208_000001_unique_user_names";
+pub(crate) const FIFTH: &str = "m20261207_100005_tenant_scoped_keys";
 
 impl MigrationName for UniqueUserNames {
     fn name(&self) -> &str {
-        FIFTH
+        SIXTH
     }
 }
 
@@ -49,7 +49,7 @@ impl MigrationTrait for UniqueUserNames {
     }
 }
 
-pub(crate) fn five_migrations() -> TenantMigrations {
+pub(crate) fn six_migrations() -> TenantMigrations {
     TenantMigrations::new(Arc::new(|| {
         let mut migrations = migration::tenant::migrations();
         migrations.push(Box::new(UniqueUserNames));
@@ -57,7 +57,7 @@ pub(crate) fn five_migrations() -> TenantMigrations {
     }))
 }
 
-/// A server with five migrations and `n` tenants at the fourth (one step behind the latest).
+/// A server with six migrations and `n` tenants at the fifth (one step behind the latest).
 pub(crate) async fn fleet(db: Db, n: usize) -> (TestServer, Vec<proto::Tenant>) {
     fleet_with(db, n, |_| {}).await
 }
@@ -68,7 +68,7 @@ pub(crate) async fn fleet_with(
     n: usize,
     adjust: impl FnOnce(&mut tenant_plane::config::Config),
 ) -> (TestServer, Vec<proto::Tenant>) {
-    let server = TestServer::start_with_migrations(db, five_migrations(), adjust).await;
+    let server = TestServer::start_with_migrations(db, six_migrations(), adjust).await;
     let mut tenants = Vec::new();
     for i in 0..n {
         let tenant = create(&server, &format!("fleet-{i}")).await;
@@ -86,7 +86,7 @@ pub(crate) async fn fleet_with(
     (server, tenants)
 }
 
-/// Two users with one name: the fifth migration's unique index cannot be built here.
+/// Two users with one name: the sixth migration's unique index cannot be built here.
 pub(crate) async fn poison(server: &TestServer, tenant: &proto::Tenant) {
     let db = server.tenant_conn(tenant).await;
     for _ in 0..2 {

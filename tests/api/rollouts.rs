@@ -5,7 +5,7 @@ use tenant_plane::proto;
 use tonic::Code;
 
 use crate::on_both_dbs;
-use crate::rollout_fleet::{FIFTH, FOURTH, all, finish, fleet, poison, start, version_of};
+use crate::rollout_fleet::{FIFTH, SIXTH, all, finish, fleet, poison, start, version_of};
 use crate::support::{Db, assert_bad_field};
 
 on_both_dbs!(
@@ -41,7 +41,7 @@ async fn a_rollout_migrates_the_tenants_behind_and_skips_those_at_the_target(db:
     .await;
     let ended = finish(&server, &started).await;
 
-    assert_eq!(ended.target_version, FIFTH);
+    assert_eq!(ended.target_version, SIXTH);
     assert_eq!(ended.state(), proto::rollout::State::Succeeded, "{ended:?}");
     let counts = ended.counts.expect("counts");
     assert_eq!(
@@ -50,10 +50,10 @@ async fn a_rollout_migrates_the_tenants_behind_and_skips_those_at_the_target(db:
     );
     assert!(ended.end_time.is_some());
     for tenant in &tenants {
-        assert_eq!(version_of(&server, tenant).await, FIFTH);
+        assert_eq!(version_of(&server, tenant).await, SIXTH);
         assert_eq!(
             server.tenant_versions(tenant).await.len(),
-            5,
+            6,
             "{} has each migration once",
             tenant.slug
         );
@@ -100,10 +100,10 @@ async fn under_halt_a_failing_tenant_halts_the_rollout_and_stays_at_its_version(
         "the first tenant failed; none after it started"
     );
     assert!(!ended.error.is_empty());
-    assert_eq!(version_of(&server, &tenants[0]).await, FOURTH);
+    assert_eq!(version_of(&server, &tenants[0]).await, FIFTH);
     assert_eq!(
         server.tenant_versions(&tenants[0]).await.len(),
-        4,
+        5,
         "the failed tenant is exactly at its previous version"
     );
     let status = server
@@ -121,7 +121,7 @@ async fn under_halt_a_failing_tenant_halts_the_rollout_and_stays_at_its_version(
     for tenant in &tenants[1..] {
         assert_eq!(
             version_of(&server, tenant).await,
-            FOURTH,
+            FIFTH,
             "untouched after the halt"
         );
     }
@@ -146,9 +146,9 @@ async fn under_continue_a_failing_tenant_does_not_stop_the_others(db: Db) {
     assert_eq!(ended.state(), proto::rollout::State::Failed, "{ended:?}");
     let counts = ended.counts.expect("counts");
     assert_eq!((counts.migrated, counts.failed), (3, 1));
-    assert_eq!(version_of(&server, &tenants[1]).await, FOURTH);
+    assert_eq!(version_of(&server, &tenants[1]).await, FIFTH);
     for tenant in [&tenants[0], &tenants[2], &tenants[3]] {
-        assert_eq!(version_of(&server, tenant).await, FIFTH);
+        assert_eq!(version_of(&server, tenant).await, SIXTH);
     }
     server.stop().await;
 }

@@ -52,7 +52,7 @@ async fn shared_tenants_see_only_their_own_rows_and_purging_one_keeps_the_other(
         (a.schema_name.as_str(), b.schema_name.as_str()),
         ("tenant_shared", "tenant_shared")
     );
-    assert_eq!(b.migration_version, "m20261123_100004_create_audit_log");
+    assert_eq!(b.migration_version, "m20261207_100005_tenant_scoped_keys");
 
     let admin = server.catalog().await;
     let secured = scalar(
@@ -172,8 +172,8 @@ async fn the_embedded_catalog_refuses_shared_isolation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrating_the_shared_schema_moves_every_shared_tenant_and_a_rollout_does_it_once() {
-    use crate::rollout_fleet::{FIFTH, FOURTH, all, finish, five_migrations, start, version_of};
-    let server = TestServer::start_with_migrations(Db::Postgres, five_migrations(), |_| {}).await;
+    use crate::rollout_fleet::{FIFTH, SIXTH, all, finish, six_migrations, start, version_of};
+    let server = TestServer::start_with_migrations(Db::Postgres, six_migrations(), |_| {}).await;
     let a = create_shared(&server, "shared-a").await;
     let b = create_shared(&server, "shared-b").await;
 
@@ -189,7 +189,7 @@ async fn migrating_the_shared_schema_moves_every_shared_tenant_and_a_rollout_doe
 
     assert_eq!(
         version_of(&server, &b).await,
-        FOURTH,
+        FIFTH,
         "b shares a's schema, so it moved too"
     );
     let rollout = start(
@@ -208,7 +208,7 @@ async fn migrating_the_shared_schema_moves_every_shared_tenant_and_a_rollout_doe
         (1, 1),
         "one schema, migrated once"
     );
-    assert_eq!(version_of(&server, &a).await, FIFTH);
-    assert_eq!(version_of(&server, &b).await, FIFTH);
+    assert_eq!(version_of(&server, &a).await, SIXTH);
+    assert_eq!(version_of(&server, &b).await, SIXTH);
     server.stop().await;
 }

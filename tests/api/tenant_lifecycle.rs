@@ -53,7 +53,7 @@ async fn create_tenant_provisions_storage_and_returns_an_active_tenant(server: &
     );
     assert_eq!(
         created.migration_version,
-        "m20261123_100004_create_audit_log"
+        "m20261207_100005_tenant_scoped_keys"
     );
     assert_eq!(created.labels.get("tier").map(String::as_str), Some("gold"));
     match server.db {

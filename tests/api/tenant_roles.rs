@@ -250,7 +250,7 @@ async fn a_schema_tenants_role_reaches_its_own_tables_and_nothing_else() {
         )
         .await
         .len(),
-        4,
+        5,
         "it may read its version table"
     );
     denied(&db, "SELECT * FROM tenant_bravo.users").await;

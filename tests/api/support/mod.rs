@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod auth;
+pub mod pgbouncer;
 pub mod postgres;
 mod storage;
 

@@ -302,12 +302,13 @@ pub fn new_tenant_on_plan(slug: &str, plan: &str) -> proto::Tenant {
     }
 }
 
-/// The four migrations of the sample tenant schema, oldest first.
-pub const SAMPLE_MIGRATIONS: [&str; 4] = [
+/// The five migrations of the sample tenant schema, oldest first.
+pub const SAMPLE_MIGRATIONS: [&str; 5] = [
     "m20261123_100001_create_users",
     "m20261123_100002_create_projects",
     "m20261123_100003_create_messages",
     "m20261123_100004_create_audit_log",
+    "m20261207_100005_tenant_scoped_keys",
 ];
 
 /// The tables the sample tenant schema creates, with the version table, sorted.
