@@ -138,7 +138,7 @@ impl Catalog {
             None,
         ))
         .await
-        .map_err(db_error)?;
+        .map_err(pinned::connect_error)?;
         // SQLite has one writer at a time: a second pool would only wait on the first.
         let rollouts = match backend {
             Backend::Postgres => {

@@ -91,13 +91,13 @@ pub(super) async fn settle(txn: &DatabaseTransaction, schema: &CatalogSchema) ->
     pinned_here(txn, schema).await
 }
 
-/// Refuses a connection whose `search_path` is not the catalog's schema: the startup option
-/// that pins it was dropped on the way (a pooler that ignores startup parameters, say).
+/// Refuses a connection whose `search_path` is not the catalog's schema alone: the startup
+/// option that pins it was dropped on the way (a pooler that ignores startup parameters, say).
 async fn pinned_here(txn: &DatabaseTransaction, schema: &CatalogSchema) -> Result<(), Error> {
     let row = txn
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT current_schema()::text AS schema",
+            "SELECT current_setting('search_path') AS schema",
         ))
         .await
         .map_err(db_error)?;
@@ -117,4 +117,23 @@ async fn pinned_here(txn: &DatabaseTransaction, schema: &CatalogSchema) -> Resul
         });
     }
     Ok(())
+}
+
+/// A failed connection, told apart when the server (a pooler, in practice: PostgreSQL takes
+/// it) refused the startup parameter `options` that pins the catalog's schema.
+pub(super) fn connect_error(err: sea_orm::DbErr) -> Error {
+    if err
+        .to_string()
+        .contains("unsupported startup parameter: options")
+    {
+        return Error::FailedPrecondition {
+            subject: "DATABASE_URL".into(),
+            message: "the catalog's server refused the startup parameter 'options', which pins \
+                      the catalog's search_path: DATABASE_URL goes through a connection pooler \
+                      (PgBouncer) that does not pass it on; connect the control plane to \
+                      PostgreSQL directly"
+                .into(),
+        };
+    }
+    db_error(err)
 }

@@ -168,6 +168,11 @@ async fn shared_tenants_interleaved_on_one_pooled_session_see_only_their_own_row
     let admin = server.catalog().await;
     for sql in [
         format!("CREATE ROLE {role} LOGIN"),
+        // The control plane revokes CONNECT on the catalog database from PUBLIC.
+        format!(
+            "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {role}', \
+             current_database()); END $$"
+        ),
         format!("GRANT USAGE ON SCHEMA tenant_shared TO {role}"),
         format!(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_shared TO {role}"
@@ -244,19 +249,31 @@ async fn the_control_plane_refuses_a_catalog_behind_a_transaction_pooler_and_say
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_control_plane_starts_on_a_catalog_behind_a_session_pooler() {
+async fn the_control_plane_refuses_a_session_pooler_that_does_not_pass_its_search_path_on() {
+    // PgBouncer refuses the startup parameter `options`, which pins the catalog's schema; told
+    // to ignore it, it drops it silently. Either way the start says why and touches nothing.
     let url = postgres::fresh_database_url().await;
-    // A session each for the control plane's pools, its listener and its start-up check.
-    let bouncer = PgBouncer::start_in("session", 40, &url, &["postgres"]);
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let config = Config::for_tests(data_dir.path().to_path_buf(), Some(bouncer.url(&url)));
+    for ignore in [false, true] {
+        let bouncer = if ignore {
+            PgBouncer::start_ignoring("session", 40, &url, &["postgres"], "options")
+        } else {
+            PgBouncer::start_in("session", 40, &url, &["postgres"])
+        };
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let config = Config::for_tests(data_dir.path().to_path_buf(), Some(bouncer.url(&url)));
 
-    let started = App::build_with(config, TenantMigrations::builtin()).await;
+        let refused = App::build_with(config, TenantMigrations::builtin()).await;
 
-    assert!(
-        started.is_ok(),
-        "a session pool gives sessions of their own: {:?}",
-        started.err()
-    );
-    assert!(tables_in(&url).await > 0, "the catalog was migrated");
+        let message = match refused {
+            Ok(_) => panic!("the control plane started without its search_path pinned"),
+            Err(e) => e.to_string(),
+        };
+        assert!(message.contains("options"), "{message}");
+        assert!(message.contains("directly"), "{message}");
+        assert_eq!(
+            tables_in(&url).await,
+            0,
+            "refused before touching the catalog"
+        );
+    }
 }

@@ -35,6 +35,17 @@ impl PgBouncer {
 
     /// [`Self::start`] with another `pool_mode` and `pool_size` server connections.
     pub fn start_in(mode: &str, pool_size: u32, postgres_url: &str, users: &[&str]) -> Self {
+        Self::start_ignoring(mode, pool_size, postgres_url, users, "")
+    }
+
+    /// [`Self::start_in`], also ignoring the startup parameters `ignore` (comma-separated).
+    pub fn start_ignoring(
+        mode: &str,
+        pool_size: u32,
+        postgres_url: &str,
+        users: &[&str],
+        ignore: &str,
+    ) -> Self {
         let binary = [
             "/usr/sbin/pgbouncer",
             "/usr/bin/pgbouncer",
@@ -57,7 +68,14 @@ impl PgBouncer {
                 .and_then(|l| l.local_addr())
                 .expect("a free port for PgBouncer")
                 .port();
-            write_config(&dir, (mode, pool_size), (&host, port), listen, users);
+            write_config(
+                &dir,
+                (mode, pool_size),
+                (&host, port),
+                listen,
+                users,
+                ignore,
+            );
             if root {
                 std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
                     .expect("PgBouncer's dir writable by postgres");
@@ -143,6 +161,7 @@ fn write_config(
     (host, port): (&str, u16),
     listen: u16,
     users: &[&str],
+    ignore: &str,
 ) {
     let auth: String = users.iter().map(|u| format!("\"{u}\" \"\"\n")).collect();
     std::fs::write(dir.join("userlist.txt"), auth).expect("PgBouncer's auth file");
@@ -160,9 +179,14 @@ fn write_config(
          min_pool_size = 0\n\
          reserve_pool_size = 0\n\
          max_client_conn = 200\n\
-         ignore_startup_parameters = extra_float_digits\n\
+         ignore_startup_parameters = extra_float_digits{ignore}\n\
          logfile = {log}\n\
          pidfile = {pid}\n",
+        ignore = if ignore.is_empty() {
+            String::new()
+        } else {
+            format!(",{ignore}")
+        },
         auth = dir.join("userlist.txt").display(),
         log = dir.join("pgbouncer.log").display(),
         pid = dir.join("pgbouncer.pid").display(),
