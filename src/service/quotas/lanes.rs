@@ -166,26 +166,24 @@ mod tests {
     }
 
     /// Answers each job with its amount as the used level; panics on a job of 13.
-    fn echo(jobs: Vec<Job>) -> impl Future<Output = Result<Vec<Answer>, Error>> + Send {
-        async move {
-            assert!(
-                jobs.iter().all(|j| j.items[0].2 != 13),
-                "a batch that panics"
-            );
-            Ok(jobs
-                .iter()
-                .map(|j| {
-                    let (resource, quota, amount) = &j.items[0];
-                    let usage = Usage {
-                        window_start: 0,
-                        used: *amount,
-                    };
-                    Ok(vec![super::super::QuotaState::new(
-                        resource, *quota, usage, 0,
-                    )])
-                })
-                .collect())
-        }
+    async fn echo(jobs: Vec<Job>) -> Result<Vec<Answer>, Error> {
+        assert!(
+            jobs.iter().all(|j| j.items[0].2 != 13),
+            "a batch that panics"
+        );
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                let (resource, quota, amount) = &j.items[0];
+                let usage = Usage {
+                    window_start: 0,
+                    used: *amount,
+                };
+                Ok(vec![super::super::QuotaState::new(
+                    resource, *quota, usage, 0,
+                )])
+            })
+            .collect())
     }
 
     #[tokio::test]

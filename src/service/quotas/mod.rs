@@ -40,6 +40,10 @@ use crate::domain::{
 use crate::metrics::{self, QuotaOperation};
 use crate::store::{Catalog, Usage, UsageKey};
 
+/// A batch being decided, as a lane runs it.
+type BatchFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Answer>, Error>> + Send>>;
+
 /// How stale a check's view of usage may be.
 pub const USAGE_MAX_AGE: Duration = Duration::from_millis(500);
 
@@ -275,14 +279,7 @@ impl Quotas {
     /// What a lane runs its batches with. It holds the quotas weakly, so a lane does not keep
     /// a stopped server's catalog pool alive: once the last `Quotas` is gone, the lanes' senders
     /// go with it and each lane ends.
-    fn batch_runner(
-        &self,
-    ) -> impl Fn(
-        Vec<Job>,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Vec<Answer>, Error>> + Send>,
-    > + Send
-    + 'static {
+    fn batch_runner(&self) -> impl Fn(Vec<Job>) -> BatchFuture + Send + 'static {
         let inner = Arc::downgrade(&self.inner);
         move |jobs| {
             let inner = inner.clone();
