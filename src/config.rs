@@ -208,6 +208,12 @@ pub struct Config {
     #[arg(long, env = "TENANT_PLANE_ROLLOUT_POLL_MS", default_value_t = 250)]
     pub rollout_poll_ms: u64,
 
+    /// Milliseconds a ConsumeQuota that goes to the catalog waits for its batch's answer before
+    /// it is answered UNAVAILABLE (its lane is stuck or gone; the consumption may or may not
+    /// have been counted, and is never admitted without being counted).
+    #[arg(long, env = "TENANT_PLANE_QUOTA_DEADLINE_MS", default_value_t = 10_000)]
+    pub quota_deadline_ms: u64,
+
     /// Seconds to wait for a free pool connection before answering UNAVAILABLE.
     #[arg(
         long,
@@ -326,6 +332,11 @@ pub struct Config {
     /// Authentication: tokens, TLS and mutual TLS.
     #[command(flatten)]
     pub auth: crate::auth::AuthSettings,
+
+    /// The clock the server takes the time from: the system clock, unless a test or an
+    /// embedding program sets another (no flag sets it).
+    #[arg(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 /// Parses `args` as the flags of `serve` alone (environment variables apply).
@@ -346,6 +357,10 @@ impl Config {
 
     pub fn pool_acquire_timeout(&self) -> Duration {
         Duration::from_secs(self.pool_acquire_timeout_secs)
+    }
+
+    pub fn quota_deadline(&self) -> Duration {
+        Duration::from_millis(self.quota_deadline_ms.max(1))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

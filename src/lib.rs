@@ -4,6 +4,7 @@
 //!
 //! ## Layout
 //! * [`config`] — every setting: a flag, an environment variable and a documented default.
+//! * [`clock`] — the wall clock, injectable, so a test can run a replica whose clock is off.
 //! * [`telemetry`] — logging (human or JSON), and OpenTelemetry traces and metrics over OTLP.
 //! * [`metrics`] — Prometheus metrics on their own HTTP port: RPCs, pools, quotas, rollouts,
 //!   tenants.
@@ -23,6 +24,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod dataplane;
 pub mod domain;

@@ -182,7 +182,13 @@ impl App {
         let metrics =
             crate::metrics::endpoint(config.metrics_listen, catalog.clone(), dataplane.clone());
         let provisioning = Provisioning::new(catalog.clone(), dataplane.clone());
-        let quotas = Quotas::new(catalog.clone(), dataplane.clone(), pool.cache_capacity);
+        let quotas = Quotas::new(
+            catalog.clone(),
+            dataplane.clone(),
+            pool.cache_capacity,
+            config.clock.clone(),
+            config.quota_deadline(),
+        );
         let auto_provision = config.tenant_auto_provision.then(|| provisioning.clone());
         let services = Services {
             tenants: Tenants::new(catalog.clone(), settings, auto_provision),

@@ -76,7 +76,7 @@ fn row(member: &Member) -> tenant_member::ActiveModel {
 
 /// Locks the tenant's `users` usage row, creating it if missing, without changing it.
 async fn lock_members(txn: &DatabaseTransaction, tenant: TenantId) -> Result<(), DbErr> {
-    super::quota::lock_usage(txn, &[(tenant, USERS.to_owned())]).await?;
+    super::quota_batch::lock_usage(txn, &[(tenant, USERS.to_owned())]).await?;
     Ok(())
 }
 

@@ -2,22 +2,28 @@
 //! admit consumptions: one upsert for a lone consumption, one transaction for a batch.
 //!
 //! A consumption locks the tenant's usage rows it touches (an upsert that changes nothing, which
-//! locks the row whether it existed or not, in resource order so concurrent batches never
-//! deadlock), decides with the locked values, writes the new values and the request ids, and
-//! commits before anyone is answered. Replicas sharing the catalog serialise on those row locks,
-//! so no interleaving can admit more than a limit, and nothing admitted is lost in a crash.
+//! locks the row whether it existed or not), claims its request ids, decides with the locked
+//! values, writes the new values and the request ids' answers, and commits before anyone is
+//! answered. Replicas sharing the catalog serialise on those row locks, so no interleaving can
+//! admit more than a limit, and nothing admitted is lost in a crash.
+//!
+//! Every statement here locks usage rows in key order (tenant, then resource), and a batch
+//! claims its request ids in id order after its rows, so two replicas' batches touching the
+//! same rows or ids never deadlock. A counter's stored window only ever moves forward: a
+//! statement given an earlier window than the row holds (a replica whose clock lags) counts in
+//! the row's window instead of starting the earlier one again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
 
-use super::entity::{quota_usage, request_id};
-use super::{Backend, Catalog, RequestRecord, db_error};
+use super::entity::quota_usage;
+use super::{Backend, Catalog, db_error, sqlstate};
 use crate::domain::{Error, TenantId};
 
 /// A resource's stored usage: the window it counts (0 for a gauge) and the amount.
@@ -30,14 +36,10 @@ pub struct Usage {
 /// A tenant's resource.
 pub type UsageKey = (TenantId, String);
 
-/// What a batch decided, to be written before the transaction commits.
-#[derive(Debug, Default)]
-pub struct BatchWrite {
-    /// New usage of each tenant's resource that changed.
-    pub usage: Vec<(UsageKey, Usage)>,
-    /// Request ids of admitted requests, with their answers.
-    pub records: Vec<RequestRecord>,
-}
+/// PostgreSQL's SQLSTATE for "deadlock detected": one of the transactions in the cycle was
+/// rolled back. Matched by code, never by message text, which follows the server's
+/// `lc_messages`.
+const DEADLOCK_DETECTED: &str = "40P01";
 
 impl Catalog {
     /// The tenant's stored usage, by resource.
@@ -98,8 +100,10 @@ impl Catalog {
 
     /// Consumes `amount` of one resource in a single atomic statement, the common case: an
     /// upsert whose update only happens while the result stays within `limit` (-1 unlimited).
-    /// The row lock the upsert takes serialises it with every other writer of the row. Returns
-    /// the new usage, or `None` when admitting would exceed the limit (nothing is written).
+    /// The row lock the upsert takes serialises it with every other writer of the row. A row
+    /// already in a later window than `window_start` stays in it, and the amount counts there.
+    /// Returns the new usage (with the window it counts in), or `None` when admitting would
+    /// exceed the limit (nothing is written).
     pub async fn consume_one(
         &self,
         tenant: TenantId,
@@ -114,11 +118,12 @@ impl Catalog {
         let sql = "INSERT INTO quota_usage (tenant_id, resource, window_start, used, update_time) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant_id, resource) DO UPDATE SET \
-               used = (CASE WHEN quota_usage.window_start = $3 THEN quota_usage.used ELSE 0 END) + $4, \
-               window_start = $3, update_time = $5 \
+               used = (CASE WHEN quota_usage.window_start >= $3 THEN quota_usage.used ELSE 0 END) + $4, \
+               window_start = (CASE WHEN quota_usage.window_start > $3 THEN quota_usage.window_start ELSE $3 END), \
+               update_time = $5 \
              WHERE CAST($6 AS BIGINT) < 0 \
-               OR (CASE WHEN quota_usage.window_start = $3 THEN quota_usage.used ELSE 0 END) + $4 <= CAST($6 AS BIGINT) \
-             RETURNING used";
+               OR (CASE WHEN quota_usage.window_start >= $3 THEN quota_usage.used ELSE 0 END) + $4 <= CAST($6 AS BIGINT) \
+             RETURNING used, window_start";
         let backend = self.conn().get_database_backend();
         let sql = match backend {
             DbBackend::Sqlite => sql.replace('$', "?"),
@@ -142,7 +147,7 @@ impl Catalog {
             .map_err(db_error)?;
         row.map(|r| {
             Ok(Usage {
-                window_start,
+                window_start: r.try_get::<i64>("", "window_start").map_err(db_error)?,
                 used: r.try_get::<i64>("", "used").map_err(db_error)?,
             })
         })
@@ -150,30 +155,41 @@ impl Catalog {
     }
 
     /// Consumes many single-resource amounts in one statement (PostgreSQL): each row's usage
-    /// goes up by its amount only while it stays within the row's limit, atomically per row.
-    /// Answers the new usage of every row it raised; a row that is missing (never used yet) or
-    /// would exceed its limit is left out, for the caller to decide one by one. Each key must
-    /// appear once. On SQLite, or if the statement met a deadlock with another replica, it
-    /// raises nothing and answers an empty map.
+    /// goes up by its amount only while it stays within the row's limit, atomically per row,
+    /// in the row's window when that is later than the one asked. Answers the new usage of
+    /// every row it raised; a row that is missing (never used yet) or would exceed its limit is
+    /// left out, for the caller to decide one by one. Each key must appear once. The rows are
+    /// locked in key order first, so two replicas' statements over the same rows queue instead
+    /// of deadlocking. On SQLite, or if the statement met a deadlock all the same (another
+    /// writer that locks in another order), it raises nothing and answers an empty map.
     pub async fn consume_many(
         &self,
         rows: &[(UsageKey, i64, i64, i64)],
-    ) -> Result<HashMap<UsageKey, i64>, Error> {
+    ) -> Result<HashMap<UsageKey, Usage>, Error> {
         if self.backend != Backend::Postgres || rows.is_empty() {
             return Ok(HashMap::new());
         }
         // One statement shape whatever the batch size, so it is prepared once per connection.
+        // `locked` takes the row locks in key order before the update touches any row (an
+        // UPDATE ... FROM alone locks in whatever order its join produces); it is materialised,
+        // so it runs once, in full, as written. Resources are ordered by their bytes, as Rust
+        // orders them in `lock_usage`, whatever the database's collation.
         let sql = "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) \
-               AS r(tenant_id uuid, resource text, window_start bigint, amount bigint, lim bigint)) \
+               AS r(tenant_id uuid, resource text, window_start bigint, amount bigint, lim bigint)), \
+             locked AS MATERIALIZED (SELECT q.tenant_id, q.resource FROM quota_usage q \
+               JOIN req ON q.tenant_id = req.tenant_id AND q.resource = req.resource \
+               ORDER BY q.tenant_id, q.resource COLLATE \"C\" FOR UPDATE OF q) \
              UPDATE quota_usage q SET \
-               used = (CASE WHEN q.window_start = req.window_start THEN q.used ELSE 0 END) + req.amount, \
-               window_start = req.window_start, update_time = $2 \
-             FROM req \
+               used = (CASE WHEN q.window_start >= req.window_start THEN q.used ELSE 0 END) + req.amount, \
+               window_start = GREATEST(q.window_start, req.window_start), update_time = $2 \
+             FROM req JOIN locked l ON l.tenant_id = req.tenant_id AND l.resource = req.resource \
              WHERE q.tenant_id = req.tenant_id AND q.resource = req.resource \
                AND (req.lim < 0 \
-                 OR (CASE WHEN q.window_start = req.window_start THEN q.used ELSE 0 END) + req.amount <= req.lim) \
-             RETURNING q.tenant_id, q.resource, q.used";
-        let batch: Vec<serde_json::Value> = rows
+                 OR (CASE WHEN q.window_start >= req.window_start THEN q.used ELSE 0 END) + req.amount <= req.lim) \
+             RETURNING q.tenant_id, q.resource, q.used, q.window_start";
+        let mut sorted: Vec<&(UsageKey, i64, i64, i64)> = rows.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let batch: Vec<serde_json::Value> = sorted
             .iter()
             .map(|((tenant, resource), window_start, amount, limit)| {
                 serde_json::json!({
@@ -198,8 +214,8 @@ impl Catalog {
             .await;
         let raised = match result {
             Ok(raised) => raised,
-            Err(e) if e.to_string().contains("deadlock detected") => {
-                tracing::debug!("a consumption batch met another replica's; deciding one by one");
+            Err(e) if sqlstate(&e).as_deref() == Some(DEADLOCK_DETECTED) => {
+                tracing::warn!("a consumption batch met a deadlock; deciding one by one");
                 return Ok(HashMap::new());
             }
             Err(e) => return Err(db_error(e)),
@@ -210,100 +226,13 @@ impl Catalog {
                 let tenant: Uuid = r.try_get("", "tenant_id").map_err(db_error)?;
                 let resource: String = r.try_get("", "resource").map_err(db_error)?;
                 let used: i64 = r.try_get("", "used").map_err(db_error)?;
-                Ok(((TenantId::from(tenant), resource), used))
+                let window_start: i64 = r.try_get("", "window_start").map_err(db_error)?;
+                Ok((
+                    (TenantId::from(tenant), resource),
+                    Usage { window_start, used },
+                ))
             })
             .collect()
-    }
-
-    /// Runs one consumption batch in a transaction: locks the usage rows of `keys` (tenant and
-    /// resource, in key order, so concurrent batches never deadlock), reads the request records
-    /// of `request_ids`, lets `decide` choose what to write given both, writes it and commits.
-    /// `decide`'s answer is returned only once the commit succeeded.
-    pub async fn consume_batch<T>(
-        &self,
-        keys: &[UsageKey],
-        request_ids: &[Uuid],
-        decide: impl FnOnce(
-            &BTreeMap<UsageKey, Usage>,
-            &HashMap<Uuid, RequestRecord>,
-        ) -> (BatchWrite, T),
-    ) -> Result<T, Error> {
-        let txn = self.conn().begin().await.map_err(db_error)?;
-        let now = crate::service::now();
-        let current = lock_usage(&txn, keys).await.map_err(db_error)?;
-        // Read after the locks: a retry racing its first attempt on another replica waits on the
-        // same rows, then sees the first attempt's record.
-        let records: HashMap<Uuid, RequestRecord> = if request_ids.is_empty() {
-            HashMap::new()
-        } else {
-            request_id::Entity::find()
-                .filter(request_id::Column::RequestId.is_in(request_ids.iter().copied()))
-                .all(&txn)
-                .await
-                .map_err(db_error)?
-                .into_iter()
-                .map(|r| {
-                    (
-                        r.request_id,
-                        RequestRecord {
-                            request_id: r.request_id,
-                            method: r.method,
-                            request_hash: r.request_hash,
-                            resource_id: r.resource_id,
-                            result: r.result,
-                        },
-                    )
-                })
-                .collect()
-        };
-        let (write, answer) = decide(&current, &records);
-        if !write.usage.is_empty() {
-            // The rows exist and are locked: this upsert only ever updates them, all in one
-            // statement.
-            let rows =
-                write
-                    .usage
-                    .iter()
-                    .map(|((tenant, resource), usage)| quota_usage::ActiveModel {
-                        tenant_id: Set(tenant.as_uuid()),
-                        resource: Set(resource.clone()),
-                        window_start: Set(usage.window_start),
-                        used: Set(usage.used),
-                        update_time: Set(now),
-                    });
-            quota_usage::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::columns([
-                        quota_usage::Column::TenantId,
-                        quota_usage::Column::Resource,
-                    ])
-                    .update_columns([
-                        quota_usage::Column::WindowStart,
-                        quota_usage::Column::Used,
-                        quota_usage::Column::UpdateTime,
-                    ])
-                    .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await
-                .map_err(db_error)?;
-        }
-        if !write.records.is_empty() {
-            let rows = write.records.into_iter().map(|r| request_id::ActiveModel {
-                request_id: Set(r.request_id),
-                method: Set(r.method),
-                request_hash: Set(r.request_hash),
-                resource_id: Set(r.resource_id),
-                result: Set(r.result),
-                create_time: Set(now),
-            });
-            request_id::Entity::insert_many(rows)
-                .exec_without_returning(&txn)
-                .await
-                .map_err(db_error)?;
-        }
-        txn.commit().await.map_err(db_error)?;
-        Ok(answer)
     }
 }
 
@@ -335,49 +264,4 @@ pub(super) async fn upsert_gauge<C: ConnectionTrait>(
         .exec_without_returning(conn)
         .await?;
     Ok(())
-}
-
-/// Locks the usage rows of `keys` in `txn`, creating missing ones (locked too), and answers what
-/// they hold: an upsert that keeps each row as it is, in key order so that concurrent lockers
-/// never deadlock, in one round trip on both backends.
-pub(super) async fn lock_usage<C: ConnectionTrait>(
-    txn: &C,
-    keys: &[UsageKey],
-) -> Result<BTreeMap<UsageKey, Usage>, sea_orm::DbErr> {
-    let now = crate::service::now();
-    let mut sorted: Vec<&UsageKey> = keys.iter().collect();
-    sorted.sort();
-    sorted.dedup();
-    let rows = sorted
-        .iter()
-        .map(|(tenant, resource)| quota_usage::ActiveModel {
-            tenant_id: Set(tenant.as_uuid()),
-            resource: Set(resource.clone()),
-            window_start: Set(0),
-            used: Set(0),
-            update_time: Set(now),
-        });
-    let locked = quota_usage::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([quota_usage::Column::TenantId, quota_usage::Column::Resource])
-                .value(
-                    quota_usage::Column::Used,
-                    Expr::col((quota_usage::Entity, quota_usage::Column::Used)),
-                )
-                .to_owned(),
-        )
-        .exec_with_returning(txn)
-        .await?;
-    Ok(locked
-        .into_iter()
-        .map(|r| {
-            (
-                (TenantId::from(r.tenant_id), r.resource),
-                Usage {
-                    window_start: r.window_start,
-                    used: r.used,
-                },
-            )
-        })
-        .collect())
 }

@@ -40,6 +40,8 @@ mod provisioning_postgres;
 mod provisioning_races;
 mod provisioning_status;
 mod purge_job;
+mod quota_batches;
+mod quota_clocks;
 mod quota_refusals;
 mod quotas;
 mod rollout_batches;

@@ -53,10 +53,14 @@ impl QuotaState {
     }
 }
 
-/// The usage that counts now: a counter from an earlier window starts again from zero.
+/// The usage that counts now: a counter from an earlier window starts again from zero. A
+/// stored window later than `now`'s is kept as it is: a replica whose clock runs ahead, or a
+/// batch that took the time before waiting on the row's lock, has already moved the counter on,
+/// and going back to the earlier window would count the later one from zero again. Windows only
+/// ever move forward.
 pub(super) fn current_usage(quota: Quota, stored: Usage, now: i64) -> Usage {
     let start = quota.metering.window_start(now);
-    if quota.metering.window_secs().is_some() && stored.window_start != start {
+    if quota.metering.window_secs().is_some() && stored.window_start < start {
         Usage {
             window_start: start,
             used: 0,

@@ -1,14 +1,20 @@
-//! Consumptions that cannot be served from a lease go to the catalog in batches: tenants are
-//! spread over a few lanes, and the consumptions that arrive while a lane's batch is in the
-//! database form its next batch.
+//! Lanes: consumptions that cannot be served from a lease go to the catalog in batches. Tenants
+//! are spread over a few lanes; each lane is a long-lived task fed by a channel, and the
+//! consumptions that arrive while its batch is in the database form its next batch.
+//!
+//! A lane outlives a batch that fails: each batch runs as a task of its own, so one that
+//! panics answers its callers UNAVAILABLE and the lane goes on with the next. A caller waits
+//! for its answer at most the quota deadline, and is answered UNAVAILABLE when its lane is
+//! gone or stuck; a lane that is gone is started again by the next consumption.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
 
-use super::decide::{self, Answer, Job, QuotaState};
-use super::{Quotas, leases, now_secs};
-use crate::domain::{Error, Quota, TenantId};
-use crate::store::{Usage, UsageKey};
+use tokio::sync::{mpsc, oneshot};
+
+use super::decide::{Answer, Job};
+use crate::domain::{Error, TenantId};
 
 /// Most consumptions decided in one batch.
 const MAX_BATCH: usize = 512;
@@ -20,237 +26,212 @@ pub(super) fn shard_of(tenant: TenantId) -> usize {
     (tenant.as_uuid().as_u128() % SHARDS as u128) as usize
 }
 
-/// Consumptions waiting for a lane's next batch, each with where its answer goes.
-pub(super) type Waiting = Vec<(Job, tokio::sync::oneshot::Sender<Answer>)>;
+/// A consumption waiting for its lane, with where its answer goes.
+type Request = (Job, oneshot::Sender<Answer>);
 
-impl Quotas {
-    /// Runs batches for a shard until nobody is waiting.
-    pub(super) async fn drain_lane(self, shard: usize) {
-        loop {
-            let batch = {
-                let mut lanes = self
-                    .inner
-                    .lanes
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let Some(waiting) = lanes.get_mut(&shard) else {
-                    return;
-                };
-                if waiting.is_empty() {
-                    lanes.remove(&shard);
-                    return;
-                }
-                let take = waiting.len().min(MAX_BATCH);
-                waiting.drain(..take).collect::<Vec<_>>()
-            };
-            let (jobs, replies): (Vec<Job>, Vec<_>) = batch.into_iter().unzip();
-            match self.run_batch(&jobs).await {
-                Ok(answers) => {
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
-                    }
-                }
-                Err(error) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                }
-            }
+/// The lanes of one server: where each shard's consumptions are sent.
+pub(super) struct Lanes {
+    senders: Mutex<Vec<Option<mpsc::UnboundedSender<Request>>>>,
+    /// How long a caller waits for its batch's answer.
+    deadline: Duration,
+}
+
+impl Lanes {
+    pub fn new(deadline: Duration) -> Self {
+        Self {
+            senders: Mutex::new((0..SHARDS).map(|_| None).collect()),
+            deadline,
         }
     }
 
-    async fn run_batch(&self, jobs: &[Job]) -> Result<Vec<Answer>, Error> {
-        if let [job] = jobs
-            && let [(resource, quota, amount)] = job.items.as_slice()
-            && job.key.is_none()
-        {
-            return Ok(vec![
-                self.consume_one(job.tenant, resource, *quota, *amount)
-                    .await?,
-            ]);
+    /// Sends `job` to the lane of `shard` and waits for its answer. A lane that is not running
+    /// (never started, or gone) is started with the batch runner `runner` makes.
+    pub async fn submit<R, F>(&self, shard: usize, job: Job, runner: R) -> Answer
+    where
+        R: FnOnce() -> F,
+        F: BatchRunner,
+    {
+        let (reply, answer) = oneshot::channel();
+        let sent = {
+            let mut senders = self
+                .senders
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some(slot) = senders.get_mut(shard) else {
+                return Err(Error::Internal(format!("no quota lane {shard}")));
+            };
+            let sender = match slot {
+                Some(sender) if !sender.is_closed() => sender.clone(),
+                _ => {
+                    let (sender, receiver) = mpsc::unbounded_channel();
+                    tokio::spawn(run_lane(receiver, runner()));
+                    *slot = Some(sender.clone());
+                    sender
+                }
+            };
+            sender.send((job, reply))
+        };
+        if sent.is_err() {
+            return Err(Error::Unavailable("the quota lane is gone".into()));
         }
-        let mut answers: Vec<Option<Answer>> = jobs.iter().map(|_| None).collect();
-        self.consume_simple(jobs, &mut answers).await?;
-        let rest: Vec<usize> = (0..jobs.len()).filter(|i| answers[*i].is_none()).collect();
-        if !rest.is_empty() {
-            let rest_jobs: Vec<&Job> = rest.iter().map(|i| &jobs[*i]).collect();
-            for (i, answer) in rest
-                .into_iter()
-                .zip(self.decide_in_transaction(&rest_jobs).await?)
-            {
-                answers[i] = Some(answer);
+        match tokio::time::timeout(self.deadline, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(Error::Unavailable(
+                "the quota lane ended without an answer".into(),
+            )),
+            Err(_) => Err(Error::Unavailable(format!(
+                "no answer from the catalog within {} ms",
+                self.deadline.as_millis()
+            ))),
+        }
+    }
+}
+
+/// What decides a lane's batches: one answer per job, in order, or one error for all.
+pub(super) trait BatchRunner: Send + 'static {
+    fn run(
+        &self,
+        jobs: Vec<Job>,
+    ) -> impl Future<Output = Result<Vec<Answer>, Error>> + Send + 'static;
+}
+
+impl<F, Fut> BatchRunner for F
+where
+    F: Fn(Vec<Job>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Vec<Answer>, Error>> + Send + 'static,
+{
+    fn run(
+        &self,
+        jobs: Vec<Job>,
+    ) -> impl Future<Output = Result<Vec<Answer>, Error>> + Send + 'static {
+        self(jobs)
+    }
+}
+
+/// A lane: takes what is waiting (up to [`MAX_BATCH`]), decides it, answers, and again, until
+/// every sender is gone.
+async fn run_lane(mut receiver: mpsc::UnboundedReceiver<Request>, runner: impl BatchRunner) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
             }
         }
-        Ok(answers
-            .into_iter()
-            .map(|a| {
-                a.unwrap_or_else(|| Err(Error::Internal("a consumption went undecided".into())))
+        let (jobs, replies): (Vec<Job>, Vec<_>) = batch.into_iter().unzip();
+        let count = jobs.len();
+        // A task of its own: a panic in it ends that task only, not the lane.
+        let answers = match tokio::spawn(runner.run(jobs)).await {
+            Ok(Ok(answers)) => answers,
+            Ok(Err(error)) => vec![Err(error); count],
+            Err(failed) => {
+                tracing::error!(error = %failed, jobs = count, "a quota batch failed; its callers are answered UNAVAILABLE");
+                vec![Err(Error::Unavailable("the quota batch failed".into())); count]
+            }
+        };
+        let mut answers = answers.into_iter();
+        for reply in replies {
+            let answer = answers
+                .next()
+                .unwrap_or_else(|| Err(Error::Internal("a consumption went undecided".into())));
+            // A caller that went away does not need its answer.
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::domain::{Metering, Quota};
+    use crate::store::Usage;
+
+    fn job(amount: i64) -> Job {
+        Job {
+            tenant: TenantId::from(uuid::Uuid::nil()),
+            items: vec![(
+                "messages_per_day".into(),
+                Quota {
+                    limit: -1,
+                    metering: Metering::Counter { window_secs: 60 },
+                },
+                amount,
+            )],
+            key: None,
+        }
+    }
+
+    /// Answers each job with its amount as the used level; panics on a job of 13.
+    async fn echo(jobs: Vec<Job>) -> Result<Vec<Answer>, Error> {
+        assert!(
+            jobs.iter().all(|j| j.items[0].2 != 13),
+            "a batch that panics"
+        );
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                let (resource, quota, amount) = &j.items[0];
+                let usage = Usage {
+                    window_start: 0,
+                    used: *amount,
+                };
+                Ok(vec![super::super::QuotaState::new(
+                    resource, *quota, usage, 0,
+                )])
             })
             .collect())
     }
 
-    /// Admits the batch's single-resource consumptions without a request id in one statement
-    /// (see `Catalog::consume_many`), all of a tenant's resource at once; leaves the others,
-    /// and any that statement did not raise, unanswered.
-    async fn consume_simple(
-        &self,
-        jobs: &[Job],
-        answers: &mut [Option<Answer>],
-    ) -> Result<(), Error> {
-        let mut by_key: HashMap<UsageKey, (Quota, i64, Vec<usize>)> = HashMap::new();
-        for (i, job) in jobs.iter().enumerate() {
-            if let [(resource, quota, amount)] = job.items.as_slice()
-                && job.key.is_none()
-            {
-                let entry =
-                    by_key
-                        .entry((job.tenant, resource.clone()))
-                        .or_insert((*quota, 0, Vec::new()));
-                entry.1 = entry.1.saturating_add(*amount);
-                entry.2.push(i);
-            }
-        }
-        let now = now_secs();
-        // Each key asks for its total and, while the quota is far from its end, a lease.
-        let extras: HashMap<UsageKey, i64> = by_key
-            .iter()
-            .map(|(key, (quota, total, _))| {
-                (
-                    key.clone(),
-                    leases::extra(*quota, self.peek_usage(key).used, *total),
-                )
-            })
-            .collect();
-        let rows: Vec<(UsageKey, i64, i64, i64)> = by_key
-            .iter()
-            .filter(|(_, (quota, total, _))| quota.unlimited() || *total <= quota.limit)
-            .map(|(key, (quota, total, _))| {
-                let extra = extras.get(key).copied().unwrap_or(0);
-                (
-                    key.clone(),
-                    quota.metering.window_start(now),
-                    total + extra,
-                    quota.limit,
-                )
-            })
-            .collect();
-        if rows.len() < 2 {
-            return Ok(());
-        }
-        let raised = self.inner.catalog.consume_many(&rows).await?;
-        let at = Instant::now();
-        for (key, used_after) in raised {
-            let Some((quota, total, indices)) = by_key.get(&key) else {
-                continue;
-            };
-            let extra = extras.get(&key).copied().unwrap_or(0);
-            let window_start = quota.metering.window_start(now);
-            // Units leased before this batch are not handed out yet: callers do not see them.
-            let held_before = self.inner.leases.held(&key, window_start);
-            self.inner.leases.add(&key, window_start, extra);
-            self.lock_usage().put(
-                key.clone(),
-                (
-                    at,
-                    Usage {
-                        window_start,
-                        used: used_after,
-                    },
-                ),
-            );
-            // In arrival order, each consumption sees the ones before it.
-            let mut used = used_after - extra - total - held_before;
-            for &i in indices {
-                if let [(resource, _, amount)] = jobs[i].items.as_slice() {
-                    used += amount;
-                    let usage = Usage { window_start, used };
-                    answers[i] = Some(Ok(vec![QuotaState::new(resource, *quota, usage, now)]));
-                }
-            }
-        }
-        Ok(())
+    #[tokio::test]
+    async fn a_batch_that_panics_answers_unavailable_and_its_lane_goes_on() {
+        let lanes = Lanes::new(Duration::from_secs(5));
+        let started = Arc::new(AtomicUsize::new(0));
+        let runner = || {
+            started.fetch_add(1, Ordering::Relaxed);
+            echo
+        };
+        let failed = lanes.submit(0, job(13), runner).await;
+        assert!(matches!(failed, Err(Error::Unavailable(_))), "{failed:?}");
+        let answer = lanes.submit(0, job(2), runner).await;
+        assert_eq!(answer.ok().map(|s| s[0].used), Some(2));
+        assert_eq!(
+            started.load(Ordering::Relaxed),
+            1,
+            "the same lane answered both"
+        );
     }
 
-    /// Decides consumptions one by one in a transaction under row locks.
-    async fn decide_in_transaction(&self, jobs: &[&Job]) -> Result<Vec<Answer>, Error> {
-        let keys: Vec<UsageKey> = jobs
-            .iter()
-            .flat_map(|j| j.items.iter().map(|(r, ..)| (j.tenant, r.clone())))
-            .collect();
-        let request_ids: Vec<uuid::Uuid> = jobs
-            .iter()
-            .filter_map(|j| j.key.as_ref().map(|k| k.id))
-            .collect();
-        let now = now_secs();
-        let (written, answers) = self
-            .inner
-            .catalog
-            .consume_batch(&keys, &request_ids, |locked, records| {
-                let (write, answers) = decide::decide(jobs.iter().copied(), locked, records, now);
-                let written = write.usage.clone();
-                (write, (written, answers))
+    #[tokio::test]
+    async fn a_caller_of_a_stuck_lane_is_answered_unavailable_at_the_deadline() {
+        // The deadline is what is under test, so the test waits for it (briefly).
+        let deadline = Duration::from_millis(100);
+        let lanes = Lanes::new(deadline);
+        let started = tokio::time::Instant::now();
+        let stuck = lanes
+            .submit(1, job(1), || {
+                |_jobs: Vec<Job>| std::future::pending::<Result<Vec<Answer>, Error>>()
             })
-            .await?;
-        let at = Instant::now();
-        let mut cache = self.lock_usage();
-        for (key, usage) in written {
-            cache.put(key, (at, usage));
-        }
-        Ok(answers)
+            .await;
+        assert!(matches!(stuck, Err(Error::Unavailable(_))), "{stuck:?}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= deadline && waited < deadline * 20,
+            "answered after {waited:?}"
+        );
     }
 
-    /// One item without a request id, in one statement (see `Catalog::consume_one`).
-    async fn consume_one(
-        &self,
-        tenant: TenantId,
-        resource: &str,
-        quota: Quota,
-        amount: i64,
-    ) -> Result<Answer, Error> {
-        let catalog = &self.inner.catalog;
-        let key = (tenant, resource.to_owned());
-        let mut extra = leases::extra(quota, self.peek_usage(&key).used, amount);
-        let mut attempts = 0;
-        loop {
-            let now = now_secs();
-            let window_start = quota.metering.window_start(now);
-            if let Some(usage) = catalog
-                .consume_one(tenant, resource, window_start, amount + extra, quota.limit)
-                .await?
-            {
-                self.inner.leases.add(&key, window_start, extra);
-                self.lock_usage().put(key.clone(), (Instant::now(), usage));
-                return Ok(Ok(vec![self.state(tenant, resource, quota, usage, now)]));
-            }
-            if extra > 0 {
-                // The lease did not fit: the quota is nearer its end than last seen.
-                extra = 0;
-                continue;
-            }
-            // Refused: read what is used, to say why. If the level fell meanwhile (a gauge
-            // reported lower, a window ended), the read would admit it: try again instead.
-            let stored = catalog.usage(tenant).await?;
-            let locked = stored
-                .get(resource)
-                .map(|u| BTreeMap::from([((tenant, resource.to_owned()), *u)]))
-                .unwrap_or_default();
-            let job = Job {
-                tenant,
-                items: vec![(resource.to_owned(), quota, amount)],
-                key: None,
-            };
-            let (_, mut answers) = decide::decide(&[job], &locked, &HashMap::new(), now);
-            attempts += 1;
-            match answers.pop() {
-                Some(Err(refusal)) => return Ok(Err(refusal)),
-                _ if attempts >= 3 => {
-                    return Err(Error::Aborted {
-                        reason: "CONCURRENT_UPDATE",
-                        message: format!("the usage of {resource} kept changing; retry"),
-                    });
-                }
-                _ => {}
-            }
-        }
+    #[tokio::test]
+    async fn a_lane_that_is_gone_is_started_again() {
+        let lanes = Lanes::new(Duration::from_secs(5));
+        // A lane whose task ended: its receiver is gone, as after a crash of the task.
+        let (sender, receiver) = mpsc::unbounded_channel::<Request>();
+        drop(receiver);
+        lanes.senders.lock().unwrap_or_else(|p| p.into_inner())[0] = Some(sender);
+        let answer = lanes.submit(0, job(4), || echo).await;
+        assert_eq!(answer.ok().map(|s| s[0].used), Some(4));
     }
 }

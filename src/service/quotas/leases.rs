@@ -57,11 +57,12 @@ impl Leases {
     }
 
     /// Takes `amount` from the lease of `key` for the window; false, taking nothing, when it
-    /// holds less.
+    /// holds less. A lease of a later window than the clock's serves too: its units are
+    /// counted in the window the catalog holds, which this replica's clock has not reached.
     pub fn take(&self, key: &UsageKey, window_start: i64, amount: i64) -> bool {
         let mut held = self.lock();
         match held.get_mut(key) {
-            Some(lease) if lease.window_start == window_start && lease.left >= amount => {
+            Some(lease) if lease.window_start >= window_start && lease.left >= amount => {
                 lease.left -= amount;
                 lease.last_use = Instant::now();
                 true
@@ -79,7 +80,8 @@ impl Leases {
     }
 
     /// Adds units just counted in the catalog. A lease of an earlier window is replaced: its
-    /// units were counted in a window that has ended.
+    /// units were counted in a window that has ended. Units of a window earlier than the
+    /// lease's are dropped for the same reason (windows only move forward).
     pub fn add(&self, key: &UsageKey, window_start: i64, units: i64) {
         if units <= 0 {
             return;
@@ -90,6 +92,9 @@ impl Leases {
             left: 0,
             last_use: Instant::now(),
         });
+        if window_start < lease.window_start {
+            return;
+        }
         if lease.window_start != window_start {
             lease.window_start = window_start;
             lease.left = 0;
@@ -185,6 +190,17 @@ mod tests {
         assert!(!leases.take(&key, 120, 1), "a new window");
         leases.add(&key, 120, 5);
         assert_eq!(leases.held(&key, 120), 5, "the old window's unit is gone");
+        leases.add(&key, 60, 7);
+        assert_eq!(
+            leases.held(&key, 120),
+            5,
+            "an earlier window never replaces a later one"
+        );
+        assert!(
+            leases.take(&key, 60, 1),
+            "a clock that lags is served from the later window"
+        );
+        leases.add(&key, 120, 1);
         assert_eq!(
             leases.take_idle(Duration::ZERO),
             vec![(key.clone(), 120, 5)]

@@ -3,30 +3,36 @@
 //! Limits come from memory (the catalog cache: tenant, plan, overrides). Checks read usage from
 //! memory too, refreshed from the catalog when older than [`USAGE_MAX_AGE`], so a replica sees
 //! another's consumptions within that time. Consumptions are exact and durable. Tenants are
-//! spread over a few lanes; a lone consumption is one atomic upsert, and the consumptions that
-//! arrive while a lane's batch is in the database form its next batch, decided in one
-//! transaction under row locks (see `store::quota`). A caller is answered only after its
-//! consumption committed, so a crash loses nothing that was admitted.
+//! spread over a few lanes (see `lanes`); a lone consumption is one atomic upsert, and the
+//! consumptions that arrive while a lane's batch is in the database form its next batch,
+//! decided in one transaction under row locks (see `store::quota`). A caller is answered only
+//! after its consumption committed, so a crash loses nothing that was admitted.
+//!
+//! Windows are taken from the server's [`Clock`], and a counter's stored window only ever
+//! moves forward: a replica whose clock lags counts in the later window another replica has
+//! already started, so no window's count is started twice.
 
+mod batch;
 mod decide;
 mod lanes;
 mod leases;
 mod storage;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use decide::Job;
 pub use decide::QuotaState;
-use lanes::{Waiting, shard_of};
+use decide::{Answer, Job};
+use lanes::{Lanes, shard_of};
 use leases::Leases;
 pub use storage::STORAGE_BYTES;
 
 use super::tenants::{RequestKey, TenantRef, cached_tenant};
+use crate::clock::Clock;
 use crate::dataplane::DataPlane;
 use crate::domain::{
     Error, FieldViolation, Metering, Quota, Tenant, TenantId, TenantState, effective_quotas,
@@ -34,17 +40,22 @@ use crate::domain::{
 use crate::metrics::{self, QuotaOperation};
 use crate::store::{Catalog, Usage, UsageKey};
 
+/// A batch being decided, as a lane runs it.
+type BatchFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Answer>, Error>> + Send>>;
+
 /// How stale a check's view of usage may be.
 pub const USAGE_MAX_AGE: Duration = Duration::from_millis(500);
 
 struct Inner {
     catalog: Catalog,
     dataplane: Arc<DataPlane>,
-    /// Tenants with a batch in flight, and the consumptions waiting for the next one.
-    /// Per shard of tenants: consumptions waiting while the shard has a batch in flight.
-    lanes: Mutex<HashMap<usize, Waiting>>,
+    /// Where consumptions go to be decided in batches, per shard of tenants.
+    lanes: Lanes,
     usage: Mutex<LruCache<UsageKey, (Instant, Usage)>>,
     leases: Leases,
+    /// Where windows are taken from.
+    clock: Clock,
 }
 
 #[derive(Clone)]
@@ -52,21 +63,30 @@ pub struct Quotas {
     inner: Arc<Inner>,
 }
 
-fn now_secs() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 impl Quotas {
-    pub fn new(catalog: Catalog, dataplane: Arc<DataPlane>, capacity: NonZeroUsize) -> Self {
+    /// `deadline` bounds how long a consumption waits for its batch (see `lanes`).
+    pub fn new(
+        catalog: Catalog,
+        dataplane: Arc<DataPlane>,
+        capacity: NonZeroUsize,
+        clock: Clock,
+        deadline: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 catalog,
                 dataplane,
-                lanes: Mutex::new(HashMap::new()),
+                lanes: Lanes::new(deadline),
                 usage: Mutex::new(LruCache::new(capacity)),
                 leases: Leases::default(),
+                clock,
             }),
         }
+    }
+
+    /// Now, in Unix seconds, by the server's clock.
+    fn now_secs(&self) -> i64 {
+        self.inner.clock.unix_secs()
     }
 
     /// The tenant, if quotas may be used for it, and its limits.
@@ -127,7 +147,7 @@ impl Quotas {
         let quota = Self::quota_of(&tenant, &quotas, resource, "resource")
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let usage = self.cached_usage(tenant.id, resource).await?;
-        let state = self.state(tenant.id, resource, quota, usage, now_secs());
+        let state = self.state(tenant.id, resource, quota, usage, self.now_secs());
         let admitted = quota.admits(state.used, amount);
         metrics::quota_decision(QuotaOperation::Check, resource, admitted);
         Ok((admitted, state))
@@ -228,7 +248,7 @@ impl Quotas {
         if key.is_none()
             && let [(resource, quota, amount)] = job_items.as_slice()
         {
-            let now = now_secs();
+            let now = self.now_secs();
             let window_start = quota.metering.window_start(now);
             let usage_key = (tenant.id, resource.clone());
             // A lease is good while what the catalog counts, the lease included, is within the
@@ -242,39 +262,34 @@ impl Quotas {
                 return Ok(vec![self.state(tenant.id, resource, *quota, stored, now)]);
             }
         }
-        let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
             tenant: tenant.id,
             items: job_items,
             key,
         };
-        let shard = shard_of(tenant.id);
-        let start = {
-            let mut lanes = self
-                .inner
-                .lanes
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match lanes.get_mut(&shard) {
-                Some(waiting) => {
-                    waiting.push((job, reply));
-                    false
-                }
-                None => {
-                    lanes.insert(shard, vec![(job, reply)]);
-                    true
-                }
-            }
-        };
-        if start {
-            // A task of its own, so a caller that goes away cannot strand the others.
-            tokio::spawn(self.clone().drain_lane(shard));
-        }
-        let answer = answer
-            .await
-            .map_err(|_| Error::Internal("the consumption batch ended without an answer".into()))?;
+        let answer = self
+            .inner
+            .lanes
+            .submit(shard_of(tenant.id), job, || self.batch_runner())
+            .await;
         record_consumption(items, &answer);
         answer
+    }
+
+    /// What a lane runs its batches with. It holds the quotas weakly, so a lane does not keep
+    /// a stopped server's catalog pool alive: once the last `Quotas` is gone, the lanes' senders
+    /// go with it and each lane ends.
+    fn batch_runner(&self) -> impl Fn(Vec<Job>) -> BatchFuture + Send + 'static {
+        let inner = Arc::downgrade(&self.inner);
+        move |jobs| {
+            let inner = inner.clone();
+            Box::pin(async move {
+                match inner.upgrade() {
+                    Some(inner) => Quotas { inner }.run_batch(&jobs).await,
+                    None => Err(Error::Unavailable("the server is stopping".into())),
+                }
+            })
+        }
     }
 
     /// Sets a gauge to a measured level.
@@ -304,7 +319,7 @@ impl Quotas {
                 window_start: 0,
                 used: value,
             },
-            now_secs(),
+            self.now_secs(),
         ))
     }
 
@@ -330,7 +345,7 @@ impl Quotas {
     pub async fn usage(&self, target: &TenantRef) -> Result<(Arc<Tenant>, Vec<QuotaState>), Error> {
         let (tenant, quotas) = self.limits(target).await?;
         let stored = self.inner.catalog.usage(tenant.id).await?;
-        let now = now_secs();
+        let now = self.now_secs();
         let states = quotas
             .iter()
             .map(|(resource, quota)| {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use super::Quotas;
 use super::decide::QuotaState;
-use super::{Quotas, now_secs};
 use crate::domain::{Error, Metering, Quota, TenantState};
 use crate::service::provisioning::storage_of;
 use crate::service::tenants::TenantRef;
@@ -33,7 +33,7 @@ impl Quotas {
                 window_start: 0,
                 used: bytes,
             },
-            now_secs(),
+            self.now_secs(),
         ))
     }
 

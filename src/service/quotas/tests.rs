@@ -154,3 +154,40 @@ fn tenants_in_one_batch_are_counted_apart() {
         write.usage.iter().map(|((t, _), u)| (*t, u.used)).collect();
     assert_eq!(written, [(tenant(), 6), (other, 6)]);
 }
+
+#[test]
+fn a_window_later_than_the_clock_is_counted_in_and_never_replaced_by_an_earlier_one() {
+    let today = NOW - NOW % DAY;
+    let tomorrow = today + DAY;
+    // Another replica, its clock ahead, already counts in tomorrow's window.
+    let jobs = vec![job(3, 10), job(5, 10)];
+    let (write, answers) = decide(&jobs, &locked(tomorrow, 4), &HashMap::new(), NOW);
+    let used: Vec<Option<(i64, i64)>> = answers
+        .iter()
+        .map(|a| a.as_ref().ok().map(|s| (s[0].window_start, s[0].used)))
+        .collect();
+    assert_eq!(
+        used,
+        [Some((tomorrow, 7)), None],
+        "4 + 3 fit, 4 + 3 + 5 do not"
+    );
+    assert_eq!(
+        write.usage,
+        vec![(
+            (tenant(), "messages_per_day".to_owned()),
+            Usage {
+                window_start: tomorrow,
+                used: 7
+            }
+        )]
+    );
+    // An earlier stored window is a day that has ended: it counts from zero.
+    let (write, _) = decide(&[job(2, 10)], &locked(today - DAY, 9), &HashMap::new(), NOW);
+    assert_eq!(
+        write.usage[0].1,
+        Usage {
+            window_start: today,
+            used: 2
+        }
+    );
+}

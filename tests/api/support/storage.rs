@@ -58,12 +58,17 @@ impl TestServer {
 
     /// A second server on this one's PostgreSQL catalog, as another replica would run.
     pub async fn replica(&self) -> Self {
+        self.replica_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::replica`], after `adjust` has changed its configuration.
+    pub async fn replica_with(&self, adjust: impl FnOnce(&mut Config)) -> Self {
         assert_eq!(self.db, Db::Postgres, "replicas share a PostgreSQL catalog");
         Self::launch(
             self.db,
             Some(self.catalog_url.clone()),
             TenantMigrations::builtin(),
-            |_| {},
+            adjust,
         )
         .await
     }
