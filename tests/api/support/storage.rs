@@ -73,18 +73,6 @@ impl TestServer {
         .await
     }
 
-    /// Like [`Self::replica`], after `adjust` has changed the replica's configuration.
-    pub async fn replica_with(&self, adjust: impl FnOnce(&mut Config)) -> Self {
-        assert_eq!(self.db, Db::Postgres, "replicas share a PostgreSQL catalog");
-        Self::launch(
-            self.db,
-            Some(self.catalog_url.clone()),
-            TenantMigrations::builtin(),
-            adjust,
-        )
-        .await
-    }
-
     async fn launch(
         db: Db,
         database_url: Option<String>,
