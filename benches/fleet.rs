@@ -147,21 +147,28 @@ async fn shutdown(server: Server) {
     let _ = server.task.await;
 }
 
-/// What provisioning sends for a tenant's own database role: the role (the control plane a
-/// member of it), its grants on the schema's tables now and later, and its search_path.
+/// What provisioning sends for a tenant's own database role: the role (marked as the tenant's,
+/// the control plane a member of it), CONNECT on the catalog database (which the server revokes
+/// from PUBLIC at start; granted one tenant at a time, as provisioning does), its grants on the
+/// schema's tables now and later, and its search_path.
 fn role_ddl(role: &str, schema: &str) -> String {
     format!(
         "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
            NOREPLICATION NOBYPASSRLS; \
+         COMMENT ON ROLE \"{role}\" IS 'tenant-plane tenant {role}'; \
          GRANT \"{role}\" TO CURRENT_USER; \
+         SELECT pg_advisory_xact_lock(hashtextextended('tenant-plane:catalog-connect', 0)); \
+         DO $connect$ BEGIN \
+           EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), '{role}'); \
+         END $connect$; \
          GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\"; \
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{role}\"; \
-         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA \"{schema}\" TO \"{role}\"; \
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA \"{schema}\" TO \"{role}\"; \
          REVOKE INSERT, UPDATE, DELETE ON \"{schema}\".seaql_migrations FROM \"{role}\"; \
          ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA \"{schema}\" \
            GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \"{role}\"; \
          ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA \"{schema}\" \
-           GRANT USAGE, SELECT ON SEQUENCES TO \"{role}\"; \
+           GRANT USAGE ON SEQUENCES TO \"{role}\"; \
          ALTER ROLE \"{role}\" SET search_path TO \"{schema}\""
     )
 }
@@ -177,7 +184,9 @@ async fn raw_floor(db: &DatabaseConnection, schemas: &[String], ddl: &str, creat
     for schema in schemas {
         let txn = db.begin().await.expect("begin");
         if create {
-            txn.execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+            txn.execute_unprepared(&format!(
+                "CREATE SCHEMA \"{schema}\"; COMMENT ON SCHEMA \"{schema}\" IS 'tenant-plane tenant'"
+            ))
                 .await
                 .expect("schema");
         }
