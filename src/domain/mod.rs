@@ -2,6 +2,7 @@
 //! and the error type every use case returns. No I/O here, so all of it is unit-tested in place.
 
 mod api_key;
+mod catalog_schema;
 mod credentials;
 mod error;
 mod member;
@@ -12,10 +13,11 @@ mod rollout;
 mod tenant;
 
 pub use api_key::{ApiKey, NewSecret, SECRET_PREFIX, hash_secret};
+pub use catalog_schema::CatalogSchema;
 pub use credentials::{DbPassword, DbRoleName, ScramVerifier};
 pub use error::{Error, FieldViolation, QuotaViolation};
 pub use member::{Member, Role, USERS, UserId};
-pub use names::{CatalogSchema, Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
+pub use names::{Labels, PlanName, Slug, StorageName, StoragePrefix, TenantId};
 pub use plan::Plan;
 pub use quota::{
     Metering, PlanLimit, Quota, QuotaKind, Resource, WELL_KNOWN, effective_quotas, well_known,

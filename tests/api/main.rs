@@ -54,6 +54,7 @@ mod secrets;
 mod shared_isolation;
 mod shared_keys;
 mod startup_safety;
+mod storage_marks;
 mod storage_names;
 mod tenant_bad_input;
 mod tenant_change_refusals;

@@ -1,0 +1,103 @@
+//! Marks forged on storage, and catalogs made before the catalog's schema was pinned: a role
+//! that may create schemas writes the tenant's mark on one of its own, and an upgraded
+//! catalog's functions keep the search_path they were made with until migration 000015.
+
+use sea_orm::{ConnectionTrait, Database};
+use tenant_plane::proto;
+use tonic::Code;
+
+use crate::storage_names::{assert_taken, database_owned_by, schema_tables, start_on, unique};
+use crate::support::{Db, TestServer, column_of, create};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mark_forged_by_another_role_is_not_taken_for_the_tenants() {
+    // A control plane that is not a superuser, and a role that may create schemas in its
+    // database and comment on what it owns.
+    let u = unique();
+    let control = format!("cp{u}");
+    let forger = format!("forger{u}");
+    let (admin, url) = database_owned_by(&control).await;
+    let server = start_on(&url, |c| c.tenant_auto_provision = false).await;
+    let late = create(&server, &format!("late{u}")).await;
+    admin
+        .execute_unprepared(&format!(
+            "CREATE ROLE {forger}; GRANT CREATE ON DATABASE \"{database}\" TO {forger}; \
+             SET ROLE {forger}; \
+             CREATE SCHEMA \"{schema}\"; CREATE TABLE \"{schema}\".keep (v text); \
+             COMMENT ON SCHEMA \"{schema}\" IS 'tenant-plane tenant {id}'; \
+             CREATE SCHEMA tenant_shared; \
+             COMMENT ON SCHEMA tenant_shared IS 'tenant-plane shared'; \
+             RESET ROLE",
+            database = server.catalog_url.rsplit_once('/').expect("a database").1,
+            schema = late.schema_name,
+            id = late.id,
+        ))
+        .await
+        .expect("schemas with forged marks");
+    let before = server.catalog_snapshot().await;
+
+    let provision = server
+        .provisioning()
+        .provision_tenant(proto::ProvisionTenantRequest {
+            tenant: late.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a schema another role owns is not adopted, whatever its comment");
+    let shared = server
+        .tenants()
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(proto::Tenant {
+                slug: format!("pub{u}"),
+                isolation: proto::Isolation::Shared as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a shared schema another role owns is not taken");
+
+    assert_eq!(provision.code(), Code::FailedPrecondition, "{provision:?}");
+    assert_taken(&shared, "PostgreSQL schema", "tenant_shared");
+    assert_eq!(
+        schema_tables(&admin, &late.schema_name).await,
+        vec!["keep".to_owned()]
+    );
+    let after = server.catalog_snapshot().await;
+    assert_eq!(after.len(), before.len(), "no tenant was added");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_catalogs_functions_take_the_pinned_search_path() {
+    let server = TestServer::start(Db::Postgres).await;
+    let url = server.catalog_url.clone();
+    server.stop().await;
+    // As a catalog migrated before the pin would have them: "$user" first, and migration
+    // 000015 not yet applied.
+    let admin = Database::connect(url.as_str()).await.expect("superuser");
+    admin
+        .execute_unprepared(
+            "DO $$ DECLARE f regprocedure; BEGIN \
+               FOR f IN SELECT oid::regprocedure FROM pg_proc \
+                 WHERE proname LIKE 'tenant\\_plane\\_%' AND proconfig IS NOT NULL LOOP \
+                 EXECUTE format('ALTER FUNCTION %s SET search_path = \"$user\", public', f); \
+               END LOOP; END $$; \
+             DELETE FROM catalog_migrations WHERE version LIKE 'm20261207_000015%'",
+        )
+        .await
+        .expect("an older catalog");
+    let settings = "SELECT DISTINCT c AS name FROM pg_proc, unnest(proconfig) AS c \
+                    WHERE proname LIKE 'tenant\\_plane\\_%' AND c LIKE 'search\\_path=%'";
+    assert_eq!(
+        column_of(&admin, settings).await,
+        vec!["search_path=\"$user\", public".to_owned()]
+    );
+
+    let restarted = start_on(&url, |_| {}).await;
+
+    assert_eq!(
+        column_of(&admin, settings).await,
+        vec!["search_path=public".to_owned()]
+    );
+    create(&restarted, "acme").await;
+}
