@@ -1,6 +1,9 @@
 //! Wiring: configuration -> catalog -> use cases -> gRPC server, and an orderly stop.
 
+mod error;
 mod plans;
+
+pub use error::StartError;
 
 use plans::builtin_plans;
 
@@ -21,28 +24,6 @@ use crate::service::{
     Rollouts, TenantSettings, Tenants, run_purge_job,
 };
 use crate::store::{Backend, Catalog, PoolSettings};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("catalog: {0}")]
-    Catalog(#[from] crate::domain::Error),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error(
-        "cannot listen on {addr} (set by {setting}): {source}; is another process, such as \
-         another replica on this host, using it?"
-    )]
-    Bind {
-        addr: String,
-        /// The flag and environment variable that chose the address.
-        setting: &'static str,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Serve(#[from] grpc::ServeError),
-}
 
 /// A started control plane: the catalog is migrated and seeded, the use cases are ready.
 pub struct App {
