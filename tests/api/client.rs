@@ -95,17 +95,22 @@ async fn schema_tenants_see_only_their_own_rows_through_one_pool() {
     assert_eq!(emails(&db, &b).await, ["bob@beta.example"]);
     let txn = db.begin(&b).await.expect("begin");
     assert_eq!(users::Entity::find().count(&txn).await.expect("count"), 1);
-    let path = txn
+    let row = txn
         .query_one_raw(Statement::from_string(
             txn.get_database_backend(),
-            "SELECT current_setting('search_path') AS path",
+            "SELECT current_setting('search_path') AS path, current_schema() AS schema",
         ))
         .await
         .expect("read the search path")
-        .expect("a row")
-        .try_get::<String>("", "path")
-        .expect("a path");
-    assert_eq!(path, "\"tenant_beta\"");
+        .expect("a row");
+    // The database quoted the name: a plain lowercase name needs no quotes.
+    let path = row.try_get::<String>("", "path").expect("a path");
+    assert_eq!(path, "tenant_beta");
+    let schema = row.try_get::<String>("", "schema").expect("a schema");
+    assert_eq!(
+        schema, "tenant_beta",
+        "unqualified names resolve in the tenant's schema"
+    );
     txn.rollback().await.expect("rollback");
     db.close().await.expect("close");
     server.stop().await;
