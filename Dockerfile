@@ -11,6 +11,7 @@ FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY migration ./migration
+COPY client ./client
 COPY proto ./proto
 COPY src ./src
 # Declared test and bench targets must exist for cargo to read the manifest.

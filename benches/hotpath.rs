@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database};
 use tenant_plane::auth::hash_token;
-use tenant_plane::client::BearerToken;
 use tenant_plane::proto::{
     self, quota_service_client::QuotaServiceClient, tenant_service_client::TenantServiceClient,
 };
+use tenant_plane_client::BearerToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 

@@ -15,15 +15,18 @@
 //! * [`service`] — the use cases, in domain terms.
 //! * [`grpc`] — one file per gRPC service, decode → one use case → encode; `grpc::status` is the
 //!   single table from domain errors to gRPC status codes.
-//! * [`client`] — for the services that call in: resolve the tenant of a request (tower layer
-//!   with a cached resolver) and run its queries inside the tenant's data only.
 //! * [`cli`] — `tenant-plane migrate`, the operators' command line for tenant migrations.
 //! * [`app`] — wires the pieces together and runs the server until it is told to stop.
+//!
+//! The library for the services that call in (resolve the tenant of a request with a tower
+//! layer and a cached resolver, run its queries inside the tenant's data only, consume quotas)
+//! is the workspace crate `tenant-plane-client` in `client/`. It talks to this server only
+//! through the gRPC API and depends on none of this crate, so a service does not build the
+//! control plane to call it (`docs/client.md`).
 
 pub mod app;
 pub mod auth;
 pub mod cli;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dataplane;
@@ -34,21 +37,11 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 
-/// Code generated from `proto/tenant/v1`, and under [`proto::examples`] from `proto/examples`.
+/// Code generated from `proto/tenant/v1`.
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("tenant.v1");
 
     /// The encoded descriptors of `proto/`, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tenant_descriptor");
-
-    /// Code generated from `proto/examples`: the APIs of the example services (not served by
-    /// the control plane).
-    pub mod examples {
-        pub mod messages {
-            pub mod v1 {
-                tonic::include_proto!("examples.messages.v1");
-            }
-        }
-    }
 }

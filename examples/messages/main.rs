@@ -1,5 +1,5 @@
 //! The "messages" example: an application service serving many tenants from one process with
-//! `tenant_plane::client` (API: `proto/examples/messages/v1/messages.proto`).
+//! `tenant_plane_client` (API: `proto/examples/messages/v1/messages.proto`).
 //!
 //! Run a control plane, provision a tenant, then:
 //!
@@ -32,7 +32,7 @@ mod service;
 use std::{env, error::Error, path::PathBuf, sync::Arc};
 
 use sea_orm::ConnectOptions;
-use tenant_plane::client::{
+use tenant_plane_client::{
     ControlPlane, Quotas, ResolverSettings, TenantDb, TenantDbSettings, TenantResolver,
 };
 use tokio::net::TcpListener;

@@ -81,7 +81,7 @@ fn client(channel: Channel, token: Option<&str>) -> TenantServiceClient<Conn> {
         Some(token) => crate::support::with_token(channel, token),
         None => tonic::service::interceptor::InterceptedService::new(
             channel,
-            tenant_plane::client::BearerToken::default(),
+            tenant_plane_client::BearerToken::default(),
         ),
     })
 }

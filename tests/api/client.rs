@@ -4,11 +4,11 @@
 use sea_orm::{
     ActiveModelTrait, ConnectOptions, ConnectionTrait, EntityTrait, PaginatorTrait, Set, Statement,
 };
-use tenant_plane::client::{
-    ResolverSettings, TenantContext, TenantDb, TenantDbSettings, TenantKey, TenantResolver,
-};
 use tenant_plane::config::IsolationSetting;
 use tenant_plane::proto;
+use tenant_plane_client::{
+    ResolverSettings, TenantContext, TenantDb, TenantDbSettings, TenantKey, TenantResolver,
+};
 
 use crate::support::{Db, TestServer, create};
 
@@ -95,17 +95,22 @@ async fn schema_tenants_see_only_their_own_rows_through_one_pool() {
     assert_eq!(emails(&db, &b).await, ["bob@beta.example"]);
     let txn = db.begin(&b).await.expect("begin");
     assert_eq!(users::Entity::find().count(&txn).await.expect("count"), 1);
-    let path = txn
+    let row = txn
         .query_one_raw(Statement::from_string(
             txn.get_database_backend(),
-            "SELECT current_setting('search_path') AS path",
+            "SELECT current_setting('search_path') AS path, current_schema() AS schema",
         ))
         .await
         .expect("read the search path")
-        .expect("a row")
-        .try_get::<String>("", "path")
-        .expect("a path");
-    assert_eq!(path, "\"tenant_beta\"");
+        .expect("a row");
+    // The database quoted the name: a plain lowercase name needs no quotes.
+    let path = row.try_get::<String>("", "path").expect("a path");
+    assert_eq!(path, "tenant_beta");
+    let schema = row.try_get::<String>("", "schema").expect("a schema");
+    assert_eq!(
+        schema, "tenant_beta",
+        "unqualified names resolve in the tenant's schema"
+    );
     txn.rollback().await.expect("rollback");
     db.close().await.expect("close");
     server.stop().await;
@@ -302,4 +307,43 @@ async fn database_tenants_on_sqlite_each_get_their_own_file() {
     assert_eq!(count_users(&db, &b).await, 0);
     db.close().await.expect("close");
     server.stop().await;
+}
+
+#[test]
+fn the_client_and_the_control_plane_agree_on_what_can_be_a_slug() {
+    // The client repeats the slug rules so its layer can tell, without a call, whether a
+    // subdomain or path names a tenant at all; this keeps the copy true.
+    let long = "a".repeat(63);
+    let too_long = "a".repeat(64);
+    let samples = [
+        "acme",
+        "acme-2",
+        "a",
+        long.as_str(),
+        too_long.as_str(),
+        "",
+        "Acme",
+        "2acme",
+        "-acme",
+        "acme-",
+        "a--b",
+        "a_b",
+        "a.b",
+        "www",
+        "api",
+        "shared",
+        "postgres",
+        "template1",
+        "pg-x",
+        "pgx",
+        "a190f1f4-8a5e-7c3b-9d2e-1f2a3b4c5d6e",
+        "ä",
+    ];
+    for text in samples {
+        assert_eq!(
+            tenant_plane_client::Slug::parse(text).is_ok(),
+            tenant_plane::domain::Slug::parse(text).is_ok(),
+            "{text:?}"
+        );
+    }
 }

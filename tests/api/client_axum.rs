@@ -2,7 +2,7 @@
 
 use axum::{Extension, Router, body::Body, routing::get};
 use http::{Request, StatusCode};
-use tenant_plane::client::{
+use tenant_plane_client::{
     ResolverSettings, TENANT_HEADER, TenantContext, TenantLayer, TenantResolver,
 };
 use tower::ServiceExt;

@@ -8,10 +8,11 @@ use std::{
 };
 
 use http::{Request, Response};
-use tenant_plane::client::{
+use tenant_plane_client::{
     Quotas, ResolverSettings, TENANT_HEADER, TenantContext, TenantKey, TenantLayer, TenantResolver,
+    TenantState,
 };
-use tenant_plane::domain::TenantState;
+
 use tenant_plane::proto;
 use tonic::Code;
 use tonic_types::StatusExt;

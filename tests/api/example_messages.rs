@@ -8,18 +8,18 @@ mod service;
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, DbBackend, Statement};
-use tenant_plane::client::{
+use tenant_plane::proto;
+use tenant_plane_client::{
     Quotas, ResolverSettings, TENANT_HEADER, TenantDb, TenantDbSettings, TenantResolver,
-};
-use tenant_plane::proto::{
-    self,
-    examples::messages::v1::{self as api, messages_service_client::MessagesServiceClient},
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, transport::Channel};
 
 use crate::support::{Db, TestServer, create};
-use service::{MESSAGES_PER_DAY, Messages};
+use service::{
+    MESSAGES_PER_DAY, Messages,
+    api::{self, messages_service_client::MessagesServiceClient},
+};
 
 /// How long the example's resolver trusts an answer: short, so a suspension shows quickly.
 const TTL: Duration = Duration::from_millis(200);

@@ -5,11 +5,11 @@
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use tenant_plane::app::App;
-use tenant_plane::client::{
-    ResolverSettings, TenantContext, TenantDb, TenantDbSettings, TenantKey, TenantResolver,
-};
 use tenant_plane::config::{Config, IsolationSetting};
 use tenant_plane::dataplane::TenantMigrations;
+use tenant_plane_client::{
+    ResolverSettings, TenantContext, TenantDb, TenantDbSettings, TenantKey, TenantResolver,
+};
 
 use crate::support::pgbouncer::PgBouncer;
 use crate::support::{Db, TestServer, create, postgres};

@@ -2,7 +2,7 @@
 //! operator would, and clients that carry them.
 
 use tenant_plane::auth::hash_token;
-use tenant_plane::client::{BearerToken, ControlPlane};
+use tenant_plane_client::{BearerToken, ControlPlane};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 

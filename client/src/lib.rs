@@ -1,8 +1,15 @@
-//! # The tenant context for services that call in
+//! # tenant-plane-client
 //!
 //! What an application service (a "data plane" microservice) needs to serve many tenants from
-//! one process: find the tenant a request belongs to, ask the control plane where its data
-//! lives, and run every query of that request inside the tenant's data and nowhere else.
+//! one process: find the tenant a request belongs to, ask the tenant-plane control plane where
+//! its data lives, and run every query of that request inside the tenant's data and nowhere
+//! else.
+//!
+//! The crate is the control plane's API seen from the calling side and nothing more: it speaks
+//! to the control plane only through the gRPC API (`proto/tenant/v1`, whose client stubs it
+//! generates itself, in [`proto`]), and depends on none of the server's code, so a service pulls
+//! in tonic's client, tower, http and sea-orm, not the control plane's exporters, HTTP server or
+//! catalog migrations.
 //!
 //! ## Layout
 //! * [`resolver`] — [`TenantResolver`]: the generated `TenantServiceClient` behind a typed call,
@@ -16,11 +23,14 @@
 //!   [`begin(&TenantContext)`](TenantDb::begin), a transaction inside the tenant's schema, shared
 //!   rows or database.
 //! * [`quota`] — consume a tenant's quota, a denial answered as `RESOURCE_EXHAUSTED`.
+//! * [`credentials`] — [`ControlPlane`]: the channel to the control plane and the bearer token
+//!   it is called with.
+//! * [`names`] — tenant ids, slugs, states and isolations as the API defines them.
 //!
 //! ## Usage
 //!
 //! ```no_run
-//! use tenant_plane::client::{ControlPlane, ResolverSettings, TenantContext, TenantDb,
+//! use tenant_plane_client::{ControlPlane, ResolverSettings, TenantContext, TenantDb,
 //!     TenantDbSettings, TenantLayer, TenantResolver};
 //! use sea_orm::{ConnectOptions, ConnectionTrait};
 //!
@@ -53,6 +63,7 @@
 pub mod context;
 pub mod credentials;
 pub mod layer;
+pub mod names;
 pub mod quota;
 pub mod resolver;
 pub mod scoped;
@@ -60,13 +71,21 @@ pub mod scoped;
 pub use context::TenantContext;
 pub use credentials::{BearerToken, ControlPlane};
 pub use layer::{TENANT_HEADER, TenantKey, TenantLayer, TenantService};
+pub use names::{Isolation, Slug, TenantId, TenantState};
 pub use quota::Quotas;
 pub use resolver::{ResolverSettings, TenantResolver};
-pub use scoped::{TenantDb, TenantDbSettings, TenantTxn};
+pub use scoped::{ROW_FILTER_SETTING, TenantDb, TenantDbSettings, TenantTxn};
 
+/// Client stubs generated from the control plane's API, `proto/tenant/v1`: the messages
+/// [`Quotas`] and [`TenantResolver`] exchange, and a client for every service, to be built on
+/// [`ControlPlane::service`] (`AuditServiceClient::new(control_plane.service())`).
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("tenant.v1");
+}
+
+use sea_orm::{DbErr, RuntimeErr};
 use tonic::{Code, Status};
-
-use crate::domain::TenantState;
 
 /// Everything the client side can fail with; [`Status`] is its one mapping to gRPC codes.
 #[derive(Debug, thiserror::Error)]
@@ -117,16 +136,31 @@ impl From<Error> for Status {
                 tracing::error!(error = %message, "tenant context");
                 Status::internal("the tenant's storage cannot be reached")
             }
-            Error::Database(err) => match crate::store::db_error(err) {
-                crate::domain::Error::Unavailable(detail) => {
-                    tracing::warn!(error = %detail, "tenant database unavailable");
-                    Status::unavailable("the tenant's database is unavailable")
-                }
-                other => {
-                    tracing::error!(error = %other, "tenant database");
-                    Status::internal("the tenant's database failed")
-                }
-            },
+            Error::Database(err) if lost_connection(&err) => {
+                tracing::warn!(error = %err, "tenant database unavailable");
+                Status::unavailable("the tenant's database is unavailable")
+            }
+            Error::Database(err) => {
+                tracing::error!(error = %err, "tenant database");
+                Status::internal("the tenant's database failed")
+            }
         }
+    }
+}
+
+/// Whether `err` means the database could not be reached (worth a retry: `UNAVAILABLE`) rather
+/// than that it refused or failed a statement (`INTERNAL`). The control plane classifies its own
+/// database errors the same way.
+fn lost_connection(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
+            e.as_ref(),
+            sea_orm::sqlx::Error::Io(_)
+                | sea_orm::sqlx::Error::PoolTimedOut
+                | sea_orm::sqlx::Error::PoolClosed
+                | sea_orm::sqlx::Error::WorkerCrashed
+        ),
+        _ => false,
     }
 }

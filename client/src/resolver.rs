@@ -21,12 +21,12 @@ use lru::LruCache;
 use tokio::time::Instant;
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
-use super::{BearerToken, ControlPlane, Error, TenantContext, TenantKey};
-use crate::domain::{Slug, TenantId};
+use crate::names::{Slug, TenantId};
 use crate::proto::{
     self, ResolveTenantRequest, resolve_tenant_request::Key,
     tenant_service_client::TenantServiceClient,
 };
+use crate::{BearerToken, ControlPlane, Error, TenantContext, TenantKey};
 
 /// Pause before watching tenant changes again after the stream broke.
 pub const RECONNECT_DELAY: Duration = Duration::from_secs(1);

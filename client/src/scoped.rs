@@ -10,6 +10,9 @@
 //! | SHARED | the same with the shared schema, and `tenant_plane.tenant_id` set to the tenant, which the row-level security policies read |
 //! | DATABASE | a transaction on the tenant's own PostgreSQL database or SQLite file, through a bounded LRU of small pools |
 //!
+//! The database quotes the schema name itself (`quote_ident`), and every name and value is a
+//! bound parameter, so this crate builds no SQL text out of names.
+//!
 //! Both settings are transaction-local (`set_config(..., true)`, i.e. `SET LOCAL`): when the
 //! transaction ends the connection goes back to the pool with no tenant on it, so the next
 //! borrower cannot inherit one. The same holds for the next client of a server session behind a
@@ -21,7 +24,7 @@
 //! ```compile_fail
 //! use sea_orm::ConnectionTrait;
 //!
-//! async fn dangerous(db: &tenant_plane::client::TenantDb) {
+//! async fn dangerous(db: &tenant_plane_client::TenantDb) {
 //!     // TenantDb is not a connection: there is nothing to run this on.
 //!     db.execute_unprepared("DELETE FROM users").await;
 //! }
@@ -43,9 +46,18 @@ use sea_orm::{
     DbErr, ExecResult, QueryResult, Statement, TransactionTrait,
 };
 
-use super::{Error, TenantContext};
-use crate::dataplane::TENANT_SETTING;
-use crate::domain::{Isolation, TenantId};
+use crate::names::{Isolation, TenantId};
+use crate::{Error, TenantContext};
+
+/// The session setting the row-level security policies of SHARED tenants' tables read: the
+/// control plane writes `current_setting('tenant_plane.tenant_id')` into every policy it makes,
+/// and [`TenantDb::begin`] sets it to the tenant's id. It is part of the control plane's
+/// contract, like the `x-tenant-id` header, rather than something to ask for per request:
+/// the policies already installed in every tenant's tables name it, so it cannot change without
+/// rewriting them, and a tenant's API answer (`DataLocation.row_filter_tenant_id`) carries only
+/// the value to set. The control plane's tests of SHARED tenants through [`TenantDb`] see their
+/// rows only through this setting, so they fail if the two ever differ.
+pub const ROW_FILTER_SETTING: &str = "tenant_plane.tenant_id";
 
 /// How tenant databases (DATABASE isolation) are reached.
 #[derive(Debug, Clone)]
@@ -128,8 +140,8 @@ impl TenantDb {
                 let txn = self.open(&self.shared).await?;
                 txn.execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
-                    "SELECT set_config('search_path', $1, true)",
-                    [quote(required(&tenant.schema, "schema")?).into()],
+                    "SELECT set_config('search_path', quote_ident($1), true)",
+                    [required(&tenant.schema, "schema")?.into()],
                 ))
                 .await?;
                 txn
@@ -138,10 +150,11 @@ impl TenantDb {
                 let txn = self.open(&self.shared).await?;
                 txn.execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
-                    "SELECT set_config('search_path', $1, true), set_config($2, $3, true)",
+                    "SELECT set_config('search_path', quote_ident($1), true), \
+                     set_config($2, $3, true)",
                     [
-                        quote(required(&tenant.schema, "schema")?).into(),
-                        TENANT_SETTING.into(),
+                        required(&tenant.schema, "schema")?.into(),
+                        ROW_FILTER_SETTING.into(),
                         tenant.id.to_string().into(),
                     ],
                 ))
@@ -303,10 +316,4 @@ impl std::fmt::Debug for TenantTxn {
 fn required<'a>(name: &'a Option<String>, what: &str) -> Result<&'a str, Error> {
     name.as_deref()
         .ok_or_else(|| Error::Malformed(format!("the tenant has no {what} name")))
-}
-
-/// Quotes an identifier as `src/dataplane/sql.rs` does. Names in a [`TenantContext`] are
-/// checked to hold only `[a-z0-9_.]`; doubling quotes keeps even a bad one from escaping.
-fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
 }

@@ -4,10 +4,10 @@
 
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
-use super::{BearerToken, ControlPlane, Error, TenantContext};
 use crate::proto::{
     ConsumeQuotaRequest, QuotaItem, QuotaState, quota_service_client::QuotaServiceClient,
 };
+use crate::{BearerToken, ControlPlane, Error, TenantContext};
 
 /// A quota client for tenant requests. Cheap to clone.
 #[derive(Clone)]

@@ -25,8 +25,8 @@ use http::{Request, Response, header::HOST};
 use tonic::Status;
 use tower::{Layer, Service};
 
-use super::{Error, TenantContext, TenantResolver};
-use crate::domain::{Slug, TenantId};
+use crate::names::{Slug, TenantId};
+use crate::{Error, TenantContext, TenantResolver};
 
 /// The header (gRPC metadata key) naming the tenant, by id or slug.
 pub const TENANT_HEADER: &str = "x-tenant-id";
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn the_header_may_carry_an_id() {
-        let id = TenantId::new();
+        let id = TenantId::from(uuid::Uuid::now_v7());
         let request = Request::builder()
             .header(TENANT_HEADER, id.to_string())
             .body(())

@@ -4,8 +4,8 @@
 
 use std::future::Future;
 
-use super::Error;
-use crate::domain::{Isolation, Slug, TenantId, TenantState};
+use crate::Error;
+use crate::names::{Isolation, MAX_NAME_BYTES, Slug, TenantId, TenantState};
 use crate::proto;
 
 tokio::task_local! {
@@ -14,13 +14,14 @@ tokio::task_local! {
 
 /// The longest storage name the control plane derives (PostgreSQL's identifier limit), plus
 /// the `.sqlite3` suffix of an SQLite file.
-const MAX_STORAGE_NAME: usize = 63 + ".sqlite3".len();
+const MAX_STORAGE_NAME: usize = MAX_NAME_BYTES + ".sqlite3".len();
 
 /// Who the tenant is and where its data lives.
 ///
 /// Storage names are checked on the way in to be what the control plane derives (lowercase
-/// letters, digits, `_`, and `.` in SQLite file names), so they are safe as quoted identifiers
-/// and as file names whatever the catalog holds.
+/// letters, digits, `_`, and `.` in SQLite file names), so they are safe as file names, and a
+/// name the control plane never made is refused before it reaches a database, whatever the
+/// catalog holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantContext {
     pub id: TenantId,
@@ -39,7 +40,7 @@ pub struct TenantContext {
 }
 
 impl TenantContext {
-    /// The tenant of the running request, if a [`TenantLayer`](super::TenantLayer) or
+    /// The tenant of the running request, if a [`TenantLayer`](crate::TenantLayer) or
     /// [`scope`](Self::scope) put one there.
     pub fn current() -> Option<TenantContext> {
         CURRENT.try_with(Clone::clone).ok()
@@ -144,7 +145,7 @@ mod tests {
     fn answer(schema: &str) -> proto::ResolveTenantResponse {
         proto::ResolveTenantResponse {
             tenant: Some(proto::Tenant {
-                id: TenantId::new().to_string(),
+                id: uuid::Uuid::now_v7().to_string(),
                 slug: "acme".into(),
                 state: proto::tenant::State::Active as i32,
                 isolation: proto::Isolation::Schema as i32,
