@@ -85,7 +85,6 @@ pub fn require_tenant(extensions: &http::Extensions, target: &TenantRef) -> Resu
     }
 }
 
-
 /// The credential of an `authorization` header value `Bearer <credential>`: the scheme
 /// (any case) and one space, then the credential with surrounding whitespace trimmed; `None`
 /// for another scheme or an empty credential. Whitespace before the scheme is not skipped.

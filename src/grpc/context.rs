@@ -91,7 +91,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let id = request
+        // Made once, shared by the extension, the span and the answer's header.
+        let id: Arc<str> = match request
             .headers()
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -99,13 +100,16 @@ where
                 !v.is_empty()
                     && v.len() <= MAX_REQUEST_ID_LEN
                     && v.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+            }) {
+            Some(given) => Arc::from(given),
+            None => {
+                let mut text = uuid::Uuid::encode_buffer();
+                Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text))
+            }
+        };
         let known = methods::known(request.uri().path());
         request.extensions_mut().insert(Lookup(known));
-        request
-            .extensions_mut()
-            .insert(RequestId(Arc::from(id.as_str())));
+        request.extensions_mut().insert(RequestId(Arc::clone(&id)));
         // A served method's path is in the table: only an unknown one is copied.
         let (method, (service_name, method_name)): (Cow<'static, str>, _) = match known {
             Some(m) => (Cow::Borrowed(m.path()), (m.service(), m.method())),

@@ -13,7 +13,10 @@ const UPSERT_PLAN: &str = "tenant.v1.PlanService/UpsertPlan";
 
 /// A migrated SQLite catalog in `dir`.
 async fn catalog(dir: &std::path::Path) -> Catalog {
-    let url = format!("sqlite://{}?mode=rwc", dir.join("catalog.sqlite3").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("catalog.sqlite3").display()
+    );
     let catalog = Catalog::connect(
         &url,
         &PoolSettings {
@@ -62,7 +65,10 @@ async fn a_use_case_run_in_a_spawned_task_commits_its_audit_row_with_its_change(
         let (plans, ctx) = (plans.clone(), ctx.clone());
         async move { plans.upsert(&ctx, new_plan("gold")).await }
     });
-    let plan = task.await.expect("the task ran").expect("the plan is created");
+    let plan = task
+        .await
+        .expect("the task ran")
+        .expect("the plan is created");
 
     // Assert: the row went with the change (the layer has nothing left to write), with the
     // call's id, action, actor and request id.
