@@ -5,7 +5,7 @@ use tokio_stream::StreamExt;
 
 use crate::app::App;
 use crate::config::{MigrateAction, MigrateArgs};
-use crate::domain::{Error, RolloutState};
+use crate::domain::{CallContext, Error, RolloutState};
 use crate::service::{Direction, SelectorInput, StartRolloutInput, TenantRef};
 
 /// Runs the command; the result is what the process should exit with.
@@ -62,6 +62,12 @@ pub async fn migrate(args: MigrateArgs) -> Result<bool, String> {
     .await
 }
 
+/// The context the command's changes are made under: the command runs beside the server, not
+/// through its API, so, as for the server's background jobs, no audit row is written.
+fn operator() -> CallContext {
+    CallContext::system()
+}
+
 async fn migrate_one(
     services: &crate::grpc::Services,
     target: &TenantRef,
@@ -73,7 +79,13 @@ async fn migrate_one(
         {
             let done = services
                 .migrations
-                .migrate(target, to.as_deref().unwrap_or(""), direction, None)
+                .migrate(
+                    &operator(),
+                    target,
+                    to.as_deref().unwrap_or(""),
+                    direction,
+                    None,
+                )
                 .await
                 .map_err(describe)?;
             for version in &done.ran {
@@ -103,15 +115,18 @@ async fn roll_out(
 ) -> Result<bool, String> {
     let rollout = services
         .rollouts
-        .start(StartRolloutInput {
-            target_version: to,
-            selector: SelectorInput::All(true),
-            max_concurrency: concurrency.map_or(0, |c| c.min(i32::MAX as u32) as i32),
-            canary_count: 0,
-            error_policy: None,
-            max_failure_ratio: 0.0,
-            request: None,
-        })
+        .start(
+            &operator(),
+            StartRolloutInput {
+                target_version: to,
+                selector: SelectorInput::All(true),
+                max_concurrency: concurrency.map_or(0, |c| c.min(i32::MAX as u32) as i32),
+                canary_count: 0,
+                error_policy: None,
+                max_failure_ratio: 0.0,
+                request: None,
+            },
+        )
         .await
         .map_err(describe)?;
     println!(

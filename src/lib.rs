@@ -8,13 +8,19 @@
 //! * [`telemetry`] — logging (human or JSON), and OpenTelemetry traces and metrics over OTLP.
 //! * [`metrics`] — Prometheus metrics on their own HTTP port: RPCs, pools, quotas, rollouts,
 //!   tenants.
-//! * [`domain`] — parsed identifiers, the tenant state machine and the error type; no I/O.
+//! * [`domain`] — parsed identifiers, the tenant state machine, the error type and the call
+//!   context every change is made under ([`domain::CallContext`]); no I/O.
+//! * [`auth`] — who the caller is: bearer tokens, TLS client certificates, the first start's
+//!   admin token. The layer that applies them is in [`grpc`], which imports `auth`, never the
+//!   reverse.
 //! * [`store`] — the catalog: sea-orm entities and queries.
 //! * [`dataplane`] — each tenant's storage: created, migrated and dropped per its isolation.
 //!   With `store`, the only modules that talk to a database.
 //! * [`service`] — the use cases, in domain terms.
-//! * [`grpc`] — one file per gRPC service, decode → one use case → encode; `grpc::status` is the
-//!   single table from domain errors to gRPC status codes.
+//! * [`grpc`] — one file per gRPC service, decode → one use case → encode; the request layers
+//!   (context, authentication, audit) and the one per-RPC policy table they read
+//!   (`grpc::policy`); `grpc::status` is the single table from domain errors to gRPC status
+//!   codes.
 //! * [`cli`] — `tenant-plane migrate`, the operators' command line for tenant migrations.
 //! * [`app`] — wires the pieces together and runs the server until it is told to stop.
 //!

@@ -14,11 +14,11 @@ use tokio::{
     sync::{Notify, watch},
 };
 
-use crate::auth::{self, AuthLayer, Bootstrapped, tls::CertificateRoles};
+use crate::auth::{self, Bootstrapped, tls::CertificateRoles};
 use crate::config::{Config, IsolationSetting};
 use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{CatalogSchema, Isolation, PlanName, StoragePrefix};
-use crate::grpc::{self, Security, Services};
+use crate::grpc::{self, AuthLayer, Security, Services};
 use crate::service::{
     AuditLog, Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker,
     Rollouts, TenantSettings, Tenants, run_purge_job,

@@ -1,63 +1,32 @@
-//! Who may call what.
+//! Who the caller is: bearer tokens, client certificates under mutual TLS, the admin token
+//! made at first start, and the settings for them.
 //!
 //! Every RPC but health and reflection needs credentials: a bearer token with a role (admin or
 //! service), a tenant API key (its own tenant only), or a client certificate under mutual TLS.
-//! [`AuthLayer`] authenticates each call and applies the method table in [`rules`]; the few
-//! RPCs a tenant key may make check, before anything is looked up, that the tenant they name is
-//! the key's own ([`require_tenant`]).
+//! The authentication layer (`grpc::auth_layer`) authenticates each call into a [`Caller`] and
+//! applies the method's access rule from the policy table (`grpc::policy`); the few RPCs a
+//! tenant key may make check, before anything is looked up, that the tenant they name is the
+//! key's own ([`require_tenant`]). This module knows nothing of gRPC's layers: `grpc` uses it,
+//! never the other way round.
 
 mod bootstrap;
-mod layer;
-pub mod rules;
 mod settings;
 pub mod tls;
 mod tokens;
 
-use std::fmt;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 pub use bootstrap::{ADMIN_TOKEN_FILE, Bootstrapped, load_tokens, save_admin_token};
-pub use layer::AuthLayer;
 pub use settings::{AuthSettings, TokenArgs};
 pub use tokens::{TOKEN_PREFIX, TokenSet, hash_token, new_token};
 
+/// A caller's role, and who holds one: defined with the call's context in `domain`, where the
+/// audit log's actor is.
+pub use crate::domain::{Actor, CallerRole as Role, Principal};
 use crate::domain::{Error, Slug, TenantId};
 use crate::service::TenantRef;
-
-/// A caller's role. As a command-line value it is `admin` or `service`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Resolution, quotas, reading tenants, plans, members and migration status, Envoy checks.
-    Service,
-}
-
-impl Role {
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "admin" => Some(Self::Admin),
-            "service" => Some(Self::Service),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Service => "service",
-        }
-    }
-}
-
-/// A named holder of a role: a bearer token's owner, or a client certificate's subject.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub role: Role,
-    pub name: String,
-}
 
 /// The authenticated caller of an RPC, in the request's extensions.
 #[derive(Debug, Clone)]
@@ -74,34 +43,6 @@ pub enum Caller {
         tenant: TenantId,
         slug: Slug,
     },
-}
-
-/// Who makes an RPC, as the audit log names it. Cheap to make (an `Arc` clone at most); the
-/// text ([`fmt::Display`]) is written only when an audit row is.
-#[derive(Debug, Clone)]
-pub enum Actor {
-    /// `anonymous`: authentication is off, or the call brought no credentials.
-    Anonymous,
-    /// `unauthenticated`: the call brought credentials that were refused.
-    Unauthenticated,
-    /// `<role>:<name>`: a bearer token's owner.
-    Token(Arc<Principal>),
-    /// `cert:<subject>`: a client certificate.
-    Certificate(Arc<Principal>),
-    /// `api-key:<key id>`: a tenant API key.
-    ApiKey(Uuid),
-}
-
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Anonymous => f.write_str("anonymous"),
-            Self::Unauthenticated => f.write_str("unauthenticated"),
-            Self::Token(p) => write!(f, "{}:{}", p.role.as_str(), p.name),
-            Self::Certificate(p) => write!(f, "cert:{}", p.name),
-            Self::ApiKey(key) => write!(f, "api-key:{key}"),
-        }
-    }
 }
 
 impl Caller {
@@ -135,17 +76,13 @@ impl Caller {
 }
 
 /// Refuses with PERMISSION_DENIED, before any lookup, a tenant key naming another tenant.
-/// Calls that did not pass through [`AuthLayer`] (none in the server) are not restricted.
+/// Calls that did not pass through the authentication layer (none in the server) are not
+/// restricted.
 pub fn require_tenant(extensions: &http::Extensions, target: &TenantRef) -> Result<(), Error> {
     match extensions.get::<Caller>() {
-        Some(caller) if !caller.reaches(target) => Err(other_tenant()),
+        Some(caller) if !caller.reaches(target) => Err(Error::other_tenant()),
         _ => Ok(()),
     }
-}
-
-/// What a tenant key asking about another tenant is told, whether that tenant exists or not.
-pub fn other_tenant() -> Error {
-    Error::PermissionDenied("an API key reaches only its own tenant".into())
 }
 
 /// The credential of an `authorization` header value `Bearer <credential>`: the scheme
@@ -172,7 +109,6 @@ mod tests {
         let key = Uuid::nil();
         let cases = [
             (Caller::Anonymous.actor(), "anonymous"),
-            (Actor::Unauthenticated, "unauthenticated"),
             (
                 Caller::Token(principal(Role::Admin, "ops")).actor(),
                 "admin:ops",

@@ -75,3 +75,22 @@ pub struct TokenArgs {
     #[arg(long)]
     pub name: String,
 }
+
+/// `admin` or `service` on the command line. Written out rather than derived: the role is a
+/// domain type, and the domain does not depend on the command line's crate.
+impl clap::ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Role::Admin, Role::Service]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            Role::Admin => "Everything",
+            Role::Service => {
+                "Resolution, quotas, reading tenants, plans, members and migration status, Envoy \
+                 checks"
+            }
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
+    }
+}

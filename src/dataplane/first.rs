@@ -21,7 +21,7 @@ use chrono::Utc;
 use super::plan::SEPARATOR;
 use super::sql::{lock_sql, mark_sql, quote};
 use super::{DataPlane, Storage, TargetRun, TenantMigrations, roles};
-use crate::domain::Error;
+use crate::domain::{CallContext, Error};
 use crate::store::{Change, provisioning::provision_in_one_statement, settle_login_sql};
 
 impl DataPlane {
@@ -30,6 +30,7 @@ impl DataPlane {
     /// or the database refused the statement.
     pub(super) async fn provision_first(
         &self,
+        ctx: &CallContext,
         storage: &Storage,
         name: &str,
     ) -> Result<Option<TargetRun>, Error> {
@@ -58,6 +59,7 @@ impl DataPlane {
         .collect();
         let Some(recorded) = provision_in_one_statement(
             self.catalog.conn(),
+            ctx,
             storage.tenant,
             self.migrations.latest(),
             batch.join(SEPARATOR),

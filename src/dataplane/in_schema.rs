@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::sql::{check_mark, exec, lock_key, lock_sql, mark_sql, missing_table, quote, required};
 use super::{DataPlane, Report, Run, Storage, Target, TenantMigrations, Versions, roles, shared};
-use crate::domain::{Error, Isolation};
+use crate::domain::{CallContext, Error, Isolation};
 use crate::store::{
     Applied, Change, Outcome, db_error,
     provisioning::{RowChange, record_migration, record_shared_version},
@@ -47,15 +47,16 @@ impl DataPlane {
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant))]
     pub async fn run_target(
         &self,
+        ctx: &CallContext,
         storage: &Storage,
         target: Target,
         claim: &RolloutClaim<'_>,
     ) -> Result<TargetRun, Error> {
         let run = Run::Migrate(target);
         if self.records_with_migration(storage) {
-            Box::pin(self.run_in_schema(storage, &run, Some(claim))).await
+            Box::pin(self.run_in_schema(ctx, storage, &run, Some(claim))).await
         } else {
-            self.run(storage, &run).await.map(TargetRun::Ran)
+            self.run(ctx, storage, &run).await.map(TargetRun::Ran)
         }
     }
 
@@ -64,6 +65,7 @@ impl DataPlane {
     /// outcome go in one statement before the commit.
     pub(super) async fn run_in_schema(
         &self,
+        ctx: &CallContext,
         storage: &Storage,
         run: &Run,
         claim: Option<&RolloutClaim<'_>>,
@@ -74,7 +76,7 @@ impl DataPlane {
         if *run == (Run::Provision { recreate: false })
             && storage.isolation == Isolation::Schema
             && !storage.provisioned
-            && let Some(done) = self.provision_first(storage, name).await?
+            && let Some(done) = self.provision_first(ctx, storage, name).await?
         {
             return Ok(done);
         }
@@ -175,8 +177,15 @@ impl DataPlane {
         }
         let provisioned = matches!(run, Run::Provision { .. });
         let rebuilt = matches!(run, Run::Provision { recreate: true });
-        report.recorded =
-            record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt).await?;
+        report.recorded = record_migration(
+            &txn,
+            ctx,
+            storage.tenant,
+            report.version(),
+            provisioned,
+            rebuilt,
+        )
+        .await?;
         if is_shared {
             // One schema serves every shared tenant: they all are at its version now. That may
             // change this tenant's row again, so the row returned above is not kept.

@@ -35,7 +35,7 @@ use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 
-use crate::domain::{DbRoleName, Error, Isolation, TenantId};
+use crate::domain::{CallContext, DbRoleName, Error, Isolation, TenantId};
 use crate::store::{Backend, Catalog, db_error, provisioning::RowChange};
 use handles::{Address, TenantHandles};
 pub use in_schema::{RolloutClaim, TargetRun};
@@ -135,11 +135,16 @@ impl DataPlane {
 
     /// Runs `run` in the tenant's storage and returns its version table afterwards.
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, run = ?run))]
-    pub async fn run(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+    pub async fn run(
+        &self,
+        ctx: &CallContext,
+        storage: &Storage,
+        run: &Run,
+    ) -> Result<Report, Error> {
         // Boxed: the migration futures are deep, and callers nest this one further.
         match (storage.isolation, self.catalog.backend()) {
             (Isolation::Schema | Isolation::Shared, Backend::Postgres) => {
-                match Box::pin(self.run_in_schema(storage, run, None)).await? {
+                match Box::pin(self.run_in_schema(ctx, storage, run, None)).await? {
                     TargetRun::Ran(report) => Ok(report),
                     TargetRun::Recorded(_) | TargetRun::Lost => Err(Error::Internal(
                         "a run without a rollout claim recorded or lost one".into(),
@@ -147,10 +152,10 @@ impl DataPlane {
                 }
             }
             (Isolation::Database, Backend::Postgres) => {
-                Box::pin(self.run_in_pg_database(storage, run)).await
+                Box::pin(self.run_in_pg_database(ctx, storage, run)).await
             }
             (Isolation::Database, Backend::Sqlite) => {
-                Box::pin(self.run_in_file(storage, run)).await
+                Box::pin(self.run_in_file(ctx, storage, run)).await
             }
             (Isolation::Schema | Isolation::Shared, Backend::Sqlite) => Err(Error::Internal(
                 "schema or shared isolation in an SQLite catalog".into(),

@@ -243,6 +243,7 @@ impl DataPlane {
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, role = %storage.role))]
     pub async fn set_password(
         &self,
+        ctx: &crate::domain::CallContext,
         storage: &Storage,
         verifier: &ScramVerifier,
     ) -> Result<(), Error> {
@@ -280,7 +281,7 @@ impl DataPlane {
         .await
         .map_err(failed)?;
         // The audit event of RotateTenantCredentials commits with the new password.
-        crate::store::audit::record(&txn, Some(storage.tenant))
+        crate::store::audit::record(&txn, ctx, Some(storage.tenant))
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)

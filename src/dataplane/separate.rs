@@ -10,12 +10,13 @@ use super::handles::Address;
 use super::roles;
 use super::sql::{check_mark, exec, io_error, lock, mark_sql, not_provisioned, quote, required};
 use super::{DataPlane, Report, Run, Storage};
-use crate::domain::Error;
+use crate::domain::{CallContext, Error};
 use crate::store::db_error;
 
 impl DataPlane {
     pub(super) async fn run_in_pg_database(
         &self,
+        ctx: &CallContext,
         storage: &Storage,
         run: &Run,
     ) -> Result<Report, Error> {
@@ -46,10 +47,16 @@ impl DataPlane {
             Ok::<_, Error>(report)
         }
         .await;
-        self.finish_separate(storage, run, created, result).await
+        self.finish_separate(ctx, storage, run, created, result)
+            .await
     }
 
-    pub(super) async fn run_in_file(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+    pub(super) async fn run_in_file(
+        &self,
+        ctx: &CallContext,
+        storage: &Storage,
+        run: &Run,
+    ) -> Result<Report, Error> {
         let path = self.file_path(required(&storage.database, "database")?);
         let exists = path.exists();
         let created = match run {
@@ -73,7 +80,8 @@ impl DataPlane {
             Ok::<_, Error>(report)
         }
         .await;
-        self.finish_separate(storage, run, created, result).await
+        self.finish_separate(ctx, storage, run, created, result)
+            .await
     }
 
     /// After a run in a database of its own: on failure, remove storage this run created; on
@@ -81,6 +89,7 @@ impl DataPlane {
     /// can lag the tenant but never lead it).
     async fn finish_separate(
         &self,
+        ctx: &CallContext,
         storage: &Storage,
         run: &Run,
         created: bool,
@@ -101,7 +110,7 @@ impl DataPlane {
             let rebuilt = matches!(run, Run::Provision { recreate: true });
             report.recorded = self
                 .catalog
-                .record_migration(storage.tenant, report.version(), provisioned, rebuilt)
+                .record_migration(ctx, storage.tenant, report.version(), provisioned, rebuilt)
                 .await?;
         }
         Ok(report)

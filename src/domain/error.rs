@@ -107,6 +107,12 @@ impl Error {
         }
     }
 
+    /// What a tenant key asking about another tenant is told, whether that tenant exists or
+    /// not.
+    pub fn other_tenant() -> Self {
+        Self::PermissionDenied("an API key reaches only its own tenant".into())
+    }
+
     /// The caller's etag is not the tenant's current one.
     pub fn stale_etag(slug: impl std::fmt::Display) -> Self {
         Self::Aborted {

@@ -2,6 +2,7 @@
 //! and the error type every use case returns. No I/O here, so all of it is unit-tested in place.
 
 mod api_key;
+mod call;
 mod catalog_schema;
 mod credentials;
 mod error;
@@ -13,6 +14,7 @@ mod rollout;
 mod tenant;
 
 pub use api_key::{ApiKey, NewSecret, SECRET_PREFIX, hash_secret};
+pub use call::{Actor, AuditRow, CallContext, CallerRole, Principal};
 pub use catalog_schema::CatalogSchema;
 pub use credentials::{DbPassword, DbRoleName, ScramVerifier};
 pub use error::{Error, FieldViolation, QuotaViolation};

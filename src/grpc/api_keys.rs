@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use super::context::call_context;
 use super::convert;
 use super::tenant::TenantApi;
 use crate::domain::{ApiKey, Error};
@@ -26,6 +27,7 @@ impl TenantApi {
         &self,
         request: Request<proto::CreateApiKeyRequest>,
     ) -> Reply<proto::CreateApiKeyResponse> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let parent = TenantRef::parse(&request.parent, "parent")?;
         let wanted = request.api_key.unwrap_or_default();
@@ -46,6 +48,7 @@ impl TenantApi {
         let (key, secret) = self
             .tenants
             .create_api_key(
+                &ctx,
                 &parent,
                 NewApiKeyInput {
                     display_name: wanted.display_name,
@@ -79,9 +82,10 @@ impl TenantApi {
         &self,
         request: Request<proto::RevokeApiKeyRequest>,
     ) -> Reply<proto::ApiKey> {
+        let ctx = call_context(&request);
         let key = self
             .tenants
-            .revoke_api_key(&request.into_inner().name)
+            .revoke_api_key(&ctx, &request.into_inner().name)
             .await?;
         Ok(Response::new(api_key(key)))
     }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
-use super::{audit_layer, convert};
+use super::{convert, policy};
 use crate::domain::FieldViolation;
 use crate::proto::{self, audit_service_server::AuditService};
 use crate::service::{AuditLog, ListAuditEventsInput};
@@ -57,7 +57,11 @@ impl AuditService for AuditApi {
     ) -> Result<Response<proto::ListAuditEventsResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Vec::new();
-        if !request.action.is_empty() && !audit_layer::is_audited(&request.action) {
+        if !request.action.is_empty()
+            && policy::of_action(&request.action)
+                .and_then(|p| p.audited_action())
+                .is_none()
+        {
             violations.push(FieldViolation::new(
                 "action",
                 "is not an audited RPC; name one as \"tenant.v1.TenantService/CreateTenant\"",

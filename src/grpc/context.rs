@@ -4,12 +4,15 @@
 //! The span continues the caller's W3C trace (`traceparent`) when spans are exported, and each
 //! finished call is counted in the RPC metrics ([`crate::metrics`]).
 //! The layer looks the path up in the method table ([`super::methods`]) and leaves the entry in
-//! the request's extensions, so the layers inside do not look it up again.
+//! the request's extensions, so the layers inside do not look it up again; it leaves the
+//! request id there too ([`RequestId`]). Nothing is carried in task-locals: a handler builds
+//! the [`CallContext`] its use case takes from the request ([`call_context`]).
 
 use std::{
     borrow::Cow,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -19,37 +22,42 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::methods::{self, Lookup};
-use crate::auth::Actor;
-
-tokio::task_local! {
-    static REQUEST_ID: String;
-    static ACTOR: Actor;
-}
+use crate::auth::Caller;
+use crate::domain::{Actor, CallContext};
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest caller-supplied request id kept; longer ones are replaced by a fresh id.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// The current RPC's request id, or a fresh one outside an RPC.
-pub fn request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| uuid::Uuid::now_v7().to_string())
+/// The request extension the context layer leaves: the call's request id.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+/// The request id the context layer left in `extensions`, or a fresh one for a request that
+/// did not pass through it (a layer used on its own).
+pub fn request_id(extensions: &http::Extensions) -> String {
+    extensions
+        .get::<RequestId>()
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.0.to_string())
 }
 
-/// Who makes the current RPC, as recorded in the audit log: `admin:<name>`, `service:<name>`,
-/// `api-key:<key id>`, `cert:<subject>`, or `anonymous` when authentication is off.
-/// Outside an RPC (background jobs) it is `system`.
-/// The text is made here, when asked for (an audit row is written), not when the call starts.
-pub fn actor() -> String {
-    ACTOR
-        .try_with(ToString::to_string)
-        .unwrap_or_else(|_| "system".to_owned())
+/// Who makes the call, as the audit log records it: `admin:<name>`, `service:<name>`,
+/// `api-key:<key id>`, `cert:<subject>`, or `anonymous` when authentication is off; from the
+/// caller the authentication layer left in `extensions`, `system` without one.
+pub fn actor(extensions: &http::Extensions) -> Actor {
+    extensions
+        .get::<Caller>()
+        .map_or(Actor::System, Caller::actor)
 }
 
-/// Runs `work` with `actor` as the current RPC's actor (set by the authentication layer).
-pub async fn with_actor<F: Future>(actor: Actor, work: F) -> F::Output {
-    ACTOR.scope(actor, work).await
+/// The context of the call of `request`, for its use case: the one the audit layer left (with
+/// the row an audited call owes), or, for a call that is not audited, its request id and actor.
+pub fn call_context<T>(request: &tonic::Request<T>) -> CallContext {
+    let extensions = request.extensions();
+    match extensions.get::<CallContext>() {
+        Some(ctx) => ctx.clone(),
+        None => CallContext::rpc(request_id(extensions), actor(extensions), None),
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -83,7 +91,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let id = request
+        // Made once, shared by the extension, the span and the answer's header.
+        let id: Arc<str> = match request
             .headers()
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -91,10 +100,16 @@ where
                 !v.is_empty()
                     && v.len() <= MAX_REQUEST_ID_LEN
                     && v.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+            }) {
+            Some(given) => Arc::from(given),
+            None => {
+                let mut text = uuid::Uuid::encode_buffer();
+                Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text))
+            }
+        };
         let known = methods::known(request.uri().path());
         request.extensions_mut().insert(Lookup(known));
+        request.extensions_mut().insert(RequestId(Arc::clone(&id)));
         // A served method's path is in the table: only an unknown one is copied.
         let (method, (service_name, method_name)): (Cow<'static, str>, _) = match known {
             Some(m) => (Cow::Borrowed(m.path()), (m.service(), m.method())),
@@ -117,10 +132,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
-        // Made now so that the id itself can move into the task-local without a copy.
         let id_header = HeaderValue::from_str(&id).ok();
         Box::pin(
-            REQUEST_ID.scope(id, async move {
+            async move {
                 let result = inner.call(request).await;
                 if let Ok(response) = &result {
                     let elapsed = started.elapsed();
@@ -137,12 +151,13 @@ where
                     crate::telemetry::finish_rpc(&finished, code);
                 }
                 result.map(|mut response| {
+                    super::status::quote_request_id(&mut response, &id);
                     if let Some(value) = id_header {
                         response.headers_mut().insert(REQUEST_ID_HEADER, value);
                     }
                     response
                 })
-            })
+            }
             .instrument(span),
         )
     }

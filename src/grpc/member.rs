@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use super::context::call_context;
 use super::{convert, request_key};
 use crate::domain::{Error, FieldViolation, Member, Role};
 use crate::proto::{self, member, membership_service_server::MembershipService};
@@ -73,6 +74,7 @@ fn wire(m: Member) -> proto::Member {
 #[tonic::async_trait]
 impl MembershipService for MemberApi {
     async fn add_member(&self, request: Request<proto::AddMemberRequest>) -> Reply<proto::Member> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let wanted = request.member.clone().unwrap_or_default();
         let mut violations = Vec::new();
@@ -103,7 +105,7 @@ impl MembershipService for MemberApi {
             request: request_key,
             violations,
         };
-        Ok(Response::new(wire(self.members.add(input).await?)))
+        Ok(Response::new(wire(self.members.add(&ctx, input).await?)))
     }
 
     async fn get_member(&self, request: Request<proto::GetMemberRequest>) -> Reply<proto::Member> {
@@ -141,6 +143,7 @@ impl MembershipService for MemberApi {
         &self,
         request: Request<proto::UpdateMemberRequest>,
     ) -> Reply<proto::Member> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let Some(wanted) = request.member else {
             return Err(Error::invalid("member", "is required").into());
@@ -172,14 +175,18 @@ impl MembershipService for MemberApi {
         let Some(role) = role else {
             return Err(Error::Internal("validated role is missing".into()).into());
         };
-        let member = self.members.set_role(&wanted.name, role, etag).await?;
+        let member = self
+            .members
+            .set_role(&ctx, &wanted.name, role, etag)
+            .await?;
         Ok(Response::new(wire(member)))
     }
 
     async fn remove_member(&self, request: Request<proto::RemoveMemberRequest>) -> Reply<()> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let etag = parse_etag(&request.etag, "etag")?;
-        self.members.remove(&request.name, etag).await?;
+        self.members.remove(&ctx, &request.name, etag).await?;
         Ok(Response::new(()))
     }
 

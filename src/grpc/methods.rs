@@ -3,9 +3,10 @@
 //! descriptors.
 //!
 //! Each entry carries what the layers need to know about a method: its service and method
-//! names for metrics and span names (so a caller inventing paths cannot add label values), who
-//! may call it (from [`rules`]) and how the audit log treats it (from [`audit_layer`]). Those
-//! lists stay the source of those facts; the table copies them once, when first used.
+//! names for metrics and span names (so a caller inventing paths cannot add label values), and
+//! its row of the policy table ([`policy`]): who may call it and how the audit log treats it.
+//! The policy table stays the source of those facts; this table joins them to the served
+//! methods once, when first used.
 //!
 //! The context layer, outermost, looks the path up once per RPC and leaves the answer in the
 //! request's extensions ([`Lookup`]); the layers inside read it with [`of`].
@@ -15,8 +16,7 @@ use std::sync::LazyLock;
 
 use prost::Message;
 
-use super::audit_layer::{self, Class};
-use crate::auth::rules::{self, Access};
+use super::policy::{self, Access, Policy};
 
 /// The service and method of a path nobody serves.
 pub const UNKNOWN: (&str, &str) = ("unknown", "unknown");
@@ -39,21 +39,20 @@ pub struct Method {
     service: String,
     /// `Method`.
     method: String,
-    access: Access,
-    class: Option<Class>,
+    /// `None` only for a method the policy table leaves out, which a test forbids: such a
+    /// method is admin-only and not recorded.
+    policy: Option<&'static Policy>,
 }
 
 impl Method {
     fn new(service: String, method: String) -> Self {
         let path = format!("/{service}/{method}");
-        let access = rules::access(&path);
-        let class = audit_layer::class(path.trim_start_matches('/'));
+        let policy = policy::of_action(path.trim_start_matches('/'));
         Self {
             path,
             service,
             method,
-            access,
-            class,
+            policy,
         }
     }
 
@@ -79,12 +78,12 @@ impl Method {
 
     /// Who may call the method.
     pub fn access(&self) -> Access {
-        self.access
+        self.policy.map_or(Access::Admin, |p| p.access)
     }
 
-    /// The audit list the method is in; `None` for one in none of them (health, reflection).
-    pub fn class(&self) -> Option<Class> {
-        self.class
+    /// The action the method's calls are recorded under; `None` if they are not recorded.
+    pub fn audited_action(&self) -> Option<&'static str> {
+        self.policy.and_then(Policy::audited_action)
     }
 }
 
@@ -128,6 +127,21 @@ static METHODS: LazyLock<HashMap<String, Method>> = LazyLock::new(|| {
 /// The entry of `path`, if the server serves it.
 pub fn known(path: &str) -> Option<&'static Method> {
     METHODS.get(path)
+}
+
+/// Who may call `path`, whose entry in the method table is `method` (`None`: a path nobody
+/// serves, whose rule comes from its text).
+pub fn access(method: Option<&'static Method>, path: &str) -> Access {
+    method.map_or_else(|| policy::unserved(path).0, Method::access)
+}
+
+/// The action a call of `path` (whose entry is `method`) is recorded under, if it is recorded:
+/// from the entry, or, for a path nobody serves, from its text with leading slashes trimmed.
+pub fn audited_action(method: Option<&'static Method>, path: &str) -> Option<&'static str> {
+    match method {
+        Some(method) => method.audited_action(),
+        None => policy::unserved(path).1,
+    }
 }
 
 /// Every served method, in no particular order.
@@ -181,10 +195,11 @@ mod tests {
     }
 
     #[test]
-    fn entries_carry_the_access_rule_and_audit_class() {
+    fn entries_carry_their_row_of_the_policy_table() {
         for method in all() {
-            assert_eq!(method.access(), rules::access(method.path()), "{method:?}");
-            assert_eq!(method.class(), audit_layer::class(method.action()));
+            let row = policy::of_action(method.action()).expect("a row");
+            assert_eq!(method.access(), row.access, "{method:?}");
+            assert_eq!(method.audited_action(), row.audited_action());
             assert_eq!(
                 method.path(),
                 format!("/{}/{}", method.service(), method.method())
@@ -193,10 +208,31 @@ mod tests {
         let create = super::known("/tenant.v1.TenantService/CreateTenant").expect("served");
         assert_eq!(create.action(), "tenant.v1.TenantService/CreateTenant");
         assert_eq!(create.access(), Access::Admin);
-        assert_eq!(create.class(), Some(Class::Mutating));
+        assert_eq!(create.audited_action(), Some(create.action()));
         let health = super::known("/grpc.health.v1.Health/Check").expect("served");
         assert_eq!(health.access(), Access::Public);
-        assert_eq!(health.class(), None);
+        assert_eq!(health.audited_action(), None);
+    }
+
+    #[test]
+    fn unserved_paths_are_recorded_as_before() {
+        let create = "/tenant.v1.TenantService/CreateTenant";
+        let action = "tenant.v1.TenantService/CreateTenant";
+        assert_eq!(audited_action(super::known(create), create), Some(action));
+        assert_eq!(audited_action(None, create), Some(action));
+        assert_eq!(
+            audited_action(None, "//tenant.v1.TenantService/CreateTenant"),
+            Some(action)
+        );
+        let get = "/tenant.v1.TenantService/GetTenant";
+        assert_eq!(audited_action(super::known(get), get), None);
+        assert_eq!(audited_action(None, "/tenant.v1.TenantService/Nope"), None);
+        assert_eq!(access(None, "/grpc.health.v1.Health/Nope"), Access::Public);
+        assert_eq!(
+            access(None, "/tenant.v1.NewService/Anything"),
+            Access::Admin
+        );
+        assert_eq!(access(super::known(get), get), Access::OwnTenant);
     }
 
     #[test]

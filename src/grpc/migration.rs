@@ -4,6 +4,8 @@ use std::pin::Pin;
 
 use tonic::{Request, Response, Status};
 
+use super::context::call_context;
+
 use tokio_stream::StreamExt;
 use uuid::Uuid;
 
@@ -86,6 +88,7 @@ impl MigrationService for MigrationApi {
         &self,
         request: Request<proto::MigrateTenantRequest>,
     ) -> Reply<proto::MigrateTenantResponse> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let target = TenantRef::parse(&request.tenant, "tenant")?;
         let key = super::request_key(&request.request_id, &request)
@@ -105,7 +108,13 @@ impl MigrationService for MigrationApi {
         };
         let migrated = self
             .migrations
-            .migrate(&target, &request.target_version, direction, key.as_ref())
+            .migrate(
+                &ctx,
+                &target,
+                &request.target_version,
+                direction,
+                key.as_ref(),
+            )
             .await?;
         Ok(Response::new(proto::MigrateTenantResponse {
             status: Some(status(migrated.status)),
@@ -118,6 +127,7 @@ impl MigrationService for MigrationApi {
         &self,
         request: Request<proto::StartRolloutRequest>,
     ) -> Reply<proto::Rollout> {
+        let ctx = call_context(&request);
         use proto::tenant_selector::Selector as Wire;
         let request = request.into_inner();
         let key = super::request_key(&request.request_id, &request)
@@ -138,15 +148,18 @@ impl MigrationService for MigrationApi {
         };
         let rollout = self
             .rollouts
-            .start(StartRolloutInput {
-                target_version: request.target_version,
-                selector,
-                max_concurrency: request.max_concurrency,
-                canary_count: request.canary_count,
-                error_policy,
-                max_failure_ratio: request.max_failure_ratio,
-                request: key,
-            })
+            .start(
+                &ctx,
+                StartRolloutInput {
+                    target_version: request.target_version,
+                    selector,
+                    max_concurrency: request.max_concurrency,
+                    canary_count: request.canary_count,
+                    error_policy,
+                    max_failure_ratio: request.max_failure_ratio,
+                    request: key,
+                },
+            )
             .await?;
         Ok(Response::new(rollout_to_wire(rollout)))
     }
@@ -194,9 +207,10 @@ impl MigrationService for MigrationApi {
         &self,
         request: Request<proto::CancelRolloutRequest>,
     ) -> Reply<proto::Rollout> {
+        let ctx = call_context(&request);
         let id = rollout_id(&request.get_ref().name)?;
         Ok(Response::new(rollout_to_wire(
-            self.rollouts.cancel(id).await?,
+            self.rollouts.cancel(&ctx, id).await?,
         )))
     }
 

@@ -1,10 +1,16 @@
-//! The gRPC surface: one file per service, plus the per-RPC context layer, the audit layer
-//! ([`audit_layer`]: which RPCs the audit log records), the table of served methods
-//! ([`methods`]), the error table ([`status`]), health and reflection.
+//! The gRPC surface: one file per service, plus the request layers — context ([`context`]:
+//! request id, span, metrics), authentication ([`auth_layer`]) and audit ([`audit_layer`]) —
+//! the one per-RPC policy table they read ([`policy`]: who may call each RPC and whether it is
+//! recorded), the table of served methods ([`methods`]), the error table ([`status`]), health
+//! and reflection.
+//!
+//! A handler takes the call's [`crate::domain::CallContext`] from its request
+//! ([`context::call_context`]) and passes it to every use case that changes something.
 
 mod api_keys;
 mod audit;
 pub mod audit_layer;
+pub mod auth_layer;
 pub mod context;
 mod convert;
 mod envoy;
@@ -12,11 +18,13 @@ mod member;
 pub mod methods;
 mod migration;
 mod plan;
+pub mod policy;
 mod provisioning;
 mod quota;
 pub mod status;
 mod tenant;
 
+pub use auth_layer::AuthLayer;
 pub(crate) use envoy::API_KEY_HEADER;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -61,7 +69,7 @@ pub struct Services {
 /// How callers are authenticated: the layer, and TLS when configured.
 #[derive(Clone)]
 pub struct Security {
-    pub auth: crate::auth::AuthLayer,
+    pub auth: AuthLayer,
     pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 

@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use super::context::call_context;
 use super::{convert, request_key};
 use crate::domain::{Error, FieldViolation, Metering, Plan, PlanLimit, QuotaKind};
 use crate::proto::{self, plan_service_server::PlanService};
@@ -48,6 +49,7 @@ impl PlanService for PlanApi {
     }
 
     async fn upsert_plan(&self, request: Request<proto::UpsertPlanRequest>) -> Reply<proto::Plan> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let Some(wire) = request.plan.clone() else {
             return Err(Error::invalid("plan", "is required").into());
@@ -89,7 +91,7 @@ impl PlanService for PlanApi {
             request: request_key,
             violations,
         };
-        Ok(Response::new(plan(self.plans.upsert(input).await?)))
+        Ok(Response::new(plan(self.plans.upsert(&ctx, input).await?)))
     }
 }
 

@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use super::context::call_context;
 use super::convert;
 use crate::domain::Error;
 use crate::proto::{self, provisioning_service_server::ProvisioningService};
@@ -39,6 +40,7 @@ impl ProvisioningService for ProvisioningApi {
         &self,
         request: Request<proto::ProvisionTenantRequest>,
     ) -> Reply<proto::ProvisionTenantResponse> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let target = TenantRef::parse(&request.tenant, "tenant")?;
         let key = super::request_key(&request.request_id, &request)
@@ -46,6 +48,7 @@ impl ProvisioningService for ProvisioningApi {
         let (tenant, changed) = self
             .provisioning
             .provision(
+                &ctx,
                 &target,
                 request.force_recreate,
                 Some(&request.etag),
@@ -64,6 +67,7 @@ impl ProvisioningService for ProvisioningApi {
         &self,
         request: Request<proto::DeprovisionTenantRequest>,
     ) -> Reply<proto::Tenant> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let target = TenantRef::parse(&request.tenant, "tenant")?;
         let key = super::request_key(&request.request_id, &request)
@@ -71,6 +75,7 @@ impl ProvisioningService for ProvisioningApi {
         let tenant = self
             .provisioning
             .purge(
+                &ctx,
                 &target,
                 &request.confirm_slug,
                 Some(&request.etag),

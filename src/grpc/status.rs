@@ -1,17 +1,22 @@
 //! The one table from domain errors to gRPC status codes and google.rpc error details.
+//!
+//! The request id a caller can quote is not known where an error is converted: the context
+//! layer adds it to the answer's `ErrorInfo` (and to an internal error's message) when the call
+//! has ended ([`quote_request_id`]).
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic_types::{ErrorDetail, ErrorDetails, StatusExt};
 
-use super::context;
 use crate::domain::Error;
 
 /// `ErrorInfo.domain` of every error this service attaches.
 pub const ERROR_DOMAIN: &str = "tenant-plane";
 
+/// The message of an internal error, before the request id is added to it.
+const INTERNAL_MESSAGE: &str = "internal error";
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        let request_id = context::request_id();
         let message = error.to_string();
         match error {
             Error::InvalidArgument(violations) => {
@@ -46,7 +51,7 @@ impl From<Error> for Status {
                 ),
             ),
             Error::Aborted { reason, .. } => {
-                Status::with_error_details(Code::Aborted, message, error_info(reason, request_id))
+                Status::with_error_details(Code::Aborted, message, error_info(reason))
             }
             Error::QuotaExhausted {
                 subject,
@@ -62,20 +67,19 @@ impl From<Error> for Status {
                 }
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
-            Error::Unauthenticated { reason, .. } => Status::with_error_details(
-                Code::Unauthenticated,
-                message,
-                error_info(reason, request_id),
-            ),
+            Error::Unauthenticated { reason, .. } => {
+                Status::with_error_details(Code::Unauthenticated, message, error_info(reason))
+            }
             Error::PermissionDenied(_) => Status::with_error_details(
                 Code::PermissionDenied,
                 message,
-                error_info("PERMISSION_DENIED", request_id),
+                error_info("PERMISSION_DENIED"),
             ),
             Error::Unimplemented(_) => Status::unimplemented(message),
             Error::Unavailable(cause) => {
-                tracing::warn!(%request_id, %cause, "catalog unavailable");
-                let mut details = error_info("CATALOG_UNAVAILABLE", request_id);
+                // Logged in the call's span, which names its request id.
+                tracing::warn!(%cause, "catalog unavailable");
+                let mut details = error_info("CATALOG_UNAVAILABLE");
                 details.set_retry_info(Some(std::time::Duration::from_secs(1)));
                 Status::with_error_details(
                     Code::Unavailable,
@@ -84,26 +88,56 @@ impl From<Error> for Status {
                 )
             }
             Error::Internal(cause) => {
-                // Logged here, where it is handled; the caller gets only the id to quote.
-                tracing::error!(%request_id, %cause, "internal error");
-                Status::with_error_details(
-                    Code::Internal,
-                    format!("internal error (request id {request_id})"),
-                    error_info("INTERNAL", request_id),
-                )
+                // Logged here, where it is handled, in the call's span (which names its request
+                // id); the caller gets only the id to quote.
+                tracing::error!(%cause, "internal error");
+                Status::with_error_details(Code::Internal, INTERNAL_MESSAGE, error_info("INTERNAL"))
             }
         }
     }
 }
 
-/// An `ErrorInfo` detail in [`ERROR_DOMAIN`] with `reason` and the request id (metadata
-/// `request_id`) the caller can quote.
-fn error_info(reason: &str, request_id: String) -> ErrorDetails {
-    ErrorDetails::with_error_info(
-        reason,
-        ERROR_DOMAIN,
-        [("request_id".to_owned(), request_id)],
-    )
+/// An `ErrorInfo` detail in [`ERROR_DOMAIN`] with `reason`; [`quote_request_id`] adds the
+/// request id (metadata `request_id`) the caller can quote.
+fn error_info(reason: &str) -> ErrorDetails {
+    ErrorDetails::with_error_info(reason, ERROR_DOMAIN, [])
+}
+
+/// Adds `request_id` to the error `response` answers, if it has an `ErrorInfo` of this
+/// service: as its `request_id` metadata, and to an internal error's message. The status is
+/// read from the response's extensions, where tonic and [`Status::into_http`] leave it; a
+/// success, or an error without such a detail, is left as it is.
+pub(crate) fn quote_request_id<B>(response: &mut http::Response<B>, request_id: &str) {
+    let Some(status) = response.extensions().get::<Status>() else {
+        return;
+    };
+    if status.code() == Code::Ok {
+        return;
+    }
+    let mut details = status.get_error_details_vec();
+    let mut quoted = false;
+    for detail in &mut details {
+        if let ErrorDetail::ErrorInfo(info) = detail
+            && info.domain == ERROR_DOMAIN
+        {
+            info.metadata
+                .insert("request_id".to_owned(), request_id.to_owned());
+            quoted = true;
+        }
+    }
+    if !quoted {
+        return;
+    }
+    let message = if status.code() == Code::Internal && status.message() == INTERNAL_MESSAGE {
+        format!("{INTERNAL_MESSAGE} (request id {request_id})")
+    } else {
+        status.message().to_owned()
+    };
+    let quoted = Status::with_error_details_vec(status.code(), message, details);
+    // A header that cannot be made (never, for these values) leaves the answer without the id.
+    if quoted.add_header(response.headers_mut()).is_ok() {
+        response.extensions_mut().insert(quoted);
+    }
 }
 
 /// The google.rpc.Code name of `code` (`NOT_FOUND`), as logs, metrics and the audit log name
@@ -135,23 +169,50 @@ mod tests {
     use super::*;
     use crate::domain::FieldViolation;
 
+    /// The status `error` is answered with, as the context layer sends it for `request_id`.
+    fn answered(error: Error, request_id: &str) -> Status {
+        let mut response: http::Response<()> = Status::from(error).into_http();
+        quote_request_id(&mut response, request_id);
+        Status::from_header_map(response.headers()).expect("an error status")
+    }
+
     #[test]
     fn internal_errors_carry_a_request_id_and_never_the_cause() {
-        let status = Status::from(Error::Internal(
-            "error returned from database: relation \"tenants\" does not exist: SELECT * FROM tenants".into(),
-        ));
+        let status = answered(
+            Error::Internal(
+                "error returned from database: relation \"tenants\" does not exist: SELECT * FROM tenants".into(),
+            ),
+            "req-42",
+        );
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("SELECT") && !status.message().contains("tenants"));
+        assert_eq!(status.message(), "internal error (request id req-42)");
         let info = status.get_details_error_info().expect("ErrorInfo");
         assert_eq!(
             (info.reason.as_str(), info.domain.as_str()),
             ("INTERNAL", ERROR_DOMAIN)
         );
-        assert!(
-            info.metadata
-                .get("request_id")
-                .is_some_and(|id| !id.is_empty())
+        assert_eq!(
+            info.metadata.get("request_id").map(String::as_str),
+            Some("req-42")
         );
+    }
+
+    #[test]
+    fn the_request_id_is_quoted_beside_the_other_details() {
+        let status = answered(Error::Unavailable("connection refused".into()), "req-7");
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "CATALOG_UNAVAILABLE");
+        assert_eq!(info.metadata["request_id"], "req-7");
+        assert!(status.get_details_retry_info().is_some());
+        assert_eq!(
+            status.message(),
+            "the catalog database is unavailable; retry later"
+        );
+        // Errors without an ErrorInfo are left as they are.
+        let invalid = answered(Error::invalid("tenant.slug", "bad"), "req-8");
+        assert!(invalid.get_details_error_info().is_none());
+        assert!(invalid.get_details_bad_request().is_some());
     }
 
     #[test]

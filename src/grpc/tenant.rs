@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use super::context::call_context;
 use super::{convert, request_key};
 use crate::auth;
 use crate::domain::{Error, Etag, FieldViolation};
@@ -112,6 +113,7 @@ impl TenantService for TenantApi {
         &self,
         request: Request<proto::CreateTenantRequest>,
     ) -> Reply<proto::Tenant> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let Some(tenant) = request.tenant.clone() else {
             return Err(Error::invalid("tenant", "is required").into());
@@ -143,7 +145,7 @@ impl TenantService for TenantApi {
             owner_user_id: request.owner_user_id,
             violations,
         };
-        reply(self.tenants.create(input).await)
+        reply(self.tenants.create(&ctx, input).await)
     }
 
     async fn get_tenant(&self, request: Request<proto::GetTenantRequest>) -> Reply<proto::Tenant> {
@@ -192,6 +194,7 @@ impl TenantService for TenantApi {
         &self,
         request: Request<proto::UpdateTenantRequest>,
     ) -> Reply<proto::Tenant> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let Some(tenant) = request.tenant else {
             return Err(Error::invalid("tenant", "is required").into());
@@ -245,7 +248,7 @@ impl TenantService for TenantApi {
         Error::check(violations)?;
         reply(
             self.tenants
-                .update(&target, Some(&tenant.etag), changes)
+                .update(&ctx, &target, Some(&tenant.etag), changes)
                 .await,
         )
     }
@@ -254,29 +257,40 @@ impl TenantService for TenantApi {
         &self,
         request: Request<proto::DeleteTenantRequest>,
     ) -> Reply<proto::Tenant> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let target = TenantRef::parse(&request.name, "name")?;
-        reply(self.tenants.delete(&target, Some(&request.etag)).await)
+        reply(
+            self.tenants
+                .delete(&ctx, &target, Some(&request.etag))
+                .await,
+        )
     }
 
     async fn undelete_tenant(
         &self,
         request: Request<proto::UndeleteTenantRequest>,
     ) -> Reply<proto::Tenant> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let target = TenantRef::parse(&request.name, "name")?;
-        reply(self.tenants.undelete(&target, Some(&request.etag)).await)
+        reply(
+            self.tenants
+                .undelete(&ctx, &target, Some(&request.etag))
+                .await,
+        )
     }
 
     async fn suspend_tenant(
         &self,
         request: Request<proto::SuspendTenantRequest>,
     ) -> Reply<proto::Tenant> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let target = TenantRef::parse(&request.name, "name")?;
         reply(
             self.tenants
-                .suspend(&target, &request.reason, Some(&request.etag))
+                .suspend(&ctx, &target, &request.reason, Some(&request.etag))
                 .await,
         )
     }
@@ -285,9 +299,14 @@ impl TenantService for TenantApi {
         &self,
         request: Request<proto::ResumeTenantRequest>,
     ) -> Reply<proto::Tenant> {
+        let ctx = call_context(&request);
         let request = request.into_inner();
         let target = TenantRef::parse(&request.name, "name")?;
-        reply(self.tenants.resume(&target, Some(&request.etag)).await)
+        reply(
+            self.tenants
+                .resume(&ctx, &target, Some(&request.etag))
+                .await,
+        )
     }
 
     async fn resolve_tenant(
@@ -344,8 +363,9 @@ impl TenantService for TenantApi {
         &self,
         request: Request<proto::RotateTenantCredentialsRequest>,
     ) -> Reply<proto::RotateTenantCredentialsResponse> {
+        let ctx = call_context(&request);
         let target = TenantRef::parse(&request.get_ref().name, "name")?;
-        let credentials = self.provisioning.rotate_credentials(&target).await?;
+        let credentials = self.provisioning.rotate_credentials(&ctx, &target).await?;
         Ok(Response::new(proto::RotateTenantCredentialsResponse {
             role_name: credentials.role.to_string(),
             password: credentials.password.expose().to_owned(),

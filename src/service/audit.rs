@@ -7,8 +7,7 @@ use uuid::Uuid;
 
 use super::paging::Page;
 use super::tenants::{TenantRef, load};
-use crate::domain::{Error, FieldViolation};
-use crate::store::audit::Scope;
+use crate::domain::{CallContext, Error, FieldViolation};
 use crate::store::{AuditEvent, AuditQuery, Catalog};
 
 /// Longest actor accepted as a filter: the longest the log stores.
@@ -114,10 +113,11 @@ impl AuditLog {
         Ok((events, next))
     }
 
-    /// Completes the row of a call that ended with `outcome` (a google.rpc.Code name); see
-    /// [`Catalog::finish_audit`]. A failure to write is logged: the call's answer stands.
-    pub async fn finish(&self, scope: &Scope, outcome: &str, message: Option<&str>) {
-        if let Err(error) = self.catalog.finish_audit(scope, outcome, message).await {
+    /// Completes the row of the call of `ctx`, which ended with `outcome` (a google.rpc.Code
+    /// name); see [`Catalog::finish_audit`]. A failure to write is logged: the call's answer
+    /// stands.
+    pub async fn finish(&self, ctx: &CallContext, outcome: &str, message: Option<&str>) {
+        if let Err(error) = self.catalog.finish_audit(ctx, outcome, message).await {
             tracing::error!(%error, outcome, "writing the audit event of a call");
         }
     }

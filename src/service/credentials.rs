@@ -3,8 +3,7 @@
 
 use super::provisioning::{Provisioning, storage_of};
 use super::tenants::{TenantRef, load};
-use crate::domain::{DbPassword, DbRoleName, Error, ScramVerifier, TenantState};
-use crate::store::audit;
+use crate::domain::{CallContext, DbPassword, DbRoleName, Error, ScramVerifier, TenantState};
 
 /// A tenant role's name and its new password. `Debug` never shows the password.
 #[derive(Debug)]
@@ -18,9 +17,13 @@ impl Provisioning {
     /// SQLite catalog (no roles), a deleted tenant, or one whose storage is not provisioned. A
     /// suspended tenant's password may be rotated (after a leak, before resuming it).
     #[tracing::instrument(skip_all, fields(tenant = %target))]
-    pub async fn rotate_credentials(&self, target: &TenantRef) -> Result<Credentials, Error> {
+    pub async fn rotate_credentials(
+        &self,
+        ctx: &CallContext,
+        target: &TenantRef,
+    ) -> Result<Credentials, Error> {
         let tenant = load(&self.catalog, target).await?;
-        audit::note_tenant(tenant.id);
+        ctx.note_tenant(tenant.id);
         if !self.dataplane.has_roles() {
             return Err(Error::FailedPrecondition {
                 subject: tenant.name(),
@@ -46,7 +49,9 @@ impl Provisioning {
         let storage = storage_of(&tenant);
         let password = DbPassword::generate()?;
         let verifier = ScramVerifier::new(&password)?;
-        self.dataplane.set_password(&storage, &verifier).await?;
+        self.dataplane
+            .set_password(ctx, &storage, &verifier)
+            .await?;
         tracing::info!(role = %storage.role, "tenant role password rotated");
         Ok(Credentials {
             role: storage.role,

@@ -8,12 +8,13 @@ use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use super::tenants::RequestKey;
-use crate::domain::Error;
-use crate::store::{Catalog, RequestRecord, audit};
+use crate::domain::{CallContext, Error};
+use crate::store::{Catalog, RequestRecord};
 
 /// Runs `call` once per request id: a retry returns the first answer. Without a key, just runs.
 pub(crate) async fn once<T, F, Fut>(
     catalog: &Catalog,
+    ctx: &CallContext,
     key: Option<&RequestKey>,
     method: &str,
     resource: Uuid,
@@ -45,7 +46,7 @@ where
                 message: "a call with this request_id is still running; retry later".into(),
             });
         };
-        audit::replayed();
+        ctx.replayed();
         return serde_json::from_value(result)
             .map_err(|e| Error::Internal(format!("stored answer of request {}: {e}", key.id)));
     }

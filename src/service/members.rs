@@ -12,10 +12,10 @@ use serde_json::json;
 use super::paging::Page;
 use super::tenants::{RequestKey, TenantRef, load};
 use crate::domain::{
-    Error, Etag, FieldViolation, Member, QuotaViolation, Role, Tenant, TenantId, TenantState,
-    USERS, UserId, effective_quotas,
+    CallContext, Error, Etag, FieldViolation, Member, QuotaViolation, Role, Tenant, TenantId,
+    TenantState, USERS, UserId, effective_quotas,
 };
-use crate::store::{Added, Catalog, Changed, RequestRecord, audit};
+use crate::store::{Added, Catalog, Changed, RequestRecord};
 
 const ADD_METHOD: &str = "tenant.v1.MembershipService/AddMember";
 
@@ -116,7 +116,7 @@ impl Members {
     /// Adds a member within the tenant's `users` limit; a retry with the same request id
     /// returns the member the first call added.
     #[tracing::instrument(skip_all, fields(tenant = %input.parent))]
-    pub async fn add(&self, input: AddMemberInput) -> Result<Member, Error> {
+    pub async fn add(&self, ctx: &CallContext, input: AddMemberInput) -> Result<Member, Error> {
         let mut violations = input.violations;
         let parent = TenantRef::parse(&input.parent, "parent")
             .map_err(|e| violations.extend(e.into_violations()))
@@ -131,7 +131,7 @@ impl Members {
             ));
         };
         let tenant = load(&self.catalog, &parent).await?;
-        audit::note_tenant(tenant.id);
+        ctx.note_tenant(tenant.id);
         refuse_deleted(&tenant)?;
         let limit = self.users_limit(&tenant).await?;
         let member = Member::new(tenant.id, user, role, super::now());
@@ -144,7 +144,7 @@ impl Members {
         });
         match self
             .catalog
-            .add_member(&member, limit, record.as_ref())
+            .add_member(ctx, &member, limit, record.as_ref())
             .await?
         {
             Added::Member(added) => {
@@ -168,7 +168,7 @@ impl Members {
                 retry_after: None,
             }),
             Added::Replayed(first) => {
-                audit::replayed();
+                ctx.replayed();
                 let same = input.request.as_ref().is_some_and(|key| {
                     first.method == ADD_METHOD && first.request_hash == key.request_hash
                 });
@@ -235,18 +235,19 @@ impl Members {
     #[tracing::instrument(skip_all, fields(member = %name))]
     pub async fn set_role(
         &self,
+        ctx: &CallContext,
         name: &str,
         role: Role,
         etag: Option<Etag>,
     ) -> Result<Member, Error> {
         let (parent, user) = parse_member_name(name, "member.name")?;
         let tenant = load(&self.catalog, &parent).await?;
-        audit::note_tenant(tenant.id);
+        ctx.note_tenant(tenant.id);
         refuse_deleted(&tenant)?;
         let expected = etag.map(Etag::revision);
         match self
             .catalog
-            .set_member_role(tenant.id, &user, role, expected)
+            .set_member_role(ctx, tenant.id, &user, role, expected)
             .await?
         {
             Changed::Done(member) => {
@@ -261,15 +262,20 @@ impl Members {
 
     /// Removes a member; the last owner cannot be removed.
     #[tracing::instrument(skip_all, fields(member = %name))]
-    pub async fn remove(&self, name: &str, etag: Option<Etag>) -> Result<(), Error> {
+    pub async fn remove(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        etag: Option<Etag>,
+    ) -> Result<(), Error> {
         let (parent, user) = parse_member_name(name, "name")?;
         let tenant = load(&self.catalog, &parent).await?;
-        audit::note_tenant(tenant.id);
+        ctx.note_tenant(tenant.id);
         refuse_deleted(&tenant)?;
         let expected = etag.map(Etag::revision);
         match self
             .catalog
-            .remove_member(tenant.id, &user, expected)
+            .remove_member(ctx, tenant.id, &user, expected)
             .await?
         {
             Changed::Done(()) => {

@@ -8,8 +8,8 @@ use super::idempotency;
 use super::provisioning::storage_of;
 use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Target};
-use crate::domain::{Error, Tenant, TenantState};
-use crate::store::{Catalog, audit};
+use crate::domain::{CallContext, Error, Tenant, TenantState};
+use crate::store::Catalog;
 
 /// A tenant's migration state, read from its own version table.
 #[derive(Debug, Clone)]
@@ -67,10 +67,12 @@ impl Migrations {
     }
 
     pub async fn status(&self, target: &TenantRef) -> Result<MigrationStatus, Error> {
-        let tenant = self.provisioned(target).await?;
+        let tenant = load(&self.catalog, target).await?;
+        provisioned(&tenant)?;
+        // An inspection changes nothing, so it records nothing: no call's context is needed.
         let report = self
             .dataplane
-            .run(&storage_of(&tenant), &Run::Inspect)
+            .run(&CallContext::system(), &storage_of(&tenant), &Run::Inspect)
             .await?;
         Ok(MigrationStatus {
             tenant: tenant.name(),
@@ -85,6 +87,7 @@ impl Migrations {
     #[tracing::instrument(skip_all, fields(tenant = %target, ?direction, version))]
     pub async fn migrate(
         &self,
+        ctx: &CallContext,
         target: &TenantRef,
         version: &str,
         direction: Direction,
@@ -97,13 +100,16 @@ impl Migrations {
             (Direction::Up, v) => Target::Up(migrations.check_version(v, "target_version")?),
             (Direction::Down, v) => Target::Down(migrations.check_version(v, "target_version")?),
         };
-        let tenant = self.provisioned(target).await?;
+        let tenant = load(&self.catalog, target).await?;
+        ctx.note_tenant(tenant.id);
+        provisioned(&tenant)?;
         let run = idempotency::once(
             &self.catalog,
+            ctx,
             request,
             MIGRATE_METHOD,
             tenant.id.as_uuid(),
-            || self.run(&tenant, goal),
+            || self.run(ctx, &tenant, goal),
         )
         .await?;
         let status = self.status(&TenantRef::Id(tenant.id)).await?;
@@ -114,18 +120,18 @@ impl Migrations {
         })
     }
 
-    async fn run(&self, tenant: &Tenant, goal: Target) -> Result<Ran, Error> {
+    async fn run(&self, ctx: &CallContext, tenant: &Tenant, goal: Target) -> Result<Ran, Error> {
         let started = std::time::Instant::now();
         let report = match self
             .dataplane
-            .run(&storage_of(tenant), &Run::Migrate(goal))
+            .run(ctx, &storage_of(tenant), &Run::Migrate(goal))
             .await
         {
             Ok(report) => report,
             Err(error) => {
                 if matches!(error, Error::MigrationFailed { .. }) {
                     self.catalog
-                        .record_failure(tenant.id, &error.to_string(), false)
+                        .record_failure(ctx, tenant.id, &error.to_string(), false)
                         .await?;
                 }
                 return Err(error);
@@ -140,22 +146,20 @@ impl Migrations {
             duration_ms,
         })
     }
+}
 
-    /// The tenant, if its storage exists and it is not deleted.
-    async fn provisioned(&self, target: &TenantRef) -> Result<Tenant, Error> {
-        let tenant = load(&self.catalog, target).await?;
-        audit::note_tenant(tenant.id);
-        if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
-            let why = if tenant.state == TenantState::Deleted {
-                "is DELETED"
-            } else {
-                "has no storage yet (provision it first)"
-            };
-            return Err(Error::FailedPrecondition {
-                subject: tenant.name(),
-                message: format!("tenant {} {why}", tenant.slug),
-            });
-        }
-        Ok(tenant)
+/// Refuses a tenant whose storage does not exist or that is deleted.
+fn provisioned(tenant: &Tenant) -> Result<(), Error> {
+    if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
+        let why = if tenant.state == TenantState::Deleted {
+            "is DELETED"
+        } else {
+            "has no storage yet (provision it first)"
+        };
+        return Err(Error::FailedPrecondition {
+            subject: tenant.name(),
+            message: format!("tenant {} {why}", tenant.slug),
+        });
     }
+    Ok(())
 }

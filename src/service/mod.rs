@@ -14,8 +14,6 @@ mod rollout_worker;
 mod rollouts;
 mod tenants;
 
-/// The audit row of one call, opened by the gRPC layer (see `store::audit`).
-pub use crate::store::audit::Scope as AuditScope;
 pub use audit::{AuditLog, ListAuditEventsInput, run_audit_prune_job};
 pub use credentials::Credentials;
 pub use members::{AddMemberInput, Members, parse_etag};

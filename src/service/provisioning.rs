@@ -8,8 +8,10 @@ use chrono::{DateTime, Utc};
 use super::idempotency;
 use super::tenants::{DataLocation, RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Storage};
-use crate::domain::{DbRoleName, Error, Etag, Isolation, Tenant, TenantId, TenantState};
-use crate::store::{Backend, Catalog, audit, provisioning::RowChange};
+use crate::domain::{
+    CallContext, DbRoleName, Error, Etag, Isolation, Tenant, TenantId, TenantState,
+};
+use crate::store::{Backend, Catalog, provisioning::RowChange};
 
 /// A tenant's storage, as GetProvisioningStatus reports it (from the catalog's mirror: no
 /// tenant schema is opened to answer).
@@ -47,13 +49,14 @@ impl Provisioning {
     #[tracing::instrument(skip_all, fields(tenant = %target))]
     pub async fn provision(
         &self,
+        ctx: &CallContext,
         target: &TenantRef,
         force_recreate: bool,
         etag: Option<&str>,
         request: Option<&RequestKey>,
     ) -> Result<(Tenant, bool), Error> {
         let tenant = load(&self.catalog, target).await?;
-        audit::note_tenant(tenant.id);
+        ctx.note_tenant(tenant.id);
         let expected = parse_etag(etag)?;
         if force_recreate && expected.is_none() {
             return Err(Error::invalid(
@@ -68,11 +71,12 @@ impl Provisioning {
         let row = std::sync::Mutex::new(None);
         let changed = idempotency::once(
             &self.catalog,
+            ctx,
             request,
             PROVISION_METHOD,
             tenant.id.as_uuid(),
             || async {
-                let (changed, fresh) = self.provision_storage(&tenant, force_recreate).await?;
+                let (changed, fresh) = self.provision_storage(ctx, &tenant, force_recreate).await?;
                 if let Ok(mut slot) = row.lock() {
                     *slot = fresh;
                 }
@@ -88,10 +92,11 @@ impl Provisioning {
     /// tenant as it is then, and whether anything changed.
     pub(crate) async fn provision_tenant(
         &self,
+        ctx: &CallContext,
         tenant: &Tenant,
         recreate: bool,
     ) -> Result<(Tenant, bool), Error> {
-        let (changed, row) = self.provision_storage(tenant, recreate).await?;
+        let (changed, row) = self.provision_storage(ctx, tenant, recreate).await?;
         Ok((self.fresh(tenant.id, row).await?, changed))
     }
 
@@ -108,6 +113,7 @@ impl Provisioning {
     /// returned it.
     async fn provision_storage(
         &self,
+        ctx: &CallContext,
         tenant: &Tenant,
         recreate: bool,
     ) -> Result<(bool, Option<Box<Tenant>>), Error> {
@@ -123,14 +129,14 @@ impl Provisioning {
         }
         let report = match self
             .dataplane
-            .run(&storage_of(tenant), &Run::Provision { recreate })
+            .run(ctx, &storage_of(tenant), &Run::Provision { recreate })
             .await
         {
             Ok(report) => report,
             Err(error) => {
                 let first_time = tenant.provision_time.is_none();
                 self.catalog
-                    .record_failure(tenant.id, &error.to_string(), first_time)
+                    .record_failure(ctx, tenant.id, &error.to_string(), first_time)
                     .await?;
                 return Err(error);
             }
@@ -182,20 +188,22 @@ impl Provisioning {
     #[tracing::instrument(skip_all, fields(tenant = %target))]
     pub async fn purge(
         &self,
+        ctx: &CallContext,
         target: &TenantRef,
         confirm_slug: &str,
         etag: Option<&str>,
         request: Option<&RequestKey>,
     ) -> Result<Tenant, Error> {
         let tenant = load(&self.catalog, target).await?;
-        audit::note_tenant(tenant.id);
+        ctx.note_tenant(tenant.id);
         idempotency::once(
             &self.catalog,
+            ctx,
             request,
             PURGE_METHOD,
             tenant.id.as_uuid(),
             || async {
-                self.purge_once(tenant.clone(), confirm_slug, etag)
+                self.purge_once(ctx, tenant.clone(), confirm_slug, etag)
                     .await
                     .map(|_| ())
             },
@@ -206,6 +214,7 @@ impl Provisioning {
 
     async fn purge_once(
         &self,
+        ctx: &CallContext,
         tenant: Tenant,
         confirm_slug: &str,
         etag: Option<&str>,
@@ -237,7 +246,7 @@ impl Provisioning {
         }
         // Also when the storage is gone already: a purge that stopped half-way is finished.
         self.dataplane.drop_role(&storage).await?;
-        self.catalog.record_purge(tenant.id).await?;
+        self.catalog.record_purge(ctx, tenant.id).await?;
         tracing::warn!(slug = %tenant.slug, "tenant storage purged");
         load(&self.catalog, &TenantRef::Id(tenant.id)).await
     }
@@ -246,8 +255,8 @@ impl Provisioning {
 impl Provisioning {
     /// Purges the storage of deleted tenants whose retention has run out; returns how many.
     /// Each tenant is read again just before its storage is dropped, so one undeleted in the
-    /// meantime is left alone.
-    pub async fn purge_due(&self) -> Result<usize, Error> {
+    /// meantime is left alone. `ctx` is the purge job's (system) context.
+    pub async fn purge_due(&self, ctx: &CallContext) -> Result<usize, Error> {
         let mut purged = 0;
         for due in self.catalog.due_purges(super::now(), PURGE_BATCH).await? {
             let tenant = load(&self.catalog, &TenantRef::Id(due.id)).await?;
@@ -260,7 +269,7 @@ impl Provisioning {
             let storage = storage_of(&tenant);
             self.dataplane.drop_storage(&storage).await?;
             self.dataplane.drop_role(&storage).await?;
-            self.catalog.record_purge(tenant.id).await?;
+            self.catalog.record_purge(ctx, tenant.id).await?;
             tracing::warn!(tenant = %tenant.id, slug = %tenant.slug, "retention ran out: tenant storage purged");
             purged += 1;
         }
@@ -281,8 +290,9 @@ pub async fn run_purge_job(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let ctx = CallContext::system();
     loop {
-        match provisioning.purge_due().await {
+        match provisioning.purge_due(&ctx).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purge job pass"),
             Err(error) => tracing::warn!(%error, "purge job pass failed; retrying next time"),

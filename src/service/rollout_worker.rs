@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::rollouts::RolloutSettings;
 use crate::dataplane::DataPlane;
-use crate::domain::{Error, RolloutCounts, RolloutState, Verdict};
+use crate::domain::{CallContext, Error, RolloutCounts, RolloutState, Verdict};
 use crate::store::Catalog;
 
 /// Rollout targets migrated in one transaction, at most: a few keeps each tenant's locks short
@@ -207,7 +207,13 @@ impl RolloutWorker {
             Verdict::Stop { state, reason } => {
                 if self
                     .catalog
-                    .transition_rollout(id, &RolloutState::ACTIVE, state, reason.as_deref())
+                    .transition_rollout(
+                        &CallContext::system(),
+                        id,
+                        &RolloutState::ACTIVE,
+                        state,
+                        reason.as_deref(),
+                    )
                     .await?
                 {
                     tracing::info!(rollout = %id, state = state.as_str(), reason, "rollout ended");

@@ -11,10 +11,10 @@ use super::paging::{PageSize, PageToken, fingerprint};
 use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::TenantMigrations;
 use crate::domain::{
-    Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState, Selector,
-    TargetState,
+    CallContext, Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState,
+    Selector, TargetState,
 };
-use crate::store::{Catalog, Event, NewTarget, audit};
+use crate::store::{Catalog, Event, NewTarget};
 
 /// Rollout limits from the configuration.
 #[derive(Debug, Clone)]
@@ -85,7 +85,11 @@ impl Rollouts {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn start(&self, input: StartRolloutInput) -> Result<Rollout, Error> {
+    pub async fn start(
+        &self,
+        ctx: &CallContext,
+        input: StartRolloutInput,
+    ) -> Result<Rollout, Error> {
         let mut violations = Vec::new();
         let target = if input.target_version.is_empty() {
             self.migrations
@@ -183,7 +187,7 @@ impl Rollouts {
             .map(|k| (k.id, k.request_hash.as_str()));
         if let Some((first, hash)) = self
             .catalog
-            .insert_rollout(&rollout, request, &targets)
+            .insert_rollout(ctx, &rollout, request, &targets)
             .await?
         {
             if hash.as_deref() != request.map(|(_, h)| h) {
@@ -192,12 +196,13 @@ impl Rollouts {
                     "was already used for a different request",
                 ));
             }
-            audit::replayed();
+            ctx.replayed();
             return self.get(first).await;
         }
         if pending == 0 {
             self.catalog
                 .transition_rollout(
+                    ctx,
                     rollout.id,
                     &RolloutState::ACTIVE,
                     RolloutState::Succeeded,
@@ -316,11 +321,12 @@ impl Rollouts {
     }
 
     /// Stops a rollout from starting more tenants; those already running finish.
-    pub async fn cancel(&self, id: Uuid) -> Result<Rollout, Error> {
+    pub async fn cancel(&self, ctx: &CallContext, id: Uuid) -> Result<Rollout, Error> {
         let rollout = self.get(id).await?;
         let moved = self
             .catalog
             .transition_rollout(
+                ctx,
                 id,
                 &RolloutState::ACTIVE,
                 RolloutState::Cancelled,

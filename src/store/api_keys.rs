@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::cache::Change;
 use super::entity::api_key;
 use super::{Catalog, audit, db_error};
-use crate::domain::{ApiKey, Error, TenantId};
+use crate::domain::{ApiKey, CallContext, Error, TenantId};
 
 pub(super) fn to_domain(m: api_key::Model) -> ApiKey {
     ApiKey {
@@ -25,7 +25,12 @@ pub(super) fn to_domain(m: api_key::Model) -> ApiKey {
 
 impl Catalog {
     /// Stores a new key under the hash of its secret.
-    pub async fn insert_api_key(&self, key: &ApiKey, secret_hash: &str) -> Result<(), Error> {
+    pub async fn insert_api_key(
+        &self,
+        ctx: &CallContext,
+        key: &ApiKey,
+        secret_hash: &str,
+    ) -> Result<(), Error> {
         let row = api_key::ActiveModel {
             id: Set(key.id),
             tenant_id: Set(key.tenant.as_uuid()),
@@ -41,7 +46,7 @@ impl Catalog {
             .exec_without_returning(&txn)
             .await
             .map_err(db_error)?;
-        audit::record(&txn, Some(key.tenant))
+        audit::record(&txn, ctx, Some(key.tenant))
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
@@ -90,6 +95,7 @@ impl Catalog {
     /// Marks a key revoked, once: a key already revoked keeps its first revoke time.
     pub async fn revoke_api_key(
         &self,
+        ctx: &CallContext,
         id: Uuid,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<ApiKey>, Error> {
@@ -106,7 +112,7 @@ impl Catalog {
             .await
             .map_err(db_error)?;
         if let Some(row) = &row {
-            audit::record(&txn, Some(TenantId::from(row.tenant_id)))
+            audit::record(&txn, ctx, Some(TenantId::from(row.tenant_id)))
                 .await
                 .map_err(db_error)?;
         }

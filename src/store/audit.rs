@@ -2,32 +2,28 @@
 //! on which tenant, with which request id, how it ended and when.
 //!
 //! ## How a call gets exactly one row, committed with its change
-//! The gRPC layer (`grpc::audit_layer`) runs each call of a mutating RPC inside a [`Scope`]: the
-//! row's id, a UUIDv7 chosen as the call starts, and its action. Every store function that
-//! changes the catalog calls [`record`] inside its own transaction, so the row commits with the
-//! change or not at all. The insert keeps a row already there: a call that writes in several
-//! transactions (CreateTenant that also provisions, a StartRollout with nothing to do) keeps the
-//! row of its first committed change. A failure that is itself a change — a provisioning or
-//! migration that marks the tenant's error — is recorded the same way by [`record_failure`].
+//! Each call of a mutating RPC owes one row ([`AuditRow`]: its id, a UUIDv7 chosen as the call
+//! starts, and its action), carried by the call's [`CallContext`], which every use case that
+//! changes something takes explicitly. Every store function that changes the catalog takes the
+//! context too and calls [`record`] inside its own transaction, so the row commits with the
+//! change or not at all — whichever task runs the write. The insert keeps a row already there:
+//! a call that writes in several transactions (CreateTenant that also provisions, a
+//! StartRollout with nothing to do) keeps the row of its first committed change. A failure that
+//! is itself a change — a provisioning or migration that marks the tenant's error — is recorded
+//! the same way by [`record_failure`].
 //!
-//! When the call has ended, [`Catalog::finish_audit`] (called by the layer) completes the log: a
-//! failed call's row gets the final code, or, if its change rolled back (and so nothing changed),
-//! is written on its own; a successful call that changed nothing (`validate_only`, an upsert
-//! that changes no setting) gets its row then. A successful call that recorded its change needs
-//! nothing more: every store function that records a success commits that transaction or fails
-//! the call, so the row committed. A call answered from an AIP-155 request id's first
-//! answer ([`replayed`]) gets none: the first call has its row.
+//! When the call has ended, [`Catalog::finish_audit`] (called by the gRPC layer) completes the
+//! log: a failed call's row gets the final code, or, if its change rolled back (and so nothing
+//! changed), is written on its own; a successful call that changed nothing (`validate_only`,
+//! an upsert that changes no setting) gets its row then. A successful call that recorded its
+//! change needs nothing more: every store function that records a success commits that
+//! transaction or fails the call, so the row committed. A call answered from an AIP-155 request
+//! id's first answer ([`CallContext::replayed`]) gets none: the first call has its row.
 //!
-//! Outside a scope — background jobs, startup, read-only and metering RPCs — [`record`] writes
-//! nothing.
+//! A context without a row — background jobs ([`CallContext::system`]), read-only and metering
+//! RPCs — makes [`record`] write nothing.
 
-use std::{
-    future::Future,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -40,8 +36,7 @@ use uuid::Uuid;
 
 use super::entity::audit_event;
 use super::{Catalog, db_error};
-use crate::domain::{Error, TenantId};
-use crate::grpc::context;
+use crate::domain::{AuditRow, CallContext, Error, TenantId};
 
 /// The outcome of a successful call: the google.rpc.Code name of `OK`.
 pub const OK: &str = "OK";
@@ -49,65 +44,14 @@ pub const OK: &str = "OK";
 /// Left only if the process stopped in between.
 const FAILURE_PENDING: &str = "UNKNOWN";
 
-tokio::task_local! {
-    static SCOPE: Arc<Scope>;
-}
-
-/// The audit row of one call of a mutating RPC, while the call runs.
-#[derive(Debug)]
-pub struct Scope {
-    id: Uuid,
-    action: String,
-    /// The tenant the call turned out to be about, for a row written without a change. A std
-    /// mutex: only ever held to copy a value, never across an await.
-    tenant: Mutex<Option<TenantId>>,
-    replayed: AtomicBool,
-    /// A success was recorded in the transaction of a change. Every store function that records
-    /// one commits that transaction or fails the call, so a call that succeeds has its row.
-    recorded: AtomicBool,
-}
-
-impl Scope {
-    /// A scope for a call of `action` ("tenant.v1.TenantService/CreateTenant").
-    pub fn new(action: impl Into<String>) -> Arc<Self> {
-        Arc::new(Self {
-            id: Uuid::now_v7(),
-            action: action.into(),
-            tenant: Mutex::new(None),
-            replayed: AtomicBool::new(false),
-            recorded: AtomicBool::new(false),
-        })
-    }
-
-    /// Runs `work` (the call) inside this scope.
-    pub async fn run<F: Future>(self: Arc<Self>, work: F) -> F::Output {
-        SCOPE.scope(self, work).await
-    }
-
-    fn tenant(&self) -> Option<TenantId> {
-        self.tenant.lock().map_or(None, |t| *t)
-    }
-}
-
-/// Notes the tenant the current call is about, for its row if it is written without a change
-/// (a refusal). No-op outside a scope.
-pub fn note_tenant(id: TenantId) {
-    let _ = SCOPE.try_with(|scope| {
-        if let Ok(mut tenant) = scope.tenant.lock() {
-            *tenant = Some(id);
-        }
-    });
-}
-
-/// Notes that the current call is answered with the first answer to its AIP-155 request id:
-/// it changes nothing and gets no row of its own. No-op outside a scope.
-pub fn replayed() {
-    let _ = SCOPE.try_with(|scope| scope.replayed.store(true, Ordering::Relaxed));
-}
-
-/// Records the current call's success in `conn`, which should be the transaction of its change.
-pub async fn record<C: ConnectionTrait>(conn: &C, tenant: Option<TenantId>) -> Result<(), DbErr> {
-    match success(tenant) {
+/// Records the success of the call of `ctx` in `conn`, which should be the transaction of its
+/// change. Writes nothing for a call that owes no row.
+pub async fn record<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &CallContext,
+    tenant: Option<TenantId>,
+) -> Result<(), DbErr> {
+    match success(ctx, tenant) {
         Some(row) => {
             conn.execute(&row.statement).await?;
             row.sent();
@@ -117,19 +61,19 @@ pub async fn record<C: ConnectionTrait>(conn: &C, tenant: Option<TenantId>) -> R
     }
 }
 
-/// The current call's success row for `tenant`, for a caller that sends it within a statement
-/// of its own, in the transaction of its change (PostgreSQL: a data-modifying `WITH`); `None`
-/// outside a scope.
-pub fn success(tenant: Option<TenantId>) -> Option<SuccessRow> {
-    let scope = SCOPE.try_with(Arc::clone).ok()?;
-    let statement = insert(&scope, tenant, OK, None);
-    Some(SuccessRow { scope, statement })
+/// The success row of the call of `ctx` for `tenant`, for a caller that sends it within a
+/// statement of its own, in the transaction of its change (PostgreSQL: a data-modifying
+/// `WITH`); `None` for a call that owes no row.
+pub fn success(ctx: &CallContext, tenant: Option<TenantId>) -> Option<SuccessRow> {
+    let row = Arc::clone(ctx.audit()?);
+    let statement = insert(ctx, &row, tenant, OK, None);
+    Some(SuccessRow { row, statement })
 }
 
 /// A call's success row, to be sent in the transaction of its change.
 #[derive(Debug)]
 pub struct SuccessRow {
-    scope: Arc<Scope>,
+    row: Arc<AuditRow>,
     /// Inserts the row, unless it is there already.
     pub statement: InsertStatement,
 }
@@ -137,44 +81,46 @@ pub struct SuccessRow {
 impl SuccessRow {
     /// Notes that the row went with the change (its statement succeeded).
     pub fn sent(self) {
-        self.scope.recorded.store(true, Ordering::Relaxed);
+        self.row.mark_recorded();
     }
 }
 
-/// Records the current call's failure in `conn`, the transaction that records what the failure
-/// changed (a tenant's error); [`Catalog::finish_audit`] sets the final code.
+/// Records the failure of the call of `ctx` in `conn`, the transaction that records what the
+/// failure changed (a tenant's error); [`Catalog::finish_audit`] sets the final code.
 pub async fn record_failure<C: ConnectionTrait>(
     conn: &C,
+    ctx: &CallContext,
     tenant: Option<TenantId>,
 ) -> Result<(), DbErr> {
-    match SCOPE.try_with(Arc::clone) {
-        Ok(scope) => {
+    match ctx.audit() {
+        Some(row) => {
             let message = Some("failed; the call's final status was not recorded");
-            let statement = insert(&scope, tenant, FAILURE_PENDING, message);
+            let statement = insert(ctx, row, tenant, FAILURE_PENDING, message);
             conn.execute(&statement).await.map(|_| ())
         }
-        Err(_) => Ok(()),
+        None => Ok(()),
     }
 }
 
-/// The insert of the scope's row, which keeps a row already there.
+/// The insert of the call's row, which keeps a row already there.
 fn insert(
-    scope: &Scope,
+    ctx: &CallContext,
+    row: &AuditRow,
     tenant: Option<TenantId>,
     outcome: &str,
     message: Option<&str>,
 ) -> InsertStatement {
-    let row = audit_event::ActiveModel {
-        id: Set(scope.id),
+    let model = audit_event::ActiveModel {
+        id: Set(row.id()),
         time: Set(crate::service::now()),
-        actor: Set(context::actor()),
-        action: Set(scope.action.clone()),
-        tenant_id: Set(tenant.or_else(|| scope.tenant()).map(|t| t.as_uuid())),
-        request_id: Set(context::request_id()),
+        actor: Set(ctx.actor().to_string()),
+        action: Set(row.action().to_owned()),
+        tenant_id: Set(tenant.or_else(|| row.tenant()).map(|t| t.as_uuid())),
+        request_id: Set(ctx.request_id().to_owned()),
         outcome: Set(outcome.to_owned()),
         message: Set(message.map(str::to_owned)),
     };
-    audit_event::Entity::insert(row)
+    audit_event::Entity::insert(model)
         .on_conflict(
             OnConflict::column(audit_event::Column::Id)
                 .do_nothing()
@@ -212,22 +158,25 @@ pub struct AuditQuery {
 }
 
 impl Catalog {
-    /// Completes the row of a call that has ended with `outcome` (a google.rpc.Code name): a
-    /// failure replaces a pending failure or is written on its own; a success is written if the
-    /// call changed nothing and was not a replay. A row that says OK is never changed: its change
-    /// committed.
+    /// Completes the row of the call of `ctx`, which has ended with `outcome` (a
+    /// google.rpc.Code name): a failure replaces a pending failure or is written on its own; a
+    /// success is written if the call changed nothing and was not a replay. A row that says OK
+    /// is never changed: its change committed. Nothing for a call that owes no row.
     pub async fn finish_audit(
         &self,
-        scope: &Scope,
+        ctx: &CallContext,
         outcome: &str,
         message: Option<&str>,
     ) -> Result<(), Error> {
+        let Some(row) = ctx.audit() else {
+            return Ok(());
+        };
         if outcome == OK {
             // A replay has the first call's row; a recorded success committed its own.
-            if scope.replayed.load(Ordering::Relaxed) || scope.recorded.load(Ordering::Relaxed) {
+            if row.is_replayed() || row.is_recorded() {
                 return Ok(());
             }
-            let statement = insert(scope, None, OK, None);
+            let statement = insert(ctx, row, None, OK, None);
             return self
                 .conn()
                 .execute(&statement)
@@ -241,13 +190,13 @@ impl Catalog {
                 audit_event::Column::Message,
                 Expr::value(message.map(str::to_owned)),
             )
-            .filter(audit_event::Column::Id.eq(scope.id))
+            .filter(audit_event::Column::Id.eq(row.id()))
             .filter(audit_event::Column::Outcome.ne(OK))
             .exec(self.conn())
             .await
             .map_err(db_error)?;
         if updated.rows_affected == 0 {
-            let statement = insert(scope, None, outcome, message);
+            let statement = insert(ctx, row, None, outcome, message);
             self.conn().execute(&statement).await.map_err(db_error)?;
         }
         Ok(())

@@ -17,7 +17,9 @@ use sea_orm::{
 use super::entity::{request_id, tenant, tenant_member};
 use super::role_login::{RowLock, tenant_state};
 use super::{Catalog, RequestRecord, audit, db_error, tenants};
-use crate::domain::{Error, Member, Role, Tenant, TenantId, TenantState, USERS, UserId};
+use crate::domain::{
+    CallContext, Error, Member, Role, Tenant, TenantId, TenantState, USERS, UserId,
+};
 
 /// What AddMember's transaction did.
 #[derive(Debug)]
@@ -201,6 +203,7 @@ impl Catalog {
     /// id there, so a retry racing its first attempt waits for it and then replays it.
     pub async fn add_member(
         &self,
+        ctx: &CallContext,
         member: &Member,
         limit: i64,
         record: Option<&RequestRecord>,
@@ -259,7 +262,7 @@ impl Catalog {
         write_count(&txn, member.tenant, members + 1)
             .await
             .map_err(db_error)?;
-        audit::record(&txn, Some(member.tenant))
+        audit::record(&txn, ctx, Some(member.tenant))
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
@@ -270,6 +273,7 @@ impl Catalog {
     /// while the tenant has another.
     pub async fn set_member_role(
         &self,
+        ctx: &CallContext,
         tenant: TenantId,
         user: &UserId,
         role: Role,
@@ -300,7 +304,9 @@ impl Catalog {
             .exec(&txn)
             .await
             .map_err(db_error)?;
-        audit::record(&txn, Some(tenant)).await.map_err(db_error)?;
+        audit::record(&txn, ctx, Some(tenant))
+            .await
+            .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(Changed::Done(member))
     }
@@ -309,6 +315,7 @@ impl Catalog {
     /// owner, and lowers the `users` gauge to the new count.
     pub async fn remove_member(
         &self,
+        ctx: &CallContext,
         tenant: TenantId,
         user: &UserId,
         expected_revision: Option<i64>,
@@ -338,7 +345,9 @@ impl Catalog {
         write_count(&txn, tenant, members - 1)
             .await
             .map_err(db_error)?;
-        audit::record(&txn, Some(tenant)).await.map_err(db_error)?;
+        audit::record(&txn, ctx, Some(tenant))
+            .await
+            .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(Changed::Done(()))
     }

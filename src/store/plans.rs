@@ -13,7 +13,7 @@ use sea_orm::{
 use super::cache::Change;
 use super::entity::plan;
 use super::{Catalog, audit, db_error, is_unique_violation};
-use crate::domain::{Error, Isolation, Plan, PlanLimit, PlanName};
+use crate::domain::{CallContext, Error, Isolation, Plan, PlanLimit, PlanName};
 
 /// A plan to create at start-up if it does not exist yet.
 #[derive(Debug, Clone)]
@@ -89,14 +89,14 @@ impl Catalog {
 
     /// Inserts a new plan. `None` when a plan with its id exists already (a concurrent upsert
     /// got there first): the caller reads it and decides.
-    pub async fn insert_plan(&self, new: &Plan) -> Result<Option<Plan>, Error> {
+    pub async fn insert_plan(&self, ctx: &CallContext, new: &Plan) -> Result<Option<Plan>, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
         let inserted = plan::Entity::insert(from_domain(new).into_active_model())
             .exec_without_returning(&txn)
             .await;
         match inserted {
             Ok(_) => {
-                audit::record(&txn, None).await.map_err(db_error)?;
+                audit::record(&txn, ctx, None).await.map_err(db_error)?;
                 txn.commit().await.map_err(db_error)?;
                 // A cached "no such plan" must go.
                 self.changed(&Change::Plan(new.id.to_string()));
@@ -109,7 +109,12 @@ impl Catalog {
 
     /// Writes every mutable column of `p` if the row is still at `expected_revision`, bumping the
     /// revision. `None` when the row has moved on (or is gone): the caller re-reads and decides.
-    pub async fn save_plan(&self, p: &Plan, expected_revision: i64) -> Result<Option<Plan>, Error> {
+    pub async fn save_plan(
+        &self,
+        ctx: &CallContext,
+        p: &Plan,
+        expected_revision: i64,
+    ) -> Result<Option<Plan>, Error> {
         let mut saved = p.clone();
         saved.revision = expected_revision + 1;
         saved.update_time = crate::service::now();
@@ -132,7 +137,7 @@ impl Catalog {
         if result.rows_affected != 1 {
             return Ok(None);
         }
-        audit::record(&txn, None).await.map_err(db_error)?;
+        audit::record(&txn, ctx, None).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&Change::Plan(saved.id.to_string()));
         Ok(Some(saved))

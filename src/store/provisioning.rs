@@ -15,7 +15,7 @@ use sea_orm::{
 use super::cache::Change;
 use super::entity::{api_key, quota_usage, tenant, tenant_member};
 use super::{Catalog, audit, db_error, sqlstate};
-use crate::domain::{Error, Tenant, TenantId, TenantState};
+use crate::domain::{CallContext, Error, Tenant, TenantId, TenantState};
 
 /// How recording a run changed the tenant's row.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,6 +31,7 @@ pub enum RowChange {
 /// that a PROVISIONING or FAILED tenant is now ACTIVE (a suspended one will resume to ACTIVE).
 pub async fn record_migration<C: ConnectionTrait>(
     conn: &C,
+    ctx: &CallContext,
     id: TenantId,
     version: Option<&str>,
     provisioned: bool,
@@ -39,7 +40,7 @@ pub async fn record_migration<C: ConnectionTrait>(
     let mut update = mirror_update(id, version, provisioned, rebuilt);
     // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
     // the same statement (a data-modifying WITH runs whether or not the update changes a row).
-    let audit = audit::success(Some(id));
+    let audit = audit::success(ctx, Some(id));
     let with_update = conn.get_database_backend() == DbBackend::Postgres;
     if with_update && let Some(row) = &audit {
         QueryTrait::query(&mut update).with_cte(audit_cte(row));
@@ -74,6 +75,7 @@ const BATCH: &str = "tenant_plane_batch";
 /// then changed nothing.
 pub async fn provision_in_one_statement(
     conn: &DatabaseConnection,
+    ctx: &CallContext,
     id: TenantId,
     version: Option<&str>,
     statements: String,
@@ -94,7 +96,7 @@ pub async fn provision_in_one_statement(
             .materialized(true)
             .to_owned(),
     );
-    let audit = audit::success(Some(id));
+    let audit = audit::success(ctx, Some(id));
     if let Some(row) = &audit {
         with.cte(audit_cte(row));
     }
@@ -254,13 +256,14 @@ pub async fn record_shared_version<C: ConnectionTrait>(
 impl Catalog {
     pub async fn record_migration(
         &self,
+        ctx: &CallContext,
         id: TenantId,
         version: Option<&str>,
         provisioned: bool,
         rebuilt: bool,
     ) -> Result<RowChange, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        let recorded = record_migration(&txn, id, version, provisioned, rebuilt).await?;
+        let recorded = record_migration(&txn, ctx, id, version, provisioned, rebuilt).await?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&Change::TenantRow(id));
         Ok(recorded)
@@ -270,6 +273,7 @@ impl Catalog {
     /// was waiting for its storage becomes FAILED (and may be provisioned again).
     pub async fn record_failure(
         &self,
+        ctx: &CallContext,
         id: TenantId,
         error: &str,
         provisioning: bool,
@@ -300,7 +304,7 @@ impl Catalog {
             .exec(&txn)
             .await
             .map_err(db_error)?;
-        audit::record_failure(&txn, Some(id))
+        audit::record_failure(&txn, ctx, Some(id))
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
@@ -309,7 +313,7 @@ impl Catalog {
     }
 
     /// Records that a deleted tenant's storage is gone.
-    pub async fn record_purge(&self, id: TenantId) -> Result<(), Error> {
+    pub async fn record_purge(&self, ctx: &CallContext, id: TenantId) -> Result<(), Error> {
         let now = crate::service::now();
         let txn = self.conn().begin().await.map_err(db_error)?;
         tenant::Entity::update_many()
@@ -346,7 +350,7 @@ impl Catalog {
             .exec(&txn)
             .await
             .map_err(db_error)?;
-        audit::record(&txn, Some(id)).await.map_err(db_error)?;
+        audit::record(&txn, ctx, Some(id)).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         // The removed keys' hashes are not at hand: drop every cached key with the tenant.
         self.changed(&Change::All);

@@ -18,8 +18,8 @@ use super::entity::{rollout, rollout_target, tenant};
 use super::rollout_work::event;
 use super::{Catalog, audit, db_error, is_unique_violation};
 use crate::domain::{
-    Error, ErrorPolicy, Labels, Rollout, RolloutCounts, RolloutState, Selector, TargetState,
-    TenantId, TenantState,
+    CallContext, Error, ErrorPolicy, Labels, Rollout, RolloutCounts, RolloutState, Selector,
+    TargetState, TenantId, TenantState,
 };
 
 /// A target to insert with a new rollout.
@@ -68,6 +68,7 @@ impl Catalog {
     /// rollout it started, and the hash of the request that started it, instead.
     pub async fn insert_rollout(
         &self,
+        ctx: &CallContext,
         r: &Rollout,
         request: Option<(Uuid, &str)>,
         targets: &[NewTarget],
@@ -76,6 +77,7 @@ impl Catalog {
         if let Some(existing) = self.rollout_by_request(request_id).await? {
             return Ok(Some(existing));
         }
+        let ctx = ctx.clone();
         let result = self
             .conn()
             .transaction::<_, (), sea_orm::DbErr>(|txn| {
@@ -120,7 +122,7 @@ impl Catalog {
                     rollout::Entity::insert(row)
                         .exec_without_returning(txn)
                         .await?;
-                    audit::record(txn, None).await?;
+                    audit::record(txn, &ctx, None).await?;
                     // Chunks keep each statement under SQLite's bound-parameter limit.
                     for chunk in targets.chunks(500) {
                         rollout_target::Entity::insert_many(chunk.to_vec())
@@ -271,6 +273,7 @@ impl Catalog {
     /// `to` ends it. `false` when it was no longer in `from`.
     pub async fn transition_rollout(
         &self,
+        ctx: &CallContext,
         id: Uuid,
         from: &[RolloutState],
         to: RolloutState,
@@ -289,7 +292,7 @@ impl Catalog {
         }
         let moved = update.exec(&txn).await.map_err(db_error)?.rows_affected == 1;
         if moved {
-            audit::record(&txn, None).await.map_err(db_error)?;
+            audit::record(&txn, ctx, None).await.map_err(db_error)?;
         }
         if moved && !to.is_active() {
             event(

@@ -14,7 +14,8 @@ use super::{
     Backend, Catalog, RequestRecord, audit, db_error, is_unique_violation, members, role_login,
 };
 use crate::domain::{
-    DbRoleName, Error, Isolation, Labels, Member, PlanName, Slug, Tenant, TenantId, TenantState,
+    CallContext, DbRoleName, Error, Isolation, Labels, Member, PlanName, Slug, Tenant, TenantId,
+    TenantState,
 };
 
 /// What happened to an insert.
@@ -84,6 +85,7 @@ impl Catalog {
     /// or a concurrent retry won the race: the request record tells which.
     pub async fn insert_tenant(
         &self,
+        ctx: &CallContext,
         new: &Tenant,
         owner: Option<&Member>,
         record: Option<&RequestRecord>,
@@ -95,11 +97,12 @@ impl Catalog {
                 let record = record.cloned();
                 let owner = owner.cloned();
                 let id = new.id;
+                let ctx = ctx.clone();
                 Box::pin(async move {
                     tenant::Entity::insert(model)
                         .exec_without_returning(txn)
                         .await?;
-                    audit::record(txn, Some(id)).await?;
+                    audit::record(txn, &ctx, Some(id)).await?;
                     if let Some(owner) = &owner {
                         members::insert_owner(txn, owner).await?;
                     }
@@ -162,6 +165,7 @@ impl Catalog {
     /// a role that lost LOGIN has its sessions ended after the commit ([`role_login`]).
     pub async fn save_tenant(
         &self,
+        ctx: &CallContext,
         t: &Tenant,
         expected_revision: i64,
         role: Option<&DbRoleName>,
@@ -230,7 +234,7 @@ impl Catalog {
             }
             _ => None,
         };
-        audit::record(&txn, Some(saved.id))
+        audit::record(&txn, ctx, Some(saved.id))
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;

@@ -5,6 +5,7 @@ mod support;
 mod api_keys;
 mod audit;
 mod audit_atomic;
+mod audit_context;
 mod audit_list;
 mod audit_refusals;
 mod audit_retention;

@@ -7,7 +7,7 @@ use std::{num::NonZeroUsize, time::Duration, time::Instant};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tenant_plane::dataplane::{DataPlane, DataPlaneSettings, RolloutClaim, Target, TargetRun};
 use tenant_plane::domain::{
-    ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, Slug, TargetState,
+    CallContext, ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, Slug, TargetState,
 };
 use tenant_plane::service::storage_of;
 use tenant_plane::store::{Catalog, NewTarget, PoolSettings};
@@ -82,7 +82,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
         from_version: from.clone(),
     }];
     catalog
-        .insert_rollout(&rollout, None, &targets)
+        .insert_rollout(&CallContext::system(), &rollout, None, &targets)
         .await
         .expect("rollout");
     let claims = catalog
@@ -129,7 +129,12 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     );
 
     let lost = dataplane
-        .run_target(&storage_of(&tenant), Target::Up(sixth), &claim("worker-a"))
+        .run_target(
+            &CallContext::system(),
+            &storage_of(&tenant),
+            Target::Up(sixth),
+            &claim("worker-a"),
+        )
         .await
         .expect("run");
     assert!(matches!(lost, TargetRun::Lost), "{lost:?}");
@@ -142,7 +147,12 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     assert!(column(&db, &migrated_events).await.is_empty());
 
     let held = dataplane
-        .run_target(&storage_of(&tenant), Target::Up(sixth), &claim("worker-b"))
+        .run_target(
+            &CallContext::system(),
+            &storage_of(&tenant),
+            Target::Up(sixth),
+            &claim("worker-b"),
+        )
         .await
         .expect("run");
     assert!(matches!(held, TargetRun::Recorded(_)), "{held:?}");

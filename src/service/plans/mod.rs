@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::idempotency;
 use super::paging::Page;
-use crate::domain::{Error, Isolation, Plan, PlanLimit, PlanName};
+use crate::domain::{CallContext, Error, Isolation, Plan, PlanLimit, PlanName};
 use crate::store::Catalog;
 
 mod input;
@@ -67,16 +67,17 @@ impl Plans {
     /// Creates the plan from every field of `input`, or changes the fields `input.fields`
     /// names when it exists. A retry with the same request id gets the first answer.
     #[tracing::instrument(skip_all, fields(plan = %input.name))]
-    pub async fn upsert(&self, input: UpsertPlanInput) -> Result<Plan, Error> {
+    pub async fn upsert(&self, ctx: &CallContext, input: UpsertPlanInput) -> Result<Plan, Error> {
         let request = input.request.clone();
         let upsert = Upsert::check(input, self.catalog.backend())?;
         let answer = idempotency::once(
             &self.catalog,
+            ctx,
             request.as_ref(),
             UPSERT_METHOD,
             // Plans have no UUID; the kept answer names the plan.
             Uuid::nil(),
-            || async { self.write(&upsert).await.map(|p| Answer::from(&p)) },
+            || async { self.write(ctx, &upsert).await.map(|p| Answer::from(&p)) },
         )
         .await?;
         answer.into_plan()
@@ -86,13 +87,13 @@ impl Plans {
     /// change is the caller's conflict (ABORTED); without one, the change is re-applied to the
     /// fresh row, and a create that lost the race to another becomes an update. A change that
     /// would leave the plan as it is writes nothing, so repeating an upsert keeps the etag.
-    async fn write(&self, upsert: &Upsert) -> Result<Plan, Error> {
+    async fn write(&self, ctx: &CallContext, upsert: &Upsert) -> Result<Plan, Error> {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let Some(current) = self.catalog.get_plan(&upsert.id).await? else {
                 if upsert.etag.is_some() {
                     return Err(Error::stale_plan_etag(&upsert.id, false));
                 }
-                if let Some(created) = self.catalog.insert_plan(&upsert.new_plan()).await? {
+                if let Some(created) = self.catalog.insert_plan(ctx, &upsert.new_plan()).await? {
                     tracing::info!("plan created");
                     return Ok(created);
                 }
@@ -105,7 +106,11 @@ impl Plans {
             if changed.same_settings(&current) {
                 return Ok(current);
             }
-            match self.catalog.save_plan(&changed, current.revision).await? {
+            match self
+                .catalog
+                .save_plan(ctx, &changed, current.revision)
+                .await?
+            {
                 Some(saved) => {
                     tracing::info!(revision = saved.revision, "plan changed");
                     return Ok(saved);

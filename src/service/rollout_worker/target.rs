@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::RolloutWorker;
 use crate::dataplane::{RolloutClaim, Target, TargetRun};
-use crate::domain::{Error, Tenant, TenantState};
+use crate::domain::{CallContext, Error, Tenant, TenantState};
 use crate::metrics::TargetOutcome;
 use crate::service::provisioning::storage_of;
 use crate::store::{Claim, Outcome};
@@ -151,7 +151,12 @@ impl RolloutWorker {
         };
         let run = self
             .dataplane
-            .run_target(&storage_of(&tenant), Target::Up(target), &hold)
+            .run_target(
+                &CallContext::system(),
+                &storage_of(&tenant),
+                Target::Up(target),
+                &hold,
+            )
             .await;
         let outcome = match run {
             Ok(TargetRun::Recorded(outcome)) => return (outcome, Recorded::WithMigration),
@@ -174,7 +179,7 @@ impl RolloutWorker {
                 let message = error.to_string();
                 if let Err(e) = self
                     .catalog
-                    .record_failure(tenant.id, &message, false)
+                    .record_failure(&CallContext::system(), tenant.id, &message, false)
                     .await
                 {
                     tracing::warn!(error = %e, "recording a tenant's migration error");

@@ -8,9 +8,10 @@ use uuid::Uuid;
 
 use super::input::MAX_DISPLAY_NAME;
 use super::{TenantRef, Tenants, load};
-use crate::domain::{ApiKey, Error, FieldViolation, NewSecret, Tenant, TenantState, hash_secret};
+use crate::domain::{
+    ApiKey, CallContext, Error, FieldViolation, NewSecret, Tenant, TenantState, hash_secret,
+};
 use crate::service::paging::Page;
-use crate::store::audit;
 
 /// What CreateApiKey takes.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +33,7 @@ impl Tenants {
     #[tracing::instrument(skip_all, fields(tenant = %parent))]
     pub async fn create_api_key(
         &self,
+        ctx: &CallContext,
         parent: &TenantRef,
         input: NewApiKeyInput,
     ) -> Result<(ApiKey, String), Error> {
@@ -54,7 +56,7 @@ impl Tenants {
         }
         Error::check(violations)?;
         let tenant = load(&self.catalog, parent).await?;
-        audit::note_tenant(tenant.id);
+        ctx.note_tenant(tenant.id);
         if tenant.state == TenantState::Deleted {
             return Err(Error::FailedPrecondition {
                 subject: tenant.name(),
@@ -71,7 +73,7 @@ impl Tenants {
             expire_time: input.expire_time,
             revoke_time: None,
         };
-        self.catalog.insert_api_key(&key, &secret.hash).await?;
+        self.catalog.insert_api_key(ctx, &key, &secret.hash).await?;
         tracing::info!(key = %key.id, "API key created");
         Ok((key, secret.secret))
     }
@@ -103,7 +105,7 @@ impl Tenants {
 
     /// Revokes a key; it stops resolving on every replica. Revoking twice keeps the first time.
     #[tracing::instrument(skip_all, fields(key = %name))]
-    pub async fn revoke_api_key(&self, name: &str) -> Result<ApiKey, Error> {
+    pub async fn revoke_api_key(&self, ctx: &CallContext, name: &str) -> Result<ApiKey, Error> {
         let (parent, id) = parse_key_name(name)?;
         let not_found = || Error::NotFound {
             kind: "api key",
@@ -113,14 +115,14 @@ impl Tenants {
             Error::NotFound { .. } => not_found(),
             other => other,
         })?;
-        audit::note_tenant(tenant.id);
+        ctx.note_tenant(tenant.id);
         match self.catalog.api_key(id).await? {
             Some(key) if key.tenant == tenant.id => {}
             _ => return Err(not_found()),
         }
         let key = self
             .catalog
-            .revoke_api_key(id, crate::service::now())
+            .revoke_api_key(ctx, id, crate::service::now())
             .await?
             .ok_or_else(not_found)?;
         tracing::info!("API key revoked");

@@ -6,20 +6,24 @@ use std::collections::BTreeMap;
 use super::input::{check_display_name, parse_labels};
 use super::{CreateTenantInput, IsolationInput, RequestKey, TenantRef, Tenants};
 use crate::domain::{
-    Error, FieldViolation, Isolation, Member, Role, Slug, StorageName, Tenant, TenantId,
-    TenantState, UserId,
+    CallContext, Error, FieldViolation, Isolation, Member, Role, Slug, StorageName, Tenant,
+    TenantId, TenantState, UserId,
 };
-use crate::store::{Backend, NewTenant, RequestRecord, audit};
+use crate::store::{Backend, NewTenant, RequestRecord};
 
 const CREATE_METHOD: &str = "tenant.v1.TenantService/CreateTenant";
 
 impl Tenants {
     #[tracing::instrument(skip_all, fields(slug = %input.slug))]
-    pub async fn create(&self, mut input: CreateTenantInput) -> Result<Tenant, Error> {
+    pub async fn create(
+        &self,
+        ctx: &CallContext,
+        mut input: CreateTenantInput,
+    ) -> Result<Tenant, Error> {
         if let Some(key) = &input.request
             && let Some(first) = self.catalog.request_record(key.id).await?
         {
-            return self.replay(&first, key).await;
+            return self.replay(ctx, &first, key).await;
         }
         let mut violations = std::mem::take(&mut input.violations);
         let slug = Slug::parse(&input.slug)
@@ -136,14 +140,14 @@ impl Tenants {
         let owner = owner.map(|user| Member::new(tenant.id, user, Role::Owner, now));
         match self
             .catalog
-            .insert_tenant(&tenant, owner.as_ref(), record.as_ref())
+            .insert_tenant(ctx, &tenant, owner.as_ref(), record.as_ref())
             .await?
         {
             NewTenant::Created(created) => {
                 tracing::info!(tenant = %created.id, "tenant created");
                 match &self.auto_provision {
                     Some(provisioning) => {
-                        match provisioning.provision_tenant(&created, false).await {
+                        match provisioning.provision_tenant(ctx, &created, false).await {
                             Ok((provisioned, _)) => Ok(provisioned),
                             // The tenant exists, FAILED with the error kept: return it as it is.
                             Err(error) => {
@@ -164,7 +168,7 @@ impl Tenants {
                 name,
             }),
             NewTenant::Replayed(first) => match &input.request {
-                Some(key) => self.replay(&first, key).await,
+                Some(key) => self.replay(ctx, &first, key).await,
                 None => Err(Error::Internal(
                     "replayed a create without a request id".into(),
                 )),
@@ -173,7 +177,12 @@ impl Tenants {
     }
 
     /// The first answer to a retried create; a request id reused for another request is refused.
-    async fn replay(&self, first: &RequestRecord, key: &RequestKey) -> Result<Tenant, Error> {
+    async fn replay(
+        &self,
+        ctx: &CallContext,
+        first: &RequestRecord,
+        key: &RequestKey,
+    ) -> Result<Tenant, Error> {
         if first.method != CREATE_METHOD || first.request_hash != key.request_hash {
             return Err(Error::invalid(
                 "request_id",
@@ -181,7 +190,7 @@ impl Tenants {
             ));
         }
         let id = TenantId::from(first.resource_id);
-        audit::replayed();
+        ctx.replayed();
         self.catalog
             .tenant_by_id(id)
             .await?

@@ -4,10 +4,10 @@ use chrono::Duration;
 
 use super::provisioning::Provisioning;
 use crate::domain::{
-    DbRoleName, Error, FieldViolation, Isolation, PlanName, Resource, StoragePrefix, Tenant,
-    effective_quotas,
+    CallContext, DbRoleName, Error, FieldViolation, Isolation, PlanName, Resource, StoragePrefix,
+    Tenant, effective_quotas,
 };
-use crate::store::{Catalog, audit};
+use crate::store::Catalog;
 
 mod api_keys;
 mod create;
@@ -67,6 +67,7 @@ impl Tenants {
     #[tracing::instrument(skip_all, fields(tenant = %target))]
     pub async fn update(
         &self,
+        ctx: &CallContext,
         target: &TenantRef,
         etag: Option<&str>,
         changes: UpdateTenantInput,
@@ -125,7 +126,7 @@ impl Tenants {
             }
         }
         Error::check(violations)?;
-        self.mutate(target, etag, |t, _| {
+        self.mutate(ctx, target, etag, |t, _| {
             t.ensure_mutable()?;
             if let Some(name) = &changes.display_name {
                 t.display_name = name.clone();
@@ -145,20 +146,31 @@ impl Tenants {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %target))]
-    pub async fn delete(&self, target: &TenantRef, etag: Option<&str>) -> Result<Tenant, Error> {
+    pub async fn delete(
+        &self,
+        ctx: &CallContext,
+        target: &TenantRef,
+        etag: Option<&str>,
+    ) -> Result<Tenant, Error> {
         let retention = self.settings.purge_retention;
-        self.mutate(target, etag, |t, now| t.delete(now, retention))
+        self.mutate(ctx, target, etag, |t, now| t.delete(now, retention))
             .await
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %target))]
-    pub async fn undelete(&self, target: &TenantRef, etag: Option<&str>) -> Result<Tenant, Error> {
-        self.mutate(target, etag, |t, _| t.undelete()).await
+    pub async fn undelete(
+        &self,
+        ctx: &CallContext,
+        target: &TenantRef,
+        etag: Option<&str>,
+    ) -> Result<Tenant, Error> {
+        self.mutate(ctx, target, etag, |t, _| t.undelete()).await
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %target))]
     pub async fn suspend(
         &self,
+        ctx: &CallContext,
         target: &TenantRef,
         reason: &str,
         etag: Option<&str>,
@@ -170,19 +182,27 @@ impl Tenants {
                 format!("must be 1 to {MAX_SUSPEND_REASON} characters"),
             ));
         }
-        self.mutate(target, etag, |t, now| t.suspend(reason.to_owned(), now))
-            .await
+        self.mutate(ctx, target, etag, |t, now| {
+            t.suspend(reason.to_owned(), now)
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %target))]
-    pub async fn resume(&self, target: &TenantRef, etag: Option<&str>) -> Result<Tenant, Error> {
-        self.mutate(target, etag, |t, _| t.resume()).await
+    pub async fn resume(
+        &self,
+        ctx: &CallContext,
+        target: &TenantRef,
+        etag: Option<&str>,
+    ) -> Result<Tenant, Error> {
+        self.mutate(ctx, target, etag, |t, _| t.resume()).await
     }
 
     /// Read-modify-write with optimistic concurrency. With an etag, a concurrent change is the
     /// caller's conflict (ABORTED); without one, the change is re-applied to the fresh row.
     async fn mutate<F>(
         &self,
+        ctx: &CallContext,
         target: &TenantRef,
         etag: Option<&str>,
         change: F,
@@ -197,7 +217,7 @@ impl Tenants {
         let expected = expected.transpose()?;
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let mut tenant = self.get(target).await?;
-            audit::note_tenant(tenant.id);
+            ctx.note_tenant(tenant.id);
             if let Some(expected) = expected
                 && expected != tenant.etag()
             {
@@ -210,7 +230,7 @@ impl Tenants {
             let role = (tenant.state != state).then(|| DbRoleName::of(&tenant));
             match self
                 .catalog
-                .save_tenant(&tenant, revision, role.as_ref())
+                .save_tenant(ctx, &tenant, revision, role.as_ref())
                 .await?
             {
                 Some(saved) => return Ok(saved),

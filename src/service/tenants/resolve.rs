@@ -33,14 +33,14 @@ impl Tenants {
             Lookup::ApiKey(secret) => {
                 let tenant = self.tenant_of_api_key(secret).await?;
                 if !reaches(&TenantRef::Id(tenant.id)) {
-                    return Err(crate::auth::other_tenant());
+                    return Err(Error::other_tenant());
                 }
                 let location = location_of(&tenant, self.catalog.backend());
                 return Ok((Tenant::clone(&tenant), location));
             }
         };
         if !reaches(&target) {
-            return Err(crate::auth::other_tenant());
+            return Err(Error::other_tenant());
         }
         let tenant = cached_tenant(&self.catalog, &target).await?;
         let location = location_of(&tenant, self.catalog.backend());

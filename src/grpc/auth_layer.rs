@@ -1,6 +1,8 @@
 //! The authentication layer: credentials -> [`Caller`] -> the method's access rule -> the RPC.
-//! The rule is read from the path's entry in the method table (`grpc::methods`), which the
-//! context layer leaves in the request's extensions.
+//! The rule is read from the path's entry in the method table ([`super::methods`]), which the
+//! context layer leaves in the request's extensions, with the rule of the policy table
+//! ([`super::policy`]). The caller is left in the request's extensions for the layers and
+//! handlers inside (the audit layer names the call's actor from it).
 
 use std::{
     future::Future,
@@ -13,16 +15,15 @@ use http::{HeaderMap, Request, Response};
 use tonic::Status;
 use tower::{Layer, Service};
 
-use super::rules::{Access, access};
-use super::tls::CertificateRoles;
-use super::{Actor, Caller, Principal, Role, TokenSet, bearer};
-use crate::domain::{Error, SECRET_PREFIX};
-use crate::grpc::audit_layer::audited_action;
-use crate::grpc::context;
-use crate::grpc::methods::{self, Method};
-use crate::grpc::status::code_name;
+use super::context;
+use super::methods::{self, Method};
+use super::policy::Access;
+use super::status::code_name;
+use crate::auth::tls::CertificateRoles;
+use crate::auth::{Caller, Role, TokenSet, bearer};
+use crate::domain::{Actor, AuditRow, CallContext, Error, Principal, SECRET_PREFIX};
 use crate::metrics::AuthRefusals;
-use crate::service::{AuditLog, AuditScope, Tenants};
+use crate::service::{AuditLog, Tenants};
 use crate::telemetry::throttle::Throttle;
 
 /// Refusals for want of credentials are logged at most once per this interval (with how many
@@ -127,7 +128,7 @@ where
             let method = methods::of(&request);
             // A path nobody serves has no entry: its rule comes from its text (a public
             // prefix, else admin-only).
-            let access = method.map_or_else(|| access(request.uri().path()), Method::access);
+            let access = methods::access(method, request.uri().path());
             if access == Access::Public {
                 return inner.call(request).await;
             }
@@ -144,17 +145,16 @@ where
                     } else {
                         Actor::Unauthenticated
                     };
-                    let path = request.uri().path();
-                    return Ok(auth.refuse(path, method, actor, e).await);
+                    return Ok(auth.refuse(refused(&request), method, actor, e).await);
                 }
             };
             if let Err(e) = permit(&caller, access, request.uri().path()) {
-                let path = request.uri().path();
-                return Ok(auth.refuse(path, method, caller.actor(), e).await);
+                return Ok(auth
+                    .refuse(refused(&request), method, caller.actor(), e)
+                    .await);
             }
-            let actor = caller.actor();
             request.extensions_mut().insert(caller);
-            context::with_actor(actor, inner.call(request)).await
+            inner.call(request).await
         })
     }
 }
@@ -195,22 +195,23 @@ impl Authenticator {
         Status::from(Error::Unauthenticated { reason, message }).into_http()
     }
 
-    /// The refusal of a call of `path` (whose entry in the method table is `method`), recorded
-    /// in the audit log when the call was an attempt at a change: who tried what, and why it
-    /// was refused.
+    /// The refusal of `request` (whose entry in the method table is `method`), recorded in the
+    /// audit log when the call was an attempt at a change: who tried what, and why it was
+    /// refused.
     async fn refuse<RB: Default>(
         &self,
-        path: &str,
+        (path, request_id): (&str, String),
         method: Option<&'static Method>,
         actor: Actor,
         error: Error,
     ) -> Response<RB> {
         let status = Status::from(error);
-        if let Some(action) = audited_action(method, path) {
+        if let Some(action) = methods::audited_action(method, path) {
             let outcome = code_name(status.code());
-            let scope = AuditScope::new(action);
-            let message = status.message().to_owned();
-            context::with_actor(actor, self.audit.finish(&scope, outcome, Some(&message))).await;
+            let ctx = CallContext::rpc(request_id, actor, Some(AuditRow::new(action)));
+            self.audit
+                .finish(&ctx, outcome, Some(status.message()))
+                .await;
         }
         status.into_http()
     }
@@ -265,6 +266,14 @@ impl Authenticator {
     }
 }
 
+/// The path and request id of a refused request, taken before anything is awaited.
+fn refused<B>(request: &Request<B>) -> (&str, String) {
+    (
+        request.uri().path(),
+        context::request_id(request.extensions()),
+    )
+}
+
 fn invalid(message: &str) -> Error {
     Error::Unauthenticated {
         reason: "CREDENTIALS_INVALID",
@@ -282,7 +291,7 @@ fn credential(headers: &HeaderMap) -> Result<Option<&str>, Error> {
             .map(Some)
             .ok_or_else(|| invalid("the authorization header must be `Bearer <token>`"));
     }
-    match headers.get(crate::grpc::API_KEY_HEADER) {
+    match headers.get(super::API_KEY_HEADER) {
         Some(value) => value
             .to_str()
             .map(|v| Some(v.trim()))
