@@ -22,7 +22,7 @@ use crate::grpc::context;
 use crate::grpc::methods::{self, Method};
 use crate::grpc::status::code_name;
 use crate::metrics::AuthRefusals;
-use crate::service::{AuditLog, AuditScope, Tenants};
+use crate::service::{AuditLog, Tenants};
 use crate::telemetry::throttle::Throttle;
 
 /// Refusals for want of credentials are logged at most once per this interval (with how many
@@ -208,7 +208,7 @@ impl Authenticator {
         let status = Status::from(error);
         if let Some(action) = audited_action(method, path) {
             let outcome = code_name(status.code());
-            let scope = AuditScope::new(action);
+            let scope = self.audit.scope(action);
             let message = status.message().to_owned();
             context::with_actor(actor, self.audit.finish(&scope, outcome, Some(&message))).await;
         }

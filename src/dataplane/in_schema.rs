@@ -175,8 +175,15 @@ impl DataPlane {
         }
         let provisioned = matches!(run, Run::Provision { .. });
         let rebuilt = matches!(run, Run::Provision { recreate: true });
-        report.recorded =
-            record_migration(&txn, storage.tenant, report.version(), provisioned, rebuilt).await?;
+        report.recorded = record_migration(
+            &txn,
+            self.catalog.now(),
+            storage.tenant,
+            report.version(),
+            provisioned,
+            rebuilt,
+        )
+        .await?;
         if is_shared {
             // One schema serves every shared tenant: they all are at its version now. That may
             // change this tenant's row again, so the row returned above is not kept.

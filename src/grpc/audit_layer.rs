@@ -26,7 +26,7 @@ use tower::{Layer, Service};
 
 use super::methods::{self, Method};
 use super::status::code_name;
-use crate::service::{AuditLog, AuditScope};
+use crate::service::AuditLog;
 
 /// RPCs that change the control plane's configuration: each call is recorded.
 pub const MUTATING: &[&str] = &[
@@ -177,7 +177,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let scope = match audited_action(methods::of(&request), request.uri().path()) {
-            Some(action) => AuditScope::new(action),
+            Some(action) => self.log.scope(action),
             None => return Box::pin(inner.call(request)),
         };
         let log = self.log.clone();

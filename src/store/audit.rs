@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 use super::entity::audit_event;
 use super::{Catalog, db_error};
+use crate::clock::Clock;
 use crate::domain::{Error, TenantId};
 use crate::grpc::context;
 
@@ -65,14 +66,18 @@ pub struct Scope {
     /// A success was recorded in the transaction of a change. Every store function that records
     /// one commits that transaction or fails the call, so a call that succeeds has its row.
     recorded: AtomicBool,
+    /// The row's time is read from here when it is written.
+    clock: Clock,
 }
 
 impl Scope {
-    /// A scope for a call of `action` ("tenant.v1.TenantService/CreateTenant").
-    pub fn new(action: impl Into<String>) -> Arc<Self> {
+    /// A scope for a call of `action` ("tenant.v1.TenantService/CreateTenant"), its row's time
+    /// read from `clock`.
+    pub fn new(action: impl Into<String>, clock: Clock) -> Arc<Self> {
         Arc::new(Self {
             id: Uuid::now_v7(),
             action: action.into(),
+            clock,
             tenant: Mutex::new(None),
             replayed: AtomicBool::new(false),
             recorded: AtomicBool::new(false),
@@ -166,7 +171,7 @@ fn insert(
 ) -> InsertStatement {
     let row = audit_event::ActiveModel {
         id: Set(scope.id),
-        time: Set(crate::service::now()),
+        time: Set(scope.clock.now()),
         actor: Set(context::actor()),
         action: Set(scope.action.clone()),
         tenant_id: Set(tenant.or_else(|| scope.tenant()).map(|t| t.as_uuid())),

@@ -6,6 +6,7 @@
 //! records the audit row of the call that ran the migration (ProvisionTenant, MigrateTenant) in
 //! that same transaction; [`Catalog::record_failure`] does so for a failed run.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     QueryFilter, QueryTrait, TransactionTrait,
@@ -29,14 +30,16 @@ pub enum RowChange {
 
 /// Records a tenant's migration version; with `provisioned`, also that its storage exists and
 /// that a PROVISIONING or FAILED tenant is now ACTIVE (a suspended one will resume to ACTIVE).
+/// The row's times say `now`.
 pub async fn record_migration<C: ConnectionTrait>(
     conn: &C,
+    now: DateTime<Utc>,
     id: TenantId,
     version: Option<&str>,
     provisioned: bool,
     rebuilt: bool,
 ) -> Result<RowChange, Error> {
-    let mut update = mirror_update(id, version, provisioned, rebuilt);
+    let mut update = mirror_update(now, id, version, provisioned, rebuilt);
     // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
     // the same statement (a data-modifying WITH runs whether or not the update changes a row).
     let audit = audit::success(Some(id));
@@ -74,11 +77,12 @@ const BATCH: &str = "tenant_plane_batch";
 /// then changed nothing.
 pub async fn provision_in_one_statement(
     conn: &DatabaseConnection,
+    now: DateTime<Utc>,
     id: TenantId,
     version: Option<&str>,
     statements: String,
 ) -> Result<Option<RowChange>, Error> {
-    let mut update = mirror_update(id, version, true, false)
+    let mut update = mirror_update(now, id, version, true, false)
         .filter(Expr::cust(format!("(SELECT done FROM {BATCH})")));
     let run = Query::select()
         .expr_as(
@@ -134,14 +138,14 @@ fn audit_cte(row: &audit::SuccessRow) -> CommonTableExpression {
 
 /// The update of the tenant's row that mirrors a run: its version; with `provisioned`, that
 /// its storage exists and that a PROVISIONING or FAILED tenant is now ACTIVE; only where that
-/// changes something.
+/// changes something. Its times say `now`.
 fn mirror_update(
+    now: DateTime<Utc>,
     id: TenantId,
     version: Option<&str>,
     provisioned: bool,
     rebuilt: bool,
 ) -> sea_orm::UpdateMany<tenant::Entity> {
-    let now = crate::service::now();
     let mut update = tenant::Entity::update_many()
         .col_expr(
             tenant::Column::MigrationVersion,
@@ -260,7 +264,8 @@ impl Catalog {
         rebuilt: bool,
     ) -> Result<RowChange, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        let recorded = record_migration(&txn, id, version, provisioned, rebuilt).await?;
+        let recorded =
+            record_migration(&txn, self.now(), id, version, provisioned, rebuilt).await?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&Change::TenantRow(id));
         Ok(recorded)
@@ -274,7 +279,7 @@ impl Catalog {
         error: &str,
         provisioning: bool,
     ) -> Result<(), Error> {
-        let now = crate::service::now();
+        let now = self.now();
         let mut update = tenant::Entity::update_many()
             .col_expr(tenant::Column::LastError, Expr::value(error.to_owned()))
             .col_expr(tenant::Column::LastErrorTime, Expr::value(now))
@@ -310,7 +315,7 @@ impl Catalog {
 
     /// Records that a deleted tenant's storage is gone.
     pub async fn record_purge(&self, id: TenantId) -> Result<(), Error> {
-        let now = crate::service::now();
+        let now = self.now();
         let txn = self.conn().begin().await.map_err(db_error)?;
         tenant::Entity::update_many()
             .col_expr(

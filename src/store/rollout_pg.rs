@@ -122,6 +122,7 @@ impl Catalog {
     ) -> Result<bool, Error> {
         finish(
             self.rollout_conn(),
+            self.now(),
             self.prefix(),
             id,
             tenant,
@@ -155,7 +156,17 @@ impl Catalog {
                 "only a migrated target commits with its migration".into(),
             ));
         }
-        finish(txn, q, rollout, tenant, me, outcome, Some(applied)).await
+        finish(
+            txn,
+            self.now(),
+            q,
+            rollout,
+            tenant,
+            me,
+            outcome,
+            Some(applied),
+        )
+        .await
     }
 
     /// Records the migrated targets of one batch in `txn`, the transaction that migrated
@@ -215,7 +226,7 @@ impl Catalog {
                     TargetState::Running.as_str().into(),
                     state.as_str().into(),
                     kind.into(),
-                    crate::service::now().into(),
+                    self.now().into(),
                     serde_json::Value::Array(targets).into(),
                 ],
             ))
@@ -287,6 +298,7 @@ impl Catalog {
 /// version rows and mirror go with it. `false` when `me` does not hold the target.
 async fn finish<C: ConnectionTrait>(
     conn: &C,
+    now: chrono::DateTime<chrono::Utc>,
     q: &str,
     rollout: Uuid,
     tenant: TenantId,
@@ -326,7 +338,7 @@ async fn finish<C: ConnectionTrait>(
         state.as_str().into(),
         kind.into(),
         detail.into(),
-        crate::service::now().into(),
+        now.into(),
         migrated.into(),
         skipped.into(),
         from.into(),
