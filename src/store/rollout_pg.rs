@@ -120,17 +120,7 @@ impl Catalog {
         me: &str,
         outcome: &Outcome,
     ) -> Result<bool, Error> {
-        finish(
-            self.rollout_conn(),
-            self.now(),
-            self.prefix(),
-            id,
-            tenant,
-            me,
-            outcome,
-            None,
-        )
-        .await
+        finish(self.rollout_conn(), self, id, tenant, me, outcome, None).await
     }
 
     /// Records a migrated rollout target in `txn`, the transaction that migrated the tenant's
@@ -150,23 +140,13 @@ impl Catalog {
         applied: Applied<'_>,
         outcome: &Outcome,
     ) -> Result<bool, Error> {
-        let q = self.own_schema()?;
+        self.own_schema()?;
         if !matches!(outcome, Outcome::Migrated { .. }) {
             return Err(Error::Internal(
                 "only a migrated target commits with its migration".into(),
             ));
         }
-        finish(
-            txn,
-            self.now(),
-            q,
-            rollout,
-            tenant,
-            me,
-            outcome,
-            Some(applied),
-        )
-        .await
+        finish(txn, self, rollout, tenant, me, outcome, Some(applied)).await
     }
 
     /// Records the migrated targets of one batch in `txn`, the transaction that migrated
@@ -298,14 +278,14 @@ impl Catalog {
 /// version rows and mirror go with it. `false` when `me` does not hold the target.
 async fn finish<C: ConnectionTrait>(
     conn: &C,
-    now: chrono::DateTime<chrono::Utc>,
-    q: &str,
+    catalog: &Catalog,
     rollout: Uuid,
     tenant: TenantId,
     me: &str,
     outcome: &Outcome,
     applied: Option<Applied<'_>>,
 ) -> Result<bool, Error> {
+    let (q, now) = (catalog.prefix(), catalog.now());
     let (state, kind, detail) = describe(outcome);
     // Which columns the outcome sets; the others keep their values.
     let (migrated, skipped, error) = match outcome {
