@@ -1,24 +1,37 @@
 //! The wall clock, injectable: what time the server believes it is.
 //!
-//! A replica decides some things by its own clock: which quota window a consumption counts in,
-//! above all. Replicas' clocks disagree by up to their NTP error, and a test must be able to
-//! start a replica whose clock is off, or one that stands still, without waiting for real time
-//! to pass. So code that needs the time takes it from a [`Clock`] it was given (the server's
-//! is `Config::clock`), never from `chrono::Utc::now()` directly.
+//! A replica decides many things by its own clock: which quota window a consumption counts in,
+//! when an API key has expired, when a cached catalog row or a quota lease is too old, when a
+//! rollout lease has run out, which audit rows are past their retention, which deleted tenants
+//! are due for purging, and what time every row it writes says. Replicas' clocks disagree by up
+//! to their NTP error, and a test must be able to start a replica whose clock is off, or one
+//! that stands still, and to let an hour pass in a moment, without waiting for real time. So
+//! code that needs the time takes it from the one [`Clock`] it was given (the server's is
+//! `Config::clock`; the catalog holds it, and the use cases and background jobs read it from
+//! there), never from `chrono::Utc::now()` directly.
 //!
 //! A clock is either *ticking* (the system clock, plus an offset) or *fixed* (it stands still
 //! until it is set or advanced). Clones share their state: advancing a clock advances every
 //! clone of it. [`Clock::offset_by`] makes a new, independent clock that reads a fixed amount
 //! away from this one, as another machine's clock would.
 //!
-//! Only the quota path takes its time from here so far; other subsystems still read the
-//! system clock.
+//! Background jobs wait with [`Clock::sleep_until`]: on a ticking clock that is real time, but
+//! moving the clock (set or advance) wakes every waiter at once, so a test that advances a
+//! clock past a job's next pass sees that pass run without sleeping. `std::time::Instant` is
+//! still right for what only measures real durations (a call's latency, a connection's
+//! timeout): those say nothing about what time it is.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::watch;
+
+/// The longest real-time wait of a ticking clock's [`Clock::sleep_until`] before it reads the
+/// clock again: bounds the harm of a system clock stepped forward while it waits.
+const LONGEST_REAL_WAIT: Duration = Duration::from_secs(60);
 
 /// A source of the current time; cheap to clone (clones share the time).
 #[derive(Clone)]
@@ -32,6 +45,8 @@ struct State {
     /// Microseconds: the offset from the system clock when ticking, the time itself (since the
     /// Unix epoch) when fixed. One atomic, so reading the clock on the hot path takes no lock.
     micros: AtomicI64,
+    /// Bumped each time the clock is set or advanced, to wake whoever waits on it.
+    moved: watch::Sender<u64>,
 }
 
 impl Clock {
@@ -50,6 +65,7 @@ impl Clock {
             state: Arc::new(State {
                 ticking,
                 micros: AtomicI64::new(micros),
+                moved: watch::Sender::new(0),
             }),
         }
     }
@@ -93,6 +109,7 @@ impl Clock {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
                 Some(m.saturating_add(by))
             });
+        self.moved();
     }
 
     /// Sets this clock (and its clones) to `at`; a ticking clock keeps ticking from there.
@@ -104,6 +121,41 @@ impl Clock {
             at
         };
         self.state.micros.store(micros, Ordering::Relaxed);
+        self.moved();
+    }
+
+    fn moved(&self) {
+        self.state.moved.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits until this clock reads `at` or later. A ticking clock waits for real time to pass
+    /// (and looks again as soon as it is set or advanced); a fixed clock waits until it is set
+    /// or advanced that far.
+    pub async fn sleep_until(&self, at: DateTime<Utc>) {
+        let mut moved = self.state.moved.subscribe();
+        loop {
+            // Marked seen before the clock is read: a move after the reading wakes the wait.
+            moved.borrow_and_update();
+            let left = at - self.now();
+            if left <= TimeDelta::zero() {
+                return;
+            }
+            if self.state.ticking {
+                let real = left.to_std().unwrap_or(LONGEST_REAL_WAIT);
+                tokio::select! {
+                    () = tokio::time::sleep(real.min(LONGEST_REAL_WAIT)) => {}
+                    _ = moved.changed() => {}
+                }
+            } else if moved.changed().await.is_err() {
+                // The sender lives as long as this clock: not reached while `self` is borrowed.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Waits until this clock has moved on by `by` from now; see [`Clock::sleep_until`].
+    pub async fn sleep(&self, by: TimeDelta) {
+        self.sleep_until(self.now() + by).await;
     }
 }
 
@@ -166,5 +218,38 @@ mod tests {
         let before = ahead.now();
         std::thread::yield_now();
         assert!(ahead.now() >= before, "it still ticks");
+    }
+
+    #[tokio::test]
+    async fn a_sleep_on_a_fixed_clock_ends_when_the_clock_is_moved_past_it() {
+        let clock = Clock::fixed(at(1_000));
+        let sleeper = {
+            let clock = clock.clone();
+            tokio::spawn(async move { clock.sleep(TimeDelta::seconds(60)).await })
+        };
+        tokio::task::yield_now().await;
+        clock.advance(TimeDelta::seconds(59));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished(), "59 s of 60 have passed");
+        clock.advance(TimeDelta::seconds(1));
+        tokio::time::timeout(Duration::from_secs(10), sleeper)
+            .await
+            .expect("woken by the clock, not by real time")
+            .expect("the sleeper");
+    }
+
+    #[tokio::test]
+    async fn a_sleep_on_a_ticking_clock_ends_at_once_when_the_clock_is_set_past_it() {
+        let clock = Clock::system();
+        let sleeper = {
+            let clock = clock.clone();
+            tokio::spawn(async move { clock.sleep(TimeDelta::hours(1)).await })
+        };
+        tokio::task::yield_now().await;
+        clock.advance(TimeDelta::hours(2));
+        tokio::time::timeout(Duration::from_secs(10), sleeper)
+            .await
+            .expect("woken by the move")
+            .expect("the sleeper");
     }
 }

@@ -20,8 +20,8 @@ use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{CatalogSchema, Isolation, PlanName, StoragePrefix};
 use crate::grpc::{self, AuthLayer, Security, Services};
 use crate::service::{
-    AuditLog, Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings, RolloutWorker,
-    Rollouts, TenantSettings, Tenants, run_purge_job,
+    AuditLog, JobPasses, Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings,
+    RolloutWorker, Rollouts, TenantSettings, Tenants, run_purge_job,
 };
 use crate::store::{Backend, Catalog, PoolSettings};
 
@@ -37,6 +37,8 @@ pub struct App {
     metrics: crate::metrics::Endpoint,
     /// The admin token this start created (none was configured or stored), to show once.
     new_admin_token: Option<String>,
+    /// When the background jobs' passes ran, by the server's clock.
+    passes: JobPasses,
 }
 
 /// Attempts at a rollout target before a transient error counts as a failure.
@@ -106,7 +108,7 @@ impl App {
             })?,
         };
         crate::store::pooler::refuse_transaction_pooler(&url).await?;
-        let catalog = Catalog::connect(&url, &pool).await?;
+        let catalog = Catalog::connect(&url, &pool, config.clock.clone()).await?;
         let default_isolation = match (config.tenant_isolation_strategy, catalog.backend()) {
             (Some(IsolationSetting::Schema), Backend::Sqlite) => {
                 return Err(StartError::Config(
@@ -167,7 +169,6 @@ impl App {
             catalog.clone(),
             dataplane.clone(),
             pool.cache_capacity,
-            config.clock.clone(),
             config.quota_deadline(),
         );
         let auto_provision = config.tenant_auto_provision.then(|| provisioning.clone());
@@ -192,6 +193,7 @@ impl App {
             worker,
             metrics,
             new_admin_token: None,
+            passes: JobPasses::default(),
         })
     }
 
@@ -237,6 +239,12 @@ impl App {
     /// The admin token this start created, if it did: shown once, never stored in clear.
     pub fn take_new_admin_token(&mut self) -> Option<String> {
         self.new_admin_token.take()
+    }
+
+    /// When each background job's last pass began, by the server's clock: a test that moves
+    /// the clock waits on it for a pass that saw the new time.
+    pub fn job_passes(&self) -> JobPasses {
+        self.passes.clone()
     }
 
     /// Whether authentication is off (`--insecure`).
@@ -328,7 +336,9 @@ impl App {
         let purge = (self.config.purge_interval_secs > 0).then(|| {
             tokio::spawn(run_purge_job(
                 self.services.provisioning.clone(),
-                Duration::from_secs(self.config.purge_interval_secs),
+                self.catalog.clock().clone(),
+                seconds(self.config.purge_interval_secs),
+                self.passes.clone(),
                 until_stopped(stopped.clone()),
             ))
         });
@@ -338,7 +348,8 @@ impl App {
                 tokio::spawn(crate::service::run_audit_prune_job(
                     self.services.audit.clone(),
                     chrono::Duration::days(i64::from(self.config.audit_retention_days)),
-                    Duration::from_secs(self.config.audit_prune_interval_secs),
+                    seconds(self.config.audit_prune_interval_secs),
+                    self.passes.clone(),
                     until_stopped(stopped.clone()),
                 ))
             });
@@ -349,14 +360,18 @@ impl App {
         };
         let measure = (self.config.storage_measure_interval_secs > 0).then(|| {
             tokio::spawn(self.services.quotas.clone().run_storage_job(
-                Duration::from_secs(self.config.storage_measure_interval_secs),
+                seconds(self.config.storage_measure_interval_secs),
+                self.passes.clone(),
                 until_stopped(stopped.clone()),
             ))
         });
         let (release_leases, leases_stop) = tokio::sync::oneshot::channel::<()>();
-        let leases = tokio::spawn(self.services.quotas.clone().run_lease_job(async {
-            let _ = leases_stop.await;
-        }));
+        let leases = tokio::spawn(self.services.quotas.clone().run_lease_job(
+            self.passes.clone(),
+            async {
+                let _ = leases_stop.await;
+            },
+        ));
         // Stop accepting and drain RPCs, then stop background work, then close the pool.
         let served = grpc::serve(
             listener,
@@ -399,4 +414,12 @@ impl App {
         tracing::info!("stopped");
         Ok(served?)
     }
+}
+
+/// A job's interval of `secs` seconds (a setting), as the clock counts it.
+fn seconds(secs: u64) -> chrono::TimeDelta {
+    i64::try_from(secs)
+        .ok()
+        .and_then(chrono::TimeDelta::try_seconds)
+        .unwrap_or(chrono::TimeDelta::MAX)
 }

@@ -16,8 +16,6 @@
 //! migration that cannot be batched. A lost connection fails the call instead: the statement
 //! may have committed.
 
-use chrono::Utc;
-
 use super::plan::SEPARATOR;
 use super::sql::{lock_sql, mark_sql, quote};
 use super::{DataPlane, Storage, TargetRun, TenantMigrations, roles};
@@ -39,7 +37,7 @@ impl DataPlane {
             return Ok(None);
         };
         let schema = quote(name);
-        let now = Utc::now();
+        let now = self.catalog.now();
         let batch: Vec<String> = [
             lock_sql(storage),
             format!("CREATE SCHEMA {schema}"),
@@ -60,6 +58,7 @@ impl DataPlane {
         let Some(recorded) = provision_in_one_statement(
             self.catalog.conn(),
             ctx,
+            now,
             storage.tenant,
             self.migrations.latest(),
             batch.join(SEPARATOR),

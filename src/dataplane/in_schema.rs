@@ -180,6 +180,7 @@ impl DataPlane {
         report.recorded = record_migration(
             &txn,
             ctx,
+            self.catalog.now(),
             storage.tenant,
             report.version(),
             provisioned,

@@ -280,7 +280,7 @@ impl DataPlane {
         let mut unrecorded = Vec::new();
         let (ran, after) = if steps > 0 {
             let to = before.len() + steps as usize;
-            let now = Utc::now();
+            let now = self.catalog.now();
             if storage.isolation == Isolation::Shared {
                 let schema = required(&storage.schema, "schema")?;
                 let (from, opening) = (before.len(), opening.as_deref());

@@ -19,7 +19,10 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+use crate::clock::Clock;
 
 use super::TenantId;
 
@@ -101,15 +104,18 @@ pub struct AuditRow {
     /// A success was recorded in the transaction of a change. Every store function that records
     /// one commits that transaction or fails the call, so a call that succeeds has its row.
     recorded: AtomicBool,
+    /// The server's clock: the row's time is read from it when the row is written.
+    clock: Clock,
 }
 
 impl AuditRow {
     /// The row of a call of `action` ("tenant.v1.TenantService/CreateTenant"), its id a
-    /// UUIDv7 chosen now, as the call starts.
-    pub fn new(action: &'static str) -> Arc<Self> {
+    /// UUIDv7 chosen now, as the call starts; its time read from `clock` when it is written.
+    pub fn new(action: &'static str, clock: Clock) -> Arc<Self> {
         Arc::new(Self {
             id: Uuid::now_v7(),
             action,
+            clock,
             tenant: Mutex::new(None),
             replayed: AtomicBool::new(false),
             recorded: AtomicBool::new(false),
@@ -122,6 +128,11 @@ impl AuditRow {
 
     pub fn action(&self) -> &'static str {
         self.action
+    }
+
+    /// The time the row says, when it is written: now, by the server's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// The tenant noted with [`CallContext::note_tenant`], if any.
@@ -243,7 +254,10 @@ mod tests {
 
     #[test]
     fn a_context_and_its_clones_share_one_row() {
-        let row = AuditRow::new("tenant.v1.TenantService/CreateTenant");
+        let row = AuditRow::new(
+            "tenant.v1.TenantService/CreateTenant",
+            crate::clock::Clock::system(),
+        );
         let ctx = CallContext::rpc("req-1", Actor::Anonymous, Some(Arc::clone(&row)));
         let moved = ctx.clone();
         let tenant = TenantId::new();

@@ -25,7 +25,7 @@ use tower::{Layer, Service};
 use super::context;
 use super::methods;
 use super::status::code_name;
-use crate::domain::{AuditRow, CallContext};
+use crate::domain::CallContext;
 use crate::service::AuditLog;
 
 /// Longest failure message kept: a few words, not a report.
@@ -88,7 +88,7 @@ where
         let ctx = CallContext::rpc(
             context::request_id(extensions),
             context::actor(extensions),
-            Some(AuditRow::new(action)),
+            Some(self.log.row(action)),
         );
         request.extensions_mut().insert(ctx.clone());
         let log = self.log.clone();

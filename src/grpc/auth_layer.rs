@@ -21,7 +21,7 @@ use super::policy::Access;
 use super::status::code_name;
 use crate::auth::tls::CertificateRoles;
 use crate::auth::{Caller, Role, TokenSet, bearer};
-use crate::domain::{Actor, AuditRow, CallContext, Error, Principal, SECRET_PREFIX};
+use crate::domain::{Actor, CallContext, Error, Principal, SECRET_PREFIX};
 use crate::metrics::AuthRefusals;
 use crate::service::{AuditLog, Tenants};
 use crate::telemetry::throttle::Throttle;
@@ -208,7 +208,7 @@ impl Authenticator {
         let status = Status::from(error);
         if let Some(action) = methods::audited_action(method, path) {
             let outcome = code_name(status.code());
-            let ctx = CallContext::rpc(request_id, actor, Some(AuditRow::new(action)));
+            let ctx = CallContext::rpc(request_id, actor, Some(self.audit.row(action)));
             self.audit
                 .finish(&ctx, outcome, Some(status.message()))
                 .await;

@@ -3,8 +3,9 @@
 //! [`CATALOG_REFRESH`] however often it is scraped).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::{
@@ -50,8 +51,9 @@ pub(super) struct CatalogSeries {
     /// Active rollouts only, so their number stays small; a rollout's series go when it ends.
     rollout_targets: Family<RolloutLabels, Gauge>,
     rollouts_active: Gauge,
-    /// When the gauges were last read; a scrape that finds them fresh does not wait.
-    refreshed: tokio::sync::Mutex<Option<Instant>>,
+    /// When the gauges were last read, by the catalog's clock; a scrape that finds them fresh
+    /// does not wait.
+    refreshed: tokio::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 impl CatalogSeries {
@@ -90,11 +92,12 @@ impl CatalogSeries {
     /// error the previous values stay (a scrape answers what is known rather than fail).
     pub(super) async fn refresh(&self) {
         let mut refreshed = self.refreshed.lock().await;
-        if refreshed.is_some_and(|at| at.elapsed() < CATALOG_REFRESH) {
+        let now = self.catalog.now();
+        if refreshed.is_some_and(|at| (now - at).to_std().is_ok_and(|age| age < CATALOG_REFRESH)) {
             return;
         }
         match self.read().await {
-            Ok(()) => *refreshed = Some(Instant::now()),
+            Ok(()) => *refreshed = Some(now),
             Err(error) => tracing::warn!(%error, "reading the catalog for /metrics"),
         }
     }

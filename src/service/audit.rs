@@ -39,6 +39,11 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
+    /// The audit row a call of `action` owes; its time is read from the catalog's clock.
+    pub fn row(&self, action: &'static str) -> std::sync::Arc<crate::domain::AuditRow> {
+        crate::domain::AuditRow::new(action, self.catalog.clock().clone())
+    }
+
     pub fn new(catalog: Catalog) -> Self {
         Self { catalog }
     }
@@ -123,26 +128,34 @@ impl AuditLog {
     }
 }
 
-/// Deletes, every `interval` until `stop` completes, the audit rows older than `retention`
-/// (a first pass at once). A failed pass is logged and tried again at the next.
+/// Deletes, every `interval` by the catalog's clock until `stop` completes, the audit rows
+/// older than `retention` by that clock (a first pass at once). A failed pass is logged and
+/// tried again at the next.
 pub async fn run_audit_prune_job(
     audit: AuditLog,
     retention: chrono::Duration,
-    interval: std::time::Duration,
+    interval: chrono::TimeDelta,
+    passes: super::JobPasses,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
-    loop {
-        match audit.catalog.prune_audit(Utc::now() - retention).await {
+    let clock = audit.catalog.clock().clone();
+    let pass = || async {
+        match audit.catalog.prune_audit(clock.now() - retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "audit events past their retention deleted"),
             Err(error) => tracing::warn!(%error, "audit pruning failed; retrying next time"),
         }
-        tokio::select! {
-            () = &mut stop => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
+    };
+    super::jobs::run_every(
+        super::Job::AuditPrune,
+        &clock,
+        interval,
+        true,
+        &passes,
+        stop,
+        pass,
+    )
+    .await;
 }
 
 /// Where a page ends: the last event's time (microseconds) and id.

@@ -134,7 +134,7 @@ impl Members {
         ctx.note_tenant(tenant.id);
         refuse_deleted(&tenant)?;
         let limit = self.users_limit(&tenant).await?;
-        let member = Member::new(tenant.id, user, role, super::now());
+        let member = Member::new(tenant.id, user, role, self.catalog.now());
         let record = input.request.as_ref().map(|key| RequestRecord {
             request_id: key.id,
             method: ADD_METHOD.into(),

@@ -3,6 +3,7 @@
 mod audit;
 mod credentials;
 mod idempotency;
+mod jobs;
 mod members;
 mod migrations;
 mod paging;
@@ -16,12 +17,13 @@ mod tenants;
 
 pub use audit::{AuditLog, ListAuditEventsInput, run_audit_prune_job};
 pub use credentials::Credentials;
+pub use jobs::{Job, JobPasses, run_purge_job};
 pub use members::{AddMemberInput, Members, parse_etag};
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
 pub use plans::{
     PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name,
 };
-pub use provisioning::{Provisioning, ProvisioningStatus, run_purge_job, storage_of};
+pub use provisioning::{Provisioning, ProvisioningStatus, storage_of};
 pub use quotas::{QuotaState, Quotas, STORAGE_BYTES, USAGE_MAX_AGE};
 pub use rollout_worker::RolloutWorker;
 pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, WatchItem};
@@ -31,10 +33,3 @@ pub use tenants::{
     CreateTenantInput, DataLocation, IsolationInput, ListTenantsInput, Lookup, NewApiKeyInput,
     RequestKey, TenantChange, TenantRef, TenantSettings, Tenants, UpdateTenantInput,
 };
-
-/// Now, at the catalog's precision (microseconds), so a value returned by a write equals the
-/// value a later read returns.
-pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
-    let now = chrono::Utc::now();
-    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
-}

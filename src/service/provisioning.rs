@@ -258,11 +258,12 @@ impl Provisioning {
     /// meantime is left alone. `ctx` is the purge job's (system) context.
     pub async fn purge_due(&self, ctx: &CallContext) -> Result<usize, Error> {
         let mut purged = 0;
-        for due in self.catalog.due_purges(super::now(), PURGE_BATCH).await? {
+        let now = self.catalog.now();
+        for due in self.catalog.due_purges(now, PURGE_BATCH).await? {
             let tenant = load(&self.catalog, &TenantRef::Id(due.id)).await?;
             let still_due = tenant.state == TenantState::Deleted
                 && tenant.provision_time.is_some()
-                && tenant.purge_time.is_some_and(|t| t <= super::now());
+                && tenant.purge_time.is_some_and(|t| t <= now);
             if !still_due {
                 continue;
             }
@@ -282,27 +283,6 @@ const PURGE_METHOD: &str = "tenant.v1.ProvisioningService/DeprovisionTenant";
 
 /// Tenants purged per pass of the purge job: bounds one pass's work.
 const PURGE_BATCH: u64 = 100;
-
-/// The purge job: every `interval`, purges tenants whose retention has run out, until `stop`.
-pub async fn run_purge_job(
-    provisioning: Provisioning,
-    interval: std::time::Duration,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    let ctx = CallContext::system();
-    loop {
-        match provisioning.purge_due(&ctx).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "purge job pass"),
-            Err(error) => tracing::warn!(%error, "purge job pass failed; retrying next time"),
-        }
-        tokio::select! {
-            () = &mut stop => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
-}
 
 fn parse_etag(etag: Option<&str>) -> Result<Option<Etag>, Error> {
     etag.filter(|e| !e.is_empty())

@@ -3,7 +3,9 @@
 //! them (SCHEMA tenants a few to a transaction, see [`DataPlane::run_targets`]), records each
 //! outcome, renews the leases of what it is working on, and ends rollouts by their rules.
 //! Replicas share the work through the catalog; a replica that dies leaves leases that run out,
-//! and the targets are claimed again.
+//! and the targets are claimed again. Leases are times by the catalog's clock (`crate::clock`),
+//! and so is when this worker renews its own; how often it polls the catalog is real time, as
+//! it only looks for what other replicas did.
 
 mod target;
 
@@ -81,7 +83,10 @@ impl RolloutWorker {
         let mut tasks: JoinSet<(Uuid, u32, bool)> = JoinSet::new();
         let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
         let mut last_scan: Option<Instant> = None;
-        let mut last_renewal = Instant::now();
+        let clock = worker.catalog.clock().clone();
+        let renew_every = chrono::TimeDelta::from_std(worker.settings.lease / 3)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let mut last_renewal = clock.now();
         tokio::pin!(stop);
         loop {
             let scan = last_scan.is_none_or(|at| at.elapsed() >= worker.settings.poll_interval);
@@ -91,7 +96,7 @@ impl RolloutWorker {
             if scan {
                 last_scan = Some(Instant::now());
             }
-            if last_renewal.elapsed() >= worker.settings.lease / 3 {
+            if clock.now() - last_renewal >= renew_every {
                 if let Err(error) = worker
                     .catalog
                     .renew_leases(&worker.me, lease_ms(&worker.settings))
@@ -99,12 +104,13 @@ impl RolloutWorker {
                 {
                     tracing::warn!(%error, "renewing rollout leases");
                 }
-                last_renewal = Instant::now();
+                last_renewal = clock.now();
             }
             tokio::select! {
                 () = &mut stop => break,
                 () = worker.wake.notified() => last_scan = None,
                 () = tokio::time::sleep(worker.settings.poll_interval) => {}
+                () = clock.sleep_until(last_renewal + renew_every) => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok((rollout, n, failed)) = done && let Some(t) = tracked.get_mut(&rollout) {
                         t.in_flight = t.in_flight.saturating_sub(n);

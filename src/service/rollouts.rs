@@ -176,7 +176,7 @@ impl Rollouts {
             max_failure_ratio: input.max_failure_ratio,
             state: RolloutState::Pending,
             error: None,
-            create_time: super::now(),
+            create_time: self.catalog.now(),
             start_time: None,
             end_time: None,
             counts: RolloutCounts::default(),

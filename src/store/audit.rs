@@ -112,7 +112,7 @@ fn insert(
 ) -> InsertStatement {
     let model = audit_event::ActiveModel {
         id: Set(row.id()),
-        time: Set(crate::service::now()),
+        time: Set(row.now()),
         actor: Set(ctx.actor().to_string()),
         action: Set(row.action().to_owned()),
         tenant_id: Set(tenant.or_else(|| row.tenant()).map(|t| t.as_uuid())),

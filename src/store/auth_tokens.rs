@@ -38,7 +38,7 @@ impl Catalog {
             name: Set(token.name.clone()),
             role: Set(token.role.clone()),
             token_hash: Set(token.token_hash.clone()),
-            create_time: Set(crate::service::now()),
+            create_time: Set(self.now()),
         };
         let inserted = auth_token::Entity::insert(row)
             .on_conflict(

@@ -7,7 +7,8 @@
 //! that changed within milliseconds (see `store::notices`). If the
 //! notification connection is lost, everything is dropped, since changes may have been missed.
 //! Absences are remembered too (an unknown slug, a wrong API key), so a flood of bad keys does not
-//! reach the database either. As a last line, an entry is reloaded after [`MAX_AGE`].
+//! reach the database either. As a last line, an entry is reloaded after [`MAX_AGE`] by the
+//! catalog's clock (`crate::clock`), so a test ages entries by moving that clock.
 //!
 //! A reader that loaded a row before a write committed must not put it back after the write
 //! dropped it: every drop bumps an epoch, and a load started under an older epoch is not kept.
@@ -15,10 +16,12 @@
 use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use lru::LruCache;
 
+use crate::clock::Clock;
 use crate::domain::{ApiKey, PlanLimit, Tenant, TenantId};
 
 /// How long an entry is trusted without a notification.
@@ -43,7 +46,7 @@ pub enum Change {
 
 struct Entry<V> {
     value: V,
-    loaded: Instant,
+    loaded: DateTime<Utc>,
 }
 
 struct Inner {
@@ -62,27 +65,34 @@ pub struct CatalogCache {
     inner: Mutex<Inner>,
     /// What the change notices this process received came to.
     pub(super) notices: super::notices::NoticeCounts,
+    /// What entries' ages are read by.
+    clock: Clock,
 }
 
 /// The epoch a load started in; hand it back with the loaded value.
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket(u64);
 
-fn fresh<K, Q, V>(cache: &mut LruCache<K, Entry<V>>, key: &Q) -> Option<V>
+/// The entry under `key`, unless it is [`MAX_AGE`] old at `now` (or loaded after `now`, by a
+/// clock since set back).
+fn fresh<K, Q, V>(cache: &mut LruCache<K, Entry<V>>, key: &Q, now: DateTime<Utc>) -> Option<V>
 where
     K: Hash + Eq + std::borrow::Borrow<Q>,
     Q: Hash + Eq + ?Sized,
     V: Clone,
 {
     match cache.get(key) {
-        Some(e) if e.loaded.elapsed() < MAX_AGE => Some(e.value.clone()),
+        Some(e) if (now - e.loaded).to_std().is_ok_and(|age| age < MAX_AGE) => {
+            Some(e.value.clone())
+        }
         _ => None,
     }
 }
 
 impl CatalogCache {
-    /// A cache holding at most `capacity` tenants (and as many slugs and API keys).
-    pub fn new(capacity: NonZeroUsize) -> Self {
+    /// A cache holding at most `capacity` tenants (and as many slugs and API keys), whose
+    /// entries age by `clock`.
+    pub fn new(capacity: NonZeroUsize, clock: Clock) -> Self {
         let plans = NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN);
         Self {
             inner: Mutex::new(Inner {
@@ -94,6 +104,7 @@ impl CatalogCache {
                 plans: LruCache::new(plans),
             }),
             notices: Default::default(),
+            clock,
         }
     }
 
@@ -110,19 +121,19 @@ impl CatalogCache {
     }
 
     pub fn tenant(&self, id: TenantId) -> Option<Option<Arc<Tenant>>> {
-        fresh(&mut self.lock().tenants, &id)
+        fresh(&mut self.lock().tenants, &id, self.clock.now())
     }
 
     pub fn slug(&self, slug: &str) -> Option<Option<TenantId>> {
-        fresh(&mut self.lock().slugs, slug)
+        fresh(&mut self.lock().slugs, slug, self.clock.now())
     }
 
     pub fn api_key(&self, secret_hash: &str) -> Option<Option<Arc<ApiKey>>> {
-        fresh(&mut self.lock().keys, secret_hash)
+        fresh(&mut self.lock().keys, secret_hash, self.clock.now())
     }
 
     pub fn plan(&self, id: &str) -> Option<Option<Arc<Vec<PlanLimit>>>> {
-        fresh(&mut self.lock().plans, id)
+        fresh(&mut self.lock().plans, id, self.clock.now())
     }
 
     /// Keeps a loaded tenant (or its absence, under the key it was looked up by).
@@ -131,7 +142,7 @@ impl CatalogCache {
         if inner.epoch != ticket.0 {
             return;
         }
-        let loaded = Instant::now();
+        let loaded = self.clock.now();
         match &tenant {
             Some(t) => {
                 inner.slugs.put(
@@ -171,7 +182,7 @@ impl CatalogCache {
                 id,
                 Entry {
                     value: None,
-                    loaded: Instant::now(),
+                    loaded: self.clock.now(),
                 },
             );
         }
@@ -184,7 +195,7 @@ impl CatalogCache {
                 secret_hash.to_owned(),
                 Entry {
                     value: key,
-                    loaded: Instant::now(),
+                    loaded: self.clock.now(),
                 },
             );
         }
@@ -197,7 +208,7 @@ impl CatalogCache {
                 id.to_owned(),
                 Entry {
                     value: limits,
-                    loaded: Instant::now(),
+                    loaded: self.clock.now(),
                 },
             );
         }
@@ -350,7 +361,7 @@ mod tests {
 
     #[test]
     fn a_notice_that_shows_nothing_new_is_no_change() {
-        let cache = CatalogCache::new(NonZeroUsize::MIN.saturating_add(9));
+        let cache = CatalogCache::new(NonZeroUsize::MIN.saturating_add(9), Clock::system());
         let before = tenant("acme", "Acme");
         let id = before.id;
         let slug = || "acme".to_owned();
@@ -380,8 +391,20 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_trusted_until_max_age_by_the_clock() {
+        let clock = Clock::fixed(chrono::DateTime::from_timestamp(1_000, 0).unwrap());
+        let cache = CatalogCache::new(NonZeroUsize::MIN.saturating_add(9), clock.clone());
+        cache.put_plan(cache.ticket(), "pro", None);
+        let max_age = chrono::TimeDelta::from_std(MAX_AGE).unwrap();
+        clock.advance(max_age - chrono::TimeDelta::microseconds(1));
+        assert!(cache.plan("pro").is_some(), "not yet {MAX_AGE:?} old");
+        clock.advance(chrono::TimeDelta::microseconds(1));
+        assert!(cache.plan("pro").is_none(), "{MAX_AGE:?} old: loaded again");
+    }
+
+    #[test]
     fn a_load_started_before_a_change_is_not_kept() {
-        let cache = CatalogCache::new(NonZeroUsize::MIN.saturating_add(9));
+        let cache = CatalogCache::new(NonZeroUsize::MIN.saturating_add(9), Clock::system());
         let ticket = cache.ticket();
         cache.invalidate(&Change::Plan("pro".into()));
         cache.put_plan(ticket, "pro", None);

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait, sea_query::Query,
@@ -77,14 +78,24 @@ fn row(member: &Member) -> tenant_member::ActiveModel {
 }
 
 /// Locks the tenant's `users` usage row, creating it if missing, without changing it.
-async fn lock_members(txn: &DatabaseTransaction, tenant: TenantId) -> Result<(), DbErr> {
-    super::quota_batch::lock_usage(txn, &[(tenant, USERS.to_owned())]).await?;
+async fn lock_members(
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+) -> Result<(), DbErr> {
+    super::quota_batch::lock_usage(txn, now, &[(tenant, USERS.to_owned())]).await?;
     Ok(())
 }
 
-/// Sets the `users` gauge of a tenant whose row is locked (or new) to its member count.
-async fn write_count(txn: &DatabaseTransaction, tenant: TenantId, count: i64) -> Result<(), DbErr> {
-    super::quota::upsert_gauge(txn, tenant, USERS, count).await
+/// Sets the `users` gauge of a tenant whose row is locked (or new) to its member count, at
+/// `now`.
+async fn write_count(
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    count: i64,
+) -> Result<(), DbErr> {
+    super::quota::upsert_gauge(txn, now, tenant, USERS, count).await
 }
 
 async fn count(
@@ -117,7 +128,7 @@ pub(super) async fn insert_owner(txn: &DatabaseTransaction, owner: &Member) -> R
     tenant_member::Entity::insert(row(owner))
         .exec_without_returning(txn)
         .await?;
-    write_count(txn, owner.tenant, 1).await
+    write_count(txn, owner.join_time, owner.tenant, 1).await
 }
 
 impl Catalog {
@@ -209,7 +220,9 @@ impl Catalog {
         record: Option<&RequestRecord>,
     ) -> Result<Added, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        lock_members(&txn, member.tenant).await.map_err(db_error)?;
+        lock_members(&txn, self.now(), member.tenant)
+            .await
+            .map_err(db_error)?;
         if let Some(record) = record
             && let Some(first) = request_id::Entity::find_by_id(record.request_id)
                 .one(&txn)
@@ -252,14 +265,14 @@ impl Catalog {
                 request_hash: Set(r.request_hash),
                 resource_id: Set(r.resource_id),
                 result: Set(r.result),
-                create_time: Set(crate::service::now()),
+                create_time: Set(self.now()),
             };
             request_id::Entity::insert(claim)
                 .exec_without_returning(&txn)
                 .await
                 .map_err(db_error)?;
         }
-        write_count(&txn, member.tenant, members + 1)
+        write_count(&txn, self.now(), member.tenant, members + 1)
             .await
             .map_err(db_error)?;
         audit::record(&txn, ctx, Some(member.tenant))
@@ -280,7 +293,9 @@ impl Catalog {
         expected_revision: Option<i64>,
     ) -> Result<Changed<Member>, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        lock_members(&txn, tenant).await.map_err(db_error)?;
+        lock_members(&txn, self.now(), tenant)
+            .await
+            .map_err(db_error)?;
         let Some(found) = find(&txn, tenant, user).await.map_err(db_error)? else {
             return Ok(Changed::NotFound);
         };
@@ -299,7 +314,7 @@ impl Catalog {
         }
         member.role = role;
         member.revision += 1;
-        member.update_time = crate::service::now();
+        member.update_time = self.now();
         tenant_member::Entity::update(row(&member))
             .exec(&txn)
             .await
@@ -321,7 +336,9 @@ impl Catalog {
         expected_revision: Option<i64>,
     ) -> Result<Changed<()>, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        lock_members(&txn, tenant).await.map_err(db_error)?;
+        lock_members(&txn, self.now(), tenant)
+            .await
+            .map_err(db_error)?;
         let Some(found) = find(&txn, tenant, user).await.map_err(db_error)? else {
             return Ok(Changed::NotFound);
         };
@@ -342,7 +359,7 @@ impl Catalog {
             .exec(&txn)
             .await
             .map_err(db_error)?;
-        write_count(&txn, tenant, members - 1)
+        write_count(&txn, self.now(), tenant, members - 1)
             .await
             .map_err(db_error)?;
         audit::record(&txn, ctx, Some(tenant))

@@ -53,6 +53,7 @@ pub use rollout_work::{Claim, Event, Outcome};
 pub use rollouts::{Candidate, NewTarget};
 pub use tenants::{ListQuery, NewTenant};
 
+use crate::clock::Clock;
 use crate::domain::{CatalogSchema, Error};
 
 /// Which database holds the catalog.
@@ -101,6 +102,9 @@ pub struct Catalog {
     /// PostgreSQL: the schema of the catalog's tables, the only one on every catalog
     /// connection's `search_path`.
     schema: CatalogSchema,
+    /// What time it is: every time this module writes or compares (row times, leases, the
+    /// cache's ages) is read from here, so a test can move it.
+    clock: Clock,
 }
 
 /// Pool settings for [`Catalog::connect`].
@@ -119,8 +123,9 @@ pub struct PoolSettings {
 }
 
 impl Catalog {
-    /// Connects to `url` (postgres:// or sqlite://) with one bounded pool.
-    pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Self, Error> {
+    /// Connects to `url` (postgres:// or sqlite://) with one bounded pool; times are read from
+    /// `clock`.
+    pub async fn connect(url: &str, pool: &PoolSettings, clock: Clock) -> Result<Self, Error> {
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else if url.starts_with("sqlite:") {
@@ -169,12 +174,24 @@ impl Catalog {
             rollout_lanes: pool.rollout_connections.max(1),
             backend,
             url: url.into(),
-            cache: Arc::new(CatalogCache::new(pool.cache_capacity)),
+            cache: Arc::new(CatalogCache::new(pool.cache_capacity, clock.clone())),
             feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
             endings: Arc::new(tokio::sync::watch::Sender::new(0)),
             qualifier,
             schema: schema.clone(),
+            clock,
         })
+    }
+
+    /// The clock this catalog, and everything built on it, reads the time from.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Now, by [`Catalog::clock`], at the catalog's precision (microseconds), so a value
+    /// returned by a write equals the value a later read returns.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 
     /// Whether statements can name the catalog's tables with its schema (PostgreSQL), so that

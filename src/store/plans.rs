@@ -28,7 +28,7 @@ impl Catalog {
     /// Inserts each plan that does not exist; existing plans are left as operators set them.
     /// Safe when replicas run it at once (ON CONFLICT DO NOTHING).
     pub async fn ensure_plans(&self, plans: &[PlanDefaults]) -> Result<(), Error> {
-        let now = chrono::Utc::now();
+        let now = self.now();
         let rows = plans.iter().map(|p| plan::ActiveModel {
             id: Set(p.id.as_str().to_owned()),
             display_name: Set(p.display_name.clone()),
@@ -117,7 +117,7 @@ impl Catalog {
     ) -> Result<Option<Plan>, Error> {
         let mut saved = p.clone();
         saved.revision = expected_revision + 1;
-        saved.update_time = crate::service::now();
+        saved.update_time = self.now();
         let model = from_domain(&saved);
         let txn = self.conn().begin().await.map_err(db_error)?;
         let result = plan::Entity::update_many()

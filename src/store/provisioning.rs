@@ -6,6 +6,7 @@
 //! records the audit row of the call that ran the migration (ProvisionTenant, MigrateTenant) in
 //! that same transaction; [`Catalog::record_failure`] does so for a failed run.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     QueryFilter, QueryTrait, TransactionTrait,
@@ -29,15 +30,17 @@ pub enum RowChange {
 
 /// Records a tenant's migration version; with `provisioned`, also that its storage exists and
 /// that a PROVISIONING or FAILED tenant is now ACTIVE (a suspended one will resume to ACTIVE).
+/// The row's times say `now`.
 pub async fn record_migration<C: ConnectionTrait>(
     conn: &C,
     ctx: &CallContext,
+    now: DateTime<Utc>,
     id: TenantId,
     version: Option<&str>,
     provisioned: bool,
     rebuilt: bool,
 ) -> Result<RowChange, Error> {
-    let mut update = mirror_update(id, version, provisioned, rebuilt);
+    let mut update = mirror_update(now, id, version, provisioned, rebuilt);
     // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
     // the same statement (a data-modifying WITH runs whether or not the update changes a row).
     let audit = audit::success(ctx, Some(id));
@@ -76,11 +79,12 @@ const BATCH: &str = "tenant_plane_batch";
 pub async fn provision_in_one_statement(
     conn: &DatabaseConnection,
     ctx: &CallContext,
+    now: DateTime<Utc>,
     id: TenantId,
     version: Option<&str>,
     statements: String,
 ) -> Result<Option<RowChange>, Error> {
-    let mut update = mirror_update(id, version, true, false)
+    let mut update = mirror_update(now, id, version, true, false)
         .filter(Expr::cust(format!("(SELECT done FROM {BATCH})")));
     let run = Query::select()
         .expr_as(
@@ -136,14 +140,14 @@ fn audit_cte(row: &audit::SuccessRow) -> CommonTableExpression {
 
 /// The update of the tenant's row that mirrors a run: its version; with `provisioned`, that
 /// its storage exists and that a PROVISIONING or FAILED tenant is now ACTIVE; only where that
-/// changes something.
+/// changes something. Its times say `now`.
 fn mirror_update(
+    now: DateTime<Utc>,
     id: TenantId,
     version: Option<&str>,
     provisioned: bool,
     rebuilt: bool,
 ) -> sea_orm::UpdateMany<tenant::Entity> {
-    let now = crate::service::now();
     let mut update = tenant::Entity::update_many()
         .col_expr(
             tenant::Column::MigrationVersion,
@@ -263,7 +267,8 @@ impl Catalog {
         rebuilt: bool,
     ) -> Result<RowChange, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        let recorded = record_migration(&txn, ctx, id, version, provisioned, rebuilt).await?;
+        let recorded =
+            record_migration(&txn, ctx, self.now(), id, version, provisioned, rebuilt).await?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&Change::TenantRow(id));
         Ok(recorded)
@@ -278,7 +283,7 @@ impl Catalog {
         error: &str,
         provisioning: bool,
     ) -> Result<(), Error> {
-        let now = crate::service::now();
+        let now = self.now();
         let mut update = tenant::Entity::update_many()
             .col_expr(tenant::Column::LastError, Expr::value(error.to_owned()))
             .col_expr(tenant::Column::LastErrorTime, Expr::value(now))
@@ -314,7 +319,7 @@ impl Catalog {
 
     /// Records that a deleted tenant's storage is gone.
     pub async fn record_purge(&self, ctx: &CallContext, id: TenantId) -> Result<(), Error> {
-        let now = crate::service::now();
+        let now = self.now();
         let txn = self.conn().begin().await.map_err(db_error)?;
         tenant::Entity::update_many()
             .col_expr(

@@ -70,7 +70,7 @@ impl Catalog {
         resource: &str,
         value: i64,
     ) -> Result<(), Error> {
-        upsert_gauge(self.conn(), tenant, resource, value)
+        upsert_gauge(self.conn(), self.now(), tenant, resource, value)
             .await
             .map_err(db_error)
     }
@@ -139,7 +139,7 @@ impl Catalog {
                     resource.into(),
                     window_start.into(),
                     amount.into(),
-                    crate::service::now().into(),
+                    self.now().into(),
                     limit.into(),
                 ],
             ))
@@ -206,10 +206,7 @@ impl Catalog {
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 sql,
-                [
-                    serde_json::Value::Array(batch).into(),
-                    crate::service::now().into(),
-                ],
+                [serde_json::Value::Array(batch).into(), self.now().into()],
             ))
             .await;
         let raised = match result {
@@ -240,6 +237,7 @@ impl Catalog {
 /// say).
 pub(super) async fn upsert_gauge<C: ConnectionTrait>(
     conn: &C,
+    now: chrono::DateTime<chrono::Utc>,
     tenant: TenantId,
     resource: &str,
     value: i64,
@@ -249,7 +247,7 @@ pub(super) async fn upsert_gauge<C: ConnectionTrait>(
         resource: Set(resource.to_owned()),
         window_start: Set(0),
         used: Set(value),
-        update_time: Set(crate::service::now()),
+        update_time: Set(now),
     };
     quota_usage::Entity::insert(row)
         .on_conflict(

@@ -44,8 +44,8 @@ impl Catalog {
         ) -> (BatchWrite, T),
     ) -> Result<T, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        let now = crate::service::now();
-        let current = lock_usage(&txn, keys).await.map_err(db_error)?;
+        let now = self.now();
+        let current = lock_usage(&txn, now, keys).await.map_err(db_error)?;
         // Claimed after the locks: a retry racing its first attempt on another replica waits on
         // the same rows, then finds the first attempt's record.
         let claimed = claim(&txn, claims, now).await.map_err(db_error)?;
@@ -214,9 +214,9 @@ async fn read_records<C: ConnectionTrait>(
 /// never deadlock, in one round trip on both backends.
 pub(super) async fn lock_usage<C: ConnectionTrait>(
     txn: &C,
+    now: chrono::DateTime<chrono::Utc>,
     keys: &[UsageKey],
 ) -> Result<BTreeMap<UsageKey, Usage>, sea_orm::DbErr> {
-    let now = crate::service::now();
     let mut sorted: Vec<&UsageKey> = keys.iter().collect();
     sorted.sort();
     sorted.dedup();

@@ -45,7 +45,7 @@ impl Catalog {
             request_hash: Set(record.request_hash.clone()),
             resource_id: Set(record.resource_id),
             result: Set(None),
-            create_time: Set(crate::service::now()),
+            create_time: Set(self.now()),
         };
         let inserted = request_id::Entity::insert(row)
             .on_conflict(

@@ -120,16 +120,7 @@ impl Catalog {
         me: &str,
         outcome: &Outcome,
     ) -> Result<bool, Error> {
-        finish(
-            self.rollout_conn(),
-            self.prefix(),
-            id,
-            tenant,
-            me,
-            outcome,
-            None,
-        )
-        .await
+        finish(self.rollout_conn(), self, id, tenant, me, outcome, None).await
     }
 
     /// Records a migrated rollout target in `txn`, the transaction that migrated the tenant's
@@ -149,13 +140,13 @@ impl Catalog {
         applied: Applied<'_>,
         outcome: &Outcome,
     ) -> Result<bool, Error> {
-        let q = self.own_schema()?;
+        self.own_schema()?;
         if !matches!(outcome, Outcome::Migrated { .. }) {
             return Err(Error::Internal(
                 "only a migrated target commits with its migration".into(),
             ));
         }
-        finish(txn, q, rollout, tenant, me, outcome, Some(applied)).await
+        finish(txn, self, rollout, tenant, me, outcome, Some(applied)).await
     }
 
     /// Records the migrated targets of one batch in `txn`, the transaction that migrated
@@ -215,7 +206,7 @@ impl Catalog {
                     TargetState::Running.as_str().into(),
                     state.as_str().into(),
                     kind.into(),
-                    crate::service::now().into(),
+                    self.now().into(),
                     serde_json::Value::Array(targets).into(),
                 ],
             ))
@@ -287,13 +278,14 @@ impl Catalog {
 /// version rows and mirror go with it. `false` when `me` does not hold the target.
 async fn finish<C: ConnectionTrait>(
     conn: &C,
-    q: &str,
+    catalog: &Catalog,
     rollout: Uuid,
     tenant: TenantId,
     me: &str,
     outcome: &Outcome,
     applied: Option<Applied<'_>>,
 ) -> Result<bool, Error> {
+    let (q, now) = (catalog.prefix(), catalog.now());
     let (state, kind, detail) = describe(outcome);
     // Which columns the outcome sets; the others keep their values.
     let (migrated, skipped, error) = match outcome {
@@ -326,7 +318,7 @@ async fn finish<C: ConnectionTrait>(
         state.as_str().into(),
         kind.into(),
         detail.into(),
-        crate::service::now().into(),
+        now.into(),
         migrated.into(),
         skipped.into(),
         from.into(),

@@ -77,11 +77,11 @@ impl Catalog {
         lease_ms: i64,
         expired: bool,
     ) -> Result<Vec<(Claim, Option<Tenant>)>, Error> {
-        let now_ms = Utc::now().timestamp_millis();
+        let now_ms = self.now().timestamp_millis();
         let values: Vec<Value> = vec![
             me.into(),
             (now_ms + lease_ms).into(),
-            crate::service::now().into(),
+            self.now().into(),
             id.into(),
             below.into(),
             now_ms.into(),
@@ -117,6 +117,7 @@ impl Catalog {
             claims.push((claim, None));
             event(
                 &txn,
+                self.now(),
                 id,
                 "started",
                 Some(claim.tenant.as_uuid()),
@@ -130,10 +131,7 @@ impl Catalog {
                     rollout::Column::State,
                     Expr::value(RolloutState::Running.as_str()),
                 )
-                .col_expr(
-                    rollout::Column::StartTime,
-                    Expr::value(crate::service::now()),
-                )
+                .col_expr(rollout::Column::StartTime, Expr::value(self.now()))
                 .filter(rollout::Column::Id.eq(id))
                 .filter(rollout::Column::State.eq(RolloutState::Pending.as_str()))
                 .exec(&txn)
@@ -149,7 +147,7 @@ impl Catalog {
         rollout_target::Entity::update_many()
             .col_expr(
                 rollout_target::Column::LeaseUntil,
-                Expr::value(Utc::now().timestamp_millis() + lease_ms),
+                Expr::value(self.now().timestamp_millis() + lease_ms),
             )
             .filter(rollout_target::Column::ClaimedBy.eq(me))
             .filter(rollout_target::Column::State.eq(TargetState::Running.as_str()))
@@ -183,10 +181,7 @@ impl Catalog {
                 rollout_target::Column::LeaseUntil,
                 Expr::value(Option::<i64>::None),
             )
-            .col_expr(
-                rollout_target::Column::UpdateTime,
-                Expr::value(crate::service::now()),
-            );
+            .col_expr(rollout_target::Column::UpdateTime, Expr::value(self.now()));
         match outcome {
             Outcome::Migrated {
                 from,
@@ -226,7 +221,7 @@ impl Catalog {
             txn.rollback().await.map_err(db_error)?;
             return Ok(false);
         }
-        event(&txn, id, kind, Some(tenant.as_uuid()), detail).await?;
+        event(&txn, self.now(), id, kind, Some(tenant.as_uuid()), detail).await?;
         txn.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -272,6 +267,7 @@ impl Catalog {
 
 pub(super) async fn event(
     txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
     rollout_id: Uuid,
     kind: &str,
     tenant: Option<Uuid>,
@@ -282,7 +278,7 @@ pub(super) async fn event(
         kind: Set(kind.to_owned()),
         tenant_id: Set(tenant),
         detail: Set(detail),
-        event_time: Set(crate::service::now()),
+        event_time: Set(now),
         ..Default::default()
     };
     rollout_event::Entity::insert(row)

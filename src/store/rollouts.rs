@@ -285,7 +285,7 @@ impl Catalog {
             .filter(rollout::Column::Id.eq(id))
             .filter(rollout::Column::State.is_in(from.iter().map(|s| s.as_str())));
         if !to.is_active() {
-            update = update.col_expr(rollout::Column::EndTime, Expr::value(crate::service::now()));
+            update = update.col_expr(rollout::Column::EndTime, Expr::value(self.now()));
         }
         if let Some(error) = error {
             update = update.col_expr(rollout::Column::Error, Expr::value(error.to_owned()));
@@ -297,6 +297,7 @@ impl Catalog {
         if moved && !to.is_active() {
             event(
                 &txn,
+                self.now(),
                 id,
                 "finished",
                 None,

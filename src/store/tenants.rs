@@ -98,6 +98,7 @@ impl Catalog {
                 let owner = owner.cloned();
                 let id = new.id;
                 let ctx = ctx.clone();
+                let now = self.now();
                 Box::pin(async move {
                     tenant::Entity::insert(model)
                         .exec_without_returning(txn)
@@ -113,7 +114,7 @@ impl Catalog {
                             request_hash: Set(r.request_hash),
                             resource_id: Set(r.resource_id),
                             result: Set(None),
-                            create_time: Set(chrono::Utc::now()),
+                            create_time: Set(now),
                         };
                         request_id::Entity::insert(row)
                             .exec_without_returning(txn)
@@ -172,7 +173,7 @@ impl Catalog {
     ) -> Result<Option<Tenant>, Error> {
         let mut saved = t.clone();
         saved.revision = expected_revision + 1;
-        saved.update_time = crate::service::now();
+        saved.update_time = self.now();
         let model = from_domain(&saved);
         // The change, its role's LOGIN and its audit row commit together.
         let txn = self.conn().begin().await.map_err(db_error)?;

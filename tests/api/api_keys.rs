@@ -1,8 +1,6 @@
 //! Tenant API keys: a secret shown once and stored only as a hash, listed without secrets,
 //! revoked at once, refused without a trace, and expiring on time.
 
-use std::time::Duration;
-
 use sea_orm::{ConnectionTrait, Statement};
 use sha2::{Digest, Sha256};
 use tenant_plane::proto::{self, resolve_tenant_request::Key};
@@ -125,9 +123,9 @@ async fn stored_keys(server: &TestServer) -> Vec<Vec<(String, String)>> {
         .collect()
 }
 
-/// A timestamp `seconds` from now (negative: in the past).
-fn in_seconds(seconds: i64) -> prost_types::Timestamp {
-    let seconds = chrono::Utc::now().timestamp() + seconds;
+/// A timestamp `seconds` from now by `server`'s clock (negative: in the past).
+fn in_seconds(server: &TestServer, seconds: i64) -> prost_types::Timestamp {
+    let seconds = server.clock.now().timestamp() + seconds;
     prost_types::Timestamp { seconds, nanos: 0 }
 }
 
@@ -276,7 +274,7 @@ async fn revoke_api_key_stops_the_key_at_once_and_keeps_the_first_revoke_time(se
     let status = resolve_key(server, &secret).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "stops at once: {status:?}");
     resolve_key(server, &kept).await.expect("others work");
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    server.clock.advance(chrono::TimeDelta::seconds(1));
     let again = revoke(server, &key.name).await.expect("revoke again");
     assert_eq!(again.revoke_time, Some(first), "the first time stays");
     let listed = all_keys(server, "tenants/revoker").await;
@@ -324,7 +322,11 @@ async fn create_api_key_refuses_bad_input_and_deleted_tenants_without_writing(se
     let request = proto::DeleteTenantRequest { name, etag };
     let mut tenants = server.tenants();
     tenants.delete_tenant(request).await.expect("delete");
-    let (strict, long, past) = ("tenants/strict", "x".repeat(201), Some(in_seconds(-60)));
+    let (strict, long, past) = (
+        "tenants/strict",
+        "x".repeat(201),
+        Some(in_seconds(server, -60)),
+    );
 
     let (expiry, label) = (Err("api_key.expire_time"), Err("api_key.display_name"));
     let refusals = [
@@ -355,7 +357,7 @@ async fn create_api_key_refuses_bad_input_and_deleted_tenants_without_writing(se
 
 /// A time in the last second of a minute an hour ahead, where chrono accepts leap seconds.
 fn minute_end(nanos: i32) -> Expiry {
-    let seconds = in_seconds(3600).seconds / 60 * 60 + 59;
+    let seconds = (chrono::Utc::now().timestamp() + 3600) / 60 * 60 + 59;
     Some(prost_types::Timestamp { seconds, nanos })
 }
 
@@ -381,7 +383,7 @@ async fn create_api_key_returns_the_expire_time_as_stored(server: &TestServer) {
 
 async fn an_api_key_stops_resolving_once_its_expire_time_passes(server: &TestServer) {
     create(server, "short-lived").await;
-    let expire_time = in_seconds(2);
+    let expire_time = in_seconds(server, 2);
     let created = create_key(server, "tenants/short-lived", "", Some(expire_time)).await;
     let key = created.api_key.expect("key");
     assert_eq!(key.expire_time, Some(expire_time));
@@ -389,8 +391,8 @@ async fn an_api_key_stops_resolving_once_its_expire_time_passes(server: &TestSer
         .await
         .expect("works now");
 
-    // The expiry is a wall-clock time: there is no signal to wait for.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The expiry is a time by the server's clock: moved past it, not waited for.
+    server.clock.advance(chrono::TimeDelta::milliseconds(2500));
 
     let status = resolve_key(server, &created.secret).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");

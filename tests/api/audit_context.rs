@@ -5,6 +5,7 @@
 
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
+use tenant_plane::clock::Clock;
 use tenant_plane::domain::{Actor, AuditRow, CallContext, CallerRole, Principal};
 use tenant_plane::service::{IsolationInput, PlanFields, Plans, UpsertPlanInput};
 use tenant_plane::store::{AuditQuery, Catalog, PoolSettings};
@@ -26,6 +27,7 @@ async fn catalog(dir: &std::path::Path) -> Catalog {
             cache_capacity: NonZeroUsize::new(16).expect("non-zero"),
             catalog_schema: Default::default(),
         },
+        Clock::system(),
     )
     .await
     .expect("the catalog opens");
@@ -53,7 +55,7 @@ async fn a_use_case_run_in_a_spawned_task_commits_its_audit_row_with_its_change(
     let dir = tempfile::tempdir().expect("a temporary directory");
     let catalog = catalog(dir.path()).await;
     let plans = Plans::new(catalog.clone());
-    let row = AuditRow::new(UPSERT_PLAN);
+    let row = AuditRow::new(UPSERT_PLAN, catalog.clock().clone());
     let ops = Arc::new(Principal {
         role: CallerRole::Admin,
         name: "ops".into(),

@@ -41,6 +41,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
             cache_capacity: NonZeroUsize::new(16).expect("non-zero"),
             catalog_schema: Default::default(),
         },
+        tenant_plane::clock::Clock::system(),
     )
     .await
     .expect("catalog");

@@ -1,8 +1,12 @@
-//! Rollouts across replicas and crashes: every tenant is migrated exactly once.
+//! Rollouts across replicas and crashes: every tenant is migrated exactly once, and a killed
+//! server's claims are taken over once their lease has run out by the clock of the server that
+//! takes them.
 
 use std::time::Duration;
 
+use chrono::TimeDelta;
 use sea_orm::{ConnectionTrait, Database, Statement};
+use tenant_plane::clock::Clock;
 use tenant_plane::proto::{
     self, migration_service_client::MigrationServiceClient,
     provisioning_service_client::ProvisioningServiceClient,
@@ -172,7 +176,14 @@ async fn a_rollout_survives_a_killed_server_and_a_restart_finishes_it() {
     }
     drop(first); // SIGKILL, mid-rollout
 
-    let second = Process::start(&catalog).await;
+    // The server that takes over reads its clock a lease later: the killed server's leases
+    // have run out for it at once, as they would for any server after a lease's wait.
+    let second = TestServer::start_with(Db::Postgres, |c| {
+        c.database_url = Some(catalog.clone());
+        c.rollout_lease_secs = 2;
+        c.clock = Clock::system().offset_by(TimeDelta::seconds(3));
+    })
+    .await;
     let midway = second
         .migrations()
         .get_rollout(get.clone())
@@ -234,4 +245,5 @@ async fn a_rollout_survives_a_killed_server_and_a_restart_finishes_it() {
         );
     }
     db.close().await.expect("close");
+    second.stop().await;
 }

@@ -94,11 +94,11 @@ fn saturating_u32(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
-/// Time left until `state`'s window ends.
-fn until_reset(state: &QuotaState) -> Option<Duration> {
+/// Time left until `state`'s window ends, `now` being Unix seconds by the server's clock.
+fn until_reset(state: &QuotaState, now: i64) -> Option<Duration> {
     let reset = state.reset_time()?;
     Some(Duration {
-        seconds: (reset - chrono::Utc::now().timestamp()).max(0),
+        seconds: (reset - now).max(0),
         nanos: 0,
     })
 }
@@ -191,7 +191,12 @@ impl RateLimitApi {
             return Ok(pass());
         }
         if !allowed {
-            return Ok(status(Code::OverLimit, &state, 0, until_reset(&state)));
+            return Ok(status(
+                Code::OverLimit,
+                &state,
+                0,
+                until_reset(&state, self.quotas.now_secs()),
+            ));
         }
         if state.window_secs.is_none() {
             return Ok(status(Code::Ok, &state, state.remaining(), None));
@@ -207,7 +212,7 @@ impl RateLimitApi {
                     Code::Ok,
                     counted,
                     counted.remaining(),
-                    until_reset(counted),
+                    until_reset(counted, self.quotas.now_secs()),
                 ))
             }
             Err(Error::QuotaExhausted { retry_after, .. }) => {
@@ -216,7 +221,7 @@ impl RateLimitApi {
                         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                         nanos: 0,
                     })
-                    .or_else(|| until_reset(&state));
+                    .or_else(|| until_reset(&state, self.quotas.now_secs()));
                 Ok(status(Code::OverLimit, &state, 0, reset))
             }
             Err(error) => not_limited(error, tenant, resource),

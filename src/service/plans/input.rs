@@ -157,8 +157,7 @@ impl Upsert {
     }
 
     /// The plan to create when there is none: every field, whatever the mask says.
-    pub(super) fn new_plan(&self) -> Plan {
-        let now = crate::service::now();
+    pub(super) fn new_plan(&self, now: chrono::DateTime<chrono::Utc>) -> Plan {
         Plan {
             id: self.id.clone(),
             display_name: self.display_name.clone(),
@@ -311,6 +310,6 @@ mod tests {
     #[test]
     fn an_empty_display_name_is_the_plan_id() {
         let upsert = Upsert::check(input("plans/pro"), Backend::Sqlite).unwrap();
-        assert_eq!(upsert.new_plan().display_name, "pro");
+        assert_eq!(upsert.new_plan(chrono::Utc::now()).display_name, "pro");
     }
 }

@@ -93,7 +93,11 @@ impl Plans {
                 if upsert.etag.is_some() {
                     return Err(Error::stale_plan_etag(&upsert.id, false));
                 }
-                if let Some(created) = self.catalog.insert_plan(ctx, &upsert.new_plan()).await? {
+                if let Some(created) = self
+                    .catalog
+                    .insert_plan(ctx, &upsert.new_plan(self.catalog.now()))
+                    .await?
+                {
                     tracing::info!("plan created");
                     return Ok(created);
                 }

@@ -4,7 +4,6 @@
 //! catalog holds, which is never earlier than the one this replica's clock gives.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
 
 use super::Quotas;
 use super::decide::{self, Answer, Job, METHOD, QuotaState};
@@ -93,7 +92,7 @@ impl Quotas {
             return Ok(());
         }
         let raised = self.inner.catalog.consume_many(&rows).await?;
-        let at = Instant::now();
+        let at = self.inner.clock.now();
         for (key, after) in raised {
             let Some((quota, total, indices)) = by_key.get(&key) else {
                 continue;
@@ -148,7 +147,7 @@ impl Quotas {
                 (write, (written, answers))
             })
             .await?;
-        let at = Instant::now();
+        let at = self.inner.clock.now();
         let mut cache = self.lock_usage();
         for (key, usage) in written {
             cache.put(key, (at, usage));
@@ -177,7 +176,8 @@ impl Quotas {
             {
                 // Leased in the window the catalog counted in, which may be later than ours.
                 self.inner.leases.add(&key, usage.window_start, extra);
-                self.lock_usage().put(key.clone(), (Instant::now(), usage));
+                self.lock_usage()
+                    .put(key.clone(), (self.inner.clock.now(), usage));
                 return Ok(Ok(vec![self.state(tenant, resource, quota, usage, now)]));
             }
             if extra > 0 {

@@ -8,15 +8,19 @@
 //! before they are. So a lease is small and shrinks as the quota runs out ([`extra`]): at most
 //! [`CHUNK_MAX`] units, and none at all once less than 16 times the asked amount is left, when
 //! every consumption goes to the catalog again. Unused units go back to the catalog after
-//! [`IDLE_RELEASE`] without use and on shutdown; a crash keeps them counted until the window
+//! [`IDLE_RELEASE`] without use (by the server's clock) and on shutdown; a crash keeps them counted until the window
 //! ends. Only counters without a request id are leased: gauges are levels that must stay true,
 //! and a request id needs its record written with the count.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::clock::Clock;
 use crate::domain::Quota;
+use crate::service::jobs::{Job, JobPasses, run_every};
 use crate::store::UsageKey;
 
 /// Most units one lease holds.
@@ -29,13 +33,14 @@ const SHARE: i64 = 16;
 struct Lease {
     window_start: i64,
     left: i64,
-    last_use: Instant,
+    last_use: DateTime<Utc>,
 }
 
 /// This replica's leases, by tenant and resource.
-#[derive(Default)]
 pub(super) struct Leases {
     held: Mutex<HashMap<UsageKey, Lease>>,
+    /// What a lease's idle time is read by.
+    clock: Clock,
 }
 
 /// How many units to count ahead when `amount` goes to the catalog and about `used` is used.
@@ -50,6 +55,13 @@ pub(super) fn extra(quota: Quota, used: i64, amount: i64) -> i64 {
 }
 
 impl Leases {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            held: Mutex::default(),
+            clock,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UsageKey, Lease>> {
         self.held
             .lock()
@@ -64,7 +76,7 @@ impl Leases {
         match held.get_mut(key) {
             Some(lease) if lease.window_start >= window_start && lease.left >= amount => {
                 lease.left -= amount;
-                lease.last_use = Instant::now();
+                lease.last_use = self.clock.now();
                 true
             }
             _ => false,
@@ -90,7 +102,7 @@ impl Leases {
         let lease = held.entry(key.clone()).or_insert(Lease {
             window_start,
             left: 0,
-            last_use: Instant::now(),
+            last_use: self.clock.now(),
         });
         if window_start < lease.window_start {
             return;
@@ -100,15 +112,17 @@ impl Leases {
             lease.left = 0;
         }
         lease.left += units;
-        lease.last_use = Instant::now();
+        lease.last_use = self.clock.now();
     }
 
     /// Removes the leases unused for `idle` (all of them for zero) and returns what they held.
     pub fn take_idle(&self, idle: Duration) -> Vec<(UsageKey, i64, i64)> {
+        let now = self.clock.now();
         let mut held = self.lock();
         let idle_keys: Vec<UsageKey> = held
             .iter()
-            .filter(|(_, l)| l.last_use.elapsed() >= idle)
+            // A lease used "later" than now (the clock was set back) is idle too.
+            .filter(|(_, l)| (now - l.last_use).to_std().ok().is_none_or(|d| d >= idle))
             .map(|(k, _)| k.clone())
             .collect();
         idle_keys
@@ -122,20 +136,29 @@ impl Leases {
 }
 
 /// How often idle leases are looked for.
-const RELEASE_EVERY: Duration = Duration::from_millis(250);
+const RELEASE_EVERY: TimeDelta = TimeDelta::milliseconds(250);
 
 impl super::Quotas {
-    /// Gives back leases unused for [`IDLE_RELEASE`], until `stop` completes; then gives back
-    /// every lease. Run it until the server has stopped answering, so no lease is made after.
-    pub async fn run_lease_job(self, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => break,
-                () = tokio::time::sleep(RELEASE_EVERY) => {}
-            }
-            self.release_leases(IDLE_RELEASE).await;
-        }
+    /// Gives back leases unused for [`IDLE_RELEASE`] (looking every [`RELEASE_EVERY`] by the
+    /// server's clock), until `stop` completes; then gives back every lease. Run it until the
+    /// server has stopped answering, so no lease is made after.
+    pub async fn run_lease_job(
+        self,
+        passes: JobPasses,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let clock = self.inner.clock.clone();
+        let pass = || self.release_leases(IDLE_RELEASE);
+        run_every(
+            Job::QuotaLeases,
+            &clock,
+            RELEASE_EVERY,
+            false,
+            &passes,
+            stop,
+            pass,
+        )
+        .await;
         self.release_leases(Duration::ZERO).await;
     }
 
@@ -182,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_lease_serves_its_window_only() {
-        let leases = Leases::default();
+        let leases = Leases::new(Clock::system());
         let key = (TenantId::new(), "messages_per_day".to_owned());
         leases.add(&key, 60, 3);
         assert!(leases.take(&key, 60, 2));
@@ -206,5 +229,23 @@ mod tests {
             vec![(key.clone(), 120, 5)]
         );
         assert_eq!(leases.held(&key, 120), 0);
+    }
+
+    #[test]
+    fn a_lease_is_idle_once_the_clock_has_moved_on_without_it() {
+        let clock = Clock::fixed(chrono::DateTime::from_timestamp(1_000, 0).unwrap());
+        let leases = Leases::new(clock.clone());
+        let key = (TenantId::new(), "messages_per_day".to_owned());
+        leases.add(&key, 960, 3);
+        clock.advance(chrono::TimeDelta::milliseconds(999));
+        assert!(leases.take(&key, 960, 1), "used again: idle from now");
+        clock.advance(chrono::TimeDelta::milliseconds(999));
+        assert_eq!(
+            leases.take_idle(IDLE_RELEASE),
+            vec![],
+            "not idle for long enough"
+        );
+        clock.advance(chrono::TimeDelta::milliseconds(1));
+        assert_eq!(leases.take_idle(IDLE_RELEASE), vec![(key, 960, 2)]);
     }
 }

@@ -21,7 +21,9 @@ mod storage;
 use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use lru::LruCache;
 
@@ -52,9 +54,9 @@ struct Inner {
     dataplane: Arc<DataPlane>,
     /// Where consumptions go to be decided in batches, per shard of tenants.
     lanes: Lanes,
-    usage: Mutex<LruCache<UsageKey, (Instant, Usage)>>,
+    usage: Mutex<LruCache<UsageKey, (DateTime<Utc>, Usage)>>,
     leases: Leases,
-    /// Where windows are taken from.
+    /// Where windows, and the ages of usage and leases, are taken from: the catalog's.
     clock: Clock,
 }
 
@@ -64,29 +66,37 @@ pub struct Quotas {
 }
 
 impl Quotas {
-    /// `deadline` bounds how long a consumption waits for its batch (see `lanes`).
+    /// `deadline` bounds how long a consumption waits for its batch (see `lanes`). The time
+    /// is the catalog's clock's.
     pub fn new(
         catalog: Catalog,
         dataplane: Arc<DataPlane>,
         capacity: NonZeroUsize,
-        clock: Clock,
         deadline: Duration,
     ) -> Self {
+        let clock = catalog.clock().clone();
         Self {
             inner: Arc::new(Inner {
                 catalog,
                 dataplane,
                 lanes: Lanes::new(deadline),
                 usage: Mutex::new(LruCache::new(capacity)),
-                leases: Leases::default(),
+                leases: Leases::new(clock.clone()),
                 clock,
             }),
         }
     }
 
     /// Now, in Unix seconds, by the server's clock.
-    fn now_secs(&self) -> i64 {
+    pub(crate) fn now_secs(&self) -> i64 {
         self.inner.clock.unix_secs()
+    }
+
+    /// Whether usage read at `at` is recent enough for a check (see [`USAGE_MAX_AGE`]).
+    fn usage_fresh(&self, at: DateTime<Utc>) -> bool {
+        (self.inner.clock.now() - at)
+            .to_std()
+            .is_ok_and(|age| age < USAGE_MAX_AGE)
     }
 
     /// The tenant, if quotas may be used for it, and its limits.
@@ -183,14 +193,14 @@ impl Quotas {
     async fn cached_usage(&self, tenant: TenantId, resource: &str) -> Result<Usage, Error> {
         let key = (tenant, resource.to_owned());
         if let Some((at, usage)) = self.lock_usage().get(&key)
-            && at.elapsed() < USAGE_MAX_AGE
+            && self.usage_fresh(*at)
         {
             return Ok(*usage);
         }
         let loaded = self.inner.catalog.usage(tenant).await?;
         let found = loaded.get(resource).copied().unwrap_or_default();
         let mut cache = self.lock_usage();
-        let at = Instant::now();
+        let at = self.inner.clock.now();
         for (name, usage) in loaded {
             cache.put((tenant, name), (at, usage));
         }
@@ -198,7 +208,7 @@ impl Quotas {
         Ok(found)
     }
 
-    fn lock_usage(&self) -> std::sync::MutexGuard<'_, LruCache<UsageKey, (Instant, Usage)>> {
+    fn lock_usage(&self) -> std::sync::MutexGuard<'_, LruCache<UsageKey, (DateTime<Utc>, Usage)>> {
         self.inner
             .usage
             .lock()
@@ -331,7 +341,7 @@ impl Quotas {
         self.lock_usage().put(
             (tenant, resource.to_owned()),
             (
-                Instant::now(),
+                self.inner.clock.now(),
                 Usage {
                     window_start: 0,
                     used: value,

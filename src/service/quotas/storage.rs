@@ -1,10 +1,11 @@
 //! The storage_bytes gauge, measured where the tenant's data lives: on demand and by a job.
 
-use std::time::Duration;
+use chrono::TimeDelta;
 
 use super::Quotas;
 use super::decide::QuotaState;
 use crate::domain::{Error, Metering, Quota, TenantState};
+use crate::service::jobs::{Job, JobPasses, run_every};
 use crate::service::provisioning::storage_of;
 use crate::service::tenants::TenantRef;
 use crate::store::{ListQuery, Usage};
@@ -37,40 +38,50 @@ impl Quotas {
         ))
     }
 
-    /// Measures every provisioned, live tenant's storage, then again every `interval`, until
-    /// `stop` completes. A tenant that cannot be measured is logged and skipped.
+    /// Measures every provisioned, live tenant's storage every `interval` by the server's
+    /// clock, until `stop` completes. A tenant that cannot be measured is logged and skipped.
     pub async fn run_storage_job(
         self,
-        interval: Duration,
+        interval: TimeDelta,
+        passes: JobPasses,
         stop: impl std::future::Future<Output = ()>,
     ) {
-        tokio::pin!(stop);
+        let clock = self.inner.clock.clone();
+        let pass = || self.measure_all();
+        run_every(
+            Job::StorageMeasure,
+            &clock,
+            interval,
+            false,
+            &passes,
+            stop,
+            pass,
+        )
+        .await;
+    }
+
+    /// Measures every provisioned, live tenant's storage (a pass of the storage job).
+    async fn measure_all(&self) {
+        let mut after = None;
         loop {
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep(interval) => {}
-            }
-            let mut after = None;
-            loop {
-                let query = ListQuery {
-                    states: vec![TenantState::Active],
-                    after,
-                    limit: 200,
-                    ..ListQuery::default()
-                };
-                let page = match self.inner.catalog.list_tenants(&query).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listing tenants to measure");
-                        break;
-                    }
-                };
-                let Some(last) = page.last() else { break };
-                after = Some(last.id);
-                for tenant in &page {
-                    if let Err(e) = self.measure_storage(&TenantRef::Id(tenant.id)).await {
-                        tracing::warn!(tenant = %tenant.id, error = %e, "measuring storage");
-                    }
+            let query = ListQuery {
+                states: vec![TenantState::Active],
+                after,
+                limit: 200,
+                ..ListQuery::default()
+            };
+            let page = match self.inner.catalog.list_tenants(&query).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing tenants to measure");
+                    break;
+                }
+            };
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for tenant in &page {
+                if let Err(e) = self.measure_storage(&TenantRef::Id(tenant.id)).await {
+                    tracing::warn!(tenant = %tenant.id, error = %e, "measuring storage");
                 }
             }
         }

@@ -47,7 +47,7 @@ impl Tenants {
                 format!("must be at most {MAX_DISPLAY_NAME} printable characters"),
             ));
         }
-        let now = crate::service::now();
+        let now = self.catalog.now();
         if input.expire_time.is_some_and(|t| t <= now) {
             violations.push(FieldViolation::new(
                 "api_key.expire_time",
@@ -122,7 +122,7 @@ impl Tenants {
         }
         let key = self
             .catalog
-            .revoke_api_key(ctx, id, crate::service::now())
+            .revoke_api_key(ctx, id, self.catalog.now())
             .await?
             .ok_or_else(not_found)?;
         tracing::info!("API key revoked");
@@ -164,7 +164,7 @@ impl Tenants {
             .catalog
             .cached_api_key(&hash_secret(secret))
             .await?
-            .filter(|k| k.usable(Utc::now()))
+            .filter(|k| k.usable(self.catalog.now()))
         else {
             return Ok(None);
         };

@@ -81,7 +81,7 @@ impl Tenants {
             ));
         };
 
-        let now = crate::service::now();
+        let now = self.catalog.now();
         let (schema_name, database_name) = match (isolation, self.catalog.backend()) {
             (Isolation::Schema, _) => (Some(storage.to_string()), None),
             (Isolation::Database, Backend::Postgres) => (None, Some(storage.to_string())),

@@ -225,7 +225,7 @@ impl Tenants {
             }
             let revision = tenant.revision;
             let state = tenant.state;
-            change(&mut tenant, super::now())?;
+            change(&mut tenant, self.catalog.now())?;
             // A new state may take the role's LOGIN away or give it back, in the same commit.
             let role = (tenant.state != state).then(|| DbRoleName::of(&tenant));
             match self

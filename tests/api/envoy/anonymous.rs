@@ -10,7 +10,7 @@ use crate::quotas::{set_limits, used};
 use crate::support::{Db, TestServer, create};
 use crate::{on_both, on_both_dbs};
 
-use super::ratelimit::{descriptor, not_at_the_end_of_a_minute, should_rate_limit};
+use super::ratelimit::{at_a_new_minute, descriptor, should_rate_limit};
 use super::{UNAUTHENTICATED, assert_allowed_by, assert_denied, check, check_http, http};
 
 on_both!(a_request_naming_a_tenant_without_credentials_is_refused_by_default);
@@ -107,7 +107,7 @@ async fn anonymous_requests_count_against_no_quota_unless_configured(db: Db) {
     .await;
     create(&charging, "acme").await;
     set_limits(&charging, "acme", &[("api_calls_per_minute", 10)]).await;
-    not_at_the_end_of_a_minute().await;
+    at_a_new_minute(&[&default, &charging]);
 
     let mut answers = Vec::new();
     for _ in 0..3 {

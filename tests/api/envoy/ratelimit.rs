@@ -78,12 +78,14 @@ fn assert_status(
     assert!((0..=window).contains(&reset), "{status:?}");
 }
 
-/// Waits for a new minute when this one is about to end, so a per-minute count is not reset
-/// halfway through a test.
-pub(super) async fn not_at_the_end_of_a_minute() {
-    let second = chrono::Utc::now().timestamp().rem_euclid(60);
-    if second >= 50 {
-        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+/// Moves each server's clock to the start of its next minute, so a per-minute count is not
+/// reset halfway through a test (the clocks still tick: a test has the minute to run).
+pub(super) fn at_a_new_minute(servers: &[&TestServer]) {
+    for server in servers {
+        let next = (server.clock.now().timestamp() / 60 + 1) * 60;
+        server
+            .clock
+            .set(chrono::DateTime::from_timestamp(next, 0).expect("a time"));
     }
 }
 
@@ -92,7 +94,7 @@ async fn hits_are_counted_until_the_limit_and_an_over_limit_descriptor_counts_no
 ) {
     let tenant = create(server, "metered").await;
     set_limits(server, "metered", &[("api_calls_per_minute", 5)]).await;
-    not_at_the_end_of_a_minute().await;
+    at_a_new_minute(&[server]);
 
     let first = calls(server, &tenant.id, 3).await;
     let over = calls(server, "metered", 3).await;
@@ -204,7 +206,7 @@ async fn descriptors_that_are_not_ours_pass(server: &TestServer) {
     create(server, "paused").await;
     create(server, "boundless").await;
     set_limits(server, "boundless", &[("api_calls_per_minute", -1)]).await;
-    not_at_the_end_of_a_minute().await;
+    at_a_new_minute(&[server]);
     server
         .tenants()
         .suspend_tenant(tenant_plane::proto::SuspendTenantRequest {

@@ -17,7 +17,7 @@ use crate::quotas::{set_limits, used};
 use crate::support::{Db, TestServer, create};
 
 use super::api_key;
-use super::ratelimit::not_at_the_end_of_a_minute;
+use super::ratelimit::at_a_new_minute;
 use harness::{Envoy, Seen, drain, start_app};
 
 /// The whole test, Envoy's start included: past this it fails rather than hangs.
@@ -144,7 +144,7 @@ async fn rate_limit_cut_off(
     set_limits(server, "metered", &[("api_calls_per_minute", 3)]).await;
     let (key, _) = api_key(server, "tenants/metered").await;
     let key = [("x-api-key", key.as_str())];
-    not_at_the_end_of_a_minute().await;
+    at_a_new_minute(&[server]);
 
     let mut replies = Vec::new();
     for _ in 0..4 {

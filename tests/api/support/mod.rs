@@ -13,7 +13,10 @@ pub use storage::*;
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use tenant_plane::clock::Clock;
+use tenant_plane::service::{Job, JobPasses};
 use tenant_plane::{app::App, config::Config, dataplane::TenantMigrations, proto};
 use tokio::sync::oneshot;
 use tonic::{Code, Status, transport::Channel};
@@ -34,6 +37,11 @@ pub struct TestServer {
     pub channel: Channel,
     pub catalog_url: String,
     pub db: Db,
+    /// The server's clock (the system clock unless the test set another): advancing it is how
+    /// a test lets time pass.
+    pub clock: Clock,
+    /// When the server's background jobs last passed, by its clock.
+    pub passes: JobPasses,
     stop: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<()>,
     _data_dir: tempfile::TempDir,
@@ -83,6 +91,26 @@ impl TestServer {
         Database::connect(&self.catalog_url)
             .await
             .expect("connect to the catalog")
+    }
+
+    /// Waits for a pass of `job` that began at `since` or later by the server's clock (after
+    /// the test moved the clock, say); fails after ten seconds.
+    pub async fn job_pass(&self, job: Job, since: DateTime<Utc>) {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.passes.completed_since(job, since),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no pass of {job:?} since {since} within 10 s"));
+    }
+
+    /// Moves the server's clock on by `by`, and waits for a pass of `job` that saw the new
+    /// time.
+    pub async fn advance_and_pass(&self, by: chrono::TimeDelta, job: Job) {
+        // Read before the move: a pass may begin before this test could read the clock again.
+        let moved_to = self.clock.now() + by;
+        self.clock.advance(by);
+        self.job_pass(job, moved_to).await;
     }
 
     /// Stops the server as a signal would, and waits for it to finish.

@@ -99,9 +99,11 @@ impl TestServer {
                 database_url.unwrap_or_else(|| sqlite_url(data_dir.path().join("catalog.sqlite3")))
             }
         };
+        let clock = config.clock.clone();
         let mut app = App::build_with(config, migrations)
             .await
             .expect("the control plane starts");
+        let passes = app.job_passes();
         let listener = app.bind().await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let metrics_addr = app.metrics_addr();
@@ -125,6 +127,8 @@ impl TestServer {
             channel,
             catalog_url,
             db,
+            clock,
+            passes,
             stop: Some(stop),
             handle,
             _data_dir: data_dir,
