@@ -9,6 +9,8 @@
 //! * [`metrics`] — Prometheus metrics on their own HTTP port: RPCs, pools, quotas, rollouts,
 //!   tenants.
 //! * [`domain`] — parsed identifiers, the tenant state machine and the error type; no I/O.
+//! * [`db`] — what `store` and `dataplane` share (error classification, pool usage, storage
+//!   marks), so neither imports the other.
 //! * [`store`] — the catalog: sea-orm entities and queries.
 //! * [`dataplane`] — each tenant's storage: created, migrated and dropped per its isolation.
 //!   With `store`, the only modules that talk to a database.
@@ -27,6 +29,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dataplane;
+pub mod db;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;

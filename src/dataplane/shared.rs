@@ -22,9 +22,10 @@ use sea_orm::{
 };
 
 use super::TenantMigrations;
+use super::plan::Batch;
 use super::sql::{exec, quote};
+use crate::db::db_error;
 use crate::domain::{Error, TenantId};
-use crate::store::db_error;
 
 /// The session setting the policies read.
 pub const TENANT_SETTING: &str = "tenant_plane.tenant_id";
@@ -161,9 +162,9 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
     Ok(())
 }
 
-/// Applies migrations `from..to` to the shared schema `schema`, after the statements `opening`,
-/// one at a time, each followed by [`secure`]: so a migration finds the `tenant_id` column on
-/// every table an earlier one made, and can key on it (the migrations run as
+/// Applies migrations `from..to` to the shared schema `schema`, after the statements in
+/// `batch`, one at a time, each followed by [`secure`]: so a migration finds the `tenant_id`
+/// column on every table an earlier one made, and can key on it (the migrations run as
 /// `migration::tenant::in_shared_schema`).
 pub(super) async fn up(
     txn: &DatabaseTransaction,
@@ -171,13 +172,16 @@ pub(super) async fn up(
     schema: &str,
     from: usize,
     to: usize,
-    mut opening: Option<&str>,
+    batch: &mut Batch,
     failed: &impl Fn(DbErr) -> Error,
 ) -> Result<(), Error> {
     for next in from..to {
-        migration::tenant::shared_schema(migrations.up(txn, next, next + 1, opening.take()))
-            .await
-            .map_err(failed)?;
+        migration::tenant::shared_schema(async {
+            migrations.up(txn, next, next + 1, batch).await?;
+            batch.send(txn).await
+        })
+        .await
+        .map_err(failed)?;
         secure(txn, schema).await?;
     }
     Ok(())

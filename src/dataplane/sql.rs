@@ -5,9 +5,8 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement}
 
 use super::Storage;
 use crate::domain::{Error, Isolation};
-use crate::store::db_error;
-use crate::store::pinned::{SHARED_MARK, STORAGE_MARK};
-pub(super) use crate::store::sqlstate;
+pub(super) use crate::db::sqlstate;
+use crate::db::{SHARED_MARK, STORAGE_MARK, db_error};
 
 /// Serialises runs on one tenant's storage, across connections and replicas, until the
 /// transaction ends. Shared tenants share one schema, hence one lock.

@@ -9,7 +9,8 @@ use super::provisioning::storage_of;
 use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Target};
 use crate::domain::{Error, Tenant, TenantState};
-use crate::store::{Catalog, audit};
+use super::storage_run::run_and_record;
+use crate::store::{Catalog, audit, provisioning::Mirror};
 
 /// A tenant's migration state, read from its own version table.
 #[derive(Debug, Clone)]
@@ -68,10 +69,7 @@ impl Migrations {
 
     pub async fn status(&self, target: &TenantRef) -> Result<MigrationStatus, Error> {
         let tenant = self.provisioned(target).await?;
-        let report = self
-            .dataplane
-            .run(&storage_of(&tenant), &Run::Inspect)
-            .await?;
+        let report = self.dataplane.inspect(&storage_of(&tenant)).await?;
         Ok(MigrationStatus {
             tenant: tenant.name(),
             applied: report.applied,
@@ -116,12 +114,16 @@ impl Migrations {
 
     async fn run(&self, tenant: &Tenant, goal: Target) -> Result<Ran, Error> {
         let started = std::time::Instant::now();
-        let report = match self
-            .dataplane
-            .run(&storage_of(tenant), &Run::Migrate(goal))
-            .await
+        let report = match run_and_record(
+            &self.catalog,
+            &self.dataplane,
+            &storage_of(tenant),
+            &Run::Migrate(goal),
+            Mirror::Migrated,
+        )
+        .await
         {
-            Ok(report) => report,
+            Ok((report, _)) => report,
             Err(error) => {
                 if matches!(error, Error::MigrationFailed { .. }) {
                     self.catalog

@@ -12,6 +12,7 @@ mod quotas;
 mod rollout_watch;
 mod rollout_worker;
 mod rollouts;
+mod storage_run;
 mod tenants;
 
 /// The audit row of one call, opened by the gRPC layer (see `store::audit`).

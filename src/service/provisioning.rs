@@ -9,7 +9,11 @@ use super::idempotency;
 use super::tenants::{DataLocation, RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Storage};
 use crate::domain::{DbRoleName, Error, Etag, Isolation, Tenant, TenantId, TenantState};
-use crate::store::{Backend, Catalog, audit, provisioning::RowChange};
+use super::storage_run::run_and_record;
+use crate::store::{
+    Backend, Catalog, audit,
+    provisioning::{Mirror, RowChange},
+};
 
 /// A tenant's storage, as GetProvisioningStatus reports it (from the catalog's mirror: no
 /// tenant schema is opened to answer).
@@ -121,12 +125,23 @@ impl Provisioning {
                 ),
             });
         }
-        let report = match self
-            .dataplane
-            .run(&storage_of(tenant), &Run::Provision { recreate })
-            .await
+        let mirror = if recreate {
+            Mirror::Rebuilt
+        } else {
+            Mirror::Provisioned
+        };
+        let run = Run::Provision { recreate };
+        let storage = storage_of(tenant);
+        let (report, recorded) = match run_and_record(
+            &self.catalog,
+            &self.dataplane,
+            &storage,
+            &run,
+            mirror,
+        )
+        .await
         {
-            Ok(report) => report,
+            Ok(done) => done,
             Err(error) => {
                 let first_time = tenant.provision_time.is_none();
                 self.catalog
@@ -144,7 +159,7 @@ impl Provisioning {
                 .await?;
         }
         // A provisioning that waited for another one of the tenant finds the work done.
-        let (recorded, row) = match report.recorded {
+        let (recorded, row) = match recorded {
             RowChange::None => (false, None),
             RowChange::Changed(row) => (true, row),
         };
@@ -311,7 +326,6 @@ pub fn storage_of(tenant: &Tenant) -> Storage {
         schema: tenant.schema_name.clone(),
         database: tenant.database_name.clone(),
         role: DbRoleName::of(tenant),
-        provisioned: tenant.provision_time.is_some(),
     }
 }
 

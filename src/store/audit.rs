@@ -117,6 +117,15 @@ pub async fn record<C: ConnectionTrait>(conn: &C, tenant: Option<TenantId>) -> R
     }
 }
 
+/// [`record`] in a use case's unit of work, with the error classified: the audit row of a
+/// change to `tenant` that the use case made in `txn` (a tenant role's new password, say).
+pub async fn record_change(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant: TenantId,
+) -> Result<(), Error> {
+    record(txn, Some(tenant)).await.map_err(super::db_error)
+}
+
 /// The current call's success row for `tenant`, for a caller that sends it within a statement
 /// of its own, in the transaction of its change (PostgreSQL: a data-modifying `WITH`); `None`
 /// outside a scope.
