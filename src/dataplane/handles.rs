@@ -7,8 +7,8 @@ use std::{num::NonZeroUsize, sync::Mutex, time::Duration};
 use lru::LruCache;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
-use crate::domain::Error;
 use crate::db::{IDLE_BEFORE_PING, PoolUsage, db_error, pool_usage};
+use crate::domain::Error;
 
 /// How long an idle tenant connection is kept before the pool closes it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);

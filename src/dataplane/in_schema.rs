@@ -32,7 +32,9 @@ impl DataPlane {
     ) -> Result<Report, Error> {
         let name = required(&storage.schema, "schema")?;
         match run {
-            Run::Provision { recreate } => self.provision_schema(txn, storage, name, *recreate).await,
+            Run::Provision { recreate } => {
+                self.provision_schema(txn, storage, name, *recreate).await
+            }
             Run::Migrate(target) => {
                 let before = self.enter(txn, storage, name).await?;
                 let mut batch = Batch::default();
@@ -40,7 +42,11 @@ impl DataPlane {
                     .migrate(txn, storage, before.clone(), target, &mut batch)
                     .await?;
                 let failed = migration_failed(&before);
-                batch.push(&TenantMigrations::record_sql(name, &moved.applied, moved.at));
+                batch.push(&TenantMigrations::record_sql(
+                    name,
+                    &moved.applied,
+                    moved.at,
+                ));
                 self.close(txn, storage, name, &mut batch, &failed).await?;
                 Ok(self.report(moved.after, moved.ran))
             }
@@ -85,7 +91,9 @@ impl DataPlane {
         .await?;
         let mut batch = Batch::default();
         let failed = migration_failed(&before);
-        let moved = self.migrate(txn, storage, before, target, &mut batch).await?;
+        let moved = self
+            .migrate(txn, storage, before, target, &mut batch)
+            .await?;
         batch.push(&TenantMigrations::record_checked_sql(
             name,
             &moved.applied,
@@ -146,7 +154,11 @@ impl DataPlane {
             shared::secure(txn, name).await?;
         }
         batch.push(&roles::grants_in_schema(storage, name, &found));
-        batch.push(&TenantMigrations::record_sql(name, &moved.applied, moved.at));
+        batch.push(&TenantMigrations::record_sql(
+            name,
+            &moved.applied,
+            moved.at,
+        ));
         batch.push(CATALOG_SEARCH_PATH);
         roles::send_grants(txn, &found, storage.role.as_str(), &mut batch, &failed).await?;
         let Moved { after, ran, .. } = moved;

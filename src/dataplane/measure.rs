@@ -6,8 +6,8 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
 use super::sql::quote;
 use super::{DataPlane, Storage, TENANT_SETTING, shared};
-use crate::domain::{Error, Isolation};
 use crate::db::{Backend, db_error};
+use crate::domain::{Error, Isolation};
 
 const SCHEMA_BYTES: &str = "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint AS bytes \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

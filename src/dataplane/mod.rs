@@ -9,14 +9,21 @@
 //! serialises runs on the same tenant (also across replicas), the tenant's schema is put on the
 //! `search_path` with `SET LOCAL`, and the pending migrations run inside it. DDL is transactional
 //! on both databases, so a failure leaves the tenant exactly at its previous version, and a failed
-//! provisioning leaves no schema, database or file behind. When the tenant's schema is in the
-//! catalog database, the catalog's mirror of the version commits in the same transaction.
+//! provisioning leaves no schema, database or file behind.
+//!
+//! The data plane only runs tenants' DDL; it never writes the catalog's tables, and it does not
+//! import [`crate::store`]. When the tenant's schema is in the catalog database
+//! ([`DataPlane::in_catalog`]), the transaction is the caller's: a use case opens it, the data
+//! plane runs the tenant's DDL in it ([`DataPlane::run`]) and returns a [`Report`], the store
+//! records the catalog's mirror of the version (and the audit row, and any rollout outcome) in
+//! it, and the use case commits. A tenant with a database of its own is run in there, in a
+//! transaction the data plane commits ([`DataPlane::run_own`]); the use case records it after.
 //!
 //! Provisioning on PostgreSQL also makes the tenant's least-privilege login role and grants it
 //! the tenant's data ([`roles`]), in the same transaction as the tenant's tables.
 //!
-//! Schema-per-tenant runs use the one shared catalog pool; database-per-tenant runs use a bounded
-//! LRU of connections ([`handles`]). No pool is ever created per tenant.
+//! Schema-per-tenant runs use the caller's catalog transaction; database-per-tenant runs use a
+//! bounded LRU of connections ([`handles`]). No pool is ever created per tenant.
 
 mod handles;
 mod in_schema;
@@ -306,7 +313,9 @@ impl DataPlane {
             moved.ran = names[from..to].to_vec();
             moved.applied.clone_from(&moved.ran);
             moved.after = before;
-            moved.after.extend(moved.ran.iter().map(|v| (v.clone(), now)));
+            moved
+                .after
+                .extend(moved.ran.iter().map(|v| (v.clone(), now)));
         } else if steps < 0 {
             let to = before.len() - steps.unsigned_abs() as usize;
             batch.send(txn).await.map_err(failed)?;

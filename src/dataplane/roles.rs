@@ -26,8 +26,8 @@ use super::shared::{self, ROLES_TABLE};
 use super::sql::{INSUFFICIENT_PRIVILEGE, check_mark, exec, literal, lock, mark, quote, sqlstate};
 use super::{DataPlane, Storage};
 use crate::db::end_sessions;
-use crate::domain::{Error, Isolation, ScramVerifier};
 use crate::db::{Backend, db_error};
+use crate::domain::{Error, Isolation, ScramVerifier};
 
 /// What a tenant role may do with its tables' rows: everything but change their shape.
 const TABLE_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE";

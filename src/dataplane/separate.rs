@@ -101,7 +101,9 @@ impl DataPlane {
         let before = self.version_table(txn, storage).await?;
         let version = before.last().map(|(v, _)| v.clone());
         let mut batch = Batch::default();
-        let moved = self.migrate(txn, storage, before, &target, &mut batch).await?;
+        let moved = self
+            .migrate(txn, storage, before, &target, &mut batch)
+            .await?;
         let failed = |e: DbErr| Error::MigrationFailed {
             message: format!("{e}"),
             version: version.clone(),

@@ -4,9 +4,9 @@
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement};
 
 use super::Storage;
-use crate::domain::{Error, Isolation};
 pub(super) use crate::db::sqlstate;
 use crate::db::{SHARED_MARK, STORAGE_MARK, db_error};
+use crate::domain::{Error, Isolation};
 
 /// Serialises runs on one tenant's storage, across connections and replicas, until the
 /// transaction ends. Shared tenants share one schema, hence one lock.

@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 
 use super::idempotency;
 use super::provisioning::storage_of;
+use super::storage_run::run_and_record;
 use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Target};
 use crate::domain::{Error, Tenant, TenantState};
-use super::storage_run::run_and_record;
 use crate::store::{Catalog, audit, provisioning::Mirror};
 
 /// A tenant's migration state, read from its own version table.

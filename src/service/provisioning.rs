@@ -6,10 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::idempotency;
+use super::storage_run::run_and_record;
 use super::tenants::{DataLocation, RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Storage};
 use crate::domain::{DbRoleName, Error, Etag, Isolation, Tenant, TenantId, TenantState};
-use super::storage_run::run_and_record;
 use crate::store::{
     Backend, Catalog, audit,
     provisioning::{Mirror, RowChange},
@@ -132,24 +132,17 @@ impl Provisioning {
         };
         let run = Run::Provision { recreate };
         let storage = storage_of(tenant);
-        let (report, recorded) = match run_and_record(
-            &self.catalog,
-            &self.dataplane,
-            &storage,
-            &run,
-            mirror,
-        )
-        .await
-        {
-            Ok(done) => done,
-            Err(error) => {
-                let first_time = tenant.provision_time.is_none();
-                self.catalog
-                    .record_failure(tenant.id, &error.to_string(), first_time)
-                    .await?;
-                return Err(error);
-            }
-        };
+        let (report, recorded) =
+            match run_and_record(&self.catalog, &self.dataplane, &storage, &run, mirror).await {
+                Ok(done) => done,
+                Err(error) => {
+                    let first_time = tenant.provision_time.is_none();
+                    self.catalog
+                        .record_failure(tenant.id, &error.to_string(), first_time)
+                        .await?;
+                    return Err(error);
+                }
+            };
         // Provisioning was refused to a suspended or deleted tenant, but the tenant may have
         // become one while its role was being made. A schema in the catalog database settled
         // that in its provisioning transaction; a database of its own could not.

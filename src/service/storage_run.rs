@@ -12,8 +12,9 @@
 use crate::dataplane::{DataPlane, Report, Run, Storage};
 use crate::domain::{Error, Isolation};
 use crate::store::{
-    Catalog, Change, settle_login,
+    Catalog, Change,
     provisioning::{Mirror, RowChange, record_run, record_shared_version},
+    settle_login,
 };
 
 /// Runs `run` in the tenant's storage and records it in the catalog as `mirror` says; what the

@@ -49,10 +49,10 @@ pub use quota::{Usage, UsageKey};
 pub use quota_batch::BatchWrite;
 pub use requests::RequestRecord;
 pub use role_login::{lock_tenant_row, settle_login};
-pub use unit::UnitOfWork;
 pub use rollout_work::{Claim, Event, Outcome};
 pub use rollouts::{Candidate, NewTarget};
 pub use tenants::{ListQuery, NewTenant};
+pub use unit::UnitOfWork;
 
 pub use crate::db::{Backend, PoolUsage};
 pub(crate) use crate::db::{IDLE_BEFORE_PING, db_error, is_unique_violation, pool_usage, sqlstate};

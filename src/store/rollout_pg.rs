@@ -124,7 +124,11 @@ impl Catalog {
                 to,
                 duration_ms,
             } => {
-                values.extend([from.clone().into(), to.clone().into(), (*duration_ms).into()]);
+                values.extend([
+                    from.clone().into(),
+                    to.clone().into(),
+                    (*duration_ms).into(),
+                ]);
                 ", from_version = $9, to_version = $10, duration_ms = $11"
             }
             Outcome::Skipped { version, .. } => {

@@ -103,7 +103,11 @@ async fn a_server_killed_mid_provisioning_leaves_nothing_half_made() {
         count(&admin, &recorded).await,
     );
     // Schema, role and record go together: here, none of them.
-    assert_eq!(made, (0, 0, 0), "nothing of the killed provisioning is left");
+    assert_eq!(
+        made,
+        (0, 0, 0),
+        "nothing of the killed provisioning is left"
+    );
     let versions = format!(
         "SELECT count(*) AS n FROM \"{}\".seaql_migrations",
         tenant.schema_name

@@ -53,7 +53,8 @@ impl MigrationTrait for Migration {
             .ok_or_else(|| DbErr::Migration("no current schema".into()))?
             .try_get::<String>("", "schema")?;
         db.execute_unprepared(
-            &super::m20261207_000016_secret_notice_channel::NOTIFY_ONCE.replace("{schema}", &schema),
+            &super::m20261207_000016_secret_notice_channel::NOTIFY_ONCE
+                .replace("{schema}", &schema),
         )
         .await?;
         Ok(())

@@ -6,8 +6,8 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Stat
 
 use super::super::Storage;
 use super::super::sql::lock;
-use crate::domain::Error;
 use crate::db::db_error;
+use crate::domain::Error;
 
 /// What provisioning finds before granting, read in one round trip.
 pub(in crate::dataplane) struct Found {

@@ -121,11 +121,13 @@ impl RolloutWorker {
                 }
             }
         }
-        let mut whole = outcomes.len() == tenants.len();
-        if whole {
-            let records: Vec<(TenantId, &Outcome)> =
-                outcomes.iter().map(|(id, outcome)| (*id, outcome)).collect();
-            whole = match self
+        let mut all_migrated = outcomes.len() == tenants.len();
+        if all_migrated {
+            let records: Vec<(TenantId, &Outcome)> = outcomes
+                .iter()
+                .map(|(id, outcome)| (*id, outcome))
+                .collect();
+            all_migrated = match self
                 .catalog
                 .record_migrated(unit.txn(), rollout, &self.me, &records)
                 .await
@@ -137,7 +139,7 @@ impl RolloutWorker {
                 }
             };
         }
-        if !whole {
+        if !all_migrated {
             // At once, not when the connection is next used: the tenants' locks must be free
             // for the one-by-one runs that follow.
             if let Err(error) = unit.rollback().await {
