@@ -11,6 +11,7 @@
 //! * [`domain`] — parsed identifiers, the tenant state machine and the error type; no I/O.
 //! * [`db`] — what `store` and `dataplane` share (error classification, pool usage, storage
 //!   marks), so neither imports the other.
+//! * [`sql`] — the one way names and strings are written into SQL text.
 //! * [`store`] — the catalog: sea-orm entities and queries.
 //! * [`dataplane`] — each tenant's storage: created, migrated and dropped per its isolation.
 //!   With `store`, the only modules that talk to a database.
@@ -34,6 +35,7 @@ pub mod domain;
 pub mod grpc;
 pub mod metrics;
 pub mod service;
+pub mod sql;
 pub mod store;
 pub mod telemetry;
 

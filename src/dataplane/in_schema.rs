@@ -14,7 +14,7 @@
 use sea_orm::{DatabaseTransaction, DbErr};
 
 use super::plan::Batch;
-use super::sql::{check_mark, exec, lock_sql, mark_sql, quote, required};
+use super::sql::{Ident, check_mark, exec, lock_sql, mark_sql, required};
 use super::{DataPlane, Moved, Report, Run, Storage, Target, TenantMigrations, Versions};
 use super::{roles, shared};
 use crate::domain::{Error, Isolation};
@@ -85,7 +85,7 @@ impl DataPlane {
             &format!(
                 "{}; SET LOCAL search_path TO {}",
                 lock_sql(storage),
-                quote(name)
+                Ident::new(name)
             ),
         )
         .await?;
@@ -114,7 +114,7 @@ impl DataPlane {
         name: &str,
         recreate: bool,
     ) -> Result<Report, Error> {
-        let schema = quote(name);
+        let schema = Ident::new(name);
         let is_shared = storage.isolation == Isolation::Shared;
         let (exists, found) = roles::provision_enter(txn, storage, name).await?;
         if exists {
@@ -201,7 +201,7 @@ impl DataPlane {
             &format!(
                 "{}; SET LOCAL search_path TO {}",
                 lock_sql(storage),
-                quote(name)
+                Ident::new(name)
             ),
         )
         .await?;

@@ -4,7 +4,7 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
-use super::sql::quote;
+use super::sql::Ident;
 use super::{DataPlane, Storage, TENANT_SETTING, shared};
 use crate::db::{Backend, db_error};
 use crate::domain::{Error, Isolation};
@@ -78,8 +78,8 @@ impl DataPlane {
                 for table in shared::tenant_table_names(&txn, schema).await? {
                     let sql = format!(
                         "SELECT COALESCE(SUM(pg_column_size(t.*)), 0)::bigint AS bytes FROM {}.{} t WHERE t.tenant_id = $1::uuid",
-                        quote(schema),
-                        quote(&table)
+                        Ident::new(schema),
+                        Ident::new(&table)
                     );
                     let row = txn
                         .query_one_raw(scalar(sql, storage.tenant.to_string()))

@@ -15,6 +15,7 @@ use sea_orm::{
 
 use super::plan::{self, Batch};
 use crate::domain::Error;
+use crate::sql::{Ident, Literal};
 
 /// Produces the tenant migrations, oldest first. A function because sea-orm-migration consumes
 /// the boxed migrations on every run.
@@ -102,17 +103,17 @@ impl TenantMigrations {
         }
         let table = format!(
             "{}.{}",
-            super::sql::quote(schema),
-            super::sql::quote(VersionTable.table_name())
+            Ident::new(schema),
+            Ident::new(VersionTable.table_name())
         );
         let expected = before
             .iter()
-            .map(|v| super::sql::literal(v))
+            .map(|v| Literal::new(v).to_string())
             .collect::<Vec<_>>()
             .join(", ");
         let rows = versions
             .iter()
-            .map(|v| format!("({})", super::sql::literal(v)))
+            .map(|v| format!("({})", Literal::new(v)))
             .collect::<Vec<_>>()
             .join(", ");
         format!(

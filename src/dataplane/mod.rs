@@ -12,7 +12,7 @@
 //! provisioning leaves no schema, database or file behind.
 //!
 //! The data plane only runs tenants' DDL; it never writes the catalog's tables, and it does not
-//! import [`crate::store`]. When the tenant's schema is in the catalog database
+//! import the catalog's store. When the tenant's schema is in the catalog database
 //! ([`DataPlane::in_catalog`]), the transaction is the caller's: a use case opens it, the data
 //! plane runs the tenant's DDL in it ([`DataPlane::run`]) and returns a [`Report`], the store
 //! records the catalog's mirror of the version (and the audit row, and any rollout outcome) in
@@ -46,7 +46,7 @@ use handles::{Address, TenantHandles};
 pub use migrator::{MigrationSource, Target, TenantMigrations};
 use plan::Batch;
 pub use shared::TENANT_SETTING;
-use sql::{check_mark, exec, lock, missing_table, quote, remove_sqlite_files, required};
+use sql::{Ident, check_mark, exec, lock, missing_table, remove_sqlite_files, required};
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]
@@ -217,7 +217,7 @@ impl DataPlane {
                 let txn = self.catalog_db.begin().await.map_err(db_error)?;
                 lock(&txn, storage).await?;
                 if check_mark(&txn, "SCHEMA", schema, storage).await? {
-                    exec(&txn, &format!("DROP SCHEMA {} CASCADE", quote(schema))).await?;
+                    exec(&txn, &format!("DROP SCHEMA {} CASCADE", Ident::new(schema))).await?;
                 }
                 txn.commit().await.map_err(db_error)
             }
@@ -238,7 +238,10 @@ impl DataPlane {
                 self.handles.forget(self.pg_address(database)).await;
                 exec(
                     &self.catalog_db,
-                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(database)),
+                    &format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        Ident::new(database)
+                    ),
                 )
                 .await
             }

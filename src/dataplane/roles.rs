@@ -13,7 +13,7 @@
 //! LOGIN with no password, so no password authentication can succeed until
 //! RotateTenantCredentials sets one. While the tenant is suspended or deleted the role is
 //! NOLOGIN: the catalog changes that with the tenant's state, in the same transaction
-//! ([`crate::store`]'s `role_login`). The control plane makes itself a member of the role, which
+//! (the store's `role_login`). The control plane makes itself a member of the role, which
 //! lets it end the role's sessions and drop what the role owns when the tenant is purged
 //! without being a superuser (CREATEROLE is enough).
 
@@ -23,7 +23,7 @@ use sea_orm::{
 
 use super::plan::Batch;
 use super::shared::{self, ROLES_TABLE};
-use super::sql::{INSUFFICIENT_PRIVILEGE, check_mark, exec, literal, lock, mark, quote, sqlstate};
+use super::sql::{INSUFFICIENT_PRIVILEGE, Ident, Literal, check_mark, exec, lock, mark, sqlstate};
 use super::{DataPlane, Storage};
 use crate::db::end_sessions;
 use crate::db::{Backend, db_error};
@@ -94,7 +94,7 @@ fn make_role(storage: &Storage) -> String {
            NOREPLICATION NOBYPASSRLS; \
          COMMENT ON ROLE {role} IS {mark}; \
          GRANT {role} TO CURRENT_USER; ",
-        mark = literal(&mark("ROLE", storage)),
+        mark = Literal::new(&mark("ROLE", storage)),
     )
 }
 
@@ -114,7 +114,7 @@ fn table_grants(role: &str, schema: &str) -> String {
            GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {role}; \
          ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
            REVOKE SELECT ON SEQUENCES FROM {role}",
-        version = quote(VERSION_TABLE),
+        version = Ident::new(VERSION_TABLE),
     )
 }
 
@@ -130,7 +130,7 @@ fn connect_to_catalog(role: &str, found: &Found) -> String {
     format!(
         "SELECT pg_advisory_xact_lock(hashtextextended({CATALOG_CONNECT_LOCK}, 0)); \
          GRANT CONNECT ON DATABASE {} TO {role}; ",
-        quote(&found.database),
+        Ident::new(&found.database),
     )
 }
 
@@ -139,7 +139,7 @@ fn connect_to_catalog(role: &str, found: &Found) -> String {
 /// role if `found` says it is missing, and grants it the rows of the schema's tables.
 pub(super) fn grants_in_schema(storage: &Storage, schema: &str, found: &Found) -> String {
     let role = storage.role.quoted();
-    let schema_q = quote(schema);
+    let schema_q = Ident::new(schema);
     let mut sql = format!(
         "{}{}{}; ALTER ROLE {role} SET search_path TO {schema_q}",
         create_role(storage, found),
@@ -152,9 +152,9 @@ pub(super) fn grants_in_schema(storage: &Storage, schema: &str, found: &Found) -
             "; REVOKE INSERT, UPDATE, DELETE ON {schema_q}.{roles} FROM {role}; \
              INSERT INTO {schema_q}.{roles} (role_name, tenant_id) VALUES ({name}, {tenant}) \
                ON CONFLICT (role_name) DO NOTHING",
-            roles = quote(ROLES_TABLE),
-            name = literal(storage.role.as_str()),
-            tenant = literal(&storage.tenant.to_string()),
+            roles = Ident::new(ROLES_TABLE),
+            name = Literal::new(storage.role.as_str()),
+            tenant = Literal::new(&storage.tenant.to_string()),
         ));
     }
     sql
@@ -169,9 +169,9 @@ pub(super) async fn grant_in_database(
 ) -> Result<(), Error> {
     let found = find_role(txn, storage).await?;
     let role = storage.role.quoted();
-    let database = quote(database);
+    let database = Ident::new(database);
     // The schema the migrations created the tables in.
-    let schema = quote(
+    let schema = Ident::new(
         found
             .schema
             .as_deref()
@@ -253,8 +253,8 @@ impl DataPlane {
         .map_err(failed)?;
         txn.execute_unprepared(&format!(
             "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', {}, current_setting({})); END $$",
-            literal(storage.role.as_str()),
-            literal(VERIFIER_SETTING),
+            Literal::new(storage.role.as_str()),
+            Literal::new(VERIFIER_SETTING),
         ))
         .await
         .map_err(failed)?;

@@ -10,7 +10,7 @@ use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 use super::handles::Address;
 use super::plan::Batch;
 use super::roles;
-use super::sql::{check_mark, exec, io_error, lock, mark_sql, not_provisioned, quote, required};
+use super::sql::{Ident, check_mark, exec, io_error, lock, mark_sql, not_provisioned, required};
 use super::{DataPlane, Report, Run, Storage, Target};
 use crate::db::db_error;
 use crate::domain::Error;
@@ -152,7 +152,7 @@ impl DataPlane {
     /// tenant created it first (a database of its name made by anyone else is refused).
     async fn create_database(&self, database: &str, storage: &Storage) -> Result<bool, Error> {
         let conn = &self.catalog_db;
-        if let Err(e) = exec(conn, &format!("CREATE DATABASE {}", quote(database))).await {
+        if let Err(e) = exec(conn, &format!("CREATE DATABASE {}", Ident::new(database))).await {
             return if check_mark(conn, "DATABASE", database, storage).await? {
                 Ok(false)
             } else {
@@ -161,7 +161,9 @@ impl DataPlane {
         }
         if let Err(e) = exec(conn, &mark_sql("DATABASE", database, storage)).await {
             // Unmarked, it could never be dropped by the control plane: drop it now.
-            if let Err(cleanup) = exec(conn, &format!("DROP DATABASE {}", quote(database))).await {
+            if let Err(cleanup) =
+                exec(conn, &format!("DROP DATABASE {}", Ident::new(database))).await
+            {
                 tracing::error!(error = %cleanup, "dropping a database that could not be marked");
             }
             return Err(e);

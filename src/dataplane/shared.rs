@@ -23,7 +23,7 @@ use sea_orm::{
 
 use super::TenantMigrations;
 use super::plan::Batch;
-use super::sql::{exec, quote};
+use super::sql::{Ident, exec};
 use crate::db::db_error;
 use crate::domain::{Error, TenantId};
 
@@ -113,7 +113,7 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
         roles_table(schema)
     );
     for table in tenant_tables(txn, schema).await? {
-        let qualified = format!("{}.{}", quote(schema), quote(&table.name));
+        let qualified = format!("{}.{}", Ident::new(schema), Ident::new(&table.name));
         if !table.has_column {
             exec(
                 txn,
@@ -217,8 +217,8 @@ pub async fn delete_rows(
                     DbBackend::Postgres,
                     format!(
                         "DELETE FROM {}.{} WHERE tenant_id = $1",
-                        quote(schema),
-                        quote(&table)
+                        Ident::new(schema),
+                        Ident::new(&table)
                     ),
                     [tenant.as_uuid().into()],
                 ))
@@ -262,10 +262,10 @@ async fn revoke_sequence_reads(txn: &DatabaseTransaction, schema: &str) -> Resul
         ))
         .await
         .map_err(db_error)?;
-    let schema = quote(schema);
+    let schema = Ident::new(schema);
     let mut sql = String::new();
     for row in rows {
-        let role = quote(&row.try_get::<String>("", "role_name").map_err(db_error)?);
+        let role = Ident::new(&row.try_get::<String>("", "role_name").map_err(db_error)?);
         sql.push_str(&format!(
             "REVOKE SELECT ON ALL SEQUENCES IN SCHEMA {schema} FROM {role}; \
              ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
@@ -317,7 +317,7 @@ pub(super) async fn forget_role(
 }
 
 fn roles_table(schema: &str) -> String {
-    format!("{}.{}", quote(schema), quote(ROLES_TABLE))
+    format!("{}.{}", Ident::new(schema), Ident::new(ROLES_TABLE))
 }
 
 async fn has_roles_table(txn: &DatabaseTransaction, table: &str) -> Result<bool, Error> {
