@@ -13,6 +13,9 @@
 //! * [`auth`] — who the caller is: bearer tokens, TLS client certificates, the first start's
 //!   admin token. The layer that applies them is in [`grpc`], which imports `auth`, never the
 //!   reverse.
+//! * [`db`] — what `store` and `dataplane` share (error classification, pool usage, storage
+//!   marks), so neither imports the other.
+//! * [`sql`] — the one way names and strings are written into SQL text.
 //! * [`store`] — the catalog: sea-orm entities and queries.
 //! * [`dataplane`] — each tenant's storage: created, migrated and dropped per its isolation.
 //!   With `store`, the only modules that talk to a database.
@@ -36,10 +39,12 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dataplane;
+pub mod db;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
 pub mod service;
+pub mod sql;
 pub mod store;
 pub mod telemetry;
 

@@ -138,7 +138,8 @@ impl App {
             purge_retention: chrono::Duration::days(i64::from(config.purge_retention_days)),
         };
         let dataplane = Arc::new(DataPlane::new(
-            catalog.clone(),
+            catalog.conn().clone(),
+            catalog.backend(),
             DataPlaneSettings {
                 catalog_url: url,
                 data_dir: config.data_dir.clone(),

@@ -7,8 +7,8 @@ use std::{num::NonZeroUsize, sync::Mutex, time::Duration};
 use lru::LruCache;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
+use crate::db::{IDLE_BEFORE_PING, PoolUsage, db_error, pool_usage};
 use crate::domain::Error;
-use crate::store::{PoolUsage, db_error, pool_usage};
 
 /// How long an idle tenant connection is kept before the pool closes it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,7 +124,7 @@ impl TenantHandles {
             .idle_timeout(IDLE_TIMEOUT)
             .acquire_timeout(self.acquire_timeout)
             .sqlx_logging(false)
-            .test_before_acquire_if_idle_for(crate::store::IDLE_BEFORE_PING);
+            .test_before_acquire_if_idle_for(IDLE_BEFORE_PING);
         Database::connect(options).await.map_err(db_error)
     }
 }

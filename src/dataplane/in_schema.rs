@@ -1,288 +1,219 @@
 //! Runs in a schema of the catalog database: a SCHEMA tenant's own, or the one every SHARED
-//! tenant shares. The catalog's mirror of the version commits with the migration, and so does a
-//! rollout target's outcome: a tenant is migrated, mirrored and counted by one commit.
+//! tenant shares. They run in the caller's transaction on the catalog database, so whatever the
+//! caller records there with them (the catalog's mirror of the version, the audit row, a rollout
+//! target's outcome) commits with the tenant's DDL: a tenant is migrated, mirrored and counted
+//! by one commit.
+//!
+//! A first provisioning and a later migration go the same way: the tenant's lock; what is there
+//! (the schema and the role, or the version table); then one batch, one round trip where the
+//! migrations allow it (see [`super::plan`]), with what is missing (the schema, marked as the
+//! tenant's, and its version table), the pending migrations, the role and its grants when
+//! provisioning, and the version rows. Every batch ends by putting the `search_path` back, so
+//! the caller's statements that follow name the catalog's tables as usual.
 
-use std::time::Instant;
+use sea_orm::{DatabaseTransaction, DbErr};
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
-use uuid::Uuid;
+use super::plan::Batch;
+use super::sql::{Ident, check_mark, exec, lock_sql, mark_sql, required};
+use super::{DataPlane, Moved, Report, Run, Storage, Target, TenantMigrations, Versions};
+use super::{roles, shared};
+use crate::domain::{Error, Isolation};
 
-use super::sql::{check_mark, exec, lock_key, lock_sql, mark_sql, missing_table, quote, required};
-use super::{DataPlane, Report, Run, Storage, Target, TenantMigrations, Versions, roles, shared};
-use crate::domain::{CallContext, Error, Isolation};
-use crate::store::{
-    Applied, Change, Outcome, db_error,
-    provisioning::{RowChange, record_migration, record_shared_version},
-    settle_login_sql,
-};
-
-/// A rollout worker's hold on a tenant, recorded in the transaction that migrates the tenant
-/// when that tenant's schema is in the catalog database.
-#[derive(Debug, Clone)]
-pub struct RolloutClaim<'a> {
-    pub rollout: Uuid,
-    /// The worker that holds the target.
-    pub worker: &'a str,
-    /// The tenant's version before, as the catalog mirrors it.
-    pub from: Option<String>,
-    /// When the worker started on the tenant.
-    pub started: Instant,
-}
-
-/// How a rollout target's run ended.
-#[derive(Debug)]
-pub enum TargetRun {
-    /// Migrated, with this outcome and its event committed in the same transaction.
-    Recorded(Outcome),
-    /// Ran, or found nothing to do; the caller records the target's outcome.
-    Ran(Report),
-    /// The worker no longer held the target when it came to commit (its lease ran out and
-    /// another worker took the tenant): the migration was rolled back.
-    Lost,
-}
+/// Ends every batch in a tenant's schema: back to the catalog connection's own `search_path`.
+const CATALOG_SEARCH_PATH: &str = "SET LOCAL search_path TO DEFAULT";
 
 impl DataPlane {
-    /// Migrates a rollout's target toward `target`. Where the tenant's schema is in the catalog
-    /// database, the target's outcome commits with the migration ([`TargetRun::Recorded`]).
-    #[tracing::instrument(skip_all, fields(tenant = %storage.tenant))]
-    pub async fn run_target(
-        &self,
-        ctx: &CallContext,
-        storage: &Storage,
-        target: Target,
-        claim: &RolloutClaim<'_>,
-    ) -> Result<TargetRun, Error> {
-        let run = Run::Migrate(target);
-        if self.records_with_migration(storage) {
-            Box::pin(self.run_in_schema(ctx, storage, &run, Some(claim))).await
-        } else {
-            self.run(ctx, storage, &run).await.map(TargetRun::Ran)
-        }
-    }
-
-    /// A run in a schema of the catalog database, in one transaction. With `claim` (a SCHEMA
-    /// tenant's rollout target), the migration's version rows, the mirror and the target's
-    /// outcome go in one statement before the commit.
+    /// [`DataPlane::run`]: `run` in the schema of a SCHEMA or SHARED tenant.
     pub(super) async fn run_in_schema(
         &self,
-        ctx: &CallContext,
+        txn: &DatabaseTransaction,
         storage: &Storage,
         run: &Run,
-        claim: Option<&RolloutClaim<'_>>,
-    ) -> Result<TargetRun, Error> {
+    ) -> Result<Report, Error> {
         let name = required(&storage.schema, "schema")?;
-        let schema = quote(name);
-        let is_shared = storage.isolation == Isolation::Shared;
-        if *run == (Run::Provision { recreate: false })
-            && storage.isolation == Isolation::Schema
-            && !storage.provisioned
-            && let Some(done) = self.provision_first(ctx, storage, name).await?
-        {
-            return Ok(done);
-        }
-        // A rollout's target on the rollout workers' pool.
-        let pool = match claim {
-            Some(_) => self.catalog.rollout_conn(),
-            None => self.catalog.conn(),
-        };
-        let txn = pool.begin().await.map_err(db_error)?;
-        let mut before = None;
-        let mut opening = None;
-        let mut role = None;
-        let created = match run {
+        match run {
             Run::Provision { recreate } => {
-                let (exists, found) = roles::provision_enter(&txn, storage, name).await?;
-                role = Some(found);
-                if exists {
-                    // Never adopt a schema the control plane did not make for this tenant.
-                    check_mark(&txn, "SCHEMA", name, storage).await?;
-                }
-                if *recreate && is_shared && exists {
-                    shared::delete_rows(&txn, name, storage.tenant).await?;
-                } else if *recreate && !is_shared {
-                    exec(&txn, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
-                }
-                let created = *recreate || !exists;
-                // Make the schema (marked as the tenant's; not IF NOT EXISTS, so one made by
-                // anyone else meanwhile fails the provisioning) and its version table, and step
-                // into it: sent with the migrations when they were planned, in one round trip.
-                let make = if !exists || (*recreate && !is_shared) {
-                    format!(
-                        "CREATE SCHEMA {schema}; {}; ",
-                        mark_sql("SCHEMA", name, storage)
-                    )
-                } else {
-                    String::new()
-                };
-                opening = Some(format!(
-                    "{make}SET LOCAL search_path TO {schema}; {}",
-                    TenantMigrations::install_sql()
+                self.provision_schema(txn, storage, name, *recreate).await
+            }
+            Run::Migrate(target) => {
+                let before = self.enter(txn, storage, name).await?;
+                let mut batch = Batch::default();
+                let moved = self
+                    .migrate(txn, storage, before.clone(), target, &mut batch)
+                    .await?;
+                let failed = migration_failed(&before);
+                batch.push(&TenantMigrations::record_sql(
+                    name,
+                    &moved.applied,
+                    moved.at,
                 ));
-                if created && !is_shared {
-                    // A schema made just now: its version table, made next, is empty.
-                    before = Some(Vec::new());
-                }
-                created
+                self.close(txn, storage, name, &mut batch, &failed).await?;
+                Ok(self.report(moved.after, moved.ran))
             }
-            _ if self.catalog.knows_own_schema() => {
-                // One round trip: the lock, the schema on the search_path, and the version
-                // table read after the lock (so it sees the last run's commit). A missing
-                // schema shows there as a missing table.
-                before = Some(self.enter(&txn, storage, name).await?);
-                false
-            }
-            _ => {
-                // The lock, then the schema on the search_path; the version table is read next.
-                exec(
-                    &txn,
-                    &format!("{}; SET LOCAL search_path TO {schema}", lock_sql(storage)),
-                )
-                .await?;
-                false
-            }
-        };
-        // A provisioning's version rows go in its grants' batch.
-        let defer = (claim.is_some() && !is_shared) || role.is_some();
-        let (mut report, unrecorded) = self
-            .migrate(&txn, storage, run, defer, before, opening)
-            .await?;
-        report.created = created;
-        if *run == Run::Inspect {
-            txn.rollback().await.map_err(db_error)?;
-            return Ok(TargetRun::Ran(report));
-        }
-        if let Some(claim) = claim
-            && !unrecorded.is_empty()
-        {
-            return self
-                .commit_target(txn, storage, report, &unrecorded, claim)
-                .await;
-        }
-        if is_shared {
-            shared::secure(&txn, name).await?;
-        }
-        // Back to the catalog's schema for the mirror, committed with the migration (in the
-        // grants' batch when provisioning, which also settles the role's LOGIN).
-        let back = "SET LOCAL search_path TO DEFAULT";
-        if let Some(found) = &role {
-            let at = report.applied.last().map_or(0, |(_, at)| at.timestamp());
-            let then = format!(
-                "{}; {back}; {}",
-                TenantMigrations::record_sql(name, &unrecorded, at),
-                settle_login_sql(storage.tenant, &storage.role)
-            );
-            roles::grant_in_schema(&txn, storage, name, found, &then).await?;
-        } else {
-            exec(&txn, back).await?;
-        }
-        let provisioned = matches!(run, Run::Provision { .. });
-        let rebuilt = matches!(run, Run::Provision { recreate: true });
-        report.recorded = record_migration(
-            &txn,
-            ctx,
-            self.catalog.now(),
-            storage.tenant,
-            report.version(),
-            provisioned,
-            rebuilt,
-        )
-        .await?;
-        if is_shared {
-            // One schema serves every shared tenant: they all are at its version now. That may
-            // change this tenant's row again, so the row returned above is not kept.
-            record_shared_version(&txn, report.version())
-                .await
-                .map_err(db_error)?;
-            if let RowChange::Changed(row) = &mut report.recorded {
-                *row = None;
+            Run::Inspect => {
+                let before = self.enter(txn, storage, name).await?;
+                exec(txn, CATALOG_SEARCH_PATH).await?;
+                Ok(self.report(before, Vec::new()))
             }
         }
-        txn.commit().await.map_err(db_error)?;
-        self.catalog.changed(&if is_shared {
-            Change::All
-        } else {
-            Change::TenantRow(storage.tenant)
-        });
-        Ok(TargetRun::Ran(report))
     }
 
-    /// Takes the tenant's lock in `txn`, puts its schema `name` on the `search_path`, and reads
-    /// its version table, checked against the known migrations (one round trip). A missing
-    /// schema or table means the tenant is not provisioned.
-    pub(super) async fn enter(
+    /// Migrates a SCHEMA tenant toward `target` in `txn`, the caller's catalog transaction,
+    /// from the version the catalog mirrors (`mirrored`) without reading its version table: for
+    /// rollout targets migrated several to a transaction, where a round trip per tenant counts.
+    /// The version rows are written only if the version table holds exactly the versions up to
+    /// `mirrored`; anything else fails the transaction, and the caller migrates the tenant with
+    /// [`DataPlane::run`], which reads the table.
+    pub async fn migrate_from_mirror(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+        target: &Target,
+        mirrored: Option<&str>,
+    ) -> Result<Report, Error> {
+        if !self.in_catalog(storage) || storage.isolation != Isolation::Schema {
+            return Err(Error::Internal(
+                "a migration from the catalog's mirror outside a SCHEMA tenant's schema".into(),
+            ));
+        }
+        let name = required(&storage.schema, "schema")?;
+        let before = self.mirrored_versions(mirrored)?;
+        let mut expected: Vec<String> = before.iter().map(|(v, _)| v.clone()).collect();
+        expected.sort_unstable();
+        exec(
+            txn,
+            &format!(
+                "{}; SET LOCAL search_path TO {}",
+                lock_sql(storage),
+                Ident::new(name)
+            ),
+        )
+        .await?;
+        let mut batch = Batch::default();
+        let failed = migration_failed(&before);
+        let moved = self
+            .migrate(txn, storage, before, target, &mut batch)
+            .await?;
+        batch.push(&TenantMigrations::record_checked_sql(
+            name,
+            &moved.applied,
+            moved.at,
+            &expected,
+        ));
+        self.close(txn, storage, name, &mut batch, &failed).await?;
+        Ok(self.report(moved.after, moved.ran))
+    }
+
+    /// Provisions the schema `name` of a SCHEMA or SHARED tenant: makes it if it is missing
+    /// (or, with `recreate`, rebuilds it; for a SHARED tenant, deletes its rows), migrates it to
+    /// the latest version, and makes and grants the tenant's role.
+    async fn provision_schema(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+        name: &str,
+        recreate: bool,
+    ) -> Result<Report, Error> {
+        let schema = Ident::new(name);
+        let is_shared = storage.isolation == Isolation::Shared;
+        let (exists, found) = roles::provision_enter(txn, storage, name).await?;
+        if exists {
+            // Never adopt a schema the control plane did not make for this tenant.
+            check_mark(txn, "SCHEMA", name, storage).await?;
+        }
+        let mut batch = Batch::default();
+        let rebuild = recreate && !is_shared;
+        if recreate && is_shared && exists {
+            shared::delete_rows(txn, name, storage.tenant).await?;
+        } else if rebuild && exists {
+            batch.push(&format!("DROP SCHEMA {schema} CASCADE"));
+        }
+        let created = recreate || !exists;
+        // Made here (marked as the tenant's; not IF NOT EXISTS, so one made by anyone else
+        // meanwhile fails the provisioning), the schema's version table is empty: nothing to
+        // read, and everything goes in one batch.
+        let before = if !exists || rebuild {
+            batch.push(&format!("CREATE SCHEMA {schema}"));
+            batch.push(&mark_sql("SCHEMA", name, storage));
+            batch.push(&format!("SET LOCAL search_path TO {schema}"));
+            batch.push(&TenantMigrations::install_sql());
+            Vec::new()
+        } else {
+            batch.push(&format!("SET LOCAL search_path TO {schema}"));
+            batch.push(&TenantMigrations::install_sql());
+            batch.send(txn).await.map_err(crate::db::db_error)?;
+            self.version_table(txn, storage).await?
+        };
+        let failed = migration_failed(&before);
+        let moved = self
+            .migrate(txn, storage, before, &Target::Latest, &mut batch)
+            .await?;
+        if is_shared {
+            // Every table the migrations made gets its tenant column and policies first.
+            batch.send(txn).await.map_err(&failed)?;
+            shared::secure(txn, name).await?;
+        }
+        batch.push(&roles::grants_in_schema(storage, name, &found));
+        batch.push(&TenantMigrations::record_sql(
+            name,
+            &moved.applied,
+            moved.at,
+        ));
+        batch.push(CATALOG_SEARCH_PATH);
+        roles::send_grants(txn, &found, storage.role.as_str(), &mut batch, &failed).await?;
+        let Moved { after, ran, .. } = moved;
+        let mut report = self.report(after, ran);
+        report.created = created;
+        Ok(report)
+    }
+
+    /// Sends what is left of a migration's `batch` with the statements that end it: the shared
+    /// schema's policies for tables it made (SHARED) and the way back to the catalog's
+    /// `search_path`.
+    async fn close(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+        name: &str,
+        batch: &mut Batch,
+        failed: &impl Fn(DbErr) -> Error,
+    ) -> Result<(), Error> {
+        if storage.isolation == Isolation::Shared {
+            batch.send(txn).await.map_err(failed)?;
+            shared::secure(txn, name).await?;
+        }
+        batch.push(CATALOG_SEARCH_PATH);
+        batch.send(txn).await.map_err(failed)
+    }
+
+    /// Takes the tenant's lock in `txn` and puts its schema `name` on the `search_path` (one
+    /// round trip), then reads its version table, checked against the known migrations (a
+    /// statement of its own, which begins after the lock is held, so it reads what the last
+    /// run committed). A missing schema or table means the tenant is not provisioned.
+    async fn enter(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
         name: &str,
     ) -> Result<Versions, Error> {
-        let rows = self
-            .catalog
-            .enter_tenant_schema(txn, name, &lock_key(storage))
-            .await
-            .map_err(|e| missing_table(e, storage))?;
-        self.known_versions(rows)
-    }
-
-    /// Records the versions `unrecorded`, the mirror and the rollout target's outcome, and
-    /// commits; rolls back if the claim was lost.
-    async fn commit_target(
-        &self,
-        txn: DatabaseTransaction,
-        storage: &Storage,
-        report: Report,
-        unrecorded: &[String],
-        claim: &RolloutClaim<'_>,
-    ) -> Result<TargetRun, Error> {
-        let Some(outcome) = self
-            .record_target(&txn, storage, &report, unrecorded, claim)
-            .await?
-        else {
-            txn.rollback().await.map_err(db_error)?;
-            return Ok(TargetRun::Lost);
-        };
-        txn.commit().await.map_err(db_error)?;
-        self.catalog.changed(&Change::TenantRow(storage.tenant));
-        Ok(TargetRun::Recorded(outcome))
-    }
-
-    /// Records, in `txn`, the versions `unrecorded`, the mirror and the rollout target's
-    /// outcome, which it returns; `None` (and nothing written) if the claim was lost.
-    pub(super) async fn record_target(
-        &self,
-        txn: &DatabaseTransaction,
-        storage: &Storage,
-        report: &Report,
-        unrecorded: &[String],
-        claim: &RolloutClaim<'_>,
-    ) -> Result<Option<Outcome>, Error> {
-        let (outcome, at) = migrated(report, claim);
-        let held = self
-            .catalog
-            .record_migrated_target(
-                txn,
-                claim.rollout,
-                claim.worker,
-                storage.tenant,
-                Applied {
-                    schema: required(&storage.schema, "schema")?,
-                    versions: unrecorded,
-                    at,
-                },
-                &outcome,
-            )
-            .await?;
-        Ok(held.then_some(outcome))
+        exec(
+            txn,
+            &format!(
+                "{}; SET LOCAL search_path TO {}",
+                lock_sql(storage),
+                Ident::new(name)
+            ),
+        )
+        .await?;
+        self.version_table(txn, storage).await
     }
 }
 
-/// The outcome of a rollout target migrated as `report` says, and the time its version rows
-/// carry (Unix seconds).
-pub(super) fn migrated(report: &Report, claim: &RolloutClaim<'_>) -> (Outcome, i64) {
-    let at = report.applied.last().map_or(0, |(_, at)| at.timestamp());
-    let outcome = Outcome::Migrated {
-        from: claim.from.clone(),
-        to: report.version().map(str::to_owned),
-        duration_ms: i64::try_from(claim.started.elapsed().as_millis()).unwrap_or(i64::MAX),
-    };
-    (outcome, at)
+/// A failure of a batch that holds a tenant's migrations, run on top of `before`.
+fn migration_failed(before: &Versions) -> impl Fn(DbErr) -> Error + use<> {
+    let version = before.last().map(|(v, _)| v.clone());
+    move |e: DbErr| Error::MigrationFailed {
+        message: format!("{e}"),
+        version: version.clone(),
+    }
 }

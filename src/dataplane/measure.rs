@@ -4,10 +4,10 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
-use super::sql::quote;
+use super::sql::Ident;
 use super::{DataPlane, Storage, TENANT_SETTING, shared};
+use crate::db::{Backend, db_error};
 use crate::domain::{Error, Isolation};
-use crate::store::{Backend, db_error};
 
 const SCHEMA_BYTES: &str = "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint AS bytes \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -16,11 +16,11 @@ const SCHEMA_BYTES: &str = "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 
 impl DataPlane {
     /// Measures the tenant's storage; 0 when it has none (not provisioned, or purged).
     pub async fn storage_bytes(&self, storage: &Storage) -> Result<i64, Error> {
-        let conn = self.catalog.conn();
+        let conn = &self.catalog_db;
         let scalar = |sql: String, value: String| {
             Statement::from_sql_and_values(DbBackend::Postgres, sql, [value.into()])
         };
-        match (storage.isolation, self.catalog.backend()) {
+        match (storage.isolation, self.backend) {
             (Isolation::Schema, Backend::Postgres) => {
                 let Some(schema) = &storage.schema else {
                     return Ok(0);
@@ -78,8 +78,8 @@ impl DataPlane {
                 for table in shared::tenant_table_names(&txn, schema).await? {
                     let sql = format!(
                         "SELECT COALESCE(SUM(pg_column_size(t.*)), 0)::bigint AS bytes FROM {}.{} t WHERE t.tenant_id = $1::uuid",
-                        quote(schema),
-                        quote(&table)
+                        Ident::new(schema),
+                        Ident::new(&table)
                     );
                     let row = txn
                         .query_one_raw(scalar(sql, storage.tenant.to_string()))

@@ -15,6 +15,7 @@ use sea_orm::{
 
 use super::plan::{self, Batch};
 use crate::domain::Error;
+use crate::sql::{Ident, Literal};
 
 /// Produces the tenant migrations, oldest first. A function because sea-orm-migration consumes
 /// the boxed migrations on every run.
@@ -84,6 +85,51 @@ impl TenantMigrations {
         if versions.is_empty() {
             return String::new();
         }
+        Self::record_query(schema, versions, applied_at).to_string(PostgresQueryBuilder)
+    }
+
+    /// [`Self::record_sql`], which fails unless the version table holds exactly `before`
+    /// (bytewise sorted) when it runs: for a migration run on top of the versions the catalog
+    /// mirrors, without reading the version table first. A version table that holds anything
+    /// else fails the statement (its `version` would be NULL), and with it the transaction.
+    pub fn record_checked_sql(
+        schema: &str,
+        versions: &[String],
+        applied_at: i64,
+        before: &[String],
+    ) -> String {
+        if versions.is_empty() {
+            return String::new();
+        }
+        let table = format!(
+            "{}.{}",
+            Ident::new(schema),
+            Ident::new(VersionTable.table_name())
+        );
+        let expected = before
+            .iter()
+            .map(|v| Literal::new(v).to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = versions
+            .iter()
+            .map(|v| format!("({})", Literal::new(v)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO {table} (version, applied_at) \
+             SELECT CASE WHEN (SELECT coalesce(array_agg(version::text ORDER BY version COLLATE \"C\"), \
+                                  '{{}}'::text[]) FROM {table}) = ARRAY[{expected}]::text[] \
+                    THEN v.version END, {applied_at} \
+             FROM (VALUES {rows}) AS v(version)"
+        )
+    }
+
+    fn record_query(
+        schema: &str,
+        versions: &[String],
+        applied_at: i64,
+    ) -> sea_orm::sea_query::InsertStatement {
         let mut insert = Query::insert();
         insert
             .into_table((Alias::new(schema), Alias::new(VersionTable.table_name())))
@@ -94,7 +140,7 @@ impl TenantMigrations {
         for version in versions {
             insert.values_panic([version.as_str().into(), applied_at.into()]);
         }
-        insert.to_string(PostgresQueryBuilder)
+        insert
     }
 
     /// The tenant's version table, oldest first.
@@ -108,22 +154,20 @@ impl TenantMigrations {
             .await
     }
 
-    /// Applies migrations `from..to` inside `txn`, after the statements `opening`; on
-    /// PostgreSQL, migrations that only change the schema go in one round trip with them (see
-    /// [`plan`]). [`Self::record`] writes their version rows. The caller's transaction is the
-    /// unit of failure: no savepoint per migration, nothing half-applied survives an error.
+    /// Applies migrations `from..to` inside `txn`. On PostgreSQL, migrations that only change
+    /// the schema go into `batch`, after what is there, and are left there for the caller to
+    /// send with what it adds (see [`plan`]); one that must run statement by statement sends the
+    /// batch first. [`Self::record`] or [`Self::record_sql`] writes their version rows. The
+    /// caller's transaction is the unit of failure: no savepoint per migration, nothing
+    /// half-applied survives an error.
     pub async fn up(
         &self,
         txn: &DatabaseTransaction,
         from: usize,
         to: usize,
-        opening: Option<&str>,
+        batch: &mut Batch,
     ) -> Result<(), DbErr> {
         let batched = txn.get_database_backend() == DbBackend::Postgres;
-        let mut batch = Batch::default();
-        if let Some(opening) = opening {
-            batch.push(opening);
-        }
         let manager = SchemaManager::new(txn);
         for migration in self.span(from, to) {
             let recorded = if batched {
@@ -141,17 +185,7 @@ impl TenantMigrations {
                 }
             }
         }
-        batch.send(txn).await
-    }
-
-    /// The statements of every migration `from..to`, in order, when each of them only changes
-    /// the schema (see [`plan`]); `None` when one of them must run statement by statement.
-    pub async fn planned(&self, from: usize, to: usize) -> Option<Vec<String>> {
-        let mut statements = Vec::new();
-        for migration in self.span(from, to) {
-            statements.extend(plan::record(migration.as_ref()).await?);
-        }
-        Some(statements)
+        Ok(())
     }
 
     /// Migrations `from..to`, oldest first.

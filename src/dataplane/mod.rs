@@ -9,17 +9,22 @@
 //! serialises runs on the same tenant (also across replicas), the tenant's schema is put on the
 //! `search_path` with `SET LOCAL`, and the pending migrations run inside it. DDL is transactional
 //! on both databases, so a failure leaves the tenant exactly at its previous version, and a failed
-//! provisioning leaves no schema, database or file behind. When the tenant's schema is in the
-//! catalog database, the catalog's mirror of the version commits in the same transaction.
+//! provisioning leaves no schema, database or file behind.
+//!
+//! The data plane only runs tenants' DDL; it never writes the catalog's tables, and it does not
+//! import the catalog's store. When the tenant's schema is in the catalog database
+//! ([`DataPlane::in_catalog`]), the transaction is the caller's: a use case opens it, the data
+//! plane runs the tenant's DDL in it ([`DataPlane::run`]) and returns a [`Report`], the store
+//! records the catalog's mirror of the version (and the audit row, and any rollout outcome) in
+//! it, and the use case commits. A tenant with a database of its own is run in there, in a
+//! transaction the data plane commits ([`DataPlane::run_own`]); the use case records it after.
 //!
 //! Provisioning on PostgreSQL also makes the tenant's least-privilege login role and grants it
 //! the tenant's data ([`roles`]), in the same transaction as the tenant's tables.
 //!
-//! Schema-per-tenant runs use the one shared catalog pool; database-per-tenant runs use a bounded
-//! LRU of connections ([`handles`]). No pool is ever created per tenant.
+//! Schema-per-tenant runs use the caller's catalog transaction; database-per-tenant runs use a
+//! bounded LRU of connections ([`handles`]). No pool is ever created per tenant.
 
-mod batch;
-mod first;
 mod handles;
 mod in_schema;
 mod measure;
@@ -33,15 +38,15 @@ mod sql;
 use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 
-use crate::domain::{CallContext, DbRoleName, Error, Isolation, TenantId};
-use crate::store::{Backend, Catalog, db_error, provisioning::RowChange};
+use crate::db::{Backend, PoolUsage, db_error};
+use crate::domain::{DbRoleName, Error, Isolation, TenantId};
 use handles::{Address, TenantHandles};
-pub use in_schema::{RolloutClaim, TargetRun};
 pub use migrator::{MigrationSource, Target, TenantMigrations};
+use plan::Batch;
 pub use shared::TENANT_SETTING;
-use sql::{check_mark, exec, lock, missing_table, quote, remove_sqlite_files, required};
+use sql::{Ident, check_mark, exec, lock, missing_table, remove_sqlite_files, required};
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]
@@ -52,10 +57,6 @@ pub struct Storage {
     pub database: Option<String>,
     /// The tenant's login role (PostgreSQL only; see [`roles`]).
     pub role: DbRoleName,
-    /// Whether the catalog records the storage as provisioned. A hint, never trusted: a first
-    /// provisioning is tried in one statement ([`first`]), which fails harmlessly where it is
-    /// wrong.
-    pub provisioned: bool,
 }
 
 /// A version table's rows: each applied migration, oldest first, with when it was applied.
@@ -71,15 +72,24 @@ pub struct Report {
     pub ran: Vec<String>,
     /// Whether this run created the tenant's storage.
     pub created: bool,
-    /// How the run changed the catalog's record of the tenant (its version, its state, its
-    /// provisioning time or its last error).
-    pub recorded: RowChange,
 }
 
 impl Report {
     pub fn version(&self) -> Option<&str> {
         self.applied.last().map(|(v, _)| v.as_str())
     }
+}
+
+/// What [`DataPlane::migrate`] did.
+struct Moved {
+    /// The version table afterwards.
+    after: Versions,
+    /// Migrations applied (up) or reverted (down), in the order they ran.
+    ran: Vec<String>,
+    /// Migrations applied whose version rows are still to be written, oldest first.
+    applied: Vec<String>,
+    /// Their time, in Unix seconds.
+    at: i64,
 }
 
 /// What to do in a tenant's storage.
@@ -103,7 +113,10 @@ pub struct DataPlaneSettings {
 }
 
 pub struct DataPlane {
-    catalog: Catalog,
+    /// The catalog's database, where SCHEMA and SHARED tenants' schemas are and DATABASE
+    /// tenants' databases are made (PostgreSQL). Never used to write the catalog's tables.
+    catalog_db: DatabaseConnection,
+    backend: Backend,
     settings: DataPlaneSettings,
     migrations: TenantMigrations,
     handles: TenantHandles,
@@ -111,13 +124,15 @@ pub struct DataPlane {
 
 impl DataPlane {
     pub fn new(
-        catalog: Catalog,
+        catalog_db: DatabaseConnection,
+        backend: Backend,
         settings: DataPlaneSettings,
         migrations: TenantMigrations,
     ) -> Self {
         let handles = TenantHandles::new(settings.tenant_connections, settings.acquire_timeout);
         Self {
-            catalog,
+            catalog_db,
+            backend,
             settings,
             migrations,
             handles,
@@ -129,37 +144,66 @@ impl DataPlane {
     }
 
     /// Connections open to tenant databases (DATABASE isolation), for the metrics endpoint.
-    pub fn tenant_connections(&self) -> crate::store::PoolUsage {
+    pub fn tenant_connections(&self) -> PoolUsage {
         self.handles.usage()
     }
 
-    /// Runs `run` in the tenant's storage and returns its version table afterwards.
+    /// Whether the tenant's storage is a schema of the catalog database (SCHEMA and SHARED
+    /// isolation on PostgreSQL): its runs go in the caller's catalog transaction ([`Self::run`]).
+    /// Otherwise it is a database of its own, run in with [`Self::run_own`].
+    pub fn in_catalog(&self, storage: &Storage) -> bool {
+        matches!(storage.isolation, Isolation::Schema | Isolation::Shared)
+            && self.backend == Backend::Postgres
+    }
+
+    /// Runs `run` in the tenant's schema inside `txn`, the caller's transaction on the catalog
+    /// database, and returns the tenant's version table afterwards; the caller commits (with
+    /// its record of the run) or rolls back. The `search_path` is as it was when this returns.
+    /// Only for storage [`Self::in_catalog`].
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, run = ?run))]
     pub async fn run(
         &self,
-        ctx: &CallContext,
+        txn: &DatabaseTransaction,
         storage: &Storage,
         run: &Run,
     ) -> Result<Report, Error> {
+        if !self.in_catalog(storage) {
+            return Err(Error::Internal(
+                "a run in the catalog's transaction for storage outside it".into(),
+            ));
+        }
         // Boxed: the migration futures are deep, and callers nest this one further.
-        match (storage.isolation, self.catalog.backend()) {
-            (Isolation::Schema | Isolation::Shared, Backend::Postgres) => {
-                match Box::pin(self.run_in_schema(ctx, storage, run, None)).await? {
-                    TargetRun::Ran(report) => Ok(report),
-                    TargetRun::Recorded(_) | TargetRun::Lost => Err(Error::Internal(
-                        "a run without a rollout claim recorded or lost one".into(),
-                    )),
-                }
-            }
+        Box::pin(self.run_in_schema(txn, storage, run)).await
+    }
+
+    /// Runs `run` in a tenant's database of its own (DATABASE isolation: a PostgreSQL
+    /// database or an SQLite file), in a transaction there that this commits; storage this run
+    /// made is removed again if it fails. The caller records the run in the catalog afterwards:
+    /// the catalog's mirror may lag the tenant, never lead it.
+    #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, run = ?run))]
+    pub async fn run_own(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+        match (storage.isolation, self.backend) {
             (Isolation::Database, Backend::Postgres) => {
-                Box::pin(self.run_in_pg_database(ctx, storage, run)).await
+                Box::pin(self.run_in_pg_database(storage, run)).await
             }
             (Isolation::Database, Backend::Sqlite) => {
-                Box::pin(self.run_in_file(ctx, storage, run)).await
+                Box::pin(self.run_in_file(storage, run)).await
             }
-            (Isolation::Schema | Isolation::Shared, Backend::Sqlite) => Err(Error::Internal(
-                "schema or shared isolation in an SQLite catalog".into(),
+            _ => Err(Error::Internal(
+                "a run in a database of its own for storage in the catalog's".into(),
             )),
+        }
+    }
+
+    /// Reads the tenant's version table; changes nothing.
+    pub async fn inspect(&self, storage: &Storage) -> Result<Report, Error> {
+        if self.in_catalog(storage) {
+            let txn = self.catalog_db.begin().await.map_err(db_error)?;
+            let report = self.run(&txn, storage, &Run::Inspect).await?;
+            txn.rollback().await.map_err(db_error)?;
+            Ok(report)
+        } else {
+            self.run_own(storage, &Run::Inspect).await
         }
     }
 
@@ -167,19 +211,19 @@ impl DataPlane {
     /// without the tenant's mark is refused and left as it is.
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant))]
     pub async fn drop_storage(&self, storage: &Storage) -> Result<(), Error> {
-        match (storage.isolation, self.catalog.backend()) {
+        match (storage.isolation, self.backend) {
             (Isolation::Schema, Backend::Postgres) => {
                 let schema = required(&storage.schema, "schema")?;
-                let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+                let txn = self.catalog_db.begin().await.map_err(db_error)?;
                 lock(&txn, storage).await?;
                 if check_mark(&txn, "SCHEMA", schema, storage).await? {
-                    exec(&txn, &format!("DROP SCHEMA {} CASCADE", quote(schema))).await?;
+                    exec(&txn, &format!("DROP SCHEMA {} CASCADE", Ident::new(schema))).await?;
                 }
                 txn.commit().await.map_err(db_error)
             }
             (Isolation::Shared, Backend::Postgres) => {
                 let schema = required(&storage.schema, "schema")?;
-                let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+                let txn = self.catalog_db.begin().await.map_err(db_error)?;
                 lock(&txn, storage).await?;
                 if check_mark(&txn, "SCHEMA", schema, storage).await? {
                     shared::delete_rows(&txn, schema, storage.tenant).await?;
@@ -188,13 +232,16 @@ impl DataPlane {
             }
             (Isolation::Database, Backend::Postgres) => {
                 let database = required(&storage.database, "database")?;
-                if !check_mark(self.catalog.conn(), "DATABASE", database, storage).await? {
+                if !check_mark(&self.catalog_db, "DATABASE", database, storage).await? {
                     return Ok(());
                 }
                 self.handles.forget(self.pg_address(database)).await;
                 exec(
-                    self.catalog.conn(),
-                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(database)),
+                    &self.catalog_db,
+                    &format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        Ident::new(database)
+                    ),
                 )
                 .await
             }
@@ -209,52 +256,28 @@ impl DataPlane {
         }
     }
 
-    /// Applies or reverts migrations toward the run's target inside `txn`, from `before` (the
-    /// version table, when the caller has read it already). The statements `opening` go first,
-    /// in the same round trip as the migrations where they were planned; with `before` unknown,
-    /// they must make the version table if it is missing. The version rows of applied
-    /// migrations are written in one statement after them, or, with `defer`, left to the
-    /// caller: they are returned (otherwise the list is empty).
+    /// Applies or reverts migrations inside `txn` to move a tenant whose version table is
+    /// `before` toward `target`. Applied migrations go into `batch` after what the caller put
+    /// there, sent as one round trip where they can be (see [`plan`]); what is left in the batch
+    /// when this returns is the caller's to send, with whatever it adds (the version rows of
+    /// [`Moved::applied`], in the same round trip). Reverted migrations are run, and their
+    /// version rows deleted, at once.
     async fn migrate(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
-        run: &Run,
-        defer: bool,
-        before: Option<Versions>,
-        mut opening: Option<String>,
-    ) -> Result<(Report, Vec<String>), Error> {
-        let before = match before {
-            Some(before) => before,
-            None => {
-                match opening.take() {
-                    Some(opening) => exec(txn, &opening).await?,
-                    None if matches!(run, Run::Provision { .. }) => {
-                        self.migrations.install(txn).await.map_err(db_error)?;
-                    }
-                    None => {}
-                }
-                self.version_table(txn, storage).await?
-            }
-        };
-        let target = match run {
-            Run::Provision { .. } => Target::Latest,
-            Run::Migrate(target) => target.clone(),
-            Run::Inspect => {
-                if let Some(opening) = opening {
-                    exec(txn, &opening).await?;
-                }
-                return Ok((self.report(before, Vec::new()), Vec::new()));
-            }
-        };
+        before: Versions,
+        target: &Target,
+        batch: &mut Batch,
+    ) -> Result<Moved, Error> {
         let names = self.migrations.names();
         match target {
-            Target::Down(index) if index >= before.len() => {
+            Target::Down(index) if *index >= before.len() => {
                 return Err(Error::invalid(
                     "target_version",
                     format!(
                         "'{}' is not applied to this tenant (it is at {})",
-                        names[index],
+                        names[*index],
                         before.last().map_or("no version", |(v, _)| v.as_str())
                     ),
                 ));
@@ -267,44 +290,38 @@ impl DataPlane {
             }
             _ => {}
         }
-        let steps = migrator::steps(before.len(), names.len(), &target);
-        if steps <= 0
-            && let Some(opening) = opening.take()
-        {
-            exec(txn, &opening).await?;
-        }
+        let steps = migrator::steps(before.len(), names.len(), target);
         let failed = |e: DbErr| Error::MigrationFailed {
             message: format!("{e}"),
             version: before.last().map(|(v, _)| v.clone()),
         };
-        let mut unrecorded = Vec::new();
-        let (ran, after) = if steps > 0 {
-            let to = before.len() + steps as usize;
-            let now = self.catalog.now();
+        let now = Utc::now();
+        let mut moved = Moved {
+            after: Vec::new(),
+            ran: Vec::new(),
+            applied: Vec::new(),
+            at: now.timestamp(),
+        };
+        if steps > 0 {
+            let (from, to) = (before.len(), before.len() + steps as usize);
             if storage.isolation == Isolation::Shared {
                 let schema = required(&storage.schema, "schema")?;
-                let (from, opening) = (before.len(), opening.as_deref());
-                shared::up(txn, &self.migrations, schema, from, to, opening, &failed).await?;
+                shared::up(txn, &self.migrations, schema, from, to, batch, &failed).await?;
             } else {
                 self.migrations
-                    .up(txn, before.len(), to, opening.as_deref())
+                    .up(txn, from, to, batch)
                     .await
                     .map_err(failed)?;
             }
-            let ran = names[before.len()..to].to_vec();
-            if defer {
-                unrecorded.clone_from(&ran);
-            } else {
-                self.migrations
-                    .record(txn, &ran, now.timestamp())
-                    .await
-                    .map_err(failed)?;
-            }
-            let mut after = before;
-            after.extend(ran.iter().map(|v| (v.clone(), now)));
-            (ran, after)
+            moved.ran = names[from..to].to_vec();
+            moved.applied.clone_from(&moved.ran);
+            moved.after = before;
+            moved
+                .after
+                .extend(moved.ran.iter().map(|v| (v.clone(), now)));
         } else if steps < 0 {
             let to = before.len() - steps.unsigned_abs() as usize;
+            batch.send(txn).await.map_err(failed)?;
             let down = self.migrations.down(txn, before.len(), to);
             if storage.isolation == Isolation::Shared {
                 migration::tenant::shared_schema(down).await
@@ -312,14 +329,13 @@ impl DataPlane {
                 down.await
             }
             .map_err(failed)?;
-            let ran = names[to..before.len()].iter().rev().cloned().collect();
-            let mut after = before;
-            after.truncate(to);
-            (ran, after)
+            moved.ran = names[to..before.len()].iter().rev().cloned().collect();
+            moved.after = before;
+            moved.after.truncate(to);
         } else {
-            (Vec::new(), before)
-        };
-        Ok((self.report(after, ran), unrecorded))
+            moved.after = before;
+        }
+        Ok(moved)
     }
 
     /// The version table, checked against the known migrations.
@@ -389,7 +405,6 @@ impl DataPlane {
             pending,
             ran,
             created: false,
-            recorded: RowChange::None,
         }
     }
 }

@@ -35,7 +35,11 @@ pub const SEPARATOR: &str = "\n;\n";
 pub struct Batch(String);
 
 impl Batch {
+    /// Adds `statement` (nothing, if it is empty).
     pub fn push(&mut self, statement: &str) {
+        if statement.is_empty() {
+            return;
+        }
         if !self.0.is_empty() {
             self.0.push_str(SEPARATOR);
         }

@@ -13,7 +13,7 @@
 //! LOGIN with no password, so no password authentication can succeed until
 //! RotateTenantCredentials sets one. While the tenant is suspended or deleted the role is
 //! NOLOGIN: the catalog changes that with the tenant's state, in the same transaction
-//! ([`crate::store`]'s `role_login`). The control plane makes itself a member of the role, which
+//! (the store's `role_login`). The control plane makes itself a member of the role, which
 //! lets it end the role's sessions and drop what the role owns when the tenant is purged
 //! without being a superuser (CREATEROLE is enough).
 
@@ -21,11 +21,13 @@ use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
 
+use super::plan::Batch;
 use super::shared::{self, ROLES_TABLE};
-use super::sql::{INSUFFICIENT_PRIVILEGE, check_mark, exec, literal, lock, mark, quote, sqlstate};
+use super::sql::{INSUFFICIENT_PRIVILEGE, Ident, Literal, check_mark, exec, lock, mark, sqlstate};
 use super::{DataPlane, Storage};
+use crate::db::end_sessions;
+use crate::db::{Backend, db_error};
 use crate::domain::{Error, Isolation, ScramVerifier};
-use crate::store::{Backend, db_error};
 
 /// What a tenant role may do with its tables' rows: everything but change their shape.
 const TABLE_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE";
@@ -46,15 +48,17 @@ mod lookup;
 pub(super) use lookup::provision_enter;
 use lookup::{Found, find_role};
 
-/// Runs `sql`, the statements that make and grant the tenant's role, as one batch. Refused
-/// for want of a privilege, it says what the control plane's role lacks.
-async fn run_grants(
+/// Sends `batch`, which holds the statements that make and grant the tenant's role. Refused
+/// for want of a privilege, it says what the control plane's role lacks; any other failure is
+/// `failed`'s (the batch may hold the tenant's migrations too).
+pub(super) async fn send_grants(
     txn: &DatabaseTransaction,
     found: &Found,
     role: &str,
-    sql: &str,
+    batch: &mut Batch,
+    failed: impl Fn(DbErr) -> Error,
 ) -> Result<(), Error> {
-    txn.execute_unprepared(sql).await.map_err(|e| {
+    batch.send(txn).await.map_err(|e| {
         if sqlstate(&e).as_deref() == Some(INSUFFICIENT_PRIVILEGE) {
             Error::FailedPrecondition {
                 subject: "DATABASE_URL".into(),
@@ -63,7 +67,7 @@ async fn run_grants(
                     .into(),
             }
         } else {
-            db_error(e)
+            failed(e)
         }
     })?;
     if found.missing {
@@ -90,7 +94,7 @@ fn make_role(storage: &Storage) -> String {
            NOREPLICATION NOBYPASSRLS; \
          COMMENT ON ROLE {role} IS {mark}; \
          GRANT {role} TO CURRENT_USER; ",
-        mark = literal(&mark("ROLE", storage)),
+        mark = Literal::new(&mark("ROLE", storage)),
     )
 }
 
@@ -110,7 +114,7 @@ fn table_grants(role: &str, schema: &str) -> String {
            GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {role}; \
          ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
            REVOKE SELECT ON SEQUENCES FROM {role}",
-        version = quote(VERSION_TABLE),
+        version = Ident::new(VERSION_TABLE),
     )
 }
 
@@ -126,50 +130,16 @@ fn connect_to_catalog(role: &str, found: &Found) -> String {
     format!(
         "SELECT pg_advisory_xact_lock(hashtextextended({CATALOG_CONNECT_LOCK}, 0)); \
          GRANT CONNECT ON DATABASE {} TO {role}; ",
-        quote(&found.database),
+        Ident::new(&found.database),
     )
 }
 
-/// [`connect_to_catalog`] for a role made in the same batch, decided by the database as the
-/// batch runs: granted only where PUBLIC may not connect.
-fn connect_to_catalog_unless_public(role: &str) -> String {
-    format!(
-        "DO $connect$ BEGIN \
-           IF NOT has_database_privilege('public', current_database(), 'CONNECT') THEN \
-             PERFORM pg_advisory_xact_lock(hashtextextended({CATALOG_CONNECT_LOCK}, 0)); \
-             EXECUTE format('GRANT CONNECT ON DATABASE %I TO %s', current_database(), {role}); \
-           END IF; \
-         END $connect$; ",
-        role = literal(role),
-    )
-}
-
-/// SCHEMA isolation, in the batch that makes the tenant's schema `schema` (see
-/// [`super::first`]): makes the role, which must not exist yet, and grants it what
-/// [`grant_in_schema`] does. No lookup first: an existing role fails the batch.
-pub(super) fn made_and_granted(storage: &Storage, schema: &str) -> String {
+/// SCHEMA or SHARED isolation, for the batch that provisions `schema` (a schema of the
+/// catalog database, where the transaction runs), after the tenant's migrations: makes the
+/// role if `found` says it is missing, and grants it the rows of the schema's tables.
+pub(super) fn grants_in_schema(storage: &Storage, schema: &str, found: &Found) -> String {
     let role = storage.role.quoted();
-    let schema = quote(schema);
-    format!(
-        "{}{}{}; ALTER ROLE {role} SET search_path TO {schema}",
-        make_role(storage),
-        connect_to_catalog_unless_public(&role),
-        table_grants(&role, &schema)
-    )
-}
-
-/// SCHEMA or SHARED isolation, in the transaction that provisions `schema` (a schema of the
-/// catalog database, where the transaction runs): one lookup, then one batch, which ends with
-/// `then` (more statements of the caller's).
-pub(super) async fn grant_in_schema(
-    txn: &DatabaseTransaction,
-    storage: &Storage,
-    schema: &str,
-    found: &Found,
-    then: &str,
-) -> Result<(), Error> {
-    let role = storage.role.quoted();
-    let schema_q = quote(schema);
+    let schema_q = Ident::new(schema);
     let mut sql = format!(
         "{}{}{}; ALTER ROLE {role} SET search_path TO {schema_q}",
         create_role(storage, found),
@@ -182,14 +152,12 @@ pub(super) async fn grant_in_schema(
             "; REVOKE INSERT, UPDATE, DELETE ON {schema_q}.{roles} FROM {role}; \
              INSERT INTO {schema_q}.{roles} (role_name, tenant_id) VALUES ({name}, {tenant}) \
                ON CONFLICT (role_name) DO NOTHING",
-            roles = quote(ROLES_TABLE),
-            name = literal(storage.role.as_str()),
-            tenant = literal(&storage.tenant.to_string()),
+            roles = Ident::new(ROLES_TABLE),
+            name = Literal::new(storage.role.as_str()),
+            tenant = Literal::new(&storage.tenant.to_string()),
         ));
     }
-    sql.push_str("; ");
-    sql.push_str(then);
-    run_grants(txn, found, storage.role.as_str(), &sql).await
+    sql
 }
 
 /// DATABASE isolation, in the transaction that provisions the tenant's own database `database`
@@ -201,22 +169,23 @@ pub(super) async fn grant_in_database(
 ) -> Result<(), Error> {
     let found = find_role(txn, storage).await?;
     let role = storage.role.quoted();
-    let database = quote(database);
+    let database = Ident::new(database);
     // The schema the migrations created the tables in.
-    let schema = quote(
+    let schema = Ident::new(
         found
             .schema
             .as_deref()
             .ok_or_else(|| Error::Internal("the tenant database has no current schema".into()))?,
     );
-    let sql = format!(
+    let mut batch = Batch::default();
+    batch.push(&format!(
         "{}REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC; \
          GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}; \
          REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC; {}",
         create_role(storage, &found),
         table_grants(&role, &schema)
-    );
-    run_grants(txn, &found, storage.role.as_str(), &sql).await
+    ));
+    send_grants(txn, &found, storage.role.as_str(), &mut batch, db_error).await
 }
 
 async fn role_exists(txn: &DatabaseTransaction, storage: &Storage) -> Result<bool, Error> {
@@ -234,25 +203,34 @@ async fn role_exists(txn: &DatabaseTransaction, storage: &Storage) -> Result<boo
 impl DataPlane {
     /// Whether tenants get database roles here: on PostgreSQL; SQLite has no roles.
     pub fn has_roles(&self) -> bool {
-        self.catalog.backend() == Backend::Postgres
+        self.backend == Backend::Postgres
     }
 
-    /// Gives the tenant's role the password `verifier` is made from. Only the verifier is sent,
-    /// never in a statement's text, and a failure is reported without the statement, so the
-    /// password is nowhere but with the caller.
+    /// Takes the tenant's lock in `txn`, the caller's catalog transaction, as every run in the
+    /// tenant's storage does: before the caller locks the tenant's row (see
+    /// [`Self::set_password`]), in the order provisioning takes them.
+    pub async fn lock_tenant(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+    ) -> Result<(), Error> {
+        lock(txn, storage).await
+    }
+
+    /// Gives the tenant's role the password `verifier` is made from, in `txn`, the caller's
+    /// catalog transaction, which holds the tenant's lock ([`Self::lock_tenant`]) and then its
+    /// row (suspending, resuming, deleting or undeleting the tenant alters the role too: they
+    /// wait for each other on the row rather than fail). Only the verifier is sent, never in a
+    /// statement's text, and a failure is reported without the statement, so the password is
+    /// nowhere but with the caller.
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, role = %storage.role))]
     pub async fn set_password(
         &self,
-        ctx: &crate::domain::CallContext,
+        txn: &DatabaseTransaction,
         storage: &Storage,
         verifier: &ScramVerifier,
     ) -> Result<(), Error> {
-        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
-        lock(&txn, storage).await?;
-        // Suspending, resuming, deleting or undeleting the tenant alters the role too: they
-        // wait for each other on the tenant's row rather than fail.
-        crate::store::lock_tenant_row(&txn, storage.tenant).await?;
-        if !role_exists(&txn, storage).await? {
+        if !role_exists(txn, storage).await? {
             return Err(Error::FailedPrecondition {
                 subject: format!("tenants/{}", storage.tenant),
                 message: format!(
@@ -275,16 +253,12 @@ impl DataPlane {
         .map_err(failed)?;
         txn.execute_unprepared(&format!(
             "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', {}, current_setting({})); END $$",
-            literal(storage.role.as_str()),
-            literal(VERIFIER_SETTING),
+            Literal::new(storage.role.as_str()),
+            Literal::new(VERIFIER_SETTING),
         ))
         .await
         .map_err(failed)?;
-        // The audit event of RotateTenantCredentials commits with the new password.
-        crate::store::audit::record(&txn, ctx, Some(storage.tenant))
-            .await
-            .map_err(db_error)?;
-        txn.commit().await.map_err(db_error)
+        Ok(())
     }
 
     /// Drops the tenant's role after its storage is gone: ends its sessions, drops what it
@@ -295,7 +269,7 @@ impl DataPlane {
         if !self.has_roles() {
             return Ok(());
         }
-        let txn = self.catalog.conn().begin().await.map_err(db_error)?;
+        let txn = self.catalog_db.begin().await.map_err(db_error)?;
         lock(&txn, storage).await?;
         if !role_exists(&txn, storage).await?
             || !check_mark(&txn, "ROLE", storage.role.as_str(), storage).await?
@@ -306,7 +280,7 @@ impl DataPlane {
         if let (Isolation::Shared, Some(schema)) = (storage.isolation, &storage.schema) {
             shared::forget_role(&txn, schema, name).await?;
         }
-        self.catalog.end_sessions(&storage.role).await;
+        end_sessions(&self.catalog_db, &storage.role).await;
         let role = storage.role.quoted();
         // DROP OWNED revokes a CONNECT granted on the catalog database: one at a time, as
         // granting it is (see connect_to_catalog).

@@ -1,28 +1,29 @@
 //! DATABASE isolation: a PostgreSQL database or an SQLite file per tenant, reached through
-//! the bounded connection LRU. The tenant's commit and the catalog's mirror are two commits here,
-//! so the mirror is written after the tenant's: it may lag, never lead.
+//! the bounded connection LRU. The tenant's DDL commits in its own database, here; the caller
+//! records the run in the catalog afterwards (two commits, so the mirror may lag the tenant,
+//! never lead it).
 
 use std::path::PathBuf;
 
-use sea_orm::TransactionTrait;
+use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 
 use super::handles::Address;
+use super::plan::Batch;
 use super::roles;
-use super::sql::{check_mark, exec, io_error, lock, mark_sql, not_provisioned, quote, required};
-use super::{DataPlane, Report, Run, Storage};
-use crate::domain::{CallContext, Error};
-use crate::store::db_error;
+use super::sql::{Ident, check_mark, exec, io_error, lock, mark_sql, not_provisioned, required};
+use super::{DataPlane, Report, Run, Storage, Target};
+use crate::db::db_error;
+use crate::domain::Error;
 
 impl DataPlane {
     pub(super) async fn run_in_pg_database(
         &self,
-        ctx: &CallContext,
         storage: &Storage,
         run: &Run,
     ) -> Result<Report, Error> {
         let database = required(&storage.database, "database")?;
         // A database without the tenant's mark is never adopted (nor dropped to rebuild it).
-        let exists = check_mark(self.catalog.conn(), "DATABASE", database, storage).await?;
+        let exists = check_mark(&self.catalog_db, "DATABASE", database, storage).await?;
         let created = match run {
             Run::Provision { recreate: true } => {
                 self.drop_storage(storage).await?;
@@ -39,7 +40,7 @@ impl DataPlane {
             let conn = self.handles.get(self.pg_address(database)).await?;
             let txn = conn.begin().await.map_err(db_error)?;
             lock(&txn, storage).await?;
-            let (report, _) = self.migrate(&txn, storage, run, false, None, None).await?;
+            let report = self.run_own_txn(&txn, storage, run).await?;
             if matches!(run, Run::Provision { .. }) {
                 roles::grant_in_database(&txn, storage, database).await?;
             }
@@ -47,16 +48,10 @@ impl DataPlane {
             Ok::<_, Error>(report)
         }
         .await;
-        self.finish_separate(ctx, storage, run, created, result)
-            .await
+        self.finish_separate(storage, created, result).await
     }
 
-    pub(super) async fn run_in_file(
-        &self,
-        ctx: &CallContext,
-        storage: &Storage,
-        run: &Run,
-    ) -> Result<Report, Error> {
+    pub(super) async fn run_in_file(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
         let path = self.file_path(required(&storage.database, "database")?);
         let exists = path.exists();
         let created = match run {
@@ -75,45 +70,71 @@ impl DataPlane {
         let result = async {
             let conn = self.handles.get(Address::Sqlite { path: &path }).await?;
             let txn = conn.begin().await.map_err(db_error)?;
-            let (report, _) = self.migrate(&txn, storage, run, false, None, None).await?;
+            let report = self.run_own_txn(&txn, storage, run).await?;
             txn.commit().await.map_err(db_error)?;
             Ok::<_, Error>(report)
         }
         .await;
-        self.finish_separate(ctx, storage, run, created, result)
-            .await
+        self.finish_separate(storage, created, result).await
     }
 
-    /// After a run in a database of its own: on failure, remove storage this run created; on
-    /// success, mirror the version into the catalog (after the tenant's commit, so the mirror
-    /// can lag the tenant but never lead it).
-    async fn finish_separate(
+    /// `run` in `txn`, a transaction in the tenant's own database: its version table (made
+    /// first when provisioning), then the migrations toward the run's target and their version
+    /// rows.
+    async fn run_own_txn(
         &self,
-        ctx: &CallContext,
+        txn: &DatabaseTransaction,
         storage: &Storage,
         run: &Run,
+    ) -> Result<Report, Error> {
+        let target = match run {
+            Run::Provision { .. } => {
+                self.migrations.install(txn).await.map_err(db_error)?;
+                Target::Latest
+            }
+            Run::Migrate(target) => target.clone(),
+            Run::Inspect => {
+                let before = self.version_table(txn, storage).await?;
+                return Ok(self.report(before, Vec::new()));
+            }
+        };
+        let before = self.version_table(txn, storage).await?;
+        let version = before.last().map(|(v, _)| v.clone());
+        let mut batch = Batch::default();
+        let moved = self
+            .migrate(txn, storage, before, &target, &mut batch)
+            .await?;
+        let failed = |e: DbErr| Error::MigrationFailed {
+            message: format!("{e}"),
+            version: version.clone(),
+        };
+        batch.send(txn).await.map_err(failed)?;
+        self.migrations
+            .record(txn, &moved.applied, moved.at)
+            .await
+            .map_err(failed)?;
+        Ok(self.report(moved.after, moved.ran))
+    }
+
+    /// After a run in a database of its own: on failure, remove storage this run created.
+    async fn finish_separate(
+        &self,
+        storage: &Storage,
         created: bool,
         result: Result<Report, Error>,
     ) -> Result<Report, Error> {
-        let mut report = match result {
-            Ok(report) => report,
+        match result {
+            Ok(mut report) => {
+                report.created = created;
+                Ok(report)
+            }
             Err(error) => {
                 if created && let Err(cleanup) = self.drop_storage(storage).await {
                     tracing::error!(error = %cleanup, "removing the storage of a failed provisioning");
                 }
-                return Err(error);
+                Err(error)
             }
-        };
-        report.created = created;
-        if *run != Run::Inspect {
-            let provisioned = matches!(run, Run::Provision { .. });
-            let rebuilt = matches!(run, Run::Provision { recreate: true });
-            report.recorded = self
-                .catalog
-                .record_migration(ctx, storage.tenant, report.version(), provisioned, rebuilt)
-                .await?;
         }
-        Ok(report)
     }
 
     pub(super) fn pg_address<'a>(&'a self, database: &'a str) -> Address<'a> {
@@ -130,8 +151,8 @@ impl DataPlane {
     /// Creates a database marked as the tenant's; `false` if a concurrent provisioning of the
     /// tenant created it first (a database of its name made by anyone else is refused).
     async fn create_database(&self, database: &str, storage: &Storage) -> Result<bool, Error> {
-        let conn = self.catalog.conn();
-        if let Err(e) = exec(conn, &format!("CREATE DATABASE {}", quote(database))).await {
+        let conn = &self.catalog_db;
+        if let Err(e) = exec(conn, &format!("CREATE DATABASE {}", Ident::new(database))).await {
             return if check_mark(conn, "DATABASE", database, storage).await? {
                 Ok(false)
             } else {
@@ -140,7 +161,9 @@ impl DataPlane {
         }
         if let Err(e) = exec(conn, &mark_sql("DATABASE", database, storage)).await {
             // Unmarked, it could never be dropped by the control plane: drop it now.
-            if let Err(cleanup) = exec(conn, &format!("DROP DATABASE {}", quote(database))).await {
+            if let Err(cleanup) =
+                exec(conn, &format!("DROP DATABASE {}", Ident::new(database))).await
+            {
                 tracing::error!(error = %cleanup, "dropping a database that could not be marked");
             }
             return Err(e);

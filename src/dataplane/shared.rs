@@ -22,9 +22,10 @@ use sea_orm::{
 };
 
 use super::TenantMigrations;
-use super::sql::{exec, quote};
+use super::plan::Batch;
+use super::sql::{Ident, exec};
+use crate::db::db_error;
 use crate::domain::{Error, TenantId};
-use crate::store::db_error;
 
 /// The session setting the policies read.
 pub const TENANT_SETTING: &str = "tenant_plane.tenant_id";
@@ -112,7 +113,7 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
         roles_table(schema)
     );
     for table in tenant_tables(txn, schema).await? {
-        let qualified = format!("{}.{}", quote(schema), quote(&table.name));
+        let qualified = format!("{}.{}", Ident::new(schema), Ident::new(&table.name));
         if !table.has_column {
             exec(
                 txn,
@@ -161,9 +162,9 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
     Ok(())
 }
 
-/// Applies migrations `from..to` to the shared schema `schema`, after the statements `opening`,
-/// one at a time, each followed by [`secure`]: so a migration finds the `tenant_id` column on
-/// every table an earlier one made, and can key on it (the migrations run as
+/// Applies migrations `from..to` to the shared schema `schema`, after the statements in
+/// `batch`, one at a time, each followed by [`secure`]: so a migration finds the `tenant_id`
+/// column on every table an earlier one made, and can key on it (the migrations run as
 /// `migration::tenant::in_shared_schema`).
 pub(super) async fn up(
     txn: &DatabaseTransaction,
@@ -171,13 +172,16 @@ pub(super) async fn up(
     schema: &str,
     from: usize,
     to: usize,
-    mut opening: Option<&str>,
+    batch: &mut Batch,
     failed: &impl Fn(DbErr) -> Error,
 ) -> Result<(), Error> {
     for next in from..to {
-        migration::tenant::shared_schema(migrations.up(txn, next, next + 1, opening.take()))
-            .await
-            .map_err(failed)?;
+        migration::tenant::shared_schema(async {
+            migrations.up(txn, next, next + 1, batch).await?;
+            batch.send(txn).await
+        })
+        .await
+        .map_err(failed)?;
         secure(txn, schema).await?;
     }
     Ok(())
@@ -213,8 +217,8 @@ pub async fn delete_rows(
                     DbBackend::Postgres,
                     format!(
                         "DELETE FROM {}.{} WHERE tenant_id = $1",
-                        quote(schema),
-                        quote(&table)
+                        Ident::new(schema),
+                        Ident::new(&table)
                     ),
                     [tenant.as_uuid().into()],
                 ))
@@ -258,10 +262,10 @@ async fn revoke_sequence_reads(txn: &DatabaseTransaction, schema: &str) -> Resul
         ))
         .await
         .map_err(db_error)?;
-    let schema = quote(schema);
+    let schema = Ident::new(schema);
     let mut sql = String::new();
     for row in rows {
-        let role = quote(&row.try_get::<String>("", "role_name").map_err(db_error)?);
+        let role = Ident::new(&row.try_get::<String>("", "role_name").map_err(db_error)?);
         sql.push_str(&format!(
             "REVOKE SELECT ON ALL SEQUENCES IN SCHEMA {schema} FROM {role}; \
              ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
@@ -313,7 +317,7 @@ pub(super) async fn forget_role(
 }
 
 fn roles_table(schema: &str) -> String {
-    format!("{}.{}", quote(schema), quote(ROLES_TABLE))
+    format!("{}.{}", Ident::new(schema), Ident::new(ROLES_TABLE))
 }
 
 async fn has_roles_table(txn: &DatabaseTransaction, table: &str) -> Result<bool, Error> {

@@ -4,10 +4,10 @@
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement};
 
 use super::Storage;
+pub(super) use crate::db::sqlstate;
+use crate::db::{SHARED_MARK, STORAGE_MARK, db_error};
 use crate::domain::{Error, Isolation};
-use crate::store::db_error;
-use crate::store::pinned::{SHARED_MARK, STORAGE_MARK};
-pub(super) use crate::store::sqlstate;
+pub(super) use crate::sql::{Ident, Literal};
 
 /// Serialises runs on one tenant's storage, across connections and replicas, until the
 /// transaction ends. Shared tenants share one schema, hence one lock.
@@ -26,7 +26,7 @@ pub(super) async fn lock(txn: &DatabaseTransaction, storage: &Storage) -> Result
 pub(super) fn lock_sql(storage: &Storage) -> String {
     format!(
         "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
-        literal(&lock_key(storage))
+        Literal::new(&lock_key(storage))
     )
 }
 
@@ -50,8 +50,8 @@ pub(super) fn mark(kind: &str, storage: &Storage) -> String {
 pub(super) fn mark_sql(kind: &str, name: &str, storage: &Storage) -> String {
     format!(
         "COMMENT ON {kind} {} IS {}",
-        quote(name),
-        literal(&mark(kind, storage))
+        Ident::new(name),
+        Literal::new(&mark(kind, storage))
     )
 }
 
@@ -118,18 +118,6 @@ pub(super) async fn exec<C: ConnectionTrait>(conn: &C, sql: &str) -> Result<(), 
         .await
         .map(|_| ())
         .map_err(db_error)
-}
-
-/// Quotes an identifier. Storage names are derived from parsed slugs and contain only
-/// [a-z0-9_]; doubling quotes keeps even a corrupted catalog value from escaping.
-pub(super) fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
-}
-
-/// Quotes a string literal for statements that take no parameters (a batch, a `DO` block).
-/// Assumes `standard_conforming_strings` (on since PostgreSQL 9.1), so only quotes are doubled.
-pub(super) fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 pub(super) fn required<'a>(value: &'a Option<String>, what: &str) -> Result<&'a str, Error> {

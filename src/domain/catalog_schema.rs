@@ -1,5 +1,6 @@
 //! The catalog's own schema name.
 
+use crate::sql::Ident;
 use std::fmt;
 
 use super::names::MAX_IDENTIFIER_BYTES;
@@ -33,8 +34,8 @@ impl CatalogSchema {
     }
 
     /// The name as a double-quoted SQL identifier (only [a-z0-9_], nothing to escape).
-    pub fn quoted(&self) -> String {
-        format!("\"{}\"", self.0)
+    pub fn quoted(&self) -> Ident {
+        Ident::new(&self.0)
     }
 }
 
@@ -57,7 +58,7 @@ mod tests {
     #[test]
     fn catalog_schema_takes_plain_lowercase_names_only() {
         assert_eq!(
-            CatalogSchema::parse("public").unwrap().quoted(),
+            CatalogSchema::parse("public").unwrap().quoted().to_string(),
             "\"public\""
         );
         assert!(CatalogSchema::parse("tenant_plane_catalog").is_ok());

@@ -5,6 +5,7 @@
 //! PostgreSQL stores, after RFC 5803), computed here: PostgreSQL stores a verifier it is given
 //! as it is, so neither its statement log nor ours ever carries the password itself.
 
+use crate::sql::Ident;
 use std::fmt;
 
 use base64::Engine;
@@ -49,8 +50,8 @@ impl DbRoleName {
     /// The name as a double-quoted SQL identifier, for statements that take no parameters
     /// (`ALTER ROLE`, `GRANT`). Derivation admits only [a-z0-9_], so there is nothing to
     /// escape; the doubling of quotes is kept as a second line of defence.
-    pub fn quoted(&self) -> String {
-        format!("\"{}\"", self.0.replace('"', "\"\""))
+    pub fn quoted(&self) -> Ident {
+        Ident::new(&self.0)
     }
 }
 

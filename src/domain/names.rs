@@ -1,6 +1,7 @@
 //! Parsed identifiers. Once a value has one of these types it has been checked: nothing
 //! downstream re-validates it, and only a [`StorageName`] is ever used as an SQL identifier.
 
+use crate::sql::Ident;
 use std::{collections::BTreeMap, fmt};
 
 use uuid::Uuid;
@@ -165,8 +166,8 @@ impl StorageName {
 
     /// The name as a double-quoted SQL identifier. Derivation admits only [a-z0-9_], so there
     /// is nothing to escape; the doubling of quotes is kept as a second line of defence.
-    pub fn quoted(&self) -> String {
-        format!("\"{}\"", self.0.replace('"', "\"\""))
+    pub fn quoted(&self) -> Ident {
+        Ident::new(&self.0)
     }
 }
 
@@ -358,7 +359,10 @@ mod tests {
 
     #[test]
     fn quoting_doubles_quotes() {
-        assert_eq!(StorageName("a\"b".into()).quoted(), "\"a\"\"b\"");
+        assert_eq!(
+            StorageName("a\"b".into()).quoted().to_string(),
+            "\"a\"\"b\""
+        );
     }
 
     #[test]

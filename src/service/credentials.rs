@@ -4,6 +4,7 @@
 use super::provisioning::{Provisioning, storage_of};
 use super::tenants::{TenantRef, load};
 use crate::domain::{CallContext, DbPassword, DbRoleName, Error, ScramVerifier, TenantState};
+use crate::store::{audit, lock_tenant_row};
 
 /// A tenant role's name and its new password. `Debug` never shows the password.
 #[derive(Debug)]
@@ -49,9 +50,16 @@ impl Provisioning {
         let storage = storage_of(&tenant);
         let password = DbPassword::generate()?;
         let verifier = ScramVerifier::new(&password)?;
+        // The tenant's lock, then its row, in the order provisioning takes them; the audit
+        // event commits with the new password.
+        let unit = self.catalog.begin(ctx).await?;
+        self.dataplane.lock_tenant(unit.txn(), &storage).await?;
+        lock_tenant_row(unit.txn(), tenant.id).await?;
         self.dataplane
-            .set_password(ctx, &storage, &verifier)
+            .set_password(unit.txn(), &storage, &verifier)
             .await?;
+        audit::record_change(unit.txn(), unit.ctx(), tenant.id).await?;
+        unit.commit().await?;
         tracing::info!(role = %storage.role, "tenant role password rotated");
         Ok(Credentials {
             role: storage.role,

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 
 use super::idempotency;
 use super::provisioning::storage_of;
+use super::storage_run::run_and_record;
 use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Target};
 use crate::domain::{CallContext, Error, Tenant, TenantState};
-use crate::store::Catalog;
+use crate::store::{Catalog, provisioning::Mirror};
 
 /// A tenant's migration state, read from its own version table.
 #[derive(Debug, Clone)]
@@ -69,11 +70,7 @@ impl Migrations {
     pub async fn status(&self, target: &TenantRef) -> Result<MigrationStatus, Error> {
         let tenant = load(&self.catalog, target).await?;
         provisioned(&tenant)?;
-        // An inspection changes nothing, so it records nothing: no call's context is needed.
-        let report = self
-            .dataplane
-            .run(&CallContext::system(), &storage_of(&tenant), &Run::Inspect)
-            .await?;
+        let report = self.dataplane.inspect(&storage_of(&tenant)).await?;
         Ok(MigrationStatus {
             tenant: tenant.name(),
             applied: report.applied,
@@ -122,12 +119,17 @@ impl Migrations {
 
     async fn run(&self, ctx: &CallContext, tenant: &Tenant, goal: Target) -> Result<Ran, Error> {
         let started = std::time::Instant::now();
-        let report = match self
-            .dataplane
-            .run(ctx, &storage_of(tenant), &Run::Migrate(goal))
-            .await
+        let report = match run_and_record(
+            ctx,
+            &self.catalog,
+            &self.dataplane,
+            &storage_of(tenant),
+            &Run::Migrate(goal),
+            Mirror::Migrated,
+        )
+        .await
         {
-            Ok(report) => report,
+            Ok((report, _)) => report,
             Err(error) => {
                 if matches!(error, Error::MigrationFailed { .. }) {
                     self.catalog

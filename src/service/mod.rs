@@ -13,6 +13,7 @@ mod quotas;
 mod rollout_watch;
 mod rollout_worker;
 mod rollouts;
+mod storage_run;
 mod tenants;
 
 pub use audit::{AuditLog, ListAuditEventsInput, run_audit_prune_job};

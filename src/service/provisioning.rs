@@ -6,12 +6,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::idempotency;
+use super::storage_run::run_and_record;
 use super::tenants::{DataLocation, RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Storage};
 use crate::domain::{
     CallContext, DbRoleName, Error, Etag, Isolation, Tenant, TenantId, TenantState,
 };
-use crate::store::{Backend, Catalog, provisioning::RowChange};
+use crate::store::{
+    Backend, Catalog,
+    provisioning::{Mirror, RowChange},
+};
 
 /// A tenant's storage, as GetProvisioningStatus reports it (from the catalog's mirror: no
 /// tenant schema is opened to answer).
@@ -127,20 +131,25 @@ impl Provisioning {
                 ),
             });
         }
-        let report = match self
-            .dataplane
-            .run(ctx, &storage_of(tenant), &Run::Provision { recreate })
-            .await
-        {
-            Ok(report) => report,
-            Err(error) => {
-                let first_time = tenant.provision_time.is_none();
-                self.catalog
-                    .record_failure(ctx, tenant.id, &error.to_string(), first_time)
-                    .await?;
-                return Err(error);
-            }
+        let mirror = if recreate {
+            Mirror::Rebuilt
+        } else {
+            Mirror::Provisioned
         };
+        let run = Run::Provision { recreate };
+        let storage = storage_of(tenant);
+        let (report, recorded) =
+            match run_and_record(ctx, &self.catalog, &self.dataplane, &storage, &run, mirror).await
+            {
+                Ok(done) => done,
+                Err(error) => {
+                    let first_time = tenant.provision_time.is_none();
+                    self.catalog
+                        .record_failure(ctx, tenant.id, &error.to_string(), first_time)
+                        .await?;
+                    return Err(error);
+                }
+            };
         // Provisioning was refused to a suspended or deleted tenant, but the tenant may have
         // become one while its role was being made. A schema in the catalog database settled
         // that in its provisioning transaction; a database of its own could not.
@@ -150,7 +159,7 @@ impl Provisioning {
                 .await?;
         }
         // A provisioning that waited for another one of the tenant finds the work done.
-        let (recorded, row) = match report.recorded {
+        let (recorded, row) = match recorded {
             RowChange::None => (false, None),
             RowChange::Changed(row) => (true, row),
         };
@@ -301,7 +310,6 @@ pub fn storage_of(tenant: &Tenant) -> Storage {
         schema: tenant.schema_name.clone(),
         database: tenant.database_name.clone(),
         role: DbRoleName::of(tenant),
-        provisioned: tenant.provision_time.is_some(),
     }
 }
 

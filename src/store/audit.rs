@@ -61,6 +61,18 @@ pub async fn record<C: ConnectionTrait>(
     }
 }
 
+/// [`record`] in a use case's unit of work, with the error classified: the audit row of a
+/// change to `tenant` that the use case made in `txn` (a tenant role's new password, say).
+pub async fn record_change(
+    txn: &sea_orm::DatabaseTransaction,
+    ctx: &CallContext,
+    tenant: TenantId,
+) -> Result<(), Error> {
+    record(txn, ctx, Some(tenant))
+        .await
+        .map_err(super::db_error)
+}
+
 /// The success row of the call of `ctx` for `tenant`, for a caller that sends it within a
 /// statement of its own, in the transaction of its change (PostgreSQL: a data-modifying
 /// `WITH`); `None` for a call that owes no row.

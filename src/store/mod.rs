@@ -28,14 +28,15 @@ mod rollout_work;
 mod rollouts;
 mod storage_names;
 mod tenants;
+mod unit;
 
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use migration::catalog::Migrator;
 use migration::sea_orm_migration::MigratorTrait;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
-    Statement, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+    TransactionTrait,
 };
 
 pub use audit::{AuditEvent, AuditQuery};
@@ -47,21 +48,16 @@ pub use plans::PlanDefaults;
 pub use quota::{Usage, UsageKey};
 pub use quota_batch::BatchWrite;
 pub use requests::RequestRecord;
-pub(crate) use role_login::{lock_tenant_row, settle_login_sql};
-pub use rollout_pg::Applied;
+pub use role_login::{lock_tenant_row, settle_login};
 pub use rollout_work::{Claim, Event, Outcome};
 pub use rollouts::{Candidate, NewTarget};
 pub use tenants::{ListQuery, NewTenant};
+pub use unit::UnitOfWork;
 
 use crate::clock::Clock;
+pub use crate::db::{Backend, PoolUsage};
+pub(crate) use crate::db::{IDLE_BEFORE_PING, db_error, is_unique_violation, pool_usage, sqlstate};
 use crate::domain::{CatalogSchema, Error};
-
-/// Which database holds the catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
 
 /// Key of the PostgreSQL advisory lock taken while the catalog is migrated, so replicas that
 /// start together apply each migration once (an arbitrary constant: "tpcatalg" in ASCII).
@@ -69,9 +65,6 @@ const CATALOG_MIGRATION_LOCK: i64 = 0x7470_6361_7461_6c67;
 
 /// Changes a slow watcher may fall behind by before it is told to start afresh.
 const FEED_CAPACITY: usize = 4096;
-
-/// How long a pooled connection may sit idle before it is pinged on its next use.
-pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 
 /// How long an SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -194,12 +187,6 @@ impl Catalog {
         self.clock.now()
     }
 
-    /// Whether statements can name the catalog's tables with its schema (PostgreSQL), so that
-    /// they may run while a tenant's schema is on the `search_path`.
-    pub(crate) fn knows_own_schema(&self) -> bool {
-        self.qualifier.is_some()
-    }
-
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -307,89 +294,4 @@ fn pool_options(
                 .foreign_keys(true)
         });
     options
-}
-
-/// Connections of one pool at an instant.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolUsage {
-    /// Open connections, in use or idle.
-    pub open: u32,
-    pub idle: u32,
-    /// The most the pool opens.
-    pub max: u32,
-}
-
-impl PoolUsage {
-    pub fn in_use(&self) -> u32 {
-        self.open.saturating_sub(self.idle)
-    }
-}
-
-impl std::ops::Add for PoolUsage {
-    type Output = Self;
-
-    fn add(self, other: Self) -> Self {
-        Self {
-            open: self.open + other.open,
-            idle: self.idle + other.idle,
-            max: self.max + other.max,
-        }
-    }
-}
-
-/// What sqlx says of the pool under `db` (a closed or mock connection has none).
-pub(crate) fn pool_usage(db: &DatabaseConnection) -> PoolUsage {
-    fn of<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> PoolUsage {
-        PoolUsage {
-            open: pool.size(),
-            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
-            max: pool.options().get_max_connections(),
-        }
-    }
-    // The pool getters panic on the other backend: ask for the one this connection is.
-    match db.get_database_backend() {
-        DbBackend::Postgres => of(db.get_postgres_connection_pool()),
-        DbBackend::Sqlite => of(db.get_sqlite_connection_pool()),
-        _ => PoolUsage::default(),
-    }
-}
-
-/// Classifies a database error that has no domain meaning at its call site.
-pub(crate) fn db_error(err: DbErr) -> Error {
-    let unavailable = match &err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            e.as_ref(),
-            sea_orm::sqlx::Error::Io(_)
-                | sea_orm::sqlx::Error::PoolTimedOut
-                | sea_orm::sqlx::Error::PoolClosed
-                | sea_orm::sqlx::Error::WorkerCrashed
-        ),
-        _ => false,
-    };
-    if unavailable {
-        Error::Unavailable(err.to_string())
-    } else {
-        Error::Internal(err.to_string())
-    }
-}
-
-/// The SQLSTATE of a database error, if the database gave one: an error the database reported
-/// (its statement failed and changed nothing), not one of the connection or of decoding.
-pub(crate) fn sqlstate(err: &DbErr) -> Option<String> {
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.into_owned()),
-        _ => None,
-    }
-}
-
-/// Whether `err` is a unique-constraint violation.
-pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(
-        err.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
 }

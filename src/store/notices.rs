@@ -238,8 +238,8 @@ impl Catalog {
         }
         self.conn()
             .execute_unprepared(&format!(
-                "REVOKE CONNECT ON DATABASE \"{}\" FROM PUBLIC",
-                database.replace('"', "\"\"")
+                "REVOKE CONNECT ON DATABASE {} FROM PUBLIC",
+                crate::sql::Ident::new(&database)
             ))
             .await
             .map_err(db_error)?;

@@ -18,11 +18,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use super::db_error;
 use crate::domain::{CatalogSchema, Error};
 
-/// The comments the control plane puts on the storage it makes, naming the tenant it belongs
-/// to: provisioning adopts, and purge drops, only storage that carries its tenant's.
-pub const STORAGE_MARK: &str = "tenant-plane tenant ";
-/// The comment on the one schema every SHARED tenant's rows live in.
-pub const SHARED_MARK: &str = "tenant-plane shared";
+pub use crate::db::{SHARED_MARK, STORAGE_MARK};
 
 /// The schemas of this database that hold a tenant-plane catalog, read before migrating.
 async fn catalog_schemas(txn: &DatabaseTransaction) -> Result<Vec<String>, Error> {

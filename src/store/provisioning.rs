@@ -1,21 +1,22 @@
 //! Catalog writes that follow a tenant's storage: provisioned, migrated, failed, purged.
 //!
-//! [`record_migration`] takes any connection so the data plane can run it inside the tenant's
-//! own migration transaction when the tenant's schema lives in the catalog database: the
-//! mirrored version then commits together with the migration, never ahead of or behind it. It
-//! records the audit row of the call that ran the migration (ProvisionTenant, MigrateTenant) in
-//! that same transaction; [`Catalog::record_failure`] does so for a failed run.
+//! [`record_run`] takes the use case's transaction: when the tenant's storage is in the catalog
+//! database, the data plane has run the tenant's DDL in that same transaction, so the mirrored
+//! version commits together with the migration, never ahead of or behind it. It records the
+//! audit row of the call that ran the migration (ProvisionTenant, MigrateTenant) in that same
+//! transaction; [`Catalog::record_failure`] does so for a failed run.
 
-use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, QueryTrait, TransactionTrait,
-    sea_query::{Alias, CommonTableExpression, Expr, ExprTrait, Func, Query, WithClause},
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait,
+    TransactionTrait,
+    sea_query::{Alias, CommonTableExpression, Expr, ExprTrait, Func},
 };
 
 use super::cache::Change;
 use super::entity::{api_key, quota_usage, tenant, tenant_member};
-use super::{Catalog, audit, db_error, sqlstate};
+use super::{Catalog, audit, db_error};
+use chrono::{DateTime, Utc};
+
 use crate::domain::{CallContext, Error, Tenant, TenantId, TenantState};
 
 /// How recording a run changed the tenant's row.
@@ -28,19 +29,37 @@ pub enum RowChange {
     Changed(Option<Box<Tenant>>),
 }
 
-/// Records a tenant's migration version; with `provisioned`, also that its storage exists and
-/// that a PROVISIONING or FAILED tenant is now ACTIVE (a suspended one will resume to ACTIVE).
-/// The row's times say `now`.
-pub async fn record_migration<C: ConnectionTrait>(
+/// How a run in a tenant's storage is mirrored in the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mirror {
+    /// Migrated (up or down): the version, and that no error stands.
+    Migrated,
+    /// Provisioned: also that its storage exists, and that a PROVISIONING or FAILED tenant is
+    /// now ACTIVE (a suspended one will resume to ACTIVE).
+    Provisioned,
+    /// Provisioned from scratch (its data dropped): as [`Mirror::Provisioned`], and the row
+    /// changes (and its etag moves) even if nothing else about it does.
+    Rebuilt,
+}
+
+impl Mirror {
+    fn provisioned(self) -> bool {
+        matches!(self, Self::Provisioned | Self::Rebuilt)
+    }
+}
+
+/// Records, on `conn` (the use case's transaction, where the run's DDL is when the tenant's
+/// storage is in the catalog database), a run that left the tenant at `version`, mirrored as
+/// `mirror`, with the audit row of the call that asked for it (ProvisionTenant, MigrateTenant).
+pub async fn record_run<C: ConnectionTrait>(
     conn: &C,
     ctx: &CallContext,
     now: DateTime<Utc>,
     id: TenantId,
     version: Option<&str>,
-    provisioned: bool,
-    rebuilt: bool,
+    mirror: Mirror,
 ) -> Result<RowChange, Error> {
-    let mut update = mirror_update(now, id, version, provisioned, rebuilt);
+    let mut update = mirror_update(now, id, version, mirror);
     // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
     // the same statement (a data-modifying WITH runs whether or not the update changes a row).
     let audit = audit::success(ctx, Some(id));
@@ -50,7 +69,7 @@ pub async fn record_migration<C: ConnectionTrait>(
     }
     // The row comes back with the change, so the caller need not read it again.
     let change = if conn.support_returning() {
-        returned(update.exec_with_returning(conn).await.map_err(db_error)?)?
+        row_change(update.exec_with_returning(conn).await.map_err(db_error)?)?
     } else if update.exec(conn).await.map_err(db_error)?.rows_affected > 0 {
         RowChange::Changed(None)
     } else {
@@ -65,65 +84,8 @@ pub async fn record_migration<C: ConnectionTrait>(
     Ok(change)
 }
 
-/// The name the batch's outcome goes by in [`provision_in_one_statement`].
-const BATCH: &str = "tenant_plane_batch";
-
-/// Runs `statements`, a SCHEMA tenant's first provisioning (its schema, tables, role and
-/// grants), and records the tenant provisioned at `version`, with the call's audit row, as one
-/// statement on `conn`, outside any transaction: it commits whole or not at all (PostgreSQL).
-///
-/// The tenant's row is updated only after the batch ran (the update is gated on its outcome),
-/// so the batch's first statement, the tenant's lock, is taken before the row's, as every
-/// provisioning and migration takes them. `None` when the database refused the statement, which
-/// then changed nothing.
-pub async fn provision_in_one_statement(
-    conn: &DatabaseConnection,
-    ctx: &CallContext,
-    now: DateTime<Utc>,
-    id: TenantId,
-    version: Option<&str>,
-    statements: String,
-) -> Result<Option<RowChange>, Error> {
-    let mut update = mirror_update(now, id, version, true, false)
-        .filter(Expr::cust(format!("(SELECT done FROM {BATCH})")));
-    let run = Query::select()
-        .expr_as(
-            Expr::cust_with_values("tenant_plane_run_batch($1)", [statements]),
-            Alias::new("done"),
-        )
-        .to_owned();
-    let mut with = WithClause::new();
-    with.cte(
-        CommonTableExpression::new()
-            .query(run)
-            .table_name(Alias::new(BATCH))
-            .materialized(true)
-            .to_owned(),
-    );
-    let audit = audit::success(ctx, Some(id));
-    if let Some(row) = &audit {
-        with.cte(audit_cte(row));
-    }
-    QueryTrait::query(&mut update).with_cte(with);
-    let rows = match update.exec_with_returning(conn).await {
-        Ok(rows) => rows,
-        // The database refused the statement: it changed nothing.
-        Err(error) if sqlstate(&error).is_some() => {
-            tracing::info!(%error, "a first provisioning in one statement was refused");
-            return Ok(None);
-        }
-        // No connection, or lost during the statement, which may then have committed: not a
-        // case for trying again another way.
-        Err(error) => return Err(db_error(error)),
-    };
-    if let Some(row) = audit {
-        row.sent();
-    }
-    returned(rows).map(Some)
-}
-
 /// How the update that returned `rows` changed the tenant's row.
-fn returned(mut rows: Vec<tenant::Model>) -> Result<RowChange, Error> {
+fn row_change(mut rows: Vec<tenant::Model>) -> Result<RowChange, Error> {
     Ok(match rows.pop() {
         Some(row) => RowChange::Changed(Some(Box::new(super::tenants::to_domain(row)?))),
         None => RowChange::None,
@@ -138,16 +100,15 @@ fn audit_cte(row: &audit::SuccessRow) -> CommonTableExpression {
         .to_owned()
 }
 
-/// The update of the tenant's row that mirrors a run: its version; with `provisioned`, that
-/// its storage exists and that a PROVISIONING or FAILED tenant is now ACTIVE; only where that
-/// changes something. Its times say `now`.
+/// The update of the tenant's row that mirrors a run as `mirror` says, only where that changes
+/// something. Its times say `now`.
 fn mirror_update(
     now: DateTime<Utc>,
     id: TenantId,
     version: Option<&str>,
-    provisioned: bool,
-    rebuilt: bool,
+    mirror: Mirror,
 ) -> sea_orm::UpdateMany<tenant::Entity> {
+    let provisioned = mirror.provisioned();
     let mut update = tenant::Entity::update_many()
         .col_expr(
             tenant::Column::MigrationVersion,
@@ -208,7 +169,7 @@ fn mirror_update(
     // leaves the tenant as it was.
     // (Storage rebuilt from scratch always counts: its data is gone.)
     let mut changed = Condition::any().add(tenant::Column::LastError.is_not_null());
-    if rebuilt {
+    if mirror == Mirror::Rebuilt {
         changed = changed.add(tenant::Column::Id.is_not_null());
     }
     changed = match version {
@@ -235,7 +196,7 @@ fn mirror_update(
 pub async fn record_shared_version<C: ConnectionTrait>(
     conn: &C,
     version: Option<&str>,
-) -> Result<(), sea_orm::DbErr> {
+) -> Result<(), Error> {
     tenant::Entity::update_many()
         .col_expr(
             tenant::Column::MigrationVersion,
@@ -253,22 +214,24 @@ pub async fn record_shared_version<C: ConnectionTrait>(
                 .or(tenant::Column::MigrationVersion.is_null()),
         )
         .exec(conn)
-        .await?;
+        .await
+        .map_err(db_error)?;
     Ok(())
 }
 
 impl Catalog {
-    pub async fn record_migration(
+    /// [`record_run`] in a transaction of its own: for a tenant whose storage is not in the
+    /// catalog database, recorded after the storage's own commit (so the mirror may lag the
+    /// tenant, never lead it).
+    pub async fn record_run(
         &self,
         ctx: &CallContext,
         id: TenantId,
         version: Option<&str>,
-        provisioned: bool,
-        rebuilt: bool,
+        mirror: Mirror,
     ) -> Result<RowChange, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        let recorded =
-            record_migration(&txn, ctx, self.now(), id, version, provisioned, rebuilt).await?;
+        let recorded = record_run(&txn, ctx, self.now(), id, version, mirror).await?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&Change::TenantRow(id));
         Ok(recorded)

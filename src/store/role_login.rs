@@ -47,29 +47,36 @@ pub(super) async fn set_login(
     Ok(true)
 }
 
-/// [`Catalog::settle_role_login`] as statements for the end of a provisioning transaction
-/// that runs in the catalog database (SCHEMA and SHARED tenants, with the catalog's schema on
-/// the `search_path`), so it commits with the role: the tenant's row is locked first, then the
-/// role loses LOGIN if the tenant was suspended or deleted while its role was being made. A
-/// state change that follows waits for this commit and then finds the role.
-pub(crate) fn settle_login_sql(tenant: TenantId, role: &DbRoleName) -> String {
-    let barred: Vec<String> = TenantState::ALL
-        .into_iter()
-        .filter(|state| !state.admits_logins())
-        .map(|state| format!("'{}'", state.as_str()))
-        .collect();
-    // A DO block takes no parameters: the id is a parsed UUID, the role name quoted.
-    format!(
-        "DO $settle$ BEGIN \
-           PERFORM 1 FROM tenants WHERE id = '{id}' FOR NO KEY UPDATE; \
-           IF (SELECT state FROM tenants WHERE id = '{id}') IN ({barred}) THEN \
-             ALTER ROLE {role} NOLOGIN; \
-           END IF; \
-         END $settle$",
-        id = tenant.as_uuid(),
-        barred = barred.join(", "),
-        role = role.quoted(),
-    )
+/// [`Catalog::settle_role_login`] inside the transaction that provisions a tenant whose storage
+/// is in the catalog database, after [`super::provisioning::record_run`] (which wrote
+/// `recorded`), so it commits with the role: under the tenant's row lock (taken by that update,
+/// which returned the row; or taken here), the role loses LOGIN if the tenant was suspended or
+/// deleted while its role was being made. A state change that follows waits for this commit
+/// and then finds the role. Whether LOGIN was taken away.
+pub async fn settle_login(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    role: &DbRoleName,
+    recorded: &super::provisioning::RowChange,
+) -> Result<bool, Error> {
+    let state = match recorded {
+        super::provisioning::RowChange::Changed(Some(row)) => Some(row.state),
+        _ => lock_tenant_row(txn, tenant).await?,
+    };
+    match state {
+        Some(state) if !state.admits_logins() => {
+            let revoked = set_login(txn, role, false).await.map_err(db_error)?;
+            if revoked {
+                tracing::warn!(
+                    %tenant,
+                    %role,
+                    "tenant suspended or deleted during provisioning: its role may not log in"
+                );
+            }
+            Ok(revoked)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// How [`tenant_state`] locks the tenant's row (PostgreSQL; SQLite's one writer needs none).
@@ -117,7 +124,7 @@ pub(super) async fn tenant_state(
 
 /// Locks the tenant's row in `txn` before its role is altered (see the module docs), and
 /// returns its state; `None` when there is no such tenant.
-pub(crate) async fn lock_tenant_row(
+pub async fn lock_tenant_row(
     txn: &DatabaseTransaction,
     tenant: TenantId,
 ) -> Result<Option<TenantState>, Error> {
@@ -159,26 +166,6 @@ impl Catalog {
     /// connection. Best effort, after the commit that took LOGIN away: a failure is logged, and
     /// the state change stands. (The control plane may: it is a member of every role it made.)
     pub(crate) async fn end_sessions(&self, role: &DbRoleName) {
-        let ended = self
-            .conn()
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS ended \
-                 FROM pg_stat_activity WHERE usename = $1",
-                [role.as_str().into()],
-            ))
-            .await
-            .and_then(|row| row.map(|r| r.try_get::<i64>("", "ended")).transpose());
-        match ended {
-            Ok(Some(0) | None) => {}
-            Ok(Some(n)) => {
-                tracing::info!(%role, sessions = n, "tenant role lost LOGIN: sessions ended")
-            }
-            Err(error) => tracing::error!(
-                %role,
-                error = %db_error(error),
-                "tenant role lost LOGIN, but its sessions could not be ended: they stay open"
-            ),
-        }
+        crate::db::end_sessions(self.conn(), role).await;
     }
 }

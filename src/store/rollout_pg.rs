@@ -1,34 +1,19 @@
-//! Rollout work on PostgreSQL, a round trip each: a claim with its events and the claimed
-//! tenants' rows (one statement of data-modifying CTEs); an outcome with its event; a migrated
-//! target recorded inside the transaction of the tenant's migration, with the tenant's version
-//! rows and the catalog's mirror of the version; and a step into a tenant's schema. The last
-//! three are the catalog's functions (catalog migration 000010), which keep their plans while a
-//! tenant's schema is on the `search_path`.
+//! Rollout work on PostgreSQL, one statement (of data-modifying CTEs) and one round trip each: a
+//! claim with its events and the claimed tenants' rows; an outcome with its event; and the
+//! migrated targets of one transaction, recorded in it — their outcomes, their events and the
+//! catalog's mirror of their versions — with one change notice for all of them.
 //!
-//! Catalog objects are named with the catalog's schema ([`Catalog::knows_own_schema`]): some
-//! calls run with the tenant's schema on the `search_path`, where a tenant's object of the same
-//! name must not stand in for the catalog's.
+//! Catalog objects are named with the catalog's schema (PostgreSQL always knows it), so that
+//! no schema on the `search_path` (a tenant's, while it is migrated) can stand in for the
+//! catalog's.
 
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, FromQueryResult, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, FromQueryResult, Statement, Value};
 use uuid::Uuid;
 
 use super::entity::tenant;
 use super::rollout_work::{Claim, Outcome, describe};
 use super::{Catalog, db_error, tenants::to_domain};
 use crate::domain::{Error, RolloutState, TargetState, Tenant, TenantId};
-
-/// What a migration in a tenant's schema applied, for the statement that records it.
-#[derive(Debug, Clone, Copy)]
-pub struct Applied<'a> {
-    /// The tenant's schema, which holds its version table.
-    pub schema: &'a str,
-    /// Versions applied, oldest first: their rows go into the tenant's version table.
-    pub versions: &'a [String],
-    /// When, in Unix seconds (the version table's `applied_at`).
-    pub at: i64,
-}
 
 impl Catalog {
     fn prefix(&self) -> &str {
@@ -111,8 +96,8 @@ impl Catalog {
         Ok(claims)
     }
 
-    /// [`Catalog::finish_target`] on PostgreSQL: the target's change and its event, by the
-    /// catalog's `tenant_plane_finish_target`.
+    /// [`Catalog::finish_target`] on PostgreSQL: the target's change and its event, in one
+    /// statement. `false` (and nothing written) when `me` does not hold the target.
     pub(super) async fn finish_target_pg(
         &self,
         id: Uuid,
@@ -120,52 +105,102 @@ impl Catalog {
         me: &str,
         outcome: &Outcome,
     ) -> Result<bool, Error> {
-        finish(self.rollout_conn(), self, id, tenant, me, outcome, None).await
+        let q = self.prefix();
+        let (state, kind, detail) = describe(outcome);
+        let mut values: Vec<Value> = vec![
+            id.into(),
+            tenant.as_uuid().into(),
+            me.into(),
+            TargetState::Running.as_str().into(),
+            state.as_str().into(),
+            kind.into(),
+            detail.into(),
+            self.now().into(),
+        ];
+        // The columns the outcome sets; the others keep their values.
+        let set = match outcome {
+            Outcome::Migrated {
+                from,
+                to,
+                duration_ms,
+            } => {
+                values.extend([
+                    from.clone().into(),
+                    to.clone().into(),
+                    (*duration_ms).into(),
+                ]);
+                ", from_version = $9, to_version = $10, duration_ms = $11"
+            }
+            Outcome::Skipped { version, .. } => {
+                values.push(version.clone().into());
+                ", to_version = $9"
+            }
+            Outcome::Failed { error } | Outcome::Retry { error } => {
+                values.push(error.clone().into());
+                ", error = $9"
+            }
+        };
+        let sql = format!(
+            "WITH done AS ( \
+               UPDATE {q}rollout_targets \
+               SET state = $5, claimed_by = NULL, lease_until = NULL, update_time = $8{set} \
+               WHERE rollout_id = $1 AND tenant_id = $2 AND claimed_by = $3 AND state = $4 \
+               RETURNING rollout_id, tenant_id) \
+             INSERT INTO {q}rollout_events (rollout_id, kind, tenant_id, detail, event_time) \
+             SELECT rollout_id, $6, tenant_id, $7, $8 FROM done \
+             RETURNING seq"
+        );
+        let row = self
+            .rollout_conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await
+            .map_err(db_error)?;
+        Ok(row.is_some())
     }
 
-    /// Records a migrated rollout target in `txn`, the transaction that migrated the tenant's
-    /// schema: the applied versions' rows, the catalog's mirror of the version, and the
-    /// target's outcome with its event. `false` when `me` no longer holds the target (its lease
-    /// ran out and another worker took it): nothing was written, and the caller rolls the
-    /// migration back, so every tenant is migrated by exactly one worker.
+    /// Records rollout targets migrated in `txn`, the transaction that migrated their tenants
+    /// (whose version rows the data plane wrote there): each target's outcome and its event,
+    /// and the catalog's mirror of its tenant's version, for every target in one statement, with
+    /// one change notice naming all their tenants (the `tenants` trigger skips the rows of a
+    /// transaction that set `tenant_plane.batch_notify`). `false` when `me` no longer holds one
+    /// of them (its lease ran out and another worker took it): the caller rolls the transaction
+    /// back, so every tenant is migrated by exactly one worker.
     ///
-    /// The mirror is what [`super::provisioning::record_migration`] writes for a migration
-    /// (not a provisioning).
-    pub async fn record_migrated_target(
+    /// Each target is changed by its primary key, in a statement of its own within the one:
+    /// a set-based update from an array of targets was planned (generically, for an array of
+    /// unknown length) as a hash join over all of the rollout's targets.
+    pub async fn record_migrated(
         &self,
         txn: &DatabaseTransaction,
         rollout: Uuid,
         me: &str,
-        tenant: TenantId,
-        applied: Applied<'_>,
-        outcome: &Outcome,
-    ) -> Result<bool, Error> {
-        self.own_schema()?;
-        if !matches!(outcome, Outcome::Migrated { .. }) {
-            return Err(Error::Internal(
-                "only a migrated target commits with its migration".into(),
-            ));
-        }
-        finish(txn, self, rollout, tenant, me, outcome, Some(applied)).await
-    }
-
-    /// Records the migrated targets of one batch in `txn`, the transaction that migrated
-    /// them: what [`Self::record_migrated_target`] writes for each, in one call (the catalog's
-    /// `tenant_plane_finish_batch_notify_once`, which also tells the other replicas of all the
-    /// batch's tenants in one notification). Each comes with the versions its migration was
-    /// run on top of (`before`, sorted bytewise), which its version table must hold exactly.
-    /// `false` when `me` no longer holds one of them or a version table holds other versions:
-    /// the caller rolls the batch back.
-    pub async fn record_migrated_batch(
-        &self,
-        txn: &DatabaseTransaction,
-        rollout: Uuid,
-        me: &str,
-        batch: &[(TenantId, Applied<'_>, &[String], &Outcome)],
+        targets: &[(TenantId, &Outcome)],
     ) -> Result<bool, Error> {
         let q = self.own_schema()?;
-        let mut targets = Vec::with_capacity(batch.len());
-        for (tenant, applied, before, outcome) in batch {
+        let (state, kind, _) = describe(&Outcome::Migrated {
+            from: None,
+            to: None,
+            duration_ms: 0,
+        });
+        let mut values: Vec<Value> = vec![
+            rollout.into(),
+            me.into(),
+            state.as_str().into(),
+            self.now().into(),
+            TargetState::Running.as_str().into(),
+            kind.into(),
+        ];
+        let mut ctes = vec![
+            "quiet AS MATERIALIZED (SELECT set_config('tenant_plane.batch_notify', 'on', true))"
+                .to_owned(),
+        ];
+        let mut counts = Vec::with_capacity(targets.len());
+        let mut ids = Vec::with_capacity(targets.len());
+        for (i, (tenant, outcome)) in targets.iter().enumerate() {
             let Outcome::Migrated {
                 from,
                 to,
@@ -176,95 +211,76 @@ impl Catalog {
                     "only a migrated target commits with its migration".into(),
                 ));
             };
-            targets.push(serde_json::json!({
-                "tenant": tenant.as_uuid(),
-                "schema": applied.schema,
-                "from": from,
-                "to": to,
-                "duration_ms": duration_ms,
-                "detail": describe(outcome).2,
-                "before": before,
-                "versions": applied.versions,
-                "applied_at": applied.at,
-            }));
+            let n = values.len();
+            let (tenant_p, from_p, to_p, duration_p, detail_p) =
+                (n + 1, n + 2, n + 3, n + 4, n + 5);
+            values.extend([
+                tenant.as_uuid().into(),
+                from.clone().into(),
+                to.clone().into(),
+                (*duration_ms).into(),
+                describe(outcome).2.into(),
+            ]);
+            ctes.push(format!(
+                "done{i} AS ( \
+                   UPDATE {q}rollout_targets \
+                   SET state = $3, claimed_by = NULL, lease_until = NULL, update_time = $4, \
+                     from_version = ${from_p}, to_version = ${to_p}, duration_ms = ${duration_p} \
+                   WHERE rollout_id = $1 AND tenant_id = ${tenant_p} AND claimed_by = $2 \
+                     AND state = $5 \
+                   RETURNING tenant_id), \
+                 event{i} AS ( \
+                   INSERT INTO {q}rollout_events (rollout_id, kind, tenant_id, detail, event_time) \
+                   SELECT $1, $6, tenant_id, ${detail_p}, $4 FROM done{i}), \
+                 mirror{i} AS ( \
+                   UPDATE {q}tenants t \
+                   SET migration_version = ${to_p}, last_error = NULL, last_error_time = NULL, \
+                     revision = t.revision + 1, update_time = $4 \
+                   FROM quiet \
+                   WHERE t.id = ${tenant_p} AND EXISTS (SELECT 1 FROM done{i}) \
+                     AND (t.last_error IS NOT NULL OR t.migration_version IS NULL \
+                          OR t.migration_version <> ${to_p}))"
+            ));
+            counts.push(format!("(SELECT count(*) FROM done{i})"));
+            ids.push(tenant.to_string());
         }
-        let (state, kind, _) = describe(&Outcome::Migrated {
-            from: None,
-            to: None,
-            duration_ms: 0,
-        });
+        // A notice's payload must stay under 8000 bytes: at most 100 ids to one.
+        let payloads: Vec<String> = ids
+            .chunks(100)
+            .map(|chunk| format!("tenants:{}", chunk.join(",")))
+            .collect();
+        let expected = i64::try_from(targets.len()).unwrap_or(i64::MAX);
+        values.push(serde_json::json!(payloads).into());
+        values.push(expected.into());
+        let (payloads_p, expected_p) = (values.len() - 1, values.len());
+        let sql = format!(
+            "WITH {ctes}, \
+             ended AS (SELECT {counts} AS n), \
+             notified AS ( \
+               SELECT pg_notify(c.channel, p) FROM ended, {q}notice_channel c, \
+                 jsonb_array_elements_text(${payloads_p}) AS p \
+               WHERE ended.n = ${expected_p}) \
+             SELECT n AS ended, (SELECT count(*) FROM notified) AS notices FROM ended",
+            ctes = ctes.join(", "),
+            counts = if counts.is_empty() {
+                "0".to_owned()
+            } else {
+                counts.join(" + ")
+            },
+        );
         let row = txn
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                format!(
-                    "SELECT {q}tenant_plane_finish_batch_notify_once($1, $2, $3, $4, $5, $6, $7) \
-                     AS ended"
-                ),
-                [
-                    rollout.into(),
-                    me.into(),
-                    TargetState::Running.as_str().into(),
-                    state.as_str().into(),
-                    kind.into(),
-                    self.now().into(),
-                    serde_json::Value::Array(targets).into(),
-                ],
+                sql,
+                values,
             ))
             .await
             .map_err(db_error)?;
-        let ended: Option<i32> = match row {
+        let ended: Option<i64> = match row {
             Some(row) => row.try_get("", "ended").map_err(db_error)?,
             None => None,
         };
-        Ok(ended.is_some_and(|n| usize::try_from(n).is_ok_and(|n| n == batch.len())))
-    }
-
-    /// Takes a tenant's migration lock in `txn` and puts its `schema` on the `search_path` for
-    /// the rest of the transaction, without reading its version table: for a rollout batch,
-    /// whose version rows are checked when they are written.
-    pub async fn lock_tenant_schema(
-        &self,
-        txn: &DatabaseTransaction,
-        schema: &str,
-        lock_key: &str,
-    ) -> Result<(), DbErr> {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)), \
-             set_config('search_path', quote_ident($2), true)",
-            [lock_key.into(), schema.into()],
-        ))
-        .await?;
-        Ok(())
-    }
-
-    /// Takes a tenant's migration lock in `txn`, puts its `schema` on the `search_path` for
-    /// the rest of the transaction, and reads its version table (sorted by version: oldest
-    /// first), in one round trip: the catalog's `tenant_plane_enter`. A missing schema or version table is an
-    /// `undefined_table` error.
-    pub async fn enter_tenant_schema(
-        &self,
-        txn: &DatabaseTransaction,
-        schema: &str,
-        lock_key: &str,
-    ) -> Result<Vec<(String, i64)>, DbErr> {
-        let q = self
-            .qualifier
-            .as_deref()
-            .ok_or_else(|| DbErr::Custom("the catalog's schema is not known".into()))?;
-        let rows = txn
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                format!("SELECT version, applied_at FROM {q}tenant_plane_enter($1, $2)"),
-                [schema.into(), lock_key.into()],
-            ))
-            .await?;
-        let mut versions = rows
-            .iter()
-            .map(|row| Ok((row.try_get("", "version")?, row.try_get("", "applied_at")?)))
-            .collect::<Result<Vec<(String, i64)>, DbErr>>()?;
-        versions.sort_unstable();
-        Ok(versions)
+        Ok(ended == Some(expected))
     }
 
     fn own_schema(&self) -> Result<&str, Error> {
@@ -272,77 +288,4 @@ impl Catalog {
             .as_deref()
             .ok_or_else(|| Error::Internal("the catalog's schema is not known".into()))
     }
-}
-
-/// Calls `tenant_plane_finish_target` for `outcome`; with `applied`, a migrated tenant's
-/// version rows and mirror go with it. `false` when `me` does not hold the target.
-async fn finish<C: ConnectionTrait>(
-    conn: &C,
-    catalog: &Catalog,
-    rollout: Uuid,
-    tenant: TenantId,
-    me: &str,
-    outcome: &Outcome,
-    applied: Option<Applied<'_>>,
-) -> Result<bool, Error> {
-    let (q, now) = (catalog.prefix(), catalog.now());
-    let (state, kind, detail) = describe(outcome);
-    // Which columns the outcome sets; the others keep their values.
-    let (migrated, skipped, error) = match outcome {
-        Outcome::Migrated { .. } => (true, false, None),
-        Outcome::Skipped { .. } => (false, true, None),
-        Outcome::Failed { error } | Outcome::Retry { error } => (false, false, Some(error.clone())),
-    };
-    let (from, to, duration) = match outcome {
-        Outcome::Migrated {
-            from,
-            to,
-            duration_ms,
-        } => (from.clone(), to.clone(), Some(*duration_ms)),
-        Outcome::Skipped { version, .. } => (None, version.clone(), None),
-        _ => (None, None, None),
-    };
-    let (schema, versions, at) = match applied {
-        Some(applied) => (
-            Some(applied.schema.to_owned()),
-            Some(serde_json::json!(applied.versions)),
-            Some(applied.at),
-        ),
-        None => (None, None, None),
-    };
-    let values: Vec<Value> = vec![
-        rollout.into(),
-        tenant.as_uuid().into(),
-        me.into(),
-        TargetState::Running.as_str().into(),
-        state.as_str().into(),
-        kind.into(),
-        detail.into(),
-        now.into(),
-        migrated.into(),
-        skipped.into(),
-        from.into(),
-        to.into(),
-        duration.into(),
-        error.into(),
-        schema.into(),
-        versions.into(),
-        at.into(),
-    ];
-    let row = conn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            format!(
-                "SELECT {q}tenant_plane_finish_target($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13, $14, $15, $16, $17) AS logged"
-            ),
-            values,
-        ))
-        .await
-        .map_err(db_error)?;
-    let logged: Option<i64> = match row {
-        Some(row) => row.try_get("", "logged").map_err(db_error)?,
-        None => None,
-    };
-    Ok(logged.is_some())
 }

@@ -1,5 +1,6 @@
-//! A tenant's first provisioning goes in one statement; one that finds anything already there
-//! goes step by step. Both must leave the same storage, role and grants.
+//! A tenant's first provisioning makes its schema in the batch that migrates it; one that finds
+//! its (marked) schema already there reads the version table first. Both must leave the same
+//! storage, role and grants.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tenant_plane::proto::{self, tenant::State};
@@ -56,13 +57,13 @@ async fn describe(admin: &DatabaseConnection, schema: &str, role: &str) -> Vec<S
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_one_statement_and_the_step_by_step_provisioning_leave_the_same_storage() {
+async fn a_provisioning_that_makes_the_schema_and_one_that_finds_it_leave_the_same_storage() {
     let server = TestServer::start_with(Db::Postgres, |c| c.tenant_auto_provision = false).await;
     let batched = create(&server, "in-one-batch").await;
     let stepwise = create(&server, "step-by-step").await;
-    // An empty schema of the tenant's name made beforehand, with the tenant's mark (as one
-    // made by an interrupted provisioning of it would be): the one statement, which makes the
-    // schema and expects none, fails on it and the provisioning goes step by step.
+    // An empty schema of the tenant's name made beforehand, with the tenant's mark (as an
+    // operator restoring it might leave it): the provisioning adopts it and reads its version
+    // table before it migrates.
     let admin = server.catalog().await;
     admin
         .execute_unprepared(&format!(
@@ -82,14 +83,6 @@ async fn the_one_statement_and_the_step_by_step_provisioning_leave_the_same_stor
         .expect("revoke CONNECT from PUBLIC");
 
     for tenant in [&stepwise, &batched] {
-        if tenant.slug == batched.slug {
-            // Without the function the step-by-step provisioning starts with, only the one
-            // statement can provision this one.
-            admin
-                .execute_unprepared("DROP FUNCTION tenant_plane_provision_enter(text, text, text)")
-                .await
-                .expect("drop the step-by-step provisioning's first call");
-        }
         let answer = server
             .provisioning()
             .provision_tenant(proto::ProvisionTenantRequest {

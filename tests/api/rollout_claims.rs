@@ -2,15 +2,16 @@
 //! before the commit leaves the tenant as it was, and the worker that holds it records the
 //! migration, the mirror and the target's outcome at once.
 
-use std::{num::NonZeroUsize, time::Duration, time::Instant};
+use std::{num::NonZeroUsize, time::Duration};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use tenant_plane::dataplane::{DataPlane, DataPlaneSettings, RolloutClaim, Target, TargetRun};
+use tenant_plane::dataplane::{DataPlane, DataPlaneSettings, Run, Target};
+use tenant_plane::db::Backend;
 use tenant_plane::domain::{
     CallContext, ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector, Slug, TargetState,
 };
 use tenant_plane::service::storage_of;
-use tenant_plane::store::{Catalog, NewTarget, PoolSettings};
+use tenant_plane::store::{Catalog, NewTarget, Outcome, PoolSettings};
 
 use crate::rollout_fleet::{SIXTH, fleet, six_migrations};
 use crate::support::Db;
@@ -46,7 +47,8 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     .await
     .expect("catalog");
     let dataplane = DataPlane::new(
-        catalog.clone(),
+        server_catalog(&url).await,
+        Backend::Postgres,
         DataPlaneSettings {
             catalog_url: url.clone(),
             data_dir: std::env::temp_dir(),
@@ -106,11 +108,38 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     .await
     .expect("take over");
     let sixth = six_migrations().position(SIXTH).expect("sixth");
-    let claim = |worker| RolloutClaim {
-        rollout: rollout.id,
-        worker,
+    // What the rollout worker does with a SCHEMA tenant's target: one unit of work on the
+    // rollout pool, in which the data plane migrates and the store records; committed if the
+    // worker still held the target.
+    let storage = storage_of(&tenant);
+    let outcome = Outcome::Migrated {
         from: from.clone(),
-        started: Instant::now(),
+        to: Some(SIXTH.to_owned()),
+        duration_ms: 1,
+    };
+    let migrate = |worker: &'static str| {
+        let (catalog, dataplane, storage, outcome) = (&catalog, &dataplane, &storage, &outcome);
+        async move {
+            let unit = catalog
+                .begin_rollout(&CallContext::system())
+                .await
+                .expect("begin");
+            let report = dataplane
+                .run(unit.txn(), storage, &Run::Migrate(Target::Up(sixth)))
+                .await
+                .expect("migrate");
+            assert_eq!(report.version(), Some(SIXTH));
+            let held = catalog
+                .record_migrated(unit.txn(), rollout.id, worker, &[(tenant.id, outcome)])
+                .await
+                .expect("record");
+            if held {
+                unit.commit().await.expect("commit");
+            } else {
+                unit.rollback().await.expect("roll back");
+            }
+            held
+        }
     };
     let schema = tenant.schema_name.clone().expect("a schema tenant");
     let versions =
@@ -129,16 +158,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
         rollout.id
     );
 
-    let lost = dataplane
-        .run_target(
-            &CallContext::system(),
-            &storage_of(&tenant),
-            Target::Up(sixth),
-            &claim("worker-a"),
-        )
-        .await
-        .expect("run");
-    assert!(matches!(lost, TargetRun::Lost), "{lost:?}");
+    assert!(!migrate("worker-a").await, "worker A lost the target");
     assert_eq!(column(&db, &versions).await.len(), 5, "rolled back");
     assert_eq!(
         column(&db, &mirror).await,
@@ -147,16 +167,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     assert_eq!(column(&db, &target_row).await, ["RUNNING worker-b"]);
     assert!(column(&db, &migrated_events).await.is_empty());
 
-    let held = dataplane
-        .run_target(
-            &CallContext::system(),
-            &storage_of(&tenant),
-            Target::Up(sixth),
-            &claim("worker-b"),
-        )
-        .await
-        .expect("run");
-    assert!(matches!(held, TargetRun::Recorded(_)), "{held:?}");
+    assert!(migrate("worker-b").await, "worker B holds the target");
     let applied = column(&db, &versions).await;
     assert_eq!(applied.len(), 6);
     assert_eq!(applied.last().map(String::as_str), Some(SIXTH));

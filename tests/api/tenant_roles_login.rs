@@ -226,24 +226,25 @@ async fn a_tenant_without_a_role_is_suspended_deleted_and_restored_as_before() {
 
 /// A tenant suspended while its provisioning waits to commit ends with a role that may not log
 /// in: the provisioning locks the tenant's row and reads its state before it commits the role.
-/// A first provisioning, in one statement.
+/// A first provisioning, which makes the tenant's schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_suspended_during_its_provisioning_gets_a_role_that_may_not_log_in() {
     suspended_midway(false).await;
 }
 
-/// The same, step by step (the tenant's schema was made beforehand).
+/// The same where the tenant's (marked) schema was made beforehand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_suspended_during_a_step_by_step_provisioning_gets_a_role_that_may_not_log_in() {
+async fn a_tenant_suspended_during_a_provisioning_into_its_schema_gets_a_role_that_may_not_log_in()
+{
     suspended_midway(true).await;
 }
 
-async fn suspended_midway(step_by_step: bool) {
+async fn suspended_midway(schema_beforehand: bool) {
     let server = TestServer::start_with(Db::Postgres, |c| c.tenant_auto_provision = false).await;
     let tenant = create(&server, "suspended-midway").await;
     let id = tenant.id.clone();
     let catalog = server.catalog().await;
-    if step_by_step {
+    if schema_beforehand {
         catalog
             .execute_unprepared(&format!(
                 "CREATE SCHEMA \"{0}\"; COMMENT ON SCHEMA \"{0}\" IS 'tenant-plane tenant {id}'",
@@ -270,23 +271,17 @@ async fn suspended_midway(step_by_step: bool) {
             })
             .await
     });
-    // The provisioning has made the role (in the batch that ends by settling its LOGIN) and
-    // waits for the row: in its one statement, or in the grants' batch.
-    let waiting = format!(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '{}'",
-        if step_by_step {
-            "CREATE ROLE \"tenant_suspended_midway_%"
-        } else {
-            "%tenant_plane_run_batch(%"
-        }
-    );
+    // The provisioning has made the role (in the batch that migrates the tenant) and waits for
+    // the row, in the catalog's record of the tenant, which then settles the role's LOGIN.
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE wait_event_type = 'Lock' AND datname = current_database() \
+           AND query LIKE '%UPDATE \"tenants\"%'";
     let mut blocked = false;
     for _ in 0..400 {
         let row = catalog
             .query_one_raw(sea_orm::Statement::from_string(
                 catalog.get_database_backend(),
-                &waiting,
+                waiting,
             ))
             .await
             .expect("pg_stat_activity");

@@ -37,7 +37,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-const UP: &str = r#"
+pub(super) const UP: &str = r#"
 -- Takes the tenant's migration lock (for the transaction), puts its schema on the search_path
 -- (for the transaction) and returns its version table's rows, unordered (a sort would cost
 -- the planner more than its caller spends on sorting a few rows). A missing schema or version

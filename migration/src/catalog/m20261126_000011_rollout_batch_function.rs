@@ -30,7 +30,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-const UP: &str = r#"
+pub(super) const UP: &str = r#"
 -- Ends, as in_state with an in_kind event each, the RUNNING targets of rollout in_rollout held
 -- by in_worker that in_targets lists: a JSON array of objects with "tenant" (uuid), "schema"
 -- (the tenant's schema), "from" and "to" (versions), "duration_ms", "detail" (the event's

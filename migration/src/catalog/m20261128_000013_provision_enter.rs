@@ -30,7 +30,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-const UP: &str = r#"
+pub(super) const UP: &str = r#"
 -- Takes the migration lock lock_key (for the transaction), then says whether the schema
 -- tenant_schema exists, whether the role tenant_role exists, whether it (or PUBLIC, while it
 -- does not) may connect to the current database, and that database's name.

@@ -27,7 +27,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-const UP: &str = r#"
+pub(super) const UP: &str = r#"
 -- Runs statements, one or more separated by semicolons, each with a snapshot of its own, and
 -- returns true. Any error fails the calling statement.
 CREATE FUNCTION tenant_plane_run_batch(statements text)

@@ -35,8 +35,11 @@ impl MigrationTrait for Migration {
             .await?
             .ok_or_else(|| DbErr::Migration("no current schema".into()))?
             .try_get::<String>("", "schema")?;
-        db.execute_unprepared(&UP.replace("{schema}", &schema))
-            .await?;
+        db.execute_unprepared(
+            &UP.replace("{notify_once}", NOTIFY_ONCE)
+                .replace("{schema}", &schema),
+        )
+        .await?;
         Ok(())
     }
 
@@ -78,6 +81,13 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
+{notify_once}
+REVOKE ALL ON FUNCTION tenant_plane_notify_change() FROM PUBLIC;
+"#;
+
+/// `tenant_plane_finish_batch_notify_once` as this migration left it (dropped by 000017, which
+/// makes it again when reverted).
+pub(super) const NOTIFY_ONCE: &str = r#"
 CREATE OR REPLACE FUNCTION tenant_plane_finish_batch_notify_once(
     in_rollout uuid, in_worker text, in_running text, in_state text, in_kind text,
     in_at timestamptz, in_targets jsonb)
@@ -110,7 +120,6 @@ $$;
 
 REVOKE ALL ON FUNCTION tenant_plane_finish_batch_notify_once(
     uuid, text, text, text, text, timestamptz, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION tenant_plane_notify_change() FROM PUBLIC;
 "#;
 
 const DOWN: &str = r#"

@@ -5,9 +5,9 @@
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Statement};
 
 use super::super::Storage;
-use super::super::sql::lock_key;
+use super::super::sql::lock;
+use crate::db::db_error;
 use crate::domain::Error;
-use crate::store::db_error;
 
 /// What provisioning finds before granting, read in one round trip.
 pub(in crate::dataplane) struct Found {
@@ -22,24 +22,31 @@ pub(in crate::dataplane) struct Found {
 }
 
 /// Starts a provisioning in the catalog database: takes the tenant's lock, then reads whether
-/// its schema `schema` exists and looks its role up, in one round trip (the catalog's
-/// `tenant_plane_provision_enter`). A role of the tenant's name that can do more than a tenant
-/// role is refused, as by [`find_role`].
+/// its schema `schema` exists and looks its role up. A role of the tenant's name that can do
+/// more than a tenant role is refused, as by [`find_role`].
+///
+/// Two statements, so two round trips: the lookup must read what committed while the lock was
+/// waited for (a provisioning that waited for another one of the same tenant must find the
+/// schema and role that one made), and a statement reads the catalogs as they were when it
+/// began. The lookup, a statement of its own, begins after the lock is held; `to_regrole`
+/// reads the session's catalog cache, which takes in other sessions' changes when a
+/// transaction first locks a relation, as the lookup does `pg_namespace`.
 pub(in crate::dataplane) async fn provision_enter(
     txn: &DatabaseTransaction,
     storage: &Storage,
     schema: &str,
 ) -> Result<(bool, Found), Error> {
+    lock(txn, storage).await?;
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT schema_present, role_present, can_connect, database \
-             FROM tenant_plane_provision_enter($1, $2, $3)",
-            [
-                schema.into(),
-                lock_key(storage).into(),
-                storage.role.as_str().into(),
-            ],
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS schema_present, \
+               r.present AS role_present, \
+               has_database_privilege(CASE WHEN r.present THEN $2 ELSE 'public' END, \
+                 current_database(), 'CONNECT') AS can_connect, \
+               current_database()::text AS database \
+             FROM (SELECT to_regrole(quote_ident($2)) IS NOT NULL AS present) AS r",
+            [schema.into(), storage.role.as_str().into()],
         ))
         .await
         .map_err(db_error)?

@@ -1,22 +1,31 @@
 //! A worker's part for its claimed targets: migrating them (SCHEMA tenants a few to a
 //! transaction, the others one by one), and recording each outcome.
+//!
+//! A SCHEMA tenant's migration and its target's outcome are one unit of work: one transaction
+//! on the rollout pool, in which the data plane migrates the tenant's schema and the store
+//! records the outcome, its event and the catalog's mirror of the version. A worker that lost
+//! the target meanwhile (its lease ran out and another worker took it) rolls back, so every
+//! tenant is migrated by exactly one worker.
 
 use std::time::Instant;
 
 use uuid::Uuid;
 
 use super::RolloutWorker;
-use crate::dataplane::{RolloutClaim, Target, TargetRun};
-use crate::domain::{CallContext, Error, Tenant, TenantState};
+use crate::dataplane::{Report, Run, Storage, Target};
+use crate::domain::{CallContext, Error, Isolation, Tenant, TenantId, TenantState};
 use crate::metrics::TargetOutcome;
 use crate::service::provisioning::storage_of;
-use crate::store::{Claim, Outcome};
+use crate::service::storage_run::run_and_record;
+use crate::store::{
+    Change, Claim, Outcome,
+    provisioning::{Mirror, record_run},
+};
 
 impl RolloutWorker {
     /// Migrates claimed targets, `true` if any failed. SCHEMA tenants in the catalog database
-    /// that need the migration go in one transaction
-    /// ([`crate::dataplane::DataPlane::run_targets`]); the others, and all of them if that
-    /// transaction is rolled back, one by one.
+    /// that need the migration go in one transaction ([`Self::migrate_together`]); the others,
+    /// and all of them if that transaction is rolled back, one by one.
     pub(super) async fn migrate_batch(
         &self,
         rollout: Uuid,
@@ -27,7 +36,7 @@ impl RolloutWorker {
             target.is_some_and(|target| {
                 tenant.as_ref().is_some_and(|tenant| {
                     self.needs_migration(tenant, target)
-                        && self.dataplane.records_with_migration(&storage_of(tenant))
+                        && self.commits_with_outcome(&storage_of(tenant))
                 })
             })
         });
@@ -38,21 +47,12 @@ impl RolloutWorker {
         if let Some(target) = target
             && together.len() > 1
         {
-            let runs: Vec<_> = together
+            let tenants: Vec<&Tenant> = together
                 .iter()
                 .filter_map(|(_, tenant)| tenant.as_ref())
-                .map(|tenant| {
-                    let hold = RolloutClaim {
-                        rollout,
-                        worker: &self.me,
-                        from: tenant.migration_version.clone(),
-                        started: Instant::now(),
-                    };
-                    (storage_of(tenant), hold)
-                })
                 .collect();
-            if let Some(outcomes) = self.dataplane.run_targets(&runs, Target::Up(target)).await {
-                for _ in outcomes {
+            if let Some(migrated) = self.migrate_together(rollout, target, tenants).await {
+                for _ in 0..migrated {
                     crate::metrics::rollout_target_finished(TargetOutcome::Migrated);
                 }
                 return failed;
@@ -62,6 +62,99 @@ impl RolloutWorker {
             failed |= self.migrate_target(rollout, target, claim, tenant).await;
         }
         failed
+    }
+
+    /// Whether a target of this tenant commits its outcome with its migration, and may be
+    /// migrated with others in one transaction: a SCHEMA tenant in the catalog database.
+    fn commits_with_outcome(&self, storage: &Storage) -> bool {
+        storage.isolation == Isolation::Schema && self.dataplane.in_catalog(storage)
+    }
+
+    /// Migrates SCHEMA tenants' targets up to `target` in one transaction, each from the
+    /// version the catalog mirrors, and records them all with one statement before the one
+    /// commit; how many. `None` when the transaction was rolled back (a migration failed, a
+    /// tenant was found at the target already or elsewhere than its mirror says, a claim was
+    /// lost, or the database failed): the caller migrates the tenants one by one, so each
+    /// failure is recorded against its own tenant.
+    ///
+    /// Tenants are taken in id order, so two such transactions (of two rollouts sharing
+    /// tenants) take the tenants' locks in the same order and never wait on each other in a
+    /// cycle.
+    #[tracing::instrument(skip_all, fields(rollout = %rollout, tenants = tenants.len()))]
+    async fn migrate_together(
+        &self,
+        rollout: Uuid,
+        target: usize,
+        mut tenants: Vec<&Tenant>,
+    ) -> Option<usize> {
+        tenants.sort_by_key(|tenant| tenant.id);
+        let unit = match self.catalog.begin_rollout(&CallContext::system()).await {
+            Ok(unit) => unit,
+            Err(error) => {
+                tracing::debug!(%error, "a rollout transaction could not begin");
+                return None;
+            }
+        };
+        let mut outcomes: Vec<(TenantId, Outcome)> = Vec::with_capacity(tenants.len());
+        for tenant in &tenants {
+            let started = Instant::now();
+            let migrated = self
+                .dataplane
+                .migrate_from_mirror(
+                    unit.txn(),
+                    &storage_of(tenant),
+                    &Target::Up(target),
+                    tenant.migration_version.as_deref(),
+                )
+                .await;
+            match migrated {
+                Ok(report) if !report.ran.is_empty() => {
+                    outcomes.push((tenant.id, migrated_outcome(tenant, &report, started)));
+                }
+                Ok(_) => {
+                    tracing::debug!(tenant = %tenant.id, "found at the target: migrated one by one");
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, tenant = %tenant.id, "a rollout transaction is rolled back");
+                    break;
+                }
+            }
+        }
+        let mut all_migrated = outcomes.len() == tenants.len();
+        if all_migrated {
+            let records: Vec<(TenantId, &Outcome)> = outcomes
+                .iter()
+                .map(|(id, outcome)| (*id, outcome))
+                .collect();
+            all_migrated = match self
+                .catalog
+                .record_migrated(unit.txn(), rollout, &self.me, &records)
+                .await
+            {
+                Ok(held) => held,
+                Err(error) => {
+                    tracing::debug!(%error, "a rollout transaction could not be recorded");
+                    false
+                }
+            };
+        }
+        if !all_migrated {
+            // At once, not when the connection is next used: the tenants' locks must be free
+            // for the one-by-one runs that follow.
+            if let Err(error) = unit.rollback().await {
+                tracing::debug!(%error, "rolling a rollout transaction back");
+            }
+            return None;
+        }
+        if let Err(error) = unit.commit().await {
+            tracing::debug!(%error, "a rollout transaction could not commit");
+            return None;
+        }
+        for (id, _) in &outcomes {
+            self.catalog.changed(&Change::TenantRow(*id));
+        }
+        Some(outcomes.len())
     }
 
     /// Whether `tenant` has storage and is below the target (by the catalog's mirror).
@@ -143,38 +236,35 @@ impl RolloutWorker {
             return (skipped(tenant.migration_version, reason), Recorded::No);
         }
         let started = Instant::now();
-        let hold = RolloutClaim {
-            rollout,
-            worker: &self.me,
-            from: tenant.migration_version.clone(),
-            started,
-        };
-        let run = self
-            .dataplane
-            .run_target(
+        let storage = storage_of(&tenant);
+        let run = if self.commits_with_outcome(&storage) {
+            self.migrate_alone(rollout, target, &tenant, &storage, started)
+                .await
+        } else {
+            run_and_record(
                 &CallContext::system(),
-                &storage_of(&tenant),
-                Target::Up(target),
-                &hold,
+                &self.catalog,
+                &self.dataplane,
+                &storage,
+                &Run::Migrate(Target::Up(target)),
+                Mirror::Migrated,
             )
-            .await;
+            .await
+            .map(|(report, _)| Alone::ToRecord(report))
+        };
         let outcome = match run {
-            Ok(TargetRun::Recorded(outcome)) => return (outcome, Recorded::WithMigration),
-            Ok(TargetRun::Lost) => {
+            Ok(Alone::Recorded(outcome)) => return (outcome, Recorded::WithMigration),
+            Ok(Alone::Lost) => {
                 let outcome = Outcome::Retry {
                     error: "another worker took the tenant over".into(),
                 };
                 return (outcome, Recorded::Lost);
             }
-            Ok(TargetRun::Ran(report)) if report.ran.is_empty() => skipped(
+            Ok(Alone::ToRecord(report)) if report.ran.is_empty() => skipped(
                 report.version().map(str::to_owned),
                 "already at or past the target",
             ),
-            Ok(TargetRun::Ran(report)) => Outcome::Migrated {
-                from: hold.from,
-                to: report.version().map(str::to_owned),
-                duration_ms: started.elapsed().as_millis() as i64,
-            },
+            Ok(Alone::ToRecord(report)) => migrated_outcome(&tenant, &report, started),
             Err(error @ Error::MigrationFailed { .. }) => {
                 let message = error.to_string();
                 if let Err(e) = self
@@ -191,6 +281,49 @@ impl RolloutWorker {
         (outcome, Recorded::No)
     }
 
+    /// Migrates a SCHEMA tenant's target up to `target` in one transaction, with its outcome
+    /// when it migrated; when it found the tenant at the target already, only the catalog's
+    /// mirror commits with it, and the outcome is the caller's to record.
+    async fn migrate_alone(
+        &self,
+        rollout: Uuid,
+        target: usize,
+        tenant: &Tenant,
+        storage: &Storage,
+        started: Instant,
+    ) -> Result<Alone, Error> {
+        let unit = self.catalog.begin_rollout(&CallContext::system()).await?;
+        let run = Run::Migrate(Target::Up(target));
+        let report = self.dataplane.run(unit.txn(), storage, &run).await?;
+        if report.ran.is_empty() {
+            let (ctx, now) = (unit.ctx(), self.catalog.now());
+            record_run(
+                unit.txn(),
+                ctx,
+                now,
+                tenant.id,
+                report.version(),
+                Mirror::Migrated,
+            )
+            .await?;
+            unit.commit().await?;
+            self.catalog.changed(&Change::TenantRow(tenant.id));
+            return Ok(Alone::ToRecord(report));
+        }
+        let outcome = migrated_outcome(tenant, &report, started);
+        let held = self
+            .catalog
+            .record_migrated(unit.txn(), rollout, &self.me, &[(tenant.id, &outcome)])
+            .await?;
+        if !held {
+            unit.rollback().await?;
+            return Ok(Alone::Lost);
+        }
+        unit.commit().await?;
+        self.catalog.changed(&Change::TenantRow(tenant.id));
+        Ok(Alone::Recorded(outcome))
+    }
+
     fn retry_or_fail(&self, claim: Claim, error: Error) -> Outcome {
         if claim.attempts >= self.settings.max_attempts {
             Outcome::Failed {
@@ -201,6 +334,27 @@ impl RolloutWorker {
                 error: error.to_string(),
             }
         }
+    }
+}
+
+/// How a target migrated on its own ended.
+enum Alone {
+    /// Migrated, its outcome committed with the migration.
+    Recorded(Outcome),
+    /// Not migrated: the worker no longer held the target when it came to commit, and rolled
+    /// the migration back.
+    Lost,
+    /// Migrated, or found at the target, and mirrored; its outcome is still to be recorded.
+    ToRecord(Report),
+}
+
+/// The outcome of `tenant`'s target migrated as `report` says, from the version the catalog
+/// mirrored, since `started`.
+fn migrated_outcome(tenant: &Tenant, report: &Report, started: Instant) -> Outcome {
+    Outcome::Migrated {
+        from: tenant.migration_version.clone(),
+        to: report.version().map(str::to_owned),
+        duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
     }
 }
 
