@@ -145,6 +145,7 @@ impl App {
                 data_dir: config.data_dir.clone(),
                 tenant_connections,
                 acquire_timeout: config.pool_acquire_timeout(),
+                clock: catalog.clock().clone(),
             },
             migrations,
         ));

@@ -40,6 +40,7 @@ use std::{num::NonZeroUsize, path::PathBuf, time::Duration};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 
+use crate::clock::Clock;
 use crate::db::{Backend, PoolUsage, db_error};
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
 use handles::{Address, TenantHandles};
@@ -110,6 +111,8 @@ pub struct DataPlaneSettings {
     /// Most tenant-database connections kept open at once (DATABASE isolation).
     pub tenant_connections: NonZeroUsize,
     pub acquire_timeout: Duration,
+    /// The server's clock: the time a tenant's version rows say a migration was applied.
+    pub clock: Clock,
 }
 
 pub struct DataPlane {
@@ -295,7 +298,7 @@ impl DataPlane {
             message: format!("{e}"),
             version: before.last().map(|(v, _)| v.clone()),
         };
-        let now = Utc::now();
+        let now = self.settings.clock.now();
         let mut moved = Moved {
             after: Vec::new(),
             ran: Vec::new(),

@@ -1,6 +1,7 @@
 //! The rollout worker: one per replica. It claims targets of running rollouts (as many as each
 //! rollout's concurrency and the rollout pool's connections allow, canaries first), migrates
-//! them (SCHEMA tenants a few to a transaction, see [`DataPlane::run_targets`]), records each
+//! them (SCHEMA tenants a few to a transaction, see `target::migrate_together`, which migrates each with
+//! [`DataPlane::migrate_from_mirror`]), records each
 //! outcome, renews the leases of what it is working on, and ends rollouts by their rules.
 //! Replicas share the work through the catalog; a replica that dies leaves leases that run out,
 //! and the targets are claimed again. Leases are times by the catalog's clock (`crate::clock`),

@@ -54,6 +54,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
             data_dir: std::env::temp_dir(),
             tenant_connections: NonZeroUsize::new(2).expect("non-zero"),
             acquire_timeout: Duration::from_secs(10),
+            clock: tenant_plane::clock::Clock::system(),
         },
         six_migrations(),
     );

@@ -1,6 +1,7 @@
 //! Marks forged on storage, and catalogs made before the catalog's schema was pinned: a role
 //! that may create schemas writes the tenant's mark on one of its own, and an upgraded
-//! catalog's functions keep the search_path they were made with until migration 000015.
+//! catalog's functions, made with another search_path, are pinned by migration 000015 and then
+//! dropped by 000017.
 
 use sea_orm::{ConnectionTrait, Database};
 use tenant_plane::proto;
@@ -68,36 +69,50 @@ async fn a_mark_forged_by_another_role_is_not_taken_for_the_tenants() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgraded_catalogs_functions_take_the_pinned_search_path() {
+async fn an_upgraded_catalog_keeps_no_function_but_its_notice_trigger() {
     let server = TestServer::start(Db::Postgres).await;
     let url = server.catalog_url.clone();
     server.stop().await;
-    // As a catalog migrated before the pin would have them: "$user" first, and migration
-    // 000015 not yet applied.
+    // As a catalog migrated before the pin would have them: functions with "$user" first on
+    // their search_path, and neither migration 000015 (the pin) nor 000017 (the drop) applied.
     let admin = Database::connect(url.as_str()).await.expect("superuser");
     admin
         .execute_unprepared(
-            "DO $$ DECLARE f regprocedure; BEGIN \
-               FOR f IN SELECT oid::regprocedure FROM pg_proc \
-                 WHERE proname LIKE 'tenant\\_plane\\_%' AND proconfig IS NOT NULL LOOP \
-                 EXECUTE format('ALTER FUNCTION %s SET search_path = \"$user\", public', f); \
-               END LOOP; END $$; \
-             DELETE FROM catalog_migrations WHERE version LIKE 'm20261207_000015%'",
+            "CREATE FUNCTION tenant_plane_run_batch(statements text) RETURNS boolean \
+               LANGUAGE plpgsql SET search_path = \"$user\", public \
+               AS $$ BEGIN EXECUTE statements; RETURN true; END $$; \
+             CREATE FUNCTION tenant_plane_enter(tenant_schema text, lock_key text) \
+               RETURNS void LANGUAGE sql SET search_path = \"$user\", public AS 'SELECT'; \
+             DELETE FROM catalog_migrations \
+               WHERE version LIKE 'm20261207_000015%' OR version LIKE 'm20261207_000017%'",
         )
         .await
         .expect("an older catalog");
-    let settings = "SELECT DISTINCT c AS name FROM pg_proc, unnest(proconfig) AS c \
-                    WHERE proname LIKE 'tenant\\_plane\\_%' AND c LIKE 'search\\_path=%'";
+    let functions = "SELECT proname::text AS name FROM pg_proc \
+                     WHERE proname LIKE 'tenant\\_plane\\_%' ORDER BY 1";
     assert_eq!(
-        column_of(&admin, settings).await,
-        vec!["search_path=\"$user\", public".to_owned()]
+        column_of(&admin, functions).await,
+        [
+            "tenant_plane_enter",
+            "tenant_plane_notify_change",
+            "tenant_plane_run_batch"
+        ]
     );
 
     let restarted = start_on(&url, |_| {}).await;
 
+    // 000015 pinned what it found, then 000017 dropped every function a plain statement
+    // replaces; the trigger's function names its tables with the catalog's schema.
     assert_eq!(
-        column_of(&admin, settings).await,
-        vec!["search_path=public".to_owned()]
+        column_of(&admin, functions).await,
+        ["tenant_plane_notify_change"]
+    );
+    let applied = "SELECT version AS name FROM catalog_migrations \
+                   WHERE version LIKE 'm20261207_00001%' ORDER BY 1";
+    assert_eq!(
+        column_of(&admin, applied).await.len(),
+        3,
+        "000015 to 000017"
     );
     create(&restarted, "acme").await;
 }
