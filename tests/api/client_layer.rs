@@ -9,8 +9,8 @@ use std::{
 
 use http::{Request, Response};
 use tenant_plane_client::{
-    Quotas, ResolverSettings, TENANT_HEADER, TenantContext, TenantKey, TenantLayer, TenantResolver,
-    TenantState,
+    ClientClock, Quotas, ResolverSettings, TENANT_HEADER, TenantContext, TenantKey, TenantLayer,
+    TenantResolver, TenantState,
 };
 
 use tenant_plane::proto;
@@ -214,7 +214,8 @@ async fn cached_answers_expire_after_their_ttl_unknown_tenants_sooner() {
         negative_ttl: ttl,
         ..ResolverSettings::default()
     };
-    let resolver = TenantResolver::new(server.control_plane(), settings);
+    let clock = ClientClock::manual();
+    let resolver = TenantResolver::new(server.control_plane(), settings).with_clock(clock.clone());
     let alpha = TenantKey::parse("alpha").expect("a slug");
     let late = TenantKey::parse("late").expect("a slug");
     resolver.resolve(&alpha).await.expect("resolve");
@@ -225,11 +226,16 @@ async fn cached_answers_expire_after_their_ttl_unknown_tenants_sooner() {
     create(&server, "late").await;
     let alpha_cached = resolver.resolve(&alpha).await.expect("cached");
     let late_cached = resolver.resolve(&late).await;
-    // The TTL is what is under test: no signal stands in for time passing.
-    tokio::time::sleep(ttl).await;
+    // The TTL is what is under test: no signal stands in for time passing. Just short of it,
+    // the answers are still the cached ones; at it, they are gone.
+    clock.advance(ttl - Duration::from_millis(1));
+    let alpha_almost = resolver.resolve(&alpha).await.expect("still cached");
+    assert!(resolver.resolve(&late).await.is_err(), "still cached");
+    clock.advance(Duration::from_millis(1));
 
     // Assert
     assert_eq!(alpha_cached.state, TenantState::Active);
+    assert_eq!(alpha_almost.state, TenantState::Active);
     assert!(late_cached.is_err(), "the unknown answer is cached too");
     let alpha_fresh = resolver.resolve(&alpha).await.expect("fresh");
     assert_eq!(alpha_fresh.state, TenantState::Suspended);
