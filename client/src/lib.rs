@@ -14,6 +14,8 @@
 //! ## Layout
 //! * [`resolver`] — [`TenantResolver`]: the generated `TenantServiceClient` behind a typed call,
 //!   with a TTL cache of resolved tenants (unknown ones too, briefly) and explicit invalidation.
+//! * [`clock`] — [`ClientClock`]: the time the resolver's cache ages by; the system clock, or a
+//!   manual one a test advances.
 //! * [`context`] — [`TenantContext`]: who the tenant is and where its data lives, parsed from
 //!   `ResolveTenant`, and a task-local holding the current request's tenant.
 //! * [`layer`] — [`TenantLayer`]: a tower layer for tonic (or any `http`) servers that finds the
@@ -60,6 +62,7 @@
 //! The tenant cannot be forgotten: [`TenantDb`] offers no connection, only tenant-scoped
 //! transactions, so a query that names no tenant does not compile (see [`scoped`]).
 
+pub mod clock;
 pub mod context;
 pub mod credentials;
 pub mod layer;
@@ -68,6 +71,7 @@ pub mod quota;
 pub mod resolver;
 pub mod scoped;
 
+pub use clock::ClientClock;
 pub use context::TenantContext;
 pub use credentials::{BearerToken, ControlPlane};
 pub use layer::{TENANT_HEADER, TenantKey, TenantLayer, TenantService};

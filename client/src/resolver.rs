@@ -10,6 +10,10 @@
 //! [`TenantResolver::follow_changes`], run as a task of its own, hears every tenant change from
 //! the control plane (`WatchTenantChanges`) and drops the tenant at once, so the TTL only bounds
 //! staleness while that stream is down.
+//!
+//! Entries age by the resolver's [`ClientClock`] (the system clock unless
+//! [`TenantResolver::with_clock`] gave another), so a test can let a TTL pass by advancing a
+//! manual clock instead of waiting.
 
 use std::{
     num::NonZeroUsize,
@@ -21,6 +25,7 @@ use lru::LruCache;
 use tokio::time::Instant;
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
+use crate::clock::ClientClock;
 use crate::names::{Slug, TenantId};
 use crate::proto::{
     self, ResolveTenantRequest, resolve_tenant_request::Key,
@@ -70,6 +75,7 @@ pub struct TenantResolver {
     client: TenantServiceClient<InterceptedService<Channel, BearerToken>>,
     cache: Arc<Mutex<LruCache<TenantKey, Entry>>>,
     settings: ResolverSettings,
+    clock: ClientClock,
 }
 
 impl TenantResolver {
@@ -80,7 +86,17 @@ impl TenantResolver {
             client: TenantServiceClient::new(control_plane.into().service()),
             cache: Arc::new(Mutex::new(LruCache::new(settings.capacity))),
             settings,
+            clock: ClientClock::system(),
         }
+    }
+
+    /// This resolver, aging its cached answers by `clock` instead of the system clock (a
+    /// [`ClientClock::manual`] one, in a test that lets a TTL pass by advancing it). Call it
+    /// before the resolver is cloned or used: clones made earlier keep the clock they had.
+    #[must_use]
+    pub fn with_clock(mut self, clock: ClientClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The tenant `key` names, whatever its state (the caller decides what it serves).
@@ -98,7 +114,7 @@ impl TenantResolver {
         match self.client.clone().resolve_tenant(request).await {
             Ok(response) => {
                 let tenant = TenantContext::try_from(response.into_inner())?;
-                let expires = Instant::now() + self.settings.ttl;
+                let expires = self.clock.now() + self.settings.ttl;
                 let mut cache = self.lock();
                 // Under both names: a request by id and a later one by slug share the answer.
                 for name in [
@@ -116,7 +132,7 @@ impl TenantResolver {
             Err(status) if status.code() == Code::NotFound => {
                 let entry = Entry {
                     tenant: None,
-                    expires: Instant::now() + self.settings.negative_ttl,
+                    expires: self.clock.now() + self.settings.negative_ttl,
                 };
                 self.lock().put(key.clone(), entry);
                 Err(Error::NotFound(key.to_string()))
@@ -193,7 +209,7 @@ impl TenantResolver {
     fn cached(&self, key: &TenantKey) -> Option<Entry> {
         let mut cache = self.lock();
         let entry = cache.get(key)?.clone();
-        if entry.expires <= Instant::now() {
+        if entry.expires <= self.clock.now() {
             cache.pop(key);
             return None;
         }

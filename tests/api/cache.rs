@@ -11,28 +11,20 @@ use tonic::{Code, Status};
 use crate::api_keys::{create_key, resolve_key};
 use crate::on_both;
 use crate::quotas::{consume, set_limits};
-use crate::support::{Db, TestServer, create};
+use crate::support::{Db, TestServer, create, eventually};
 
 /// How soon another replica must see a change: notifications arrive within milliseconds, and
 /// usage is reread after 500 ms.
 const DEADLINE: Duration = Duration::from_secs(1);
-/// How often a test asks the other replica again.
-const POLL: Duration = Duration::from_millis(50);
 const RESOURCE: &str = "messages_per_day";
 
-/// Asks `seen` every [`POLL`] until it holds; fails once [`DEADLINE`] has passed.
+/// Asks `seen` until it holds; fails once [`DEADLINE`] has passed.
 pub(crate) async fn within_a_second(what: &str, mut seen: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
-    loop {
-        let holds = seen().await;
-        let delay = start.elapsed();
-        assert!(delay <= DEADLINE, "{what}: not seen within {DEADLINE:?}");
-        if holds {
-            println!("{what}: seen after {delay:?}");
-            return;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    eventually(what, DEADLINE, async || seen().await.then_some(())).await;
+    let delay = start.elapsed();
+    assert!(delay <= DEADLINE, "{what}: not seen within {DEADLINE:?}");
+    println!("{what}: seen after {delay:?}");
 }
 
 async fn resolve(server: &TestServer, key: Key) -> Result<proto::ResolveTenantResponse, Status> {
@@ -240,10 +232,41 @@ async fn a_replica_that_lost_its_notifications_catches_up_within_a_second() {
     let (a, b) = replicas().await;
     create(&a, "unheard").await;
     assert_eq!(tenant_of(&b, "unheard").await.display_name, "unheard");
+    // B tells its watchers when it drops its memory (a reset): that is how this test sees B
+    // notice the loss below. Both replicas listen before the watch starts, so the resets of
+    // their first LISTEN are not mistaken for it.
+    let db = a.catalog().await;
+    eventually(
+        "both replicas listen",
+        Duration::from_secs(10),
+        async || {
+            let listening = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                ))
+                .await
+                .expect("count the listeners")
+                .and_then(|row| row.try_get::<i64>("", "n").ok());
+            (listening >= Some(2)).then_some(())
+        },
+    )
+    .await;
+    let mut watch = b
+        .tenants()
+        .watch_tenant_changes(proto::WatchTenantChangesRequest {})
+        .await
+        .expect("watch B's changes")
+        .into_inner();
+    let first = watch.message().await.expect("the watch goes on");
+    assert!(
+        first.is_some_and(|c| c.reset),
+        "a watch begins with a reset"
+    );
 
     // Cut every replica's LISTEN connection (of this test's catalog only), then change a row
     // while nobody hears it.
-    let db = a.catalog().await;
     let cut = db
         .execute_unprepared(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -253,9 +276,23 @@ async fn a_replica_that_lost_its_notifications_catches_up_within_a_second() {
         .expect("terminate the listeners");
     assert!(cut.rows_affected() >= 1, "a listener was connected");
     db.close().await.expect("close");
-    // Let B notice the loss (it drops its memory then), and fill its memory again while it
-    // waits to reconnect: only the reconnection can tell it about the next change.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once B has noticed the loss (it drops its memory then, and says so with a reset), fill
+    // its memory again while it waits to reconnect: only the reconnection can tell it about
+    // the next change.
+    let noticed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(change) = watch.message().await.expect("the watch goes on") {
+            if change.reset {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        noticed,
+        Ok(true),
+        "B drops its memory when it loses its listener"
+    );
     tenant_of(&b, "unheard").await;
     run_sql(
         &a,

@@ -9,8 +9,8 @@ use std::{
 
 use http::{Request, Response};
 use tenant_plane_client::{
-    Quotas, ResolverSettings, TENANT_HEADER, TenantContext, TenantKey, TenantLayer, TenantResolver,
-    TenantState,
+    ClientClock, Quotas, ResolverSettings, TENANT_HEADER, TenantContext, TenantKey, TenantLayer,
+    TenantResolver, TenantState,
 };
 
 use tenant_plane::proto;
@@ -18,7 +18,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use tower::{Layer, Service};
 
-use crate::support::{Db, TestServer, create};
+use crate::support::{Db, TestServer, create, eventually};
 
 /// A handler that answers with the tenant it was given, from the request's extensions and from
 /// the task-local, as "slug/slug".
@@ -164,6 +164,7 @@ async fn a_resolver_following_changes_drops_a_changed_tenant_at_once() {
     // Arrange: a long TTL, so only the change stream can refresh the cache.
     let server = TestServer::start(Db::Postgres).await;
     create(&server, "alpha").await;
+    create(&server, "probe").await;
     let settings = ResolverSettings {
         ttl: Duration::from_secs(600),
         ..ResolverSettings::default()
@@ -173,10 +174,18 @@ async fn a_resolver_following_changes_drops_a_changed_tenant_at_once() {
         let resolver = resolver.clone();
         tokio::spawn(async move { resolver.follow_changes().await })
     };
+    // The follower's first message is a reset: wait until it is watching before caching. It
+    // is once a change only its stream can report (the TTL is ten minutes) has dropped a
+    // cached tenant: its first message has then arrived.
+    let probe = TenantKey::parse("probe").expect("a slug");
+    resolver.resolve(&probe).await.expect("resolve the probe");
+    suspend(&server, "probe").await;
+    eventually("the follower watches", Duration::from_secs(5), async || {
+        let seen = resolver.resolve(&probe).await.expect("resolve the probe");
+        (seen.state == TenantState::Suspended).then_some(())
+    })
+    .await;
     let alpha = TenantKey::parse("alpha").expect("a slug");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    // The follower's first message is a reset: wait until it is watching before caching.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         resolver.resolve(&alpha).await.expect("resolve").state,
         TenantState::Active
@@ -186,19 +195,15 @@ async fn a_resolver_following_changes_drops_a_changed_tenant_at_once() {
     suspend(&server, "alpha").await;
 
     // Assert: the cached ACTIVE goes within a second, long before the TTL.
-    let started = std::time::Instant::now();
-    loop {
-        let seen = resolver.resolve(&alpha).await.expect("resolve").state;
-        if seen == TenantState::Suspended {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still {seen:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "not dropped within a second"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the suspension dropped from the cache",
+        Duration::from_secs(1),
+        async || {
+            let seen = resolver.resolve(&alpha).await.expect("resolve");
+            (seen.state == TenantState::Suspended).then_some(())
+        },
+    )
+    .await;
     follower.abort();
     server.stop().await;
 }
@@ -214,7 +219,8 @@ async fn cached_answers_expire_after_their_ttl_unknown_tenants_sooner() {
         negative_ttl: ttl,
         ..ResolverSettings::default()
     };
-    let resolver = TenantResolver::new(server.control_plane(), settings);
+    let clock = ClientClock::manual();
+    let resolver = TenantResolver::new(server.control_plane(), settings).with_clock(clock.clone());
     let alpha = TenantKey::parse("alpha").expect("a slug");
     let late = TenantKey::parse("late").expect("a slug");
     resolver.resolve(&alpha).await.expect("resolve");
@@ -225,11 +231,16 @@ async fn cached_answers_expire_after_their_ttl_unknown_tenants_sooner() {
     create(&server, "late").await;
     let alpha_cached = resolver.resolve(&alpha).await.expect("cached");
     let late_cached = resolver.resolve(&late).await;
-    // The TTL is what is under test: no signal stands in for time passing.
-    tokio::time::sleep(ttl).await;
+    // The TTL is what is under test: no signal stands in for time passing. Just short of it,
+    // the answers are still the cached ones; at it, they are gone.
+    clock.advance(ttl - Duration::from_millis(1));
+    let alpha_almost = resolver.resolve(&alpha).await.expect("still cached");
+    assert!(resolver.resolve(&late).await.is_err(), "still cached");
+    clock.advance(Duration::from_millis(1));
 
     // Assert
     assert_eq!(alpha_cached.state, TenantState::Active);
+    assert_eq!(alpha_almost.state, TenantState::Active);
     assert!(late_cached.is_err(), "the unknown answer is cached too");
     let alpha_fresh = resolver.resolve(&alpha).await.expect("fresh");
     assert_eq!(alpha_fresh.state, TenantState::Suspended);

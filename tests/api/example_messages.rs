@@ -10,7 +10,8 @@ use std::{sync::Arc, time::Duration};
 use sea_orm::{ConnectOptions, ConnectionTrait, DbBackend, Statement};
 use tenant_plane::proto;
 use tenant_plane_client::{
-    Quotas, ResolverSettings, TENANT_HEADER, TenantDb, TenantDbSettings, TenantResolver,
+    ClientClock, Quotas, ResolverSettings, TENANT_HEADER, TenantDb, TenantDbSettings,
+    TenantResolver,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, transport::Channel};
@@ -21,12 +22,15 @@ use service::{
     api::{self, messages_service_client::MessagesServiceClient},
 };
 
-/// How long the example's resolver trusts an answer: short, so a suspension shows quickly.
+/// How long the example's resolver trusts an answer (by [`Example::clock`]).
 const TTL: Duration = Duration::from_millis(200);
 
 /// The example service, running.
 struct Example {
     client: MessagesServiceClient<Channel>,
+    /// The clock the example's resolver ages its answers by: it stands still until the test
+    /// advances it.
+    clock: ClientClock,
     db: Arc<TenantDb>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -39,7 +43,9 @@ impl Example {
             negative_ttl: TTL,
             ..ResolverSettings::default()
         };
-        let resolver = TenantResolver::new(server.control_plane(), settings);
+        let clock = ClientClock::manual();
+        let resolver =
+            TenantResolver::new(server.control_plane(), settings).with_clock(clock.clone());
         let options = ConnectOptions::new(server.catalog_url.clone());
         let db = TenantDb::connect(options, TenantDbSettings::default())
             .await
@@ -59,6 +65,7 @@ impl Example {
             .expect("connect to the example");
         Self {
             client: MessagesServiceClient::new(channel),
+            clock,
             db,
             stop,
             task,
@@ -210,7 +217,12 @@ async fn a_suspended_tenant_is_refused_and_a_call_naming_none_too() {
         .await
         .expect("suspend");
     // The example's resolver trusts its answer for TTL: this is the longest a suspension waits.
-    tokio::time::sleep(TTL).await;
+    // Until then the cached ACTIVE still admits alpha (a read, which changes nothing).
+    assert_eq!(
+        example.bodies("alpha", &a.id).await,
+        Ok(vec!["before".to_owned()])
+    );
+    example.clock.advance(TTL);
 
     // Assert
     let refused = example.post("alpha", &a.id, "after").await;

@@ -21,6 +21,8 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+use crate::support::{eventually, try_eventually};
+
 /// The caller's trace, as a W3C traceparent carries it.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
@@ -117,21 +119,24 @@ impl Process {
             .spawn()
             .expect("start the binary");
         let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri");
-        for _ in 0..200 {
-            if let Ok(channel) = endpoint.connect().await
-                && let Ok(answer) = HealthClient::new(channel.clone())
-                    .check(HealthCheckRequest::default())
-                    .await
-                && answer.into_inner().status() == ServingStatus::Serving
-            {
-                return Self { child, channel };
+        let serving = try_eventually("the binary serves", Duration::from_secs(10), async || {
+            let channel = endpoint.connect().await.ok()?;
+            let answer = HealthClient::new(channel.clone())
+                .check(HealthCheckRequest::default())
+                .await
+                .ok()?;
+            (answer.into_inner().status() == ServingStatus::Serving).then_some(channel)
+        })
+        .await;
+        match serving {
+            Ok(channel) => Self { child, channel },
+            Err(timed_out) => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{timed_out}");
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the binary did not come up");
     }
 
     /// CreateTenant, as a caller in trace [`TRACE_ID`] calls it.
@@ -160,14 +165,13 @@ impl Process {
             .status()
             .expect("kill");
         assert!(killed.success());
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "{status:?}");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the binary did not stop within 10 s of SIGTERM");
+        let status = eventually(
+            "the binary's exit after SIGTERM",
+            Duration::from_secs(10),
+            async || self.child.try_wait().expect("wait"),
+        )
+        .await;
+        assert!(status.success(), "{status:?}");
     }
 }
 

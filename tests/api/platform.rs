@@ -9,7 +9,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::support::{Db, TestServer, postgres};
+use crate::support::{Db, TestServer, postgres, try_eventually};
 
 #[tokio::test]
 async fn health_reports_serving_for_the_server_and_every_service() {
@@ -312,23 +312,23 @@ async fn the_binary_starts_with_no_configuration_and_stops_cleanly_on_sigterm() 
         .spawn()
         .expect("start the binary");
 
-    let mut serving = false;
-    for _ in 0..100 {
-        if let Ok(channel) =
-            tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .expect("uri")
-                .connect()
-                .await
-            && let Ok(answer) = HealthClient::new(channel)
-                .check(HealthCheckRequest::default())
-                .await
-        {
-            serving = answer.into_inner().status() == ServingStatus::Serving;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let endpoint =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri");
+    let status = try_eventually("the binary answers", Duration::from_secs(10), async || {
+        let channel = endpoint.connect().await.ok()?;
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .ok()?;
+        Some(answer.into_inner().status())
+    })
+    .await;
+    let serving = status.as_ref().is_ok_and(|s| *s == ServingStatus::Serving);
+    if !serving {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    assert!(serving, "the binary did not come up");
+    assert!(serving, "the binary did not come up: {status:?}");
     let probe = |port: u16| {
         std::process::Command::new(env!("CARGO_BIN_EXE_tenant-plane"))
             .args(["health", "--addr", &format!("127.0.0.1:{port}")])
@@ -350,18 +350,16 @@ async fn the_binary_starts_with_no_configuration_and_stops_cleanly_on_sigterm() 
         .status()
         .expect("kill");
     assert!(killed.success());
-    let mut exit = None;
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().expect("wait") {
-            exit = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let Some(exit) = exit else {
+    let exited = try_eventually(
+        "the binary's exit after SIGTERM",
+        Duration::from_secs(10),
+        async || child.try_wait().expect("wait"),
+    )
+    .await;
+    let exit = exited.unwrap_or_else(|timed_out| {
         let _ = child.kill();
-        panic!("the binary did not stop within 10 s of SIGTERM");
-    };
+        panic!("{timed_out}");
+    });
     assert!(exit.success(), "{exit:?}");
     assert!(
         !probe(port).success(),

@@ -9,7 +9,7 @@ use tenant_plane::proto::{self, tenant::State};
 
 use crate::provisioning::status_of;
 use crate::rollout_crashes::Process;
-use crate::support::{Db, SAMPLE_MIGRATIONS, TestServer, create};
+use crate::support::{Db, SAMPLE_MIGRATIONS, TestServer, create, eventually};
 
 async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
     db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
@@ -19,15 +19,12 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
         .unwrap_or_else(|| panic!("{sql}: no count"))
 }
 
-/// Waits until `sql`'s count is `n`; false if it never is within ten seconds.
-async fn until(db: &DatabaseConnection, sql: &str, n: i64) -> bool {
-    for _ in 0..400 {
-        if count(db, sql).await == n {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
+/// Waits until `sql`'s count is `n`; fails, naming `what`, if it never is within ten seconds.
+async fn until(what: &str, db: &DatabaseConnection, sql: &str, n: i64) {
+    eventually(what, Duration::from_secs(10), async || {
+        (count(db, sql).await == n).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,10 +64,13 @@ async fn a_server_killed_mid_provisioning_leaves_nothing_half_made() {
     let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
                    WHERE wait_event_type = 'Lock' AND datname = current_database() \
                      AND query LIKE '%UPDATE \"tenants\"%'";
-    assert!(
-        until(&admin, waiting, 1).await,
-        "the provisioning never waited for the tenant's row"
-    );
+    until(
+        "the provisioning waits for the tenant's row",
+        &admin,
+        waiting,
+        1,
+    )
+    .await;
     drop(server); // SIGKILL, mid-provisioning
     assert!(call.await.expect("the call's task").is_err());
     holder.rollback().await.expect("let the row go");
@@ -80,10 +80,7 @@ async fn a_server_killed_mid_provisioning_leaves_nothing_half_made() {
                    WHERE state = 'active' AND datname = current_database() \
                      AND query LIKE '%UPDATE \"tenants\"%' \
                      AND query NOT LIKE '%pg_stat_activity%'";
-    assert!(
-        until(&admin, running, 0).await,
-        "the killed server's session never ended"
-    );
+    until("the killed server's session ends", &admin, running, 0).await;
 
     let schema = format!(
         "SELECT count(*) AS n FROM pg_namespace WHERE nspname = '{}'",

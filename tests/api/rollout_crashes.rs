@@ -14,7 +14,10 @@ use tenant_plane::proto::{
 use tonic::transport::Channel;
 
 use crate::rollout_fleet::{SIXTH, all, finish, fleet, six_migrations, start, version_of};
-use crate::support::{ADMIN_TOKEN, Conn, Db, TestServer, create, token_entries, with_token};
+use crate::support::{
+    ADMIN_TOKEN, Conn, Db, TestServer, create, eventually, token_entries, try_eventually,
+    with_token,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rollouts_started_at_once_on_two_replicas_migrate_every_tenant_exactly_once() {
@@ -94,20 +97,23 @@ impl Process {
             .spawn()
             .expect("start the binary");
         let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("uri");
-        for _ in 0..200 {
-            if let Ok(channel) = endpoint.connect().await {
-                return Self {
-                    child,
-                    channel,
-                    _data_dir: data_dir,
-                };
+        let listening = try_eventually("the binary listens", Duration::from_secs(10), async || {
+            endpoint.connect().await.ok()
+        })
+        .await;
+        match listening {
+            Ok(channel) => Self {
+                child,
+                channel,
+                _data_dir: data_dir,
+            },
+            Err(timed_out) => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{timed_out}");
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the binary did not start listening");
     }
 
     fn migrations(&self) -> MigrationServiceClient<Conn> {
@@ -162,18 +168,23 @@ async fn a_rollout_survives_a_killed_server_and_a_restart_finishes_it() {
     let get = proto::GetRolloutRequest {
         name: rollout.name.clone(),
     };
-    loop {
-        let now = first
-            .migrations()
-            .get_rollout(get.clone())
-            .await
-            .expect("get")
-            .into_inner();
-        if now.counts.as_ref().is_some_and(|c| c.migrated >= 3) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "three tenants migrated",
+        Duration::from_secs(30),
+        async || {
+            let now = first
+                .migrations()
+                .get_rollout(get.clone())
+                .await
+                .expect("get")
+                .into_inner();
+            now.counts
+                .as_ref()
+                .is_some_and(|c| c.migrated >= 3)
+                .then_some(())
+        },
+    )
+    .await;
     drop(first); // SIGKILL, mid-rollout
 
     // The server that takes over reads its clock a lease later: the killed server's leases

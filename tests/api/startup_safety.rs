@@ -5,7 +5,9 @@
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::support::try_eventually_blocking;
 
 /// How long a start that must fail may take to fail.
 const EXIT_DEADLINE: Duration = Duration::from_secs(30);
@@ -29,18 +31,17 @@ fn binary(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
 /// Runs a start that must end by itself, and returns how it ended.
 fn run_to_exit(mut command: Command) -> Output {
     let mut child = command.spawn().expect("start the binary");
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > EXIT_DEADLINE {
-            let _ = child.kill();
-            let mut stderr = String::new();
-            let _ = child
-                .stderr
-                .take()
-                .map(|mut e| e.read_to_string(&mut stderr));
-            panic!("the start did not end within {EXIT_DEADLINE:?}: {stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let ended = try_eventually_blocking("the start's end", EXIT_DEADLINE, || {
+        child.try_wait().expect("wait")
+    });
+    if let Err(timed_out) = ended {
+        let _ = child.kill();
+        let mut stderr = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .map(|mut e| e.read_to_string(&mut stderr));
+        panic!("{timed_out}: {stderr}");
     }
     child.wait_with_output().expect("output")
 }

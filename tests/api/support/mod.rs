@@ -5,10 +5,12 @@
 
 mod auth;
 pub mod pgbouncer;
+mod poll;
 pub mod postgres;
 mod storage;
 
 pub use auth::*;
+pub use poll::*;
 pub use storage::*;
 
 use std::path::PathBuf;

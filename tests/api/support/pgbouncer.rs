@@ -133,17 +133,19 @@ impl PgBouncer {
         std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
     }
 
+    /// Whether PgBouncer listens within five seconds; false as soon as it has exited.
     fn wait_listening(&mut self) -> bool {
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
+        let port = self.port;
+        let child = &mut self.child;
+        super::try_eventually_blocking("PgBouncer listens", Duration::from_secs(5), || {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Some(false);
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_ok()
+                .then_some(true)
+        })
+        .unwrap_or(false)
     }
 }
 
