@@ -4,8 +4,8 @@
 //! connect already), then acts on what it found: six round trips in the provisioning's
 //! transaction, `BEGIN` and `COMMIT` included. A tenant the catalog has never seen provisioned
 //! almost always has nothing yet, so its provisioning is first tried as if so, in one batch:
-//! the tenant's lock, the schema (not `IF NOT EXISTS`) with the tenant's mark, its version table, every migration, the
-//! role (an error if it exists), its grants, the version rows and the role's LOGIN settled
+//! the tenant's lock, the schema (not `IF NOT EXISTS`) with the tenant's mark, its version table, the
+//! role (an error if it exists) and its grants, every migration, the version rows and the role's LOGIN settled
 //! against the tenant's state. The batch goes inside the statement that records the tenant
 //! provisioned, with the call's audit row (see the catalog's `tenant_plane_run_batch`), sent
 //! outside any transaction: it commits whole, or not at all.
@@ -45,11 +45,12 @@ impl DataPlane {
             mark_sql("SCHEMA", name, storage),
             format!("SET LOCAL search_path TO {schema}"),
             TenantMigrations::install_sql(),
+            // Before the migrations, so that what they create is granted as it is created.
+            roles::before_migrations(storage, name, true, true),
         ]
         .into_iter()
         .chain(statements)
         .chain([
-            roles::made_and_granted(storage, name),
             TenantMigrations::record_sql(name, names, now.timestamp()),
             "SET LOCAL search_path TO DEFAULT".to_owned(),
             settle_login_sql(storage.tenant, &storage.role),

@@ -90,7 +90,6 @@ impl DataPlane {
         let created = match run {
             Run::Provision { recreate } => {
                 let (exists, found) = roles::provision_enter(&txn, storage, name).await?;
-                role = Some(found);
                 if exists {
                     // Never adopt a schema the control plane did not make for this tenant.
                     check_mark(&txn, "SCHEMA", name, storage).await?;
@@ -112,10 +111,15 @@ impl DataPlane {
                 } else {
                     String::new()
                 };
+                // The role and its grants go before the migrations, so that what they create
+                // is granted as it is created (see `roles`).
+                let made_now = !make.is_empty();
                 opening = Some(format!(
-                    "{make}SET LOCAL search_path TO {schema}; {}",
-                    TenantMigrations::install_sql()
+                    "{make}SET LOCAL search_path TO {schema}; {}; {}",
+                    TenantMigrations::install_sql(),
+                    roles::before_migrations(storage, name, found.missing, made_now)
                 ));
+                role = Some(found);
                 if created && !is_shared {
                     // A schema made just now: its version table, made next, is empty.
                     before = Some(Vec::new());
