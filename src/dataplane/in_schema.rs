@@ -85,7 +85,6 @@ impl DataPlane {
         };
         let txn = pool.begin().await.map_err(db_error)?;
         let mut before = None;
-        let mut opening = None;
         let mut role = None;
         let created = match run {
             Run::Provision { recreate } => {
@@ -102,7 +101,7 @@ impl DataPlane {
                 let created = *recreate || !exists;
                 // Make the schema (marked as the tenant's; not IF NOT EXISTS, so one made by
                 // anyone else meanwhile fails the provisioning) and its version table, and step
-                // into it: sent with the migrations when they were planned, in one round trip.
+                // into it: sent with the role and its grants, in one round trip.
                 let make = if !exists || (*recreate && !is_shared) {
                     format!(
                         "CREATE SCHEMA {schema}; {}; ",
@@ -112,18 +111,21 @@ impl DataPlane {
                     String::new()
                 };
                 // The role and its grants go before the migrations, so that what they create
-                // is granted as it is created (see `roles`).
-                let made_now = !make.is_empty();
-                opening = Some(format!(
-                    "{make}SET LOCAL search_path TO {schema}; {}; {}",
-                    TenantMigrations::install_sql(),
-                    roles::before_migrations(storage, name, found.missing, made_now)
-                ));
+                // is granted as it is created (see `roles`); on their own, so that a refusal
+                // for want of CREATEROLE is reported as such.
+                let opening = format!(
+                    "{make}SET LOCAL search_path TO {schema}; {}",
+                    TenantMigrations::install_sql()
+                );
+                roles::prepare_in_schema(&txn, storage, name, &found, !make.is_empty(), &opening)
+                    .await?;
                 role = Some(found);
-                if created && !is_shared {
-                    // A schema made just now: its version table, made next, is empty.
-                    before = Some(Vec::new());
-                }
+                before = Some(if created && !is_shared {
+                    // A schema made just now: its version table, made above, is empty.
+                    Vec::new()
+                } else {
+                    self.version_table(&txn, storage).await?
+                });
                 created
             }
             _ if self.catalog.knows_own_schema() => {
@@ -146,7 +148,7 @@ impl DataPlane {
         // A provisioning's version rows go in its grants' batch.
         let defer = (claim.is_some() && !is_shared) || role.is_some();
         let (mut report, unrecorded) = self
-            .migrate(&txn, storage, run, defer, before, opening)
+            .migrate(&txn, storage, run, defer, before, None)
             .await?;
         report.created = created;
         if *run == Run::Inspect {
@@ -166,14 +168,14 @@ impl DataPlane {
         // Back to the catalog's schema for the mirror, committed with the migration (in the
         // grants' batch when provisioning, which also settles the role's LOGIN).
         let back = "SET LOCAL search_path TO DEFAULT";
-        if let Some(found) = &role {
+        if role.is_some() {
             let at = report.applied.last().map_or(0, |(_, at)| at.timestamp());
             let then = format!(
                 "{}; {back}; {}",
                 TenantMigrations::record_sql(name, &unrecorded, at),
                 settle_login_sql(storage.tenant, &storage.role)
             );
-            roles::grant_in_schema(&txn, storage, name, found, &then).await?;
+            roles::grant_in_schema(&txn, storage, name, &then).await?;
         } else {
             exec(&txn, back).await?;
         }

@@ -67,10 +67,11 @@ pub(super) use lookup::provision_enter;
 use lookup::{Found, find_role};
 
 /// Runs `sql`, the statements that make and grant the tenant's role, as one batch. Refused
-/// for want of a privilege, it says what the control plane's role lacks.
+/// for want of a privilege, it says what the control plane's role lacks. `found`: what was
+/// found of the role; `None` when the batch does not make it.
 async fn run_grants(
     txn: &DatabaseTransaction,
-    found: &Found,
+    found: Option<&Found>,
     role: &str,
     sql: &str,
 ) -> Result<(), Error> {
@@ -86,7 +87,7 @@ async fn run_grants(
             db_error(e)
         }
     })?;
-    if found.missing {
+    if found.is_some_and(|found| found.missing) {
         tracing::info!(role, "tenant role made (it commits with the provisioning)");
     }
     Ok(())
@@ -234,6 +235,25 @@ fn join_connect_role(role: &str) -> String {
     )
 }
 
+/// SCHEMA or SHARED isolation, in the transaction that provisions `schema` (a schema of the
+/// catalog database, where the transaction runs), before the migrations: runs `opening` (which
+/// puts the schema on the `search_path` and makes its version table), then
+/// [`before_migrations`], in one batch. `found`: what [`provision_enter`] found of the role.
+pub(in crate::dataplane) async fn prepare_in_schema(
+    txn: &DatabaseTransaction,
+    storage: &Storage,
+    schema: &str,
+    found: &Found,
+    schema_made_now: bool,
+    opening: &str,
+) -> Result<(), Error> {
+    let sql = format!(
+        "{opening}; {}",
+        before_migrations(storage, schema, found.missing, schema_made_now)
+    );
+    run_grants(txn, Some(found), storage.role.as_str(), &sql).await
+}
+
 /// SCHEMA or SHARED isolation: what the tenant's role needs before the migrations run in its
 /// schema `schema` (a schema of the catalog database, on the `search_path`, its version table
 /// made): the role itself if it is `missing`, its membership of the connect role, its
@@ -264,12 +284,11 @@ pub(super) fn before_migrations(
 /// catalog database, where the transaction runs), after the migrations: what the role needs
 /// then (for SHARED, its row in the table the row-level security policies look roles up in),
 /// and then `then` (more statements of the caller's), in one batch. The role was made and
-/// granted by [`before_migrations`], in the same transaction.
+/// granted by [`prepare_in_schema`], in the same transaction.
 pub(super) async fn grant_in_schema(
     txn: &DatabaseTransaction,
     storage: &Storage,
     schema: &str,
-    found: &Found,
     then: &str,
 ) -> Result<(), Error> {
     let role = storage.role.quoted();
@@ -287,7 +306,7 @@ pub(super) async fn grant_in_schema(
         ));
     }
     sql.push_str(then);
-    run_grants(txn, found, storage.role.as_str(), &sql).await
+    run_grants(txn, None, storage.role.as_str(), &sql).await
 }
 
 /// DATABASE isolation, in the transaction that provisions the tenant's own database `database`
@@ -315,7 +334,7 @@ pub(super) async fn grant_in_database(
         quote(schema),
         schema_grants(storage.role.as_str(), schema, true, false)
     );
-    run_grants(txn, &found, storage.role.as_str(), &sql).await
+    run_grants(txn, Some(&found), storage.role.as_str(), &sql).await
 }
 
 async fn role_exists(txn: &DatabaseTransaction, storage: &Storage) -> Result<bool, Error> {

@@ -270,13 +270,14 @@ async fn suspended_midway(step_by_step: bool) {
             })
             .await
     });
-    // The provisioning has made the role (in the batch that ends by settling its LOGIN) and
-    // waits for the row: in its one statement, or in the grants' batch.
+    // The provisioning has made the role and waits for the row: in its one statement, or in
+    // the batch that ends by settling the role's LOGIN (after the migrations; the role was made
+    // before them).
     let waiting = format!(
         "SELECT count(*) AS n FROM pg_stat_activity \
          WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '{}'",
         if step_by_step {
-            "CREATE ROLE \"tenant_suspended_midway_%"
+            "%DO $settle$ BEGIN%"
         } else {
             "%tenant_plane_run_batch(%"
         }
