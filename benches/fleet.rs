@@ -425,7 +425,17 @@ async fn main() {
         );
     }
 
-    // 2. The fleet: up to `fleet_n` tenants at the sample schema.
+    // 2. The fleet: up to `fleet_n` tenants at the sample schema, and as many floor schemas
+    // (the rollout's floor), made in turns, a round of each at a time, so that each thousand of
+    // the fleet is compared with the floor's at the same size of the catalog (the scale run).
+    let fleet_floor_schemas: Vec<String> = (0..fleet_n).map(|i| format!("floor_f{i}")).collect();
+    let mut fleet_floor_each = raw_floor(
+        &raw,
+        &fleet_floor_schemas[..provision_n.min(fleet_n)],
+        TENANT_DDL,
+        true,
+    )
+    .await;
     for i in provision_n..fleet_n {
         let tenant = proto::Tenant {
             slug: format!("p{i}"),
@@ -449,13 +459,17 @@ async fn main() {
             .await
             .expect("provision");
         provision_each.push(one.elapsed().as_secs_f64());
+        if (i + 1) % ROUND == 0 || i + 1 == fleet_n {
+            let from = fleet_floor_each.len();
+            fleet_floor_each.extend(
+                raw_floor(&raw, &fleet_floor_schemas[from..=i], TENANT_DDL, true).await,
+            );
+        }
         if (i + 1) % 1000 == 0 {
             eprintln!("{} tenants provisioned", i + 1);
         }
     }
     shutdown(server).await;
-    let fleet_floor_schemas: Vec<String> = (0..fleet_n).map(|i| format!("floor_f{i}")).collect();
-    let fleet_floor_each = raw_floor(&raw, &fleet_floor_schemas, TENANT_DDL, true).await;
 
     // 3. One new migration rolled out to the fleet, then a rollout with nothing pending.
     let five = TenantMigrations::new(Arc::new(|| {
@@ -524,9 +538,15 @@ fn scale_table(
     println!("| | {} | last/first |", header.join(" | "));
     println!("|---|{}---|", "---|".repeat(thousands));
     print_thousands("ProvisionTenant", provision_each);
-    // The floor's tenants came after the fleet's: its thousands are the fleet's size plus
-    // one to `thousands` thousand.
-    print_thousands("provisioning's raw floor (after the fleet)", floor_each);
+    // Made in turns with the fleet: each thousand at the same size of the catalog.
+    print_thousands("its raw floor", floor_each);
+    let ratios: Vec<f64> = per_thousand(provision_each)
+        .iter()
+        .zip(per_thousand(floor_each))
+        .map(|(provision, floor)| provision / floor)
+        .collect();
+    let cells: Vec<String> = ratios.iter().map(|r| format!("{r:.2}x")).collect();
+    println!("| ProvisionTenant / floor | {} | |", cells.join(" | "));
     // Each tenant's migration, as the rollout reported it, by the tenant's place in the fleet.
     let place: std::collections::HashMap<&str, usize> = names
         .iter()
