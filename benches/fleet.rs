@@ -461,9 +461,8 @@ async fn main() {
         provision_each.push(one.elapsed().as_secs_f64());
         if (i + 1) % ROUND == 0 || i + 1 == fleet_n {
             let from = fleet_floor_each.len();
-            fleet_floor_each.extend(
-                raw_floor(&raw, &fleet_floor_schemas[from..=i], TENANT_DDL, true).await,
-            );
+            fleet_floor_each
+                .extend(raw_floor(&raw, &fleet_floor_schemas[from..=i], TENANT_DDL, true).await);
         }
         if (i + 1) % 1000 == 0 {
             eprintln!("{} tenants provisioned", i + 1);
