@@ -4,7 +4,9 @@
 //! Provisioning and its floor take turns in rounds of 20 tenants.
 //!
 //! Run: `cargo bench --bench fleet` (starts a throwaway PostgreSQL, like the tests; or set
-//! TEST_DATABASE_URL). Sizes: BENCH_PROVISION (default 200), BENCH_FLEET (default 1000); the
+//! TEST_DATABASE_URL). Sizes: BENCH_PROVISION (default 200), BENCH_FLEET (default 1000; from
+//! 2000 on, the scale run: a table of the cost per tenant for each thousand tenants, of
+//! provisioning and of the rollout, to show it stays flat as the fleet grows); the
 //! server's pool: BENCH_POOL (default: the server's default, 10); its rollout pool:
 //! BENCH_ROLLOUT_CONNECTIONS (default: the server's default, 2); the rollout's concurrency:
 //! BENCH_CONCURRENCY (default: the server's default highest, 16). BENCH_TRACE=1 adds diagnostics:
@@ -31,8 +33,11 @@ use tenant_plane::{
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-/// The sample tenant schema as plain SQL: what the four tenant migrations send, plus the
-/// version table and its rows.
+/// The tenant's version table, made before its role is granted anything (as provisioning does).
+const VERSION_TABLE_DDL: &str = "CREATE TABLE seaql_migrations (version varchar NOT NULL PRIMARY KEY, applied_at bigint NOT NULL)";
+
+/// The sample tenant schema as plain SQL: what the five tenant migrations send, and the version
+/// rows.
 const TENANT_DDL: &str = r#"
 CREATE TABLE users (id uuid NOT NULL PRIMARY KEY, email varchar(320) NOT NULL UNIQUE, name varchar(200) NULL,
   created_at timestamp with time zone NOT NULL DEFAULT CURRENT_TIMESTAMP);
@@ -46,7 +51,6 @@ CREATE TABLE messages (id bigserial NOT NULL PRIMARY KEY, project_id uuid NOT NU
 CREATE INDEX messages_project_id_created_at_idx ON messages (project_id, created_at);
 CREATE TABLE audit_log (id bigserial NOT NULL PRIMARY KEY, actor varchar(200) NULL, action varchar(200) NOT NULL,
   at timestamp with time zone NOT NULL DEFAULT CURRENT_TIMESTAMP);
-CREATE TABLE seaql_migrations (version varchar NOT NULL PRIMARY KEY, applied_at bigint NOT NULL);
 INSERT INTO seaql_migrations VALUES ('m20261123_100001_create_users', 0), ('m20261123_100002_create_projects', 0),
   ('m20261123_100003_create_messages', 0), ('m20261123_100004_create_audit_log', 0),
   ('m20261207_100005_tenant_scoped_keys', 0);
@@ -147,60 +151,105 @@ async fn shutdown(server: Server) {
     let _ = server.task.await;
 }
 
-/// What provisioning sends for a tenant's own database role: the role (marked as the tenant's,
-/// the control plane a member of it), CONNECT on the catalog database (which the server revokes
-/// from PUBLIC at start; granted one tenant at a time, as provisioning does), its grants on the
-/// schema's tables now and later, and its search_path.
+/// What provisioning sends for a tenant's own database role, after the version table and
+/// before the tables: the role (marked as the tenant's, the control plane a member of it), its
+/// membership of the catalog database's connect role (which holds CONNECT there, revoked from
+/// PUBLIC by the server at start), its search_path, and its grants: the schema's default
+/// privileges, which grant the tables and sequences made next as they are made, and SELECT on
+/// the version table. No statement reads a catalog table whole.
 fn role_ddl(role: &str, schema: &str) -> String {
     format!(
-        "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT \
+        "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT \
            NOREPLICATION NOBYPASSRLS; \
          COMMENT ON ROLE \"{role}\" IS 'tenant-plane tenant {role}'; \
          GRANT \"{role}\" TO CURRENT_USER; \
-         SELECT pg_advisory_xact_lock(hashtextextended('tenant-plane:catalog-connect', 0)); \
-         DO $connect$ BEGIN \
-           EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), '{role}'); \
+         DO $connect$ DECLARE \
+           connect text := 'tenant-plane-connect-' \
+             || (SELECT oid FROM pg_database WHERE datname = current_database()); \
+         BEGIN \
+           IF to_regrole(quote_ident(connect)) IS NULL THEN \
+             PERFORM pg_advisory_xact_lock(hashtextextended('tenant-plane:catalog-connect', 0)); \
+             BEGIN \
+               EXECUTE format('CREATE ROLE %I NOLOGIN NOINHERIT', connect); \
+               EXECUTE format('COMMENT ON ROLE %I IS %L', connect, 'tenant-plane connect'); \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
+             END; \
+           END IF; \
+           IF coalesce(shobj_description(to_regrole(quote_ident(connect)), 'pg_authid'), '') \
+                <> 'tenant-plane connect' THEN \
+             RAISE EXCEPTION 'role % is not the connect role', connect; \
+           END IF; \
+           IF NOT has_database_privilege('public', current_database(), 'CONNECT') \
+              AND NOT has_database_privilege(connect, current_database(), 'CONNECT') THEN \
+             PERFORM pg_advisory_xact_lock(hashtextextended('tenant-plane:catalog-connect', 0)); \
+             EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), connect); \
+           END IF; \
+           IF NOT pg_has_role('{role}', connect, 'MEMBER') THEN \
+             EXECUTE format('ALTER ROLE %I INHERIT', '{role}'); \
+             EXECUTE format('GRANT %I TO %I', connect, '{role}'); \
+           END IF; \
          END $connect$; \
+         ALTER ROLE \"{role}\" SET search_path TO \"{schema}\"; \
          GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\"; \
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{role}\"; \
-         GRANT USAGE ON ALL SEQUENCES IN SCHEMA \"{schema}\" TO \"{role}\"; \
-         REVOKE INSERT, UPDATE, DELETE ON \"{schema}\".seaql_migrations FROM \"{role}\"; \
          ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA \"{schema}\" \
            GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \"{role}\"; \
          ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA \"{schema}\" \
            GRANT USAGE ON SEQUENCES TO \"{role}\"; \
-         ALTER ROLE \"{role}\" SET search_path TO \"{schema}\""
+         GRANT SELECT ON \"{schema}\".\"seaql_migrations\" TO \"{role}\""
     )
 }
 
 /// The floor: `ddl` in each schema, tenant after tenant, one transaction each, over one
-/// connection. `create` makes each schema first, and its role after the DDL, as provisioning
-/// does.
-async fn raw_floor(db: &DatabaseConnection, schemas: &[String], ddl: &str, create: bool) -> f64 {
+/// connection; the seconds each tenant took. `create` makes each schema, its version table and
+/// its role first, as provisioning does.
+async fn raw_floor(
+    db: &DatabaseConnection,
+    schemas: &[String],
+    ddl: &str,
+    create: bool,
+) -> Vec<f64> {
     // Roles are global to the server: a suffix keeps this run's apart from earlier runs'.
     let run = uuid::Uuid::now_v7().simple().to_string();
     let run = &run[run.len() - 8..];
-    let started = Instant::now();
+    let mut each = Vec::with_capacity(schemas.len());
     for schema in schemas {
+        let started = Instant::now();
         let txn = db.begin().await.expect("begin");
         if create {
             txn.execute_unprepared(&format!(
-                "CREATE SCHEMA \"{schema}\"; COMMENT ON SCHEMA \"{schema}\" IS 'tenant-plane tenant'"
+                "CREATE SCHEMA \"{schema}\"; COMMENT ON SCHEMA \"{schema}\" IS 'tenant-plane tenant'; \
+                 SET LOCAL search_path TO \"{schema}\"; {VERSION_TABLE_DDL}; {}",
+                role_ddl(&format!("{schema}_{run}"), schema)
             ))
-                .await
-                .expect("schema");
+            .await
+            .expect("schema and role");
         }
         txn.execute_unprepared(&format!("SET LOCAL search_path TO \"{schema}\"; {ddl}"))
             .await
             .expect("ddl");
-        if create {
-            txn.execute_unprepared(&role_ddl(&format!("{schema}_{run}"), schema))
-                .await
-                .expect("role");
-        }
         txn.commit().await.expect("commit");
+        each.push(started.elapsed().as_secs_f64());
     }
-    started.elapsed().as_secs_f64()
+    each
+}
+
+/// The tenants' costs `each` (in order) per thousand tenants: the mean of each thousand, in
+/// milliseconds (the last may be short).
+fn per_thousand(each: &[f64]) -> Vec<f64> {
+    each.chunks(1000)
+        .map(|chunk| chunk.iter().sum::<f64>() * 1000.0 / chunk.len() as f64)
+        .collect()
+}
+
+/// One line of the scale run's table: a cost per tenant for each thousand, and the last
+/// thousand against the first.
+fn print_thousands(what: &str, each: &[f64]) {
+    let means = per_thousand(each);
+    let (Some(first), Some(last)) = (means.first(), means.last()) else {
+        return;
+    };
+    let cells: Vec<String> = means.iter().map(|ms| format!("{ms:.2}")).collect();
+    println!("| {what} | {} | {:.2}x |", cells.join(" | "), last / first);
 }
 
 /// Brings the database to rest before a timed phase: `VACUUM (ANALYZE)` of the whole database.
@@ -214,9 +263,12 @@ async fn settle(db: &DatabaseConnection) {
         .expect("vacuum");
 }
 
-async fn roll_out(server: &Server) -> (f64, proto::Rollout) {
+/// A rollout, timed: its seconds, its end, and for each tenant it migrated (by resource name)
+/// how long migrating it took, with the seconds since the start when its event arrived.
+async fn roll_out(server: &Server) -> (f64, proto::Rollout, Vec<(String, f64, f64)>) {
     let mut client = MigrationServiceClient::new(server.channel.clone());
     let started = Instant::now();
+    let mut migrated = Vec::new();
     let rollout = client
         .start_rollout(proto::StartRolloutRequest {
             selector: Some(proto::TenantSelector {
@@ -240,11 +292,15 @@ async fn roll_out(server: &Server) -> (f64, proto::Rollout) {
             .expect("watch")
             .into_inner();
         while let Some(event) = events.next().await {
-            if matches!(
-                event.expect("event").kind,
-                Some(proto::rollout_event::Kind::Finished(_))
-            ) {
-                break;
+            match event.expect("event").kind {
+                Some(proto::rollout_event::Kind::Finished(_)) => break,
+                Some(proto::rollout_event::Kind::Migrated(target)) => {
+                    let took = target.duration.map_or(0.0, |d| {
+                        d.seconds as f64 + f64::from(d.nanos) / 1_000_000_000.0
+                    });
+                    migrated.push((target.tenant, took, started.elapsed().as_secs_f64()));
+                }
+                _ => {}
             }
         }
     }
@@ -254,7 +310,7 @@ async fn roll_out(server: &Server) -> (f64, proto::Rollout) {
         .await
         .expect("get")
         .into_inner();
-    (elapsed, ended)
+    (elapsed, ended, migrated)
 }
 
 #[tokio::main]
@@ -337,6 +393,8 @@ async fn main() {
     let mut provision = 0.0;
     let mut provision_floor = 0.0;
     let mut each = Vec::new();
+    // Every tenant's ProvisionTenant call, in seconds, in the order they were provisioned.
+    let mut provision_each = Vec::with_capacity(fleet_n);
     for (round, floors) in names.chunks(ROUND).zip(floor_schemas.chunks(ROUND)) {
         let started = Instant::now();
         for name in round {
@@ -348,10 +406,14 @@ async fn main() {
                 })
                 .await
                 .expect("provision");
+            provision_each.push(one.elapsed().as_secs_f64());
             each.push(one.elapsed().as_secs_f64() * 1000.0);
         }
         provision += started.elapsed().as_secs_f64();
-        provision_floor += raw_floor(&raw, floors, TENANT_DDL, true).await;
+        provision_floor += raw_floor(&raw, floors, TENANT_DDL, true)
+            .await
+            .iter()
+            .sum::<f64>();
     }
     eprintln!("provisioned");
     if std::env::var("BENCH_TRACE").is_ok() {
@@ -363,7 +425,17 @@ async fn main() {
         );
     }
 
-    // 2. The fleet: up to `fleet_n` tenants at the sample schema.
+    // 2. The fleet: up to `fleet_n` tenants at the sample schema, and as many floor schemas
+    // (the rollout's floor), made in turns, a round of each at a time, so that each thousand of
+    // the fleet is compared with the floor's at the same size of the catalog (the scale run).
+    let fleet_floor_schemas: Vec<String> = (0..fleet_n).map(|i| format!("floor_f{i}")).collect();
+    let mut fleet_floor_each = raw_floor(
+        &raw,
+        &fleet_floor_schemas[..provision_n.min(fleet_n)],
+        TENANT_DDL,
+        true,
+    )
+    .await;
     for i in provision_n..fleet_n {
         let tenant = proto::Tenant {
             slug: format!("p{i}"),
@@ -377,6 +449,8 @@ async fn main() {
             .await
             .expect("create")
             .into_inner();
+        names.push(created.name.clone());
+        let one = Instant::now();
         provisioning
             .provision_tenant(proto::ProvisionTenantRequest {
                 tenant: created.name,
@@ -384,10 +458,17 @@ async fn main() {
             })
             .await
             .expect("provision");
+        provision_each.push(one.elapsed().as_secs_f64());
+        if (i + 1) % ROUND == 0 || i + 1 == fleet_n {
+            let from = fleet_floor_each.len();
+            fleet_floor_each
+                .extend(raw_floor(&raw, &fleet_floor_schemas[from..=i], TENANT_DDL, true).await);
+        }
+        if (i + 1) % 1000 == 0 {
+            eprintln!("{} tenants provisioned", i + 1);
+        }
     }
     shutdown(server).await;
-    let fleet_floor_schemas: Vec<String> = (0..fleet_n).map(|i| format!("floor_f{i}")).collect();
-    raw_floor(&raw, &fleet_floor_schemas, TENANT_DDL, true).await;
 
     // 3. One new migration rolled out to the fleet, then a rollout with nothing pending.
     let five = TenantMigrations::new(Arc::new(|| {
@@ -398,7 +479,7 @@ async fn main() {
     let server = serve(&catalog, five, false).await;
     settle(&raw).await;
     eprintln!("rolling the migration out");
-    let (rollout, ended) = roll_out(&server).await;
+    let (rollout, ended, migrated) = roll_out(&server).await;
     eprintln!("rolled out");
     let counts = ended.counts.unwrap_or_default();
     assert_eq!(
@@ -407,10 +488,11 @@ async fn main() {
     );
     settle(&raw).await;
     eprintln!("measuring the rollout's floor");
-    let rollout_floor = raw_floor(&raw, &fleet_floor_schemas, NEW_MIGRATION_DDL, false).await;
+    let rollout_floor_each = raw_floor(&raw, &fleet_floor_schemas, NEW_MIGRATION_DDL, false).await;
+    let rollout_floor: f64 = rollout_floor_each.iter().sum();
     eprintln!("measured the rollout's floor");
     settle(&raw).await;
-    let (noop, noop_ended) = roll_out(&server).await;
+    let (noop, noop_ended, _) = roll_out(&server).await;
     assert_eq!(
         noop_ended.counts.unwrap_or_default().skipped as usize,
         fleet_n
@@ -426,5 +508,74 @@ async fn main() {
         "roll 1 migration out to {fleet_n} tenants: {rollout:.2} s vs serial raw floor {rollout_floor:.2} s = {:.2}x (target < 1x)",
         rollout / rollout_floor
     );
-    println!("no-op rollout of {fleet_n} tenants: {noop:.3} s (target < 1 s)");
+    println!("no-op rollout of {fleet_n} tenants: {noop:.3} s (target < 0.1 s)");
+    if fleet_n >= 2000 {
+        scale_table(
+            &names,
+            &provision_each,
+            &fleet_floor_each,
+            &migrated,
+            &rollout_floor_each,
+        );
+    }
+}
+
+/// The scale run (BENCH_FLEET of 2,000 or more): the cost per tenant for each thousand tenants,
+/// in the order they were provisioned, and the last thousand against the first (target: within
+/// 1.2x). A flat line means no per-tenant statement costs more as the fleet grows.
+fn scale_table(
+    names: &[String],
+    provision_each: &[f64],
+    floor_each: &[f64],
+    migrated: &[(String, f64, f64)],
+    rollout_floor_each: &[f64],
+) {
+    let thousands = provision_each.len().div_ceil(1000);
+    let header: Vec<String> = (1..=thousands).map(|k| format!("{k}k")).collect();
+    println!();
+    println!("scale run: ms per tenant, for each thousand tenants (last vs first; target <= 1.2x)");
+    println!("| | {} | last/first |", header.join(" | "));
+    println!("|---|{}---|", "---|".repeat(thousands));
+    print_thousands("ProvisionTenant", provision_each);
+    // Made in turns with the fleet: each thousand at the same size of the catalog.
+    print_thousands("its raw floor", floor_each);
+    let ratios: Vec<f64> = per_thousand(provision_each)
+        .iter()
+        .zip(per_thousand(floor_each))
+        .map(|(provision, floor)| provision / floor)
+        .collect();
+    let cells: Vec<String> = ratios.iter().map(|r| format!("{r:.2}x")).collect();
+    println!("| ProvisionTenant / floor | {} | |", cells.join(" | "));
+    // Each tenant's migration, as the rollout reported it, by the tenant's place in the fleet.
+    let place: std::collections::HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.as_str(), i))
+        .collect();
+    let mut by_tenant = vec![f64::NAN; names.len()];
+    for (tenant, took, _) in migrated {
+        if let Some(&i) = place.get(tenant.as_str()) {
+            by_tenant[i] = *took;
+        }
+    }
+    let reported = by_tenant.iter().filter(|took| !took.is_nan()).count();
+    if reported == names.len() {
+        print_thousands("rollout: a tenant's migration (16 at once)", &by_tenant);
+    } else {
+        println!(
+            "(the rollout's events named {reported} of {} tenants)",
+            names.len()
+        );
+    }
+    // The rollout's wall clock per tenant, by thousands of tenants finished.
+    let mut finished: Vec<f64> = migrated.iter().map(|(_, _, at)| *at).collect();
+    finished.sort_by(f64::total_cmp);
+    let mut wall = Vec::with_capacity(finished.len());
+    let mut before = 0.0;
+    for at in finished {
+        wall.push(at - before);
+        before = at;
+    }
+    print_thousands("rollout: wall clock, by tenants finished", &wall);
+    print_thousands("rollout's serial raw floor", rollout_floor_each);
 }

@@ -17,6 +17,7 @@ use super::plan::Batch;
 use super::sql::{Ident, check_mark, exec, lock_sql, mark_sql, required};
 use super::{DataPlane, Moved, Report, Run, Storage, Target, TenantMigrations, Versions};
 use super::{roles, shared};
+use crate::db::db_error;
 use crate::domain::{Error, Isolation};
 
 /// Ends every batch in a tenant's schema: back to the catalog connection's own `search_path`.
@@ -129,19 +130,29 @@ impl DataPlane {
             batch.push(&format!("DROP SCHEMA {schema} CASCADE"));
         }
         let created = recreate || !exists;
+        let made_now = !exists || rebuild;
         // Made here (marked as the tenant's; not IF NOT EXISTS, so one made by anyone else
-        // meanwhile fails the provisioning), the schema's version table is empty: nothing to
-        // read, and everything goes in one batch.
-        let before = if !exists || rebuild {
+        // meanwhile fails the provisioning), the schema's version table is empty.
+        if made_now {
             batch.push(&format!("CREATE SCHEMA {schema}"));
             batch.push(&mark_sql("SCHEMA", name, storage));
-            batch.push(&format!("SET LOCAL search_path TO {schema}"));
-            batch.push(&TenantMigrations::install_sql());
+        }
+        batch.push(&format!("SET LOCAL search_path TO {schema}"));
+        batch.push(&TenantMigrations::install_sql());
+        // The role and its grants go before the migrations, in a batch of their own: the
+        // schema's default privileges then grant what the migrations create as they create it
+        // (no per-tenant statement reads the fleet-sized `pg_class`), and a refusal for want of
+        // CREATEROLE is reported as such, not as a failed migration.
+        batch.push(&roles::before_migrations(
+            storage,
+            name,
+            found.missing,
+            made_now,
+        ));
+        roles::send_grants(txn, &found, storage.role.as_str(), &mut batch, db_error).await?;
+        let before = if made_now {
             Vec::new()
         } else {
-            batch.push(&format!("SET LOCAL search_path TO {schema}"));
-            batch.push(&TenantMigrations::install_sql());
-            batch.send(txn).await.map_err(crate::db::db_error)?;
             self.version_table(txn, storage).await?
         };
         let failed = migration_failed(&before);
@@ -153,14 +164,14 @@ impl DataPlane {
             batch.send(txn).await.map_err(&failed)?;
             shared::secure(txn, name).await?;
         }
-        batch.push(&roles::grants_in_schema(storage, name, &found));
+        batch.push(&roles::after_migrations(storage, name));
         batch.push(&TenantMigrations::record_sql(
             name,
             &moved.applied,
             moved.at,
         ));
         batch.push(CATALOG_SEARCH_PATH);
-        roles::send_grants(txn, &found, storage.role.as_str(), &mut batch, &failed).await?;
+        batch.send(txn).await.map_err(&failed)?;
         let Moved { after, ran, .. } = moved;
         let mut report = self.report(after, ran);
         report.created = created;

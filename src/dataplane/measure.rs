@@ -4,14 +4,23 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
+use super::roles::relations_in_schema;
 use super::sql::Ident;
 use super::{DataPlane, Storage, TENANT_SETTING, shared};
 use crate::db::{Backend, db_error};
 use crate::domain::{Error, Isolation};
 
-const SCHEMA_BYTES: &str = "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint AS bytes \
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = $1 AND c.relkind IN ('r', 'm', 'p')";
+/// The bytes of the relations of the schema named `$1`, found through `pg_depend`'s index
+/// ([`relations_in_schema`]) rather than by reading the whole of `pg_class`, which holds every
+/// tenant's relations.
+fn schema_bytes() -> String {
+    format!(
+        "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint AS bytes \
+         FROM ({}) AS r JOIN pg_class c ON c.oid = r.oid \
+         WHERE c.relkind IN ('r', 'm', 'p')",
+        relations_in_schema("to_regnamespace(quote_ident($1))")
+    )
+}
 
 impl DataPlane {
     /// Measures the tenant's storage; 0 when it has none (not provisioned, or purged).
@@ -26,7 +35,7 @@ impl DataPlane {
                     return Ok(0);
                 };
                 let row = conn
-                    .query_one_raw(scalar(SCHEMA_BYTES.into(), schema.clone()))
+                    .query_one_raw(scalar(schema_bytes(), schema.clone()))
                     .await
                     .map_err(db_error)?;
                 bytes(row)

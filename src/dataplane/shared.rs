@@ -23,7 +23,8 @@ use sea_orm::{
 
 use super::TenantMigrations;
 use super::plan::Batch;
-use super::sql::{Ident, exec};
+use super::roles::relations_in_schema;
+use super::sql::{Ident, Literal, exec};
 use crate::db::db_error;
 use crate::domain::{Error, TenantId};
 
@@ -47,21 +48,25 @@ struct SharedTable {
     role_policies: bool,
 }
 
-/// Tables of the shared schema that hold tenant rows (all but the version and role tables).
+/// Tables of the shared schema that hold tenant rows (all but the version and role tables),
+/// found through the index of `pg_depend` ([`relations_in_schema`]): `pg_class` has no index
+/// on a relation's schema, and reading it whole would cost what every tenant's tables add.
 async fn tenant_tables(txn: &DatabaseTransaction, schema: &str) -> Result<Vec<SharedTable>, Error> {
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT c.relname AS name, c.relrowsecurity AS secured, \
-               EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' \
-                       AND NOT a.attisdropped) AS has_column, \
-               EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $3) \
-                 AS role_policies \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> 'seaql_migrations' \
-               AND c.relname <> $2 \
-             ORDER BY c.oid",
-            [schema.into(), ROLES_TABLE.into(), ROLE_ONLY_POLICY.into()],
+            format!(
+                "SELECT c.relname AS name, c.relrowsecurity AS secured, \
+                   EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' \
+                           AND NOT a.attisdropped) AS has_column, \
+                   EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2) \
+                     AS role_policies \
+                 FROM ({relations}) AS r JOIN pg_class c ON c.oid = r.oid \
+                 WHERE c.relkind = 'r' AND c.relname <> 'seaql_migrations' AND c.relname <> $1 \
+                 ORDER BY c.oid",
+                relations = relations_in_schema(&Literal::new(&Ident::new(schema))),
+            ),
+            [ROLES_TABLE.into(), ROLE_ONLY_POLICY.into()],
         ))
         .await
         .map_err(db_error)?;
@@ -246,28 +251,36 @@ pub async fn delete_rows(
 /// (roles granted before tenant roles got USAGE only): the sequences count every tenant's rows,
 /// so reading one (`SELECT last_value`) tells a tenant how much the others write. USAGE
 /// (`nextval`, and `currval` of this session's own values) stays.
+///
+/// The holders are read from the sequences' own privileges (found through `pg_depend`, as
+/// [`tenant_tables`] finds the tables), not by asking, for every mapped role, whether it may
+/// read each sequence: that read the role table whole and each sequence's privileges once per
+/// role. Roles made now never hold SELECT, so there is nothing to revoke once older roles
+/// have lost it.
 async fn revoke_sequence_reads(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error> {
     let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(
+        .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
             format!(
-                "SELECT r.role_name FROM {} r \
-                 WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.role_name) \
-                   AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                               WHERE n.nspname = $1 AND c.relkind = 'S' \
-                                 AND has_sequence_privilege(r.role_name, c.oid, 'SELECT'))",
-                roles_table(schema)
+                "SELECT c.oid::regclass::text AS sequence, pg_get_userbyid(a.grantee)::text AS role_name \
+                 FROM ({relations}) AS r JOIN pg_class c ON c.oid = r.oid, \
+                   LATERAL aclexplode(c.relacl) AS a \
+                 WHERE c.relkind = 'S' AND a.privilege_type = 'SELECT' \
+                   AND EXISTS (SELECT 1 FROM {roles} t \
+                               WHERE t.role_name = pg_get_userbyid(a.grantee)::text)",
+                relations = relations_in_schema(&Literal::new(&Ident::new(schema))),
+                roles = roles_table(schema),
             ),
-            [schema.into()],
         ))
         .await
         .map_err(db_error)?;
     let schema = Ident::new(schema);
     let mut sql = String::new();
     for row in rows {
+        let sequence: String = row.try_get("", "sequence").map_err(db_error)?;
         let role = Ident::new(&row.try_get::<String>("", "role_name").map_err(db_error)?);
         sql.push_str(&format!(
-            "REVOKE SELECT ON ALL SEQUENCES IN SCHEMA {schema} FROM {role}; \
+            "REVOKE SELECT ON SEQUENCE {sequence} FROM {role}; \
              ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema} \
                REVOKE SELECT ON SEQUENCES FROM {role}; "
         ));

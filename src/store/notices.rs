@@ -199,8 +199,8 @@ impl Catalog {
     }
 
     /// Revokes CONNECT on the catalog database from PUBLIC (PostgreSQL), so that only roles
-    /// granted it (the control plane's, and the roles of SCHEMA and SHARED tenants, which
-    /// provisioning grants it to) may connect there. Needs the database's owner or a
+    /// granted it (the control plane's, and the roles of SCHEMA and SHARED tenants, through the
+    /// connect role provisioning makes them members of) may connect there. Needs the database's owner or a
     /// superuser; other roles get a warning naming what to do instead.
     pub async fn restrict_catalog_connect(&self) -> Result<(), Error> {
         if self.backend != super::Backend::Postgres {

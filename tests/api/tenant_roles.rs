@@ -394,3 +394,57 @@ async fn where_public_may_not_connect_to_the_catalog_each_role_is_granted_connec
     assert!(!role_exists(&server, &credentials.role_name).await);
     server.stop().await;
 }
+
+/// Provisioning's cost must not grow with the fleet: tenant roles connect to the catalog
+/// database through one connect role, so the database's privileges (one row that each grant
+/// would rewrite whole) stay as long whatever the number of tenants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_roles_connect_through_one_role_and_the_catalog_databases_privileges_stay_short() {
+    let server = TestServer::start(Db::Postgres).await;
+    let catalog = catalog_database(&server);
+    let admin = server.catalog().await;
+    let privileges = "SELECT cardinality(datacl)::text AS name FROM pg_database \
+                      WHERE datname = current_database()";
+    let alpha = create(&server, "alpha").await;
+    let after_one = column_of(&admin, privileges).await;
+
+    let bravo = create(&server, "bravo").await;
+    let charlie = create(&server, "charlie").await;
+
+    assert_eq!(column_of(&admin, privileges).await, after_one);
+    let mut roles = Vec::new();
+    for tenant in [&alpha, &bravo, &charlie] {
+        roles.push(format!("'{}'", location(&server, tenant).await.role_name));
+    }
+    let connect_roles = column_of(
+        &admin,
+        &format!(
+            "SELECT DISTINCT g.rolname::text || ' ' || g.rolcanlogin::text || ' ' \
+               || has_database_privilege(g.oid, current_database(), 'CONNECT')::text AS name \
+             FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
+               JOIN pg_roles r ON r.oid = m.member \
+             WHERE r.rolname IN ({})",
+            roles.join(", ")
+        ),
+    )
+    .await;
+    admin.close().await.expect("close");
+    assert_eq!(
+        connect_roles.len(),
+        1,
+        "every tenant role is a member of one role, and only of it: {connect_roles:?}"
+    );
+    assert!(
+        connect_roles[0].starts_with("tenant-plane-connect-")
+            && connect_roles[0].ends_with(" false true"),
+        "the connect role may not log in, and may connect: {connect_roles:?}"
+    );
+    let (_, db) = log_in(&server, &charlie, &catalog).await;
+    assert!(
+        column_of(&db, "SELECT email AS name FROM users")
+            .await
+            .is_empty()
+    );
+    db.close().await.expect("close");
+    server.stop().await;
+}

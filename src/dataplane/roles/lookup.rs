@@ -1,6 +1,5 @@
-//! Looking a tenant's role up before provisioning grants it anything: whether it exists,
-//! whether it may connect to the catalog database, and that it can do no more than a tenant
-//! role.
+//! Looking a tenant's role up before provisioning grants it anything: whether it exists, and
+//! that it can do no more than a tenant role.
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Statement};
 
@@ -12,11 +11,7 @@ use crate::domain::Error;
 /// What provisioning finds before granting, read in one round trip.
 pub(in crate::dataplane) struct Found {
     /// Whether the role must be made.
-    pub(super) missing: bool,
-    /// Whether the role may connect to the current database already (through PUBLIC, if the
-    /// role is still to be made).
-    pub(super) can_connect: bool,
-    pub(super) database: String,
+    pub(in crate::dataplane) missing: bool,
     /// The first schema on the `search_path`.
     pub(super) schema: Option<String>,
 }
@@ -41,11 +36,7 @@ pub(in crate::dataplane) async fn provision_enter(
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS schema_present, \
-               r.present AS role_present, \
-               has_database_privilege(CASE WHEN r.present THEN $2 ELSE 'public' END, \
-                 current_database(), 'CONNECT') AS can_connect, \
-               current_database()::text AS database \
-             FROM (SELECT to_regrole(quote_ident($2)) IS NOT NULL AS present) AS r",
+               to_regrole(quote_ident($2)) IS NOT NULL AS role_present",
             [schema.into(), storage.role.as_str().into()],
         ))
         .await
@@ -55,8 +46,8 @@ pub(in crate::dataplane) async fn provision_enter(
     Ok((row.try_get("", "schema_present").map_err(db_error)?, found))
 }
 
-/// The role lookup in `row` (the role's presence in column `present`, and `can_connect` and
-/// `database`), after refusing an existing role that can do more than a tenant role.
+/// The role lookup in `row` (the role's presence in column `present`), after refusing an
+/// existing role that can do more than a tenant role.
 async fn found_in(
     txn: &DatabaseTransaction,
     storage: &Storage,
@@ -70,8 +61,6 @@ async fn found_in(
     }
     Ok(Found {
         missing: !present,
-        can_connect: row.try_get("", "can_connect").map_err(db_error)?,
-        database: row.try_get("", "database").map_err(db_error)?,
         schema,
     })
 }
@@ -89,12 +78,7 @@ pub(super) async fn find_role(
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT r.present, \
-               CASE WHEN r.present \
-                 THEN has_database_privilege($1, current_database(), 'CONNECT') \
-                 ELSE has_database_privilege('public', current_database(), 'CONNECT') END \
-                 AS can_connect, \
-               current_database()::text AS database, current_schema()::text AS schema \
+            "SELECT r.present, current_schema()::text AS schema \
              FROM (SELECT to_regrole(quote_ident($1)) IS NOT NULL AS present) AS r",
             [storage.role.as_str().into()],
         ))
