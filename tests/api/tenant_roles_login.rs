@@ -276,29 +276,22 @@ async fn suspended_midway(schema_beforehand: bool) {
     let waiting = "SELECT count(*) AS n FROM pg_stat_activity \
          WHERE wait_event_type = 'Lock' AND datname = current_database() \
            AND query LIKE '%UPDATE \"tenants\"%'";
-    let mut blocked = false;
-    for _ in 0..400 {
-        let row = catalog
-            .query_one_raw(sea_orm::Statement::from_string(
-                catalog.get_database_backend(),
-                waiting,
-            ))
-            .await
-            .expect("pg_stat_activity");
-        if row
-            .and_then(|r| r.try_get::<i64>("", "n").ok())
-            .unwrap_or(0)
-            > 0
-        {
-            blocked = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(
-        blocked,
-        "the provisioning never waited for the tenant's row"
-    );
+    crate::support::eventually(
+        "the provisioning waiting for the tenant's row",
+        std::time::Duration::from_secs(10),
+        async || {
+            let row = catalog
+                .query_one_raw(sea_orm::Statement::from_string(
+                    catalog.get_database_backend(),
+                    waiting,
+                ))
+                .await
+                .expect("pg_stat_activity");
+            let waiting = row.and_then(|r| r.try_get::<i64>("", "n").ok());
+            waiting.filter(|&n| n > 0)
+        },
+    )
+    .await;
     holder
         .execute_unprepared(&format!(
             "UPDATE tenants SET state = 'SUSPENDED', state_before_suspend = 'PROVISIONING' \
