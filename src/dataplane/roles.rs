@@ -127,7 +127,8 @@ fn make_role(storage: &Storage) -> String {
 ///
 /// Sent after the version table is made and before the migrations run: what they create is
 /// then granted by PostgreSQL itself, row by row, as it creates it.
-fn schema_grants(role: &str, schema: &str, existing: bool, made_now: bool) -> String {
+fn schema_grants(role: &str, schema: &str, start: GrantStart) -> String {
+    let existing = start == GrantStart::ExistingSchema;
     let role_q = Ident::new(role);
     let schema_q = Ident::new(schema);
     let version = format!("{schema_q}.{}", Ident::new(VERSION_TABLE));
@@ -142,7 +143,7 @@ fn schema_grants(role: &str, schema: &str, existing: bool, made_now: bool) -> St
         sql.push_str(&grants_on_existing(role, schema));
     }
     sql.push_str(&format!("GRANT SELECT ON {version} TO {role_q}; "));
-    if !made_now {
+    if start != GrantStart::Fresh {
         sql.push_str(&format!(
             "ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema_q} \
                REVOKE SELECT ON SEQUENCES FROM {role_q}; \
@@ -150,6 +151,20 @@ fn schema_grants(role: &str, schema: &str, existing: bool, made_now: bool) -> St
         ));
     }
     sql
+}
+
+/// What a role's grants in a schema start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GrantStart {
+    /// The role and the schema were both made in this transaction: nothing to grant by name,
+    /// nothing to take back.
+    Fresh,
+    /// The schema was made in this transaction, the role before it: nothing to grant by name;
+    /// what an older version granted the role is taken back.
+    NewSchema,
+    /// The schema holds tables made before: they are granted by name, and what an older
+    /// version granted the role is taken back.
+    ExistingSchema,
 }
 
 /// Grants the role its privileges on every table and sequence already in `schema`, by name.
@@ -260,7 +275,15 @@ pub(super) fn before_migrations(
         join_connect_role(role),
         storage.role.quoted(),
         Ident::new(schema),
-        schema_grants(role, schema, !schema_made_now, missing && schema_made_now),
+        schema_grants(
+            role,
+            schema,
+            match (schema_made_now, missing) {
+                (true, true) => GrantStart::Fresh,
+                (true, false) => GrantStart::NewSchema,
+                (false, _) => GrantStart::ExistingSchema,
+            }
+        ),
     )
 }
 
@@ -305,7 +328,7 @@ pub(super) async fn grant_in_database(
          REVOKE CREATE ON SCHEMA {} FROM PUBLIC; {}",
         create_role(storage, &found),
         Ident::new(schema),
-        schema_grants(storage.role.as_str(), schema, true, false)
+        schema_grants(storage.role.as_str(), schema, GrantStart::ExistingSchema)
     ));
     send_grants(txn, &found, storage.role.as_str(), &mut batch, db_error).await
 }

@@ -10,7 +10,10 @@ use super::storage_run::run_and_record;
 use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, Run, Target};
 use crate::domain::{CallContext, Error, Tenant, TenantState};
-use crate::store::{Catalog, provisioning::Mirror};
+use crate::store::{
+    Catalog,
+    provisioning::{FailedRun, Mirror},
+};
 
 /// A tenant's migration state, read from its own version table.
 #[derive(Debug, Clone)]
@@ -133,7 +136,7 @@ impl Migrations {
             Err(error) => {
                 if matches!(error, Error::MigrationFailed { .. }) {
                     self.catalog
-                        .record_failure(ctx, tenant.id, &error.to_string(), false)
+                        .record_failure(ctx, tenant.id, &error.to_string(), FailedRun::Later)
                         .await?;
                 }
                 return Err(error);

@@ -14,7 +14,7 @@ use crate::domain::{
 };
 use crate::store::{
     Backend, Catalog,
-    provisioning::{Mirror, RowChange},
+    provisioning::{FailedRun, Mirror, RowChange},
 };
 
 /// A tenant's storage, as GetProvisioningStatus reports it (from the catalog's mirror: no
@@ -143,9 +143,13 @@ impl Provisioning {
             {
                 Ok(done) => done,
                 Err(error) => {
-                    let first_time = tenant.provision_time.is_none();
+                    let failed = if tenant.provision_time.is_none() {
+                        FailedRun::FirstProvisioning
+                    } else {
+                        FailedRun::Later
+                    };
                     self.catalog
-                        .record_failure(ctx, tenant.id, &error.to_string(), first_time)
+                        .record_failure(ctx, tenant.id, &error.to_string(), failed)
                         .await?;
                     return Err(error);
                 }

@@ -29,6 +29,15 @@ pub enum RowChange {
     Changed(Option<Box<Tenant>>),
 }
 
+/// Which run in a tenant's storage failed, for [`Catalog::record_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedRun {
+    /// The tenant's first provisioning: a PROVISIONING tenant becomes FAILED.
+    FirstProvisioning,
+    /// A later provisioning or a migration: the tenant's state stays as it is.
+    Later,
+}
+
 /// How a run in a tenant's storage is mirrored in the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mirror {
@@ -237,14 +246,15 @@ impl Catalog {
         Ok(recorded)
     }
 
-    /// Keeps the error of a failed provisioning or migration. With `provisioning`, a tenant that
-    /// was waiting for its storage becomes FAILED (and may be provisioned again).
+    /// Keeps the error of a failed provisioning or migration. After a failed first
+    /// provisioning, a tenant that was waiting for its storage becomes FAILED (and may be
+    /// provisioned again).
     pub async fn record_failure(
         &self,
         ctx: &CallContext,
         id: TenantId,
         error: &str,
-        provisioning: bool,
+        run: FailedRun,
     ) -> Result<(), Error> {
         let now = self.now();
         let mut update = tenant::Entity::update_many()
@@ -255,7 +265,7 @@ impl Catalog {
                 Expr::col(tenant::Column::Revision).add(1),
             )
             .col_expr(tenant::Column::UpdateTime, Expr::value(now));
-        if provisioning {
+        if run == FailedRun::FirstProvisioning {
             update = update.col_expr(
                 tenant::Column::State,
                 Expr::case(

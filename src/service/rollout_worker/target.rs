@@ -19,7 +19,7 @@ use crate::service::provisioning::storage_of;
 use crate::service::storage_run::run_and_record;
 use crate::store::{
     Change, Claim, Outcome,
-    provisioning::{Mirror, record_run},
+    provisioning::{FailedRun, Mirror, record_run},
 };
 
 impl RolloutWorker {
@@ -269,7 +269,12 @@ impl RolloutWorker {
                 let message = error.to_string();
                 if let Err(e) = self
                     .catalog
-                    .record_failure(&CallContext::system(), tenant.id, &message, false)
+                    .record_failure(
+                        &CallContext::system(),
+                        tenant.id,
+                        &message,
+                        FailedRun::Later,
+                    )
                     .await
                 {
                     tracing::warn!(error = %e, "recording a tenant's migration error");
