@@ -105,6 +105,27 @@ pub(crate) fn sqlstate(err: &DbErr) -> Option<String> {
     }
 }
 
+/// Whether `err`, from SQLite, is "database is locked" (SQLITE_BUSY or one of its extended
+/// codes). SQLite answers so at once, without waiting out the busy timeout, where waiting could
+/// deadlock: two connections switching a new file to WAL together, or a transaction that read
+/// and then wants to write after another connection wrote. Only meaningful for SQLite errors: a
+/// PostgreSQL SQLSTATE is not an SQLite result code.
+pub(crate) fn is_sqlite_busy(err: &DbErr) -> bool {
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == SQLITE_BUSY)
+}
+
+/// SQLite's primary result code for "database is locked".
+const SQLITE_BUSY: i32 = 5;
+
 /// Whether `err` is a unique-constraint violation.
 pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
     matches!(

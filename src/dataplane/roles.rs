@@ -9,10 +9,11 @@
 //!
 //! No statement here reads a catalog table whose size grows with the fleet: a tenant's role
 //! costs the same to make and grant in a catalog of ten tenants as in one of ten thousand
-//! (docs/security.md, "Tenant roles", lists what is left). `GRANT … ON ALL TABLES IN SCHEMA` reads the whole of `pg_class` (it has no index
-//! on a relation's schema), which holds every tenant's relations: 6.4 ms per grant at 30,000
-//! rows, 14 ms at 79,000, 35 ms at 139,000, which took provisioning from 16 ms per tenant for a
-//! catalog's first thousand tenants to 104 ms for its tenth. So in a schema of the catalog
+//! (docs/security.md, "Tenant roles", lists what is left). `GRANT … ON ALL TABLES IN SCHEMA`
+//! reads the whole of `pg_class` (it has no index on a relation's schema), which holds every
+//! tenant's relations: 6.4 ms per grant at 30,000 rows, 14 ms at 79,000, 35 ms at 139,000,
+//! which took provisioning from 16 ms per tenant for a catalog's first thousand tenants to
+//! 104 ms for its tenth. So in a schema of the catalog
 //! database the role is made and granted before the migrations run ([`before_migrations`]):
 //! the schema's default privileges grant what the migrations then create, as they create it;
 //! tables already there are granted by name, found through `pg_depend`'s index
@@ -25,10 +26,10 @@
 //! older tenant up to date) grants again, changing nothing that is already right. It is created
 //! LOGIN with no password, so no password authentication can succeed until
 //! RotateTenantCredentials sets one. While the tenant is suspended or deleted the role is
-//! NOLOGIN: the catalog changes that with the tenant's state, in the same transaction
-//! ([`crate::store`]'s `role_login`). The control plane makes itself a member of the role, which
-//! lets it end the role's sessions and drop what the role owns when the tenant is purged
-//! without being a superuser (CREATEROLE is enough).
+//! NOLOGIN: the catalog changes that with the tenant's state, in the same transaction (the
+//! store's `role_login`, called by the use case). The control plane makes itself a member of
+//! the role, which lets it end the role's sessions and drop what the role owns when the tenant
+//! is purged without being a superuser (CREATEROLE is enough).
 
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,

@@ -69,6 +69,26 @@ const FEED_CAPACITY: usize = 4096;
 /// How long an SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a start waits before trying again a step SQLite refused as locked.
+const SQLITE_BUSY_RETRY: Duration = Duration::from_millis(20);
+
+/// Runs `attempt` again while SQLite refuses it at once as locked ([`crate::db::is_sqlite_busy`]),
+/// for at most [`SQLITE_BUSY_TIMEOUT`]: what the busy timeout does for a single statement.
+async fn while_sqlite_busy<T, F>(mut attempt: impl FnMut() -> F) -> Result<T, sea_orm::DbErr>
+where
+    F: std::future::Future<Output = Result<T, sea_orm::DbErr>>,
+{
+    let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    loop {
+        match attempt().await {
+            Err(e) if crate::db::is_sqlite_busy(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(SQLITE_BUSY_RETRY).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Handle to the catalog: one bounded connection pool shared by every use case, and on
 /// PostgreSQL a small one of the rollout workers' own.
 #[derive(Clone)]
@@ -130,14 +150,18 @@ impl Catalog {
             ));
         };
         let schema = &pool.catalog_schema;
-        let db = Database::connect(pool_options(
+        let options = pool_options(
             url,
             pool.max_connections,
             pool.acquire_timeout,
             schema,
             None,
-        ))
-        .await
+        );
+        let db = match backend {
+            Backend::Postgres => Database::connect(options).await,
+            // Replicas opening one new catalog file together: one of them finds it locked.
+            Backend::Sqlite => while_sqlite_busy(|| Database::connect(options.clone())).await,
+        }
         .map_err(pinned::connect_error)?;
         // SQLite has one writer at a time: a second pool would only wait on the first.
         let rollouts = match backend {
@@ -195,6 +219,17 @@ impl Catalog {
     /// advisory lock serialises replicas starting at once (on SQLite the write lock does), and
     /// a start whose catalog schema is not where this database's catalog is refuses.
     pub async fn migrate(&self) -> Result<(), Error> {
+        if self.backend == Backend::Sqlite {
+            // A start that read the migrations table before another start wrote it cannot wait
+            // for the write lock (SQLite refuses at once): it begins again, and finds the work
+            // done.
+            let once = || async {
+                let txn = self.db.begin().await?;
+                Migrator::up(&txn, None).await?;
+                txn.commit().await
+            };
+            return while_sqlite_busy(once).await.map_err(db_error);
+        }
         let txn = self.db.begin().await.map_err(db_error)?;
         if self.backend == Backend::Postgres {
             txn.execute_raw(Statement::from_sql_and_values(
