@@ -201,22 +201,7 @@ async fn shared_tenants_see_only_their_own_rows_through_row_level_security() {
         context(&server, "beta").await,
     );
     assert_eq!(a.schema.as_deref(), Some("tenant_shared"));
-    let role = format!("app_{}", uuid::Uuid::now_v7().simple());
-    let admin = server.catalog().await;
-    for sql in [
-        format!("CREATE ROLE {role} LOGIN"),
-        // The control plane revoked CONNECT on the catalog database from PUBLIC.
-        format!(
-            "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {role}', \
-             current_database()); END $$"
-        ),
-        format!("GRANT USAGE ON SCHEMA tenant_shared TO {role}"),
-        format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_shared TO {role}"
-        ),
-    ] {
-        admin.execute_unprepared(&sql).await.expect("grant");
-    }
+    let role = crate::support::shared_tables_app_role(&server).await;
     let db = TenantDb::connect(
         ConnectOptions::new(as_user(&server.catalog_url, &role)),
         TenantDbSettings::default(),

@@ -163,23 +163,8 @@ async fn shared_tenants_interleaved_on_one_pooled_session_see_only_their_own_row
         context(&server, "alpha").await,
         context(&server, "beta").await,
     );
-    // An ordinary role: superusers bypass row-level security.
-    let role = format!("app_{}", uuid::Uuid::now_v7().simple());
+    let role = crate::support::shared_tables_app_role(&server).await;
     let admin = server.catalog().await;
-    for sql in [
-        format!("CREATE ROLE {role} LOGIN"),
-        // The control plane revokes CONNECT on the catalog database from PUBLIC.
-        format!(
-            "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {role}', \
-             current_database()); END $$"
-        ),
-        format!("GRANT USAGE ON SCHEMA tenant_shared TO {role}"),
-        format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_shared TO {role}"
-        ),
-    ] {
-        admin.execute_unprepared(&sql).await.expect("grant");
-    }
     let url = as_user(&server.catalog_url, &role);
     let bouncer = PgBouncer::start(&url, &[&role]);
     let db = tenant_db(&bouncer, &url).await;

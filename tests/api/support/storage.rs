@@ -370,3 +370,26 @@ pub fn sample_then_half_made(
         migrations
     }))
 }
+
+/// Makes an application's own database user, as a service in front of SHARED tenants has one:
+/// an ordinary login role (superusers bypass row-level security) that may connect to the
+/// catalog database (the control plane revokes CONNECT there from PUBLIC) and use the rows of
+/// the shared tables. Its name.
+pub async fn shared_tables_app_role(server: &TestServer) -> String {
+    let role = format!("app_{}", uuid::Uuid::now_v7().simple());
+    let admin = server.catalog().await;
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!(
+            "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {role}', \
+             current_database()); END $$"
+        ),
+        format!("GRANT USAGE ON SCHEMA tenant_shared TO {role}"),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tenant_shared TO {role}"
+        ),
+    ] {
+        admin.execute_unprepared(&sql).await.expect("grant");
+    }
+    role
+}
