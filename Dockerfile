@@ -6,8 +6,12 @@
 # ---- build ------------------------------------------------------------------------------------
 FROM rust:1.95-slim-bookworm AS builder
 
-# Nothing to install: the .proto files are compiled by protox (pure Rust, no system protoc), TLS
-# is rustls (no OpenSSL), and the C parts (ring, the bundled SQLite) need only the image's gcc.
+# The .proto files are compiled by protox (pure Rust, no system protoc) and TLS is rustls (no
+# OpenSSL). The C parts need the image's gcc, and libpg_query (the pg_query crate, which lints
+# pushed tenant migrations) needs libclang for its bindings.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libclang-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY migration ./migration

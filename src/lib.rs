@@ -42,6 +42,7 @@ pub mod dataplane;
 pub mod db;
 pub mod domain;
 pub mod grpc;
+pub mod lint;
 pub mod metrics;
 pub mod service;
 pub mod sql;

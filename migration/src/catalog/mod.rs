@@ -19,6 +19,7 @@ mod m20261129_000014_run_batch;
 mod m20261207_000015_storage_names;
 mod m20261207_000016_secret_notice_channel;
 mod m20261207_000017_plain_statements;
+mod m20261208_000018_components;
 
 /// Runs `sql` (one or more statements) on PostgreSQL; nothing on SQLite. For catalog
 /// migrations that only PostgreSQL needs.
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000015_storage_names::Migration),
             Box::new(m20261207_000016_secret_notice_channel::Migration),
             Box::new(m20261207_000017_plain_statements::Migration),
+            Box::new(m20261208_000018_components::Migration),
         ]
     }
 
