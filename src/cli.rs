@@ -24,7 +24,7 @@ pub async fn migrate(args: MigrateArgs) -> Result<bool, String> {
             MigrateAction::Status => {
                 let status = services
                     .migrations
-                    .status(&target)
+                    .status(&target, "")
                     .await
                     .map_err(describe)?;
                 println!(
@@ -43,7 +43,7 @@ pub async fn migrate(args: MigrateArgs) -> Result<bool, String> {
             MigrateAction::History => {
                 let status = services
                     .migrations
-                    .status(&target)
+                    .status(&target, "")
                     .await
                     .map_err(describe)?;
                 for (version, at) in &status.applied {
@@ -82,6 +82,7 @@ async fn migrate_one(
                 .migrate(
                     &operator(),
                     target,
+                    "",
                     to.as_deref().unwrap_or(""),
                     direction,
                     None,

@@ -11,11 +11,14 @@
 //! provisioning, and the version rows. Every batch ends by putting the `search_path` back, so
 //! the caller's statements that follow name the catalog's tables as usual.
 
-use sea_orm::{DatabaseTransaction, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
 use super::plan::Batch;
-use super::sql::{Ident, check_mark, exec, lock_sql, mark_sql, required};
-use super::{DataPlane, Moved, Report, Run, Storage, Target, TenantMigrations, Versions};
+use super::sql::{Ident, check_mark, exec, lock_sql, mark_sql, missing_table, required};
+use super::{
+    ComponentReport, DataPlane, Report, Run, Storage, Target, TenantMigrations, Versions,
+    component_report, mirrored_versions,
+};
 use super::{roles, shared};
 use crate::db::db_error;
 use crate::domain::{Error, Isolation};
@@ -30,55 +33,55 @@ impl DataPlane {
         txn: &DatabaseTransaction,
         storage: &Storage,
         run: &Run,
+        sets: &[TenantMigrations],
     ) -> Result<Report, Error> {
         let name = required(&storage.schema, "schema")?;
-        match run {
-            Run::Provision { recreate } => {
-                self.provision_schema(txn, storage, name, *recreate).await
+        match (run, sets) {
+            (Run::Provision { recreate }, _) => {
+                self.provision_schema(txn, storage, name, *recreate, sets)
+                    .await
             }
-            Run::Migrate(target) => {
-                let before = self.enter(txn, storage, name).await?;
+            (Run::Migrate(target), [set]) => {
+                let before = self.enter(txn, storage, name, set).await?;
                 let mut batch = Batch::default();
                 let moved = self
-                    .migrate(txn, storage, before.clone(), target, &mut batch)
+                    .migrate(txn, storage, set, before.clone(), target, &mut batch)
                     .await?;
                 let failed = migration_failed(&before);
-                batch.push(&TenantMigrations::record_sql(
-                    name,
-                    &moved.applied,
-                    moved.at,
-                ));
+                batch.push(&set.record_sql(name, &moved.applied, moved.at));
                 self.close(txn, storage, name, &mut batch, &failed).await?;
-                Ok(self.report(moved.after, moved.ran))
+                Ok(one(set, moved.after, moved.ran))
             }
-            Run::Inspect => {
-                let before = self.enter(txn, storage, name).await?;
+            (_, [set]) => {
+                let before = self.enter(txn, storage, name, set).await?;
                 exec(txn, CATALOG_SEARCH_PATH).await?;
-                Ok(self.report(before, Vec::new()))
+                Ok(one(set, before, Vec::new()))
             }
+            _ => Err(Error::Internal("a run of several components".into())),
         }
     }
 
-    /// Migrates a SCHEMA tenant toward `target` in `txn`, the caller's catalog transaction,
-    /// from the version the catalog mirrors (`mirrored`) without reading its version table: for
-    /// rollout targets migrated several to a transaction, where a round trip per tenant counts.
-    /// The version rows are written only if the version table holds exactly the versions up to
-    /// `mirrored`; anything else fails the transaction, and the caller migrates the tenant with
-    /// [`DataPlane::run`], which reads the table.
+    /// Migrates a SCHEMA tenant's component `set` toward `target` in `txn`, the caller's
+    /// catalog transaction, from the version the catalog mirrors (`mirrored`) without reading
+    /// its version table: for rollout targets migrated several to a transaction, where a round
+    /// trip per tenant counts. The version rows are written only if the version table holds
+    /// exactly the versions up to `mirrored`; anything else fails the transaction, and the
+    /// caller migrates the tenant with [`DataPlane::run`], which reads the table.
     pub async fn migrate_from_mirror(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
+        set: &TenantMigrations,
         target: &Target,
         mirrored: Option<&str>,
-    ) -> Result<Report, Error> {
+    ) -> Result<ComponentReport, Error> {
         if !self.in_catalog(storage) || storage.isolation != Isolation::Schema {
             return Err(Error::Internal(
                 "a migration from the catalog's mirror outside a SCHEMA tenant's schema".into(),
             ));
         }
         let name = required(&storage.schema, "schema")?;
-        let before = self.mirrored_versions(mirrored)?;
+        let before = mirrored_versions(set, mirrored)?;
         let mut expected: Vec<String> = before.iter().map(|(v, _)| v.clone()).collect();
         expected.sort_unstable();
         exec(
@@ -93,27 +96,23 @@ impl DataPlane {
         let mut batch = Batch::default();
         let failed = migration_failed(&before);
         let moved = self
-            .migrate(txn, storage, before, target, &mut batch)
+            .migrate(txn, storage, set, before, target, &mut batch)
             .await?;
-        batch.push(&TenantMigrations::record_checked_sql(
-            name,
-            &moved.applied,
-            moved.at,
-            &expected,
-        ));
+        batch.push(&set.record_checked_sql(name, &moved.applied, moved.at, &expected));
         self.close(txn, storage, name, &mut batch, &failed).await?;
-        Ok(self.report(moved.after, moved.ran))
+        Ok(component_report(set, moved.after, moved.ran))
     }
 
     /// Provisions the schema `name` of a SCHEMA or SHARED tenant: makes it if it is missing
-    /// (or, with `recreate`, rebuilds it; for a SHARED tenant, deletes its rows), migrates it to
-    /// the latest version, and makes and grants the tenant's role.
+    /// (or, with `recreate`, rebuilds it; for a SHARED tenant, deletes its rows), migrates each
+    /// component of `sets` to its latest version, and makes and grants the tenant's role.
     async fn provision_schema(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
         name: &str,
         recreate: bool,
+        sets: &[TenantMigrations],
     ) -> Result<Report, Error> {
         let schema = Ident::new(name);
         let is_shared = storage.isolation == Isolation::Shared;
@@ -132,13 +131,15 @@ impl DataPlane {
         let created = recreate || !exists;
         let made_now = !exists || rebuild;
         // Made here (marked as the tenant's; not IF NOT EXISTS, so one made by anyone else
-        // meanwhile fails the provisioning), the schema's version table is empty.
+        // meanwhile fails the provisioning), the schema's version tables are empty.
         if made_now {
             batch.push(&format!("CREATE SCHEMA {schema}"));
             batch.push(&mark_sql("SCHEMA", name, storage));
         }
         batch.push(&format!("SET LOCAL search_path TO {schema}"));
-        batch.push(&TenantMigrations::install_sql());
+        for set in sets {
+            batch.push(&set.install_sql());
+        }
         // The role and its grants go before the migrations, in a batch of their own: the
         // schema's default privileges then grant what the migrations create as they create it
         // (no per-tenant statement reads the fleet-sized `pg_class`), and a refusal for want of
@@ -150,31 +151,35 @@ impl DataPlane {
             made_now,
         ));
         roles::send_grants(txn, &found, storage.role.as_str(), &mut batch, db_error).await?;
-        let before = if made_now {
-            Vec::new()
+        let befores = if made_now {
+            vec![Vec::new(); sets.len()]
         } else {
-            self.version_table(txn, storage).await?
+            self.versions_of(txn, storage, sets).await?
         };
-        let failed = migration_failed(&before);
-        let moved = self
-            .migrate(txn, storage, before, &Target::Latest, &mut batch)
-            .await?;
+        let mut report = Report {
+            components: Vec::with_capacity(sets.len()),
+            created,
+        };
+        let mut failures = Vec::with_capacity(sets.len());
+        for (set, before) in sets.iter().zip(befores) {
+            let failed = migration_failed(&before);
+            let moved = self
+                .migrate(txn, storage, set, before, &Target::Latest, &mut batch)
+                .await?;
+            batch.push(&set.record_sql(name, &moved.applied, moved.at));
+            report
+                .components
+                .push(component_report(set, moved.after, moved.ran));
+            failures.push(failed);
+        }
         if is_shared {
             // Every table the migrations made gets its tenant column and policies first.
-            batch.send(txn).await.map_err(&failed)?;
+            batch.send(txn).await.map_err(first_failure(&failures))?;
             shared::secure(txn, name).await?;
         }
         batch.push(&roles::after_migrations(storage, name));
-        batch.push(&TenantMigrations::record_sql(
-            name,
-            &moved.applied,
-            moved.at,
-        ));
         batch.push(CATALOG_SEARCH_PATH);
-        batch.send(txn).await.map_err(&failed)?;
-        let Moved { after, ran, .. } = moved;
-        let mut report = self.report(after, ran);
-        report.created = created;
+        batch.send(txn).await.map_err(first_failure(&failures))?;
         Ok(report)
     }
 
@@ -197,26 +202,49 @@ impl DataPlane {
         batch.send(txn).await.map_err(failed)
     }
 
-    /// Takes the tenant's lock in `txn` and puts its schema `name` on the `search_path` (one
-    /// round trip), then reads its version table, checked against the known migrations (a
-    /// statement of its own, which begins after the lock is held, so it reads what the last
-    /// run committed). A missing schema or table means the tenant is not provisioned.
+    /// Takes the tenant's lock in `txn`, puts its schema `name` on the `search_path` and makes
+    /// the version table of the component `set` if it is missing (a component new to the
+    /// tenant's plan), in one round trip, then reads that table, checked against the
+    /// component's migrations (a statement of its own, which begins after the lock is held, so
+    /// it reads what the last run committed). A missing schema means the tenant is not
+    /// provisioned.
     async fn enter(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
         name: &str,
+        set: &TenantMigrations,
     ) -> Result<Versions, Error> {
-        exec(
-            txn,
-            &format!(
-                "{}; SET LOCAL search_path TO {}",
-                lock_sql(storage),
-                Ident::new(name)
-            ),
-        )
-        .await?;
-        self.version_table(txn, storage).await
+        txn.execute_unprepared(&format!(
+            "{}; SET LOCAL search_path TO {}; {}; {}",
+            lock_sql(storage),
+            Ident::new(name),
+            set.install_sql(),
+            set.keep_to_owner_sql()
+        ))
+        .await
+        .map_err(|e| missing_table(e, storage))?;
+        let mut versions = self
+            .versions_of(txn, storage, std::slice::from_ref(set))
+            .await?;
+        Ok(versions.pop().unwrap_or_default())
+    }
+}
+
+/// A report of one component.
+fn one(set: &TenantMigrations, applied: Versions, ran: Vec<String>) -> Report {
+    Report {
+        components: vec![component_report(set, applied, ran)],
+        created: false,
+    }
+}
+
+/// The failure of a batch holding several components' migrations: reported as the first
+/// component's (the batch cannot tell which statement failed).
+fn first_failure(failures: &[impl Fn(DbErr) -> Error]) -> impl Fn(DbErr) -> Error + '_ {
+    move |e: DbErr| match failures.first() {
+        Some(failed) => failed(e),
+        None => db_error(e),
     }
 }
 

@@ -1,17 +1,11 @@
-//! The tenant migration set as a value (so tests and embedders can add their own migrations),
-//! and the arithmetic of "how many steps to reach this version".
+//! A component's tenant migrations as a value (the compiled sample set, a set pushed over the
+//! API, or a test's own), with the version table it keeps in each tenant's storage, and the
+//! arithmetic of "how many steps to reach this version".
 
 use std::sync::Arc;
 
-use migration::sea_orm_migration::{
-    MigrationTrait, MigratorTraitSelf, SchemaManager,
-    seaql_migrations::{self, Entity as VersionTable},
-};
-use sea_orm::sea_query::{Alias, PostgresQueryBuilder, Query};
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityName,
-    EntityTrait, QueryOrder, Schema,
-};
+use migration::sea_orm_migration::{MigrationTrait, SchemaManager};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement};
 
 use super::plan::{self, Batch};
 use crate::domain::Error;
@@ -21,25 +15,88 @@ use crate::sql::{Ident, Literal};
 /// the boxed migrations on every run.
 pub type MigrationSource = Arc<dyn Fn() -> Vec<Box<dyn MigrationTrait>> + Send + Sync>;
 
-/// The tenant migrations this server applies.
+/// The compiled component: the sample schema of the `migration` crate (or a test's own set).
+pub const COMPILED_COMPONENT: &str = "sample";
+
+/// The compiled component's version table: sea-orm-migration's default name, which tenants
+/// provisioned before components existed already have.
+pub const COMPILED_VERSION_TABLE: &str = "seaql_migrations";
+
+/// The version table of a pushed component in each tenant's storage. Component ids are DNS
+/// labels, so no two components share a table, and none is the compiled one's.
+pub fn version_table(component: &str) -> String {
+    format!("{COMPILED_VERSION_TABLE}_{component}")
+}
+
+/// One component's tenant migrations.
 #[derive(Clone)]
 pub struct TenantMigrations {
+    component: Arc<str>,
+    table: Arc<str>,
     source: MigrationSource,
     names: Arc<Vec<String>>,
 }
 
+impl std::fmt::Debug for TenantMigrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantMigrations")
+            .field("component", &self.component)
+            .field("latest", &self.latest())
+            .finish()
+    }
+}
+
+impl PartialEq for TenantMigrations {
+    fn eq(&self, other: &Self) -> bool {
+        self.component == other.component && self.names == other.names
+    }
+}
+
 impl TenantMigrations {
+    /// The compiled component, made of `source`.
     pub fn new(source: MigrationSource) -> Self {
+        Self::component(COMPILED_COMPONENT, COMPILED_VERSION_TABLE, source)
+    }
+
+    /// The component `component`, made of `source`, whose versions go in `table`.
+    pub fn component(component: &str, table: &str, source: MigrationSource) -> Self {
         let names = source().iter().map(|m| m.name().to_owned()).collect();
         Self {
+            component: component.into(),
+            table: table.into(),
             source,
             names: Arc::new(names),
         }
     }
 
+    /// A pushed component: each migration runs its SQL scripts, those written for `backend`.
+    pub fn pushed(component: &str, migrations: Vec<SqlMigration>) -> Self {
+        let migrations = Arc::new(migrations);
+        Self::component(
+            component,
+            &version_table(component),
+            Arc::new(move || {
+                migrations
+                    .iter()
+                    .map(|m| Box::new(m.clone()) as Box<dyn MigrationTrait>)
+                    .collect()
+            }),
+        )
+    }
+
     /// The sample tenant schema of the `migration` crate.
     pub fn builtin() -> Self {
         Self::new(Arc::new(migration::tenant::migrations))
+    }
+
+    /// The component's id.
+    pub fn id(&self) -> &str {
+        &self.component
+    }
+
+    /// The component's version table in each tenant's storage.
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     /// Every migration's version, oldest first.
@@ -60,32 +117,97 @@ impl TenantMigrations {
         self.position(version).ok_or_else(|| {
             Error::invalid(
                 field,
-                format!("'{version}' is not a known tenant migration"),
+                format!(
+                    "'{version}' is not a migration of component '{}'",
+                    self.component
+                ),
             )
         })
     }
 }
 
+/// A pushed migration: its statements, run as one script (one round trip) on the tenant's
+/// transaction, with no savepoint of its own.
+#[derive(Debug, Clone)]
+pub struct SqlMigration {
+    pub version: String,
+    pub up: String,
+    /// Empty when the migration cannot be reverted.
+    pub down: String,
+}
+
+impl migration::sea_orm_migration::MigrationName for SqlMigration {
+    fn name(&self) -> &str {
+        &self.version
+    }
+}
+
+#[migration::sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for SqlMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(&self.up)
+            .await
+            .map(|_| ())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if self.down.trim().is_empty() {
+            return Err(DbErr::Migration(format!(
+                "migration {} has no down script: it cannot be reverted",
+                self.version
+            )));
+        }
+        manager
+            .get_connection()
+            .execute_unprepared(&self.down)
+            .await
+            .map(|_| ())
+    }
+}
+
 impl TenantMigrations {
-    /// Creates the tenant's version table if it is missing.
-    pub async fn install(&self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
-        MigratorTraitSelf::install(self, txn).await
+    /// Creates the component's version table, if it is missing, in the schema on the
+    /// `search_path` (or the tenant's database): the shape sea-orm-migration gives it.
+    pub fn install_sql(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\"version\" varchar NOT NULL PRIMARY KEY, \"applied_at\" bigint NOT NULL)",
+            Ident::new(&self.table)
+        )
     }
 
-    /// [`Self::install`] as PostgreSQL text, for a batch of statements sent as one.
-    pub fn install_sql() -> String {
-        let mut create = Schema::new(DbBackend::Postgres).create_table_from_entity(VersionTable);
-        create.if_not_exists();
-        create.to_string(PostgresQueryBuilder)
+    /// Takes from every role but the owner what it may do to the component's version table
+    /// (PostgreSQL) but read it. A version table made after the tenant's role got the schema's
+    /// default privileges (a component new to the tenant's plan) was granted writes by them: a
+    /// tenant role that could write its version table could make the control plane skip or
+    /// repeat a migration.
+    pub fn keep_to_owner_sql(&self) -> String {
+        format!(
+            "DO $keep$ DECLARE r record; BEGIN \
+               FOR r IN SELECT DISTINCT a.grantee FROM pg_class c, aclexplode(c.relacl) a \
+                        WHERE c.oid = to_regclass({table}) AND a.grantee <> c.relowner \
+                          AND a.privilege_type <> 'SELECT' LOOP \
+                 EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s', \
+                   {table}, CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END); \
+               END LOOP; \
+             END $keep$",
+            table = Literal::new(&Ident::new(&self.table).to_string())
+        )
     }
 
-    /// [`Self::record`] as PostgreSQL text, its values inlined (empty when there are none),
-    /// into the version table of `schema`.
-    pub fn record_sql(schema: &str, versions: &[String], applied_at: i64) -> String {
+    /// Writes the version rows of applied migrations, in one statement, as PostgreSQL text
+    /// with its values inlined (empty when there are none), into the version table in `schema`.
+    pub fn record_sql(&self, schema: &str, versions: &[String], applied_at: i64) -> String {
         if versions.is_empty() {
             return String::new();
         }
-        Self::record_query(schema, versions, applied_at).to_string(PostgresQueryBuilder)
+        format!(
+            "INSERT INTO {}.{} (version, applied_at) VALUES {}",
+            Ident::new(schema),
+            Ident::new(&self.table),
+            rows(versions, applied_at)
+        )
     }
 
     /// [`Self::record_sql`], which fails unless the version table holds exactly `before`
@@ -93,6 +215,7 @@ impl TenantMigrations {
     /// mirrors, without reading the version table first. A version table that holds anything
     /// else fails the statement (its `version` would be NULL), and with it the transaction.
     pub fn record_checked_sql(
+        &self,
         schema: &str,
         versions: &[String],
         applied_at: i64,
@@ -101,11 +224,7 @@ impl TenantMigrations {
         if versions.is_empty() {
             return String::new();
         }
-        let table = format!(
-            "{}.{}",
-            Ident::new(schema),
-            Ident::new(VersionTable.table_name())
-        );
+        let table = format!("{}.{}", Ident::new(schema), Ident::new(&self.table));
         let expected = before
             .iter()
             .map(|v| Literal::new(v).to_string())
@@ -125,33 +244,51 @@ impl TenantMigrations {
         )
     }
 
-    fn record_query(
-        schema: &str,
-        versions: &[String],
-        applied_at: i64,
-    ) -> sea_orm::sea_query::InsertStatement {
-        let mut insert = Query::insert();
-        insert
-            .into_table((Alias::new(schema), Alias::new(VersionTable.table_name())))
-            .columns([
-                seaql_migrations::Column::Version,
-                seaql_migrations::Column::AppliedAt,
-            ]);
-        for version in versions {
-            insert.values_panic([version.as_str().into(), applied_at.into()]);
-        }
-        insert
-    }
-
-    /// The tenant's version table, oldest first.
-    pub async fn applied(
-        &self,
+    /// The version tables of `sets` in the schema on the `search_path` (or the tenant's
+    /// database), in one statement: each set's rows (version, Unix seconds), oldest first.
+    pub async fn applied_of(
         txn: &DatabaseTransaction,
-    ) -> Result<Vec<seaql_migrations::Model>, DbErr> {
-        VersionTable::find()
-            .order_by_asc(seaql_migrations::Column::Version)
-            .all(txn)
-            .await
+        sets: &[&TenantMigrations],
+    ) -> Result<Vec<Vec<(String, i64)>>, DbErr> {
+        if sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let backend = txn.get_database_backend();
+        let collate = if backend == DbBackend::Postgres {
+            " COLLATE \"C\""
+        } else {
+            ""
+        };
+        let sql = sets
+            .iter()
+            .enumerate()
+            .map(|(i, set)| {
+                format!(
+                    "SELECT CAST({i} AS bigint) AS set_index, CAST(version AS text) AS version, applied_at FROM {}",
+                    Ident::new(&set.table)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = txn
+            .query_all_raw(Statement::from_string(
+                backend,
+                format!("SELECT set_index, version, applied_at FROM ({sql}) AS v ORDER BY set_index, version{collate}"),
+            ))
+            .await?;
+        let mut applied = vec![Vec::new(); sets.len()];
+        for row in rows {
+            let index: i64 = row.try_get("", "set_index")?;
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|i| applied.get_mut(i))
+                .ok_or_else(|| DbErr::Custom(format!("version table index {index}")))?;
+            slot.push((
+                row.try_get::<String>("", "version")?,
+                row.try_get::<i64>("", "applied_at")?,
+            ));
+        }
+        Ok(applied)
     }
 
     /// Applies migrations `from..to` inside `txn`. On PostgreSQL, migrations that only change
@@ -196,7 +333,8 @@ impl TenantMigrations {
             .take(to.saturating_sub(from))
     }
 
-    /// Writes the version rows of applied migrations, in one statement.
+    /// Writes the version rows of applied migrations, in one statement, into the version table
+    /// of the tenant's database (or the schema on the `search_path`).
     pub async fn record(
         &self,
         txn: &DatabaseTransaction,
@@ -206,16 +344,13 @@ impl TenantMigrations {
         if versions.is_empty() {
             return Ok(());
         }
-        let rows = versions
-            .iter()
-            .map(|version| seaql_migrations::ActiveModel {
-                version: Set(version.clone()),
-                applied_at: Set(applied_at),
-            });
-        VersionTable::insert_many(rows)
-            .exec_without_returning(txn)
-            .await?;
-        Ok(())
+        txn.execute_unprepared(&format!(
+            "INSERT INTO {} (version, applied_at) VALUES {}",
+            Ident::new(&self.table),
+            rows(versions, applied_at)
+        ))
+        .await
+        .map(|_| ())
     }
 
     /// Reverts migrations `to..from`, newest first, inside `txn`.
@@ -229,19 +364,24 @@ impl TenantMigrations {
         let migrations: Vec<_> = self.span(to, from).collect();
         for migration in migrations.into_iter().rev() {
             migration.down(&manager).await?;
-            VersionTable::delete_by_id(migration.name().to_owned())
-                .exec(txn)
-                .await?;
+            txn.execute_unprepared(&format!(
+                "DELETE FROM {} WHERE version = {}",
+                Ident::new(&self.table),
+                Literal::new(migration.name())
+            ))
+            .await?;
         }
         Ok(())
     }
 }
 
-#[migration::sea_orm_migration::async_trait::async_trait]
-impl MigratorTraitSelf for TenantMigrations {
-    fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
-        (self.source)()
-    }
+/// `(version, applied_at)` rows of an INSERT, their values inlined.
+fn rows(versions: &[String], applied_at: i64) -> String {
+    versions
+        .iter()
+        .map(|v| format!("({}, {applied_at})", Literal::new(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where a migration should leave a tenant.

@@ -44,7 +44,10 @@ use crate::clock::Clock;
 use crate::db::{Backend, PoolUsage, db_error};
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
 use handles::{Address, TenantHandles};
-pub use migrator::{MigrationSource, Target, TenantMigrations};
+pub use migrator::{
+    COMPILED_COMPONENT, COMPILED_VERSION_TABLE, MigrationSource, SqlMigration, Target,
+    TenantMigrations, version_table,
+};
 use plan::Batch;
 pub use shared::TENANT_SETTING;
 use sql::{Ident, check_mark, exec, lock, missing_table, remove_sqlite_files, required};
@@ -63,21 +66,56 @@ pub struct Storage {
 /// A version table's rows: each applied migration, oldest first, with when it was applied.
 pub type Versions = Vec<(String, DateTime<Utc>)>;
 
-/// What a tenant's version table says after a run.
+/// What one component's version table says after a run.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Report {
+pub struct ComponentReport {
+    /// The component's id.
+    pub component: String,
     /// Applied migrations, oldest first, with the time each was applied.
     pub applied: Versions,
     pub pending: Vec<String>,
     /// Migrations this run applied (up) or reverted (down), in the order it did so.
     pub ran: Vec<String>,
+}
+
+impl ComponentReport {
+    pub fn version(&self) -> Option<&str> {
+        self.applied.last().map(|(v, _)| v.as_str())
+    }
+}
+
+/// What a run found and did in a tenant's storage: one report per component it ran, in the
+/// order it was given them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub components: Vec<ComponentReport>,
     /// Whether this run created the tenant's storage.
     pub created: bool,
 }
 
 impl Report {
-    pub fn version(&self) -> Option<&str> {
-        self.applied.last().map(|(v, _)| v.as_str())
+    /// The report of the run's only (or first) component: a migration or an inspection is of
+    /// one component.
+    pub fn first(&self) -> ComponentReport {
+        self.components.first().cloned().unwrap_or_default()
+    }
+
+    /// Whether the run applied or reverted any migration.
+    pub fn ran_any(&self) -> bool {
+        self.components.iter().any(|c| !c.ran.is_empty())
+    }
+
+    /// How many migrations the run applied or reverted.
+    pub fn ran_count(&self) -> usize {
+        self.components.iter().map(|c| c.ran.len()).sum()
+    }
+
+    /// Each component's version after the run, for the catalog's mirror.
+    pub fn versions(&self) -> Vec<(&str, Option<&str>)> {
+        self.components
+            .iter()
+            .map(|c| (c.component.as_str(), c.version()))
+            .collect()
     }
 }
 
@@ -121,6 +159,7 @@ pub struct DataPlane {
     catalog_db: DatabaseConnection,
     backend: Backend,
     settings: DataPlaneSettings,
+    /// The compiled component.
     migrations: TenantMigrations,
     handles: TenantHandles,
 }
@@ -142,8 +181,14 @@ impl DataPlane {
         }
     }
 
+    /// The compiled component's migrations.
     pub fn migrations(&self) -> &TenantMigrations {
         &self.migrations
+    }
+
+    /// The backend tenants' storage is on (the catalog's).
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Connections open to tenant databases (DATABASE isolation), for the metrics endpoint.
@@ -159,24 +204,27 @@ impl DataPlane {
             && self.backend == Backend::Postgres
     }
 
-    /// Runs `run` in the tenant's schema inside `txn`, the caller's transaction on the catalog
-    /// database, and returns the tenant's version table afterwards; the caller commits (with
-    /// its record of the run) or rolls back. The `search_path` is as it was when this returns.
-    /// Only for storage [`Self::in_catalog`].
+    /// Runs `run` for the components `sets` (a provisioning installs them all; a migration or
+    /// an inspection is of exactly one) in the tenant's schema inside `txn`, the caller's
+    /// transaction on the catalog database, and returns their version tables afterwards; the
+    /// caller commits (with its record of the run) or rolls back. The `search_path` is as it
+    /// was when this returns. Only for storage [`Self::in_catalog`].
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, run = ?run))]
     pub async fn run(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
         run: &Run,
+        sets: &[TenantMigrations],
     ) -> Result<Report, Error> {
+        check_sets(run, sets)?;
         if !self.in_catalog(storage) {
             return Err(Error::Internal(
                 "a run in the catalog's transaction for storage outside it".into(),
             ));
         }
         // Boxed: the migration futures are deep, and callers nest this one further.
-        Box::pin(self.run_in_schema(txn, storage, run)).await
+        Box::pin(self.run_in_schema(txn, storage, run, sets)).await
     }
 
     /// Runs `run` in a tenant's database of its own (DATABASE isolation: a PostgreSQL
@@ -184,13 +232,19 @@ impl DataPlane {
     /// made is removed again if it fails. The caller records the run in the catalog afterwards:
     /// the catalog's mirror may lag the tenant, never lead it.
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, run = ?run))]
-    pub async fn run_own(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+    pub async fn run_own(
+        &self,
+        storage: &Storage,
+        run: &Run,
+        sets: &[TenantMigrations],
+    ) -> Result<Report, Error> {
+        check_sets(run, sets)?;
         match (storage.isolation, self.backend) {
             (Isolation::Database, Backend::Postgres) => {
-                Box::pin(self.run_in_pg_database(storage, run)).await
+                Box::pin(self.run_in_pg_database(storage, run, sets)).await
             }
             (Isolation::Database, Backend::Sqlite) => {
-                Box::pin(self.run_in_file(storage, run)).await
+                Box::pin(self.run_in_file(storage, run, sets)).await
             }
             _ => Err(Error::Internal(
                 "a run in a database of its own for storage in the catalog's".into(),
@@ -198,16 +252,22 @@ impl DataPlane {
         }
     }
 
-    /// Reads the tenant's version table; changes nothing.
-    pub async fn inspect(&self, storage: &Storage) -> Result<Report, Error> {
-        if self.in_catalog(storage) {
+    /// Reads the version table of the component `set` in the tenant's storage.
+    pub async fn inspect(
+        &self,
+        storage: &Storage,
+        set: &TenantMigrations,
+    ) -> Result<ComponentReport, Error> {
+        let sets = std::slice::from_ref(set);
+        let report = if self.in_catalog(storage) {
             let txn = self.catalog_db.begin().await.map_err(db_error)?;
-            let report = self.run(&txn, storage, &Run::Inspect).await?;
+            let report = self.run(&txn, storage, &Run::Inspect, sets).await?;
             txn.rollback().await.map_err(db_error)?;
-            Ok(report)
+            report
         } else {
-            self.run_own(storage, &Run::Inspect).await
-        }
+            self.run_own(storage, &Run::Inspect, sets).await?
+        };
+        Ok(report.first())
     }
 
     /// Drops the tenant's storage. Dropping storage that is already gone succeeds; storage
@@ -269,11 +329,12 @@ impl DataPlane {
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
+        set: &TenantMigrations,
         before: Versions,
         target: &Target,
         batch: &mut Batch,
     ) -> Result<Moved, Error> {
-        let names = self.migrations.names();
+        let names = set.names();
         match target {
             Target::Down(index) if *index >= before.len() => {
                 return Err(Error::invalid(
@@ -309,12 +370,9 @@ impl DataPlane {
             let (from, to) = (before.len(), before.len() + steps as usize);
             if storage.isolation == Isolation::Shared {
                 let schema = required(&storage.schema, "schema")?;
-                shared::up(txn, &self.migrations, schema, from, to, batch, &failed).await?;
+                shared::up(txn, set, schema, from, to, batch, &failed).await?;
             } else {
-                self.migrations
-                    .up(txn, from, to, batch)
-                    .await
-                    .map_err(failed)?;
+                set.up(txn, from, to, batch).await.map_err(failed)?;
             }
             moved.ran = names[from..to].to_vec();
             moved.applied.clone_from(&moved.ran);
@@ -325,7 +383,7 @@ impl DataPlane {
         } else if steps < 0 {
             let to = before.len() - steps.unsigned_abs() as usize;
             batch.send(txn).await.map_err(failed)?;
-            let down = self.migrations.down(txn, before.len(), to);
+            let down = set.down(txn, before.len(), to);
             if storage.isolation == Isolation::Shared {
                 migration::tenant::shared_schema(down).await
             } else {
@@ -341,73 +399,96 @@ impl DataPlane {
         Ok(moved)
     }
 
-    /// The version table, checked against the known migrations.
-    async fn version_table(
+    /// The version tables of `sets` in the schema on the `search_path` (or the tenant's
+    /// database), read in one statement, each checked against its component's migrations.
+    async fn versions_of(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
-    ) -> Result<Versions, Error> {
-        let models = self
-            .migrations
-            .applied(txn)
+        sets: &[TenantMigrations],
+    ) -> Result<Vec<Versions>, Error> {
+        let refs: Vec<&TenantMigrations> = sets.iter().collect();
+        let tables = TenantMigrations::applied_of(txn, &refs)
             .await
             .map_err(|e| missing_table(e, storage))?;
-        self.known_versions(models.into_iter().map(|m| (m.version, m.applied_at)))
-    }
-
-    /// The versions a tenant whose catalog mirror says `version` has applied: every known
-    /// migration up to it (their times unknown: the epoch). An error when no migration of this
-    /// server has that name.
-    fn mirrored_versions(&self, version: Option<&str>) -> Result<Versions, Error> {
-        let names = self.migrations.names();
-        let applied = match version {
-            None => 0,
-            Some(version) => names
-                .iter()
-                .position(|name| name == version)
-                .ok_or_else(|| {
-                    Error::Internal(format!(
-                        "the catalog has the tenant at {version}, which this server does not know"
-                    ))
-                })?
-                + 1,
-        };
-        Ok(names[..applied]
-            .iter()
-            .map(|name| (name.clone(), DateTime::default()))
-            .collect())
-    }
-
-    /// A version table's rows (version, Unix seconds), oldest first, checked against the known
-    /// migrations.
-    fn known_versions(
-        &self,
-        rows: impl IntoIterator<Item = (String, i64)>,
-    ) -> Result<Versions, Error> {
-        let names = self.migrations.names();
-        rows.into_iter()
-            .enumerate()
-            .map(|(i, (version, applied_at))| {
-                if names.get(i) != Some(&version) {
-                    return Err(Error::Internal(format!(
-                        "tenant has migration {version} applied, which this server does not know at position {i}"
-                    )));
-                }
-                Ok((
-                    version,
-                    DateTime::from_timestamp(applied_at, 0).unwrap_or_default(),
-                ))
-            })
+        sets.iter()
+            .zip(tables)
+            .map(|(set, rows)| known_versions(set, rows))
             .collect()
     }
+}
 
-    fn report(&self, applied: Versions, ran: Vec<String>) -> Report {
-        let pending = self.migrations.names()[applied.len()..].to_vec();
-        Report {
-            applied,
-            pending,
-            ran,
-            created: false,
+/// The versions a tenant whose catalog mirror says `version` has applied of the component
+/// `set`: every migration up to it (their times unknown: the epoch). An error when the
+/// component has no migration of that name.
+fn mirrored_versions(set: &TenantMigrations, version: Option<&str>) -> Result<Versions, Error> {
+    let names = set.names();
+    let applied = match version {
+        None => 0,
+        Some(version) => {
+            set.position(version).ok_or_else(|| {
+                Error::Internal(format!(
+                    "the catalog has the tenant at {version} of component '{}', which this server does not know",
+                    set.id()
+                ))
+            })? + 1
         }
+    };
+    Ok(names[..applied]
+        .iter()
+        .map(|name| (name.clone(), DateTime::default()))
+        .collect())
+}
+
+/// A version table's rows (version, Unix seconds), oldest first, checked against the
+/// migrations of the component `set`.
+fn known_versions(set: &TenantMigrations, rows: Vec<(String, i64)>) -> Result<Versions, Error> {
+    let names = set.names();
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, (version, applied_at))| {
+            if names.get(i) != Some(&version) {
+                return Err(Error::Internal(format!(
+                    "tenant has migration {version} of component '{}' applied, which this server does not know at position {i}",
+                    set.id()
+                )));
+            }
+            Ok((
+                version,
+                DateTime::from_timestamp(applied_at, 0).unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// A component's report: what its version table says after a run that `ran` these.
+fn component_report(
+    set: &TenantMigrations,
+    applied: Versions,
+    ran: Vec<String>,
+) -> ComponentReport {
+    let pending = set
+        .names()
+        .get(applied.len()..)
+        .unwrap_or_default()
+        .to_vec();
+    ComponentReport {
+        component: set.id().to_owned(),
+        applied,
+        pending,
+        ran,
+    }
+}
+
+/// Refuses a run given the wrong number of components: a migration and an inspection are of
+/// exactly one; a provisioning of any number (a plan may list none).
+fn check_sets(run: &Run, sets: &[TenantMigrations]) -> Result<(), Error> {
+    match run {
+        Run::Provision { .. } => Ok(()),
+        _ if sets.len() == 1 => Ok(()),
+        _ => Err(Error::Internal(format!(
+            "a migration or inspection of {} components at once",
+            sets.len()
+        ))),
     }
 }

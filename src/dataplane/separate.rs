@@ -5,13 +5,15 @@
 
 use std::path::PathBuf;
 
-use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, TransactionTrait};
 
 use super::handles::Address;
 use super::plan::Batch;
 use super::roles;
-use super::sql::{Ident, check_mark, exec, io_error, lock, mark_sql, not_provisioned, required};
-use super::{DataPlane, Report, Run, Storage, Target};
+use super::sql::{
+    Ident, check_mark, exec, io_error, lock, mark_sql, missing_table, not_provisioned, required,
+};
+use super::{DataPlane, Report, Run, Storage, Target, TenantMigrations, component_report};
 use crate::db::db_error;
 use crate::domain::Error;
 
@@ -20,6 +22,7 @@ impl DataPlane {
         &self,
         storage: &Storage,
         run: &Run,
+        sets: &[TenantMigrations],
     ) -> Result<Report, Error> {
         let database = required(&storage.database, "database")?;
         // A database without the tenant's mark is never adopted (nor dropped to rebuild it).
@@ -40,7 +43,7 @@ impl DataPlane {
             let conn = self.handles.get(self.pg_address(database)).await?;
             let txn = conn.begin().await.map_err(db_error)?;
             lock(&txn, storage).await?;
-            let report = self.run_own_txn(&txn, storage, run).await?;
+            let report = self.run_own_txn(&txn, storage, run, sets).await?;
             if matches!(run, Run::Provision { .. }) {
                 roles::grant_in_database(&txn, storage, database).await?;
             }
@@ -51,7 +54,12 @@ impl DataPlane {
         self.finish_separate(storage, created, result).await
     }
 
-    pub(super) async fn run_in_file(&self, storage: &Storage, run: &Run) -> Result<Report, Error> {
+    pub(super) async fn run_in_file(
+        &self,
+        storage: &Storage,
+        run: &Run,
+        sets: &[TenantMigrations],
+    ) -> Result<Report, Error> {
         let path = self.file_path(required(&storage.database, "database")?);
         let exists = path.exists();
         let created = match run {
@@ -70,7 +78,7 @@ impl DataPlane {
         let result = async {
             let conn = self.handles.get(Address::Sqlite { path: &path }).await?;
             let txn = conn.begin().await.map_err(db_error)?;
-            let report = self.run_own_txn(&txn, storage, run).await?;
+            let report = self.run_own_txn(&txn, storage, run, sets).await?;
             txn.commit().await.map_err(db_error)?;
             Ok::<_, Error>(report)
         }
@@ -78,42 +86,66 @@ impl DataPlane {
         self.finish_separate(storage, created, result).await
     }
 
-    /// `run` in `txn`, a transaction in the tenant's own database: its version table (made
-    /// first when provisioning), then the migrations toward the run's target and their version
-    /// rows.
+    /// `run` in `txn`, a transaction in the tenant's own database: the version tables of the
+    /// components `sets` (made when missing), then each component's migrations toward the run's
+    /// target and their version rows.
     async fn run_own_txn(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
         run: &Run,
+        sets: &[TenantMigrations],
     ) -> Result<Report, Error> {
+        let postgres = txn.get_database_backend() == sea_orm::DbBackend::Postgres;
+        let install = sets
+            .iter()
+            .flat_map(|set| {
+                let keep = postgres.then(|| set.keep_to_owner_sql());
+                std::iter::once(set.install_sql()).chain(keep)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !install.is_empty() {
+            txn.execute_unprepared(&install)
+                .await
+                .map_err(|e| missing_table(e, storage))?;
+        }
+        let befores = self.versions_of(txn, storage, sets).await?;
         let target = match run {
-            Run::Provision { .. } => {
-                self.migrations.install(txn).await.map_err(db_error)?;
-                Target::Latest
-            }
+            Run::Provision { .. } => Target::Latest,
             Run::Migrate(target) => target.clone(),
             Run::Inspect => {
-                let before = self.version_table(txn, storage).await?;
-                return Ok(self.report(before, Vec::new()));
+                let components = sets
+                    .iter()
+                    .zip(befores)
+                    .map(|(set, before)| component_report(set, before, Vec::new()))
+                    .collect();
+                return Ok(Report {
+                    components,
+                    created: false,
+                });
             }
         };
-        let before = self.version_table(txn, storage).await?;
-        let version = before.last().map(|(v, _)| v.clone());
-        let mut batch = Batch::default();
-        let moved = self
-            .migrate(txn, storage, before, &target, &mut batch)
-            .await?;
-        let failed = |e: DbErr| Error::MigrationFailed {
-            message: format!("{e}"),
-            version: version.clone(),
-        };
-        batch.send(txn).await.map_err(failed)?;
-        self.migrations
-            .record(txn, &moved.applied, moved.at)
-            .await
-            .map_err(failed)?;
-        Ok(self.report(moved.after, moved.ran))
+        let mut report = Report::default();
+        for (set, before) in sets.iter().zip(befores) {
+            let version = before.last().map(|(v, _)| v.clone());
+            let mut batch = Batch::default();
+            let moved = self
+                .migrate(txn, storage, set, before, &target, &mut batch)
+                .await?;
+            let failed = |e: DbErr| Error::MigrationFailed {
+                message: format!("{e}"),
+                version: version.clone(),
+            };
+            batch.send(txn).await.map_err(failed)?;
+            set.record(txn, &moved.applied, moved.at)
+                .await
+                .map_err(failed)?;
+            report
+                .components
+                .push(component_report(set, moved.after, moved.ran));
+        }
+        Ok(report)
     }
 
     /// After a run in a database of its own: on failure, remove storage this run created.

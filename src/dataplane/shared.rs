@@ -62,7 +62,7 @@ async fn tenant_tables(txn: &DatabaseTransaction, schema: &str) -> Result<Vec<Sh
                    EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2) \
                      AS role_policies \
                  FROM ({relations}) AS r JOIN pg_class c ON c.oid = r.oid \
-                 WHERE c.relkind = 'r' AND c.relname <> 'seaql_migrations' AND c.relname <> $1 \
+                 WHERE c.relkind = 'r' AND left(c.relname, 16) <> 'seaql_migrations' AND c.relname <> $1 \
                  ORDER BY c.oid",
                 relations = relations_in_schema(&Literal::new(&Ident::new(schema))),
             ),
@@ -167,8 +167,8 @@ pub async fn secure(txn: &DatabaseTransaction, schema: &str) -> Result<(), Error
     Ok(())
 }
 
-/// Applies migrations `from..to` to the shared schema `schema`, after the statements in
-/// `batch`, one at a time, each followed by [`secure`]: so a migration finds the `tenant_id`
+/// Applies migrations `from..to` of the component `migrations` to the shared schema `schema`,
+/// after the statements in `batch`, one at a time, each followed by [`secure`]: so a migration finds the `tenant_id`
 /// column on every table an earlier one made, and can key on it (the migrations run as
 /// `migration::tenant::in_shared_schema`).
 pub(super) async fn up(

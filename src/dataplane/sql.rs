@@ -136,7 +136,12 @@ pub(super) fn not_provisioned(storage: &Storage) -> Error {
 /// A failed read of a version table: a missing table means the storage was never provisioned,
 /// or is gone.
 pub(super) fn missing_table(e: DbErr, storage: &Storage) -> Error {
-    if sqlstate(&e).as_deref() == Some(UNDEFINED_TABLE) {
+    // A version table missing, or no schema to make one in (SQLSTATE 3F000, when the tenant's
+    // schema is not there): the tenant's storage is not provisioned.
+    if matches!(
+        sqlstate(&e).as_deref(),
+        Some(UNDEFINED_TABLE | INVALID_SCHEMA_NAME)
+    ) {
         not_provisioned(storage)
     } else {
         db_error(e)
@@ -164,3 +169,6 @@ pub(super) fn remove_sqlite_files(path: &std::path::Path) -> Result<(), Error> {
 pub(super) const INSUFFICIENT_PRIVILEGE: &str = "42501";
 /// SQLSTATE 42P01: no such table.
 pub(super) const UNDEFINED_TABLE: &str = "42P01";
+
+/// SQLSTATE 3F000: no such schema (or none on the `search_path` to create in).
+const INVALID_SCHEMA_NAME: &str = "3F000";

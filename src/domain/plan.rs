@@ -14,6 +14,8 @@ pub struct Plan {
     pub default_isolation: Option<Isolation>,
     /// At most one per resource, ordered by resource, so two equal plans compare equal.
     pub limits: Vec<PlanLimit>,
+    /// The components (ids) the plan's tenants get, in the order they are installed.
+    pub components: Vec<String>,
     pub revision: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
@@ -36,6 +38,7 @@ impl Plan {
         self.display_name == other.display_name
             && self.default_isolation == other.default_isolation
             && self.limits == other.limits
+            && self.components == other.components
     }
 }
 
@@ -51,6 +54,7 @@ mod tests {
             display_name: "Pro".into(),
             default_isolation: None,
             limits: vec![PlanLimit::new("users", 10, Some(QuotaKind::Gauge), None, "l").unwrap()],
+            components: vec!["sample".into()],
             revision: 3,
             create_time: now,
             update_time: now,

@@ -47,6 +47,7 @@ fn status(s: MigrationStatus) -> proto::MigrationStatus {
             .collect(),
         pending: s.pending,
         last_error: s.last_error.unwrap_or_default(),
+        component: s.component,
     }
 }
 
@@ -58,11 +59,12 @@ impl MigrationService for MigrationApi {
 
     async fn list_migrations(
         &self,
-        _: Request<proto::ListMigrationsRequest>,
+        request: Request<proto::ListMigrationsRequest>,
     ) -> Reply<proto::ListMigrationsResponse> {
         let migrations = self
             .migrations
-            .list()
+            .list(&request.get_ref().component)
+            .await?
             .iter()
             .enumerate()
             .map(|(index, version)| proto::Migration {
@@ -80,7 +82,9 @@ impl MigrationService for MigrationApi {
     ) -> Reply<proto::MigrationStatus> {
         let target = TenantRef::parse(&request.get_ref().tenant, "tenant")?;
         Ok(Response::new(status(
-            self.migrations.status(&target).await?,
+            self.migrations
+                .status(&target, &request.get_ref().component)
+                .await?,
         )))
     }
 
@@ -111,6 +115,7 @@ impl MigrationService for MigrationApi {
             .migrate(
                 &ctx,
                 &target,
+                &request.component,
                 &request.target_version,
                 direction,
                 key.as_ref(),

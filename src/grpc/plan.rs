@@ -66,6 +66,7 @@ impl PlanService for PlanApi {
                 display_name: !wire.display_name.is_empty(),
                 default_isolation: wire.default_isolation != 0,
                 limits: !wire.limits.is_empty(),
+                components: !wire.components.is_empty(),
             }
         } else {
             mask_fields(paths, &mut violations)
@@ -86,6 +87,7 @@ impl PlanService for PlanApi {
             display_name: wire.display_name,
             default_isolation: isolation_input(wire.default_isolation),
             limits,
+            components: wire.components,
             fields,
             etag: wire.etag,
             request: request_key,
@@ -103,6 +105,7 @@ fn mask_fields(paths: &[String], violations: &mut Vec<FieldViolation>) -> PlanFi
             "display_name" => fields.display_name = true,
             "default_isolation" => fields.default_isolation = true,
             "limits" => fields.limits = true,
+            "components" => fields.components = true,
             "*" => fields = PlanFields::ALL,
             p => violations.push(super::bad_mask_path(p, OUTPUT_ONLY, IMMUTABLE, "Plan")),
         }
@@ -158,6 +161,7 @@ fn plan(p: Plan) -> proto::Plan {
             .map_or(proto::Isolation::Unspecified, convert::isolation)
             as i32,
         limits: p.limits.iter().map(limit).collect(),
+        components: p.components.clone(),
         create_time: Some(convert::timestamp(p.create_time)),
         update_time: Some(convert::timestamp(p.update_time)),
     }

@@ -4,21 +4,24 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 
+use super::component_sets;
 use super::idempotency;
 use super::provisioning::storage_of;
 use super::storage_run::run_and_record;
 use super::tenants::{RequestKey, TenantRef, load};
-use crate::dataplane::{DataPlane, Run, Target};
+use crate::dataplane::{COMPILED_COMPONENT, DataPlane, Run, Target, TenantMigrations};
 use crate::domain::{CallContext, Error, Tenant, TenantState};
 use crate::store::{
     Catalog,
     provisioning::{FailedRun, Mirror},
 };
 
-/// A tenant's migration state, read from its own version table.
+/// A tenant's migration state of one component, read from its own version table.
 #[derive(Debug, Clone)]
 pub struct MigrationStatus {
     pub tenant: String,
+    /// The component's id.
+    pub component: String,
     pub applied: Vec<(String, DateTime<Utc>)>,
     pub pending: Vec<String>,
     pub last_error: Option<String>,
@@ -65,17 +68,35 @@ impl Migrations {
         Self { catalog, dataplane }
     }
 
-    /// Every tenant migration, oldest first.
-    pub fn list(&self) -> &[String] {
-        self.dataplane.migrations().names()
+    /// Every migration of `component` (empty: the compiled one), oldest first.
+    pub async fn list(&self, component: &str) -> Result<Vec<String>, Error> {
+        Ok(self.set(component).await?.names().to_vec())
     }
 
-    pub async fn status(&self, target: &TenantRef) -> Result<MigrationStatus, Error> {
+    /// The migration set of `component`; empty names the compiled one.
+    async fn set(&self, component: &str) -> Result<TenantMigrations, Error> {
+        let component = if component.is_empty() {
+            COMPILED_COMPONENT
+        } else {
+            component
+        };
+        component_sets::of_component(&self.catalog, &self.dataplane, component).await
+    }
+
+    /// The tenant's migration state of `component` (empty: the compiled one), read from its
+    /// version table.
+    pub async fn status(
+        &self,
+        target: &TenantRef,
+        component: &str,
+    ) -> Result<MigrationStatus, Error> {
         let tenant = load(&self.catalog, target).await?;
         provisioned(&tenant)?;
-        let report = self.dataplane.inspect(&storage_of(&tenant)).await?;
+        let set = self.set(component).await?;
+        let report = self.dataplane.inspect(&storage_of(&tenant), &set).await?;
         Ok(MigrationStatus {
             tenant: tenant.name(),
+            component: report.component,
             applied: report.applied,
             pending: report.pending,
             last_error: tenant.last_error,
@@ -84,16 +105,17 @@ impl Migrations {
 
     /// Migrates one tenant, in one transaction: a failure leaves it at its previous version,
     /// with the error kept on the tenant.
-    #[tracing::instrument(skip_all, fields(tenant = %target, ?direction, version))]
+    #[tracing::instrument(skip_all, fields(tenant = %target, component, ?direction, version))]
     pub async fn migrate(
         &self,
         ctx: &CallContext,
         target: &TenantRef,
+        component: &str,
         version: &str,
         direction: Direction,
         request: Option<&RequestKey>,
     ) -> Result<Migrated, Error> {
-        let migrations = self.dataplane.migrations();
+        let migrations = &self.set(component).await?;
         let goal = match (direction, version) {
             (Direction::Up, "") => Target::Latest,
             (Direction::Down, "") => Target::DownOne,
@@ -103,16 +125,19 @@ impl Migrations {
         let tenant = load(&self.catalog, target).await?;
         ctx.note_tenant(tenant.id);
         provisioned(&tenant)?;
+        self.listed(&tenant, migrations.id()).await?;
         let run = idempotency::once(
             &self.catalog,
             ctx,
             request,
             MIGRATE_METHOD,
             tenant.id.as_uuid(),
-            || self.run(ctx, &tenant, goal),
+            || self.run(ctx, &tenant, migrations, goal),
         )
         .await?;
-        let status = self.status(&TenantRef::Id(tenant.id)).await?;
+        let status = self
+            .status(&TenantRef::Id(tenant.id), migrations.id())
+            .await?;
         Ok(Migrated {
             status,
             ran: run.ran,
@@ -120,7 +145,34 @@ impl Migrations {
         })
     }
 
-    async fn run(&self, ctx: &CallContext, tenant: &Tenant, goal: Target) -> Result<Ran, Error> {
+    /// Refuses a component the tenant's plan does not list: its tables would be made in a
+    /// tenant whose plan does not give them.
+    async fn listed(&self, tenant: &Tenant, component: &str) -> Result<(), Error> {
+        let listed = self
+            .catalog
+            .plan_components(tenant.plan.as_str())
+            .await?
+            .unwrap_or_default();
+        if listed.iter().any(|c| c == component) {
+            return Ok(());
+        }
+        Err(Error::FailedPrecondition {
+            subject: format!("components/{component}"),
+            message: format!(
+                "the plan of tenant {} ({}) does not list component {component}",
+                tenant.slug,
+                tenant.plan.as_str()
+            ),
+        })
+    }
+
+    async fn run(
+        &self,
+        ctx: &CallContext,
+        tenant: &Tenant,
+        set: &TenantMigrations,
+        goal: Target,
+    ) -> Result<Ran, Error> {
         let started = std::time::Instant::now();
         let report = match run_and_record(
             ctx,
@@ -128,15 +180,22 @@ impl Migrations {
             &self.dataplane,
             &storage_of(tenant),
             &Run::Migrate(goal),
+            std::slice::from_ref(set),
             Mirror::Migrated,
         )
         .await
         {
-            Ok((report, _)) => report,
+            Ok((report, _)) => report.first(),
             Err(error) => {
                 if matches!(error, Error::MigrationFailed { .. }) {
                     self.catalog
-                        .record_failure(ctx, tenant.id, &error.to_string(), FailedRun::Later)
+                        .record_failure(
+                            ctx,
+                            tenant.id,
+                            &error.to_string(),
+                            FailedRun::Later,
+                            &[set.id()],
+                        )
                         .await?;
                 }
                 return Err(error);

@@ -1,6 +1,7 @@
 //! Use cases, in domain terms: no tonic and no sea-orm types cross this boundary.
 
 mod audit;
+mod component_sets;
 mod credentials;
 mod idempotency;
 mod jobs;

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::component_sets;
 use super::idempotency;
 use super::storage_run::run_and_record;
 use super::tenants::{DataLocation, RequestKey, TenantRef, load};
-use crate::dataplane::{DataPlane, Run, Storage};
+use crate::dataplane::{DataPlane, Run, Storage, TenantMigrations};
 use crate::domain::{
     CallContext, DbRoleName, Error, Etag, Isolation, Tenant, TenantId, TenantState,
 };
@@ -138,22 +139,33 @@ impl Provisioning {
         };
         let run = Run::Provision { recreate };
         let storage = storage_of(tenant);
-        let (report, recorded) =
-            match run_and_record(ctx, &self.catalog, &self.dataplane, &storage, &run, mirror).await
-            {
-                Ok(done) => done,
-                Err(error) => {
-                    let failed = if tenant.provision_time.is_none() {
-                        FailedRun::FirstProvisioning
-                    } else {
-                        FailedRun::Later
-                    };
-                    self.catalog
-                        .record_failure(ctx, tenant.id, &error.to_string(), failed)
-                        .await?;
-                    return Err(error);
-                }
-            };
+        let sets =
+            component_sets::of_plan(&self.catalog, &self.dataplane, tenant.plan.as_str()).await?;
+        let ran = run_and_record(
+            ctx,
+            &self.catalog,
+            &self.dataplane,
+            &storage,
+            &run,
+            &sets,
+            mirror,
+        )
+        .await;
+        let (report, recorded) = match ran {
+            Ok(done) => done,
+            Err(error) => {
+                let failed = if tenant.provision_time.is_none() {
+                    FailedRun::FirstProvisioning
+                } else {
+                    FailedRun::Later
+                };
+                let components: Vec<&str> = sets.iter().map(TenantMigrations::id).collect();
+                self.catalog
+                    .record_failure(ctx, tenant.id, &error.to_string(), failed, &components)
+                    .await?;
+                return Err(error);
+            }
+        };
         // Provisioning was refused to a suspended or deleted tenant, but the tenant may have
         // become one while its role was being made. A schema in the catalog database settled
         // that in its provisioning transaction; a database of its own could not.
@@ -167,11 +179,11 @@ impl Provisioning {
             RowChange::None => (false, None),
             RowChange::Changed(row) => (true, row),
         };
-        let changed = report.created || !report.ran.is_empty() || recorded;
+        let changed = report.created || report.ran_any() || recorded;
         if changed {
             tracing::info!(
                 created = report.created,
-                applied = report.ran.len(),
+                applied = report.ran_count(),
                 "tenant storage provisioned"
             );
         }

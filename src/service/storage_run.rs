@@ -9,7 +9,7 @@
 //! database or an SQLite file) commits its DDL there first, and the catalog records it after,
 //! in a transaction of its own: the mirror may lag the tenant, never lead it.
 
-use crate::dataplane::{DataPlane, Report, Run, Storage};
+use crate::dataplane::{DataPlane, Report, Run, Storage, TenantMigrations};
 use crate::domain::{CallContext, Error, Isolation};
 use crate::store::{
     Catalog, Change,
@@ -17,29 +17,37 @@ use crate::store::{
     settle_login,
 };
 
-/// Runs `run` in the tenant's storage and records it in the catalog as `mirror` says; what the
-/// run found and did, and how it changed the tenant's row.
+/// Runs `run` for the components `sets` in the tenant's storage and records it in the catalog
+/// as `mirror` says; what the run found and did, and how it changed the tenant's row.
 pub(super) async fn run_and_record(
     ctx: &CallContext,
     catalog: &Catalog,
     dataplane: &DataPlane,
     storage: &Storage,
     run: &Run,
+    sets: &[TenantMigrations],
     mirror: Mirror,
 ) -> Result<(Report, RowChange), Error> {
     if !dataplane.in_catalog(storage) {
-        let report = dataplane.run_own(storage, run).await?;
+        let report = dataplane.run_own(storage, run, sets).await?;
         let recorded = catalog
-            .record_run(ctx, storage.tenant, report.version(), mirror)
+            .record_run(ctx, storage.tenant, &report.versions(), mirror)
             .await?;
         return Ok((report, recorded));
     }
     let unit = catalog.begin(ctx).await?;
-    let report = dataplane.run(unit.txn(), storage, run).await?;
+    let report = dataplane.run(unit.txn(), storage, run, sets).await?;
     let now = catalog.now();
-    let version = report.version();
-    let mut recorded =
-        record_run(unit.txn(), unit.ctx(), now, storage.tenant, version, mirror).await?;
+    let versions = report.versions();
+    let mut recorded = record_run(
+        unit.txn(),
+        unit.ctx(),
+        now,
+        storage.tenant,
+        &versions,
+        mirror,
+    )
+    .await?;
     if mirror != Mirror::Migrated {
         // The role is made in this transaction: a suspension or deletion meanwhile found no role
         // to take LOGIN from.
@@ -49,7 +57,7 @@ pub(super) async fn run_and_record(
     if shared {
         // One schema serves every shared tenant: they all are at its version now. That may
         // change this tenant's row again, so the row returned above is not kept.
-        record_shared_version(unit.txn(), report.version()).await?;
+        record_shared_version(unit.txn(), now, &versions).await?;
         if let RowChange::Changed(row) = &mut recorded {
             *row = None;
         }

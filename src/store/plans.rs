@@ -34,6 +34,7 @@ impl Catalog {
             display_name: Set(p.display_name.clone()),
             default_isolation: Set(p.default_isolation.map(|i| i.as_str().to_owned())),
             limits: Set(PlanLimit::encode(&p.limits)),
+            components: Set(serde_json::json!([crate::dataplane::COMPILED_COMPONENT])),
             revision: Set(1),
             create_time: Set(now),
             update_time: Set(now),
@@ -127,6 +128,7 @@ impl Catalog {
                 Expr::value(model.default_isolation),
             )
             .col_expr(plan::Column::Limits, Expr::value(model.limits))
+            .col_expr(plan::Column::Components, Expr::value(model.components))
             .col_expr(plan::Column::Revision, Expr::value(model.revision))
             .col_expr(plan::Column::UpdateTime, Expr::value(model.update_time))
             .filter(plan::Column::Id.eq(model.id))
@@ -150,6 +152,7 @@ fn from_domain(p: &Plan) -> plan::Model {
         display_name: p.display_name.clone(),
         default_isolation: p.default_isolation.map(|i| i.as_str().to_owned()),
         limits: PlanLimit::encode(&p.limits),
+        components: serde_json::json!(p.components),
         revision: p.revision,
         create_time: p.create_time,
         update_time: p.update_time,
@@ -172,6 +175,7 @@ fn to_domain(m: plan::Model) -> Result<Plan, Error> {
         display_name: m.display_name,
         default_isolation,
         limits: PlanLimit::decode(&m.limits),
+        components: serde_json::from_value(m.components).map_err(|_| corrupt("components"))?,
         revision: m.revision,
         create_time: m.create_time,
         update_time: m.update_time,

@@ -9,14 +9,18 @@
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait,
     TransactionTrait,
-    sea_query::{Alias, CommonTableExpression, Expr, ExprTrait, Func},
+    sea_query::{
+        Alias, CommonTableExpression, Expr, ExprTrait, Func, InsertStatement, OnConflict, Query,
+        WithClause,
+    },
 };
 
 use super::cache::Change;
-use super::entity::{api_key, quota_usage, tenant, tenant_member};
+use super::entity::{api_key, plan, quota_usage, tenant, tenant_component, tenant_member};
 use super::{Catalog, audit, db_error};
 use chrono::{DateTime, Utc};
 
+use crate::dataplane::COMPILED_COMPONENT;
 use crate::domain::{CallContext, Error, Tenant, TenantId, TenantState};
 
 /// How recording a run changed the tenant's row.
@@ -57,24 +61,51 @@ impl Mirror {
     }
 }
 
+/// Each component a run ran and the version it left the tenant at.
+pub type ComponentVersions<'a> = [(&'a str, Option<&'a str>)];
+
 /// Records, on `conn` (the use case's transaction, where the run's DDL is when the tenant's
-/// storage is in the catalog database), a run that left the tenant at `version`, mirrored as
-/// `mirror`, with the audit row of the call that asked for it (ProvisionTenant, MigrateTenant).
+/// storage is in the catalog database), a run that left the tenant's components at `versions`,
+/// mirrored as `mirror`, with the audit row of the call that asked for it (ProvisionTenant,
+/// MigrateTenant). Each component's version goes in `tenant_components`; the compiled
+/// component's also in the tenant's row (`migration_version`), as before components.
 pub async fn record_run<C: ConnectionTrait>(
     conn: &C,
     ctx: &CallContext,
     now: DateTime<Utc>,
     id: TenantId,
-    version: Option<&str>,
+    versions: &ComponentVersions<'_>,
     mirror: Mirror,
 ) -> Result<RowChange, Error> {
-    let mut update = mirror_update(now, id, version, mirror);
+    let compiled = versions
+        .iter()
+        .find(|(component, _)| *component == COMPILED_COMPONENT)
+        .map(|(_, version)| *version);
+    let mut update = mirror_update(now, id, compiled, mirror);
     // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
     // the same statement (a data-modifying WITH runs whether or not the update changes a row).
     let audit = audit::success(ctx, Some(id));
+    let components = component_rows(now, &[id], versions);
     let with_update = conn.get_database_backend() == DbBackend::Postgres;
-    if with_update && let Some(row) = &audit {
-        QueryTrait::query(&mut update).with_cte(audit_cte(row));
+    if with_update {
+        // One WITH clause holds both (a second `with_cte` would replace the first).
+        let mut with = WithClause::new();
+        if let Some(row) = &audit {
+            with.cte(audit_cte(row));
+        }
+        if let Some(rows) = &components {
+            with.cte(
+                CommonTableExpression::new()
+                    .query(rows.clone())
+                    .table_name(Alias::new("component_rows"))
+                    .to_owned(),
+            );
+        }
+        if audit.is_some() || components.is_some() {
+            QueryTrait::query(&mut update).with_cte(with);
+        }
+    } else if let Some(rows) = &components {
+        conn.execute(rows).await.map_err(db_error)?;
     }
     // The row comes back with the change, so the caller need not read it again.
     let change = if conn.support_returning() {
@@ -109,20 +140,73 @@ fn audit_cte(row: &audit::SuccessRow) -> CommonTableExpression {
         .to_owned()
 }
 
+/// Upserts each (tenant, component) row of `tenants` × `versions` into `tenant_components`,
+/// clearing the component's error; `None` when there is nothing to write.
+fn component_rows(
+    now: DateTime<Utc>,
+    tenants: &[TenantId],
+    versions: &ComponentVersions<'_>,
+) -> Option<InsertStatement> {
+    if tenants.is_empty() || versions.is_empty() {
+        return None;
+    }
+    let mut insert = Query::insert();
+    insert
+        .into_table(tenant_component::Entity)
+        .columns([
+            tenant_component::Column::TenantId,
+            tenant_component::Column::Component,
+            tenant_component::Column::Version,
+            tenant_component::Column::LastError,
+            tenant_component::Column::LastErrorTime,
+            tenant_component::Column::UpdateTime,
+        ])
+        .on_conflict(
+            OnConflict::columns([
+                tenant_component::Column::TenantId,
+                tenant_component::Column::Component,
+            ])
+            .update_columns([
+                tenant_component::Column::Version,
+                tenant_component::Column::LastError,
+                tenant_component::Column::LastErrorTime,
+                tenant_component::Column::UpdateTime,
+            ])
+            .to_owned(),
+        );
+    for tenant in tenants {
+        for (component, version) in versions {
+            insert.values_panic([
+                tenant.as_uuid().into(),
+                (*component).into(),
+                version.map(str::to_owned).into(),
+                Option::<String>::None.into(),
+                Option::<DateTime<Utc>>::None.into(),
+                now.into(),
+            ]);
+        }
+    }
+    Some(insert)
+}
+
 /// The update of the tenant's row that mirrors a run as `mirror` says, only where that changes
-/// something. Its times say `now`.
+/// something. Its times say `now`. `compiled` is the compiled component's version when the
+/// run ran it (`None`: the run did not, and the row's version is left alone).
 fn mirror_update(
     now: DateTime<Utc>,
     id: TenantId,
-    version: Option<&str>,
+    compiled: Option<Option<&str>>,
     mirror: Mirror,
 ) -> sea_orm::UpdateMany<tenant::Entity> {
     let provisioned = mirror.provisioned();
-    let mut update = tenant::Entity::update_many()
-        .col_expr(
+    let mut update = tenant::Entity::update_many();
+    if let Some(version) = compiled {
+        update = update.col_expr(
             tenant::Column::MigrationVersion,
             Expr::value(version.map(str::to_owned)),
-        )
+        );
+    }
+    update = update
         .col_expr(
             tenant::Column::LastError,
             Expr::value(Option::<String>::None),
@@ -181,11 +265,12 @@ fn mirror_update(
     if mirror == Mirror::Rebuilt {
         changed = changed.add(tenant::Column::Id.is_not_null());
     }
-    changed = match version {
-        Some(v) => changed
+    changed = match compiled {
+        Some(Some(v)) => changed
             .add(tenant::Column::MigrationVersion.ne(v))
             .add(tenant::Column::MigrationVersion.is_null()),
-        None => changed.add(tenant::Column::MigrationVersion.is_not_null()),
+        Some(None) => changed.add(tenant::Column::MigrationVersion.is_not_null()),
+        None => changed,
     };
     if provisioned {
         changed =
@@ -201,11 +286,25 @@ fn mirror_update(
         .filter(changed)
 }
 
-/// Mirrors the shared schema's version onto every provisioned SHARED tenant.
+/// Mirrors the shared schema's versions onto every provisioned SHARED tenant: the compiled
+/// component's in the tenants' rows, each component's in `tenant_components` for the tenants
+/// whose plan lists it.
 pub async fn record_shared_version<C: ConnectionTrait>(
     conn: &C,
-    version: Option<&str>,
+    now: DateTime<Utc>,
+    versions: &ComponentVersions<'_>,
 ) -> Result<(), Error> {
+    for (component, version) in versions {
+        conn.execute(&shared_component_rows(now, component, *version))
+            .await
+            .map_err(db_error)?;
+    }
+    let Some((_, version)) = versions
+        .iter()
+        .find(|(component, _)| *component == COMPILED_COMPONENT)
+    else {
+        return Ok(());
+    };
     tenant::Entity::update_many()
         .col_expr(
             tenant::Column::MigrationVersion,
@@ -228,6 +327,87 @@ pub async fn record_shared_version<C: ConnectionTrait>(
     Ok(())
 }
 
+/// The upsert of `component` at `version` for every provisioned SHARED tenant that has a row
+/// for it already or whose plan lists it.
+fn shared_component_rows(
+    now: DateTime<Utc>,
+    component: &str,
+    version: Option<&str>,
+) -> InsertStatement {
+    let mut select = Query::select();
+    select
+        .column((tenant::Entity, tenant::Column::Id))
+        .expr(Expr::val(component))
+        .expr(Expr::val(version.map(str::to_owned)))
+        .expr(Expr::val(Option::<String>::None))
+        .expr(Expr::val(Option::<DateTime<Utc>>::None))
+        .expr(Expr::val(now))
+        .from(tenant::Entity)
+        .and_where(tenant::Column::Isolation.eq(crate::domain::Isolation::Shared.as_str()))
+        .and_where(tenant::Column::ProvisionTime.is_not_null())
+        .and_where(
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(plan::Entity)
+                    .and_where(
+                        Expr::col((plan::Entity, plan::Column::Id))
+                            .equals((tenant::Entity, tenant::Column::Plan)),
+                    )
+                    .and_where(plan_lists(component))
+                    .to_owned(),
+            )
+            .or(Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(tenant_component::Entity)
+                    .and_where(
+                        Expr::col((tenant_component::Entity, tenant_component::Column::TenantId))
+                            .equals((tenant::Entity, tenant::Column::Id)),
+                    )
+                    .and_where(tenant_component::Column::Component.eq(component))
+                    .to_owned(),
+            )),
+        );
+    let mut insert = Query::insert();
+    insert
+        .into_table(tenant_component::Entity)
+        .columns([
+            tenant_component::Column::TenantId,
+            tenant_component::Column::Component,
+            tenant_component::Column::Version,
+            tenant_component::Column::LastError,
+            tenant_component::Column::LastErrorTime,
+            tenant_component::Column::UpdateTime,
+        ])
+        .on_conflict(
+            OnConflict::columns([
+                tenant_component::Column::TenantId,
+                tenant_component::Column::Component,
+            ])
+            .update_columns([
+                tenant_component::Column::Version,
+                tenant_component::Column::UpdateTime,
+            ])
+            .to_owned(),
+        );
+    // A SELECT built here always has as many columns as the insert: never an error.
+    if let Err(e) = insert.select_from(select) {
+        tracing::error!(error = %e, "shared component mirror");
+    }
+    insert
+}
+
+/// Whether a plan's `components` (a JSON array of ids) lists `component`. The array is
+/// matched as text: ids are DNS labels, so `"id"` with its quotes occurs only as that element.
+fn plan_lists(component: &str) -> sea_orm::sea_query::SimpleExpr {
+    Expr::expr(Func::cast_as(
+        Expr::col((plan::Entity, plan::Column::Components)),
+        Alias::new("text"),
+    ))
+    .like(format!("%\"{component}\"%"))
+}
+
 impl Catalog {
     /// [`record_run`] in a transaction of its own: for a tenant whose storage is not in the
     /// catalog database, recorded after the storage's own commit (so the mirror may lag the
@@ -236,11 +416,11 @@ impl Catalog {
         &self,
         ctx: &CallContext,
         id: TenantId,
-        version: Option<&str>,
+        versions: &ComponentVersions<'_>,
         mirror: Mirror,
     ) -> Result<RowChange, Error> {
         let txn = self.conn().begin().await.map_err(db_error)?;
-        let recorded = record_run(&txn, ctx, self.now(), id, version, mirror).await?;
+        let recorded = record_run(&txn, ctx, self.now(), id, versions, mirror).await?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&Change::TenantRow(id));
         Ok(recorded)
@@ -255,6 +435,7 @@ impl Catalog {
         id: TenantId,
         error: &str,
         run: FailedRun,
+        components: &[&str],
     ) -> Result<(), Error> {
         let now = self.now();
         let mut update = tenant::Entity::update_many()
@@ -279,6 +460,18 @@ impl Catalog {
         let txn = self.conn().begin().await.map_err(db_error)?;
         update
             .filter(tenant::Column::Id.eq(id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        // The components the run was of keep the error too (their version as it was).
+        tenant_component::Entity::update_many()
+            .col_expr(
+                tenant_component::Column::LastError,
+                Expr::value(error.to_owned()),
+            )
+            .col_expr(tenant_component::Column::LastErrorTime, Expr::value(now))
+            .filter(tenant_component::Column::TenantId.eq(id.as_uuid()))
+            .filter(tenant_component::Column::Component.is_in(components.iter().copied()))
             .exec(&txn)
             .await
             .map_err(db_error)?;
@@ -312,7 +505,13 @@ impl Catalog {
             .exec(&txn)
             .await
             .map_err(db_error)?;
-        // With its data gone, the tenant's usage counts, API keys and members go too.
+        // With its data gone, the tenant's component versions, usage counts, API keys and
+        // members go too.
+        tenant_component::Entity::delete_many()
+            .filter(tenant_component::Column::TenantId.eq(id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
         quota_usage::Entity::delete_many()
             .filter(quota_usage::Column::TenantId.eq(id.as_uuid()))
             .exec(&txn)

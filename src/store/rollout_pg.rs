@@ -193,6 +193,7 @@ impl Catalog {
             self.now().into(),
             TargetState::Running.as_str().into(),
             kind.into(),
+            crate::dataplane::COMPILED_COMPONENT.into(),
         ];
         let mut ctes = vec![
             "quiet AS MATERIALIZED (SELECT set_config('tenant_plane.batch_notify', 'on', true))"
@@ -239,7 +240,14 @@ impl Catalog {
                    FROM quiet \
                    WHERE t.id = ${tenant_p} AND EXISTS (SELECT 1 FROM done{i}) \
                      AND (t.last_error IS NOT NULL OR t.migration_version IS NULL \
-                          OR t.migration_version <> ${to_p}))"
+                          OR t.migration_version <> ${to_p})), \
+                 component{i} AS ( \
+                   INSERT INTO {q}tenant_components AS c \
+                     (tenant_id, component, version, last_error, last_error_time, update_time) \
+                   SELECT tenant_id, $7, ${to_p}, NULL, NULL, $4 FROM done{i} \
+                   ON CONFLICT (tenant_id, component) DO UPDATE \
+                   SET version = excluded.version, last_error = NULL, last_error_time = NULL, \
+                     update_time = excluded.update_time)"
             ));
             counts.push(format!("(SELECT count(*) FROM done{i})"));
             ids.push(tenant.to_string());

@@ -37,6 +37,7 @@ async fn catalog(dir: &std::path::Path) -> Catalog {
 
 fn new_plan(id: &str) -> UpsertPlanInput {
     UpsertPlanInput {
+        components: Default::default(),
         name: format!("plans/{id}"),
         plan_id: String::new(),
         display_name: String::new(),

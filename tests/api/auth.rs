@@ -138,6 +138,7 @@ async fn the_service_role_reads_and_resolves_but_changes_nothing(server: &TestSe
     server
         .migrations()
         .get_migration_status(proto::GetMigrationStatusRequest {
+            component: Default::default(),
             tenant: acme.name.clone(),
         })
         .await
@@ -146,6 +147,7 @@ async fn the_service_role_reads_and_resolves_but_changes_nothing(server: &TestSe
         proto::migration_service_client::MigrationServiceClient::new(server.conn_as(SERVICE_TOKEN));
     migrations
         .get_migration_status(proto::GetMigrationStatusRequest {
+            component: Default::default(),
             tenant: acme.name.clone(),
         })
         .await

@@ -28,6 +28,7 @@ pub async fn migrate(
     server
         .migrations()
         .migrate_tenant(proto::MigrateTenantRequest {
+            component: Default::default(),
             tenant: tenant.to_owned(),
             target_version: target_version.to_owned(),
             direction: direction.into(),
@@ -41,6 +42,7 @@ pub async fn migration_status(server: &TestServer, tenant: &str) -> proto::Migra
     server
         .migrations()
         .get_migration_status(proto::GetMigrationStatusRequest {
+            component: Default::default(),
             tenant: tenant.to_owned(),
         })
         .await
@@ -67,7 +69,9 @@ fn versions(status: &proto::MigrationStatus) -> Vec<&str> {
 async fn list_migrations_lists_the_sample_migrations_in_order(server: &TestServer) {
     let listed = server
         .migrations()
-        .list_migrations(proto::ListMigrationsRequest {})
+        .list_migrations(proto::ListMigrationsRequest {
+            component: Default::default(),
+        })
         .await
         .expect("list")
         .into_inner()

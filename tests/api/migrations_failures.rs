@@ -111,6 +111,7 @@ async fn migrate_tenant_refuses_bad_input_and_tenants_without_live_storage(db: D
     let mut client = server.migrations();
     let request = |tenant: &str, target: &str, direction: i32, request_id: &str| {
         proto::MigrateTenantRequest {
+            component: Default::default(),
             tenant: tenant.to_owned(),
             target_version: target.to_owned(),
             direction,
@@ -158,6 +159,7 @@ async fn migrate_tenant_refuses_bad_input_and_tenants_without_live_storage(db: D
     }
     let no_status = client
         .get_migration_status(proto::GetMigrationStatusRequest {
+            component: Default::default(),
             tenant: waiting.name.clone(),
         })
         .await
@@ -255,6 +257,7 @@ async fn down_one_step_never_reverts_the_last_migration(server: &TestServer) {
 async fn a_retried_down_with_the_same_request_id_reverts_only_once(server: &TestServer) {
     let tenant = create(server, "theta").await;
     let request = proto::MigrateTenantRequest {
+        component: Default::default(),
         tenant: tenant.name.clone(),
         target_version: String::new(),
         direction: MigrationDirection::Down.into(),

@@ -126,9 +126,15 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
                 .await
                 .expect("begin");
             let report = dataplane
-                .run(unit.txn(), storage, &Run::Migrate(Target::Up(sixth)))
+                .run(
+                    unit.txn(),
+                    storage,
+                    &Run::Migrate(Target::Up(sixth)),
+                    std::slice::from_ref(dataplane.migrations()),
+                )
                 .await
-                .expect("migrate");
+                .expect("migrate")
+                .first();
             assert_eq!(report.version(), Some(SIXTH));
             let held = catalog
                 .record_migrated(unit.txn(), rollout.id, worker, &[(tenant.id, outcome)])

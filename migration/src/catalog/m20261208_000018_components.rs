@@ -63,6 +63,13 @@ enum Plans {
     Components,
 }
 
+/// Which component a rollout migrates (the compiled one for rollouts started before).
+#[derive(DeriveIden)]
+enum Rollouts {
+    Table,
+    Component,
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -233,6 +240,19 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Rollouts::Table)
+                    .add_column(
+                        ColumnDef::new(Rollouts::Component)
+                            .string_len(63)
+                            .not_null()
+                            .default("sample"),
+                    )
+                    .to_owned(),
+            )
+            .await?;
         // Every provisioned tenant has the sample component at the version its mirror says.
         let backfill = Query::insert()
             .into_table(TenantComponents::Table)
@@ -258,6 +278,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Rollouts::Table)
+                    .drop_column(Rollouts::Component)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

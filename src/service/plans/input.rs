@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::dataplane::COMPILED_COMPONENT;
 use crate::domain::{Error, Etag, FieldViolation, Isolation, Plan, PlanLimit, PlanName, QuotaKind};
 use crate::service::tenants::{IsolationInput, RequestKey, check_display_name};
 use crate::store::Backend;
@@ -31,6 +32,7 @@ pub struct PlanFields {
     pub display_name: bool,
     pub default_isolation: bool,
     pub limits: bool,
+    pub components: bool,
 }
 
 impl PlanFields {
@@ -39,6 +41,7 @@ impl PlanFields {
         display_name: true,
         default_isolation: true,
         limits: true,
+        components: true,
     };
 }
 
@@ -53,6 +56,8 @@ pub struct UpsertPlanInput {
     pub display_name: String,
     pub default_isolation: IsolationInput,
     pub limits: Vec<PlanLimitInput>,
+    /// The components the plan's tenants get; empty on a new plan means the compiled one.
+    pub components: Vec<String>,
     pub fields: PlanFields,
     /// Empty, or the etag the plan must still have.
     pub etag: String,
@@ -77,6 +82,7 @@ pub(super) struct Upsert {
     display_name: String,
     default_isolation: Option<Isolation>,
     limits: Vec<PlanLimit>,
+    pub(super) components: Vec<String>,
     fields: PlanFields,
     pub(super) etag: Option<Etag>,
 }
@@ -126,6 +132,7 @@ impl Upsert {
             ));
         }
         let limits = check_limits(&input.limits, &mut violations);
+        let components = check_components(&input.components, &mut violations);
         let etag = (!input.etag.is_empty())
             .then(|| {
                 Etag::parse(&input.etag).ok_or_else(|| {
@@ -151,6 +158,7 @@ impl Upsert {
             id,
             default_isolation,
             limits,
+            components,
             fields: input.fields,
             etag,
         })
@@ -163,6 +171,11 @@ impl Upsert {
             display_name: self.display_name.clone(),
             default_isolation: self.default_isolation,
             limits: self.limits.clone(),
+            components: if self.components.is_empty() {
+                vec![COMPILED_COMPONENT.to_owned()]
+            } else {
+                self.components.clone()
+            },
             revision: 1,
             create_time: now,
             update_time: now,
@@ -181,8 +194,46 @@ impl Upsert {
         if self.fields.limits {
             changed.limits = self.limits.clone();
         }
+        if self.fields.components {
+            changed.components = self.components.clone();
+        }
         changed
     }
+}
+
+/// Checks each component id's form (a DNS label), and that none is listed twice. Whether each
+/// is registered is checked against the catalog afterwards.
+fn check_components(ids: &[String], violations: &mut Vec<FieldViolation>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let field = format!("plan.components[{i}]");
+        if !is_dns_label(id) {
+            violations.push(FieldViolation::new(
+                field,
+                "a component id is a DNS label: lowercase letters, digits and '-', starting with a letter, at most 63 characters",
+            ));
+        } else if seen.contains(id) {
+            violations.push(FieldViolation::new(
+                field,
+                format!("'{id}' is listed twice"),
+            ));
+        } else {
+            seen.push(id.clone());
+        }
+    }
+    seen
+}
+
+/// Whether `id` is a DNS label starting with a letter.
+fn is_dns_label(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 /// Checks each limit, and that no resource is limited twice. The result is ordered by
@@ -239,6 +290,7 @@ mod tests {
             display_name: String::new(),
             default_isolation: IsolationInput::Unspecified,
             limits: Vec::new(),
+            components: Vec::new(),
             fields: PlanFields::default(),
             etag: String::new(),
             request: None,

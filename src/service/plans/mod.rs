@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::idempotency;
 use super::paging::Page;
-use crate::domain::{CallContext, Error, Isolation, Plan, PlanLimit, PlanName};
+use crate::dataplane::COMPILED_COMPONENT;
+use crate::domain::{CallContext, Error, FieldViolation, Isolation, Plan, PlanLimit, PlanName};
 use crate::store::Catalog;
 
 mod input;
@@ -70,6 +71,7 @@ impl Plans {
     pub async fn upsert(&self, ctx: &CallContext, input: UpsertPlanInput) -> Result<Plan, Error> {
         let request = input.request.clone();
         let upsert = Upsert::check(input, self.catalog.backend())?;
+        self.check_registered(&upsert.components).await?;
         let answer = idempotency::once(
             &self.catalog,
             ctx,
@@ -81,6 +83,21 @@ impl Plans {
         )
         .await?;
         answer.into_plan()
+    }
+
+    /// Refuses components that are neither compiled nor registered: a plan that listed one
+    /// could provision no tenant.
+    async fn check_registered(&self, components: &[String]) -> Result<(), Error> {
+        let mut violations = Vec::new();
+        for (i, id) in components.iter().enumerate() {
+            if id != COMPILED_COMPONENT && !self.catalog.component_exists(id).await? {
+                violations.push(FieldViolation::new(
+                    format!("plan.components[{i}]"),
+                    format!("components/{id} is not registered (CreateComponent first)"),
+                ));
+            }
+        }
+        Error::check(violations)
     }
 
     /// Creates or changes the plan with optimistic concurrency: with an etag, a concurrent
@@ -140,6 +157,8 @@ struct Answer {
     display_name: String,
     default_isolation: Option<String>,
     limits: serde_json::Value,
+    #[serde(default)]
+    components: Vec<String>,
     revision: i64,
     /// RFC 3339, to the nanosecond.
     create_time: String,
@@ -154,6 +173,7 @@ impl From<&Plan> for Answer {
             display_name: p.display_name.clone(),
             default_isolation: p.default_isolation.map(|i| i.as_str().to_owned()),
             limits: PlanLimit::encode(&p.limits),
+            components: p.components.clone(),
             revision: p.revision,
             create_time: time(p.create_time),
             update_time: time(p.update_time),
@@ -179,6 +199,7 @@ impl Answer {
             display_name: self.display_name,
             default_isolation,
             limits: PlanLimit::decode(&self.limits),
+            components: self.components,
             revision: self.revision,
             create_time: time(&self.create_time)?,
             update_time: time(&self.update_time)?,
@@ -209,6 +230,7 @@ mod tests {
                 .unwrap(),
                 PlanLimit::new("users", 3, Some(QuotaKind::Gauge), None, "l").unwrap(),
             ],
+            components: vec!["sample".into(), "billing".into()],
             revision: 7,
             create_time: now,
             update_time: now,

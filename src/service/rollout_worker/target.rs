@@ -12,7 +12,7 @@ use std::time::Instant;
 use uuid::Uuid;
 
 use super::RolloutWorker;
-use crate::dataplane::{Report, Run, Storage, Target};
+use crate::dataplane::{COMPILED_COMPONENT, ComponentReport, Run, Storage, Target};
 use crate::domain::{CallContext, Error, Isolation, Tenant, TenantId, TenantState};
 use crate::metrics::TargetOutcome;
 use crate::service::provisioning::storage_of;
@@ -103,6 +103,7 @@ impl RolloutWorker {
                 .migrate_from_mirror(
                     unit.txn(),
                     &storage_of(tenant),
+                    self.dataplane.migrations(),
                     &Target::Up(target),
                     tenant.migration_version.as_deref(),
                 )
@@ -247,10 +248,11 @@ impl RolloutWorker {
                 &self.dataplane,
                 &storage,
                 &Run::Migrate(Target::Up(target)),
+                std::slice::from_ref(self.dataplane.migrations()),
                 Mirror::Migrated,
             )
             .await
-            .map(|(report, _)| Alone::ToRecord(report))
+            .map(|(report, _)| Alone::ToRecord(report.first()))
         };
         let outcome = match run {
             Ok(Alone::Recorded(outcome)) => return (outcome, Recorded::WithMigration),
@@ -274,6 +276,7 @@ impl RolloutWorker {
                         tenant.id,
                         &message,
                         FailedRun::Later,
+                        &[COMPILED_COMPONENT],
                     )
                     .await
                 {
@@ -299,7 +302,16 @@ impl RolloutWorker {
     ) -> Result<Alone, Error> {
         let unit = self.catalog.begin_rollout(&CallContext::system()).await?;
         let run = Run::Migrate(Target::Up(target));
-        let report = self.dataplane.run(unit.txn(), storage, &run).await?;
+        let report = self
+            .dataplane
+            .run(
+                unit.txn(),
+                storage,
+                &run,
+                std::slice::from_ref(self.dataplane.migrations()),
+            )
+            .await?
+            .first();
         if report.ran.is_empty() {
             let (ctx, now) = (unit.ctx(), self.catalog.now());
             record_run(
@@ -307,7 +319,7 @@ impl RolloutWorker {
                 ctx,
                 now,
                 tenant.id,
-                report.version(),
+                &[(COMPILED_COMPONENT, report.version())],
                 Mirror::Migrated,
             )
             .await?;
@@ -350,12 +362,12 @@ enum Alone {
     /// the migration back.
     Lost,
     /// Migrated, or found at the target, and mirrored; its outcome is still to be recorded.
-    ToRecord(Report),
+    ToRecord(ComponentReport),
 }
 
 /// The outcome of `tenant`'s target migrated as `report` says, from the version the catalog
 /// mirrored, since `started`.
-fn migrated_outcome(tenant: &Tenant, report: &Report, started: Instant) -> Outcome {
+fn migrated_outcome(tenant: &Tenant, report: &ComponentReport, started: Instant) -> Outcome {
     Outcome::Migrated {
         from: tenant.migration_version.clone(),
         to: report.version().map(str::to_owned),

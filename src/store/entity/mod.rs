@@ -10,4 +10,5 @@ pub mod rollout;
 pub mod rollout_event;
 pub mod rollout_target;
 pub mod tenant;
+pub mod tenant_component;
 pub mod tenant_member;

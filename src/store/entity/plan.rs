@@ -9,6 +9,8 @@ pub struct Model {
     pub default_isolation: Option<String>,
     /// Resource name -> limit (negative = unlimited).
     pub limits: Json,
+    /// The components (ids, a JSON array) the plan's tenants get.
+    pub components: Json,
     pub revision: i64,
     pub create_time: DateTimeUtc,
     pub update_time: DateTimeUtc,
