@@ -182,6 +182,7 @@ impl TenantService for TenantApi {
             plan: request.plan,
             labels: request.labels.into_iter().collect(),
             show_deleted: request.show_deleted,
+            component_version: request.component_version.map(|c| (c.component, c.version)),
         };
         let (tenants, next_page_token) = self.tenants.list(input).await?;
         Ok(Response::new(proto::ListTenantsResponse {

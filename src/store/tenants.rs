@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DbBackend, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, Condition, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
 use super::cache::Change;
-use super::entity::{request_id, tenant};
+use super::entity::{request_id, tenant, tenant_component};
 use super::{
     Backend, Catalog, RequestRecord, audit, db_error, is_unique_violation, members, role_login,
 };
@@ -37,6 +39,9 @@ pub struct ListQuery {
     pub plan: Option<PlanName>,
     pub labels: Labels,
     pub show_deleted: bool,
+    /// Only tenants the catalog mirrors at this (component, version); an empty version means
+    /// the component with none of its migrations applied.
+    pub component_version: Option<(String, String)>,
     /// Only ids greater than this (the last id of the previous page).
     pub after: Option<TenantId>,
     pub limit: u64,
@@ -284,6 +289,25 @@ impl Catalog {
             cond = cond.add(tenant::Column::Id.gt(after.as_uuid()));
         }
         cond = cond.add(self.label_condition(&query.labels));
+        if let Some((component, version)) = &query.component_version {
+            let at = if version.is_empty() {
+                tenant_component::Column::Version.is_null()
+            } else {
+                tenant_component::Column::Version.eq(version.as_str())
+            };
+            cond = cond.add(Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(tenant_component::Entity)
+                    .and_where(
+                        Expr::col((tenant_component::Entity, tenant_component::Column::TenantId))
+                            .equals((tenant::Entity, tenant::Column::Id)),
+                    )
+                    .and_where(tenant_component::Column::Component.eq(component.as_str()))
+                    .and_where(at)
+                    .to_owned(),
+            ));
+        }
         let rows = tenant::Entity::find()
             .filter(cond)
             .order_by_asc(tenant::Column::Id)

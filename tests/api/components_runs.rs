@@ -263,6 +263,35 @@ async fn two_services_components_are_installed_together_and_migrated_apart(serve
     let search = status(server, &acme.name, "search").await;
     assert_eq!(search.current_version, SEARCH[0].0);
     assert!(search.pending.is_empty(), "{search:?}");
+
+    // The catalog answers "who is at which version" without opening a tenant.
+    let globex = provisioned_on(server, "globex", "suite").await;
+    assert_eq!(at(server, "billing", BILLING[1].0).await, [acme.slug.clone()]);
+    assert_eq!(at(server, "billing", BILLING[0].0).await, [globex.slug.clone()]);
+    assert_eq!(at(server, "search", SEARCH[0].0).await.len(), 2);
+    assert!(at(server, "billing", "").await.is_empty());
+}
+
+/// The slugs ListTenants returns for tenants at `version` of `component`.
+async fn at(server: &TestServer, component: &str, version: &str) -> Vec<String> {
+    let mut slugs: Vec<String> = server
+        .tenants()
+        .list_tenants(proto::ListTenantsRequest {
+            component_version: Some(proto::ComponentVersion {
+                component: component.into(),
+                version: version.into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|s| panic!("list tenants at {component} {version}: {s:?}"))
+        .into_inner()
+        .tenants
+        .into_iter()
+        .map(|t| t.slug)
+        .collect();
+    slugs.sort();
+    slugs
 }
 
 async fn a_component_added_to_the_plan_later_is_installed_by_migrate_tenant(server: &TestServer) {

@@ -82,6 +82,8 @@ pub struct ListTenantsInput {
     pub plan: String,
     pub labels: BTreeMap<String, String>,
     pub show_deleted: bool,
+    /// Only tenants at this (component, version); an empty version means none applied.
+    pub component_version: Option<(String, String)>,
 }
 
 /// The changes of an UpdateTenant: `None` leaves a field as it is.

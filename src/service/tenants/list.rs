@@ -24,11 +24,20 @@ impl Tenants {
         let mut states = input.states.clone();
         states.sort_by_key(|s| s.as_str());
         states.dedup();
+        if let Some((component, _)) = &input.component_version
+            && component.is_empty()
+        {
+            violations.push(FieldViolation::new(
+                "component_version.component",
+                "is required",
+            ));
+        }
         let query_print = fingerprint(&format!(
-            "{states:?}|{}|{:?}|{}",
+            "{states:?}|{}|{:?}|{}|{:?}",
             input.plan,
             labels.as_map(),
-            input.show_deleted
+            input.show_deleted,
+            input.component_version
         ));
         let token = PageToken::decode(&input.page_token, &query_print, "page_token")
             .map_err(|e| violations.extend(e.into_violations()))
@@ -52,6 +61,7 @@ impl Tenants {
             plan,
             labels,
             show_deleted: input.show_deleted,
+            component_version: input.component_version,
             after,
             limit: limit + 1,
         };
