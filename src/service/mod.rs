@@ -2,6 +2,7 @@
 
 mod audit;
 mod component_sets;
+mod fleet;
 mod credentials;
 mod idempotency;
 mod jobs;
@@ -19,6 +20,7 @@ mod tenants;
 
 pub use audit::{AuditLog, ListAuditEventsInput, run_audit_prune_job};
 pub use credentials::Credentials;
+pub use fleet::{ComponentFleet, Fleet, FleetStatus};
 pub use jobs::{Job, JobPasses, run_purge_job};
 pub use members::{AddMemberInput, Members, parse_etag};
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};

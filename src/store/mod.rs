@@ -12,6 +12,7 @@ pub mod audit;
 mod auth_tokens;
 pub mod cache;
 pub mod component_runs;
+pub mod fleet;
 pub mod entity;
 mod hot;
 mod members;

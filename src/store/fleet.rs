@@ -1,0 +1,103 @@
+//! The fleet at a glance, from the catalog alone: how many live tenants each plan has, and how
+//! many are at each version of each component, with how many of those failed their last run.
+//! Three grouped reads; no tenant's storage is opened.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{ConnectionTrait, Statement};
+
+use super::{Catalog, db_error};
+use crate::domain::{Error, TenantState};
+
+/// Counts of live tenants (provisioned and not deleted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetCounts {
+    /// Tenants per plan.
+    pub per_plan: BTreeMap<String, i64>,
+    /// Each plan's components, in its order.
+    pub plan_components: BTreeMap<String, Vec<String>>,
+    /// Per (component, version; `None`: none applied): tenants, and how many failed their last
+    /// run of the component.
+    pub per_version: Vec<VersionCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionCount {
+    pub component: String,
+    pub version: Option<String>,
+    pub tenants: i64,
+    pub failed: i64,
+}
+
+/// The live tenants: provisioned, not deleted.
+const LIVE: &str = "t.provision_time IS NOT NULL AND t.state <> ";
+
+impl Catalog {
+    pub async fn fleet_counts(&self) -> Result<FleetCounts, Error> {
+        let conn = self.conn();
+        let backend = conn.get_database_backend();
+        let deleted = format!("'{}'", TenantState::Deleted.as_str());
+        let read = |sql: String| conn.query_all_raw(Statement::from_string(backend, sql));
+        let plans = read(format!(
+            "SELECT t.plan AS plan, count(*) AS n FROM tenants t WHERE {LIVE}{deleted} GROUP BY t.plan"
+        ))
+        .await
+        .map_err(db_error)?;
+        let versions = read(format!(
+            "SELECT c.component AS component, c.version AS version, count(*) AS n, \
+               count(c.last_error) AS failed \
+             FROM tenant_components c JOIN tenants t ON t.id = c.tenant_id \
+             WHERE {LIVE}{deleted} GROUP BY c.component, c.version"
+        ))
+        .await
+        .map_err(db_error)?;
+        let components = read("SELECT id, components FROM plans".to_owned())
+            .await
+            .map_err(db_error)?;
+        let mut counts = FleetCounts::default();
+        for row in plans {
+            counts.per_plan.insert(
+                row.try_get("", "plan").map_err(db_error)?,
+                row.try_get("", "n").map_err(db_error)?,
+            );
+        }
+        for row in versions {
+            counts.per_version.push(VersionCount {
+                component: row.try_get("", "component").map_err(db_error)?,
+                version: row.try_get("", "version").map_err(db_error)?,
+                tenants: row.try_get("", "n").map_err(db_error)?,
+                failed: row.try_get("", "failed").map_err(db_error)?,
+            });
+        }
+        for row in components {
+            let id: String = row.try_get("", "id").map_err(db_error)?;
+            let listed: serde_json::Value = row.try_get("", "components").map_err(db_error)?;
+            let listed: Vec<String> = serde_json::from_value(listed).map_err(|e| {
+                Error::Internal(format!("plan {id} has malformed components: {e}"))
+            })?;
+            counts.plan_components.insert(id, listed);
+        }
+        Ok(counts)
+    }
+
+    /// Every pushed component's versions, oldest first.
+    pub async fn pushed_versions(&self) -> Result<BTreeMap<String, Vec<String>>, Error> {
+        let conn = self.conn();
+        let rows = conn
+            .query_all_raw(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT component, version FROM component_migrations ORDER BY component, position",
+            ))
+            .await
+            .map_err(db_error)?;
+        let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in rows {
+            let component: String = row.try_get("", "component").map_err(db_error)?;
+            versions
+                .entry(component)
+                .or_default()
+                .push(row.try_get("", "version").map_err(db_error)?);
+        }
+        Ok(versions)
+    }
+}
