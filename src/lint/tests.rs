@@ -115,6 +115,47 @@ const REFUSED_ON_POSTGRES: &[(&str, &str)] = &[
         "CREATE RULE r AS ON INSERT TO t DO ALSO INSERT INTO tenant_globex.log VALUES (1)",
         rule::SCHEMA_QUALIFIED,
     ),
+    (
+        "SELECT * FROM users ORDER BY id USING OPERATOR(tenant_globex.<)",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE INDEX i ON users (name tenant_globex.text_ops)",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE TABLE t (name text COLLATE tenant_globex.c)",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE TABLE t () INHERITS (tenant_globex.users)",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE TABLE t (LIKE tenant_globex.users)",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "MERGE INTO tenant_globex.users u USING src ON u.id = src.id WHEN MATCHED THEN DELETE",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME tenant_globex.s))",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE FUNCTION f(x tenant_globex.mood) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION tenant_globex.f()",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    ("LOCK TABLE tenant_globex.users", rule::SCHEMA_QUALIFIED),
+    (
+        "CREATE VIEW v AS SELECT * FROM other_db.tenant_globex.users",
+        rule::SCHEMA_QUALIFIED,
+    ),
     ("CREATE EXTENSION IF NOT EXISTS pgcrypto", rule::EXTENSION),
     ("SET search_path TO public", rule::SESSION_STATE),
     (
@@ -301,6 +342,11 @@ const REFUSED_ON_POSTGRES: &[(&str, &str)] = &[
         rule::PRIVILEGES,
     ),
     ("ALTER FUNCTION f() SECURITY DEFINER", rule::PRIVILEGES),
+    ("REVOKE ALL ON users FROM CURRENT_USER", rule::PRIVILEGES),
+    (
+        "CREATE FUNCTION tenant_plane_f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        rule::RESERVED_NAME,
+    ),
     ("COPY t TO PROGRAM 'sh'", rule::COPY),
     ("COPY t FROM '/etc/passwd'", rule::COPY),
     ("COPY t FROM STDIN", rule::COPY),
@@ -441,4 +487,136 @@ fn ordinary_migration_statements_pass_without_a_finding() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_destructive_statement_is_refused_without_the_allowance_and_noted_with_it() {
+    let script = "ALTER TABLE users DROP COLUMN legacy; DROP TABLE old_orders";
+
+    let refused = pg(script);
+    let allowed = lint(
+        script,
+        Dialect::Postgres,
+        Allowances {
+            destructive: true,
+            ..Allowances::default()
+        },
+    );
+
+    assert!(refused.destructive && refused.refused());
+    assert_eq!(rules(&refused, Severity::Error), [rule::DESTRUCTIVE; 2]);
+    assert!(allowed.destructive && !allowed.refused());
+    assert_eq!(rules(&allowed, Severity::Note), [rule::DESTRUCTIVE; 2]);
+    let indexes: Vec<_> = allowed.findings.iter().map(|f| f.statement_index).collect();
+    assert_eq!(indexes, [0, 1]);
+}
+
+#[test]
+fn a_script_without_destructive_statements_is_not_marked_destructive() {
+    let linted = pg("CREATE TABLE t (id int); ALTER TABLE t ADD COLUMN name text");
+
+    assert!(!linted.destructive && linted.findings.is_empty());
+}
+
+#[test]
+fn dynamic_sql_and_extensions_are_noted_when_allowed_but_untrusted_languages_never_pass() {
+    let allow = Allowances {
+        dynamic_sql: true,
+        extensions: true,
+        ..Allowances::default()
+    };
+    let script = "CREATE EXTENSION pgcrypto;\n\
+        DO $$ BEGIN PERFORM 1; END $$;\n\
+        CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;\n\
+        CREATE FUNCTION g() RETURNS int LANGUAGE c AS 'mylib', 'g'";
+
+    let linted = lint(script, Dialect::Postgres, allow);
+
+    let found: Vec<_> = linted
+        .findings
+        .iter()
+        .map(|f| (f.statement_index, f.rule, f.severity))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (0, rule::EXTENSION, Severity::Note),
+            (1, rule::DYNAMIC_SQL, Severity::Note),
+            (2, rule::DYNAMIC_SQL, Severity::Note),
+            (3, rule::DYNAMIC_SQL, Severity::Error),
+        ]
+    );
+}
+
+#[test]
+fn a_script_is_split_into_its_statements_around_comments_and_dollar_quoted_bodies() {
+    let script = "-- the accounts\n\
+        CREATE TABLE users (id int, note text DEFAULT 'a;b'); /* ; */\n\
+        CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; SELECT 2; $body$;\n\
+        \n\
+        INSERT INTO users (id) VALUES (1);\n\
+        -- trailing comment only\n";
+
+    let linted = pg(script);
+
+    assert!(linted.findings.is_empty(), "{:?}", linted.findings);
+    assert_eq!(linted.statements.len(), 3, "{:?}", linted.statements);
+    assert!(linted.statements[0].ends_with("DEFAULT 'a;b')"));
+    assert!(linted.statements[1].starts_with("CREATE FUNCTION f()"));
+    assert!(linted.statements[1].ends_with("$body$"));
+    assert_eq!(linted.statements[2], "INSERT INTO users (id) VALUES (1)");
+}
+
+#[test]
+fn a_syntax_error_is_placed_on_its_statement_and_the_others_are_still_linted() {
+    let linted = pg("CREATE TABLE t (id int); CREAT TABLE u (id int); SET search_path TO public");
+
+    let found: Vec<_> = linted
+        .findings
+        .iter()
+        .map(|f| (f.statement_index, f.rule))
+        .collect();
+    assert_eq!(found, [(1, rule::SYNTAX), (2, rule::SESSION_STATE)]);
+}
+
+#[test]
+fn a_finding_names_its_statement_and_says_what_to_do() {
+    let linted = pg("CREATE TABLE t (id int);\nCREATE INDEX CONCURRENTLY t_id ON t (id)");
+
+    let finding = &linted.findings[0];
+    assert_eq!(finding.statement_index, 1);
+    assert_eq!(finding.rule, rule::NON_TRANSACTIONAL);
+    assert_eq!(
+        finding.statement,
+        "CREATE INDEX CONCURRENTLY t_id ON t (id)"
+    );
+    assert!(
+        finding.message.contains("use CREATE INDEX"),
+        "{}",
+        finding.message
+    );
+}
+
+#[test]
+fn the_roles_a_script_grants_to_are_listed_for_the_caller_to_check() {
+    let linted =
+        pg("GRANT SELECT ON users TO billing_app, reporting; REVOKE ALL ON t FROM old_app");
+
+    assert!(!linted.refused());
+    assert_eq!(linted.grantees, ["billing_app", "reporting", "old_app"]);
+}
+
+#[test]
+fn every_rule_is_described_in_the_docs() {
+    let docs = include_str!("../../docs/migrations.md");
+    let section = docs
+        .split("\n## The lint")
+        .nth(1)
+        .expect("docs/migrations.md has a section \"The lint\"");
+    for rule in rule::ALL {
+        assert!(
+            section.contains(&format!("`{rule}`")),
+            "{rule} is not in the docs"
+        );
+    }
 }

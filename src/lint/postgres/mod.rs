@@ -434,6 +434,11 @@ fn schema_qualified(name: &str, what: &str, s: &mut Sink) {
 /// Refuses a qualified name for something the statement defines.
 fn defined(list: &[pb::Node], what: &str, s: &mut Sink) {
     qualified(list, false, what, s);
+    if let Some(name) = strings_of(list).last()
+        && reserved(name)
+    {
+        reserved_error(name, s);
+    }
 }
 
 /// Checks a list-of-strings object name whose last `parts` strings name the object itself
@@ -730,6 +735,11 @@ fn grant(g: &pb::GrantStmt, s: &mut Sink) {
             );
         } else if role.roletype == pb::RoleSpecType::RolespecCstring as i32 {
             s.grantee(&role.rolename);
+        } else if !g.is_grant {
+            s.error(
+                rule::PRIVILEGES,
+                "REVOKE … FROM CURRENT_USER (or SESSION_USER, CURRENT_ROLE) takes privileges                  from the control plane's own role, which needs them to migrate and purge the                  tenant; name the roles",
+            );
         }
     }
 }

@@ -174,6 +174,9 @@ fn visit(value: &Value, s: &mut Sink) {
                 node(kind, map, s);
             }
             for (key, child) in map {
+                if QUALIFIED_FIELDS.contains(&key.as_str()) && !defines(key, map) {
+                    qualified_field(key, child, map, s);
+                }
                 if TABLESPACE_FIELDS.contains(&key.as_str())
                     && child.as_str().is_some_and(|t| !t.is_empty())
                 {
@@ -191,6 +194,50 @@ fn visit(value: &Value, s: &mut Sink) {
     }
 }
 
+/// Fields that hold a possibly qualified name of a function, type, operator, collation or
+/// operator class, as a list of strings. `pg_catalog.` is allowed: it is where PostgreSQL's own
+/// are, and no migration can write there.
+const QUALIFIED_FIELDS: &[&str] = &[
+    "funcname",
+    "objname",
+    "names",
+    "name",
+    "collname",
+    "opclass",
+    "collation",
+    "use_op",
+    "opname",
+    "opfamilyname",
+    "exclude_op_names",
+    "handler_name",
+    "validator",
+];
+
+/// Whether the field names what its statement defines: checked (more strictly) with the
+/// statement's kind.
+fn defines(key: &str, map: &Map<String, Value>) -> bool {
+    key == "funcname" && (map.contains_key("is_procedure") || map.contains_key("trigname"))
+}
+
+fn qualified_field(key: &str, child: &Value, map: &Map<String, Value>, s: &mut Sink) {
+    let Some(items) = child.as_array() else {
+        return;
+    };
+    let names = strings(Some(child));
+    if names.len() != items.len() {
+        return; // Not a name: a list of expressions or clauses.
+    }
+    // `t.col%TYPE` names a column of a table; `s.t.col%TYPE` a schema.
+    let own = if key == "names" && map.get("pct_type").and_then(Value::as_bool) == Some(true) {
+        2
+    } else {
+        1
+    };
+    if names.len() > own && !names[0].eq_ignore_ascii_case("pg_catalog") {
+        schema_qualified(&names.join("."), "a name", s);
+    }
+}
+
 /// The kind of node an object is, told by its fields: a node held in a typed field (an
 /// INSERT's `relation`, a column's `type_name`) is serialized without its kind's name, so the
 /// name cannot be relied on.
@@ -202,16 +249,8 @@ fn shape(f: &Map<String, Value>) -> Option<&'static str> {
         "FuncCall"
     } else if has(&["objname", "objargs"]) {
         "ObjectWithArgs"
-    } else if has(&["names", "typemod", "pct_type"]) {
-        "TypeName"
     } else if has(&["arg", "type_name", "location"]) && f.len() == 3 {
         "TypeCast"
-    } else if has(&["kind", "name", "lexpr", "rexpr"]) {
-        "AExpr"
-    } else if has(&["arg", "collname"]) {
-        "CollateClause"
-    } else if has(&["opclass", "collation", "indexcolname"]) {
-        "IndexElem"
     } else if has(&["fields", "location"]) && f.len() == 2 {
         "ColumnRef"
     } else if has(&["defname", "defnamespace", "arg"]) {
@@ -227,7 +266,6 @@ fn node(kind: &str, f: &Map<String, Value>, s: &mut Sink) {
         "RangeVar" => range_var(f, s),
         "FuncCall" => {
             let names = strings(f.get("funcname"));
-            catalog_or_unqualified(&names, "a function", s);
             if let Some(last) = names.last() {
                 let last = last.to_ascii_lowercase();
                 dangerous(&last, s);
@@ -241,21 +279,8 @@ fn node(kind: &str, f: &Map<String, Value>, s: &mut Sink) {
         }
         "ObjectWithArgs" => {
             let names = strings(f.get("objname"));
-            catalog_or_unqualified(&names, "a function or operator", s);
             if let Some(last) = names.last() {
                 dangerous(&last.to_ascii_lowercase(), s);
-            }
-        }
-        "TypeName" => {
-            let names = strings(f.get("names"));
-            // `t.col%TYPE` names a column, `s.t.col%TYPE` a schema.
-            let own = if f.get("pct_type").and_then(Value::as_bool) == Some(true) {
-                2
-            } else {
-                1
-            };
-            if names.len() > own && !names[0].eq_ignore_ascii_case("pg_catalog") {
-                schema_qualified(&names.join("."), "a type", s);
             }
         }
         "TypeCast" => {
@@ -270,12 +295,6 @@ fn node(kind: &str, f: &Map<String, Value>, s: &mut Sink) {
                 }
             }
         }
-        "AExpr" => catalog_or_unqualified(&strings(f.get("name")), "an operator", s),
-        "CollateClause" => catalog_or_unqualified(&strings(f.get("collname")), "a collation", s),
-        "IndexElem" => {
-            catalog_or_unqualified(&strings(f.get("opclass")), "an operator class", s);
-            catalog_or_unqualified(&strings(f.get("collation")), "a collation", s);
-        }
         "ColumnRef" => {
             let names = strings(f.get("fields"));
             if names.len() >= 3 {
@@ -288,15 +307,25 @@ fn node(kind: &str, f: &Map<String, Value>, s: &mut Sink) {
                 .get("arg")
                 .and_then(|a| a.get("node"))
                 .and_then(|n| n.get("List"));
-            let names = arg.map(|l| strings(l.get("items"))).unwrap_or_default();
-            // OWNED BY table.column; SEQUENCE NAME seq
-            let own = match name {
-                "owned_by" => 2,
-                "sequence_name" => 1,
-                _ => usize::MAX,
+            let Some(items) = arg.and_then(|l| l.get("items")) else {
+                return;
             };
-            if names.len() > own {
-                schema_qualified(&names.join("."), "a sequence's table or name", s);
+            let names = strings(Some(items));
+            if items.as_array().map(Vec::len) != Some(names.len()) {
+                return;
+            }
+            match name {
+                // A function's source; a sequence's OWNED BY table.column.
+                "as" => {}
+                "owned_by" if names.len() > 2 => {
+                    schema_qualified(&names.join("."), "a sequence's table", s)
+                }
+                "owned_by" => {}
+                // SEQUENCE NAME, a type's support functions and the like.
+                _ if names.len() >= 2 && !names[0].eq_ignore_ascii_case("pg_catalog") => {
+                    schema_qualified(&names.join("."), "a name", s)
+                }
+                _ => {}
             }
         }
         _ => {}
@@ -337,12 +366,6 @@ fn range_var(f: &Map<String, Value>, s: &mut Sink) {
                  first); use an ordinary table and drop it at the end of the migration"
             ),
         );
-    }
-}
-
-fn catalog_or_unqualified(names: &[String], what: &str, s: &mut Sink) {
-    if names.len() >= 2 && !names[0].eq_ignore_ascii_case("pg_catalog") {
-        schema_qualified(&names.join("."), what, s);
     }
 }
 
