@@ -218,11 +218,11 @@ fn check(statement: &Statement, s: &mut Sink) {
         | Statement::Update(_)
         | Statement::Delete(_)
         | Statement::CreateIndex(_)
-        | Statement::CreateTrigger(_)
         | Statement::DropTrigger(_)
         | Statement::Analyze(_) => {}
         Statement::CreateTable(t) => temporary(t.temporary, s),
         Statement::CreateView(v) => temporary(v.temporary, s),
+        Statement::CreateTrigger(t) => temporary(t.temporary, s),
         Statement::CreateVirtualTable { module_name, .. } => {
             if DANGEROUS.contains(&module_name.value.to_ascii_lowercase().as_str()) {
                 dangerous(&module_name.value, s);

@@ -275,6 +275,32 @@ const REFUSED_ON_POSTGRES: &[(&str, &str)] = &[
         rule::RESERVED_NAME,
     ),
     ("CREATE INDEX tenant_plane_i ON t (id)", rule::RESERVED_NAME),
+    ("SELECT N'a\\'", rule::SYNTAX),
+    (
+        "SELECT pg_stat_get_backend_activity(1)",
+        rule::DANGEROUS_FUNCTION,
+    ),
+    ("SELECT pg_get_functiondef(16423)", rule::SCHEMA_QUALIFIED),
+    (
+        "SELECT * FROM users TABLESAMPLE tenant_globex.sampler (10)",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ NOTIFY ch $$",
+        rule::SESSION_STATE,
+    ),
+    (
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ SELECT set_config('role', 'postgres', false) $$",
+        rule::DANGEROUS_FUNCTION,
+    ),
+    (
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ CREATE FUNCTION g() RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN 1; END' $$",
+        rule::DYNAMIC_SQL,
+    ),
+    (
+        "CREATE RULE \"_RETURN\" AS ON SELECT TO v DO INSTEAD SELECT * FROM tenant_globex.users",
+        rule::SCHEMA_QUALIFIED,
+    ),
     ("SELECT * FROM pg_stats", rule::SYSTEM_CATALOG),
     (
         "UPDATE pg_settings SET setting = 'public' WHERE name = 'search_path'",
@@ -651,6 +677,18 @@ const REFUSED_ON_SQLITE: &[(&str, &str)] = &[
     ),
     ("CREATE TEMP TABLE t (id INTEGER)", rule::SCHEMA_QUALIFIED),
     (
+        "CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM log; END",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO o.log VALUES (NEW.id); END",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE TRIGGER IF NOT EXISTS tr AFTER INSERT ON t BEGIN SELECT 1; END",
+        rule::SYNTAX,
+    ),
+    (
         "SELECT load_extension('/tmp/evil.so')",
         rule::DANGEROUS_FUNCTION,
     ),
@@ -700,6 +738,11 @@ const CLEAN_ON_SQLITE: &[&str] = &[
     "SELECT orders.id, users.email FROM orders JOIN users ON users.id = orders.user_id",
     "CREATE VIEW big AS SELECT * FROM orders WHERE id > 100",
     "DROP INDEX orders_user_id_idx",
+    "CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT) WITHOUT ROWID",
+    "CREATE VIRTUAL TABLE docs USING fts5(title, body)",
+    "CREATE TRIGGER orders_log AFTER INSERT ON orders FOR EACH ROW WHEN NEW.id > 0 BEGIN INSERT INTO log VALUES (NEW.id); END",
+    "SELECT sqlite_version(), datetime('now'), json_extract('{}', '$.a')",
+    "INSERT OR REPLACE INTO users (id, email) VALUES (1, 'a')",
 ];
 
 #[test]

@@ -104,7 +104,10 @@ fn strings(sql: &str, s: &mut Sink) {
         let Some(text) = sql.get(start..end) else {
             continue;
         };
-        if text.starts_with('\'') && text.contains("\\'") {
+        // A standard string ('…', or N'…'); E'…', U&'…', bit strings and dollar quotes read
+        // backslashes alike whatever the setting.
+        let standard = text.starts_with('\'') || text.starts_with("N'") || text.starts_with("n'");
+        if standard && text.contains("\\'") {
             s.error(
                 rule::SYNTAX,
                 format!(

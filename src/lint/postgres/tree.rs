@@ -101,6 +101,22 @@ const DANGEROUS: &[(&str, &str)] = &[
         "pg_import_system_collations",
         "changes the database's collations",
     ),
+    (
+        "pg_stat_get_",
+        "reads other sessions' activity and every tenant's table statistics",
+    ),
+    (
+        "pg_show_all_file_settings",
+        "reads the server's configuration files",
+    ),
+    (
+        "pg_hba_file_rules",
+        "reads the server's configuration files",
+    ),
+    (
+        "pg_ident_file_mappings",
+        "reads the server's configuration files",
+    ),
 ];
 
 /// Functions whose first argument names a relation (a `regclass` given as text): it must be a
@@ -209,6 +225,7 @@ const QUALIFIED_FIELDS: &[&str] = &[
     "opname",
     "opfamilyname",
     "exclude_op_names",
+    "method",
     "handler_name",
     "validator",
 ];
@@ -269,7 +286,8 @@ fn node(kind: &str, f: &Map<String, Value>, s: &mut Sink) {
             if let Some(last) = names.last() {
                 let last = last.to_ascii_lowercase();
                 dangerous(&last, s);
-                if NAMING.contains(&last.as_str()) {
+                // pg_get_…def and the like take an object id or a name given as text.
+                if NAMING.contains(&last.as_str()) || last.starts_with("pg_get_") {
                     naming_argument(&last, first_arg(f), s);
                 }
                 if REG_TYPES.contains(&last.as_str()) {
@@ -496,24 +514,23 @@ fn computed(what: &str, s: &mut Sink) {
 /// Splits a name as PostgreSQL reads a `regclass` literal: on dots outside double quotes,
 /// unquoted parts folded to lower case.
 fn split_name(text: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
+    let mut parts = Vec::new();
+    let mut part = String::new();
     let mut quoted = false;
     let mut chars = text.trim().chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '"' if quoted && chars.peek() == Some(&'"') => {
                 chars.next();
-                parts.last_mut().map(|p| p.push('"'));
+                part.push('"');
             }
             '"' => quoted = !quoted,
-            '.' if !quoted => parts.push(String::new()),
-            c if quoted => parts.last_mut().map(|p| p.push(c)).unwrap_or(()),
-            c => parts
-                .last_mut()
-                .map(|p| p.push(c.to_ascii_lowercase()))
-                .unwrap_or(()),
+            '.' if !quoted => parts.push(std::mem::take(&mut part)),
+            c if quoted => part.push(c),
+            c => part.push(c.to_ascii_lowercase()),
         }
     }
+    parts.push(part);
     parts
 }
 
