@@ -301,6 +301,14 @@ const REFUSED_ON_POSTGRES: &[(&str, &str)] = &[
         "CREATE RULE \"_RETURN\" AS ON SELECT TO v DO INSTEAD SELECT * FROM tenant_globex.users",
         rule::SCHEMA_QUALIFIED,
     ),
+    (
+        "SELECT 1 WHERE 1 OPERATOR(tenant_globex.=) ANY (SELECT 1)",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "CREATE TABLE r (during tstzrange, EXCLUDE USING gist (during WITH OPERATOR(tenant_globex.&&)))",
+        rule::SCHEMA_QUALIFIED,
+    ),
     ("SELECT * FROM pg_stats", rule::SYSTEM_CATALOG),
     (
         "UPDATE pg_settings SET setting = 'public' WHERE name = 'search_path'",
@@ -499,6 +507,7 @@ const CLEAN_ON_POSTGRES: &[&str] = &[
     "ALTER TABLE orders ENABLE ROW LEVEL SECURITY",
     "CREATE TABLE log (at timestamptz, line text) PARTITION BY RANGE (at)",
     "CREATE TABLE x (LIKE users INCLUDING ALL)",
+    "CREATE TABLE bookings (room int, during tstzrange, EXCLUDE USING gist (during WITH &&))",
     "ANALYZE users",
     "SELECT 'it''s', E'a\\'b', $$x\\'y$$",
 ];

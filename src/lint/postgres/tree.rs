@@ -225,6 +225,7 @@ const QUALIFIED_FIELDS: &[&str] = &[
     "opname",
     "opfamilyname",
     "exclude_op_names",
+    "oper_name",
     "method",
     "handler_name",
     "validator",
@@ -272,6 +273,8 @@ fn shape(f: &Map<String, Value>) -> Option<&'static str> {
         "ColumnRef"
     } else if has(&["defname", "defnamespace", "arg"]) {
         "DefElem"
+    } else if has(&["contype", "exclusions"]) {
+        "Constraint"
     } else {
         return None;
     })
@@ -317,6 +320,30 @@ fn node(kind: &str, f: &Map<String, Value>, s: &mut Sink) {
             let names = strings(f.get("fields"));
             if names.len() >= 3 {
                 schema_qualified(&names.join("."), "a column", s);
+            }
+        }
+        // EXCLUDE (column WITH operator, …): pairs of an index element and an operator name.
+        "Constraint" => {
+            for pair in f
+                .get("exclusions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let items = pair
+                    .get("node")
+                    .and_then(|n| n.get("List"))
+                    .and_then(|l| l.get("items"));
+                for item in items.and_then(Value::as_array).into_iter().flatten() {
+                    let list = item
+                        .get("node")
+                        .and_then(|n| n.get("List"))
+                        .and_then(|l| l.get("items"));
+                    let names = strings(list);
+                    if names.len() >= 2 && !names[0].eq_ignore_ascii_case("pg_catalog") {
+                        schema_qualified(&names.join("."), "an operator", s);
+                    }
+                }
             }
         }
         "DefElem" => {
