@@ -349,11 +349,22 @@ fn statement(node: &N, s: &mut Sink) {
         | N::CreateConversionStmt(_) => server_objects(s),
         N::DefineStmt(d) if d.kind == Ot::ObjectCollation as i32 => server_objects(s),
         _ => unsupported(
-            "it is not among the statements a tenant migration may run (see \"The lint\" in \
-             docs/migrations.md)",
+            &format!(
+                "{} is not among the statements a tenant migration may run (see \"The lint\" \
+                 in docs/migrations.md)",
+                kind_name(node)
+            ),
             s,
         ),
     }
+}
+
+/// The parser's name for a statement's kind, from its serde form ("ConstraintsSetStmt").
+fn kind_name(node: &N) -> String {
+    serde_json::to_value(node)
+        .ok()
+        .and_then(|v| v.as_object().and_then(|o| o.keys().next().cloned()))
+        .unwrap_or_else(|| "this kind of statement".to_owned())
 }
 
 fn unsupported(why: &str, s: &mut Sink) {

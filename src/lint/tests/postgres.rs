@@ -627,3 +627,31 @@ fn the_roles_a_script_grants_to_are_listed_for_the_caller_to_check() {
     assert!(!linted.refused());
     assert_eq!(linted.grantees, ["billing_app", "reporting", "old_app"]);
 }
+
+#[test]
+fn a_statement_outside_the_allowlist_is_refused_by_its_kind() {
+    let linted = pg("SET CONSTRAINTS ALL DEFERRED");
+
+    assert_eq!(
+        rules(&linted, Severity::Error),
+        [rule::UNSUPPORTED_STATEMENT]
+    );
+    assert!(linted.findings[0].message.contains("ConstraintsSetStmt"));
+}
+
+#[test]
+fn a_finding_inside_a_function_body_says_where_it_is() {
+    let linted = pg(
+        "CREATE FUNCTION count_others() RETURNS bigint LANGUAGE sql AS \
+                     $$ SELECT count(*) FROM tenant_globex.users $$",
+    );
+
+    assert_eq!(rules(&linted, Severity::Error), [rule::SCHEMA_QUALIFIED]);
+    assert!(
+        linted.findings[0]
+            .message
+            .starts_with("in the body of count_others: "),
+        "{}",
+        linted.findings[0].message
+    );
+}
