@@ -296,6 +296,71 @@ const REFUSED_ON_POSTGRES: &[(&str, &str)] = &[
         "CREATE TABLE r (during tstzrange, EXCLUDE USING gist (during WITH OPERATOR(tenant_globex.&&)))",
         rule::SCHEMA_QUALIFIED,
     ),
+    (
+        "COMMENT ON COLUMN tenant_globex.users.email IS 'x'",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "COMMENT ON CONSTRAINT c ON tenant_globex.users IS 'x'",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "DROP TRIGGER tr ON tenant_globex.users",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    ("DROP FUNCTION tenant_globex.f()", rule::SCHEMA_QUALIFIED),
+    ("DROP TYPE tenant_globex.mood", rule::SCHEMA_QUALIFIED),
+    (
+        "ALTER TRIGGER tr ON tenant_globex.users RENAME TO x",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "ALTER TYPE tenant_globex.mood RENAME TO m",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "GRANT USAGE ON TYPE tenant_globex.mood TO app",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "GRANT EXECUTE ON FUNCTION tenant_globex.f() TO app",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "ALTER TABLE users ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES tenant_globex.users (id)",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "SELECT * INTO tenant_globex.copy FROM users",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "ALTER SEQUENCE s OWNED BY tenant_globex.users.id",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "SELECT * FROM U&\"tenant\\0067lobex\".users",
+        rule::SCHEMA_QUALIFIED,
+    ),
+    (
+        "ALTER FUNCTION f() SET search_path = tenant_globex",
+        rule::SESSION_STATE,
+    ),
+    ("CREATE TEMP SEQUENCE s", rule::SESSION_STATE),
+    (
+        "CREATE PROCEDURE p() LANGUAGE sql AS $$ COMMIT $$",
+        rule::TRANSACTION_CONTROL,
+    ),
+    ("DROP TABLE seaql_migrations", rule::RESERVED_NAME),
+    ("TRUNCATE seaql_migrations_billing", rule::RESERVED_NAME),
+    (
+        "CREATE TRIGGER t AFTER INSERT ON seaql_migrations FOR EACH ROW EXECUTE FUNCTION f()",
+        rule::RESERVED_NAME,
+    ),
+    (
+        "COMMENT ON TABLE tenant_plane_state IS 'x'",
+        rule::RESERVED_NAME,
+    ),
     ("SELECT * FROM pg_stats", rule::SYSTEM_CATALOG),
     (
         "UPDATE pg_settings SET setting = 'public' WHERE name = 'search_path'",

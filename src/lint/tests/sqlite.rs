@@ -66,6 +66,16 @@ const REFUSED_ON_SQLITE: &[(&str, &str)] = &[
     ("DELETE FROM tenant_plane_state", rule::RESERVED_NAME),
     ("SELECT * FROM sqlite_master", rule::RESERVED_NAME),
     ("UPDATE sqlite_sequence SET seq = 0", rule::RESERVED_NAME),
+    (
+        "ALTER TABLE users RENAME TO sqlite_stat1",
+        rule::RESERVED_NAME,
+    ),
+    ("CREATE INDEX main.i ON t (id)", rule::SCHEMA_QUALIFIED),
+    ("SELECT o.users.id FROM o.users", rule::SCHEMA_QUALIFIED),
+    (
+        "CREATE VIRTUAL TABLE files USING fsdir",
+        rule::DANGEROUS_FUNCTION,
+    ),
     ("DROP TABLE users", rule::DESTRUCTIVE),
     ("ALTER TABLE users DROP COLUMN name", rule::DESTRUCTIVE),
     ("REINDEX users", rule::SYNTAX),
