@@ -16,6 +16,7 @@
 //! * [`db`] — what `store` and `dataplane` share (error classification, pool usage, storage
 //!   marks), so neither imports the other.
 //! * [`sql`] — the one way names and strings are written into SQL text.
+//! * [`lint`] — the lint of the tenant migrations components push: parse trees only, no I/O.
 //! * [`store`] — the catalog: sea-orm entities and queries.
 //! * [`dataplane`] — each tenant's storage: created, migrated and dropped per its isolation.
 //!   With `store`, the only modules that talk to a database.
