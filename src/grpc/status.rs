@@ -41,6 +41,25 @@ impl From<Error> for Status {
                 message.clone(),
                 ErrorDetails::with_precondition_failure_violation("STATE", subject, message),
             ),
+            Error::HistoryConflict {
+                reason,
+                metadata,
+                violations,
+                ..
+            } => {
+                let mut details = ErrorDetails::with_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    metadata
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect::<std::collections::HashMap<_, _>>(),
+                );
+                for (subject, why) in violations {
+                    details.add_precondition_failure_violation(reason, subject, why);
+                }
+                Status::with_error_details(Code::FailedPrecondition, message, details)
+            }
             Error::MigrationFailed { .. } => Status::with_error_details(
                 Code::FailedPrecondition,
                 message.clone(),
