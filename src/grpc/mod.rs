@@ -11,6 +11,7 @@ mod api_keys;
 mod audit;
 pub mod audit_layer;
 pub mod auth_layer;
+mod component;
 pub mod context;
 mod convert;
 mod envoy;
@@ -33,7 +34,8 @@ use tokio::{net::TcpListener, sync::Notify};
 use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::proto::{
-    audit_service_server::AuditServiceServer, membership_service_server::MembershipServiceServer,
+    audit_service_server::AuditServiceServer, component_service_server::ComponentServiceServer,
+    membership_service_server::MembershipServiceServer,
     migration_service_server::MigrationServiceServer, plan_service_server::PlanServiceServer,
     provisioning_service_server::ProvisioningServiceServer,
     quota_service_server::QuotaServiceServer, tenant_service_server::TenantServiceServer,
@@ -44,7 +46,8 @@ use uuid::Uuid;
 
 use crate::domain::FieldViolation;
 use crate::service::{
-    AuditLog, Members, Migrations, Plans, Provisioning, Quotas, RequestKey, Rollouts, Tenants,
+    AuditLog, Components, Members, Migrations, Plans, Provisioning, Quotas, RequestKey, Rollouts,
+    Tenants,
 };
 
 /// The use cases the gRPC services call.
@@ -57,6 +60,7 @@ pub struct Services {
     pub rollouts: Rollouts,
     pub quotas: Quotas,
     pub plans: Plans,
+    pub components: Components,
     pub audit: AuditLog,
     /// Where the Envoy adapter looks for a request's tenant first (TENANT_ID_SOURCE).
     pub tenant_id_source: crate::config::TenantIdSource,
@@ -141,6 +145,9 @@ pub async fn serve(
         .set_serving::<PlanServiceServer<plan::PlanApi>>()
         .await;
     health
+        .set_serving::<ComponentServiceServer<component::ComponentApi>>()
+        .await;
+    health
         .set_serving::<AuditServiceServer<audit::AuditApi>>()
         .await;
     health
@@ -216,6 +223,9 @@ pub async fn serve(
             services.quotas,
         )))
         .add_service(PlanServiceServer::new(plan::PlanApi::new(services.plans)))
+        .add_service(ComponentServiceServer::new(component::ComponentApi::new(
+            services.components,
+        )))
         .add_service(AuditServiceServer::new(audit::AuditApi::new(
             services.audit,
         )))

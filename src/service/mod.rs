@@ -1,6 +1,7 @@
 //! Use cases, in domain terms: no tonic and no sea-orm types cross this boundary.
 
 mod audit;
+mod components;
 mod credentials;
 mod idempotency;
 mod jobs;
@@ -17,6 +18,10 @@ mod storage_run;
 mod tenants;
 
 pub use audit::{AuditLog, ListAuditEventsInput, run_audit_prune_job};
+pub use components::{
+    Components, CreateComponentInput, PushInput, PushOutcome, PushedMigration,
+    parse_component_name, parse_migration_name,
+};
 pub use credentials::Credentials;
 pub use jobs::{Job, JobPasses, run_purge_job};
 pub use members::{AddMemberInput, Members, parse_etag};

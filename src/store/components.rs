@@ -49,10 +49,8 @@ pub async fn migrations_of<C: ConnectionTrait>(
     conn: &C,
     components: &[ComponentId],
 ) -> Result<BTreeMap<ComponentId, Vec<RegisteredMigration>>, Error> {
-    let mut found: BTreeMap<ComponentId, Vec<RegisteredMigration>> = components
-        .iter()
-        .map(|c| (c.clone(), Vec::new()))
-        .collect();
+    let mut found: BTreeMap<ComponentId, Vec<RegisteredMigration>> =
+        components.iter().map(|c| (c.clone(), Vec::new())).collect();
     if components.is_empty() {
         return Ok(found);
     }
@@ -64,16 +62,21 @@ pub async fn migrations_of<C: ConnectionTrait>(
         .await
         .map_err(db_error)?;
     for row in rows {
-        let component = ComponentId::parse(&row.component).map_err(|_| corrupt(&row, "component"))?;
-        let version = MigrationVersion::parse(&row.version).map_err(|_| corrupt(&row, "version"))?;
-        found.entry(component).or_default().push(RegisteredMigration {
-            version,
-            up_sql: row.up_sql,
-            down_sql: row.down_sql,
-            sqlite_up_sql: row.sqlite_up_sql,
-            sqlite_down_sql: row.sqlite_down_sql,
-            checksum: row.checksum,
-        });
+        let component =
+            ComponentId::parse(&row.component).map_err(|_| corrupt(&row, "component"))?;
+        let version =
+            MigrationVersion::parse(&row.version).map_err(|_| corrupt(&row, "version"))?;
+        found
+            .entry(component)
+            .or_default()
+            .push(RegisteredMigration {
+                version,
+                up_sql: row.up_sql,
+                down_sql: row.down_sql,
+                sqlite_up_sql: row.sqlite_up_sql,
+                sqlite_down_sql: row.sqlite_down_sql,
+                checksum: row.checksum,
+            });
     }
     Ok(found)
 }
@@ -89,7 +92,10 @@ pub async fn lock_component<C: ConnectionTrait>(
     match txn.get_database_backend() {
         DbBackend::Sqlite => {
             let touched = component::Entity::update_many()
-                .col_expr(component::Column::Id, Expr::col(component::Column::Id).into())
+                .col_expr(
+                    component::Column::Id,
+                    Expr::col(component::Column::Id).into(),
+                )
                 .filter(component::Column::Id.eq(component.as_str()))
                 .exec(txn)
                 .await
@@ -144,21 +150,19 @@ pub async fn register<C: ConnectionTrait>(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), Error> {
     for chunk in migrations.chunks(INSERT_CHUNK) {
-        let rows = chunk.iter().map(|m| {
-            component_migration::ActiveModel {
-                component: Set(component.as_str().to_owned()),
-                version: Set(m.body.version.as_str().to_owned()),
-                position: Set(i32::try_from(m.index).unwrap_or(i32::MAX)),
-                description: Set(m.body.description.clone()),
-                up_sql: Set(m.body.up_sql.clone()),
-                down_sql: Set(m.body.down_sql.clone()),
-                sqlite_up_sql: Set(m.body.sqlite_up_sql.clone()),
-                sqlite_down_sql: Set(m.body.sqlite_down_sql.clone()),
-                checksum: Set(m.checksum.clone()),
-                destructive: Set(m.destructive),
-                findings: Set(serde_json::to_value(&m.findings).unwrap_or_default()),
-                create_time: Set(now),
-            }
+        let rows = chunk.iter().map(|m| component_migration::ActiveModel {
+            component: Set(component.as_str().to_owned()),
+            version: Set(m.body.version.as_str().to_owned()),
+            position: Set(i32::try_from(m.index).unwrap_or(i32::MAX)),
+            description: Set(m.body.description.clone()),
+            up_sql: Set(m.body.up_sql.clone()),
+            down_sql: Set(m.body.down_sql.clone()),
+            sqlite_up_sql: Set(m.body.sqlite_up_sql.clone()),
+            sqlite_down_sql: Set(m.body.sqlite_down_sql.clone()),
+            checksum: Set(m.checksum.clone()),
+            destructive: Set(m.destructive),
+            findings: Set(serde_json::to_value(&m.findings).unwrap_or_default()),
+            create_time: Set(now),
         });
         match component_migration::Entity::insert_many(rows)
             .exec_without_returning(txn)
@@ -223,6 +227,15 @@ impl Catalog {
             migration_count: 0,
             ..new.clone()
         }))
+    }
+
+    /// `component`'s history as (version, checksum), oldest first, read outside any
+    /// transaction.
+    pub async fn component_history(
+        &self,
+        component: &ComponentId,
+    ) -> Result<Vec<(MigrationVersion, String)>, Error> {
+        history(self.conn(), component).await
     }
 
     pub async fn get_component(&self, id: &ComponentId) -> Result<Option<Component>, Error> {
@@ -318,7 +331,10 @@ impl Catalog {
         rows.into_iter()
             .map(|row| {
                 let id = ComponentId::parse(&row.id).map_err(|_| {
-                    Error::Internal(format!("catalog row of component {} has an invalid id", row.id))
+                    Error::Internal(format!(
+                        "catalog row of component {} has an invalid id",
+                        row.id
+                    ))
                 })?;
                 let (count, latest) = stats.get(&row.id).cloned().unwrap_or((0, None));
                 Ok(Component {

@@ -119,7 +119,12 @@ pub fn classify(
                 ],
                 violations: missing
                     .iter()
-                    .map(|v| (name(v), format!("{v} is registered but missing from the push")))
+                    .map(|v| {
+                        (
+                            name(v),
+                            format!("{v} is registered but missing from the push"),
+                        )
+                    })
                     .collect(),
             });
         }

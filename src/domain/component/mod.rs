@@ -45,9 +45,11 @@ impl ComponentId {
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
         if !(first_ok && last_ok && chars_ok) {
-            return Err("must be a DNS label: lowercase letters, digits and '-', starting with \
+            return Err(
+                "must be a DNS label: lowercase letters, digits and '-', starting with \
                         a letter and ending with a letter or digit"
-                .into());
+                    .into(),
+            );
         }
         Ok(Self(text.to_owned()))
     }
@@ -112,9 +114,11 @@ impl MigrationVersion {
                 .iter()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
         if !ok {
-            return Err("must start with a digit and contain only a-z, 0-9 and '_' (for \
+            return Err(
+                "must start with a digit and contain only a-z, 0-9 and '_' (for \
                         example 0001_create_invoices)"
-                .into());
+                    .into(),
+            );
         }
         Ok(Self(text.to_owned()))
     }
@@ -209,10 +213,7 @@ impl MigrationBody {
             hash.update((field.len() as u64).to_be_bytes());
             hash.update(field.as_bytes());
         }
-        hash.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -353,7 +354,10 @@ mod tests {
         let a = body("CREATE TABLE a ();", "");
         let sum = a.checksum();
         assert_eq!(sum.len(), 64);
-        assert!(sum.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            sum.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
         assert_eq!(sum, body("CREATE TABLE a ();", "").checksum());
         // The same text split differently between two scripts is another migration.
         assert_ne!(
