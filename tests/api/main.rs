@@ -17,6 +17,8 @@ mod cli;
 mod client;
 mod client_axum;
 mod client_layer;
+mod components;
+mod components_refusals;
 mod envoy;
 mod example_messages;
 mod members;

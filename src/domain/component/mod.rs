@@ -123,6 +123,24 @@ impl MigrationVersion {
         Ok(Self(text.to_owned()))
     }
 
+    /// A version of the compiled component: a sea-orm-migration name such as
+    /// `m20261123_100001_create_users`, which starts with a letter. Same alphabet, same
+    /// length bound.
+    pub fn parse_compiled(text: &str) -> Result<Self, String> {
+        let bytes = text.as_bytes();
+        let ok = !bytes.is_empty()
+            && bytes.len() <= Self::MAX_LEN
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err("is not a version of the compiled component".into())
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

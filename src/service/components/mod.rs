@@ -212,13 +212,13 @@ impl Components {
     }
 
     /// The compiled component's migrations: versions only, their code is in the server. A
-    /// version the registry's rules would refuse (none of the sample's) is left out.
+    /// name that is not a safe word (none of the sample's) is left out.
     fn compiled_migrations(&self) -> Vec<ComponentMigration> {
         self.compiled
             .iter()
             .enumerate()
             .filter_map(|(index, version)| {
-                let version = MigrationVersion::parse(version).ok()?;
+                let version = MigrationVersion::parse_compiled(version).ok()?;
                 Some(ComponentMigration {
                     component: ComponentId::sample(),
                     body: MigrationBody {
@@ -262,7 +262,12 @@ pub fn parse_migration_name(
     let rest = name.strip_prefix("components/").ok_or_else(shape)?;
     let (id, version) = rest.split_once("/migrations/").ok_or_else(shape)?;
     let id = ComponentId::parse(id).map_err(|why| Error::invalid(field, why))?;
-    let version = MigrationVersion::parse(version).map_err(|why| Error::invalid(field, why))?;
+    let version = if id.is_compiled() {
+        MigrationVersion::parse_compiled(version)
+    } else {
+        MigrationVersion::parse(version)
+    }
+    .map_err(|why| Error::invalid(field, why))?;
     Ok((id, version))
 }
 
