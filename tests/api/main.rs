@@ -18,6 +18,7 @@ mod client;
 mod client_axum;
 mod client_layer;
 mod components;
+mod components_cli;
 mod components_refusals;
 mod envoy;
 mod example_messages;
