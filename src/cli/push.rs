@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
+use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
@@ -26,9 +26,22 @@ const REFUSED: u8 = 1;
 /// Usage, files, connection or credentials.
 const BROKEN: u8 = 2;
 
-type Client = ComponentServiceClient<
-    InterceptedService<Channel, Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>>,
->;
+type Client = ComponentServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Sends `authorization: Bearer <token>` with every call, when a token was given.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(header) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// Runs `tenant-plane migrations ...`; the result is the process's exit code.
 pub async fn migrations(args: MigrationsArgs) -> ExitCode {
@@ -242,18 +255,9 @@ async fn connect(server: &ServerArgs) -> Result<Client, u8> {
         ),
         None => None,
     };
-    let interceptor: Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send> =
-        Box::new(move |mut request: Request<()>| {
-            if let Some(header) = &header {
-                request
-                    .metadata_mut()
-                    .insert("authorization", header.clone());
-            }
-            Ok(request)
-        });
     Ok(ComponentServiceClient::with_interceptor(
         channel,
-        interceptor,
+        Bearer(header),
     ))
 }
 

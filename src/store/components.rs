@@ -92,10 +92,7 @@ pub async fn lock_component<C: ConnectionTrait>(
     match txn.get_database_backend() {
         DbBackend::Sqlite => {
             let touched = component::Entity::update_many()
-                .col_expr(
-                    component::Column::Id,
-                    Expr::col(component::Column::Id).into(),
-                )
+                .col_expr(component::Column::Id, Expr::col(component::Column::Id))
                 .filter(component::Column::Id.eq(component.as_str()))
                 .exec(txn)
                 .await
