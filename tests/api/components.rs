@@ -15,6 +15,7 @@ on_both!(
     pushing_a_history_again_changes_nothing_and_a_longer_one_registers_only_its_tail,
     the_sample_component_is_listed_first_as_compiled_with_the_builtin_versions,
     list_components_pages_through_every_component,
+    migrations_of_loads_the_registered_migrations_of_several_components_in_order,
 );
 
 pub fn components(server: &TestServer) -> ComponentServiceClient<Conn> {
@@ -367,4 +368,72 @@ async fn list_components_pages_through_every_component(server: &TestServer) {
         .await
         .expect_err("a negative page size");
     assert_eq!(negative.code(), Code::InvalidArgument);
+}
+
+async fn migrations_of_loads_the_registered_migrations_of_several_components_in_order(
+    server: &TestServer,
+) {
+    use tenant_plane::domain::ComponentId;
+    use tenant_plane::store::components::migrations_of;
+
+    create_component(server, "billing").await;
+    create_component(server, "search").await;
+    create_component(server, "empty").await;
+    let billing = billing_history();
+    push(server, "billing", billing.clone())
+        .await
+        .expect("push billing");
+    let search = vec![
+        proto::ComponentMigration {
+            sqlite_up_sql: "CREATE TABLE documents (id integer)".into(),
+            ..migration("0001_documents", "CREATE TABLE documents (id bigint)")
+        },
+        migration("0002_terms", "CREATE TABLE terms (id bigint)"),
+    ];
+    push(server, "search", search.clone())
+        .await
+        .expect("push search");
+    let registered = list_migrations(server, "billing").await;
+
+    let id = |text: &str| ComponentId::parse(text).expect("an id");
+    let db = server.catalog().await;
+    let loaded = migrations_of(
+        &db,
+        &[
+            id("search"),
+            id("billing"),
+            id("empty"),
+            id("sample"),
+            id("nobody"),
+        ],
+    )
+    .await
+    .expect("load the migrations");
+    db.close().await.expect("close");
+
+    let versions = |c: &str| -> Vec<String> {
+        loaded[&id(c)]
+            .iter()
+            .map(|m| m.version.to_string())
+            .collect()
+    };
+    assert_eq!(
+        versions("billing"),
+        billing
+            .iter()
+            .map(|m| m.version.clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(versions("search"), ["0001_documents", "0002_terms"]);
+    for nothing in ["empty", "sample", "nobody"] {
+        assert!(versions(nothing).is_empty(), "{nothing}");
+    }
+    let first = &loaded[&id("billing")][0];
+    assert_eq!(first.up_sql, billing[0].up_sql);
+    assert_eq!(first.down_sql, "DROP TABLE invoices");
+    assert_eq!(first.checksum, registered[0].checksum);
+    assert_eq!(
+        loaded[&id("search")][0].sqlite_up_sql,
+        "CREATE TABLE documents (id integer)"
+    );
 }
