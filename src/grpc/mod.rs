@@ -50,6 +50,12 @@ use crate::service::{
     Tenants,
 };
 
+/// The largest ComponentService request: a push sends a whole directory's history, which
+/// outgrows tonic's default of 4 MiB long before it reaches the push's own limits (1000
+/// migrations, 1 MiB a script). Only authenticated callers get this far: the authentication
+/// layer answers before a body is read.
+pub const MAX_PUSH_BYTES: usize = 32 * 1024 * 1024;
+
 /// The use cases the gRPC services call.
 #[derive(Clone)]
 pub struct Services {
@@ -223,9 +229,10 @@ pub async fn serve(
             services.quotas,
         )))
         .add_service(PlanServiceServer::new(plan::PlanApi::new(services.plans)))
-        .add_service(ComponentServiceServer::new(component::ComponentApi::new(
-            services.components,
-        )))
+        .add_service(
+            ComponentServiceServer::new(component::ComponentApi::new(services.components))
+                .max_decoding_message_size(MAX_PUSH_BYTES),
+        )
         .add_service(AuditServiceServer::new(audit::AuditApi::new(
             services.audit,
         )))

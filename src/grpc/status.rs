@@ -250,6 +250,36 @@ mod tests {
     }
 
     #[test]
+    fn history_conflicts_carry_their_reason_metadata_and_each_migration() {
+        let status = answered(
+            Error::HistoryConflict {
+                reason: "MIGRATION_CHANGED",
+                message: "changed".into(),
+                metadata: vec![
+                    ("version", "0002_b".into()),
+                    ("registered_checksum", "aa".into()),
+                    ("pushed_checksum", "bb".into()),
+                ],
+                violations: vec![("components/billing/migrations/0002_b".into(), "why".into())],
+            },
+            "req-9",
+        );
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "MIGRATION_CHANGED");
+        assert_eq!(info.metadata["registered_checksum"], "aa");
+        assert_eq!(info.metadata["pushed_checksum"], "bb");
+        assert_eq!(info.metadata["request_id"], "req-9");
+        let failure = status
+            .get_details_precondition_failure()
+            .expect("PreconditionFailure");
+        assert_eq!(
+            failure.violations[0].subject,
+            "components/billing/migrations/0002_b"
+        );
+    }
+
+    #[test]
     fn unavailable_asks_to_retry_and_hides_the_cause() {
         let status = Status::from(Error::Unavailable(
             "connection refused to 10.0.0.5:5432".into(),
