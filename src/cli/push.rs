@@ -255,10 +255,12 @@ async fn connect(server: &ServerArgs) -> Result<Client, u8> {
         ),
         None => None,
     };
-    Ok(ComponentServiceClient::with_interceptor(
-        channel,
-        Bearer(header),
-    ))
+    // A push's answer repeats the scripts it registered: as large as the push itself.
+    Ok(
+        ComponentServiceClient::with_interceptor(channel, Bearer(header))
+            .max_decoding_message_size(crate::grpc::MAX_PUSH_BYTES)
+            .max_encoding_message_size(crate::grpc::MAX_PUSH_BYTES),
+    )
 }
 
 fn to_wire(m: &LocalMigration) -> proto::ComponentMigration {
