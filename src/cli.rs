@@ -1,5 +1,12 @@
 //! `tenant-plane migrate`: the operators' command line for tenant migrations, working on the
-//! catalog directly (no server needed; running servers help with `--all` rollouts).
+//! catalog directly (no server needed; running servers help with `--all` rollouts). And
+//! `tenant-plane migrations push|list` ([`push`]): the applications' command line, a gRPC
+//! client of a running server, reading a component's migrations from a directory ([`dir`]).
+
+pub mod dir;
+mod push;
+
+pub use push::migrations;
 
 use tokio_stream::StreamExt;
 

@@ -25,7 +25,8 @@
 //!   (context, authentication, audit) and the one per-RPC policy table they read
 //!   (`grpc::policy`); `grpc::status` is the single table from domain errors to gRPC status
 //!   codes.
-//! * [`cli`] — `tenant-plane migrate`, the operators' command line for tenant migrations.
+//! * [`cli`] — `tenant-plane migrate`, the operators' command line for tenant migrations, and
+//!   `tenant-plane migrations push|list`, the applications' (a gRPC client).
 //! * [`app`] — wires the pieces together and runs the server until it is told to stop.
 //!
 //! The library for the services that call in (resolve the tenant of a request with a tower

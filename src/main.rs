@@ -14,6 +14,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Serve(config)) => *config,
         Some(Command::Health(args)) => return health(args).await,
         Some(Command::Token(args)) => return token(&args),
+        Some(Command::Migrations(args)) => return tenant_plane::cli::migrations(*args).await,
         Some(Command::Migrate(args)) => {
             let telemetry = telemetry::init(args.config.log_format, "warn")
                 .map_err(|e| eprintln!("tenant-plane: {e}"))

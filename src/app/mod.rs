@@ -20,8 +20,8 @@ use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{CatalogSchema, Isolation, PlanName, StoragePrefix};
 use crate::grpc::{self, AuthLayer, Security, Services};
 use crate::service::{
-    AuditLog, JobPasses, Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings,
-    RolloutWorker, Rollouts, TenantSettings, Tenants, run_purge_job,
+    AuditLog, Components, Fleet, JobPasses, LintServer, Members, Migrations, Plans, Provisioning,
+    Quotas, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants, run_purge_job,
 };
 use crate::store::{Backend, Catalog, PoolSettings};
 
@@ -174,6 +174,15 @@ impl App {
             config.quota_deadline(),
         );
         let auto_provision = config.tenant_auto_provision.then(|| provisioning.clone());
+        let components = Components::new(
+            catalog.clone(),
+            dataplane.migrations().names(),
+            LintServer {
+                sqlite: catalog.backend() == Backend::Sqlite,
+                tenant_role_prefix: config.tenant_database_prefix.clone(),
+            },
+        );
+        let fleet = Fleet::new(catalog.clone(), dataplane.clone());
         let services = Services {
             tenants: Tenants::new(catalog.clone(), settings, auto_provision),
             members: Members::new(catalog.clone()),
@@ -182,6 +191,8 @@ impl App {
             rollouts,
             quotas,
             plans: Plans::new(catalog.clone()),
+            components,
+            fleet,
             audit: AuditLog::new(catalog.clone()),
             tenant_id_source: config.tenant_id_source,
             tenant_anonymous_sources: config.tenant_anonymous_sources.clone(),

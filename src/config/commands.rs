@@ -1,6 +1,8 @@
-//! The command line: `serve` (the default), `migrate` and `health`, each with its arguments.
+//! The command line: `serve` (the default), `migrate`, `migrations`, `health` and `token`, each
+//! with its arguments.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -28,6 +30,10 @@ pub enum Command {
     /// `alembic -x tenant=...`: `migrate --tenant acme status|up|down|history`, or
     /// `migrate --all [--concurrency N]` to roll the latest version out to every tenant.
     Migrate(Box<MigrateArgs>),
+    /// A component's migrations on a running server, over gRPC with a token: `migrations push
+    /// --component billing --dir ./db/tenant` registers a directory's new migrations (what an
+    /// application's CI runs); `migrations list` shows the registry.
+    Migrations(Box<MigrationsArgs>),
     /// Make a bearer token: prints the token (give it to the caller) and its ROLE:NAME:SHA256
     /// entry (add it to TENANT_PLANE_AUTH_TOKENS or the tokens file). Nothing is stored.
     Token(crate::auth::TokenArgs),
@@ -81,5 +87,74 @@ pub struct HealthArgs {
     pub service: String,
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrationsArgs {
+    #[command(subcommand)]
+    pub action: MigrationsAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MigrationsAction {
+    /// Push a directory of migrations (NNNN_name.up.sql, and optional .down.sql,
+    /// .up.sqlite.sql, .down.sqlite.sql) to a component, creating the component if needed.
+    /// Exits 0 when pushed, 1 when the server refuses the migrations (a lint error, a changed
+    /// history), 2 on any other error.
+    Push(PushArgs),
+    /// List the components, or one component's migrations.
+    List {
+        /// The component whose migrations to list; every component when left out.
+        #[arg(long)]
+        component: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// The component's id, a DNS label such as `billing`.
+    #[arg(long)]
+    pub component: String,
+    /// The directory of the component's migration files.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The component's description, when the push creates it.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The component's owner (a team or service), when the push creates it.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Let statements that lose data (DROP TABLE, DROP COLUMN, TRUNCATE, a column type
+    /// change) through the lint.
+    #[arg(long)]
+    pub allow_destructive: bool,
+    /// Lint and check the history only; register nothing.
+    #[arg(long)]
+    pub validate_only: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Where the server is and how to call it.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The server's gRPC address: http://host:port, or https://host:port with --ca-cert.
+    #[arg(
+        long,
+        env = "TENANT_PLANE_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// A bearer token of the admin or service role.
+    #[arg(long, env = "TENANT_PLANE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The PEM of the CA that signed an https:// server's certificate.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Seconds to wait for the connection, and for each call.
+    #[arg(long, default_value_t = 30)]
     pub timeout_secs: u64,
 }

@@ -7,7 +7,10 @@ use clap::{Args, Parser, ValueEnum};
 
 mod commands;
 
-pub use commands::{Cli, Command, HealthArgs, MigrateAction, MigrateArgs};
+pub use commands::{
+    Cli, Command, HealthArgs, MigrateAction, MigrateArgs, MigrationsAction, MigrationsArgs,
+    PushArgs, ServerArgs,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IsolationSetting {

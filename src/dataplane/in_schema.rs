@@ -144,11 +144,13 @@ impl DataPlane {
         // schema's default privileges then grant what the migrations create as they create it
         // (no per-tenant statement reads the fleet-sized `pg_class`), and a refusal for want of
         // CREATEROLE is reported as such, not as a failed migration.
+        let tables: Vec<&str> = sets.iter().map(TenantMigrations::table).collect();
         batch.push(&roles::before_migrations(
             storage,
             name,
             found.missing,
             made_now,
+            &tables,
         ));
         roles::send_grants(txn, &found, storage.role.as_str(), &mut batch, db_error).await?;
         let befores = if made_now {

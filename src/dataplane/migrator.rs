@@ -8,25 +8,12 @@ use migration::sea_orm_migration::{MigrationTrait, SchemaManager};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement};
 
 use super::plan::{self, Batch};
-use crate::domain::Error;
+use crate::domain::{ComponentId, Error, version_table};
 use crate::sql::{Ident, Literal};
 
 /// Produces the tenant migrations, oldest first. A function because sea-orm-migration consumes
 /// the boxed migrations on every run.
 pub type MigrationSource = Arc<dyn Fn() -> Vec<Box<dyn MigrationTrait>> + Send + Sync>;
-
-/// The compiled component: the sample schema of the `migration` crate (or a test's own set).
-pub const COMPILED_COMPONENT: &str = "sample";
-
-/// The compiled component's version table: sea-orm-migration's default name, which tenants
-/// provisioned before components existed already have.
-pub const COMPILED_VERSION_TABLE: &str = "seaql_migrations";
-
-/// The version table of a pushed component in each tenant's storage. Component ids are DNS
-/// labels, so no two components share a table, and none is the compiled one's.
-pub fn version_table(component: &str) -> String {
-    format!("{COMPILED_VERSION_TABLE}_{component}")
-}
 
 /// One component's tenant migrations.
 #[derive(Clone)]
@@ -53,28 +40,29 @@ impl PartialEq for TenantMigrations {
 }
 
 impl TenantMigrations {
-    /// The compiled component, made of `source`.
+    /// The compiled component ("sample"), made of `source`.
     pub fn new(source: MigrationSource) -> Self {
-        Self::component(COMPILED_COMPONENT, COMPILED_VERSION_TABLE, source)
+        Self::component(&ComponentId::sample(), source)
     }
 
-    /// The component `component`, made of `source`, whose versions go in `table`.
-    pub fn component(component: &str, table: &str, source: MigrationSource) -> Self {
+    /// The component `component`, made of `source`; its versions go in the component's version
+    /// table ([`version_table`]).
+    pub fn component(component: &ComponentId, source: MigrationSource) -> Self {
         let names = source().iter().map(|m| m.name().to_owned()).collect();
         Self {
-            component: component.into(),
-            table: table.into(),
+            component: component.as_str().into(),
+            table: version_table(component).into(),
             source,
             names: Arc::new(names),
         }
     }
 
-    /// A pushed component: each migration runs its SQL scripts, those written for `backend`.
-    pub fn pushed(component: &str, migrations: Vec<SqlMigration>) -> Self {
+    /// A pushed component: each migration runs its SQL scripts (those for the tenants' backend,
+    /// chosen by the caller).
+    pub fn pushed(component: &ComponentId, migrations: Vec<SqlMigration>) -> Self {
         let migrations = Arc::new(migrations);
         Self::component(
             component,
-            &version_table(component),
             Arc::new(move || {
                 migrations
                     .iter()

@@ -44,10 +44,7 @@ use crate::clock::Clock;
 use crate::db::{Backend, PoolUsage, db_error};
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
 use handles::{Address, TenantHandles};
-pub use migrator::{
-    COMPILED_COMPONENT, COMPILED_VERSION_TABLE, MigrationSource, SqlMigration, Target,
-    TenantMigrations, version_table,
-};
+pub use migrator::{MigrationSource, SqlMigration, Target, TenantMigrations};
 use plan::Batch;
 pub use shared::TENANT_SETTING;
 use sql::{Ident, check_mark, exec, lock, missing_table, remove_sqlite_files, required};

@@ -114,6 +114,7 @@ pub(super) fn before_migrations(
     schema: &str,
     missing: bool,
     schema_made_now: bool,
+    version_tables: &[&str],
 ) -> String {
     let role = storage.role.as_str();
     format!(
@@ -133,7 +134,8 @@ pub(super) fn before_migrations(
                 (true, true) => GrantStart::Fresh,
                 (true, false) => GrantStart::NewSchema,
                 (false, _) => GrantStart::ExistingSchema,
-            }
+            },
+            version_tables,
         ),
     )
 }
@@ -179,7 +181,8 @@ pub(super) async fn grant_in_database(
          REVOKE CREATE ON SCHEMA {} FROM PUBLIC; {}",
         create_role(storage, &found),
         Ident::new(schema),
-        schema_grants(storage.role.as_str(), schema, GrantStart::ExistingSchema)
+        // Every table there is granted by name, version tables read-only.
+        schema_grants(storage.role.as_str(), schema, GrantStart::ExistingSchema, &[])
     ));
     send_grants(txn, &found, storage.role.as_str(), &mut batch, db_error).await
 }

@@ -42,6 +42,17 @@ pub enum Error {
         reason: &'static str,
         message: String,
     },
+    /// A push that a component's registered history refuses (a changed migration, a version
+    /// before the latest, a gap). `reason` is the ErrorInfo reason (MIGRATION_CHANGED,
+    /// VERSION_BEFORE_LATEST, MIGRATION_MISSING) with `metadata`; each violation names a
+    /// migration (`components/{c}/migrations/{v}`) and says why.
+    #[error("{message}")]
+    HistoryConflict {
+        reason: &'static str,
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+        violations: Vec<(String, String)>,
+    },
     /// A tenant migration failed; the tenant was left at `version`, its previous version.
     #[error("tenant migration failed ({message}); the tenant is left at version {}", .version.as_deref().unwrap_or("none"))]
     MigrationFailed {

@@ -4,6 +4,7 @@
 mod api_key;
 mod call;
 mod catalog_schema;
+pub mod component;
 mod credentials;
 mod error;
 mod member;
@@ -16,6 +17,10 @@ mod tenant;
 pub use api_key::{ApiKey, NewSecret, SECRET_PREFIX, hash_secret};
 pub use call::{Actor, AuditRow, CallContext, CallerRole, Principal};
 pub use catalog_schema::CatalogSchema;
+pub use component::{
+    Component, ComponentId, ComponentMigration, LintNote, MigrationBody, MigrationVersion,
+    NoteSeverity, SAMPLE, Script, version_table,
+};
 pub use credentials::{DbPassword, DbRoleName, ScramVerifier};
 pub use error::{Error, FieldViolation, QuotaViolation};
 pub use member::{Member, Role, USERS, UserId};

@@ -11,6 +11,7 @@ mod api_keys;
 mod audit;
 pub mod audit_layer;
 pub mod auth_layer;
+mod component;
 pub mod context;
 mod convert;
 mod envoy;
@@ -33,7 +34,8 @@ use tokio::{net::TcpListener, sync::Notify};
 use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::proto::{
-    audit_service_server::AuditServiceServer, membership_service_server::MembershipServiceServer,
+    audit_service_server::AuditServiceServer, component_service_server::ComponentServiceServer,
+    membership_service_server::MembershipServiceServer,
     migration_service_server::MigrationServiceServer, plan_service_server::PlanServiceServer,
     provisioning_service_server::ProvisioningServiceServer,
     quota_service_server::QuotaServiceServer, tenant_service_server::TenantServiceServer,
@@ -44,8 +46,15 @@ use uuid::Uuid;
 
 use crate::domain::FieldViolation;
 use crate::service::{
-    AuditLog, Members, Migrations, Plans, Provisioning, Quotas, RequestKey, Rollouts, Tenants,
+    AuditLog, Components, Fleet, Members, Migrations, Plans, Provisioning, Quotas, RequestKey,
+    Rollouts, Tenants,
 };
+
+/// The largest ComponentService request: a push sends a whole directory's history, which
+/// outgrows tonic's default of 4 MiB long before it reaches the push's own limits (1000
+/// migrations, 1 MiB a script). Only authenticated callers get this far: the authentication
+/// layer answers before a body is read.
+pub const MAX_PUSH_BYTES: usize = 32 * 1024 * 1024;
 
 /// The use cases the gRPC services call.
 #[derive(Clone)]
@@ -57,6 +66,8 @@ pub struct Services {
     pub rollouts: Rollouts,
     pub quotas: Quotas,
     pub plans: Plans,
+    pub components: Components,
+    pub fleet: Fleet,
     pub audit: AuditLog,
     /// Where the Envoy adapter looks for a request's tenant first (TENANT_ID_SOURCE).
     pub tenant_id_source: crate::config::TenantIdSource,
@@ -141,6 +152,9 @@ pub async fn serve(
         .set_serving::<PlanServiceServer<plan::PlanApi>>()
         .await;
     health
+        .set_serving::<ComponentServiceServer<component::ComponentApi>>()
+        .await;
+    health
         .set_serving::<AuditServiceServer<audit::AuditApi>>()
         .await;
     health
@@ -216,6 +230,13 @@ pub async fn serve(
             services.quotas,
         )))
         .add_service(PlanServiceServer::new(plan::PlanApi::new(services.plans)))
+        .add_service(
+            ComponentServiceServer::new(component::ComponentApi::new(
+                services.components,
+                services.fleet,
+            ))
+            .max_decoding_message_size(MAX_PUSH_BYTES),
+        )
         .add_service(AuditServiceServer::new(audit::AuditApi::new(
             services.audit,
         )))

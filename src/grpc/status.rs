@@ -41,6 +41,25 @@ impl From<Error> for Status {
                 message.clone(),
                 ErrorDetails::with_precondition_failure_violation("STATE", subject, message),
             ),
+            Error::HistoryConflict {
+                reason,
+                metadata,
+                violations,
+                ..
+            } => {
+                let mut details = ErrorDetails::with_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    metadata
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect::<std::collections::HashMap<_, _>>(),
+                );
+                for (subject, why) in violations {
+                    details.add_precondition_failure_violation(reason, subject, why);
+                }
+                Status::with_error_details(Code::FailedPrecondition, message, details)
+            }
             Error::MigrationFailed { .. } => Status::with_error_details(
                 Code::FailedPrecondition,
                 message.clone(),
@@ -227,6 +246,36 @@ mod tests {
         assert_eq!(
             busy.get_details_error_info().expect("ErrorInfo").reason,
             "REQUEST_IN_PROGRESS"
+        );
+    }
+
+    #[test]
+    fn history_conflicts_carry_their_reason_metadata_and_each_migration() {
+        let status = answered(
+            Error::HistoryConflict {
+                reason: "MIGRATION_CHANGED",
+                message: "changed".into(),
+                metadata: vec![
+                    ("version", "0002_b".into()),
+                    ("registered_checksum", "aa".into()),
+                    ("pushed_checksum", "bb".into()),
+                ],
+                violations: vec![("components/billing/migrations/0002_b".into(), "why".into())],
+            },
+            "req-9",
+        );
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "MIGRATION_CHANGED");
+        assert_eq!(info.metadata["registered_checksum"], "aa");
+        assert_eq!(info.metadata["pushed_checksum"], "bb");
+        assert_eq!(info.metadata["request_id"], "req-9");
+        let failure = status
+            .get_details_precondition_failure()
+            .expect("PreconditionFailure");
+        assert_eq!(
+            failure.violations[0].subject,
+            "components/billing/migrations/0002_b"
         );
     }
 

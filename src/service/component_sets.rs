@@ -2,12 +2,12 @@
 //! data plane holds, and pushed ones read from the catalog (their scripts for the backend the
 //! tenants' storage is on).
 
-use crate::dataplane::{COMPILED_COMPONENT, DataPlane, SqlMigration, TenantMigrations};
+use crate::dataplane::{DataPlane, SqlMigration, TenantMigrations};
 use crate::db::Backend;
-use crate::domain::Error;
-use crate::store::{Catalog, component_runs::PushedMigration};
+use crate::domain::{ComponentId, Error};
+use crate::store::{Catalog, RegisteredMigration, components::migrations_of};
 
-/// The components of a plan, or one component, as the migration sets the data plane runs.
+/// The components `plan` lists, in its order, as migration sets.
 pub(super) async fn of_plan(
     catalog: &Catalog,
     dataplane: &DataPlane,
@@ -20,39 +20,50 @@ pub(super) async fn of_plan(
             kind: "plan",
             name: format!("plans/{plan}"),
         })?;
+    let ids = ids
+        .iter()
+        .map(|id| {
+            ComponentId::parse(id).map_err(|why| {
+                Error::Internal(format!("plan {plan} lists a malformed component: {why}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     sets(catalog, dataplane, &ids).await
 }
 
-/// One component's migration set; NOT_FOUND when it is not registered.
+/// One component's migration set, by id; NOT_FOUND when it is not registered.
 pub(super) async fn of_component(
     catalog: &Catalog,
     dataplane: &DataPlane,
     component: &str,
 ) -> Result<TenantMigrations, Error> {
-    if component != COMPILED_COMPONENT && !catalog.component_exists(component).await? {
-        return Err(component_not_found(component));
+    let not_found = || Error::NotFound {
+        kind: "component",
+        name: format!("components/{component}"),
+    };
+    let id = ComponentId::parse(component).map_err(|_| not_found())?;
+    if !id.is_compiled() && catalog.get_component(&id).await?.is_none() {
+        return Err(not_found());
     }
-    let mut found = sets(catalog, dataplane, &[component.to_owned()]).await?;
-    found.pop().ok_or_else(|| component_not_found(component))
+    sets(catalog, dataplane, std::slice::from_ref(&id))
+        .await?
+        .pop()
+        .ok_or_else(not_found)
 }
 
 /// The sets of `ids`, in their order: one query for all the pushed ones.
 async fn sets(
     catalog: &Catalog,
     dataplane: &DataPlane,
-    ids: &[String],
+    ids: &[ComponentId],
 ) -> Result<Vec<TenantMigrations>, Error> {
-    let pushed: Vec<String> = ids
-        .iter()
-        .filter(|id| *id != COMPILED_COMPONENT)
-        .cloned()
-        .collect();
-    let mut migrations = catalog.pushed_migrations(&pushed).await?;
+    let pushed: Vec<ComponentId> = ids.iter().filter(|id| !id.is_compiled()).cloned().collect();
+    let mut migrations = migrations_of(catalog.conn(), &pushed).await?;
     let sqlite = dataplane.backend() == Backend::Sqlite;
     Ok(ids
         .iter()
         .map(|id| {
-            if id == COMPILED_COMPONENT {
+            if id.is_compiled() {
                 return dataplane.migrations().clone();
             }
             let rows = migrations.remove(id).unwrap_or_default();
@@ -66,7 +77,7 @@ async fn sets(
 
 /// A pushed migration as it runs on the tenants' backend: on SQLite, its SQLite scripts where
 /// it has them.
-fn for_backend(m: PushedMigration, sqlite: bool) -> SqlMigration {
+fn for_backend(m: RegisteredMigration, sqlite: bool) -> SqlMigration {
     let pick = |own: String, general: String| {
         if sqlite && !own.trim().is_empty() {
             own
@@ -75,15 +86,8 @@ fn for_backend(m: PushedMigration, sqlite: bool) -> SqlMigration {
         }
     };
     SqlMigration {
-        version: m.version,
+        version: m.version.as_str().to_owned(),
         up: pick(m.sqlite_up_sql, m.up_sql),
         down: pick(m.sqlite_down_sql, m.down_sql),
-    }
-}
-
-fn component_not_found(component: &str) -> Error {
-    Error::NotFound {
-        kind: "component",
-        name: format!("components/{component}"),
     }
 }

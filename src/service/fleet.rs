@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::dataplane::{COMPILED_COMPONENT, DataPlane};
+use crate::dataplane::DataPlane;
 use crate::domain::Error;
+use crate::domain::SAMPLE;
 use crate::store::Catalog;
 
 /// One component across the fleet.
@@ -47,7 +48,7 @@ impl Fleet {
         let counts = self.catalog.fleet_counts().await?;
         let mut orders = self.catalog.pushed_versions().await?;
         orders.insert(
-            COMPILED_COMPONENT.to_owned(),
+            SAMPLE.to_owned(),
             self.dataplane.migrations().names().to_vec(),
         );
         let mut components = Vec::with_capacity(orders.len());
@@ -67,7 +68,11 @@ impl Fleet {
             let mut versions: Vec<(Option<String>, i64)> = Vec::new();
             let mut failed = 0;
             let mut at_latest = 0;
-            for count in counts.per_version.iter().filter(|c| c.component == component) {
+            for count in counts
+                .per_version
+                .iter()
+                .filter(|c| c.component == component)
+            {
                 failed += count.failed;
                 if count.version.is_some() && count.version == latest {
                     at_latest += count.tenants;

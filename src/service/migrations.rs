@@ -9,7 +9,8 @@ use super::idempotency;
 use super::provisioning::storage_of;
 use super::storage_run::run_and_record;
 use super::tenants::{RequestKey, TenantRef, load};
-use crate::dataplane::{COMPILED_COMPONENT, DataPlane, Run, Target, TenantMigrations};
+use crate::dataplane::{DataPlane, Run, Target, TenantMigrations};
+use crate::domain::SAMPLE;
 use crate::domain::{CallContext, Error, Tenant, TenantState};
 use crate::store::{
     Catalog,
@@ -76,7 +77,7 @@ impl Migrations {
     /// The migration set of `component`; empty names the compiled one.
     async fn set(&self, component: &str) -> Result<TenantMigrations, Error> {
         let component = if component.is_empty() {
-            COMPILED_COMPONENT
+            SAMPLE
         } else {
             component
         };

@@ -2,8 +2,9 @@
 
 mod audit;
 mod component_sets;
-mod fleet;
+mod components;
 mod credentials;
+mod fleet;
 mod idempotency;
 mod jobs;
 mod members;
@@ -19,6 +20,10 @@ mod storage_run;
 mod tenants;
 
 pub use audit::{AuditLog, ListAuditEventsInput, run_audit_prune_job};
+pub use components::{
+    Components, CreateComponentInput, LintServer, PushInput, PushOutcome, PushedMigration,
+    parse_component_name, parse_migration_name,
+};
 pub use credentials::Credentials;
 pub use fleet::{ComponentFleet, Fleet, FleetStatus};
 pub use jobs::{Job, JobPasses, run_purge_job};

@@ -72,9 +72,8 @@ impl Catalog {
         for row in components {
             let id: String = row.try_get("", "id").map_err(db_error)?;
             let listed: serde_json::Value = row.try_get("", "components").map_err(db_error)?;
-            let listed: Vec<String> = serde_json::from_value(listed).map_err(|e| {
-                Error::Internal(format!("plan {id} has malformed components: {e}"))
-            })?;
+            let listed: Vec<String> = serde_json::from_value(listed)
+                .map_err(|e| Error::Internal(format!("plan {id} has malformed components: {e}")))?;
             counts.plan_components.insert(id, listed);
         }
         Ok(counts)

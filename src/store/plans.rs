@@ -34,7 +34,7 @@ impl Catalog {
             display_name: Set(p.display_name.clone()),
             default_isolation: Set(p.default_isolation.map(|i| i.as_str().to_owned())),
             limits: Set(PlanLimit::encode(&p.limits)),
-            components: Set(serde_json::json!([crate::dataplane::COMPILED_COMPONENT])),
+            components: Set(serde_json::json!([crate::domain::SAMPLE])),
             revision: Set(1),
             create_time: Set(now),
             update_time: Set(now),
@@ -58,6 +58,20 @@ impl Catalog {
             .await
             .map_err(db_error)?;
         Ok(row.map(|p| p.default_isolation.as_deref().and_then(Isolation::parse)))
+    }
+
+    /// The components the plan lists, in its order; `None` when there is no such plan.
+    pub async fn plan_components(&self, plan_id: &str) -> Result<Option<Vec<String>>, Error> {
+        let row = plan::Entity::find_by_id(plan_id.to_owned())
+            .one(self.conn())
+            .await
+            .map_err(db_error)?;
+        row.map(|p| {
+            serde_json::from_value(p.components).map_err(|e| {
+                Error::Internal(format!("plan {plan_id} has malformed components: {e}"))
+            })
+        })
+        .transpose()
     }
 
     pub async fn get_plan(&self, id: &PlanName) -> Result<Option<Plan>, Error> {

@@ -20,7 +20,7 @@ use super::entity::{api_key, plan, quota_usage, tenant, tenant_component, tenant
 use super::{Catalog, audit, db_error};
 use chrono::{DateTime, Utc};
 
-use crate::dataplane::COMPILED_COMPONENT;
+use crate::domain::SAMPLE;
 use crate::domain::{CallContext, Error, Tenant, TenantId, TenantState};
 
 /// How recording a run changed the tenant's row.
@@ -79,7 +79,7 @@ pub async fn record_run<C: ConnectionTrait>(
 ) -> Result<RowChange, Error> {
     let compiled = versions
         .iter()
-        .find(|(component, _)| *component == COMPILED_COMPONENT)
+        .find(|(component, _)| *component == SAMPLE)
         .map(|(_, version)| *version);
     let mut update = mirror_update(now, id, compiled, mirror);
     // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
@@ -299,10 +299,7 @@ pub async fn record_shared_version<C: ConnectionTrait>(
             .await
             .map_err(db_error)?;
     }
-    let Some((_, version)) = versions
-        .iter()
-        .find(|(component, _)| *component == COMPILED_COMPONENT)
-    else {
+    let Some((_, version)) = versions.iter().find(|(component, _)| *component == SAMPLE) else {
         return Ok(());
     };
     tenant::Entity::update_many()

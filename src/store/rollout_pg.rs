@@ -193,7 +193,7 @@ impl Catalog {
             self.now().into(),
             TargetState::Running.as_str().into(),
             kind.into(),
-            crate::dataplane::COMPILED_COMPONENT.into(),
+            crate::domain::SAMPLE.into(),
         ];
         let mut ctes = vec![
             "quiet AS MATERIALIZED (SELECT set_config('tenant_plane.batch_notify', 'on', true))"

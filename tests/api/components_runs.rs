@@ -233,6 +233,7 @@ async fn two_services_components_are_installed_together_and_migrated_apart(serve
         [pair("billing", BILLING[0].0), pair("search", SEARCH[0].0)]
     );
 
+    let globex = provisioned_on(server, "globex", "suite").await;
     // Billing's service ships its next migration; search's tables are not touched.
     push(server, "billing", &BILLING).await;
     let pending = status(server, &acme.name, "billing").await;
@@ -265,9 +266,14 @@ async fn two_services_components_are_installed_together_and_migrated_apart(serve
     assert!(search.pending.is_empty(), "{search:?}");
 
     // The catalog answers "who is at which version" without opening a tenant.
-    let globex = provisioned_on(server, "globex", "suite").await;
-    assert_eq!(at(server, "billing", BILLING[1].0).await, [acme.slug.clone()]);
-    assert_eq!(at(server, "billing", BILLING[0].0).await, [globex.slug.clone()]);
+    assert_eq!(
+        at(server, "billing", BILLING[1].0).await,
+        [acme.slug.clone()]
+    );
+    assert_eq!(
+        at(server, "billing", BILLING[0].0).await,
+        [globex.slug.clone()]
+    );
     assert_eq!(at(server, "search", SEARCH[0].0).await.len(), 2);
     assert!(at(server, "billing", "").await.is_empty());
 }

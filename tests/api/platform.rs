@@ -22,6 +22,7 @@ async fn health_reports_serving_for_the_server_and_every_service() {
         "tenant.v1.MigrationService",
         "tenant.v1.QuotaService",
         "tenant.v1.PlanService",
+        "tenant.v1.ComponentService",
     ] {
         let status = health
             .check(HealthCheckRequest {
@@ -95,6 +96,7 @@ async fn reflection_v1_and_v1alpha_list_every_service_and_describe_error_details
         "tenant.v1.MigrationService",
         "tenant.v1.QuotaService",
         "tenant.v1.PlanService",
+        "tenant.v1.ComponentService",
         "grpc.health.v1.Health",
     ] {
         assert!(

@@ -21,8 +21,9 @@ pub(super) const CONNECT_ROLE_PREFIX: &str = "'tenant-plane-connect-'";
 /// The comment on the connect role, as an SQL literal: a role of its name without it is not
 /// the control plane's.
 pub(super) const CONNECT_ROLE_MARK: &str = "'tenant-plane connect'";
-/// The tenant's migration version table: the role may read it, never change it.
-pub(super) const VERSION_TABLE: &str = "seaql_migrations";
+/// How every component's version table is named ("seaql_migrations", "seaql_migrations_<id>"):
+/// the role may read them, never change them.
+const VERSION_TABLES: &str = "seaql_migrations";
 /// The privileges a tenant role holds in `schema`, given without scanning a catalog table
 /// whose size grows with the fleet (see the module docs): the schema's default privileges, so
 /// that every table and sequence made in it from now on is granted as it is made; SELECT on
@@ -32,11 +33,15 @@ pub(super) const VERSION_TABLE: &str = "seaql_migrations";
 ///
 /// Sent after the version table is made and before the migrations run: what they create is
 /// then granted by PostgreSQL itself, row by row, as it creates it.
-pub(super) fn schema_grants(role: &str, schema: &str, start: GrantStart) -> String {
+pub(super) fn schema_grants(
+    role: &str,
+    schema: &str,
+    start: GrantStart,
+    version_tables: &[&str],
+) -> String {
     let existing = start == GrantStart::ExistingSchema;
     let role_q = Ident::new(role);
     let schema_q = Ident::new(schema);
-    let version = format!("{schema_q}.{}", Ident::new(VERSION_TABLE));
     let mut sql = format!(
         "GRANT USAGE ON SCHEMA {schema_q} TO {role_q}; \
          ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema_q} \
@@ -47,12 +52,19 @@ pub(super) fn schema_grants(role: &str, schema: &str, start: GrantStart) -> Stri
     if existing {
         sql.push_str(&grants_on_existing(role, schema));
     }
-    sql.push_str(&format!("GRANT SELECT ON {version} TO {role_q}; "));
+    for table in version_tables {
+        let version = format!("{schema_q}.{}", Ident::new(table));
+        sql.push_str(&format!("GRANT SELECT ON {version} TO {role_q}; "));
+        if start != GrantStart::Fresh {
+            sql.push_str(&format!(
+                "REVOKE INSERT, UPDATE, DELETE ON {version} FROM {role_q}; "
+            ));
+        }
+    }
     if start != GrantStart::Fresh {
         sql.push_str(&format!(
             "ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER IN SCHEMA {schema_q} \
-               REVOKE SELECT ON SEQUENCES FROM {role_q}; \
-             REVOKE INSERT, UPDATE, DELETE ON {version} FROM {role_q}; "
+               REVOKE SELECT ON SEQUENCES FROM {role_q}; "
         ));
     }
     sql
@@ -80,10 +92,13 @@ pub(super) enum GrantStart {
 /// follows the schema's own objects, not the fleet's.
 fn grants_on_existing(role: &str, schema: &str) -> String {
     format!(
-        "DO $grant$ DECLARE tables text; sequences text; BEGIN \
-           SELECT string_agg(c.oid::regclass::text, ', ') FILTER (WHERE c.relkind <> 'S'), \
-                  string_agg(c.oid::regclass::text, ', ') FILTER (WHERE c.relkind = 'S') \
-             INTO tables, sequences \
+        "DO $grant$ DECLARE tables text; sequences text; versions text; BEGIN \
+           SELECT string_agg(c.oid::regclass::text, ', ') \
+                    FILTER (WHERE c.relkind <> 'S' AND left(c.relname, {prefix}) <> {versions}), \
+                  string_agg(c.oid::regclass::text, ', ') FILTER (WHERE c.relkind = 'S'), \
+                  string_agg(c.oid::regclass::text, ', ') \
+                    FILTER (WHERE c.relkind = 'r' AND left(c.relname, {prefix}) = {versions}) \
+             INTO tables, sequences, versions \
              FROM ({relations}) AS r JOIN pg_class c ON c.oid = r.oid \
              WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S'); \
            IF tables IS NOT NULL THEN \
@@ -93,9 +108,15 @@ fn grants_on_existing(role: &str, schema: &str) -> String {
              EXECUTE format('GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCE %s TO %I', sequences, {role}); \
              EXECUTE format('REVOKE SELECT ON SEQUENCE %s FROM %I', sequences, {role}); \
            END IF; \
+           IF versions IS NOT NULL THEN \
+             EXECUTE format('GRANT SELECT ON TABLE %s TO %I', versions, {role}); \
+             EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON TABLE %s FROM %I', versions, {role}); \
+           END IF; \
          END $grant$; ",
         relations = relations_in_schema(&Literal::new(&Ident::new(schema))),
         role = Literal::new(role),
+        prefix = VERSION_TABLES.len(),
+        versions = Literal::new(VERSION_TABLES),
     )
 }
 

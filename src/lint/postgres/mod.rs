@@ -19,12 +19,12 @@ use super::{Allowances, Linted, Sink, quote, reserved, rule};
 const CURSOR_OPT_HOLD: i32 = 0x0020;
 
 pub(super) fn lint(script: &str, allow: Allowances, linted: &mut Linted) {
-    let chunks = match pg_query::split_with_parser(script) {
-        Ok(chunks) => chunks,
+    let (chunks, refused) = match pg_query::split_with_parser(script) {
+        Ok(chunks) => (chunks, None),
         // The parser stops at the first error; the scanner still finds the statements, so each
         // one is reported on its own and the error is placed on the statement that has it.
         Err(error) => match pg_query::split_with_scanner(script) {
-            Ok(chunks) if !chunks.is_empty() => chunks,
+            Ok(chunks) if !chunks.is_empty() => (with_rest(script, chunks), Some(error)),
             _ => {
                 let mut sink = Sink::new(linted, allow, 0, script);
                 sink.error(
@@ -65,6 +65,17 @@ pub(super) fn lint(script: &str, allow: Allowances, linted: &mut Linted) {
                 format!("the statement does not parse as PostgreSQL: {error}"),
             ),
         }
+    }
+    // Whatever the scanner made of it, a script the parser refused is refused.
+    if let Some(error) = refused
+        && !linted.findings.iter().any(|f| f.rule == rule::SYNTAX)
+    {
+        let index = linted.statements.len().saturating_sub(1);
+        let statement = linted.statements.last().cloned().unwrap_or_default();
+        Sink::new(linted, allow, index, &statement).error(
+            rule::SYNTAX,
+            format!("the script does not parse as PostgreSQL: {error}"),
+        );
     }
 }
 
@@ -457,4 +468,20 @@ fn defined(list: &[pb::Node], what: &str, s: &mut Sink) {
     {
         reserved_error(name, s);
     }
+}
+
+/// `chunks` (slices of `script`) and, after them, whatever of `script` the scanner left out
+/// past the last one (an unfinished statement at its end), so it too is parsed and refused.
+fn with_rest<'a>(script: &'a str, mut chunks: Vec<&'a str>) -> Vec<&'a str> {
+    let end = chunks
+        .last()
+        .map(|last| last.as_ptr() as usize - script.as_ptr() as usize + last.len())
+        .unwrap_or_default();
+    if let Some(rest) = script.get(end..) {
+        let rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ';');
+        if !rest.trim().is_empty() {
+            chunks.push(rest);
+        }
+    }
+    chunks
 }

@@ -667,6 +667,26 @@ fn a_syntax_error_is_placed_on_its_statement_and_the_others_are_still_linted() {
 }
 
 #[test]
+fn an_unfinished_last_statement_is_refused_however_the_script_is_split() {
+    for script in [
+        "CREATE TABLE invoice_lines (id int);\nCREATE TABLE (",
+        "CREATE TABLE t (id int); SELECT 'unterminated",
+        "CREATE TABLE t (id int); CREATE TABLE u (id int",
+    ] {
+        let linted = pg(script);
+
+        assert!(
+            linted
+                .findings
+                .iter()
+                .any(|f| f.rule == rule::SYNTAX),
+            "{script}: {linted:?}"
+        );
+        assert!(linted.refused(), "{script}");
+    }
+}
+
+#[test]
 fn a_finding_names_its_statement_and_says_what_to_do() {
     let linted = pg("CREATE TABLE t (id int);\nCREATE INDEX CONCURRENTLY t_id ON t (id)");
 

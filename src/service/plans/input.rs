@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::dataplane::COMPILED_COMPONENT;
-use crate::domain::{Error, Etag, FieldViolation, Isolation, Plan, PlanLimit, PlanName, QuotaKind};
+use crate::domain::SAMPLE;
+use crate::domain::{
+    ComponentId, Error, Etag, FieldViolation, Isolation, Plan, PlanLimit, PlanName, QuotaKind,
+};
 use crate::service::tenants::{IsolationInput, RequestKey, check_display_name};
 use crate::store::Backend;
 
@@ -172,7 +174,7 @@ impl Upsert {
             default_isolation: self.default_isolation,
             limits: self.limits.clone(),
             components: if self.components.is_empty() {
-                vec![COMPILED_COMPONENT.to_owned()]
+                vec![SAMPLE.to_owned()]
             } else {
                 self.components.clone()
             },
@@ -207,11 +209,8 @@ fn check_components(ids: &[String], violations: &mut Vec<FieldViolation>) -> Vec
     let mut seen: Vec<String> = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         let field = format!("plan.components[{i}]");
-        if !is_dns_label(id) {
-            violations.push(FieldViolation::new(
-                field,
-                "a component id is a DNS label: lowercase letters, digits and '-', starting with a letter, at most 63 characters",
-            ));
+        if let Err(why) = ComponentId::parse(id) {
+            violations.push(FieldViolation::new(field, why));
         } else if seen.contains(id) {
             violations.push(FieldViolation::new(
                 field,
@@ -222,18 +221,6 @@ fn check_components(ids: &[String], violations: &mut Vec<FieldViolation>) -> Vec
         }
     }
     seen
-}
-
-/// Whether `id` is a DNS label starting with a letter.
-fn is_dns_label(id: &str) -> bool {
-    let bytes = id.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes[0].is_ascii_lowercase()
-        && bytes[bytes.len() - 1] != b'-'
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 /// Checks each limit, and that no resource is limited twice. The result is ordered by

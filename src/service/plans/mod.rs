@@ -6,8 +6,9 @@ use uuid::Uuid;
 
 use super::idempotency;
 use super::paging::Page;
-use crate::dataplane::COMPILED_COMPONENT;
-use crate::domain::{CallContext, Error, FieldViolation, Isolation, Plan, PlanLimit, PlanName};
+use crate::domain::{
+    CallContext, ComponentId, Error, FieldViolation, Isolation, Plan, PlanLimit, PlanName,
+};
 use crate::store::Catalog;
 
 mod input;
@@ -90,7 +91,11 @@ impl Plans {
     async fn check_registered(&self, components: &[String]) -> Result<(), Error> {
         let mut violations = Vec::new();
         for (i, id) in components.iter().enumerate() {
-            if id != COMPILED_COMPONENT && !self.catalog.component_exists(id).await? {
+            let registered = match ComponentId::parse(id) {
+                Ok(id) => id.is_compiled() || self.catalog.get_component(&id).await?.is_some(),
+                Err(_) => false,
+            };
+            if !registered {
                 violations.push(FieldViolation::new(
                     format!("plan.components[{i}]"),
                     format!("components/{id} is not registered (CreateComponent first)"),

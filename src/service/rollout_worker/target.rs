@@ -12,7 +12,8 @@ use std::time::Instant;
 use uuid::Uuid;
 
 use super::RolloutWorker;
-use crate::dataplane::{COMPILED_COMPONENT, ComponentReport, Run, Storage, Target};
+use crate::dataplane::{ComponentReport, Run, Storage, Target};
+use crate::domain::SAMPLE;
 use crate::domain::{CallContext, Error, Isolation, Tenant, TenantId, TenantState};
 use crate::metrics::TargetOutcome;
 use crate::service::provisioning::storage_of;
@@ -276,7 +277,7 @@ impl RolloutWorker {
                         tenant.id,
                         &message,
                         FailedRun::Later,
-                        &[COMPILED_COMPONENT],
+                        &[SAMPLE],
                     )
                     .await
                 {
@@ -319,7 +320,7 @@ impl RolloutWorker {
                 ctx,
                 now,
                 tenant.id,
-                &[(COMPILED_COMPONENT, report.version())],
+                &[(SAMPLE, report.version())],
                 Mirror::Migrated,
             )
             .await?;

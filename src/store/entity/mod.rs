@@ -3,6 +3,8 @@
 pub mod api_key;
 pub mod audit_event;
 pub mod auth_token;
+pub mod component;
+pub mod component_migration;
 pub mod plan;
 pub mod quota_usage;
 pub mod request_id;
