@@ -182,7 +182,12 @@ pub(super) async fn grant_in_database(
         create_role(storage, &found),
         Ident::new(schema),
         // Every table there is granted by name, version tables read-only.
-        schema_grants(storage.role.as_str(), schema, GrantStart::ExistingSchema, &[])
+        schema_grants(
+            storage.role.as_str(),
+            schema,
+            GrantStart::ExistingSchema,
+            &[]
+        )
     ));
     send_grants(txn, &found, storage.role.as_str(), &mut batch, db_error).await
 }

@@ -676,10 +676,7 @@ fn an_unfinished_last_statement_is_refused_however_the_script_is_split() {
         let linted = pg(script);
 
         assert!(
-            linted
-                .findings
-                .iter()
-                .any(|f| f.rule == rule::SYNTAX),
+            linted.findings.iter().any(|f| f.rule == rule::SYNTAX),
             "{script}: {linted:?}"
         );
         assert!(linted.refused(), "{script}");

@@ -313,6 +313,39 @@ fn lint_all(
     Ok(linted)
 }
 
+/// The scripts of `body` to lint, each with the dialect it runs in: the PostgreSQL ones as
+/// PostgreSQL, the SQLite ones as SQLite, and, on a server whose tenants are SQLite files, a
+/// PostgreSQL script without its SQLite twin as SQLite too (it is what runs there).
+fn scripts_to_lint(body: &MigrationBody, server: &LintServer) -> Vec<(Script, Dialect)> {
+    let mut scripts = Vec::new();
+    for script in Script::ALL {
+        if body.script(script).trim().is_empty() {
+            continue;
+        }
+        if script.is_sqlite() {
+            scripts.push((script, Dialect::Sqlite));
+            continue;
+        }
+        scripts.push((script, Dialect::Postgres));
+        let twin = if script.is_down() {
+            Script::SqliteDownSql
+        } else {
+            Script::SqliteUpSql
+        };
+        if server.sqlite && body.script(twin).trim().is_empty() {
+            scripts.push((script, Dialect::Sqlite));
+        }
+    }
+    scripts
+}
+
+/// Whether `grantee` names a tenant's role (or the control plane's connect role).
+fn tenant_role(grantee: &str, server: &LintServer) -> bool {
+    let grantee = grantee.to_ascii_lowercase();
+    (!server.tenant_role_prefix.is_empty() && grantee.starts_with(&server.tenant_role_prefix))
+        || grantee.starts_with("tenant-plane")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,37 +394,4 @@ mod tests {
             .collect();
         assert_eq!(fields(check_shape(&many).unwrap_err()), ["migrations"]);
     }
-}
-
-/// The scripts of `body` to lint, each with the dialect it runs in: the PostgreSQL ones as
-/// PostgreSQL, the SQLite ones as SQLite, and, on a server whose tenants are SQLite files, a
-/// PostgreSQL script without its SQLite twin as SQLite too (it is what runs there).
-fn scripts_to_lint(body: &MigrationBody, server: &LintServer) -> Vec<(Script, Dialect)> {
-    let mut scripts = Vec::new();
-    for script in Script::ALL {
-        if body.script(script).trim().is_empty() {
-            continue;
-        }
-        if script.is_sqlite() {
-            scripts.push((script, Dialect::Sqlite));
-            continue;
-        }
-        scripts.push((script, Dialect::Postgres));
-        let twin = if script.is_down() {
-            Script::SqliteDownSql
-        } else {
-            Script::SqliteUpSql
-        };
-        if server.sqlite && body.script(twin).trim().is_empty() {
-            scripts.push((script, Dialect::Sqlite));
-        }
-    }
-    scripts
-}
-
-/// Whether `grantee` names a tenant's role (or the control plane's connect role).
-fn tenant_role(grantee: &str, server: &LintServer) -> bool {
-    let grantee = grantee.to_ascii_lowercase();
-    (!server.tenant_role_prefix.is_empty() && grantee.starts_with(&server.tenant_role_prefix))
-        || grantee.starts_with("tenant-plane")
 }
