@@ -1,7 +1,17 @@
 //! The "messages" example: an application service serving many tenants from one process with
 //! `tenant_plane_client` (API: `proto/examples/messages/v1/messages.proto`).
 //!
-//! Run a control plane, provision a tenant, then:
+//! The service owns its tables: they are the component "messages", the SQL files in
+//! `examples/messages/migrations`, which its CI pushes to the control plane, and a plan lists:
+//!
+//! ```sh
+//! tenant-plane migrations push --component messages --dir examples/messages/migrations \
+//!   --server http://127.0.0.1:50051        # with TENANT_PLANE_TOKEN set
+//! grpcurl ... -d '{"plan": {"name": "plans/free", "components": ["messages"]},
+//!   "update_mask": "components"}' ... tenant.v1.PlanService/UpsertPlan
+//! ```
+//!
+//! Run a control plane, push the component, provision a tenant on that plan, then:
 //!
 //! ```sh
 //! DATABASE_URL=postgres://app@localhost/saas \

@@ -42,8 +42,8 @@ const MAX_PAGE_SIZE: u64 = 1000;
 const MAX_TITLE: usize = 500;
 const MAX_EMAIL: usize = 320;
 
-/// The sample tenant schema's tables, as this service declares them: unqualified, since the
-/// transaction runs inside the tenant's schema.
+/// The service's tables (its component, `examples/messages/migrations`), as it declares them:
+/// unqualified, since the transaction runs inside the tenant's schema.
 mod users {
     use sea_orm::entity::prelude::*;
 

@@ -276,6 +276,53 @@ async fn two_services_components_are_installed_together_and_migrated_apart(serve
     );
     assert_eq!(at(server, "search", SEARCH[0].0).await.len(), 2);
     assert!(at(server, "billing", "").await.is_empty());
+
+    // The fleet view's counts are those of the tenants' own version tables.
+    let fleet = components(server)
+        .get_fleet_status(proto::GetFleetStatusRequest {})
+        .await
+        .expect("fleet status")
+        .into_inner();
+    assert_eq!(fleet.tenant_count, 2);
+    for component in ["billing", "search"] {
+        let mut stored: Vec<(String, i32)> = Vec::new();
+        for tenant in [&acme, &globex] {
+            let version = stored_versions(server, tenant, component)
+                .await
+                .pop()
+                .unwrap_or_default();
+            match stored.iter_mut().find(|(v, _)| *v == version) {
+                Some((_, n)) => *n += 1,
+                None => stored.push((version, 1)),
+            }
+        }
+        stored.sort();
+        let view = fleet
+            .components
+            .iter()
+            .find(|c| c.component_id == component)
+            .unwrap_or_else(|| panic!("{component} in {fleet:?}"));
+        let counted: Vec<(String, i32)> = view
+            .versions
+            .iter()
+            .map(|v| (v.version.clone(), v.tenant_count))
+            .collect();
+        assert_eq!(counted, stored, "{component}");
+        assert_eq!(view.tenant_count, 2, "{view:?}");
+        let behind = stored
+            .iter()
+            .filter(|(v, _)| *v != view.latest_version)
+            .map(|(_, n)| n)
+            .sum::<i32>();
+        assert_eq!(view.pending_count, behind, "{view:?}");
+        assert_eq!(view.failed_count, 0, "{view:?}");
+    }
+    let sample = fleet
+        .components
+        .iter()
+        .find(|c| c.component_id == "sample")
+        .expect("the compiled component is listed");
+    assert_eq!(sample.tenant_count, 0, "the suite plan does not list it");
 }
 
 /// The slugs ListTenants returns for tenants at `version` of `component`.

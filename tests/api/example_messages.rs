@@ -16,7 +16,8 @@ use tenant_plane_client::{
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Code, transport::Channel};
 
-use crate::support::{Db, TestServer, create};
+use crate::components_runs::plan_with;
+use crate::support::{Db, SERVICE_TOKEN, TestServer, create};
 use service::{
     MESSAGES_PER_DAY, Messages,
     api::{self, messages_service_client::MessagesServiceClient},
@@ -150,12 +151,40 @@ async fn rows(server: &TestServer, tenant: &proto::Tenant, table: &str) -> i64 {
     row.try_get("", "n").expect("a count")
 }
 
+/// Ships the example's tables the way its CI would: `tenant-plane migrations push` of its
+/// directory as the component "messages", then the default plan lists that component (and
+/// not the compiled sample), so every tenant created after gets the example's own tables.
+async fn ship(server: &TestServer) {
+    let pushed = std::process::Command::new(env!("CARGO_BIN_EXE_tenant-plane"))
+        .env_clear()
+        .env("TENANT_PLANE_TOKEN", SERVICE_TOKEN)
+        .args(["migrations", "push", "--component", "messages", "--dir"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/messages/migrations"))
+        .args(["--owner", "messages", "--server", &format!("http://{}", server.addr)])
+        .output()
+        .expect("run tenant-plane migrations push");
+    assert!(
+        pushed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&pushed.stdout),
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    plan_with(server, "free", &["messages"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_a_never_sees_tenant_b_projects_or_messages() {
     // Arrange
     let server = TestServer::start(Db::Postgres).await;
+    ship(&server).await;
     let alpha = create(&server, "alpha").await;
     let beta = create(&server, "beta").await;
+    let tables = server.tenant_tables(&alpha).await;
+    assert_eq!(
+        tables,
+        ["messages", "projects", "seaql_migrations_messages", "users"],
+        "the example's own tables, not the compiled sample's"
+    );
     let example = Example::start(&server).await;
     let a = example.project("alpha", "Alpha launch").await.expect("a");
     // The same owner in both tenants: two users, one in each schema.
@@ -200,6 +229,7 @@ async fn tenant_a_never_sees_tenant_b_projects_or_messages() {
 async fn a_suspended_tenant_is_refused_and_a_call_naming_none_too() {
     // Arrange
     let server = TestServer::start(Db::Postgres).await;
+    ship(&server).await;
     create(&server, "alpha").await;
     create(&server, "beta").await;
     let example = Example::start(&server).await;
@@ -258,6 +288,7 @@ async fn a_suspended_tenant_is_refused_and_a_call_naming_none_too() {
 async fn the_daily_quota_stops_posting_at_the_limit_and_stores_nothing_over_it() {
     // Arrange
     let server = TestServer::start(Db::Postgres).await;
+    ship(&server).await;
     let alpha = create(&server, "alpha").await;
     create(&server, "beta").await;
     crate::quotas::set_limits(&server, "alpha", &[(MESSAGES_PER_DAY, 3)]).await;
