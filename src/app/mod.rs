@@ -20,7 +20,7 @@ use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{CatalogSchema, Isolation, PlanName, StoragePrefix};
 use crate::grpc::{self, AuthLayer, Security, Services};
 use crate::service::{
-    AuditLog, JobPasses, Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings,
+    AuditLog, Drifts, JobPasses, Members, Migrations, Plans, Provisioning, Quotas, RolloutSettings,
     RolloutWorker, Rollouts, TenantSettings, Tenants, run_purge_job,
 };
 use crate::store::{Backend, Catalog, PoolSettings};
@@ -174,12 +174,14 @@ impl App {
             config.quota_deadline(),
         );
         let auto_provision = config.tenant_auto_provision.then(|| provisioning.clone());
+        let drifts = Drifts::new(catalog.clone(), dataplane.clone(), rollouts.clone());
         let services = Services {
             tenants: Tenants::new(catalog.clone(), settings, auto_provision),
             members: Members::new(catalog.clone()),
             provisioning,
             migrations: Migrations::new(catalog.clone(), dataplane),
             rollouts,
+            drifts,
             quotas,
             plans: Plans::new(catalog.clone()),
             audit: AuditLog::new(catalog.clone()),
@@ -367,6 +369,13 @@ impl App {
                 until_stopped(stopped.clone()),
             ))
         });
+        let drift = (self.config.drift_check_interval_secs > 0).then(|| {
+            tokio::spawn(self.services.drifts.clone().run_job(
+                seconds(self.config.drift_check_interval_secs),
+                self.passes.clone(),
+                until_stopped(stopped.clone()),
+            ))
+        });
         let (release_leases, leases_stop) = tokio::sync::oneshot::channel::<()>();
         let leases = tokio::spawn(self.services.quotas.clone().run_lease_job(
             self.passes.clone(),
@@ -402,6 +411,7 @@ impl App {
             ("audit pruning", prune),
             ("change follower", Some(follower)),
             ("storage measuring", measure),
+            ("drift checking", drift),
             ("quota leases", Some(leases)),
         ] {
             if let Some(task) = task

@@ -2,6 +2,7 @@
 
 mod audit;
 mod credentials;
+mod drift;
 mod idempotency;
 mod jobs;
 mod members;
@@ -18,6 +19,7 @@ mod tenants;
 
 pub use audit::{AuditLog, ListAuditEventsInput, run_audit_prune_job};
 pub use credentials::Credentials;
+pub use drift::{Checked, DriftScope, DriftSummary, Drifts, TenantDrift};
 pub use jobs::{Job, JobPasses, run_purge_job};
 pub use members::{AddMemberInput, Members, parse_etag};
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};

@@ -11,6 +11,7 @@ mod api_keys;
 pub mod audit;
 mod auth_tokens;
 pub mod cache;
+mod drift;
 pub mod entity;
 mod hot;
 mod members;
@@ -42,6 +43,7 @@ use sea_orm::{
 pub use audit::{AuditEvent, AuditQuery};
 pub use auth_tokens::StoredToken;
 pub use cache::{CatalogCache, Change};
+pub use drift::{DriftFinding, DriftRecord};
 pub use members::{Added, Changed};
 pub use notices::{NoticeTally, UNRECOGNISED_LOG_EVERY};
 pub use plans::PlanDefaults;
