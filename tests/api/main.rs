@@ -17,6 +17,7 @@ mod cli;
 mod client;
 mod client_axum;
 mod client_layer;
+mod drift;
 mod envoy;
 mod example_messages;
 mod members;
