@@ -102,10 +102,16 @@ impl DriftChecker {
         &self,
         items: &[(Storage, Vec<Applied<'_>>)],
     ) -> Vec<Result<Drift, Error>> {
+        // References first: building one takes a catalog connection of its own, which must not
+        // wait on the one the reads below hold (a pool may have a single connection).
+        let mut expected = Vec::with_capacity(items.len());
+        for (storage, applied) in items {
+            expected.push(self.expected(storage, applied).await);
+        }
         let mut answers = Vec::with_capacity(items.len());
         let mut txn: Option<DatabaseTransaction> = None;
-        for (storage, applied) in items {
-            let expected = match self.expected(storage, applied).await {
+        for ((storage, _), expected) in items.iter().zip(expected) {
+            let expected = match expected {
                 Ok(expected) => expected,
                 Err(e) => {
                     answers.push(Err(e));
