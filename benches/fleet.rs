@@ -1,7 +1,9 @@
 //! Fleet benchmark: provisioning and rollouts, each against a floor measured in the same run on
 //! the same PostgreSQL server — the same DDL (tables, version rows, and each tenant's role and
 //! its grants) sent raw over one connection, one transaction per tenant, tenant after tenant.
-//! Provisioning and its floor take turns in rounds of 20 tenants.
+//! Provisioning and its floor take turns in rounds of 20 tenants. Then a drift check of the
+//! fleet, against the naive way: `pg_dump --schema-only` of one tenant's schema, timed once,
+//! times the fleet's size.
 //!
 //! Run: `cargo bench --bench fleet` (starts a throwaway PostgreSQL, like the tests; or set
 //! TEST_DATABASE_URL). Sizes: BENCH_PROVISION (default 200), BENCH_FLEET (default 1000; from
@@ -497,6 +499,21 @@ async fn main() {
         noop_ended.counts.unwrap_or_default().skipped as usize,
         fleet_n
     );
+
+    // 4. A drift check of the fleet, against the naive way: `pg_dump --schema-only` of one
+    // tenant's schema, timed once and multiplied by the fleet's size.
+    settle(&raw).await;
+    eprintln!("checking the fleet for drift");
+    let (drift, drift_warm) = check_drift(&server, fleet_n).await;
+    let schema = TenantServiceClient::new(server.channel.clone())
+        .get_tenant(proto::GetTenantRequest {
+            name: names[0].clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .schema_name;
+    let dump = pg_dump_schema(&catalog, &schema);
     shutdown(server).await;
 
     println!("tenant-plane fleet benchmark (PostgreSQL, schema per tenant)");
@@ -509,6 +526,14 @@ async fn main() {
         rollout / rollout_floor
     );
     println!("no-op rollout of {fleet_n} tenants: {noop:.3} s (target < 0.1 s)");
+    let naive = dump * fleet_n as f64;
+    println!(
+        "drift check of {fleet_n} tenants: {drift:.2} s{} (target < 10 s); again, references built: {drift_warm:.2} s; \
+         vs pg_dump --schema-only of one schema x {fleet_n} ({:.1} ms x {fleet_n} = {naive:.1} s) = {:.3}x",
+        if drift < 10.0 { "" } else { " MISSED" },
+        dump * 1000.0,
+        drift / naive
+    );
     if fleet_n >= 2000 {
         scale_table(
             &names,
@@ -518,6 +543,55 @@ async fn main() {
             &rollout_floor_each,
         );
     }
+}
+
+/// CheckDrift of every tenant, twice: the first builds the expected shape (one reference for
+/// the whole fleet, at one version), the second finds it built. Their seconds.
+async fn check_drift(server: &Server, fleet_n: usize) -> (f64, f64) {
+    let mut client = MigrationServiceClient::new(server.channel.clone());
+    let mut took = [0.0; 2];
+    for each in &mut took {
+        let started = Instant::now();
+        let checked = client
+            .check_drift(proto::CheckDriftRequest {
+                scope: Some(proto::check_drift_request::Scope::Selector(
+                    proto::TenantSelector {
+                        selector: Some(proto::tenant_selector::Selector::All(true)),
+                    },
+                )),
+                drifted_only: true,
+            })
+            .await
+            .expect("check drift")
+            .into_inner();
+        *each = started.elapsed().as_secs_f64();
+        assert_eq!(checked.checked_count as usize, fleet_n, "{checked:?}");
+        assert_eq!(
+            (checked.drifted_count, checked.failed_count),
+            (0, 0),
+            "{checked:?}"
+        );
+    }
+    (took[0], took[1])
+}
+
+/// The naive drift check's cost per tenant: `pg_dump --schema-only` of one tenant's schema (the
+/// text a check would then compare), in seconds.
+fn pg_dump_schema(catalog: &str, schema: &str) -> f64 {
+    let started = Instant::now();
+    let out = std::process::Command::new("pg_dump")
+        .args(["--schema-only", "--no-owner", "--no-privileges"])
+        .arg(format!("--schema={schema}"))
+        .arg(format!("--dbname={catalog}"))
+        .output()
+        .expect("run pg_dump (PostgreSQL's client tools on PATH)");
+    let took = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
 }
 
 /// The scale run (BENCH_FLEET of 2,000 or more): the cost per tenant for each thousand tenants,

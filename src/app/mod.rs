@@ -20,8 +20,9 @@ use crate::dataplane::{DataPlane, DataPlaneSettings, TenantMigrations};
 use crate::domain::{CatalogSchema, Isolation, PlanName, StoragePrefix};
 use crate::grpc::{self, AuthLayer, Security, Services};
 use crate::service::{
-    AuditLog, Components, Fleet, JobPasses, LintServer, Members, Migrations, Plans, Provisioning,
-    Quotas, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants, run_purge_job,
+    AuditLog, Components, Drifts, Fleet, JobPasses, LintServer, Members, Migrations, Plans,
+    Provisioning, Quotas, RolloutSettings, RolloutWorker, Rollouts, TenantSettings, Tenants,
+    run_purge_job,
 };
 use crate::store::{Backend, Catalog, PoolSettings};
 
@@ -183,12 +184,14 @@ impl App {
             },
         );
         let fleet = Fleet::new(catalog.clone(), dataplane.clone());
+        let drifts = Drifts::new(catalog.clone(), dataplane.clone(), rollouts.clone());
         let services = Services {
             tenants: Tenants::new(catalog.clone(), settings, auto_provision),
             members: Members::new(catalog.clone()),
             provisioning,
             migrations: Migrations::new(catalog.clone(), dataplane),
             rollouts,
+            drifts,
             quotas,
             plans: Plans::new(catalog.clone()),
             components,
@@ -378,6 +381,13 @@ impl App {
                 until_stopped(stopped.clone()),
             ))
         });
+        let drift = (self.config.drift_check_interval_secs > 0).then(|| {
+            tokio::spawn(self.services.drifts.clone().run_job(
+                seconds(self.config.drift_check_interval_secs),
+                self.passes.clone(),
+                until_stopped(stopped.clone()),
+            ))
+        });
         let (release_leases, leases_stop) = tokio::sync::oneshot::channel::<()>();
         let leases = tokio::spawn(self.services.quotas.clone().run_lease_job(
             self.passes.clone(),
@@ -413,6 +423,7 @@ impl App {
             ("audit pruning", prune),
             ("change follower", Some(follower)),
             ("storage measuring", measure),
+            ("drift checking", drift),
             ("quota leases", Some(leases)),
         ] {
             if let Some(task) = task

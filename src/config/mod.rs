@@ -114,6 +114,16 @@ pub struct Config {
     )]
     pub storage_measure_interval_secs: u64,
 
+    /// How often every tenant's storage is checked for drift from its applied migrations, in
+    /// seconds (daily by default; the first check one interval after the start); 0 turns the
+    /// job off (MigrationService.CheckDrift still checks on demand). Each replica runs its own.
+    #[arg(
+        long,
+        env = "TENANT_PLANE_DRIFT_CHECK_INTERVAL_SECS",
+        default_value_t = 86_400
+    )]
+    pub drift_check_interval_secs: u64,
+
     /// Concurrency of a rollout that does not choose one (tenants migrated at once, per replica).
     #[arg(long, env = "TENANT_PLANE_ROLLOUT_CONCURRENCY", default_value_t = 8)]
     pub rollout_concurrency: u32,

@@ -25,6 +25,7 @@
 //! Schema-per-tenant runs use the caller's catalog transaction; database-per-tenant runs use a
 //! bounded LRU of connections ([`handles`]). No pool is ever created per tenant.
 
+mod drift;
 mod handles;
 mod in_schema;
 mod measure;
@@ -32,6 +33,7 @@ mod migrator;
 mod plan;
 mod roles;
 mod separate;
+mod shape;
 mod shared;
 mod sql;
 
@@ -43,9 +45,11 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use crate::clock::Clock;
 use crate::db::{Backend, PoolUsage, db_error};
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
+pub use drift::{Applied, Drift, DriftChecker};
 use handles::{Address, TenantHandles};
 pub use migrator::{MigrationSource, SqlMigration, Target, TenantMigrations};
 use plan::Batch;
+pub use shape::{Column, Difference, Object, Shape, Table};
 pub use shared::TENANT_SETTING;
 use sql::{Ident, check_mark, exec, lock, missing_table, remove_sqlite_files, required};
 

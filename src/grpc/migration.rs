@@ -13,20 +13,22 @@ use super::convert;
 use crate::domain::{Error, ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector};
 use crate::proto::{self, migration_service_server::MigrationService};
 use crate::service::{
-    Direction, MigrationStatus, Migrations, Rollouts, SelectorInput, StartRolloutInput, TenantRef,
-    WatchItem,
+    Direction, Drifts, MigrationStatus, Migrations, Rollouts, SelectorInput, StartRolloutInput,
+    TenantRef, WatchItem,
 };
 
 pub struct MigrationApi {
     migrations: Migrations,
     rollouts: Rollouts,
+    drifts: Drifts,
 }
 
 impl MigrationApi {
-    pub fn new(migrations: Migrations, rollouts: Rollouts) -> Self {
+    pub fn new(migrations: Migrations, rollouts: Rollouts, drifts: Drifts) -> Self {
         Self {
             migrations,
             rollouts,
+            drifts,
         }
     }
 }
@@ -56,6 +58,15 @@ impl MigrationService for MigrationApi {
     type WatchRolloutStream = Pin<
         Box<dyn tokio_stream::Stream<Item = Result<proto::RolloutEvent, Status>> + Send + 'static>,
     >;
+
+    async fn check_drift(
+        &self,
+        request: Request<proto::CheckDriftRequest>,
+    ) -> Reply<proto::CheckDriftResponse> {
+        super::drift::check_drift(&self.drifts, request.into_inner())
+            .await
+            .map(Response::new)
+    }
 
     async fn list_migrations(
         &self,

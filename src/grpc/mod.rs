@@ -14,6 +14,7 @@ pub mod auth_layer;
 mod component;
 pub mod context;
 mod convert;
+mod drift;
 mod envoy;
 mod member;
 pub mod methods;
@@ -64,6 +65,8 @@ pub struct Services {
     pub provisioning: Provisioning,
     pub migrations: Migrations,
     pub rollouts: Rollouts,
+    /// Drift checks of tenants' storage (MigrationService.CheckDrift and the drift job).
+    pub drifts: crate::service::Drifts,
     pub quotas: Quotas,
     pub plans: Plans,
     pub components: Components,
@@ -225,6 +228,7 @@ pub async fn serve(
         .add_service(MigrationServiceServer::new(migration::MigrationApi::new(
             services.migrations,
             services.rollouts,
+            services.drifts,
         )))
         .add_service(QuotaServiceServer::new(quota::QuotaApi::new(
             services.quotas,

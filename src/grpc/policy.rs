@@ -142,6 +142,8 @@ pub const POLICIES: &[Policy] = &[
     rpc("tenant.v1.MigrationService/ListRollouts", Service, ReadOnly),
     rpc("tenant.v1.MigrationService/CancelRollout", Admin, Recorded),
     rpc("tenant.v1.MigrationService/WatchRollout", Service, ReadOnly),
+    // Reads tenants' storage; its record of each check is an observation, not a change.
+    rpc("tenant.v1.MigrationService/CheckDrift", Service, ReadOnly),
     // QuotaService: the service role meters; a tenant key may read its own quotas and usage.
     rpc("tenant.v1.QuotaService/ConsumeQuota", Service, Metering),
     rpc("tenant.v1.QuotaService/CheckQuota", OwnTenant, ReadOnly),

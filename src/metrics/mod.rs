@@ -13,6 +13,7 @@
 //! | `tenant_plane_rollouts_active` | gauge | — |
 //! | `tenant_plane_rollout_targets_finished_total` | counter | `outcome` (`migrated`, `skipped`, `failed`, `retried`) |
 //! | `tenant_plane_tenants` | gauge | `state` |
+//! | `tenant_plane_drifted_tenants` | gauge | — |
 //! | `tenant_plane_auth_refusals_total` | counter | `grpc_service`, `grpc_method`, `reason` (`CREDENTIALS_MISSING`, `CREDENTIALS_INVALID`) |
 //! | `tenant_plane_catalog_notices_total` | counter | `outcome` (`applied`, `unchanged`, `unrecognised`) |
 //!

@@ -1,5 +1,5 @@
 //! The series of one server, read when Prometheus scrapes: its connection pools (from memory),
-//! tenants by state and the progress of active rollouts (from the catalog, at most once per
+//! tenants by state, drifted tenants and the progress of active rollouts (from the catalog, at most once per
 //! [`CATALOG_REFRESH`] however often it is scraped).
 
 use std::sync::Arc;
@@ -51,6 +51,9 @@ pub(super) struct CatalogSeries {
     /// Active rollouts only, so their number stays small; a rollout's series go when it ends.
     rollout_targets: Family<RolloutLabels, Gauge>,
     rollouts_active: Gauge,
+    /// Tenants whose last drift check found their storage drifted (recorded in the catalog by
+    /// any replica's check).
+    drifted_tenants: Gauge,
     /// When the gauges were last read, by the catalog's clock; a scrape that finds them fresh
     /// does not wait.
     refreshed: tokio::sync::Mutex<Option<DateTime<Utc>>>,
@@ -67,6 +70,7 @@ impl CatalogSeries {
             tenants: Family::default(),
             rollout_targets: Family::default(),
             rollouts_active: Gauge::default(),
+            drifted_tenants: Gauge::default(),
             refreshed: tokio::sync::Mutex::new(None),
         };
         registry.register(
@@ -83,6 +87,11 @@ impl CatalogSeries {
             "tenant_plane_rollouts_active",
             "Rollouts pending or running",
             series.rollouts_active.clone(),
+        );
+        registry.register(
+            "tenant_plane_drifted_tenants",
+            "Tenants (not deleted) whose last drift check found their storage differing from what their applied migrations produce",
+            series.drifted_tenants.clone(),
         );
         registry.register_collector(Box::new(Pools { catalog, dataplane }));
         series
@@ -113,6 +122,8 @@ impl CatalogSeries {
                 .get_or_create(&[("state", state.as_str())])
                 .set(n);
         }
+        self.drifted_tenants
+            .set(self.catalog.drifted_tenants().await?);
         let active = self.catalog.active_rollouts().await?;
         let progress = self.catalog.rollouts_counts(&active).await?;
         self.rollouts_active

@@ -33,14 +33,17 @@ pub enum Job {
     StorageMeasure,
     /// Gives back quota leases left unused.
     QuotaLeases,
+    /// Checks the fleet's storage for drift from its migrations.
+    Drift,
 }
 
 impl Job {
-    const ALL: [Job; 4] = [
+    const ALL: [Job; 5] = [
         Job::Purge,
         Job::AuditPrune,
         Job::StorageMeasure,
         Job::QuotaLeases,
+        Job::Drift,
     ];
 
     fn index(self) -> usize {
@@ -49,6 +52,7 @@ impl Job {
             Job::AuditPrune => 1,
             Job::StorageMeasure => 2,
             Job::QuotaLeases => 3,
+            Job::Drift => 4,
         }
     }
 }

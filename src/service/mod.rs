@@ -4,6 +4,7 @@ mod audit;
 mod component_sets;
 mod components;
 mod credentials;
+mod drift;
 mod fleet;
 mod idempotency;
 mod jobs;
@@ -25,6 +26,7 @@ pub use components::{
     parse_component_name, parse_migration_name,
 };
 pub use credentials::Credentials;
+pub use drift::{Checked, DriftScope, DriftSummary, Drifts, TenantDrift};
 pub use fleet::{ComponentFleet, Fleet, FleetStatus};
 pub use jobs::{Job, JobPasses, run_purge_job};
 pub use members::{AddMemberInput, Members, parse_etag};

@@ -216,7 +216,7 @@ impl Rollouts {
         self.get(rollout.id).await
     }
 
-    async fn selector(
+    pub(super) async fn selector(
         &self,
         input: SelectorInput,
         violations: &mut Vec<FieldViolation>,

@@ -159,8 +159,16 @@ async fn ship(server: &TestServer) {
         .env_clear()
         .env("TENANT_PLANE_TOKEN", SERVICE_TOKEN)
         .args(["migrations", "push", "--component", "messages", "--dir"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/messages/migrations"))
-        .args(["--owner", "messages", "--server", &format!("http://{}", server.addr)])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/messages/migrations"
+        ))
+        .args([
+            "--owner",
+            "messages",
+            "--server",
+            &format!("http://{}", server.addr),
+        ])
         .output()
         .expect("run tenant-plane migrations push");
     assert!(

@@ -21,6 +21,7 @@ mod components;
 mod components_cli;
 mod components_refusals;
 mod components_runs;
+mod drift;
 mod envoy;
 mod example_messages;
 mod members;

@@ -20,6 +20,7 @@ mod m20261207_000015_storage_names;
 mod m20261207_000016_secret_notice_channel;
 mod m20261207_000017_plain_statements;
 mod m20261208_000018_components;
+mod m20261208_000019_drift;
 
 /// Runs `sql` (one or more statements) on PostgreSQL; nothing on SQLite. For catalog
 /// migrations that only PostgreSQL needs.
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000016_secret_notice_channel::Migration),
             Box::new(m20261207_000017_plain_statements::Migration),
             Box::new(m20261208_000018_components::Migration),
+            Box::new(m20261208_000019_drift::Migration),
         ]
     }
 

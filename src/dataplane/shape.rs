@@ -1,0 +1,417 @@
+//! The shape of one tenant's storage: its tables (and views), their columns with types,
+//! nullability and defaults, their indexes, constraints and row-level security policies, as the
+//! database's own catalogs describe them ([`read`]). Drift detection ([`super::drift`]) compares
+//! the shape a tenant has with the one its applied migrations produce.
+//!
+//! Everything is keyed by name and held in sorted maps, so two shapes compare field by field
+//! and serialise canonically: the [`Shape::fingerprint`] of equal shapes is equal, whichever
+//! order the catalogs listed things in. Nothing in a shape names the schema it was read from
+//! (the definitions are read with that schema on the `search_path`), so a tenant's schema, a
+//! tenant's own database and a scratch schema holding a reference compare as equals.
+//!
+//! Left out: the migration version tables (`seaql_migrations*`, whose rows differ by design),
+//! the shared schema's role table, sequences (their use shows in the columns' defaults),
+//! privileges and column order.
+
+pub(super) mod read;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The schema shape of one tenant's storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    pub tables: BTreeMap<String, Table>,
+}
+
+/// A table or view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    /// `table`, `view`, `materialized view`, `foreign table` or `partitioned table`.
+    pub kind: String,
+    /// Row-level security: empty when off, `enabled` or `enabled, forced`.
+    pub row_security: String,
+    /// A view's query; empty for a table.
+    pub definition: String,
+    pub columns: BTreeMap<String, Column>,
+    /// Index name → its definition (`CREATE UNIQUE INDEX users_pkey ON users USING btree (id)`).
+    pub indexes: BTreeMap<String, String>,
+    /// Constraint name → its definition (`FOREIGN KEY (owner_id) REFERENCES users(id)`).
+    pub constraints: BTreeMap<String, String>,
+    /// Policy name → what it allows, to whom.
+    pub policies: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// As `format_type` prints it (PostgreSQL), or as declared (SQLite).
+    pub data_type: String,
+    pub not_null: bool,
+    /// The default expression, or how the column is generated; `None` when it has neither.
+    pub default: Option<String>,
+}
+
+impl Shape {
+    /// SHA-256 of the shape's canonical serialisation, in hex: equal shapes, equal fingerprints.
+    pub fn fingerprint(&self) -> String {
+        // Sorted maps of plain strings and booleans: serialising cannot fail, and always
+        // writes keys in the same order.
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        Sha256::digest(&canonical)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// What kind of object a [`Difference`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Object {
+    Table,
+    Column,
+    Index,
+    Constraint,
+    Policy,
+}
+
+impl Object {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Object::Table => "table",
+            Object::Column => "column",
+            Object::Index => "index",
+            Object::Constraint => "constraint",
+            Object::Policy => "policy",
+        }
+    }
+}
+
+/// One way a tenant's storage differs from what its migrations produce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Difference {
+    /// In the tenant's storage, not in the expected shape.
+    Extra {
+        object: Object,
+        /// The table it belongs to (the table itself for a table).
+        table: String,
+        name: String,
+    },
+    /// Expected, not in the tenant's storage.
+    Missing {
+        object: Object,
+        table: String,
+        name: String,
+    },
+    /// Both have it, differently: `what` of it (`type`, `nullability`, `default`, `definition`,
+    /// `kind`, `row security`) is `actual` where `expected` was expected.
+    Changed {
+        object: Object,
+        table: String,
+        name: String,
+        what: String,
+        actual: String,
+        expected: String,
+    },
+}
+
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn named(
+            f: &mut fmt::Formatter<'_>,
+            object: Object,
+            table: &str,
+            name: &str,
+        ) -> fmt::Result {
+            match object {
+                Object::Table => write!(f, "table {name}"),
+                Object::Column => write!(f, "column {table}.{name}"),
+                _ => write!(f, "{} {name} on {table}", object.as_str()),
+            }
+        }
+        match self {
+            Difference::Extra {
+                object,
+                table,
+                name,
+            } => {
+                f.write_str("extra ")?;
+                named(f, *object, table, name)
+            }
+            Difference::Missing {
+                object,
+                table,
+                name,
+            } => {
+                f.write_str("missing ")?;
+                named(f, *object, table, name)
+            }
+            Difference::Changed {
+                object,
+                table,
+                name,
+                what,
+                actual,
+                expected,
+            } => {
+                named(f, *object, table, name)?;
+                match what.as_str() {
+                    "type" => write!(f, " is {actual}, expected {expected}"),
+                    _ => write!(f, " has {what} {actual}, expected {expected}"),
+                }
+            }
+        }
+    }
+}
+
+/// How `actual` differs from `expected`, table by table in name order; empty when they are
+/// the same shape.
+pub fn differences(expected: &Shape, actual: &Shape) -> Vec<Difference> {
+    let mut found = Vec::new();
+    for name in actual.tables.keys() {
+        if !expected.tables.contains_key(name) {
+            found.push(Difference::Extra {
+                object: Object::Table,
+                table: name.clone(),
+                name: name.clone(),
+            });
+        }
+    }
+    for (name, want) in &expected.tables {
+        match actual.tables.get(name) {
+            None => found.push(Difference::Missing {
+                object: Object::Table,
+                table: name.clone(),
+                name: name.clone(),
+            }),
+            Some(have) => table_differences(name, want, have, &mut found),
+        }
+    }
+    found.sort_by(|a, b| table_of(a).cmp(table_of(b)));
+    found
+}
+
+fn table_of(difference: &Difference) -> &str {
+    match difference {
+        Difference::Extra { table, .. }
+        | Difference::Missing { table, .. }
+        | Difference::Changed { table, .. } => table,
+    }
+}
+
+fn table_differences(name: &str, want: &Table, have: &Table, found: &mut Vec<Difference>) {
+    let changed = |what: &str, actual: &str, expected: &str| Difference::Changed {
+        object: Object::Table,
+        table: name.to_owned(),
+        name: name.to_owned(),
+        what: what.to_owned(),
+        actual: shown(actual),
+        expected: shown(expected),
+    };
+    if want.kind != have.kind {
+        found.push(changed("kind", &have.kind, &want.kind));
+    }
+    if want.row_security != have.row_security {
+        found.push(changed(
+            "row security",
+            &have.row_security,
+            &want.row_security,
+        ));
+    }
+    if want.definition != have.definition {
+        found.push(changed("definition", &have.definition, &want.definition));
+    }
+    compare_maps(
+        name,
+        Object::Column,
+        &want.columns,
+        &have.columns,
+        found,
+        |c, w, h| {
+            let mut out = Vec::new();
+            if w.data_type != h.data_type {
+                out.push(c("type", &h.data_type, &w.data_type));
+            }
+            if w.not_null != h.not_null {
+                let nullability = |not_null: bool| if not_null { "NOT NULL" } else { "NULL" };
+                out.push(c(
+                    "nullability",
+                    nullability(h.not_null),
+                    nullability(w.not_null),
+                ));
+            }
+            if w.default != h.default {
+                let default = |d: &Option<String>| d.clone().unwrap_or_else(|| "none".into());
+                out.push(c("default", &default(&h.default), &default(&w.default)));
+            }
+            out
+        },
+    );
+    for (object, want, have) in [
+        (Object::Index, &want.indexes, &have.indexes),
+        (Object::Constraint, &want.constraints, &have.constraints),
+        (Object::Policy, &want.policies, &have.policies),
+    ] {
+        compare_maps(name, object, want, have, found, |c, w, h| {
+            if w == h {
+                Vec::new()
+            } else {
+                vec![c("definition", h, w)]
+            }
+        });
+    }
+}
+
+/// The extra, missing and changed entries of one kind of a table's objects.
+fn compare_maps<T>(
+    table: &str,
+    object: Object,
+    want: &BTreeMap<String, T>,
+    have: &BTreeMap<String, T>,
+    found: &mut Vec<Difference>,
+    compare: impl Fn(&dyn Fn(&str, &str, &str) -> Difference, &T, &T) -> Vec<Difference>,
+) {
+    for name in have.keys().filter(|name| !want.contains_key(*name)) {
+        found.push(Difference::Extra {
+            object,
+            table: table.to_owned(),
+            name: name.clone(),
+        });
+    }
+    for (name, w) in want {
+        match have.get(name) {
+            None => found.push(Difference::Missing {
+                object,
+                table: table.to_owned(),
+                name: name.clone(),
+            }),
+            Some(h) => {
+                let changed = |what: &str, actual: &str, expected: &str| Difference::Changed {
+                    object,
+                    table: table.to_owned(),
+                    name: name.clone(),
+                    what: what.to_owned(),
+                    actual: shown(actual),
+                    expected: shown(expected),
+                };
+                found.extend(compare(&changed, w, h));
+            }
+        }
+    }
+}
+
+/// An empty value, shown so that a sentence about it still reads.
+fn shown(value: &str) -> String {
+    if value.is_empty() {
+        "none".into()
+    } else {
+        value.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> Table {
+        let mut table = Table {
+            kind: "table".into(),
+            ..Table::default()
+        };
+        table.columns.insert(
+            "id".into(),
+            Column {
+                data_type: "uuid".into(),
+                not_null: true,
+                default: None,
+            },
+        );
+        table.columns.insert(
+            "name".into(),
+            Column {
+                data_type: "character varying(200)".into(),
+                not_null: false,
+                default: None,
+            },
+        );
+        table.indexes.insert(
+            "users_pkey".into(),
+            "CREATE UNIQUE INDEX users_pkey ON users USING btree (id)".into(),
+        );
+        table
+            .constraints
+            .insert("users_pkey".into(), "PRIMARY KEY (id)".into());
+        table
+    }
+
+    fn sample() -> Shape {
+        let mut shape = Shape::default();
+        shape.tables.insert("users".into(), users());
+        shape
+    }
+
+    #[test]
+    fn equal_shapes_have_no_differences_and_equal_fingerprints() {
+        assert!(differences(&sample(), &sample()).is_empty());
+        assert_eq!(sample().fingerprint(), sample().fingerprint());
+        assert_eq!(sample().fingerprint().len(), 64);
+    }
+
+    #[test]
+    fn each_change_is_reported_in_a_sentence() {
+        let mut actual = sample();
+        let users = actual.tables.get_mut("users").expect("users");
+        users.columns.get_mut("name").expect("name").data_type = "text".into();
+        users.columns.get_mut("id").expect("id").not_null = false;
+        users.indexes.insert(
+            "users_tmp_idx".into(),
+            "CREATE INDEX users_tmp_idx ON users USING btree (name)".into(),
+        );
+        users.constraints.clear();
+        actual.tables.insert("scratch".into(), Table::default());
+        let found: Vec<String> = differences(&sample(), &actual)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "extra table scratch",
+                "column users.id has nullability NULL, expected NOT NULL",
+                "column users.name is text, expected character varying(200)",
+                "extra index users_tmp_idx on users",
+                "missing constraint users_pkey on users",
+            ]
+        );
+        assert_ne!(sample().fingerprint(), actual.fingerprint());
+    }
+
+    #[test]
+    fn a_missing_table_and_a_changed_default_are_reported() {
+        let mut expected = sample();
+        expected
+            .tables
+            .get_mut("users")
+            .expect("users")
+            .columns
+            .get_mut("name")
+            .expect("name")
+            .default = Some("'x'::character varying".into());
+        expected.tables.insert("projects".into(), Table::default());
+        let found: Vec<String> = differences(&expected, &sample())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "missing table projects",
+                "column users.name has default none, expected 'x'::character varying",
+            ]
+        );
+    }
+}

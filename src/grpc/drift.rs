@@ -1,0 +1,62 @@
+//! MigrationService.CheckDrift: decode the scope, call the drift use case, encode each
+//! tenant's finding.
+
+use tonic::Status;
+
+use super::convert;
+use crate::proto;
+use crate::service::{DriftScope, Drifts, SelectorInput, TenantDrift, TenantRef};
+
+pub(super) async fn check_drift(
+    drifts: &Drifts,
+    request: proto::CheckDriftRequest,
+) -> Result<proto::CheckDriftResponse, Status> {
+    use proto::check_drift_request::Scope;
+    use proto::tenant_selector::Selector as Wire;
+    let scope = match request.scope {
+        None => {
+            return Err(crate::domain::Error::invalid(
+                "scope",
+                "name a tenant or a selector of tenants to check",
+            )
+            .into());
+        }
+        Some(Scope::Tenant(name)) => DriftScope::Tenant(TenantRef::parse(&name, "tenant")?),
+        Some(Scope::Selector(selector)) => DriftScope::Selector(match selector.selector {
+            None => SelectorInput::Missing,
+            Some(Wire::All(all)) => SelectorInput::All(all),
+            Some(Wire::Labels(labels)) => {
+                SelectorInput::Labels(labels.match_labels.into_iter().collect())
+            }
+            Some(Wire::Tenants(list)) => SelectorInput::Tenants(list.tenants),
+        }),
+    };
+    let summary = drifts.check(scope, request.drifted_only).await?;
+    let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    Ok(proto::CheckDriftResponse {
+        checked_count: count(summary.checked),
+        drifted_count: count(summary.drifted),
+        failed_count: count(summary.failed),
+        tenants: summary.tenants.into_iter().map(tenant_drift).collect(),
+    })
+}
+
+fn tenant_drift(drift: TenantDrift) -> proto::TenantDrift {
+    let drifted = drift.drifted();
+    let mut wire = proto::TenantDrift {
+        tenant: drift.tenant,
+        slug: drift.slug,
+        drifted,
+        check_time: Some(convert::timestamp(drift.check_time)),
+        ..Default::default()
+    };
+    match drift.outcome {
+        Ok(checked) => {
+            wire.differences = checked.differences;
+            wire.expected_fingerprint = checked.expected_fingerprint;
+            wire.actual_fingerprint = checked.actual_fingerprint;
+        }
+        Err(error) => wire.error = error,
+    }
+    wire
+}

@@ -1,0 +1,341 @@
+//! Drift checks: whether tenants' storage still has the shape their applied migrations produce
+//! (the comparison is the data plane's, [`DriftChecker`]), for one tenant, a selection, or the
+//! fleet on an interval; each check is recorded in the catalog, which the fleet's count of
+//! drifted tenants (a metric) is read from.
+//!
+//! A tenant is expected to have the migrations the catalog mirrors for it
+//! (`migration_version`). SHARED tenants share one schema: it is checked once per distinct
+//! (schema, version) in a run, and its finding is every SHARED tenant's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::jobs::{Job, JobPasses, run_every};
+use super::provisioning::storage_of;
+use super::rollouts::{Rollouts, SelectorInput};
+use super::tenants::{TenantRef, load};
+use crate::dataplane::{Applied, DataPlane, Drift, DriftChecker, Storage};
+use crate::domain::{Error, Isolation, Selector, Tenant, TenantId, TenantState};
+use crate::store::{Catalog, DriftFinding, DriftRecord};
+
+/// Tenants read from the catalog, checked and recorded at a time: a fleet run holds one page
+/// of tenants and their findings in memory, however large the fleet.
+const PAGE: u64 = 200;
+
+/// Names the compiled migration set among a tenant's sets (see [`Applied::set`]).
+const BUILTIN_SET: &str = "builtin";
+
+/// What to check.
+#[derive(Debug, Clone)]
+pub enum DriftScope {
+    Tenant(TenantRef),
+    Selector(SelectorInput),
+}
+
+/// One tenant's check.
+#[derive(Debug, Clone)]
+pub struct TenantDrift {
+    /// `tenants/{id}`.
+    pub tenant: String,
+    pub slug: String,
+    pub check_time: DateTime<Utc>,
+    /// What the check found, or why it could not be made.
+    pub outcome: Result<Checked, String>,
+}
+
+/// What a check that could be made found.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Each difference as a sentence ("extra index messages_tmp_idx on messages").
+    pub differences: Vec<String>,
+    pub expected_fingerprint: String,
+    pub actual_fingerprint: String,
+}
+
+impl TenantDrift {
+    pub fn drifted(&self) -> bool {
+        self.outcome
+            .as_ref()
+            .is_ok_and(|checked| !checked.differences.is_empty())
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default)]
+pub struct DriftSummary {
+    /// Tenants checked, in id order (only drifted and failed ones when asked so).
+    pub tenants: Vec<TenantDrift>,
+    pub checked: u32,
+    pub drifted: u32,
+    pub failed: u32,
+}
+
+#[derive(Clone)]
+pub struct Drifts {
+    catalog: Catalog,
+    dataplane: Arc<DataPlane>,
+    checker: Arc<DriftChecker>,
+    rollouts: Rollouts,
+}
+
+impl Drifts {
+    pub fn new(catalog: Catalog, dataplane: Arc<DataPlane>, rollouts: Rollouts) -> Self {
+        Self {
+            catalog,
+            checker: Arc::new(DriftChecker::new(dataplane.clone())),
+            dataplane,
+            rollouts,
+        }
+    }
+
+    /// Checks the tenants of `scope` and records each check. With `drifted_only`, clean tenants
+    /// are counted but not listed. One tenant named by `scope` must be provisioned and not
+    /// deleted (FAILED_PRECONDITION); a selection skips those.
+    #[tracing::instrument(skip_all)]
+    pub async fn check(
+        &self,
+        scope: DriftScope,
+        drifted_only: bool,
+    ) -> Result<DriftSummary, Error> {
+        let selector = match scope {
+            DriftScope::Tenant(target) => {
+                let tenant = load(&self.catalog, &target).await?;
+                if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
+                    return Err(Error::FailedPrecondition {
+                        subject: tenant.name(),
+                        message: format!(
+                            "tenant {} has no storage to check (it is DELETED or not provisioned)",
+                            tenant.slug
+                        ),
+                    });
+                }
+                Selector::Tenants(vec![tenant.id])
+            }
+            DriftScope::Selector(input) => {
+                let mut violations = Vec::new();
+                let selector = self.rollouts.selector(input, &mut violations).await?;
+                Error::check(violations)?;
+                selector.ok_or_else(|| Error::invalid("selector", "choose tenants to check"))?
+            }
+        };
+        self.run(&selector, drifted_only).await
+    }
+
+    /// Checks every tenant with storage (a pass of the drift job).
+    pub async fn check_fleet(&self) -> Result<DriftSummary, Error> {
+        self.run(&Selector::All, true).await
+    }
+
+    /// The drift job: checks the fleet every `interval` by the server's clock (the first after
+    /// one interval), until `stop`.
+    pub async fn run_job(
+        self,
+        interval: TimeDelta,
+        passes: JobPasses,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let clock = self.catalog.clock().clone();
+        let pass = || async {
+            match self.check_fleet().await {
+                Ok(summary) => tracing::info!(
+                    checked = summary.checked,
+                    drifted = summary.drifted,
+                    failed = summary.failed,
+                    "drift job pass"
+                ),
+                Err(error) => tracing::warn!(%error, "drift job pass failed; retrying next time"),
+            }
+        };
+        run_every(Job::Drift, &clock, interval, false, &passes, stop, pass).await;
+    }
+
+    async fn run(&self, selector: &Selector, drifted_only: bool) -> Result<DriftSummary, Error> {
+        let mut summary = DriftSummary::default();
+        // The shared schema's finding by (schema, migrations applied), once per run.
+        let mut shared: HashMap<(String, usize), Result<Checked, String>> = HashMap::new();
+        let mut after: Option<TenantId> = None;
+        loop {
+            let page = self.catalog.drift_candidates(selector, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            let mut checked = self.check_page(&page, &mut shared).await;
+            self.recheck_moved(&page, &mut checked).await;
+            let records: Vec<DriftRecord> = checked
+                .iter()
+                .map(|(id, drift)| DriftRecord {
+                    tenant: *id,
+                    check_time: drift.check_time,
+                    outcome: drift
+                        .outcome
+                        .as_ref()
+                        .map(|c| DriftFinding {
+                            differences: c.differences.clone(),
+                            expected_fingerprint: c.expected_fingerprint.clone(),
+                            actual_fingerprint: c.actual_fingerprint.clone(),
+                        })
+                        .map_err(Clone::clone),
+                })
+                .collect();
+            self.catalog.record_drift(&records).await?;
+            for (_, drift) in checked {
+                summary.checked += 1;
+                match &drift.outcome {
+                    Err(error) => {
+                        summary.failed += 1;
+                        tracing::warn!(tenant = %drift.tenant, %error, "drift check failed");
+                    }
+                    Ok(c) if !c.differences.is_empty() => {
+                        summary.drifted += 1;
+                        tracing::warn!(
+                            tenant = %drift.tenant,
+                            differences = %c.differences.join("; "),
+                            "tenant storage drifted"
+                        );
+                    }
+                    Ok(_) if drifted_only => continue,
+                    Ok(_) => {}
+                }
+                summary.tenants.push(drift);
+            }
+            if (page.len() as u64) < PAGE {
+                break;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Checks again, against its new version, a tenant found drifted whose catalog mirror has
+    /// moved since the page was read: one migrated between the read of the catalog and the read
+    /// of its storage would otherwise be reported drifted (its storage ahead of the mirror read).
+    /// Drift is rare, so this costs a look-up in the catalog only now and then.
+    async fn recheck_moved(&self, page: &[Tenant], checked: &mut [(TenantId, TenantDrift)]) {
+        let migrations = self.dataplane.migrations();
+        for (tenant, (_, drift)) in page.iter().zip(checked.iter_mut()) {
+            if !drift.drifted() || tenant.isolation == Isolation::Shared {
+                continue;
+            }
+            let now = match self.catalog.tenant_by_id(tenant.id).await {
+                Ok(Some(now)) if now.migration_version != tenant.migration_version => now,
+                _ => continue,
+            };
+            drift.outcome = match applied_count(&now, migrations.names()) {
+                Ok(count) => {
+                    let applied = [Applied {
+                        set: BUILTIN_SET,
+                        migrations,
+                        count,
+                    }];
+                    self.checker
+                        .check(&storage_of(&now), &applied)
+                        .await
+                        .map(finding)
+                        .map_err(|e| e.to_string())
+                }
+                Err(error) => Err(error),
+            };
+        }
+    }
+
+    /// Checks one page of tenants: SCHEMA and DATABASE tenants each, SHARED tenants' schema
+    /// once per run and version.
+    async fn check_page(
+        &self,
+        page: &[Tenant],
+        shared: &mut HashMap<(String, usize), Result<Checked, String>>,
+    ) -> Vec<(TenantId, TenantDrift)> {
+        let migrations = self.dataplane.migrations();
+        let mut answers: Vec<Option<Result<Checked, String>>> = Vec::with_capacity(page.len());
+        // Index into `page` of each item to check, with its shared-schema key if SHARED.
+        let mut to_check: Vec<(usize, Option<(String, usize)>)> = Vec::new();
+        let mut items: Vec<(Storage, Vec<Applied<'_>>)> = Vec::new();
+        for (i, tenant) in page.iter().enumerate() {
+            let count = match applied_count(tenant, migrations.names()) {
+                Ok(count) => count,
+                Err(error) => {
+                    answers.push(Some(Err(error)));
+                    continue;
+                }
+            };
+            let key = (tenant.isolation == Isolation::Shared)
+                .then(|| (tenant.schema_name.clone().unwrap_or_default(), count));
+            if let Some(key) = &key {
+                if let Some(found) = shared.get(key) {
+                    answers.push(Some(found.clone()));
+                    continue;
+                }
+                // Checked once: later tenants of this page wait for its finding.
+                if to_check.iter().any(|(_, k)| k.as_ref() == Some(key)) {
+                    answers.push(None);
+                    continue;
+                }
+            }
+            answers.push(None);
+            to_check.push((i, key));
+            items.push((
+                storage_of(tenant),
+                vec![Applied {
+                    set: BUILTIN_SET,
+                    migrations,
+                    count,
+                }],
+            ));
+        }
+        let found = self.checker.check_many(&items).await;
+        for ((i, key), outcome) in to_check.into_iter().zip(found) {
+            let outcome = outcome.map(finding).map_err(|e| e.to_string());
+            if let Some(key) = key {
+                shared.insert(key, outcome.clone());
+            }
+            answers[i] = Some(outcome);
+        }
+        let check_time = self.catalog.now();
+        page.iter()
+            .zip(answers)
+            .map(|(tenant, answer)| {
+                let outcome = answer.unwrap_or_else(|| {
+                    let key = (
+                        tenant.schema_name.clone().unwrap_or_default(),
+                        applied_count(tenant, migrations.names()).unwrap_or(0),
+                    );
+                    shared
+                        .get(&key)
+                        .cloned()
+                        .unwrap_or_else(|| Err("the shared schema was not checked".into()))
+                });
+                (
+                    tenant.id,
+                    TenantDrift {
+                        tenant: tenant.name(),
+                        slug: tenant.slug.to_string(),
+                        check_time,
+                        outcome,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+fn finding(drift: Drift) -> Checked {
+    Checked {
+        differences: drift.differences.iter().map(ToString::to_string).collect(),
+        expected_fingerprint: drift.expected,
+        actual_fingerprint: drift.actual,
+    }
+}
+
+/// How many of the compiled migrations the catalog mirrors as applied to `tenant`.
+fn applied_count(tenant: &Tenant, names: &[String]) -> Result<usize, String> {
+    match &tenant.migration_version {
+        None => Ok(0),
+        Some(version) => names
+            .iter()
+            .position(|name| name == version)
+            .map(|i| i + 1)
+            .ok_or_else(|| {
+                format!("the catalog has the tenant at {version}, which this server does not know")
+            }),
+    }
+}
