@@ -25,6 +25,7 @@
 //! Schema-per-tenant runs use the caller's catalog transaction; database-per-tenant runs use a
 //! bounded LRU of connections ([`handles`]). No pool is ever created per tenant.
 
+mod dry_run;
 mod handles;
 mod in_schema;
 mod measure;
@@ -44,13 +45,16 @@ use crate::clock::Clock;
 use crate::db::{Backend, PoolUsage, db_error};
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
 use handles::{Address, TenantHandles};
+pub use dry_run::{DryRun, PlannedBody, PlannedMigration};
 pub use migrator::{
     COMPILED_COMPONENT, COMPILED_VERSION_TABLE, MigrationSource, SqlMigration, Target,
     TenantMigrations, version_table,
 };
 use plan::Batch;
 pub use shared::TENANT_SETTING;
-use sql::{Ident, check_mark, exec, lock, missing_table, remove_sqlite_files, required};
+use sql::{
+    Ident, Literal, check_mark, exec, lock, missing_table, remove_sqlite_files, required,
+};
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]
@@ -140,6 +144,26 @@ pub enum Run {
     Migrate(Target),
     /// Read the version table; change nothing.
     Inspect,
+}
+
+/// How long a rehearsal ([`DataPlane::rehearse`]) may wait for a tenant's locks and run one
+/// statement, on PostgreSQL: short, so a rehearsal never queues behind live traffic (nor
+/// makes live traffic queue behind it) for long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RehearsalLimits {
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl RehearsalLimits {
+    /// The limits, as `SET LOCAL`s of the rehearsal's transaction.
+    fn sql(&self) -> String {
+        format!(
+            "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+            self.lock_timeout.as_millis().max(1),
+            self.statement_timeout.as_millis().max(1)
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +294,36 @@ impl DataPlane {
         Ok(report.first())
     }
 
+    /// Rehearses moving the component `set` of the tenant toward `target`: the run a
+    /// migration would be ([`Self::run`] or [`Self::run_own`]'s code, in a transaction of the
+    /// tenant's storage) rolled back whatever happens, so nothing it did is kept anywhere. It
+    /// waits for the tenant's locks (the advisory lock of runs, and whatever live traffic holds
+    /// on its tables) at most `limits.lock_timeout` on PostgreSQL, and each statement runs at
+    /// most `limits.statement_timeout`; a rehearsal that would wait longer fails with the
+    /// timeout as its error. What it returns is what the version table would say had it been
+    /// committed.
+    #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, component = set.id()))]
+    pub async fn rehearse(
+        &self,
+        storage: &Storage,
+        set: &TenantMigrations,
+        target: &Target,
+        limits: RehearsalLimits,
+    ) -> Result<ComponentReport, Error> {
+        let sets = std::slice::from_ref(set);
+        let run = Run::Migrate(target.clone());
+        let report = if self.in_catalog(storage) {
+            let txn = self.catalog_db.begin().await.map_err(db_error)?;
+            exec(&txn, &limits.sql()).await?;
+            let result = self.run(&txn, storage, &run, sets).await;
+            txn.rollback().await.map_err(db_error)?;
+            result?
+        } else {
+            Box::pin(self.rehearse_own(storage, &run, sets, limits)).await?
+        };
+        Ok(report.first())
+    }
+
     /// Drops the tenant's storage. Dropping storage that is already gone succeeds; storage
     /// without the tenant's mark is refused and left as it is.
     #[tracing::instrument(skip_all, fields(tenant = %storage.tenant))]
@@ -335,25 +389,7 @@ impl DataPlane {
         batch: &mut Batch,
     ) -> Result<Moved, Error> {
         let names = set.names();
-        match target {
-            Target::Down(index) if *index >= before.len() => {
-                return Err(Error::invalid(
-                    "target_version",
-                    format!(
-                        "'{}' is not applied to this tenant (it is at {})",
-                        names[*index],
-                        before.last().map_or("no version", |(v, _)| v.as_str())
-                    ),
-                ));
-            }
-            Target::DownOne if before.len() <= 1 => {
-                return Err(Error::FailedPrecondition {
-                    subject: "target_version".into(),
-                    message: "reverting a tenant's first migration is not offered: it would leave the tenant with no schema (purge the tenant instead)".into(),
-                });
-            }
-            _ => {}
-        }
+        check_target(names, &before, target)?;
         let steps = migrator::steps(before.len(), names.len(), target);
         let failed = |e: DbErr| Error::MigrationFailed {
             message: format!("{e}"),
@@ -397,6 +433,38 @@ impl DataPlane {
             moved.after = before;
         }
         Ok(moved)
+    }
+
+    /// The version tables of `sets` as an inspection reads them, making none: a component
+    /// whose table is missing (new to the tenant) has nothing applied. The tenant is not
+    /// provisioned when `schema` is given and missing.
+    async fn versions_if_any(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+        schema: Option<&str>,
+        sets: &[TenantMigrations],
+    ) -> Result<Vec<Versions>, Error> {
+        let present = existing_tables(txn, schema, sets)
+            .await?
+            .ok_or_else(|| sql::not_provisioned(storage))?;
+        let with: Vec<TenantMigrations> = sets
+            .iter()
+            .zip(&present)
+            .filter(|(_, there)| **there)
+            .map(|(set, _)| set.clone())
+            .collect();
+        let mut read = self.versions_of(txn, storage, &with).await?.into_iter();
+        Ok(present
+            .iter()
+            .map(|there| {
+                if *there {
+                    read.next().unwrap_or_default()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect())
     }
 
     /// The version tables of `sets` in the schema on the `search_path` (or the tenant's
@@ -478,6 +546,81 @@ fn component_report(
         pending,
         ran,
     }
+}
+
+/// Refuses a target a tenant whose version table is `before` cannot be moved to: a version
+/// to go down to that is not applied, or a revert of the first migration.
+fn check_target(names: &[String], before: &Versions, target: &Target) -> Result<(), Error> {
+    match target {
+        Target::Down(index) if *index >= before.len() => Err(Error::invalid(
+            "target_version",
+            format!(
+                "'{}' is not applied to this tenant (it is at {})",
+                names.get(*index).map_or("?", String::as_str),
+                before.last().map_or("no version", |(v, _)| v.as_str())
+            ),
+        )),
+        Target::DownOne if before.len() <= 1 => Err(Error::FailedPrecondition {
+            subject: "target_version".into(),
+            message: "reverting a tenant's first migration is not offered: it would leave the tenant with no schema (purge the tenant instead)".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Which of the version tables of `sets` exist, in the schema on the `search_path` (or the
+/// tenant's database), read in one statement that makes nothing; `None` when `schema` is given
+/// and does not exist.
+async fn existing_tables(
+    txn: &DatabaseTransaction,
+    schema: Option<&str>,
+    sets: &[TenantMigrations],
+) -> Result<Option<Vec<bool>>, Error> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let backend = txn.get_database_backend();
+    let exists = |i: usize, table: &str| match backend {
+        DbBackend::Sqlite => format!(
+            "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = {}) AS t{i}",
+            Literal::new(table)
+        ),
+        _ => format!(
+            "CAST(CASE WHEN to_regclass({}) IS NULL THEN 0 ELSE 1 END AS bigint) AS t{i}",
+            Literal::new(&Ident::new(table).to_string())
+        ),
+    };
+    let mut columns: Vec<String> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, set)| exists(i, set.table()))
+        .collect();
+    if let Some(schema) = schema {
+        columns.push(format!(
+            "CAST(CASE WHEN to_regnamespace({}) IS NULL THEN 0 ELSE 1 END AS bigint) AS s",
+            Literal::new(&Ident::new(schema).to_string())
+        ));
+    }
+    if columns.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            backend,
+            format!("SELECT {}", columns.join(", ")),
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::Internal("a SELECT without FROM returned no row".into()))?;
+    if schema.is_some() && row.try_get::<i64>("", "s").map_err(db_error)? == 0 {
+        return Ok(None);
+    }
+    (0..sets.len())
+        .map(|i| {
+            row.try_get::<i64>("", &format!("t{i}"))
+                .map(|n| n > 0)
+                .map_err(db_error)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// Refuses a run given the wrong number of components: a migration and an inspection are of

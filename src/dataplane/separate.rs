@@ -86,8 +86,48 @@ impl DataPlane {
         self.finish_separate(storage, created, result).await
     }
 
+    /// [`DataPlane::rehearse`] in a database of the tenant's own: `run` in a transaction there
+    /// that is rolled back whatever happens. Storage that is missing is not provisioned (a
+    /// rehearsal never creates it). On SQLite the rolled-back transaction is the scratch copy:
+    /// SQLite's DDL is transactional, so a rollback leaves the file as it was; the rehearsal
+    /// holds the file's write lock while it runs, as the migration itself would, and the
+    /// connection's busy timeout bounds how long it waits for the tenant's writers.
+    pub(super) async fn rehearse_own(
+        &self,
+        storage: &Storage,
+        run: &Run,
+        sets: &[TenantMigrations],
+        limits: super::RehearsalLimits,
+    ) -> Result<Report, Error> {
+        let database = required(&storage.database, "database")?;
+        let postgres = self.backend == crate::db::Backend::Postgres;
+        let conn = if postgres {
+            if !check_mark(&self.catalog_db, "DATABASE", database, storage).await? {
+                return Err(not_provisioned(storage));
+            }
+            self.handles.get(self.pg_address(database)).await?
+        } else {
+            let path = self.file_path(database);
+            if !path.exists() {
+                return Err(not_provisioned(storage));
+            }
+            self.handles.get(Address::Sqlite { path: &path }).await?
+        };
+        let txn = conn.begin().await.map_err(db_error)?;
+        let result = async {
+            if postgres {
+                exec(&txn, &limits.sql()).await?;
+                lock(&txn, storage).await?;
+            }
+            self.run_own_txn(&txn, storage, run, sets).await
+        }
+        .await;
+        txn.rollback().await.map_err(db_error)?;
+        result
+    }
+
     /// `run` in `txn`, a transaction in the tenant's own database: the version tables of the
-    /// components `sets` (made when missing), then each component's migrations toward the run's
+    /// components `sets` (made when missing, but for an inspection, which makes nothing), then each component's migrations toward the run's
     /// target and their version rows.
     async fn run_own_txn(
         &self,
@@ -96,6 +136,20 @@ impl DataPlane {
         run: &Run,
         sets: &[TenantMigrations],
     ) -> Result<Report, Error> {
+        if *run == Run::Inspect {
+            // An inspection makes nothing: a component new to the tenant has no version table
+            // yet, and reads as nothing applied.
+            let befores = self.versions_if_any(txn, storage, None, sets).await?;
+            let components = sets
+                .iter()
+                .zip(befores)
+                .map(|(set, before)| component_report(set, before, Vec::new()))
+                .collect();
+            return Ok(Report {
+                components,
+                created: false,
+            });
+        }
         let postgres = txn.get_database_backend() == sea_orm::DbBackend::Postgres;
         let install = sets
             .iter()
@@ -112,19 +166,8 @@ impl DataPlane {
         }
         let befores = self.versions_of(txn, storage, sets).await?;
         let target = match run {
-            Run::Provision { .. } => Target::Latest,
             Run::Migrate(target) => target.clone(),
-            Run::Inspect => {
-                let components = sets
-                    .iter()
-                    .zip(befores)
-                    .map(|(set, before)| component_report(set, before, Vec::new()))
-                    .collect();
-                return Ok(Report {
-                    components,
-                    created: false,
-                });
-            }
+            Run::Provision { .. } | Run::Inspect => Target::Latest,
         };
         let mut report = Report::default();
         for (set, before) in sets.iter().zip(befores) {

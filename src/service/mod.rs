@@ -6,11 +6,13 @@ mod credentials;
 mod idempotency;
 mod jobs;
 mod members;
+mod migration_plan;
 mod migrations;
 mod paging;
 mod plans;
 mod provisioning;
 mod quotas;
+mod rehearsal;
 mod rollout_watch;
 mod rollout_worker;
 mod rollouts;
@@ -21,11 +23,13 @@ pub use audit::{AuditLog, ListAuditEventsInput, run_audit_prune_job};
 pub use credentials::Credentials;
 pub use jobs::{Job, JobPasses, run_purge_job};
 pub use members::{AddMemberInput, Members, parse_etag};
+pub use migration_plan::{MigrationPlan, PlannedStep};
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
 pub use plans::{
     PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name,
 };
 pub use provisioning::{Provisioning, ProvisioningStatus, storage_of};
+pub use rehearsal::{Rehearsal, RehearsedTarget};
 pub use quotas::{QuotaState, Quotas, STORAGE_BYTES, USAGE_MAX_AGE};
 pub use rollout_worker::RolloutWorker;
 pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, WatchItem};
