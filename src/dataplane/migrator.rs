@@ -338,7 +338,11 @@ impl TenantMigrations {
     }
 
     /// Migrations `from..to`, oldest first.
-    pub(super) fn span(&self, from: usize, to: usize) -> impl Iterator<Item = Box<dyn MigrationTrait>> {
+    pub(super) fn span(
+        &self,
+        from: usize,
+        to: usize,
+    ) -> impl Iterator<Item = Box<dyn MigrationTrait>> {
         (self.source)()
             .into_iter()
             .skip(from)

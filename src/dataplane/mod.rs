@@ -44,17 +44,15 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use crate::clock::Clock;
 use crate::db::{Backend, PoolUsage, db_error};
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
-use handles::{Address, TenantHandles};
 pub use dry_run::{DryRun, PlannedBody, PlannedMigration};
+use handles::{Address, TenantHandles};
 pub use migrator::{
     COMPILED_COMPONENT, COMPILED_VERSION_TABLE, MigrationSource, SqlMigration, Target,
     TenantMigrations, version_table,
 };
 use plan::Batch;
 pub use shared::TENANT_SETTING;
-use sql::{
-    Ident, Literal, check_mark, exec, lock, missing_table, remove_sqlite_files, required,
-};
+use sql::{Ident, Literal, check_mark, exec, lock, missing_table, remove_sqlite_files, required};
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]

@@ -87,7 +87,9 @@ impl Migrations {
                         (linted.statements, None, linted.findings)
                     }
                     PlannedBody::Recorded(statements) => (statements, None, Vec::new()),
-                    PlannedBody::Unrecorded => (Vec::new(), Some(UNRECORDED.to_owned()), Vec::new()),
+                    PlannedBody::Unrecorded => {
+                        (Vec::new(), Some(UNRECORDED.to_owned()), Vec::new())
+                    }
                 };
                 PlannedStep {
                     version: planned.version,

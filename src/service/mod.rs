@@ -29,8 +29,8 @@ pub use plans::{
     PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name,
 };
 pub use provisioning::{Provisioning, ProvisioningStatus, storage_of};
-pub use rehearsal::{Rehearsal, RehearsedTarget};
 pub use quotas::{QuotaState, Quotas, STORAGE_BYTES, USAGE_MAX_AGE};
+pub use rehearsal::{Rehearsal, RehearsedTarget};
 pub use rollout_worker::RolloutWorker;
 pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, WatchItem};
 

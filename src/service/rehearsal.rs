@@ -101,8 +101,7 @@ impl Rollouts {
                         .applied
                         .len()
                         .checked_sub(report.ran.len() + 1)
-                        .and_then(|i| set.names().get(i))
-                        .map(String::clone),
+                        .and_then(|i| set.names().get(i).cloned()),
                     to_version: report.version().map(str::to_owned),
                     error: None,
                     duration,

@@ -188,7 +188,9 @@ impl Rollouts {
                 "must be between 0 and 1",
             ));
         }
-        let selector = self.selector(input.selector.clone(), &mut violations).await?;
+        let selector = self
+            .selector(input.selector.clone(), &mut violations)
+            .await?;
         Error::check(violations)?;
         let (Some((target_index, target_version)), Some(selector)) = (target, selector) else {
             return Err(Error::invalid(

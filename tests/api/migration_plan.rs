@@ -143,8 +143,7 @@ fn versions(plan: &proto::MigrationPlan) -> Vec<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plan_lists_the_migrations_a_run_would_make_with_their_statements_and_changes_nothing()
-{
+async fn a_plan_lists_the_migrations_a_run_would_make_with_their_statements_and_changes_nothing() {
     let (server, tenants) = fleet(Db::Postgres, 1).await;
     let tenant = &tenants[0];
     let before = world(&server, &[]).await;
@@ -194,8 +193,16 @@ async fn a_plan_lists_the_migrations_a_run_would_make_with_their_statements_and_
             .any(|s| s.starts_with("DROP TABLE") && s.contains("audit_log")),
         "{down:?}"
     );
-    assert_eq!(world(&server, &[]).await, before, "the dry run changed something");
-    assert_eq!(audit_rows(&server, "").await, audit, "a dry run is not recorded");
+    assert_eq!(
+        world(&server, &[]).await,
+        before,
+        "the dry run changed something"
+    );
+    assert_eq!(
+        audit_rows(&server, "").await,
+        audit,
+        "a dry run is not recorded"
+    );
     server.stop().await;
 }
 
@@ -225,8 +232,7 @@ async fn billing_on_every_plan(server: &TestServer) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_component_new_to_a_tenant_is_planned_from_its_first_migration_without_a_version_table()
-{
+async fn a_component_new_to_a_tenant_is_planned_from_its_first_migration_without_a_version_table() {
     let server = TestServer::start(Db::Postgres).await;
     plans(&server)
         .upsert_plan(upsert(
@@ -293,7 +299,9 @@ async fn a_component_new_to_a_tenant_is_planned_from_its_first_migration_without
         "the dry run or the status made something"
     );
     assert!(
-        !before.iter().any(|r| r.contains("seaql_migrations_billing")),
+        !before
+            .iter()
+            .any(|r| r.contains("seaql_migrations_billing")),
         "{before:?}"
     );
     assert_eq!(audit_rows(&server, "").await, audit);
@@ -334,12 +342,24 @@ async fn a_plan_is_refused_as_the_migration_would_be_and_changes_nothing() {
     let before = world(&server, &[]).await;
     let audit = audit_rows(&server, "").await;
 
-    let unknown_component = plan(&server, &provisioned.name, "nope", "", MigrationDirection::Up)
-        .await
-        .unwrap_err();
-    let unknown_version = plan(&server, &provisioned.name, "", "m0_nope", MigrationDirection::Up)
-        .await
-        .unwrap_err();
+    let unknown_component = plan(
+        &server,
+        &provisioned.name,
+        "nope",
+        "",
+        MigrationDirection::Up,
+    )
+    .await
+    .unwrap_err();
+    let unknown_version = plan(
+        &server,
+        &provisioned.name,
+        "",
+        "m0_nope",
+        MigrationDirection::Up,
+    )
+    .await
+    .unwrap_err();
     let not_applied = plan(
         &server,
         &bare.name,
@@ -362,7 +382,11 @@ async fn a_plan_is_refused_as_the_migration_would_be_and_changes_nothing() {
     .await
     .expect("down to the first migration");
 
-    assert_eq!(unknown_component.code(), Code::NotFound, "{unknown_component:?}");
+    assert_eq!(
+        unknown_component.code(),
+        Code::NotFound,
+        "{unknown_component:?}"
+    );
     assert_eq!(
         unknown_component
             .get_details_resource_info()

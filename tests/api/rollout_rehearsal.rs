@@ -103,7 +103,11 @@ async fn a_rehearsal_reports_the_tenant_that_would_fail_and_commits_nothing() {
             assert_eq!(target.to_version, SIXTH);
         }
     }
-    assert_eq!(world(&server, &[&own]).await, before, "the rehearsal kept something");
+    assert_eq!(
+        world(&server, &[&own]).await,
+        before,
+        "the rehearsal kept something"
+    );
     let catalog = server.catalog().await;
     let rollouts = column_of(
         &catalog,
