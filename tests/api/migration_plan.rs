@@ -401,3 +401,27 @@ async fn a_plan_is_refused_as_the_migration_would_be_and_changes_nothing() {
     assert_eq!(audit_rows(&server, "").await, audit);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_compiled_migration_is_planned_with_a_note_and_the_file_is_left_as_it_was() {
+    let (server, tenants) = fleet(Db::Sqlite, 1).await;
+    let tenant = &tenants[0];
+    let before = crate::rollout_rehearsal::file_state(&server, tenant).await;
+
+    let up = plan(&server, &tenant.name, "", "", MigrationDirection::Up)
+        .await
+        .expect("plan up");
+
+    assert_eq!(up.current_version, FIFTH);
+    assert_eq!(versions(&up), [SIXTH]);
+    assert!(up.migrations[0].statements.is_empty(), "{up:?}");
+    assert!(
+        up.migrations[0].note.contains("statement by statement"),
+        "{up:?}"
+    );
+    assert_eq!(
+        crate::rollout_rehearsal::file_state(&server, tenant).await,
+        before
+    );
+    server.stop().await;
+}

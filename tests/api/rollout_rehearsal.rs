@@ -200,7 +200,7 @@ async fn a_rehearsal_is_refused_with_the_fields_at_fault_and_changes_nothing() {
 }
 
 /// An SQLite tenant's file, as its own schema and version rows say.
-async fn file_state(server: &TestServer, tenant: &proto::Tenant) -> Vec<String> {
+pub(crate) async fn file_state(server: &TestServer, tenant: &proto::Tenant) -> Vec<String> {
     let conn = server.tenant_conn(tenant).await;
     let mut state = column_of(
         &conn,
