@@ -22,6 +22,11 @@
 //! Provisioning on PostgreSQL also makes the tenant's least-privilege login role and grants it
 //! the tenant's data ([`roles`]), in the same transaction as the tenant's tables.
 //!
+//! Two uses change nothing: a dry run ([`DataPlane::dry_run`]) reads a tenant's version table
+//! as an inspection does (which never makes one) and records what the migrations would send; a
+//! rehearsal ([`DataPlane::rehearse`]) is a migration's run, with the same code, in a
+//! transaction that is rolled back.
+//!
 //! Schema-per-tenant runs use the caller's catalog transaction; database-per-tenant runs use a
 //! bounded LRU of connections ([`handles`]). No pool is ever created per tenant.
 
@@ -31,6 +36,7 @@ mod in_schema;
 mod measure;
 mod migrator;
 mod plan;
+mod rehearsal;
 mod roles;
 mod separate;
 mod shared;
@@ -51,8 +57,11 @@ pub use migrator::{
     TenantMigrations, version_table,
 };
 use plan::Batch;
+pub use rehearsal::RehearsalLimits;
 pub use shared::TENANT_SETTING;
-use sql::{Ident, Literal, check_mark, exec, lock, missing_table, remove_sqlite_files, required};
+use sql::{
+    Ident, check_mark, exec, existing_tables, lock, missing_table, remove_sqlite_files, required,
+};
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]
@@ -142,26 +151,6 @@ pub enum Run {
     Migrate(Target),
     /// Read the version table; change nothing.
     Inspect,
-}
-
-/// How long a rehearsal ([`DataPlane::rehearse`]) may wait for a tenant's locks and run one
-/// statement, on PostgreSQL: short, so a rehearsal never queues behind live traffic (nor
-/// makes live traffic queue behind it) for long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RehearsalLimits {
-    pub lock_timeout: Duration,
-    pub statement_timeout: Duration,
-}
-
-impl RehearsalLimits {
-    /// The limits, as `SET LOCAL`s of the rehearsal's transaction.
-    fn sql(&self) -> String {
-        format!(
-            "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
-            self.lock_timeout.as_millis().max(1),
-            self.statement_timeout.as_millis().max(1)
-        )
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -288,36 +277,6 @@ impl DataPlane {
             report
         } else {
             self.run_own(storage, &Run::Inspect, sets).await?
-        };
-        Ok(report.first())
-    }
-
-    /// Rehearses moving the component `set` of the tenant toward `target`: the run a
-    /// migration would be ([`Self::run`] or [`Self::run_own`]'s code, in a transaction of the
-    /// tenant's storage) rolled back whatever happens, so nothing it did is kept anywhere. It
-    /// waits for the tenant's locks (the advisory lock of runs, and whatever live traffic holds
-    /// on its tables) at most `limits.lock_timeout` on PostgreSQL, and each statement runs at
-    /// most `limits.statement_timeout`; a rehearsal that would wait longer fails with the
-    /// timeout as its error. What it returns is what the version table would say had it been
-    /// committed.
-    #[tracing::instrument(skip_all, fields(tenant = %storage.tenant, component = set.id()))]
-    pub async fn rehearse(
-        &self,
-        storage: &Storage,
-        set: &TenantMigrations,
-        target: &Target,
-        limits: RehearsalLimits,
-    ) -> Result<ComponentReport, Error> {
-        let sets = std::slice::from_ref(set);
-        let run = Run::Migrate(target.clone());
-        let report = if self.in_catalog(storage) {
-            let txn = self.catalog_db.begin().await.map_err(db_error)?;
-            exec(&txn, &limits.sql()).await?;
-            let result = self.run(&txn, storage, &run, sets).await;
-            txn.rollback().await.map_err(db_error)?;
-            result?
-        } else {
-            Box::pin(self.rehearse_own(storage, &run, sets, limits)).await?
         };
         Ok(report.first())
     }
@@ -564,61 +523,6 @@ fn check_target(names: &[String], before: &Versions, target: &Target) -> Result<
         }),
         _ => Ok(()),
     }
-}
-
-/// Which of the version tables of `sets` exist, in the schema on the `search_path` (or the
-/// tenant's database), read in one statement that makes nothing; `None` when `schema` is given
-/// and does not exist.
-async fn existing_tables(
-    txn: &DatabaseTransaction,
-    schema: Option<&str>,
-    sets: &[TenantMigrations],
-) -> Result<Option<Vec<bool>>, Error> {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    let backend = txn.get_database_backend();
-    let exists = |i: usize, table: &str| match backend {
-        DbBackend::Sqlite => format!(
-            "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = {}) AS t{i}",
-            Literal::new(table)
-        ),
-        _ => format!(
-            "CAST(CASE WHEN to_regclass({}) IS NULL THEN 0 ELSE 1 END AS bigint) AS t{i}",
-            Literal::new(&Ident::new(table).to_string())
-        ),
-    };
-    let mut columns: Vec<String> = sets
-        .iter()
-        .enumerate()
-        .map(|(i, set)| exists(i, set.table()))
-        .collect();
-    if let Some(schema) = schema {
-        columns.push(format!(
-            "CAST(CASE WHEN to_regnamespace({}) IS NULL THEN 0 ELSE 1 END AS bigint) AS s",
-            Literal::new(&Ident::new(schema).to_string())
-        ));
-    }
-    if columns.is_empty() {
-        return Ok(Some(Vec::new()));
-    }
-    let row = txn
-        .query_one_raw(Statement::from_string(
-            backend,
-            format!("SELECT {}", columns.join(", ")),
-        ))
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| Error::Internal("a SELECT without FROM returned no row".into()))?;
-    if schema.is_some() && row.try_get::<i64>("", "s").map_err(db_error)? == 0 {
-        return Ok(None);
-    }
-    (0..sets.len())
-        .map(|i| {
-            row.try_get::<i64>("", &format!("t{i}"))
-                .map(|n| n > 0)
-                .map_err(db_error)
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
 }
 
 /// Refuses a run given the wrong number of components: a migration and an inspection are of

@@ -86,50 +86,10 @@ impl DataPlane {
         self.finish_separate(storage, created, result).await
     }
 
-    /// [`DataPlane::rehearse`] in a database of the tenant's own: `run` in a transaction there
-    /// that is rolled back whatever happens. Storage that is missing is not provisioned (a
-    /// rehearsal never creates it). On SQLite the rolled-back transaction is the scratch copy:
-    /// SQLite's DDL is transactional, so a rollback leaves the file as it was; the rehearsal
-    /// holds the file's write lock while it runs, as the migration itself would, and the
-    /// connection's busy timeout bounds how long it waits for the tenant's writers.
-    pub(super) async fn rehearse_own(
-        &self,
-        storage: &Storage,
-        run: &Run,
-        sets: &[TenantMigrations],
-        limits: super::RehearsalLimits,
-    ) -> Result<Report, Error> {
-        let database = required(&storage.database, "database")?;
-        let postgres = self.backend == crate::db::Backend::Postgres;
-        let conn = if postgres {
-            if !check_mark(&self.catalog_db, "DATABASE", database, storage).await? {
-                return Err(not_provisioned(storage));
-            }
-            self.handles.get(self.pg_address(database)).await?
-        } else {
-            let path = self.file_path(database);
-            if !path.exists() {
-                return Err(not_provisioned(storage));
-            }
-            self.handles.get(Address::Sqlite { path: &path }).await?
-        };
-        let txn = conn.begin().await.map_err(db_error)?;
-        let result = async {
-            if postgres {
-                exec(&txn, &limits.sql()).await?;
-                lock(&txn, storage).await?;
-            }
-            self.run_own_txn(&txn, storage, run, sets).await
-        }
-        .await;
-        txn.rollback().await.map_err(db_error)?;
-        result
-    }
-
     /// `run` in `txn`, a transaction in the tenant's own database: the version tables of the
     /// components `sets` (made when missing, but for an inspection, which makes nothing), then each component's migrations toward the run's
     /// target and their version rows.
-    async fn run_own_txn(
+    pub(super) async fn run_own_txn(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
