@@ -133,6 +133,8 @@ async fn roll_out(
                 error_policy: None,
                 max_failure_ratio: 0.0,
                 request: None,
+                validate_only: false,
+                rehearsal_sample_size: 0,
             },
         )
         .await

@@ -163,6 +163,7 @@ impl App {
             dataplane.migrations().clone(),
             rollout_settings.clone(),
             wake.clone(),
+            dataplane.clone(),
         );
         let worker = RolloutWorker::new(catalog.clone(), dataplane.clone(), rollout_settings, wake);
         let metrics =

@@ -52,8 +52,8 @@ impl DataPlane {
                 self.close(txn, storage, name, &mut batch, &failed).await?;
                 Ok(one(set, moved.after, moved.ran))
             }
-            (_, [set]) => {
-                let before = self.enter(txn, storage, name, set).await?;
+            (Run::Inspect, [set]) => {
+                let before = self.look(txn, storage, name, set).await?;
                 exec(txn, CATALOG_SEARCH_PATH).await?;
                 Ok(one(set, before, Vec::new()))
             }
@@ -202,6 +202,32 @@ impl DataPlane {
         }
         batch.push(CATALOG_SEARCH_PATH);
         batch.send(txn).await.map_err(failed)
+    }
+
+    /// [`Self::enter`] for an inspection, which makes nothing: the tenant's lock, its schema
+    /// `name` on the `search_path`, and the version table of the component `set` read if it
+    /// exists (a component new to the tenant has nothing applied). A missing schema means the
+    /// tenant is not provisioned.
+    async fn look(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+        name: &str,
+        set: &TenantMigrations,
+    ) -> Result<Versions, Error> {
+        exec(
+            txn,
+            &format!(
+                "{}; SET LOCAL search_path TO {}",
+                lock_sql(storage),
+                Ident::new(name)
+            ),
+        )
+        .await?;
+        let mut versions = self
+            .versions_if_any(txn, storage, Some(name), std::slice::from_ref(set))
+            .await?;
+        Ok(versions.pop().unwrap_or_default())
     }
 
     /// Takes the tenant's lock in `txn`, puts its schema `name` on the `search_path` and makes

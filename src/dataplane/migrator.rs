@@ -22,6 +22,8 @@ pub struct TenantMigrations {
     table: Arc<str>,
     source: MigrationSource,
     names: Arc<Vec<String>>,
+    /// A pushed component's scripts, for the dry run to show; `None` for a compiled one.
+    scripts: Option<Arc<Vec<SqlMigration>>>,
 }
 
 impl std::fmt::Debug for TenantMigrations {
@@ -54,6 +56,7 @@ impl TenantMigrations {
             table: version_table(component).into(),
             source,
             names: Arc::new(names),
+            scripts: None,
         }
     }
 
@@ -61,7 +64,8 @@ impl TenantMigrations {
     /// chosen by the caller).
     pub fn pushed(component: &ComponentId, migrations: Vec<SqlMigration>) -> Self {
         let migrations = Arc::new(migrations);
-        Self::component(
+        let scripts = Arc::clone(&migrations);
+        let mut set = Self::component(
             component,
             Arc::new(move || {
                 migrations
@@ -69,7 +73,15 @@ impl TenantMigrations {
                     .map(|m| Box::new(m.clone()) as Box<dyn MigrationTrait>)
                     .collect()
             }),
-        )
+        );
+        set.scripts = Some(scripts);
+        set
+    }
+
+    /// A pushed component's migrations as the SQL scripts they run, oldest first; `None` for a
+    /// compiled component, whose statements are known only by recording them.
+    pub fn scripts(&self) -> Option<&[SqlMigration]> {
+        self.scripts.as_deref().map(Vec::as_slice)
     }
 
     /// The sample tenant schema of the `migration` crate.
@@ -314,7 +326,11 @@ impl TenantMigrations {
     }
 
     /// Migrations `from..to`, oldest first.
-    fn span(&self, from: usize, to: usize) -> impl Iterator<Item = Box<dyn MigrationTrait>> {
+    pub(super) fn span(
+        &self,
+        from: usize,
+        to: usize,
+    ) -> impl Iterator<Item = Box<dyn MigrationTrait>> {
         (self.source)()
             .into_iter()
             .skip(from)

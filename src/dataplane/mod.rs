@@ -22,15 +22,22 @@
 //! Provisioning on PostgreSQL also makes the tenant's least-privilege login role and grants it
 //! the tenant's data ([`roles`]), in the same transaction as the tenant's tables.
 //!
+//! Two uses change nothing: a dry run ([`DataPlane::dry_run`]) reads a tenant's version table
+//! as an inspection does (which never makes one) and records what the migrations would send; a
+//! rehearsal ([`DataPlane::rehearse`]) is a migration's run, with the same code, in a
+//! transaction that is rolled back.
+//!
 //! Schema-per-tenant runs use the caller's catalog transaction; database-per-tenant runs use a
 //! bounded LRU of connections ([`handles`]). No pool is ever created per tenant.
 
 mod drift;
+mod dry_run;
 mod handles;
 mod in_schema;
 mod measure;
 mod migrator;
 mod plan;
+mod rehearsal;
 mod roles;
 mod separate;
 mod shape;
@@ -46,12 +53,16 @@ use crate::clock::Clock;
 use crate::db::{Backend, PoolUsage, db_error};
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
 pub use drift::{Applied, Drift, DriftChecker};
+pub use dry_run::{DryRun, PlannedBody, PlannedMigration};
 use handles::{Address, TenantHandles};
 pub use migrator::{MigrationSource, SqlMigration, Target, TenantMigrations};
 use plan::Batch;
+pub use rehearsal::RehearsalLimits;
 pub use shape::{Column, Difference, Object, Shape, Table};
 pub use shared::TENANT_SETTING;
-use sql::{Ident, check_mark, exec, lock, missing_table, remove_sqlite_files, required};
+use sql::{
+    Ident, check_mark, exec, existing_tables, lock, missing_table, remove_sqlite_files, required,
+};
 
 /// Where one tenant's data lives.
 #[derive(Debug, Clone)]
@@ -336,25 +347,7 @@ impl DataPlane {
         batch: &mut Batch,
     ) -> Result<Moved, Error> {
         let names = set.names();
-        match target {
-            Target::Down(index) if *index >= before.len() => {
-                return Err(Error::invalid(
-                    "target_version",
-                    format!(
-                        "'{}' is not applied to this tenant (it is at {})",
-                        names[*index],
-                        before.last().map_or("no version", |(v, _)| v.as_str())
-                    ),
-                ));
-            }
-            Target::DownOne if before.len() <= 1 => {
-                return Err(Error::FailedPrecondition {
-                    subject: "target_version".into(),
-                    message: "reverting a tenant's first migration is not offered: it would leave the tenant with no schema (purge the tenant instead)".into(),
-                });
-            }
-            _ => {}
-        }
+        check_target(names, &before, target)?;
         let steps = migrator::steps(before.len(), names.len(), target);
         let failed = |e: DbErr| Error::MigrationFailed {
             message: format!("{e}"),
@@ -398,6 +391,38 @@ impl DataPlane {
             moved.after = before;
         }
         Ok(moved)
+    }
+
+    /// The version tables of `sets` as an inspection reads them, making none: a component
+    /// whose table is missing (new to the tenant) has nothing applied. The tenant is not
+    /// provisioned when `schema` is given and missing.
+    async fn versions_if_any(
+        &self,
+        txn: &DatabaseTransaction,
+        storage: &Storage,
+        schema: Option<&str>,
+        sets: &[TenantMigrations],
+    ) -> Result<Vec<Versions>, Error> {
+        let present = existing_tables(txn, schema, sets)
+            .await?
+            .ok_or_else(|| sql::not_provisioned(storage))?;
+        let with: Vec<TenantMigrations> = sets
+            .iter()
+            .zip(&present)
+            .filter(|(_, there)| **there)
+            .map(|(set, _)| set.clone())
+            .collect();
+        let mut read = self.versions_of(txn, storage, &with).await?.into_iter();
+        Ok(present
+            .iter()
+            .map(|there| {
+                if *there {
+                    read.next().unwrap_or_default()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect())
     }
 
     /// The version tables of `sets` in the schema on the `search_path` (or the tenant's
@@ -478,6 +503,26 @@ fn component_report(
         applied,
         pending,
         ran,
+    }
+}
+
+/// Refuses a target a tenant whose version table is `before` cannot be moved to: a version
+/// to go down to that is not applied, or a revert of the first migration.
+fn check_target(names: &[String], before: &Versions, target: &Target) -> Result<(), Error> {
+    match target {
+        Target::Down(index) if *index >= before.len() => Err(Error::invalid(
+            "target_version",
+            format!(
+                "'{}' is not applied to this tenant (it is at {})",
+                names.get(*index).map_or("?", String::as_str),
+                before.last().map_or("no version", |(v, _)| v.as_str())
+            ),
+        )),
+        Target::DownOne if before.len() <= 1 => Err(Error::FailedPrecondition {
+            subject: "target_version".into(),
+            message: "reverting a tenant's first migration is not offered: it would leave the tenant with no schema (purge the tenant instead)".into(),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -59,11 +59,27 @@ impl Batch {
 /// The statements `migration`'s `up` sends, recorded without reaching a database, when it only
 /// changes the schema; `None` when it must run statement by statement.
 pub async fn record(migration: &dyn MigrationTrait) -> Option<Vec<String>> {
+    record_step(migration, Step::Up).await
+}
+
+/// Which half of a migration to record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Up,
+    Down,
+}
+
+/// [`record`] of `migration`'s `up` or `down`: the dry run shows a revert's statements too.
+pub async fn record_step(migration: &dyn MigrationTrait, step: Step) -> Option<Vec<String>> {
     let recording = Arc::new(Recording::default());
     let conn = DatabaseConnection::from(DatabaseConnectionType::MockDatabaseConnection(Arc::new(
         MockDatabaseConnection::new(Recorder(Arc::clone(&recording))),
     )));
-    let ran = migration.up(&SchemaManager::new(&conn)).await;
+    let manager = SchemaManager::new(&conn);
+    let ran = match step {
+        Step::Up => migration.up(&manager).await,
+        Step::Down => migration.down(&manager).await,
+    };
     let statements = recording.take().filter(|_| ran.is_ok());
     if statements.is_none() {
         tracing::debug!(

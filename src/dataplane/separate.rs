@@ -87,15 +87,29 @@ impl DataPlane {
     }
 
     /// `run` in `txn`, a transaction in the tenant's own database: the version tables of the
-    /// components `sets` (made when missing), then each component's migrations toward the run's
+    /// components `sets` (made when missing, but for an inspection, which makes nothing), then each component's migrations toward the run's
     /// target and their version rows.
-    async fn run_own_txn(
+    pub(super) async fn run_own_txn(
         &self,
         txn: &DatabaseTransaction,
         storage: &Storage,
         run: &Run,
         sets: &[TenantMigrations],
     ) -> Result<Report, Error> {
+        if *run == Run::Inspect {
+            // An inspection makes nothing: a component new to the tenant has no version table
+            // yet, and reads as nothing applied.
+            let befores = self.versions_if_any(txn, storage, None, sets).await?;
+            let components = sets
+                .iter()
+                .zip(befores)
+                .map(|(set, before)| component_report(set, before, Vec::new()))
+                .collect();
+            return Ok(Report {
+                components,
+                created: false,
+            });
+        }
         let postgres = txn.get_database_backend() == sea_orm::DbBackend::Postgres;
         let install = sets
             .iter()
@@ -112,19 +126,8 @@ impl DataPlane {
         }
         let befores = self.versions_of(txn, storage, sets).await?;
         let target = match run {
-            Run::Provision { .. } => Target::Latest,
             Run::Migrate(target) => target.clone(),
-            Run::Inspect => {
-                let components = sets
-                    .iter()
-                    .zip(befores)
-                    .map(|(set, before)| component_report(set, before, Vec::new()))
-                    .collect();
-                return Ok(Report {
-                    components,
-                    created: false,
-                });
-            }
+            Run::Provision { .. } | Run::Inspect => Target::Latest,
         };
         let mut report = Report::default();
         for (set, before) in sets.iter().zip(befores) {

@@ -172,3 +172,57 @@ pub(super) const UNDEFINED_TABLE: &str = "42P01";
 
 /// SQLSTATE 3F000: no such schema (or none on the `search_path` to create in).
 const INVALID_SCHEMA_NAME: &str = "3F000";
+
+/// Which of the version tables of `sets` exist, in the schema on the `search_path` (or the
+/// tenant's database), read in one statement that makes nothing; `None` when `schema` is given
+/// and does not exist.
+pub(super) async fn existing_tables(
+    txn: &DatabaseTransaction,
+    schema: Option<&str>,
+    sets: &[super::TenantMigrations],
+) -> Result<Option<Vec<bool>>, Error> {
+    let backend = txn.get_database_backend();
+    let exists = |i: usize, table: &str| match backend {
+        DbBackend::Sqlite => format!(
+            "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = {}) AS t{i}",
+            Literal::new(table)
+        ),
+        _ => format!(
+            "CAST(CASE WHEN to_regclass({}) IS NULL THEN 0 ELSE 1 END AS bigint) AS t{i}",
+            Literal::new(&Ident::new(table).to_string())
+        ),
+    };
+    let mut columns: Vec<String> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, set)| exists(i, set.table()))
+        .collect();
+    if let Some(schema) = schema {
+        columns.push(format!(
+            "CAST(CASE WHEN to_regnamespace({}) IS NULL THEN 0 ELSE 1 END AS bigint) AS s",
+            Literal::new(&Ident::new(schema).to_string())
+        ));
+    }
+    if columns.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            backend,
+            format!("SELECT {}", columns.join(", ")),
+        ))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::Internal("a SELECT without FROM returned no row".into()))?;
+    if schema.is_some() && row.try_get::<i64>("", "s").map_err(db_error)? == 0 {
+        return Ok(None);
+    }
+    (0..sets.len())
+        .map(|i| {
+            row.try_get::<i64>("", &format!("t{i}"))
+                .map(|n| n > 0)
+                .map_err(db_error)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}

@@ -13,8 +13,8 @@ use super::convert;
 use crate::domain::{Error, ErrorPolicy, Rollout, RolloutCounts, RolloutState, Selector};
 use crate::proto::{self, migration_service_server::MigrationService};
 use crate::service::{
-    Direction, Drifts, MigrationStatus, Migrations, Rollouts, SelectorInput, StartRolloutInput,
-    TenantRef, WatchItem,
+    Direction, Drifts, MigrationPlan, MigrationStatus, Migrations, Rehearsal, Rollouts,
+    SelectorInput, StartRolloutInput, TenantRef, WatchItem,
 };
 
 pub struct MigrationApi {
@@ -108,19 +108,7 @@ impl MigrationService for MigrationApi {
         let target = TenantRef::parse(&request.tenant, "tenant")?;
         let key = super::request_key(&request.request_id, &request)
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
-        let direction = match proto::MigrationDirection::try_from(request.direction) {
-            Ok(proto::MigrationDirection::Unspecified | proto::MigrationDirection::Up) => {
-                Direction::Up
-            }
-            Ok(proto::MigrationDirection::Down) => Direction::Down,
-            Err(_) => {
-                return Err(Error::invalid(
-                    "direction",
-                    format!("{} is not a direction", request.direction),
-                )
-                .into());
-            }
-        };
+        let direction = direction_from_wire(request.direction)?;
         let migrated = self
             .migrations
             .migrate(
@@ -137,6 +125,25 @@ impl MigrationService for MigrationApi {
             applied: migrated.ran,
             duration: prost_types::Duration::try_from(migrated.duration).ok(),
         }))
+    }
+
+    async fn plan_migration(
+        &self,
+        request: Request<proto::PlanMigrationRequest>,
+    ) -> Reply<proto::MigrationPlan> {
+        let request = request.into_inner();
+        let target = TenantRef::parse(&request.tenant, "tenant")?;
+        let direction = direction_from_wire(request.direction)?;
+        let plan = self
+            .migrations
+            .plan(
+                &target,
+                &request.component,
+                &request.target_version,
+                direction,
+            )
+            .await?;
+        Ok(Response::new(plan_to_wire(plan)))
     }
 
     async fn start_rollout(
@@ -162,21 +169,22 @@ impl MigrationService for MigrationApi {
             Ok(proto::ErrorPolicy::Halt) => Some(Ok(ErrorPolicy::Halt)),
             Err(_) => Some(Err(request.error_policy)),
         };
-        let rollout = self
-            .rollouts
-            .start(
-                &ctx,
-                StartRolloutInput {
-                    target_version: request.target_version,
-                    selector,
-                    max_concurrency: request.max_concurrency,
-                    canary_count: request.canary_count,
-                    error_policy,
-                    max_failure_ratio: request.max_failure_ratio,
-                    request: key,
-                },
-            )
-            .await?;
+        let input = StartRolloutInput {
+            target_version: request.target_version,
+            selector,
+            max_concurrency: request.max_concurrency,
+            canary_count: request.canary_count,
+            error_policy,
+            max_failure_ratio: request.max_failure_ratio,
+            request: key,
+            validate_only: request.validate_only,
+            rehearsal_sample_size: request.rehearsal_sample_size,
+        };
+        if input.validate_only {
+            let rehearsal = self.rollouts.rehearse(input).await?;
+            return Ok(Response::new(rehearsal_to_wire(rehearsal)));
+        }
+        let rollout = self.rollouts.start(&ctx, input).await?;
         Ok(Response::new(rollout_to_wire(rollout)))
     }
 
@@ -316,6 +324,7 @@ fn rollout_to_wire(r: Rollout) -> proto::Rollout {
         start_time: r.start_time.map(convert::timestamp),
         end_time: r.end_time.map(convert::timestamp),
         error: r.error.unwrap_or_default(),
+        rehearsal: Vec::new(),
     }
 }
 
@@ -390,4 +399,86 @@ fn describe(version: &str) -> String {
         .nth(2)
         .unwrap_or(version)
         .replace('_', " ")
+}
+
+/// A direction as MigrateTenant and PlanMigration read it.
+fn direction_from_wire(raw: i32) -> Result<Direction, Status> {
+    match proto::MigrationDirection::try_from(raw) {
+        Ok(proto::MigrationDirection::Unspecified | proto::MigrationDirection::Up) => {
+            Ok(Direction::Up)
+        }
+        Ok(proto::MigrationDirection::Down) => Ok(Direction::Down),
+        Err(_) => Err(Error::invalid("direction", format!("{raw} is not a direction")).into()),
+    }
+}
+
+fn direction_to_wire(direction: Direction) -> i32 {
+    match direction {
+        Direction::Up => proto::MigrationDirection::Up as i32,
+        Direction::Down => proto::MigrationDirection::Down as i32,
+    }
+}
+
+fn plan_to_wire(plan: MigrationPlan) -> proto::MigrationPlan {
+    proto::MigrationPlan {
+        tenant: plan.tenant,
+        component: plan.component,
+        current_version: plan.current_version.unwrap_or_default(),
+        target_version: plan.target_version.unwrap_or_default(),
+        migrations: plan
+            .steps
+            .into_iter()
+            .map(|step| {
+                let version = step.version;
+                let lint = step
+                    .lint
+                    .into_iter()
+                    .map(|f| proto::LintFinding {
+                        version: version.clone(),
+                        script: match step.direction {
+                            Direction::Up => "up_sql",
+                            Direction::Down => "down_sql",
+                        }
+                        .to_owned(),
+                        statement_index: f.statement_index as i32,
+                        rule: f.rule.to_owned(),
+                        severity: match f.severity {
+                            crate::lint::Severity::Note => proto::lint_finding::Severity::Note,
+                            crate::lint::Severity::Error => proto::lint_finding::Severity::Error,
+                        } as i32,
+                        message: f.message,
+                        statement: f.statement,
+                    })
+                    .collect();
+                proto::PlannedMigration {
+                    version,
+                    direction: direction_to_wire(step.direction),
+                    statements: step.statements,
+                    note: step.note.unwrap_or_default(),
+                    lint,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// A rehearsal's answer: the rollout that would start, without a name (none exists), and the
+/// rehearsed tenants.
+fn rehearsal_to_wire(rehearsal: Rehearsal) -> proto::Rollout {
+    let mut wire = rollout_to_wire(rehearsal.rollout);
+    wire.name.clear();
+    wire.id.clear();
+    wire.rehearsal = rehearsal
+        .targets
+        .into_iter()
+        .map(|t| proto::RehearsedTarget {
+            tenant: t.tenant,
+            from_version: t.from_version.unwrap_or_default(),
+            to_version: t.to_version.unwrap_or_default(),
+            ok: t.error.is_none(),
+            error: t.error.unwrap_or_default(),
+            duration: prost_types::Duration::try_from(t.duration).ok(),
+        })
+        .collect();
+    wire
 }

@@ -137,6 +137,15 @@ pub const POLICIES: &[Policy] = &[
         ReadOnly,
     ),
     rpc("tenant.v1.MigrationService/MigrateTenant", Admin, Recorded),
+    // A dry run changes nothing, and shows a tenant's storage only as DDL the operator would
+    // run: the service role may plan (a pipeline's check), and it is not recorded.
+    rpc(
+        "tenant.v1.MigrationService/PlanMigration",
+        Service,
+        ReadOnly,
+    ),
+    // Recorded with validate_only too: a rehearsal commits nothing, but runs DDL in real
+    // tenants' storage and holds their locks while it does.
     rpc("tenant.v1.MigrationService/StartRollout", Admin, Recorded),
     rpc("tenant.v1.MigrationService/GetRollout", Service, ReadOnly),
     rpc("tenant.v1.MigrationService/ListRollouts", Service, ReadOnly),

@@ -60,8 +60,8 @@ pub enum Direction {
 
 #[derive(Clone)]
 pub struct Migrations {
-    catalog: Catalog,
-    dataplane: Arc<DataPlane>,
+    pub(super) catalog: Catalog,
+    pub(super) dataplane: Arc<DataPlane>,
 }
 
 impl Migrations {
@@ -75,7 +75,7 @@ impl Migrations {
     }
 
     /// The migration set of `component`; empty names the compiled one.
-    async fn set(&self, component: &str) -> Result<TenantMigrations, Error> {
+    pub(super) async fn set(&self, component: &str) -> Result<TenantMigrations, Error> {
         let component = if component.is_empty() {
             SAMPLE
         } else {
@@ -117,12 +117,7 @@ impl Migrations {
         request: Option<&RequestKey>,
     ) -> Result<Migrated, Error> {
         let migrations = &self.set(component).await?;
-        let goal = match (direction, version) {
-            (Direction::Up, "") => Target::Latest,
-            (Direction::Down, "") => Target::DownOne,
-            (Direction::Up, v) => Target::Up(migrations.check_version(v, "target_version")?),
-            (Direction::Down, v) => Target::Down(migrations.check_version(v, "target_version")?),
-        };
+        let goal = goal(migrations, direction, version)?;
         let tenant = load(&self.catalog, target).await?;
         ctx.note_tenant(tenant.id);
         provisioned(&tenant)?;
@@ -148,7 +143,7 @@ impl Migrations {
 
     /// Refuses a component the tenant's plan does not list: its tables would be made in a
     /// tenant whose plan does not give them.
-    async fn listed(&self, tenant: &Tenant, component: &str) -> Result<(), Error> {
+    pub(super) async fn listed(&self, tenant: &Tenant, component: &str) -> Result<(), Error> {
         let listed = self
             .catalog
             .plan_components(tenant.plan.as_str())
@@ -213,8 +208,22 @@ impl Migrations {
     }
 }
 
+/// Where a MigrateTenant (or its dry run) of `set` in `direction` to `version` goes.
+pub(super) fn goal(
+    set: &TenantMigrations,
+    direction: Direction,
+    version: &str,
+) -> Result<Target, Error> {
+    Ok(match (direction, version) {
+        (Direction::Up, "") => Target::Latest,
+        (Direction::Down, "") => Target::DownOne,
+        (Direction::Up, v) => Target::Up(set.check_version(v, "target_version")?),
+        (Direction::Down, v) => Target::Down(set.check_version(v, "target_version")?),
+    })
+}
+
 /// Refuses a tenant whose storage does not exist or that is deleted.
-fn provisioned(tenant: &Tenant) -> Result<(), Error> {
+pub(super) fn provisioned(tenant: &Tenant) -> Result<(), Error> {
     if tenant.state == TenantState::Deleted || tenant.provision_time.is_none() {
         let why = if tenant.state == TenantState::Deleted {
             "is DELETED"

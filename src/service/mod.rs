@@ -9,11 +9,13 @@ mod fleet;
 mod idempotency;
 mod jobs;
 mod members;
+mod migration_plan;
 mod migrations;
 mod paging;
 mod plans;
 mod provisioning;
 mod quotas;
+mod rehearsal;
 mod rollout_watch;
 mod rollout_worker;
 mod rollouts;
@@ -30,12 +32,14 @@ pub use drift::{Checked, DriftScope, DriftSummary, Drifts, TenantDrift};
 pub use fleet::{ComponentFleet, Fleet, FleetStatus};
 pub use jobs::{Job, JobPasses, run_purge_job};
 pub use members::{AddMemberInput, Members, parse_etag};
+pub use migration_plan::{MigrationPlan, PlannedStep};
 pub use migrations::{Direction, Migrated, MigrationStatus, Migrations};
 pub use plans::{
     PlanFields, PlanLimitInput, Plans, UpsertPlanInput, parse_name as parse_plan_name,
 };
 pub use provisioning::{Provisioning, ProvisioningStatus, storage_of};
 pub use quotas::{QuotaState, Quotas, STORAGE_BYTES, USAGE_MAX_AGE};
+pub use rehearsal::{Rehearsal, RehearsedTarget};
 pub use rollout_worker::RolloutWorker;
 pub use rollouts::{RolloutSettings, Rollouts, SelectorInput, StartRolloutInput, WatchItem};
 

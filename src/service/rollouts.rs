@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::paging::{PageSize, PageToken, fingerprint};
 use super::tenants::{RequestKey, TenantRef, load};
-use crate::dataplane::TenantMigrations;
+use crate::dataplane::{DataPlane, TenantMigrations};
 use crate::domain::{
     CallContext, Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState,
     Selector, TargetState,
@@ -50,6 +50,10 @@ pub struct StartRolloutInput {
     pub error_policy: Option<Result<ErrorPolicy, i32>>,
     pub max_failure_ratio: f64,
     pub request: Option<RequestKey>,
+    /// Rehearse instead of starting (see `super::rehearsal`).
+    pub validate_only: bool,
+    /// Tenants to rehearse; 0: the default.
+    pub rehearsal_sample_size: i32,
 }
 
 /// One item of a watched rollout.
@@ -63,10 +67,12 @@ pub struct WatchItem {
 #[derive(Clone)]
 pub struct Rollouts {
     pub(super) catalog: Catalog,
-    migrations: TenantMigrations,
+    pub(super) migrations: TenantMigrations,
     pub(super) settings: RolloutSettings,
     /// Wakes this replica's worker when a rollout starts here.
     wake: Arc<Notify>,
+    /// Where rehearsals run (see `super::rehearsal`).
+    pub(super) dataplane: Arc<DataPlane>,
 }
 
 impl Rollouts {
@@ -75,12 +81,14 @@ impl Rollouts {
         migrations: TenantMigrations,
         settings: RolloutSettings,
         wake: Arc<Notify>,
+        dataplane: Arc<DataPlane>,
     ) -> Self {
         Self {
             catalog,
             migrations,
             settings,
             wake,
+            dataplane,
         }
     }
 
@@ -90,6 +98,53 @@ impl Rollouts {
         ctx: &CallContext,
         input: StartRolloutInput,
     ) -> Result<Rollout, Error> {
+        let (rollout, targets) = self.prepare(&input).await?;
+        let pending = targets
+            .iter()
+            .filter(|t| t.state == TargetState::Pending)
+            .count();
+        let request = input
+            .request
+            .as_ref()
+            .map(|k| (k.id, k.request_hash.as_str()));
+        if let Some((first, hash)) = self
+            .catalog
+            .insert_rollout(ctx, &rollout, request, &targets)
+            .await?
+        {
+            if hash.as_deref() != request.map(|(_, h)| h) {
+                return Err(Error::invalid(
+                    "request_id",
+                    "was already used for a different request",
+                ));
+            }
+            ctx.replayed();
+            return self.get(first).await;
+        }
+        if pending == 0 {
+            self.catalog
+                .transition_rollout(
+                    ctx,
+                    rollout.id,
+                    &RolloutState::ACTIVE,
+                    RolloutState::Succeeded,
+                    None,
+                )
+                .await?;
+        } else {
+            self.wake.notify_one();
+        }
+        tracing::info!(rollout = %rollout.id, targets = targets.len(), pending, "rollout started");
+        self.get(rollout.id).await
+    }
+
+    /// Checks a StartRollout and finds its targets, writing nothing: the rollout it would
+    /// start (PENDING, its counts not yet known) and its targets, in tenant id order. Shared by
+    /// starting a rollout and rehearsing one.
+    pub(super) async fn prepare(
+        &self,
+        input: &StartRolloutInput,
+    ) -> Result<(Rollout, Vec<NewTarget>), Error> {
         let mut violations = Vec::new();
         let target = if input.target_version.is_empty() {
             self.migrations
@@ -133,7 +188,9 @@ impl Rollouts {
                 "must be between 0 and 1",
             ));
         }
-        let selector = self.selector(input.selector, &mut violations).await?;
+        let selector = self
+            .selector(input.selector.clone(), &mut violations)
+            .await?;
         Error::check(violations)?;
         let (Some((target_index, target_version)), Some(selector)) = (target, selector) else {
             return Err(Error::invalid(
@@ -162,10 +219,6 @@ impl Rollouts {
                 }
             })
             .collect();
-        let pending = targets
-            .iter()
-            .filter(|t| t.state == TargetState::Pending)
-            .count();
         let rollout = Rollout {
             id: Uuid::now_v7(),
             target_version,
@@ -181,39 +234,7 @@ impl Rollouts {
             end_time: None,
             counts: RolloutCounts::default(),
         };
-        let request = input
-            .request
-            .as_ref()
-            .map(|k| (k.id, k.request_hash.as_str()));
-        if let Some((first, hash)) = self
-            .catalog
-            .insert_rollout(ctx, &rollout, request, &targets)
-            .await?
-        {
-            if hash.as_deref() != request.map(|(_, h)| h) {
-                return Err(Error::invalid(
-                    "request_id",
-                    "was already used for a different request",
-                ));
-            }
-            ctx.replayed();
-            return self.get(first).await;
-        }
-        if pending == 0 {
-            self.catalog
-                .transition_rollout(
-                    ctx,
-                    rollout.id,
-                    &RolloutState::ACTIVE,
-                    RolloutState::Succeeded,
-                    None,
-                )
-                .await?;
-        } else {
-            self.wake.notify_one();
-        }
-        tracing::info!(rollout = %rollout.id, targets = targets.len(), pending, "rollout started");
-        self.get(rollout.id).await
+        Ok((rollout, targets))
     }
 
     pub(super) async fn selector(
