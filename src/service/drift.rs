@@ -3,20 +3,22 @@
 //! fleet on an interval; each check is recorded in the catalog, which the fleet's count of
 //! drifted tenants (a metric) is read from.
 //!
-//! A tenant is expected to have the migrations the catalog mirrors for it
-//! (`migration_version`). SHARED tenants share one schema: it is checked once per distinct
-//! (schema, version) in a run, and its finding is every SHARED tenant's.
+//! A tenant is expected to have, of each component the catalog mirrors for it
+//! (`tenant_components`), the migrations up to its mirrored version, applied component after
+//! component in its plan's order. SHARED tenants share one schema: it is checked once per
+//! distinct (schema, versions) in a run, and its finding is every SHARED tenant's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::component_sets;
 use super::jobs::{Job, JobPasses, run_every};
 use super::provisioning::storage_of;
 use super::rollouts::{Rollouts, SelectorInput};
 use super::tenants::{TenantRef, load};
-use crate::dataplane::{Applied, DataPlane, Drift, DriftChecker, Storage};
+use crate::dataplane::{Applied, DataPlane, Drift, DriftChecker, Storage, TenantMigrations};
 use crate::domain::{Error, Isolation, Selector, Tenant, TenantId, TenantState};
 use crate::store::{Catalog, DriftFinding, DriftRecord};
 
@@ -24,8 +26,13 @@ use crate::store::{Catalog, DriftFinding, DriftRecord};
 /// of tenants and their findings in memory, however large the fleet.
 const PAGE: u64 = 200;
 
-/// Names the compiled migration set among a tenant's sets (see [`Applied::set`]).
-const BUILTIN_SET: &str = "builtin";
+/// A tenant's components as the catalog mirrors them, in its plan's order: each one's id and
+/// how many of its migrations are applied.
+type Counts = Vec<(String, usize)>;
+
+/// The migration sets of the components a run met, loaded once per run.
+#[derive(Default)]
+struct Sets(HashMap<String, TenantMigrations>);
 
 /// What to check.
 #[derive(Debug, Clone)]
@@ -154,14 +161,17 @@ impl Drifts {
     async fn run(&self, selector: &Selector, drifted_only: bool) -> Result<DriftSummary, Error> {
         let mut summary = DriftSummary::default();
         // The shared schema's finding by (schema, migrations applied), once per run.
-        let mut shared: HashMap<(String, usize), Result<Checked, String>> = HashMap::new();
+        let mut shared: HashMap<(String, Counts), Result<Checked, String>> = HashMap::new();
+        let mut sets = Sets::default();
         let mut after: Option<TenantId> = None;
         loop {
             let page = self.catalog.drift_candidates(selector, after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
-            let mut checked = self.check_page(&page, &mut shared).await;
-            self.recheck_moved(&page, &mut checked).await;
+            let counts = self.counts(&page, &mut sets).await?;
+            let mut checked = self.check_page(&page, &counts, &sets, &mut shared).await;
+            self.recheck_moved(&page, &counts, &mut sets, &mut checked)
+                .await?;
             let records: Vec<DriftRecord> = checked
                 .iter()
                 .map(|(id, drift)| DriftRecord {
@@ -206,29 +216,98 @@ impl Drifts {
         Ok(summary)
     }
 
-    /// Checks again, against its new version, a tenant found drifted whose catalog mirror has
+    /// Each tenant's components and applied counts, from the catalog's mirror (one read per
+    /// page), loading the sets of components not met before; an error names a version the
+    /// server does not know.
+    async fn counts(
+        &self,
+        page: &[Tenant],
+        sets: &mut Sets,
+    ) -> Result<Vec<Result<Counts, String>>, Error> {
+        let ids: Vec<TenantId> = page.iter().map(|t| t.id).collect();
+        let mirrored = self.catalog.component_versions(&ids).await?;
+        let mut orders: HashMap<String, Vec<String>> = HashMap::new();
+        let mut counts = Vec::with_capacity(page.len());
+        for tenant in page {
+            let plan = tenant.plan.as_str();
+            if !orders.contains_key(plan) {
+                let order = self
+                    .catalog
+                    .plan_components(plan)
+                    .await?
+                    .unwrap_or_default();
+                orders.insert(plan.to_owned(), order);
+            }
+            let order = orders.get(plan).map(Vec::as_slice).unwrap_or_default();
+            let mut versions = mirrored.get(&tenant.id).cloned().unwrap_or_default();
+            // The plan's order first (a component may build on an earlier one's tables), then
+            // any the plan no longer lists, by id.
+            versions.sort_by_key(|(component, _)| {
+                (
+                    order
+                        .iter()
+                        .position(|c| c == component)
+                        .unwrap_or(usize::MAX),
+                    component.clone(),
+                )
+            });
+            let mut tenant_counts = Ok(Counts::new());
+            for (component, version) in versions {
+                if !sets.0.contains_key(&component) {
+                    let set =
+                        component_sets::of_component(&self.catalog, &self.dataplane, &component)
+                            .await?;
+                    sets.0.insert(component.clone(), set);
+                }
+                let count = match (&version, sets.0.get(&component)) {
+                    (None, _) => Ok(0),
+                    (Some(v), Some(set)) => set.position(v).map(|i| i + 1).ok_or_else(|| {
+                        format!(
+                            "the catalog has the tenant at {v} of component {component}, which this server does not know"
+                        )
+                    }),
+                    (Some(_), None) => Err(format!("component {component} is not registered")),
+                };
+                tenant_counts = match (tenant_counts, count) {
+                    (Ok(mut all), Ok(n)) => {
+                        all.push((component, n));
+                        Ok(all)
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+            }
+            counts.push(tenant_counts);
+        }
+        Ok(counts)
+    }
+
+    /// Checks again, against its new versions, a tenant found drifted whose catalog mirror has
     /// moved since the page was read: one migrated between the read of the catalog and the read
     /// of its storage would otherwise be reported drifted (its storage ahead of the mirror read).
     /// Drift is rare, so this costs a look-up in the catalog only now and then.
-    async fn recheck_moved(&self, page: &[Tenant], checked: &mut [(TenantId, TenantDrift)]) {
-        let migrations = self.dataplane.migrations();
-        for (tenant, (_, drift)) in page.iter().zip(checked.iter_mut()) {
+    async fn recheck_moved(
+        &self,
+        page: &[Tenant],
+        counts: &[Result<Counts, String>],
+        sets: &mut Sets,
+        checked: &mut [(TenantId, TenantDrift)],
+    ) -> Result<(), Error> {
+        for ((tenant, before), (_, drift)) in page.iter().zip(counts).zip(checked.iter_mut()) {
             if !drift.drifted() || tenant.isolation == Isolation::Shared {
                 continue;
             }
-            let now = match self.catalog.tenant_by_id(tenant.id).await {
-                Ok(Some(now)) if now.migration_version != tenant.migration_version => now,
-                _ => continue,
+            let now = self.counts(std::slice::from_ref(tenant), sets).await?;
+            let Some(now) = now.into_iter().next() else {
+                continue;
             };
-            drift.outcome = match applied_count(&now, migrations.names()) {
-                Ok(count) => {
-                    let applied = [Applied {
-                        set: BUILTIN_SET,
-                        migrations,
-                        count,
-                    }];
+            if &now == before {
+                continue;
+            }
+            drift.outcome = match now {
+                Ok(now) => {
+                    let applied = applied(&now, sets);
                     self.checker
-                        .check(&storage_of(&now), &applied)
+                        .check(&storage_of(tenant), &applied)
                         .await
                         .map(finding)
                         .map_err(|e| e.to_string())
@@ -236,6 +315,7 @@ impl Drifts {
                 Err(error) => Err(error),
             };
         }
+        Ok(())
     }
 
     /// Checks one page of tenants: SCHEMA and DATABASE tenants each, SHARED tenants' schema
@@ -243,23 +323,28 @@ impl Drifts {
     async fn check_page(
         &self,
         page: &[Tenant],
-        shared: &mut HashMap<(String, usize), Result<Checked, String>>,
+        counts: &[Result<Counts, String>],
+        sets: &Sets,
+        shared: &mut HashMap<(String, Counts), Result<Checked, String>>,
     ) -> Vec<(TenantId, TenantDrift)> {
-        let migrations = self.dataplane.migrations();
         let mut answers: Vec<Option<Result<Checked, String>>> = Vec::with_capacity(page.len());
         // Index into `page` of each item to check, with its shared-schema key if SHARED.
-        let mut to_check: Vec<(usize, Option<(String, usize)>)> = Vec::new();
+        let mut to_check: Vec<(usize, Option<(String, Counts)>)> = Vec::new();
         let mut items: Vec<(Storage, Vec<Applied<'_>>)> = Vec::new();
-        for (i, tenant) in page.iter().enumerate() {
-            let count = match applied_count(tenant, migrations.names()) {
+        for (i, (tenant, count)) in page.iter().zip(counts).enumerate() {
+            let count = match count {
                 Ok(count) => count,
                 Err(error) => {
-                    answers.push(Some(Err(error)));
+                    answers.push(Some(Err(error.clone())));
                     continue;
                 }
             };
-            let key = (tenant.isolation == Isolation::Shared)
-                .then(|| (tenant.schema_name.clone().unwrap_or_default(), count));
+            let key = (tenant.isolation == Isolation::Shared).then(|| {
+                (
+                    tenant.schema_name.clone().unwrap_or_default(),
+                    count.clone(),
+                )
+            });
             if let Some(key) = &key {
                 if let Some(found) = shared.get(key) {
                     answers.push(Some(found.clone()));
@@ -273,14 +358,7 @@ impl Drifts {
             }
             answers.push(None);
             to_check.push((i, key));
-            items.push((
-                storage_of(tenant),
-                vec![Applied {
-                    set: BUILTIN_SET,
-                    migrations,
-                    count,
-                }],
-            ));
+            items.push((storage_of(tenant), applied(count, sets)));
         }
         let found = self.checker.check_many(&items).await;
         for ((i, key), outcome) in to_check.into_iter().zip(found) {
@@ -293,11 +371,12 @@ impl Drifts {
         let check_time = self.catalog.now();
         page.iter()
             .zip(answers)
-            .map(|(tenant, answer)| {
+            .zip(counts)
+            .map(|((tenant, answer), count)| {
                 let outcome = answer.unwrap_or_else(|| {
                     let key = (
                         tenant.schema_name.clone().unwrap_or_default(),
-                        applied_count(tenant, migrations.names()).unwrap_or(0),
+                        count.clone().unwrap_or_default(),
                     );
                     shared
                         .get(&key)
@@ -326,16 +405,16 @@ fn finding(drift: Drift) -> Checked {
     }
 }
 
-/// How many of the compiled migrations the catalog mirrors as applied to `tenant`.
-fn applied_count(tenant: &Tenant, names: &[String]) -> Result<usize, String> {
-    match &tenant.migration_version {
-        None => Ok(0),
-        Some(version) => names
-            .iter()
-            .position(|name| name == version)
-            .map(|i| i + 1)
-            .ok_or_else(|| {
-                format!("the catalog has the tenant at {version}, which this server does not know")
-            }),
-    }
+/// The migrations `counts` says a tenant has, as the checker takes them.
+fn applied<'a>(counts: &'a Counts, sets: &'a Sets) -> Vec<Applied<'a>> {
+    counts
+        .iter()
+        .filter_map(|(component, count)| {
+            sets.0.get(component).map(|migrations| Applied {
+                set: component,
+                migrations,
+                count: *count,
+            })
+        })
+        .collect()
 }

@@ -100,3 +100,37 @@ impl Catalog {
         Ok(versions)
     }
 }
+
+impl Catalog {
+    /// The components the catalog mirrors for each of `tenants`, with their versions (`None`:
+    /// none applied), ordered by component.
+    pub async fn component_versions(
+        &self,
+        tenants: &[crate::domain::TenantId],
+    ) -> Result<
+        std::collections::HashMap<crate::domain::TenantId, Vec<(String, Option<String>)>>,
+        Error,
+    > {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+        use super::entity::tenant_component;
+
+        let mut found: std::collections::HashMap<_, Vec<_>> = std::collections::HashMap::new();
+        if tenants.is_empty() {
+            return Ok(found);
+        }
+        let rows = tenant_component::Entity::find()
+            .filter(tenant_component::Column::TenantId.is_in(tenants.iter().map(|t| t.as_uuid())))
+            .order_by_asc(tenant_component::Column::Component)
+            .all(self.conn())
+            .await
+            .map_err(db_error)?;
+        for row in rows {
+            found
+                .entry(crate::domain::TenantId::from(row.tenant_id))
+                .or_default()
+                .push((row.component, row.version));
+        }
+        Ok(found)
+    }
+}

@@ -370,6 +370,24 @@ async fn a_component_added_to_the_plan_later_is_installed_by_migrate_tenant(serv
             .await
             .contains(&"invoices".to_owned())
     );
+
+    // Drift is judged against every component the tenant has: clean, then a hand-made column
+    // in the pushed component's table is reported.
+    assert!(!drift_of(server, &acme).await.drifted, "clean after the install");
+    let conn = server.tenant_conn(&acme).await;
+    conn.execute_unprepared("ALTER TABLE invoices ADD COLUMN by_hand integer")
+        .await
+        .expect("a change by hand");
+    conn.close().await.expect("close");
+    let drifted = drift_of(server, &acme).await;
+    assert!(drifted.drifted, "{drifted:?}");
+    assert!(
+        drifted
+            .differences
+            .iter()
+            .any(|d| d.contains("invoices.by_hand")),
+        "{drifted:?}"
+    );
     assert_eq!(
         mirrored(server, &acme).await,
         [
@@ -534,4 +552,20 @@ async fn a_tenant_role_cannot_write_the_version_table_of_a_component_added_later
     .expect("the role writes the component's own tables");
     role.close().await.expect("close");
     server.stop().await;
+}
+
+/// CheckDrift of one tenant.
+async fn drift_of(server: &TestServer, tenant: &proto::Tenant) -> proto::TenantDrift {
+    server
+        .migrations()
+        .check_drift(proto::CheckDriftRequest {
+            scope: Some(proto::check_drift_request::Scope::Tenant(tenant.name.clone())),
+            drifted_only: false,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("CheckDrift of {}: {s:?}", tenant.slug))
+        .into_inner()
+        .tenants
+        .pop()
+        .expect("the tenant's check")
 }
