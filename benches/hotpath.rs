@@ -1,6 +1,8 @@
 //! Hot-path benchmark: ResolveTenant, CheckQuota and ConsumeQuota, each as a ratio to
 //! grpc.health.v1.Health/Check measured on the same server, with the same client and the same
-//! concurrency, in the same run; then the server's resident memory with a large catalog.
+//! concurrency, in the same run; then, with a large catalog, the server's resident memory and
+//! the fleet view (ComponentService.GetFleetStatus, every tenant's versions counted from the
+//! catalog).
 //!
 //! The server is the release binary, run as its own process (so its memory is its own), on a
 //! throwaway PostgreSQL like the tests' (or TEST_DATABASE_URL); BENCH_DB=sqlite runs the
@@ -9,8 +11,8 @@
 //! Run: `cargo bench --bench hotpath`. Knobs: BENCH_SECS (seconds per RPC and round, default
 //! 2), BENCH_ROUNDS (rounds of all four RPCs, default 3; figures are the medians),
 //! BENCH_CONCURRENCY (callers in flight, default 32), BENCH_TENANTS (tenants the calls are
-//! spread over, default 100), BENCH_CATALOG_TENANTS (catalog size for the memory figure,
-//! default 100000; 0 skips it).
+//! spread over, default 100), BENCH_CATALOG_TENANTS (catalog size for the memory and fleet-view
+//! figures, default 100000; 0 skips them).
 
 #[path = "../tests/api/support/postgres.rs"]
 #[allow(dead_code)]
@@ -24,7 +26,8 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, Database};
 use tenant_plane::auth::hash_token;
 use tenant_plane::proto::{
-    self, quota_service_client::QuotaServiceClient, tenant_service_client::TenantServiceClient,
+    self, component_service_client::ComponentServiceClient,
+    quota_service_client::QuotaServiceClient, tenant_service_client::TenantServiceClient,
 };
 use tenant_plane_client::BearerToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
@@ -408,6 +411,44 @@ async fn memory(url: &str, count: u64, concurrency: u64) {
         busy as f64 / 1024.0,
         started.elapsed().as_secs_f64(),
         if busy < 150 * 1024 { "" } else { "  MISSED" }
+    );
+    fleet_view(&server, url, count).await;
+}
+
+/// GetFleetStatus over a catalog of `count` provisioned tenants, each with its compiled
+/// component mirrored at one of five versions: the median of 11 calls after one warm-up.
+async fn fleet_view(server: &Server, url: &str, count: u64) {
+    let db = Database::connect(url).await.expect("catalog");
+    db.execute_unprepared(
+        "UPDATE tenants SET provision_time = now() WHERE provision_time IS NULL; \
+         INSERT INTO tenant_components (tenant_id, component, version, update_time) \
+         SELECT id, 'sample', (ARRAY['m20261123_100001_create_users', 'm20261123_100002_create_projects', \
+           'm20261123_100003_create_messages', 'm20261123_100004_create_audit_log', \
+           'm20261207_100005_tenant_scoped_keys'])[1 + abs(hashtext(slug)) % 5], now() FROM tenants \
+         ON CONFLICT DO NOTHING; ANALYZE tenants; ANALYZE tenant_components",
+    )
+    .await
+    .expect("mirror the tenants' versions");
+    db.close().await.expect("close");
+    let mut client = ComponentServiceClient::new(server.admin());
+    let mut times = Vec::new();
+    for _ in 0..12 {
+        let started = Instant::now();
+        let status = client
+            .get_fleet_status(proto::GetFleetStatusRequest {})
+            .await
+            .expect("fleet status")
+            .into_inner();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(status.tenant_count as u64 >= count, "{}", status.tenant_count);
+    }
+    times.remove(0);
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "fleet view over {count} tenants: GetFleetStatus median {median:.1} ms (min {:.1}) — target < 50 ms{}",
+        times[0],
+        if median < 50.0 { "" } else { "  MISSED" }
     );
 }
 
