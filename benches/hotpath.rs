@@ -440,7 +440,11 @@ async fn fleet_view(server: &Server, url: &str, count: u64) {
             .expect("fleet status")
             .into_inner();
         times.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert!(status.tenant_count as u64 >= count, "{}", status.tenant_count);
+        assert!(
+            status.tenant_count as u64 >= count,
+            "{}",
+            status.tenant_count
+        );
     }
     times.remove(0);
     times.sort_by(f64::total_cmp);

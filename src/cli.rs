@@ -3,6 +3,7 @@
 //! `tenant-plane migrations push|list` ([`push`]): the applications' command line, a gRPC
 //! client of a running server, reading a component's migrations from a directory ([`dir`]).
 
+mod check;
 pub mod dir;
 mod push;
 

@@ -22,15 +22,15 @@ use crate::config::{MigrationsAction, MigrationsArgs, PushArgs, ServerArgs};
 use crate::proto::{self, component_service_client::ComponentServiceClient};
 
 /// The server refused what was pushed.
-const REFUSED: u8 = 1;
+pub(super) const REFUSED: u8 = 1;
 /// Usage, files, connection or credentials.
-const BROKEN: u8 = 2;
+pub(super) const BROKEN: u8 = 2;
 
 type Client = ComponentServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Sends `authorization: Bearer <token>` with every call, when a token was given.
 #[derive(Clone)]
-struct Bearer(Option<MetadataValue<Ascii>>);
+pub(super) struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -48,6 +48,8 @@ pub async fn migrations(args: MigrationsArgs) -> ExitCode {
     let code = match args.action {
         MigrationsAction::Push(args) => push(args).await,
         MigrationsAction::List { component, server } => list(component, server).await,
+        MigrationsAction::Plan(args) => super::check::plan(args).await,
+        MigrationsAction::Drift(args) => super::check::drift(args).await,
     };
     match code {
         Ok(()) => ExitCode::SUCCESS,
@@ -220,8 +222,17 @@ async fn list(component: Option<String>, server: ServerArgs) -> Result<(), u8> {
     }
 }
 
-/// A channel to `--server` carrying `--token` with every call.
+/// A ComponentService client on [`channel`].
 async fn connect(server: &ServerArgs) -> Result<Client, u8> {
+    let (channel, bearer) = channel(server).await?;
+    // A push's answer repeats the scripts it registered: as large as the push itself.
+    Ok(ComponentServiceClient::with_interceptor(channel, bearer)
+        .max_decoding_message_size(crate::grpc::MAX_PUSH_BYTES)
+        .max_encoding_message_size(crate::grpc::MAX_PUSH_BYTES))
+}
+
+/// A channel to `--server`, and the interceptor that carries `--token` with every call.
+pub(super) async fn channel(server: &ServerArgs) -> Result<(Channel, Bearer), u8> {
     let broken = |what: String| {
         eprintln!("tenant-plane migrations: {what}");
         BROKEN
@@ -255,12 +266,7 @@ async fn connect(server: &ServerArgs) -> Result<Client, u8> {
         ),
         None => None,
     };
-    // A push's answer repeats the scripts it registered: as large as the push itself.
-    Ok(
-        ComponentServiceClient::with_interceptor(channel, Bearer(header))
-            .max_decoding_message_size(crate::grpc::MAX_PUSH_BYTES)
-            .max_encoding_message_size(crate::grpc::MAX_PUSH_BYTES),
-    )
+    Ok((channel, Bearer(header)))
 }
 
 fn to_wire(m: &LocalMigration) -> proto::ComponentMigration {

@@ -103,6 +103,12 @@ pub enum MigrationsAction {
     /// Exits 0 when pushed, 1 when the server refuses the migrations (a lint error, a changed
     /// history), 2 on any other error.
     Push(PushArgs),
+    /// Show what MigrateTenant would run in one tenant, statement by statement, with lint
+    /// notes; touches nothing. Exits 0, or 1 when a statement fails the lint as it stands now.
+    Plan(PlanArgs),
+    /// Check tenants' storage against what their migrations produce. Exits 0 when every tenant
+    /// checked is clean, 1 when one drifted or could not be checked.
+    Drift(DriftArgs),
     /// List the components, or one component's migrations.
     List {
         /// The component whose migrations to list; every component when left out.
@@ -134,6 +140,33 @@ pub struct PushArgs {
     /// Lint and check the history only; register nothing.
     #[arg(long)]
     pub validate_only: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// The tenant, by slug or id.
+    #[arg(long)]
+    pub tenant: String,
+    /// The component; `sample` when left out.
+    #[arg(long)]
+    pub component: Option<String>,
+    /// The version to migrate to; the latest when left out.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Plan a migration down instead of up.
+    #[arg(long)]
+    pub down: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DriftArgs {
+    /// The tenant to check, by slug or id; every tenant with storage when left out.
+    #[arg(long)]
+    pub tenant: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -8,8 +8,8 @@ use clap::{Args, Parser, ValueEnum};
 mod commands;
 
 pub use commands::{
-    Cli, Command, HealthArgs, MigrateAction, MigrateArgs, MigrationsAction, MigrationsArgs,
-    PushArgs, ServerArgs,
+    Cli, Command, DriftArgs, HealthArgs, MigrateAction, MigrateArgs, MigrationsAction,
+    MigrationsArgs, PlanArgs, PushArgs, ServerArgs,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

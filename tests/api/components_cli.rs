@@ -183,3 +183,56 @@ async fn migrations_push_registers_a_directory_and_exits_by_what_went_wrong() {
         .expect("run tenant-plane migrations");
     assert_eq!(unreachable.status.code(), Some(2), "{}", text(&unreachable));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_plan_and_drift_answer_a_pipeline_with_their_exit_code() {
+    let server = TestServer::start(Db::Postgres).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "0001_create_invoices.up.sql",
+        "CREATE TABLE invoices (id bigint PRIMARY KEY);\nCREATE INDEX invoices_id ON invoices (id);",
+    );
+    assert!(push(&server, dir.path()).status.success());
+    crate::components_runs::plan_with(&server, "free", &["sample"]).await;
+    let acme = crate::support::create(&server, "acme").await;
+    crate::components_runs::plan_with(&server, "free", &["sample", "billing"]).await;
+
+    let plan = migrations(
+        &server,
+        &["plan", "--tenant", "acme", "--component", "billing"],
+    );
+    let clean = migrations(&server, &["drift", "--tenant", "acme"]);
+    let conn = server.tenant_conn(&acme).await;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &conn,
+        "CREATE INDEX users_by_hand ON users (name)",
+    )
+    .await
+    .expect("an index by hand");
+    conn.close().await.expect("close");
+    let drifted = migrations(&server, &["drift"]);
+
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let planned = text(&plan);
+    assert!(planned.contains("0001_create_invoices"), "{planned}");
+    assert!(
+        planned.contains("[1] CREATE INDEX invoices_id ON invoices (id)"),
+        "{planned}"
+    );
+    assert!(
+        !server
+            .tenant_tables(&acme)
+            .await
+            .contains(&"invoices".to_owned()),
+        "a plan runs nothing"
+    );
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+    assert_eq!(drifted.status.code(), Some(1), "{}", text(&drifted));
+    assert!(
+        text(&drifted).contains("acme: extra index users_by_hand"),
+        "{}",
+        text(&drifted)
+    );
+    server.stop().await;
+}

@@ -373,7 +373,10 @@ async fn a_component_added_to_the_plan_later_is_installed_by_migrate_tenant(serv
 
     // Drift is judged against every component the tenant has: clean, then a hand-made column
     // in the pushed component's table is reported.
-    assert!(!drift_of(server, &acme).await.drifted, "clean after the install");
+    assert!(
+        !drift_of(server, &acme).await.drifted,
+        "clean after the install"
+    );
     let conn = server.tenant_conn(&acme).await;
     conn.execute_unprepared("ALTER TABLE invoices ADD COLUMN by_hand integer")
         .await
@@ -559,7 +562,9 @@ async fn drift_of(server: &TestServer, tenant: &proto::Tenant) -> proto::TenantD
     server
         .migrations()
         .check_drift(proto::CheckDriftRequest {
-            scope: Some(proto::check_drift_request::Scope::Tenant(tenant.name.clone())),
+            scope: Some(proto::check_drift_request::Scope::Tenant(
+                tenant.name.clone(),
+            )),
             drifted_only: false,
         })
         .await
