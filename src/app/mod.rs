@@ -159,7 +159,7 @@ impl App {
         let wake = Arc::new(Notify::new());
         let rollouts = Rollouts::new(
             catalog.clone(),
-            dataplane.migrations().clone(),
+            dataplane.clone(),
             rollout_settings.clone(),
             wake.clone(),
         );

@@ -1,15 +1,21 @@
 //! Rollout use cases: start (select the tenants, skip those already at the target without
 //! opening their schema), read, list, cancel and watch. The work itself is done by
 //! [`super::rollout_worker`] on every replica.
+//!
+//! A rollout is of one component: its target is one of that component's migrations, it
+//! selects only tenants whose plan lists the component, and it reads and writes the catalog's
+//! mirror of that component alone (`tenant_components`), so rollouts of different components
+//! neither skip nor block each other's tenants beyond the per-tenant lock.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::component_sets;
 use super::paging::{PageSize, PageToken, fingerprint};
 use super::tenants::{RequestKey, TenantRef, load};
-use crate::dataplane::TenantMigrations;
+use crate::dataplane::{COMPILED_COMPONENT, DataPlane};
 use crate::domain::{
     CallContext, Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState,
     Selector, TargetState,
@@ -42,6 +48,8 @@ pub enum SelectorInput {
 
 #[derive(Debug, Clone)]
 pub struct StartRolloutInput {
+    /// The component to roll out, by id; empty: the compiled one.
+    pub component: String,
     pub target_version: String,
     pub selector: SelectorInput,
     pub max_concurrency: i32,
@@ -63,7 +71,8 @@ pub struct WatchItem {
 #[derive(Clone)]
 pub struct Rollouts {
     pub(super) catalog: Catalog,
-    migrations: TenantMigrations,
+    /// Holds the compiled component; the pushed ones are read from the catalog.
+    dataplane: Arc<DataPlane>,
     pub(super) settings: RolloutSettings,
     /// Wakes this replica's worker when a rollout starts here.
     wake: Arc<Notify>,
@@ -72,13 +81,13 @@ pub struct Rollouts {
 impl Rollouts {
     pub fn new(
         catalog: Catalog,
-        migrations: TenantMigrations,
+        dataplane: Arc<DataPlane>,
         settings: RolloutSettings,
         wake: Arc<Notify>,
     ) -> Self {
         Self {
             catalog,
-            migrations,
+            dataplane,
             settings,
             wake,
         }
@@ -90,13 +99,20 @@ impl Rollouts {
         ctx: &CallContext,
         input: StartRolloutInput,
     ) -> Result<Rollout, Error> {
+        let component = if input.component.is_empty() {
+            COMPILED_COMPONENT
+        } else {
+            input.component.as_str()
+        };
+        let migrations =
+            component_sets::of_component(&self.catalog, &self.dataplane, component).await?;
         let mut violations = Vec::new();
         let target = if input.target_version.is_empty() {
-            self.migrations
+            migrations
                 .latest()
-                .map(|v| (self.migrations.names().len() - 1, v.to_owned()))
+                .map(|v| (migrations.names().len() - 1, v.to_owned()))
         } else {
-            self.migrations
+            migrations
                 .check_version(&input.target_version, "target_version")
                 .map(|i| (i, input.target_version.clone()))
                 .map_err(|e| violations.extend(e.into_violations()))
@@ -142,14 +158,17 @@ impl Rollouts {
             ));
         };
 
-        let candidates = self.catalog.rollout_candidates(&selector).await?;
+        let candidates = self
+            .catalog
+            .rollout_candidates(&selector, migrations.id())
+            .await?;
         let targets: Vec<NewTarget> = candidates
             .into_iter()
             .map(|c| {
                 let at_target = c
                     .version
                     .as_deref()
-                    .and_then(|v| self.migrations.position(v))
+                    .and_then(|v| migrations.position(v))
                     .is_some_and(|i| i >= target_index);
                 NewTarget {
                     tenant: c.tenant,
@@ -168,6 +187,7 @@ impl Rollouts {
             .count();
         let rollout = Rollout {
             id: Uuid::now_v7(),
+            component: migrations.id().to_owned(),
             target_version,
             selector,
             max_concurrency,
@@ -212,7 +232,7 @@ impl Rollouts {
         } else {
             self.wake.notify_one();
         }
-        tracing::info!(rollout = %rollout.id, targets = targets.len(), pending, "rollout started");
+        tracing::info!(rollout = %rollout.id, component = %rollout.component, targets = targets.len(), pending, "rollout started");
         self.get(rollout.id).await
     }
 
