@@ -251,7 +251,7 @@ async fn mirror(
 }
 
 fn counts(rollout: &proto::Rollout) -> proto::RolloutCounts {
-    rollout.counts.clone().unwrap_or_default()
+    rollout.counts.unwrap_or_default()
 }
 
 async fn a_pushed_component_rolls_out_to_the_tenants_whose_plan_lists_it(server: &TestServer) {
