@@ -16,7 +16,7 @@ mod target;
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
-pub(crate) use target::Goal;
+use target::Goal;
 
 use tokio::{sync::Notify, task::JoinSet};
 use uuid::Uuid;

@@ -232,7 +232,13 @@ impl Rollouts {
         } else {
             self.wake.notify_one();
         }
-        tracing::info!(rollout = %rollout.id, component = %rollout.component, targets = targets.len(), pending, "rollout started");
+        tracing::info!(
+            rollout = %rollout.id,
+            component = %rollout.component,
+            targets = targets.len(),
+            pending,
+            "rollout started"
+        );
         self.get(rollout.id).await
     }
 

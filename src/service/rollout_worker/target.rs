@@ -28,9 +28,9 @@ use crate::store::{
 /// What a rollout migrates its targets to: its component's migrations, and the index of its
 /// target version among them.
 #[derive(Clone)]
-pub(crate) struct Goal {
-    pub(crate) set: TenantMigrations,
-    pub(crate) target: usize,
+pub(super) struct Goal {
+    pub(super) set: TenantMigrations,
+    pub(super) target: usize,
 }
 
 impl RolloutWorker {
@@ -91,11 +91,11 @@ impl RolloutWorker {
     }
 
     /// Migrates SCHEMA tenants' targets up to the goal in one transaction, each from the
-    /// version the catalog mirrors (which came with its claim), and records them all with one statement before the one
-    /// commit; how many. `None` when the transaction was rolled back (a migration failed, a
-    /// tenant was found at the target already or elsewhere than its mirror says, a claim was
-    /// lost, or the database failed): the caller migrates the tenants one by one, so each
-    /// failure is recorded against its own tenant.
+    /// version the catalog mirrors (which came with its claim), and records them all with one
+    /// statement before the one commit; how many. `None` when the transaction was rolled back
+    /// (a migration failed, a tenant was found at the target already or elsewhere than its
+    /// mirror says, a claim was lost, or the database failed): the caller migrates the tenants
+    /// one by one, so each failure is recorded against its own tenant.
     ///
     /// Tenants are taken in id order, so two such transactions (of two rollouts sharing
     /// tenants) take the tenants' locks in the same order and never wait on each other in a
