@@ -127,6 +127,7 @@ async fn roll_out(
         .start(
             &operator(),
             StartRolloutInput {
+                component: String::new(),
                 target_version: to,
                 selector: SelectorInput::All(true),
                 max_concurrency: concurrency.map_or(0, |c| c.min(i32::MAX as u32) as i32),

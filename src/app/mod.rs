@@ -160,10 +160,9 @@ impl App {
         let wake = Arc::new(Notify::new());
         let rollouts = Rollouts::new(
             catalog.clone(),
-            dataplane.migrations().clone(),
+            dataplane.clone(),
             rollout_settings.clone(),
             wake.clone(),
-            dataplane.clone(),
         );
         let worker = RolloutWorker::new(catalog.clone(), dataplane.clone(), rollout_settings, wake);
         let metrics =

@@ -171,6 +171,8 @@ impl RolloutCounts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollout {
     pub id: uuid::Uuid,
+    /// The component whose migrations the rollout runs, by id.
+    pub component: String,
     pub target_version: String,
     pub selector: Selector,
     pub max_concurrency: u32,
@@ -246,6 +248,7 @@ mod tests {
 
     fn rollout(policy: ErrorPolicy, ratio: f64, counts: RolloutCounts) -> Rollout {
         Rollout {
+            component: "sample".into(),
             id: uuid::Uuid::now_v7(),
             target_version: "v".into(),
             selector: Selector::All,

@@ -171,6 +171,7 @@ impl MigrationService for MigrationApi {
         };
         let input = StartRolloutInput {
             target_version: request.target_version,
+            component: request.component,
             selector,
             max_concurrency: request.max_concurrency,
             canary_count: request.canary_count,
@@ -308,6 +309,7 @@ fn rollout_to_wire(r: Rollout) -> proto::Rollout {
         name: format!("rollouts/{}", r.id),
         id: r.id.to_string(),
         target_version: r.target_version,
+        component: r.component,
         selector: Some(proto::TenantSelector {
             selector: Some(selector),
         }),

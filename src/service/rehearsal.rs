@@ -71,14 +71,14 @@ impl Rollouts {
             0 => DEFAULT_SAMPLE_SIZE,
             n => (n as usize).min(MAX_SAMPLE_SIZE),
         };
-        let (mut rollout, targets) = self.prepare(&input).await?;
+        let (mut rollout, targets, set) = self.prepare(&input).await?;
         for target in &targets {
             match target.state {
                 TargetState::Skipped => rollout.counts.skipped += 1,
                 _ => rollout.counts.pending += 1,
             }
         }
-        let set = &self.migrations;
+        let set = &set;
         let index = set.check_version(&rollout.target_version, "target_version")?;
         let goal = Target::Up(index);
         let mut rehearsed = Vec::with_capacity(sample);

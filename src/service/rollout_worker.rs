@@ -4,7 +4,11 @@
 //! [`DataPlane::migrate_from_mirror`]), records each
 //! outcome, renews the leases of what it is working on, and ends rollouts by their rules.
 //! Replicas share the work through the catalog; a replica that dies leaves leases that run out,
-//! and the targets are claimed again. Leases are times by the catalog's clock (`crate::clock`),
+//! and the targets are claimed again. A rollout is of one component: the worker reads that
+//! component's migration set once per rollout (it keeps it while it tracks the rollout: a
+//! component's history is immutable, and a rollout never goes past its target, so migrations
+//! pushed later change nothing for it), and each claim brings the catalog's mirror of its
+//! tenant's version of that component. Leases are times by the catalog's clock (`crate::clock`),
 //! and so is when this worker renews its own; how often it polls the catalog is real time, as
 //! it only looks for what other replicas did.
 
@@ -12,11 +16,14 @@ mod target;
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
+use target::Goal;
+
 use tokio::{sync::Notify, task::JoinSet};
 use uuid::Uuid;
 
+use super::component_sets;
 use super::rollouts::RolloutSettings;
-use crate::dataplane::DataPlane;
+use crate::dataplane::{DataPlane, TenantMigrations};
 use crate::domain::{CallContext, Error, RolloutCounts, RolloutState, Verdict};
 use crate::store::Catalog;
 
@@ -27,8 +34,12 @@ const MAX_TARGETS_PER_TRANSACTION: usize = 8;
 
 /// What this replica knows of one rollout between full passes.
 struct Tracked {
-    /// Claim settings while the rollout proceeds: concurrency, position bound, target index.
-    proceed: Option<(u32, i32, Option<usize>)>,
+    /// Claim settings while the rollout proceeds: concurrency, position bound, and what its
+    /// targets are migrated to (`None`: a target this server does not know).
+    proceed: Option<(u32, i32, Option<Goal>)>,
+    /// The rollout's component, read on its first evaluation here (`None` before, and when the
+    /// component is not registered).
+    set: Option<TenantMigrations>,
     canary_only: bool,
     in_flight: u32,
     /// Evaluate the rollout's rules before claiming again.
@@ -39,6 +50,7 @@ impl Tracked {
     fn new() -> Self {
         Self {
             proceed: None,
+            set: None,
             canary_only: false,
             in_flight: 0,
             recheck: true,
@@ -151,7 +163,7 @@ impl RolloutWorker {
                     continue;
                 }
             }
-            let Some((max_concurrency, below, target)) = t.proceed else {
+            let Some((max_concurrency, below, target)) = t.proceed.clone() else {
                 continue;
             };
             // Canaries go one by one: the rules are evaluated after each.
@@ -185,6 +197,7 @@ impl RolloutWorker {
                 let n = batch.len() as u32;
                 t.in_flight += n;
                 let worker = Arc::clone(self);
+                let target = target.clone();
                 tasks.spawn(async move {
                     // Its end wakes the loop through `join_next`: no full pass needed.
                     let failed = worker.migrate_batch(id, target, batch).await;
@@ -234,10 +247,26 @@ impl RolloutWorker {
                 } else {
                     i32::MAX
                 };
-                let target = self
-                    .dataplane
-                    .migrations()
-                    .position(&rollout.target_version);
+                if t.set.is_none() {
+                    t.set = match component_sets::of_component(
+                        &self.catalog,
+                        &self.dataplane,
+                        &rollout.component,
+                    )
+                    .await
+                    {
+                        Ok(set) => Some(set),
+                        // Its targets fail as of a target this server does not know.
+                        Err(Error::NotFound { .. }) => None,
+                        Err(other) => return Err(other),
+                    };
+                }
+                let target = t.set.as_ref().and_then(|set| {
+                    set.position(&rollout.target_version).map(|target| Goal {
+                        set: set.clone(),
+                        target,
+                    })
+                });
                 t.proceed = Some((rollout.max_concurrency, below, target));
                 Ok(true)
             }

@@ -1,15 +1,22 @@
 //! Rollout use cases: start (select the tenants, skip those already at the target without
 //! opening their schema), read, list, cancel and watch. The work itself is done by
 //! [`super::rollout_worker`] on every replica.
+//!
+//! A rollout is of one component: its target is one of that component's migrations, it
+//! selects only tenants whose plan lists the component, and it reads and writes the catalog's
+//! mirror of that component alone (`tenant_components`), so rollouts of different components
+//! neither skip nor block each other's tenants beyond the per-tenant lock.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::component_sets;
 use super::paging::{PageSize, PageToken, fingerprint};
 use super::tenants::{RequestKey, TenantRef, load};
 use crate::dataplane::{DataPlane, TenantMigrations};
+use crate::domain::SAMPLE;
 use crate::domain::{
     CallContext, Error, ErrorPolicy, FieldViolation, Labels, Rollout, RolloutCounts, RolloutState,
     Selector, TargetState,
@@ -42,6 +49,8 @@ pub enum SelectorInput {
 
 #[derive(Debug, Clone)]
 pub struct StartRolloutInput {
+    /// The component to roll out, by id; empty: the compiled one.
+    pub component: String,
     pub target_version: String,
     pub selector: SelectorInput,
     pub max_concurrency: i32,
@@ -67,28 +76,26 @@ pub struct WatchItem {
 #[derive(Clone)]
 pub struct Rollouts {
     pub(super) catalog: Catalog,
-    pub(super) migrations: TenantMigrations,
     pub(super) settings: RolloutSettings,
     /// Wakes this replica's worker when a rollout starts here.
     wake: Arc<Notify>,
-    /// Where rehearsals run (see `super::rehearsal`).
+    /// Holds the compiled component, and is where rehearsals run (see `super::rehearsal`);
+    /// pushed components are read from the catalog.
     pub(super) dataplane: Arc<DataPlane>,
 }
 
 impl Rollouts {
     pub fn new(
         catalog: Catalog,
-        migrations: TenantMigrations,
+        dataplane: Arc<DataPlane>,
         settings: RolloutSettings,
         wake: Arc<Notify>,
-        dataplane: Arc<DataPlane>,
     ) -> Self {
         Self {
             catalog,
-            migrations,
+            dataplane,
             settings,
             wake,
-            dataplane,
         }
     }
 
@@ -98,7 +105,7 @@ impl Rollouts {
         ctx: &CallContext,
         input: StartRolloutInput,
     ) -> Result<Rollout, Error> {
-        let (rollout, targets) = self.prepare(&input).await?;
+        let (rollout, targets, _) = self.prepare(&input).await?;
         let pending = targets
             .iter()
             .filter(|t| t.state == TargetState::Pending)
@@ -134,24 +141,37 @@ impl Rollouts {
         } else {
             self.wake.notify_one();
         }
-        tracing::info!(rollout = %rollout.id, targets = targets.len(), pending, "rollout started");
+        tracing::info!(
+            rollout = %rollout.id,
+            component = %rollout.component,
+            targets = targets.len(),
+            pending,
+            "rollout started"
+        );
         self.get(rollout.id).await
     }
 
     /// Checks a StartRollout and finds its targets, writing nothing: the rollout it would
-    /// start (PENDING, its counts not yet known) and its targets, in tenant id order. Shared by
-    /// starting a rollout and rehearsing one.
+    /// start (PENDING, its counts not yet known), its targets, in tenant id order, and the
+    /// component's migrations. Shared by starting a rollout and rehearsing one.
     pub(super) async fn prepare(
         &self,
         input: &StartRolloutInput,
-    ) -> Result<(Rollout, Vec<NewTarget>), Error> {
+    ) -> Result<(Rollout, Vec<NewTarget>, TenantMigrations), Error> {
+        let component = if input.component.is_empty() {
+            SAMPLE
+        } else {
+            input.component.as_str()
+        };
+        let migrations =
+            component_sets::of_component(&self.catalog, &self.dataplane, component).await?;
         let mut violations = Vec::new();
         let target = if input.target_version.is_empty() {
-            self.migrations
+            migrations
                 .latest()
-                .map(|v| (self.migrations.names().len() - 1, v.to_owned()))
+                .map(|v| (migrations.names().len() - 1, v.to_owned()))
         } else {
-            self.migrations
+            migrations
                 .check_version(&input.target_version, "target_version")
                 .map(|i| (i, input.target_version.clone()))
                 .map_err(|e| violations.extend(e.into_violations()))
@@ -199,14 +219,17 @@ impl Rollouts {
             ));
         };
 
-        let candidates = self.catalog.rollout_candidates(&selector).await?;
+        let candidates = self
+            .catalog
+            .rollout_candidates(&selector, migrations.id())
+            .await?;
         let targets: Vec<NewTarget> = candidates
             .into_iter()
             .map(|c| {
                 let at_target = c
                     .version
                     .as_deref()
-                    .and_then(|v| self.migrations.position(v))
+                    .and_then(|v| migrations.position(v))
                     .is_some_and(|i| i >= target_index);
                 NewTarget {
                     tenant: c.tenant,
@@ -221,6 +244,7 @@ impl Rollouts {
             .collect();
         let rollout = Rollout {
             id: Uuid::now_v7(),
+            component: migrations.id().to_owned(),
             target_version,
             selector,
             max_concurrency,
@@ -234,7 +258,7 @@ impl Rollouts {
             end_time: None,
             counts: RolloutCounts::default(),
         };
-        Ok((rollout, targets))
+        Ok((rollout, targets, migrations))
     }
 
     pub(super) async fn selector(

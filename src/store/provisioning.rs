@@ -397,7 +397,7 @@ fn shared_component_rows(
 
 /// Whether a plan's `components` (a JSON array of ids) lists `component`. The array is
 /// matched as text: ids are DNS labels, so `"id"` with its quotes occurs only as that element.
-fn plan_lists(component: &str) -> sea_orm::sea_query::SimpleExpr {
+pub(super) fn plan_lists(component: &str) -> sea_orm::sea_query::SimpleExpr {
     Expr::expr(Func::cast_as(
         Expr::col((plan::Entity, plan::Column::Components)),
         Alias::new("text"),

@@ -39,7 +39,8 @@ impl Catalog {
         // planned as a scan of the whole table while it was small, and the plan was kept as it
         // grew; with another condition, a generic plan scanned the whole rollout's index. The
         // tenants are read by their ids: a join alone made a generic plan hash the whole
-        // tenants table.
+        // tenants table. The tenant's version of the rollout's component is read by its
+        // (tenant, component) key, in the same statement: no round trip of its own.
         let sql = format!(
             "WITH pending AS MATERIALIZED ( \
                SELECT ctid, position FROM {q}rollout_targets \
@@ -66,7 +67,12 @@ impl Catalog {
              running AS ( \
                UPDATE {q}rollouts SET state = '{running}', start_time = $3 \
                WHERE id = $4 AND state = '{pending}' AND EXISTS (SELECT 1 FROM claimed)) \
-             SELECT claimed.tenant_id, claimed.attempts, t.* \
+             SELECT claimed.tenant_id, claimed.attempts, \
+               (SELECT c.version FROM {q}tenant_components c \
+                WHERE c.tenant_id = claimed.tenant_id \
+                  AND c.component = (SELECT component FROM {q}rollouts WHERE id = $4)) \
+                 AS component_version, \
+               t.* \
              FROM claimed LEFT JOIN {q}tenants t ON t.id = claimed.tenant_id \
                AND t.id = ANY (ARRAY (SELECT tenant_id FROM claimed))",
             running = RolloutState::Running.as_str(),
@@ -162,9 +168,11 @@ impl Catalog {
         Ok(row.is_some())
     }
 
-    /// Records rollout targets migrated in `txn`, the transaction that migrated their tenants
-    /// (whose version rows the data plane wrote there): each target's outcome and its event,
-    /// and the catalog's mirror of its tenant's version, for every target in one statement, with
+    /// Records rollout targets migrated in `txn`, the transaction that migrated their tenants'
+    /// `component` (whose version rows the data plane wrote there): each target's outcome and
+    /// its event, and the catalog's mirror of its tenant's version of the component (in
+    /// `tenant_components`; the compiled component's in the tenant's row too), for every
+    /// target in one statement, with
     /// one change notice naming all their tenants (the `tenants` trigger skips the rows of a
     /// transaction that set `tenant_plane.batch_notify`). `false` when `me` no longer holds one
     /// of them (its lease ran out and another worker took it): the caller rolls the transaction
@@ -177,6 +185,7 @@ impl Catalog {
         &self,
         txn: &DatabaseTransaction,
         rollout: Uuid,
+        component: &str,
         me: &str,
         targets: &[(TenantId, &Outcome)],
     ) -> Result<bool, Error> {
@@ -193,8 +202,11 @@ impl Catalog {
             self.now().into(),
             TargetState::Running.as_str().into(),
             kind.into(),
-            crate::domain::SAMPLE.into(),
+            component.into(),
         ];
+        // The tenant's row mirrors the compiled component's version (as before components);
+        // a run of another component only clears the row's error, as `record_run` does.
+        let compiled = component == crate::domain::SAMPLE;
         let mut ctes = vec![
             "quiet AS MATERIALIZED (SELECT set_config('tenant_plane.batch_notify', 'on', true))"
                 .to_owned(),
@@ -215,6 +227,14 @@ impl Catalog {
             let n = values.len();
             let (tenant_p, from_p, to_p, duration_p, detail_p) =
                 (n + 1, n + 2, n + 3, n + 4, n + 5);
+            let (set_version, version_changed) = if compiled {
+                (
+                    format!("migration_version = ${to_p}, "),
+                    format!(" OR t.migration_version IS NULL OR t.migration_version <> ${to_p}"),
+                )
+            } else {
+                (String::new(), String::new())
+            };
             values.extend([
                 tenant.as_uuid().into(),
                 from.clone().into(),
@@ -235,12 +255,11 @@ impl Catalog {
                    SELECT $1, $6, tenant_id, ${detail_p}, $4 FROM done{i}), \
                  mirror{i} AS ( \
                    UPDATE {q}tenants t \
-                   SET migration_version = ${to_p}, last_error = NULL, last_error_time = NULL, \
+                   SET {set_version}last_error = NULL, last_error_time = NULL, \
                      revision = t.revision + 1, update_time = $4 \
                    FROM quiet \
                    WHERE t.id = ${tenant_p} AND EXISTS (SELECT 1 FROM done{i}) \
-                     AND (t.last_error IS NOT NULL OR t.migration_version IS NULL \
-                          OR t.migration_version <> ${to_p})), \
+                     AND (t.last_error IS NOT NULL{version_changed})), \
                  component{i} AS ( \
                    INSERT INTO {q}tenant_components AS c \
                      (tenant_id, component, version, last_error, last_error_time, update_time) \

@@ -15,19 +15,25 @@ use super::{Catalog, db_error};
 use crate::domain::{Error, RolloutState, TargetState, Tenant, TenantId};
 
 /// A target claimed by a worker.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Claim {
     pub tenant: TenantId,
     pub attempts: i32,
+    /// The catalog's mirror of the tenant's version of the rollout's component, read with the
+    /// claim (`tenant_components`); `None` when none of its migrations is applied, or the
+    /// tenant has no row for it (the component is new to it).
+    pub version: Option<String>,
 }
 
 impl Claim {
-    /// A claim from a row of a claiming statement: its `tenant_id` and `attempts` columns.
+    /// A claim from a row of a claiming statement: its `tenant_id`, `attempts` and
+    /// `component_version` columns.
     pub(super) fn from_row(row: &sea_orm::QueryResult) -> Result<Self, Error> {
         let tenant: Uuid = row.try_get("", "tenant_id").map_err(db_error)?;
         Ok(Self {
             tenant: tenant.into(),
             attempts: row.try_get("", "attempts").map_err(db_error)?,
+            version: row.try_get("", "component_version").map_err(db_error)?,
         })
     }
 }
@@ -66,8 +72,9 @@ pub struct Event {
 impl Catalog {
     /// Claims up to `limit` targets of an active rollout for worker `me`: PENDING ones, and
     /// with `expired` RUNNING ones whose lease has run out. Only positions below `below` (the
-    /// canaries, while they run). Moves a PENDING rollout to RUNNING on its first claim. On
-    /// PostgreSQL each claim comes with its tenant's row, read by the same statement.
+    /// canaries, while they run). Moves a PENDING rollout to RUNNING on its first claim. Each
+    /// claim comes with the mirror of its tenant's version of the rollout's component; on
+    /// PostgreSQL with its tenant's row too, both read by the same statement.
     pub async fn claim_targets(
         &self,
         id: Uuid,
@@ -100,7 +107,10 @@ impl Catalog {
         let set = "SET state = 'RUNNING', claimed_by = $1, lease_until = $2, attempts = attempts + 1, update_time = $3";
         let sql = format!(
             "UPDATE rollout_targets {set} WHERE rollout_id = $4 AND tenant_id IN ({candidates}) \
-             RETURNING tenant_id, attempts"
+             RETURNING tenant_id, attempts, \
+               (SELECT c.version FROM tenant_components c, rollouts r \
+                WHERE r.id = rollout_targets.rollout_id AND c.component = r.component \
+                  AND c.tenant_id = rollout_targets.tenant_id) AS component_version"
         );
         let txn = self.rollout_conn().begin().await.map_err(db_error)?;
         let rows = txn
@@ -114,14 +124,16 @@ impl Catalog {
         let mut claims = Vec::with_capacity(rows.len());
         for row in &rows {
             let claim = Claim::from_row(row)?;
+            let tenant = claim.tenant.as_uuid();
+            let attempt = claim.attempts;
             claims.push((claim, None));
             event(
                 &txn,
                 self.now(),
                 id,
                 "started",
-                Some(claim.tenant.as_uuid()),
-                json!({ "attempt": claim.attempts }),
+                Some(tenant),
+                json!({ "attempt": attempt }),
             )
             .await?;
         }

@@ -8,13 +8,15 @@
 use std::collections::BTreeMap;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, Query},
 };
 use serde_json::json;
 use uuid::Uuid;
 
-use super::entity::{rollout, rollout_target, tenant};
+use super::entity::{plan, rollout, rollout_target, tenant, tenant_component};
+use super::provisioning::plan_lists;
 use super::rollout_work::event;
 use super::{Catalog, audit, db_error, is_unique_violation};
 use crate::domain::{
@@ -30,19 +32,57 @@ pub struct NewTarget {
     pub from_version: Option<String>,
 }
 
-/// A tenant a selector matched, with its mirrored version.
+/// A tenant a selector matched, with the catalog's mirror of its version of the component.
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub tenant: TenantId,
+    /// `None` when no migration of the component is applied (or the component is new to the
+    /// tenant: it has no row for it).
     pub version: Option<String>,
 }
 
 impl Catalog {
-    /// Tenants a selector matches that have storage and are not deleted, in id order.
-    pub async fn rollout_candidates(&self, selector: &Selector) -> Result<Vec<Candidate>, Error> {
+    /// Tenants a selector matches that have storage, are not deleted and whose plan lists
+    /// `component`, in id order, each with its mirrored version of the component: one query,
+    /// the version read per tenant by the (tenant, component) primary key.
+    pub async fn rollout_candidates(
+        &self,
+        selector: &Selector,
+        component: &str,
+    ) -> Result<Vec<Candidate>, Error> {
+        // Here only: elsewhere in this file its `max` would hide `Ord::max` on plain numbers.
+        use sea_orm::sea_query::ExprTrait;
+        let listed = Query::select()
+            .expr(Expr::val(1))
+            .from(plan::Entity)
+            .and_where(
+                Expr::col((plan::Entity, plan::Column::Id))
+                    .equals((tenant::Entity, tenant::Column::Plan)),
+            )
+            .and_where(plan_lists(component))
+            .to_owned();
+        let version = Query::select()
+            .column((tenant_component::Entity, tenant_component::Column::Version))
+            .from(tenant_component::Entity)
+            .and_where(
+                Expr::col((tenant_component::Entity, tenant_component::Column::TenantId))
+                    .equals((tenant::Entity, tenant::Column::Id)),
+            )
+            .and_where(
+                Expr::col((
+                    tenant_component::Entity,
+                    tenant_component::Column::Component,
+                ))
+                .eq(component),
+            )
+            .to_owned();
         let mut query = tenant::Entity::find()
+            .select_only()
+            .column(tenant::Column::Id)
+            .expr_as(Expr::SubQuery(None, Box::new(version.into())), "version")
             .filter(tenant::Column::ProvisionTime.is_not_null())
-            .filter(tenant::Column::State.ne(TenantState::Deleted.as_str()));
+            .filter(tenant::Column::State.ne(TenantState::Deleted.as_str()))
+            .filter(Expr::exists(listed));
         match selector {
             Selector::All => {}
             Selector::Labels(labels) => query = query.filter(self.label_condition(labels)),
@@ -50,16 +90,17 @@ impl Catalog {
                 query = query.filter(tenant::Column::Id.is_in(ids.iter().map(TenantId::as_uuid)))
             }
         }
-        let rows = query
+        let rows: Vec<(Uuid, Option<String>)> = query
             .order_by_asc(tenant::Column::Id)
+            .into_tuple()
             .all(self.conn())
             .await
             .map_err(db_error)?;
         Ok(rows
             .into_iter()
-            .map(|t| Candidate {
-                tenant: t.id.into(),
-                version: t.migration_version,
+            .map(|(id, version)| Candidate {
+                tenant: id.into(),
+                version,
             })
             .collect())
     }
@@ -83,6 +124,7 @@ impl Catalog {
             .transaction::<_, (), sea_orm::DbErr>(|txn| {
                 let row = rollout::ActiveModel {
                     id: Set(r.id),
+                    component: Set(r.component.clone()),
                     target_version: Set(r.target_version.clone()),
                     selector: Set(selector_json(&r.selector)),
                     max_concurrency: Set(r.max_concurrency as i32),
@@ -373,6 +415,7 @@ fn to_domain(row: rollout::Model, counts: RolloutCounts) -> Result<Rollout, Erro
         start_time: row.start_time,
         end_time: row.end_time,
         target_version: row.target_version,
+        component: row.component,
         counts,
     })
 }

@@ -53,6 +53,7 @@ mod quota_refusals;
 mod quotas;
 mod rollout_batches;
 mod rollout_claims;
+mod rollout_components;
 mod rollout_connections;
 mod rollout_crashes;
 mod rollout_fleet;

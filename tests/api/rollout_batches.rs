@@ -133,12 +133,16 @@ async fn all_migrated_but(server: &TestServer, tenants: &[proto::Tenant], except
 #[tokio::test]
 async fn a_tenant_whose_mirror_is_behind_its_version_table_is_migrated_from_the_table() {
     let (server, tenants) = fleet(Db::Postgres, 6).await;
-    // Tenant 2's table holds four versions; its mirror is set back to three.
+    // Tenant 2's table holds four versions; its mirror (the component's, which rollouts read,
+    // and the tenant row's) is set back to three.
     let third = server.tenant_versions(&tenants[2]).await[2].clone();
     let catalog = server.catalog().await;
     catalog
         .execute_unprepared(&format!(
-            "UPDATE tenants SET migration_version = '{third}' WHERE slug = 'fleet-2'"
+            "UPDATE tenants SET migration_version = '{third}' WHERE slug = 'fleet-2'; \
+             UPDATE tenant_components SET version = '{third}' \
+             WHERE component = 'sample' \
+               AND tenant_id = (SELECT id FROM tenants WHERE slug = 'fleet-2')"
         ))
         .await
         .expect("set the mirror back");

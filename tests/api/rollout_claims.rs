@@ -67,6 +67,7 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
     let from = tenant.migration_version.clone();
     let rollout = Rollout {
         id: uuid::Uuid::now_v7(),
+        component: "sample".into(),
         target_version: SIXTH.into(),
         selector: Selector::All,
         max_concurrency: 1,
@@ -137,7 +138,13 @@ async fn a_worker_that_lost_its_claim_rolls_the_migration_back_and_the_holder_re
                 .first();
             assert_eq!(report.version(), Some(SIXTH));
             let held = catalog
-                .record_migrated(unit.txn(), rollout.id, worker, &[(tenant.id, outcome)])
+                .record_migrated(
+                    unit.txn(),
+                    rollout.id,
+                    "sample",
+                    worker,
+                    &[(tenant.id, outcome)],
+                )
                 .await
                 .expect("record");
             if held {

@@ -116,7 +116,7 @@ impl Process {
         }
     }
 
-    fn migrations(&self) -> MigrationServiceClient<Conn> {
+    pub(crate) fn migrations(&self) -> MigrationServiceClient<Conn> {
         MigrationServiceClient::new(with_token(self.channel.clone(), ADMIN_TOKEN))
     }
 

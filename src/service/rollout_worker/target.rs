@@ -6,14 +6,16 @@
 //! records the outcome, its event and the catalog's mirror of the version. A worker that lost
 //! the target meanwhile (its lease ran out and another worker took it) rolls back, so every
 //! tenant is migrated by exactly one worker.
+//!
+//! Everything here is of the rollout's component ([`Goal`]): its set, the mirror of its version
+//! that came with each claim, and its rows in the catalog's mirror.
 
 use std::time::Instant;
 
 use uuid::Uuid;
 
 use super::RolloutWorker;
-use crate::dataplane::{ComponentReport, Run, Storage, Target};
-use crate::domain::SAMPLE;
+use crate::dataplane::{ComponentReport, Run, Storage, Target, TenantMigrations};
 use crate::domain::{CallContext, Error, Isolation, Tenant, TenantId, TenantState};
 use crate::metrics::TargetOutcome;
 use crate::service::provisioning::storage_of;
@@ -23,36 +25,51 @@ use crate::store::{
     provisioning::{FailedRun, Mirror, record_run},
 };
 
+/// What a rollout migrates its targets to: its component's migrations, and the index of its
+/// target version among them.
+#[derive(Clone)]
+pub(super) struct Goal {
+    pub(super) set: TenantMigrations,
+    pub(super) target: usize,
+}
+
 impl RolloutWorker {
     /// Migrates claimed targets, `true` if any failed. SCHEMA tenants in the catalog database
-    /// that need the migration go in one transaction ([`Self::migrate_together`]); the others,
-    /// and all of them if that transaction is rolled back, one by one.
+    /// that need the migration and have some version of the component already go in one
+    /// transaction ([`Self::migrate_together`]); the others (a component new to a tenant has no
+    /// version table there yet: [`DataPlane::run`] makes it), and all of them if that
+    /// transaction is rolled back, one by one.
+    ///
+    /// [`DataPlane::run`]: crate::dataplane::DataPlane::run
     pub(super) async fn migrate_batch(
         &self,
         rollout: Uuid,
-        target: Option<usize>,
+        goal: Option<Goal>,
         batch: Vec<(Claim, Option<Tenant>)>,
     ) -> bool {
-        let (together, alone): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(_, tenant)| {
-            target.is_some_and(|target| {
-                tenant.as_ref().is_some_and(|tenant| {
-                    self.needs_migration(tenant, target)
-                        && self.commits_with_outcome(&storage_of(tenant))
-                })
+        let (together, alone): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(claim, tenant)| {
+            goal.as_ref().is_some_and(|goal| {
+                claim.version.is_some()
+                    && tenant.as_ref().is_some_and(|tenant| {
+                        needs_migration(tenant, claim, goal)
+                            && self.commits_with_outcome(&storage_of(tenant))
+                    })
             })
         });
         let mut failed = false;
         for (claim, tenant) in alone {
-            failed |= self.migrate_target(rollout, target, claim, tenant).await;
+            failed |= self
+                .migrate_target(rollout, goal.as_ref(), claim, tenant)
+                .await;
         }
-        if let Some(target) = target
+        if let Some(goal) = &goal
             && together.len() > 1
         {
-            let tenants: Vec<&Tenant> = together
+            let tenants: Vec<(&Claim, &Tenant)> = together
                 .iter()
-                .filter_map(|(_, tenant)| tenant.as_ref())
+                .filter_map(|(claim, tenant)| tenant.as_ref().map(|tenant| (claim, tenant)))
                 .collect();
-            if let Some(migrated) = self.migrate_together(rollout, target, tenants).await {
+            if let Some(migrated) = self.migrate_together(rollout, goal, tenants).await {
                 for _ in 0..migrated {
                     crate::metrics::rollout_target_finished(TargetOutcome::Migrated);
                 }
@@ -60,7 +77,9 @@ impl RolloutWorker {
             }
         }
         for (claim, tenant) in together {
-            failed |= self.migrate_target(rollout, target, claim, tenant).await;
+            failed |= self
+                .migrate_target(rollout, goal.as_ref(), claim, tenant)
+                .await;
         }
         failed
     }
@@ -71,12 +90,12 @@ impl RolloutWorker {
         storage.isolation == Isolation::Schema && self.dataplane.in_catalog(storage)
     }
 
-    /// Migrates SCHEMA tenants' targets up to `target` in one transaction, each from the
-    /// version the catalog mirrors, and records them all with one statement before the one
-    /// commit; how many. `None` when the transaction was rolled back (a migration failed, a
-    /// tenant was found at the target already or elsewhere than its mirror says, a claim was
-    /// lost, or the database failed): the caller migrates the tenants one by one, so each
-    /// failure is recorded against its own tenant.
+    /// Migrates SCHEMA tenants' targets up to the goal in one transaction, each from the
+    /// version the catalog mirrors (which came with its claim), and records them all with one
+    /// statement before the one commit; how many. `None` when the transaction was rolled back
+    /// (a migration failed, a tenant was found at the target already or elsewhere than its
+    /// mirror says, a claim was lost, or the database failed): the caller migrates the tenants
+    /// one by one, so each failure is recorded against its own tenant.
     ///
     /// Tenants are taken in id order, so two such transactions (of two rollouts sharing
     /// tenants) take the tenants' locks in the same order and never wait on each other in a
@@ -85,10 +104,10 @@ impl RolloutWorker {
     async fn migrate_together(
         &self,
         rollout: Uuid,
-        target: usize,
-        mut tenants: Vec<&Tenant>,
+        goal: &Goal,
+        mut tenants: Vec<(&Claim, &Tenant)>,
     ) -> Option<usize> {
-        tenants.sort_by_key(|tenant| tenant.id);
+        tenants.sort_by_key(|(_, tenant)| tenant.id);
         let unit = match self.catalog.begin_rollout(&CallContext::system()).await {
             Ok(unit) => unit,
             Err(error) => {
@@ -97,21 +116,21 @@ impl RolloutWorker {
             }
         };
         let mut outcomes: Vec<(TenantId, Outcome)> = Vec::with_capacity(tenants.len());
-        for tenant in &tenants {
+        for (claim, tenant) in &tenants {
             let started = Instant::now();
             let migrated = self
                 .dataplane
                 .migrate_from_mirror(
                     unit.txn(),
                     &storage_of(tenant),
-                    self.dataplane.migrations(),
-                    &Target::Up(target),
-                    tenant.migration_version.as_deref(),
+                    &goal.set,
+                    &Target::Up(goal.target),
+                    claim.version.as_deref(),
                 )
                 .await;
             match migrated {
                 Ok(report) if !report.ran.is_empty() => {
-                    outcomes.push((tenant.id, migrated_outcome(tenant, &report, started)));
+                    outcomes.push((tenant.id, migrated_outcome(claim, &report, started)));
                 }
                 Ok(_) => {
                     tracing::debug!(tenant = %tenant.id, "found at the target: migrated one by one");
@@ -131,7 +150,7 @@ impl RolloutWorker {
                 .collect();
             all_migrated = match self
                 .catalog
-                .record_migrated(unit.txn(), rollout, &self.me, &records)
+                .record_migrated(unit.txn(), rollout, goal.set.id(), &self.me, &records)
                 .await
             {
                 Ok(held) => held,
@@ -159,29 +178,19 @@ impl RolloutWorker {
         Some(outcomes.len())
     }
 
-    /// Whether `tenant` has storage and is below the target (by the catalog's mirror).
-    fn needs_migration(&self, tenant: &Tenant, target: usize) -> bool {
-        tenant.state != TenantState::Deleted
-            && tenant.provision_time.is_some()
-            && tenant
-                .migration_version
-                .as_deref()
-                .and_then(|v| self.dataplane.migrations().position(v))
-                .is_none_or(|i| i < target)
-    }
-
     #[tracing::instrument(skip_all, fields(rollout = %rollout, tenant = %claim.tenant, attempt = claim.attempts))]
     /// Migrates one claimed tenant (`tenant`: its row, when it came with the claim) and records
     /// the outcome; `true` if it failed.
     async fn migrate_target(
         &self,
         rollout: Uuid,
-        target: Option<usize>,
+        goal: Option<&Goal>,
         claim: Claim,
         tenant: Option<Tenant>,
     ) -> bool {
-        let (outcome, recorded) = match target {
-            Some(target) => self.outcome(rollout, target, claim, tenant).await,
+        let tenant_id = claim.tenant;
+        let (outcome, recorded) = match goal {
+            Some(goal) => self.outcome(rollout, goal, claim, tenant).await,
             None => (
                 Outcome::Failed {
                     error: "the rollout's target version is unknown to this server".into(),
@@ -194,7 +203,7 @@ impl RolloutWorker {
             Recorded::Lost => Ok(false),
             Recorded::No => {
                 self.catalog
-                    .finish_target(rollout, claim.tenant, &self.me, &outcome)
+                    .finish_target(rollout, tenant_id, &self.me, &outcome)
                     .await
             }
         };
@@ -216,7 +225,7 @@ impl RolloutWorker {
     async fn outcome(
         &self,
         rollout: Uuid,
-        target: usize,
+        goal: &Goal,
         claim: Claim,
         tenant: Option<Tenant>,
     ) -> (Outcome, Recorded) {
@@ -225,22 +234,22 @@ impl RolloutWorker {
             None => match self.catalog.tenant_by_id(claim.tenant).await {
                 Ok(Some(tenant)) => tenant,
                 Ok(None) => return (skipped(None, "the tenant no longer exists"), Recorded::No),
-                Err(error) => return (self.retry_or_fail(claim, error), Recorded::No),
+                Err(error) => return (self.retry_or_fail(&claim, error), Recorded::No),
             },
         };
-        if !self.needs_migration(&tenant, target) {
+        if !needs_migration(&tenant, &claim, goal) {
             let reason = if tenant.state == TenantState::Deleted || tenant.provision_time.is_none()
             {
                 "the tenant is deleted or has no storage"
             } else {
                 "already at or past the target"
             };
-            return (skipped(tenant.migration_version, reason), Recorded::No);
+            return (skipped(claim.version, reason), Recorded::No);
         }
         let started = Instant::now();
         let storage = storage_of(&tenant);
         let run = if self.commits_with_outcome(&storage) {
-            self.migrate_alone(rollout, target, &tenant, &storage, started)
+            self.migrate_alone(rollout, goal, &claim, &storage, started)
                 .await
         } else {
             run_and_record(
@@ -248,8 +257,8 @@ impl RolloutWorker {
                 &self.catalog,
                 &self.dataplane,
                 &storage,
-                &Run::Migrate(Target::Up(target)),
-                std::slice::from_ref(self.dataplane.migrations()),
+                &Run::Migrate(Target::Up(goal.target)),
+                std::slice::from_ref(&goal.set),
                 Mirror::Migrated,
             )
             .await
@@ -267,7 +276,7 @@ impl RolloutWorker {
                 report.version().map(str::to_owned),
                 "already at or past the target",
             ),
-            Ok(Alone::ToRecord(report)) => migrated_outcome(&tenant, &report, started),
+            Ok(Alone::ToRecord(report)) => migrated_outcome(&claim, &report, started),
             Err(error @ Error::MigrationFailed { .. }) => {
                 let message = error.to_string();
                 if let Err(e) = self
@@ -277,7 +286,7 @@ impl RolloutWorker {
                         tenant.id,
                         &message,
                         FailedRun::Later,
-                        &[SAMPLE],
+                        &[goal.set.id()],
                     )
                     .await
                 {
@@ -285,32 +294,27 @@ impl RolloutWorker {
                 }
                 Outcome::Failed { error: message }
             }
-            Err(error) => self.retry_or_fail(claim, error),
+            Err(error) => self.retry_or_fail(&claim, error),
         };
         (outcome, Recorded::No)
     }
 
-    /// Migrates a SCHEMA tenant's target up to `target` in one transaction, with its outcome
+    /// Migrates a SCHEMA tenant's target up to the goal in one transaction, with its outcome
     /// when it migrated; when it found the tenant at the target already, only the catalog's
     /// mirror commits with it, and the outcome is the caller's to record.
     async fn migrate_alone(
         &self,
         rollout: Uuid,
-        target: usize,
-        tenant: &Tenant,
+        goal: &Goal,
+        claim: &Claim,
         storage: &Storage,
         started: Instant,
     ) -> Result<Alone, Error> {
         let unit = self.catalog.begin_rollout(&CallContext::system()).await?;
-        let run = Run::Migrate(Target::Up(target));
+        let run = Run::Migrate(Target::Up(goal.target));
         let report = self
             .dataplane
-            .run(
-                unit.txn(),
-                storage,
-                &run,
-                std::slice::from_ref(self.dataplane.migrations()),
-            )
+            .run(unit.txn(), storage, &run, std::slice::from_ref(&goal.set))
             .await?
             .first();
         if report.ran.is_empty() {
@@ -319,30 +323,36 @@ impl RolloutWorker {
                 unit.txn(),
                 ctx,
                 now,
-                tenant.id,
-                &[(SAMPLE, report.version())],
+                storage.tenant,
+                &[(goal.set.id(), report.version())],
                 Mirror::Migrated,
             )
             .await?;
             unit.commit().await?;
-            self.catalog.changed(&Change::TenantRow(tenant.id));
+            self.catalog.changed(&Change::TenantRow(storage.tenant));
             return Ok(Alone::ToRecord(report));
         }
-        let outcome = migrated_outcome(tenant, &report, started);
+        let outcome = migrated_outcome(claim, &report, started);
         let held = self
             .catalog
-            .record_migrated(unit.txn(), rollout, &self.me, &[(tenant.id, &outcome)])
+            .record_migrated(
+                unit.txn(),
+                rollout,
+                goal.set.id(),
+                &self.me,
+                &[(storage.tenant, &outcome)],
+            )
             .await?;
         if !held {
             unit.rollback().await?;
             return Ok(Alone::Lost);
         }
         unit.commit().await?;
-        self.catalog.changed(&Change::TenantRow(tenant.id));
+        self.catalog.changed(&Change::TenantRow(storage.tenant));
         Ok(Alone::Recorded(outcome))
     }
 
-    fn retry_or_fail(&self, claim: Claim, error: Error) -> Outcome {
+    fn retry_or_fail(&self, claim: &Claim, error: Error) -> Outcome {
         if claim.attempts >= self.settings.max_attempts {
             Outcome::Failed {
                 error: format!("gave up after {} attempts: {error}", claim.attempts),
@@ -366,11 +376,23 @@ enum Alone {
     ToRecord(ComponentReport),
 }
 
-/// The outcome of `tenant`'s target migrated as `report` says, from the version the catalog
+/// Whether `tenant` has storage and is below the goal's target (by the catalog's mirror of its
+/// version of the component, which came with its `claim`).
+fn needs_migration(tenant: &Tenant, claim: &Claim, goal: &Goal) -> bool {
+    tenant.state != TenantState::Deleted
+        && tenant.provision_time.is_some()
+        && claim
+            .version
+            .as_deref()
+            .and_then(|v| goal.set.position(v))
+            .is_none_or(|i| i < goal.target)
+}
+
+/// The outcome of the `claim`ed target migrated as `report` says, from the version the catalog
 /// mirrored, since `started`.
-fn migrated_outcome(tenant: &Tenant, report: &ComponentReport, started: Instant) -> Outcome {
+fn migrated_outcome(claim: &Claim, report: &ComponentReport, started: Instant) -> Outcome {
     Outcome::Migrated {
-        from: tenant.migration_version.clone(),
+        from: claim.version.clone(),
         to: report.version().map(str::to_owned),
         duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
     }

@@ -5,6 +5,8 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
+    /// The component whose migrations the rollout runs.
+    pub component: String,
     pub target_version: String,
     pub selector: Json,
     pub max_concurrency: i32,
