@@ -28,7 +28,8 @@ use tenant_plane::{
     config::Config,
     dataplane::TenantMigrations,
     proto::{
-        self, migration_service_client::MigrationServiceClient,
+        self, component_service_client::ComponentServiceClient,
+        migration_service_client::MigrationServiceClient, plan_service_client::PlanServiceClient,
         tenant_service_client::TenantServiceClient,
     },
 };
@@ -60,6 +61,76 @@ INSERT INTO seaql_migrations VALUES ('m20261123_100001_create_users', 0), ('m202
 
 const NEW_MIGRATION_DDL: &str = "CREATE INDEX users_created_at_idx ON users (created_at); \
      INSERT INTO seaql_migrations VALUES ('m20261208_000001_index_users_created_at', 0);";
+
+/// The pushed component's migrations (version, up script).
+const PUSHED: [(&str, &str); 2] = [
+    (
+        "0001_users_by_name",
+        "CREATE INDEX bench_users_name ON users (name)",
+    ),
+    (
+        "0002_projects_by_title",
+        "CREATE INDEX bench_projects_title ON projects (title)",
+    ),
+];
+
+/// The raw floor of installing the pushed component: its version table, its first migration
+/// and its version row.
+const PUSHED_INSTALL_DDL: &str = "CREATE TABLE seaql_migrations_bench (version varchar NOT NULL PRIMARY KEY, \
+       applied_at bigint NOT NULL); \
+     CREATE INDEX bench_users_name ON users (name); \
+     INSERT INTO seaql_migrations_bench VALUES ('0001_users_by_name', 0);";
+
+/// The raw floor of the pushed component's next migration.
+const PUSHED_NEXT_DDL: &str = "CREATE INDEX bench_projects_title ON projects (title); \
+     INSERT INTO seaql_migrations_bench VALUES ('0002_projects_by_title', 0);";
+
+/// Registers the component "bench" (once) and pushes `migrations` to it.
+async fn push_component(server: &Server, migrations: &[(&str, &str)]) {
+    let mut client = ComponentServiceClient::new(server.channel.clone());
+    client
+        .create_component(proto::CreateComponentRequest {
+            component: Some(proto::Component {
+                component_id: "bench".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create the component");
+    client
+        .push_migrations(proto::PushMigrationsRequest {
+            component: "components/bench".into(),
+            migrations: migrations
+                .iter()
+                .map(|(version, up)| proto::ComponentMigration {
+                    version: (*version).into(),
+                    up_sql: (*up).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("push");
+}
+
+/// Makes the default plan list `components`.
+async fn plans_list(server: &Server, components: &[&str]) {
+    PlanServiceClient::new(server.channel.clone())
+        .upsert_plan(proto::UpsertPlanRequest {
+            plan: Some(proto::Plan {
+                name: "plans/free".into(),
+                components: components.iter().map(|c| (*c).to_owned()).collect(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["components".into()],
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("the plan lists the component");
+}
 
 /// The migration rolled out: an index on users.created_at.
 struct IndexUsersCreatedAt;
@@ -267,7 +338,10 @@ async fn settle(db: &DatabaseConnection) {
 
 /// A rollout, timed: its seconds, its end, and for each tenant it migrated (by resource name)
 /// how long migrating it took, with the seconds since the start when its event arrived.
-async fn roll_out(server: &Server) -> (f64, proto::Rollout, Vec<(String, f64, f64)>) {
+async fn roll_out(
+    server: &Server,
+    component: &str,
+) -> (f64, proto::Rollout, Vec<(String, f64, f64)>) {
     let mut client = MigrationServiceClient::new(server.channel.clone());
     let started = Instant::now();
     let mut migrated = Vec::new();
@@ -278,6 +352,7 @@ async fn roll_out(server: &Server) -> (f64, proto::Rollout, Vec<(String, f64, f6
             }),
             // The highest concurrency the server allows by default.
             max_concurrency: concurrency() as i32,
+            component: component.to_owned(),
             ..Default::default()
         })
         .await
@@ -481,7 +556,7 @@ async fn main() {
     let server = serve(&catalog, five, false).await;
     settle(&raw).await;
     eprintln!("rolling the migration out");
-    let (rollout, ended, migrated) = roll_out(&server).await;
+    let (rollout, ended, migrated) = roll_out(&server, "").await;
     eprintln!("rolled out");
     let counts = ended.counts.unwrap_or_default();
     assert_eq!(
@@ -494,11 +569,45 @@ async fn main() {
     let rollout_floor: f64 = rollout_floor_each.iter().sum();
     eprintln!("measured the rollout's floor");
     settle(&raw).await;
-    let (noop, noop_ended, _) = roll_out(&server).await;
+    let (noop, noop_ended, _) = roll_out(&server, "").await;
     assert_eq!(
         noop_ended.counts.unwrap_or_default().skipped as usize,
         fleet_n
     );
+
+    // 3b. A service's own migrations (a component pushed over the API): its first migration
+    // installed on the whole fleet by a rollout (the component added to the tenants' plan),
+    // then its next one rolled out, each against its serial raw floor.
+    push_component(&server, &[PUSHED[0]]).await;
+    plans_list(&server, &["sample", "bench"]).await;
+    settle(&raw).await;
+    eprintln!("installing a pushed component");
+    let (install, install_ended, _) = roll_out(&server, "bench").await;
+    assert_eq!(
+        install_ended.counts.unwrap_or_default().migrated as usize,
+        fleet_n,
+        "{install_ended:?}"
+    );
+    settle(&raw).await;
+    let install_floor: f64 = raw_floor(&raw, &fleet_floor_schemas, PUSHED_INSTALL_DDL, false)
+        .await
+        .iter()
+        .sum();
+    push_component(&server, &PUSHED).await;
+    settle(&raw).await;
+    eprintln!("rolling a pushed migration out");
+    let (pushed, pushed_ended, _) = roll_out(&server, "bench").await;
+    assert_eq!(
+        pushed_ended.counts.unwrap_or_default().migrated as usize,
+        fleet_n,
+        "{pushed_ended:?}"
+    );
+    settle(&raw).await;
+    let pushed_floor: f64 = raw_floor(&raw, &fleet_floor_schemas, PUSHED_NEXT_DDL, false)
+        .await
+        .iter()
+        .sum();
+    let (pushed_noop, _, _) = roll_out(&server, "bench").await;
 
     // 4. A drift check of the fleet, against the naive way: `pg_dump --schema-only` of one
     // tenant's schema, timed once and multiplied by the fleet's size.
@@ -526,6 +635,14 @@ async fn main() {
         rollout / rollout_floor
     );
     println!("no-op rollout of {fleet_n} tenants: {noop:.3} s (target < 0.1 s)");
+    println!(
+        "install a pushed component on {fleet_n} tenants (its first migration): {install:.2} s vs serial raw floor {install_floor:.2} s = {:.2}x",
+        install / install_floor
+    );
+    println!(
+        "roll 1 pushed migration out to {fleet_n} tenants: {pushed:.2} s vs serial raw floor {pushed_floor:.2} s = {:.2}x (target < 1x); no-op: {pushed_noop:.3} s",
+        pushed / pushed_floor
+    );
     let naive = dump * fleet_n as f64;
     println!(
         "drift check of {fleet_n} tenants: {drift:.2} s{} (target < 10 s); again, references built: {drift_warm:.2} s; \
