@@ -85,7 +85,7 @@ pub async fn record_run<C: ConnectionTrait>(
     // The run's outcome, and so the audit row of the call that asked for it: on PostgreSQL in
     // the same statement (a data-modifying WITH runs whether or not the update changes a row).
     let audit = audit::success(ctx, Some(id));
-    let components = component_rows(now, &[id], versions);
+    let components = component_rows(now, id, versions);
     let with_update = conn.get_database_backend() == DbBackend::Postgres;
     if with_update {
         // One WITH clause holds both (a second `with_cte` would replace the first).
@@ -140,51 +140,31 @@ fn audit_cte(row: &audit::SuccessRow) -> CommonTableExpression {
         .to_owned()
 }
 
-/// Upserts each (tenant, component) row of `tenants` × `versions` into `tenant_components`,
+/// Upserts the tenant's row of each component of `versions` into `tenant_components`,
 /// clearing the component's error; `None` when there is nothing to write.
 fn component_rows(
     now: DateTime<Utc>,
-    tenants: &[TenantId],
+    tenant: TenantId,
     versions: &ComponentVersions<'_>,
 ) -> Option<InsertStatement> {
-    if tenants.is_empty() || versions.is_empty() {
+    if versions.is_empty() {
         return None;
     }
-    let mut insert = Query::insert();
-    insert
-        .into_table(tenant_component::Entity)
-        .columns([
-            tenant_component::Column::TenantId,
-            tenant_component::Column::Component,
-            tenant_component::Column::Version,
-            tenant_component::Column::LastError,
-            tenant_component::Column::LastErrorTime,
-            tenant_component::Column::UpdateTime,
-        ])
-        .on_conflict(
-            OnConflict::columns([
-                tenant_component::Column::TenantId,
-                tenant_component::Column::Component,
-            ])
-            .update_columns([
-                tenant_component::Column::Version,
-                tenant_component::Column::LastError,
-                tenant_component::Column::LastErrorTime,
-                tenant_component::Column::UpdateTime,
-            ])
-            .to_owned(),
-        );
-    for tenant in tenants {
-        for (component, version) in versions {
-            insert.values_panic([
-                tenant.as_uuid().into(),
-                (*component).into(),
-                version.map(str::to_owned).into(),
-                Option::<String>::None.into(),
-                Option::<DateTime<Utc>>::None.into(),
-                now.into(),
-            ]);
-        }
+    let mut insert = mirror_upsert(&[
+        tenant_component::Column::Version,
+        tenant_component::Column::LastError,
+        tenant_component::Column::LastErrorTime,
+        tenant_component::Column::UpdateTime,
+    ]);
+    for (component, version) in versions {
+        insert.values_panic([
+            tenant.as_uuid().into(),
+            (*component).into(),
+            version.map(str::to_owned).into(),
+            Option::<String>::None.into(),
+            Option::<DateTime<Utc>>::None.into(),
+            now.into(),
+        ]);
     }
     Some(insert)
 }
@@ -366,6 +346,20 @@ fn shared_component_rows(
                     .to_owned(),
             )),
         );
+    let mut insert = mirror_upsert(&[
+        tenant_component::Column::Version,
+        tenant_component::Column::UpdateTime,
+    ]);
+    // A SELECT built here always has as many columns as the insert: never an error.
+    if let Err(e) = insert.select_from(select) {
+        tracing::error!(error = %e, "shared component mirror");
+    }
+    insert
+}
+
+/// The upsert of rows of `tenant_components` (tenant, component, version, error, its time, update
+/// time), values to be added; an existing row gets the `updated` columns.
+fn mirror_upsert(updated: &[tenant_component::Column]) -> InsertStatement {
     let mut insert = Query::insert();
     insert
         .into_table(tenant_component::Entity)
@@ -382,16 +376,9 @@ fn shared_component_rows(
                 tenant_component::Column::TenantId,
                 tenant_component::Column::Component,
             ])
-            .update_columns([
-                tenant_component::Column::Version,
-                tenant_component::Column::UpdateTime,
-            ])
+            .update_columns(updated.iter().copied())
             .to_owned(),
         );
-    // A SELECT built here always has as many columns as the insert: never an error.
-    if let Err(e) = insert.select_from(select) {
-        tracing::error!(error = %e, "shared component mirror");
-    }
     insert
 }
 
