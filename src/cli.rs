@@ -137,6 +137,7 @@ async fn roll_out(
                 request: None,
                 validate_only: false,
                 rehearsal_sample_size: 0,
+                skip_drifted: false,
             },
         )
         .await

@@ -180,6 +180,7 @@ impl MigrationService for MigrationApi {
             request: key,
             validate_only: request.validate_only,
             rehearsal_sample_size: request.rehearsal_sample_size,
+            skip_drifted: request.skip_drifted,
         };
         if input.validate_only {
             let rehearsal = self.rollouts.rehearse(input).await?;

@@ -63,6 +63,8 @@ pub struct StartRolloutInput {
     pub validate_only: bool,
     /// Tenants to rehearse; 0: the default.
     pub rehearsal_sample_size: i32,
+    /// Leave out the tenants whose last drift check found them drifted.
+    pub skip_drifted: bool,
 }
 
 /// One item of a watched rollout.
@@ -221,7 +223,7 @@ impl Rollouts {
 
         let candidates = self
             .catalog
-            .rollout_candidates(&selector, migrations.id())
+            .rollout_candidates(&selector, migrations.id(), input.skip_drifted)
             .await?;
         let targets: Vec<NewTarget> = candidates
             .into_iter()

@@ -49,6 +49,7 @@ impl Catalog {
         &self,
         selector: &Selector,
         component: &str,
+        skip_drifted: bool,
     ) -> Result<Vec<Candidate>, Error> {
         // Here only: elsewhere in this file its `max` would hide `Ord::max` on plain numbers.
         use sea_orm::sea_query::ExprTrait;
@@ -83,6 +84,13 @@ impl Catalog {
             .filter(tenant::Column::ProvisionTime.is_not_null())
             .filter(tenant::Column::State.ne(TenantState::Deleted.as_str()))
             .filter(Expr::exists(listed));
+        if skip_drifted {
+            // The tenant's last drift check, when it found the storage drifted.
+            query = query.filter(Expr::cust(
+                "NOT EXISTS (SELECT 1 FROM tenant_drift d \
+                 WHERE d.tenant_id = \"tenants\".\"id\" AND d.drifted)",
+            ));
+        }
         match selector {
             Selector::All => {}
             Selector::Labels(labels) => query = query.filter(self.label_condition(labels)),

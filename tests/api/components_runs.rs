@@ -574,3 +574,47 @@ async fn drift_of(server: &TestServer, tenant: &proto::Tenant) -> proto::TenantD
         .pop()
         .expect("the tenant's check")
 }
+
+on_both!(a_rollout_told_to_skip_drifted_tenants_leaves_them_out);
+
+async fn a_rollout_told_to_skip_drifted_tenants_leaves_them_out(server: &TestServer) {
+    register(server, "billing", &BILLING[..1]).await;
+    plan_with(server, "suite", &["billing"]).await;
+    let acme = provisioned_on(server, "acme", "suite").await;
+    let globex = provisioned_on(server, "globex", "suite").await;
+    let conn = server.tenant_conn(&globex).await;
+    conn.execute_unprepared("CREATE INDEX invoices_by_hand ON invoices (total)")
+        .await
+        .expect("a change by hand");
+    conn.close().await.expect("close");
+    assert!(drift_of(server, &globex).await.drifted);
+    assert!(!drift_of(server, &acme).await.drifted);
+    push(server, "billing", &BILLING).await;
+
+    let rollout = server
+        .migrations()
+        .start_rollout(proto::StartRolloutRequest {
+            component: "billing".into(),
+            selector: Some(proto::TenantSelector {
+                selector: Some(proto::tenant_selector::Selector::All(true)),
+            }),
+            skip_drifted: true,
+            ..Default::default()
+        })
+        .await
+        .expect("start")
+        .into_inner();
+
+    assert_eq!(rollout.counts.unwrap_or_default().total, 1, "{rollout:?}");
+    crate::support::eventually(
+        "the rollout migrates acme",
+        std::time::Duration::from_secs(10),
+        async || (stored_versions(server, &acme, "billing").await.len() == 2).then_some(()),
+    )
+    .await;
+    assert_eq!(
+        stored_versions(server, &globex, "billing").await,
+        [BILLING[0].0],
+        "the drifted tenant is left as it is"
+    );
+}
