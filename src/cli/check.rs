@@ -1,4 +1,5 @@
-//! `tenant-plane migrations plan|drift`: a dry run of one tenant's migration and a drift check,
+//! `tenant-plane migrations plan|rehearse|drift`: a dry run of one tenant's migration, a
+//! rehearsal of a rollout on a sample of tenants, and a drift check,
 //! asked of a running server over gRPC, for an application's pipeline or an operator. Exit
 //! codes as for `push`: 0 when all is well, 1 when the answer is a finding (a statement the lint
 //! refuses, a drifted tenant), 2 on any other error.
@@ -7,7 +8,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::push::{BROKEN, Bearer, REFUSED, channel};
-use crate::config::{DriftArgs, PlanArgs};
+use crate::config::{DriftArgs, PlanArgs, RehearseArgs};
 use crate::proto::{
     self, check_drift_request::Scope, migration_service_client::MigrationServiceClient,
     tenant_selector::Selector,
@@ -80,6 +81,54 @@ pub(super) async fn plan(args: PlanArgs) -> Result<(), u8> {
     if plan.migrations.is_empty() {
         println!("  nothing to run");
     }
+    if refused { Err(REFUSED) } else { Ok(()) }
+}
+
+pub(super) async fn rehearse(args: RehearseArgs) -> Result<(), u8> {
+    let mut client = client(&args.server).await?;
+    let rollout = client
+        .start_rollout(proto::StartRolloutRequest {
+            component: args.component.unwrap_or_default(),
+            target_version: args.to.unwrap_or_default(),
+            selector: Some(proto::TenantSelector {
+                selector: Some(Selector::All(true)),
+            }),
+            validate_only: true,
+            rehearsal_sample_size: args.sample.unwrap_or(0),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| failed(&s))?
+        .into_inner();
+    let mut refused = false;
+    for target in &rollout.rehearsal {
+        let took = target.duration.map_or(0.0, |d| {
+            d.seconds as f64 * 1000.0 + f64::from(d.nanos) / 1e6
+        });
+        if target.ok {
+            println!(
+                "ok      {} {} -> {} ({took:.1} ms)",
+                target.tenant,
+                or_none(&target.from_version),
+                target.to_version
+            );
+        } else {
+            refused = true;
+            println!(
+                "FAILED  {} at {}: {}",
+                target.tenant,
+                or_none(&target.from_version),
+                target.error
+            );
+        }
+    }
+    println!(
+        "{} {}: {} tenants rehearsed of {} the rollout would target; nothing was kept",
+        rollout.component,
+        rollout.target_version,
+        rollout.rehearsal.len(),
+        rollout.counts.map_or(0, |c| c.total)
+    );
     if refused { Err(REFUSED) } else { Ok(()) }
 }
 

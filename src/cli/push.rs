@@ -50,6 +50,7 @@ pub async fn migrations(args: MigrationsArgs) -> ExitCode {
         MigrationsAction::List { component, server } => list(component, server).await,
         MigrationsAction::Plan(args) => super::check::plan(args).await,
         MigrationsAction::Drift(args) => super::check::drift(args).await,
+        MigrationsAction::Rehearse(args) => super::check::rehearse(args).await,
     };
     match code {
         Ok(()) => ExitCode::SUCCESS,

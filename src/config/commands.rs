@@ -106,6 +106,10 @@ pub enum MigrationsAction {
     /// Show what MigrateTenant would run in one tenant, statement by statement, with lint
     /// notes; touches nothing. Exits 0, or 1 when a statement fails the lint as it stands now.
     Plan(PlanArgs),
+    /// Rehearse a rollout of a component: its pending migrations run on a sample of real
+    /// tenants in transactions that are rolled back. Exits 0 when every tenant rehearsed would
+    /// succeed, 1 when one would fail.
+    Rehearse(RehearseArgs),
     /// Check tenants' storage against what their migrations produce. Exits 0 when every tenant
     /// checked is clean, 1 when one drifted or could not be checked.
     Drift(DriftArgs),
@@ -158,6 +162,21 @@ pub struct PlanArgs {
     /// Plan a migration down instead of up.
     #[arg(long)]
     pub down: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RehearseArgs {
+    /// The component; `sample` when left out.
+    #[arg(long)]
+    pub component: Option<String>,
+    /// The version to migrate to; the latest when left out.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// How many tenants to rehearse (the server's default, 5, when left out; at most 50).
+    #[arg(long)]
+    pub sample: Option<i32>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

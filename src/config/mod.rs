@@ -9,7 +9,7 @@ mod commands;
 
 pub use commands::{
     Cli, Command, DriftArgs, HealthArgs, MigrateAction, MigrateArgs, MigrationsAction,
-    MigrationsArgs, PlanArgs, PushArgs, ServerArgs,
+    MigrationsArgs, PlanArgs, PushArgs, RehearseArgs, ServerArgs,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

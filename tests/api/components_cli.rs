@@ -5,13 +5,19 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::components::list_migrations;
-use crate::support::{Db, SERVICE_TOKEN, TestServer};
+use crate::support::{ADMIN_TOKEN, Db, SERVICE_TOKEN, TestServer};
 
 fn migrations(server: &TestServer, args: &[&str]) -> Output {
+    migrations_as(server, SERVICE_TOKEN, args)
+}
+
+/// `tenant-plane migrations ...` with `token` (the service role's in a pipeline; a rehearsal
+/// runs DDL in real tenants, and needs the admin role).
+fn migrations_as(server: &TestServer, token: &str, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tenant-plane"))
         .env_clear()
         // The token from the environment, as a CI secret would be given.
-        .env("TENANT_PLANE_TOKEN", SERVICE_TOKEN)
+        .env("TENANT_PLANE_TOKEN", token)
         .arg("migrations")
         .args(args)
         .args(["--server", &format!("http://{}", server.addr)])
@@ -212,6 +218,22 @@ async fn migrations_plan_and_drift_answer_a_pipeline_with_their_exit_code() {
     .expect("an index by hand");
     conn.close().await.expect("close");
     let drifted = migrations(&server, &["drift"]);
+    let rehearsed = migrations_as(
+        &server,
+        ADMIN_TOKEN,
+        &["rehearse", "--component", "billing"],
+    );
+    write(
+        dir.path(),
+        "0002_fails.up.sql",
+        "ALTER TABLE no_such_table ADD COLUMN x integer;",
+    );
+    assert!(push(&server, dir.path()).status.success());
+    let failing = migrations_as(
+        &server,
+        ADMIN_TOKEN,
+        &["rehearse", "--component", "billing"],
+    );
 
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     let planned = text(&plan);
@@ -233,6 +255,21 @@ async fn migrations_plan_and_drift_answer_a_pipeline_with_their_exit_code() {
         text(&drifted).contains("acme: extra index users_by_hand"),
         "{}",
         text(&drifted)
+    );
+    assert_eq!(rehearsed.status.code(), Some(0), "{}", text(&rehearsed));
+    assert!(text(&rehearsed).contains("ok "), "{}", text(&rehearsed));
+    assert_eq!(failing.status.code(), Some(1), "{}", text(&failing));
+    assert!(
+        text(&failing).contains("no_such_table"),
+        "{}",
+        text(&failing)
+    );
+    assert!(
+        !server
+            .tenant_tables(&acme)
+            .await
+            .contains(&"invoices".to_owned()),
+        "a rehearsal keeps nothing"
     );
     server.stop().await;
 }
