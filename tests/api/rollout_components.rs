@@ -5,20 +5,16 @@
 //! What the compiled component's rollouts promise (tests/api/rollouts.rs and the others) holds
 //! per component.
 
-use std::time::Duration;
-
-use chrono::TimeDelta;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
-use tenant_plane::clock::Clock;
 use tenant_plane::proto::{self, rollout::State};
 use tonic::Code;
 
 use crate::components_runs::plan_with;
 use crate::on_both;
 use crate::provisioning::provision;
-use crate::rollout_crashes::Process;
+use crate::rollout_crashes::killed_midway;
 use crate::rollout_fleet::{all, finish, start};
-use crate::support::{Db, SAMPLE_MIGRATIONS, TestServer, eventually, new_tenant_on_plan};
+use crate::support::{Db, SAMPLE_MIGRATIONS, TestServer, new_tenant_on_plan};
 
 on_both!(
     a_pushed_component_rolls_out_to_the_tenants_whose_plan_lists_it,
@@ -441,57 +437,14 @@ async fn a_component_rollout_survives_a_killed_server_and_a_restart_finishes_it(
     let catalog = setup.catalog_url.clone();
     setup.stop().await;
 
-    let first = Process::start(&catalog).await;
-    let rollout = first
-        .migrations()
-        .start_rollout(proto::StartRolloutRequest {
+    let (second, rollout) = killed_midway(
+        &catalog,
+        proto::StartRolloutRequest {
             max_concurrency: 1,
             ..of("billing")
-        })
-        .await
-        .expect("start")
-        .into_inner();
-    let get = proto::GetRolloutRequest {
-        name: rollout.name.clone(),
-    };
-    eventually(
-        "three tenants migrated",
-        Duration::from_secs(30),
-        async || {
-            let now = first
-                .migrations()
-                .get_rollout(get.clone())
-                .await
-                .expect("get")
-                .into_inner();
-            now.counts
-                .as_ref()
-                .is_some_and(|c| c.migrated >= 3)
-                .then_some(())
         },
     )
     .await;
-    drop(first); // SIGKILL, mid-rollout
-
-    // The server that takes over reads its clock a lease later: the killed server's leases
-    // have run out for it at once.
-    let second = TestServer::start_with(Db::Postgres, |c| {
-        c.database_url = Some(catalog.clone());
-        c.rollout_lease_secs = 2;
-        c.clock = Clock::system().offset_by(TimeDelta::seconds(3));
-    })
-    .await;
-    let midway = second
-        .migrations()
-        .get_rollout(get.clone())
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(
-        midway.state(),
-        State::Running,
-        "the kill left work to do: {midway:?}"
-    );
     let ended = finish(&second, &rollout).await;
 
     assert_eq!(ended.state(), State::Succeeded, "{ended:?}");

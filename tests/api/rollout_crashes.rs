@@ -154,58 +154,18 @@ async fn a_rollout_survives_a_killed_server_and_a_restart_finishes_it() {
     let catalog = setup.catalog_url.clone();
     setup.stop().await;
 
-    let first = Process::start(&catalog).await;
-    let rollout = first
-        .migrations()
-        .start_rollout(proto::StartRolloutRequest {
+    let (second, rollout) = killed_midway(
+        &catalog,
+        proto::StartRolloutRequest {
             selector: all(),
             max_concurrency: 1,
             ..Default::default()
-        })
-        .await
-        .expect("start")
-        .into_inner();
-    let get = proto::GetRolloutRequest {
-        name: rollout.name.clone(),
-    };
-    eventually(
-        "three tenants migrated",
-        Duration::from_secs(30),
-        async || {
-            let now = first
-                .migrations()
-                .get_rollout(get.clone())
-                .await
-                .expect("get")
-                .into_inner();
-            now.counts
-                .as_ref()
-                .is_some_and(|c| c.migrated >= 3)
-                .then_some(())
         },
     )
     .await;
-    drop(first); // SIGKILL, mid-rollout
-
-    // The server that takes over reads its clock a lease later: the killed server's leases
-    // have run out for it at once, as they would for any server after a lease's wait.
-    let second = TestServer::start_with(Db::Postgres, |c| {
-        c.database_url = Some(catalog.clone());
-        c.rollout_lease_secs = 2;
-        c.clock = Clock::system().offset_by(TimeDelta::seconds(3));
-    })
-    .await;
-    let midway = second
-        .migrations()
-        .get_rollout(get.clone())
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(
-        midway.state(),
-        proto::rollout::State::Running,
-        "the kill left work to do: {midway:?}"
-    );
+    let get = proto::GetRolloutRequest {
+        name: rollout.name.clone(),
+    };
     let mut events = second
         .migrations()
         .watch_rollout(proto::WatchRolloutRequest {
@@ -257,4 +217,61 @@ async fn a_rollout_survives_a_killed_server_and_a_restart_finishes_it() {
     }
     db.close().await.expect("close");
     second.stop().await;
+}
+
+/// Starts `request` on a server process of `catalog`, kills it (SIGKILL) once three tenants are
+/// migrated, and starts the server that takes over; checks the kill left the rollout RUNNING.
+/// That server reads its clock a lease later: the killed server's leases have run out for it
+/// at once, as they would for any server after a lease's wait.
+pub(crate) async fn killed_midway(
+    catalog: &str,
+    request: proto::StartRolloutRequest,
+) -> (TestServer, proto::Rollout) {
+    let first = Process::start(catalog).await;
+    let rollout = first
+        .migrations()
+        .start_rollout(request)
+        .await
+        .expect("start")
+        .into_inner();
+    let get = proto::GetRolloutRequest {
+        name: rollout.name.clone(),
+    };
+    eventually(
+        "three tenants migrated",
+        Duration::from_secs(30),
+        async || {
+            let now = first
+                .migrations()
+                .get_rollout(get.clone())
+                .await
+                .expect("get")
+                .into_inner();
+            now.counts
+                .as_ref()
+                .is_some_and(|c| c.migrated >= 3)
+                .then_some(())
+        },
+    )
+    .await;
+    drop(first); // SIGKILL, mid-rollout
+    let catalog = catalog.to_owned();
+    let second = TestServer::start_with(Db::Postgres, |c| {
+        c.database_url = Some(catalog);
+        c.rollout_lease_secs = 2;
+        c.clock = Clock::system().offset_by(TimeDelta::seconds(3));
+    })
+    .await;
+    let midway = second
+        .migrations()
+        .get_rollout(get)
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        midway.state(),
+        proto::rollout::State::Running,
+        "the kill left work to do: {midway:?}"
+    );
+    (second, rollout)
 }
