@@ -105,9 +105,9 @@ impl Members {
 
     /// The tenant's `users` limit (-1: unlimited), from its plan and its overrides.
     async fn users_limit(&self, tenant: &Tenant) -> Result<i64, Error> {
-        let plan = self.catalog.cached_plan_limits(&tenant.plan).await?;
+        let plan = self.catalog.cached_plan(tenant.plan.as_str()).await?;
         let quotas = effective_quotas(
-            plan.as_deref().map_or(&[], |p| p.as_slice()),
+            plan.as_deref().map_or(&[], |p| p.limits.as_slice()),
             &tenant.limit_overrides,
         );
         Ok(quotas.get(USERS).map_or(-1, |q| q.limit))

@@ -24,6 +24,14 @@ use lru::LruCache;
 use crate::clock::Clock;
 use crate::domain::{ApiKey, PlanLimit, Tenant, TenantId};
 
+/// What is kept of a plan: what quota decisions read (its limits) and what provisioning reads
+/// (the components its tenants get, in its order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRules {
+    pub limits: Vec<PlanLimit>,
+    pub components: Vec<String>,
+}
+
 /// How long an entry is trusted without a notification.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 
@@ -57,7 +65,7 @@ struct Inner {
     noticed: LruCache<TenantId, Option<Arc<Tenant>>>,
     slugs: LruCache<String, Entry<Option<TenantId>>>,
     keys: LruCache<String, Entry<Option<Arc<ApiKey>>>>,
-    plans: LruCache<String, Entry<Option<Arc<Vec<PlanLimit>>>>>,
+    plans: LruCache<String, Entry<Option<Arc<PlanRules>>>>,
 }
 
 /// See the module documentation.
@@ -132,7 +140,7 @@ impl CatalogCache {
         fresh(&mut self.lock().keys, secret_hash, self.clock.now())
     }
 
-    pub fn plan(&self, id: &str) -> Option<Option<Arc<Vec<PlanLimit>>>> {
+    pub fn plan(&self, id: &str) -> Option<Option<Arc<PlanRules>>> {
         fresh(&mut self.lock().plans, id, self.clock.now())
     }
 
@@ -201,13 +209,13 @@ impl CatalogCache {
         }
     }
 
-    pub fn put_plan(&self, ticket: Ticket, id: &str, limits: Option<Arc<Vec<PlanLimit>>>) {
+    pub fn put_plan(&self, ticket: Ticket, id: &str, rules: Option<Arc<PlanRules>>) {
         let mut inner = self.lock();
         if inner.epoch == ticket.0 {
             inner.plans.put(
                 id.to_owned(),
                 Entry {
-                    value: limits,
+                    value: rules,
                     loaded: self.clock.now(),
                 },
             );
@@ -254,9 +262,9 @@ impl CatalogCache {
         })
     }
 
-    /// Takes `fresh`, plan `id`'s limits as just re-read for a change notice; drops the entry
-    /// held only when it differs. Whether it did.
-    pub fn settle_plan(&self, id: &str, fresh: Option<Arc<Vec<PlanLimit>>>) -> bool {
+    /// Takes `fresh`, plan `id` as just re-read for a change notice; drops the entry held only
+    /// when it differs. Whether it did.
+    pub fn settle_plan(&self, id: &str, fresh: Option<Arc<PlanRules>>) -> bool {
         let mut inner = self.lock();
         let stale = inner.plans.peek(id).is_some_and(|e| e.value != fresh);
         if stale {
@@ -410,7 +418,14 @@ mod tests {
         cache.put_plan(ticket, "pro", None);
         assert!(cache.plan("pro").is_none());
         let ticket = cache.ticket();
-        cache.put_plan(ticket, "pro", Some(Arc::new(Vec::new())));
+        cache.put_plan(
+            ticket,
+            "pro",
+            Some(Arc::new(PlanRules {
+                limits: Vec::new(),
+                components: Vec::new(),
+            })),
+        );
         assert!(matches!(cache.plan("pro"), Some(Some(_))));
     }
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use sea_orm::EntityTrait;
 use sea_orm::sqlx::postgres::PgListener;
 
-use super::cache::{Change, Ticket};
+use super::cache::{Change, PlanRules, Ticket};
 use super::entity::plan;
+use super::plans::plan_rules;
 use super::{Backend, Catalog, db_error};
-use crate::domain::{ApiKey, Error, PlanLimit, PlanName, Slug, Tenant, TenantId};
+use crate::domain::{ApiKey, Error, Slug, Tenant, TenantId};
 
 /// Pause before reconnecting a lost notification connection.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
@@ -81,21 +82,21 @@ impl Catalog {
         Ok(found)
     }
 
-    /// A plan's limits, from memory when possible; `None` when there is no such plan.
-    pub async fn cached_plan_limits(
-        &self,
-        id: &PlanName,
-    ) -> Result<Option<Arc<Vec<PlanLimit>>>, Error> {
-        if let Some(hit) = self.cache.plan(id.as_str()) {
+    /// A plan's limits and components, from memory when possible; `None` when there is no such
+    /// plan.
+    pub async fn cached_plan(&self, id: &str) -> Result<Option<Arc<PlanRules>>, Error> {
+        if let Some(hit) = self.cache.plan(id) {
             return Ok(hit);
         }
         let ticket = self.ticket();
-        let found = plan::Entity::find_by_id(id.as_str().to_owned())
+        let found = plan::Entity::find_by_id(id.to_owned())
             .one(self.conn())
             .await
             .map_err(db_error)?
-            .map(|p| Arc::new(PlanLimit::decode(&p.limits)));
-        self.cache.put_plan(ticket, id.as_str(), found.clone());
+            .map(plan_rules)
+            .transpose()?
+            .map(Arc::new);
+        self.cache.put_plan(ticket, id, found.clone());
         Ok(found)
     }
 

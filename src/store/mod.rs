@@ -44,7 +44,7 @@ use sea_orm::{
 
 pub use audit::{AuditEvent, AuditQuery};
 pub use auth_tokens::StoredToken;
-pub use cache::{CatalogCache, Change};
+pub use cache::{CatalogCache, Change, PlanRules};
 pub use components::RegisteredMigration;
 pub use drift::{DriftFinding, DriftRecord};
 pub use members::{Added, Changed};

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::cache::Change;
 use super::entity::{api_key, plan, tenant};
 use super::{Catalog, db_error, tenants};
-use crate::domain::{Error, PlanLimit, TenantId};
+use crate::domain::{Error, TenantId};
 use crate::telemetry::throttle::Throttle;
 
 /// Unrecognised payloads are logged at most once per this interval (with how many were not):
@@ -168,7 +168,9 @@ impl Catalog {
                         .one(self.conn())
                         .await
                         .map_err(db_error)?
-                        .map(|p| Arc::new(PlanLimit::decode(&p.limits)));
+                        .map(super::plans::plan_rules)
+                        .transpose()?
+                        .map(Arc::new);
                     self.count(self.cache.settle_plan(id, fresh));
                 }
                 Notice::ApiKey(id) => {

@@ -1,7 +1,7 @@
 //! Queries on the `plans` table.
 //!
-//! Every write drops the plan's cached limits ([`Change::Plan`]) before it returns, so the next
-//! quota decision on this replica reads the new limits.
+//! Every write drops the plan's cached limits and components ([`Change::Plan`]) before it
+//! returns, so the next quota decision or provisioning on this replica reads the new ones.
 
 use sea_orm::{
     ActiveValue::Set,
@@ -10,7 +10,7 @@ use sea_orm::{
     sea_query::{Expr, OnConflict},
 };
 
-use super::cache::Change;
+use super::cache::{Change, PlanRules};
 use super::entity::plan;
 use super::{Catalog, audit, db_error, is_unique_violation};
 use crate::domain::{CallContext, Error, Isolation, Plan, PlanLimit, PlanName};
@@ -60,18 +60,13 @@ impl Catalog {
         Ok(row.map(|p| p.default_isolation.as_deref().and_then(Isolation::parse)))
     }
 
-    /// The components the plan lists, in its order; `None` when there is no such plan.
+    /// The components the plan lists, in its order, from memory when possible (like its
+    /// limits); `None` when there is no such plan.
     pub async fn plan_components(&self, plan_id: &str) -> Result<Option<Vec<String>>, Error> {
-        let row = plan::Entity::find_by_id(plan_id.to_owned())
-            .one(self.conn())
-            .await
-            .map_err(db_error)?;
-        row.map(|p| {
-            serde_json::from_value(p.components).map_err(|e| {
-                Error::Internal(format!("plan {plan_id} has malformed components: {e}"))
-            })
-        })
-        .transpose()
+        Ok(self
+            .cached_plan(plan_id)
+            .await?
+            .map(|rules| rules.components.clone()))
     }
 
     pub async fn get_plan(&self, id: &PlanName) -> Result<Option<Plan>, Error> {
@@ -193,5 +188,15 @@ fn to_domain(m: plan::Model) -> Result<Plan, Error> {
         revision: m.revision,
         create_time: m.create_time,
         update_time: m.update_time,
+    })
+}
+
+/// What the catalog's cache keeps of a plan row.
+pub(super) fn plan_rules(m: plan::Model) -> Result<PlanRules, Error> {
+    let components = serde_json::from_value(m.components)
+        .map_err(|e| Error::Internal(format!("plan {} has malformed components: {e}", m.id)))?;
+    Ok(PlanRules {
+        limits: PlanLimit::decode(&m.limits),
+        components,
     })
 }

@@ -447,18 +447,26 @@ impl Catalog {
             .exec(&txn)
             .await
             .map_err(db_error)?;
-        // The components the run was of keep the error too (their version as it was).
-        tenant_component::Entity::update_many()
-            .col_expr(
+        // The components the run was of keep the error too, their version as it was; one the
+        // tenant had not installed yet gets its row now, with no version, so the fleet view
+        // counts its failure.
+        if !components.is_empty() {
+            let mut failed = mirror_upsert(&[
                 tenant_component::Column::LastError,
-                Expr::value(error.to_owned()),
-            )
-            .col_expr(tenant_component::Column::LastErrorTime, Expr::value(now))
-            .filter(tenant_component::Column::TenantId.eq(id.as_uuid()))
-            .filter(tenant_component::Column::Component.is_in(components.iter().copied()))
-            .exec(&txn)
-            .await
-            .map_err(db_error)?;
+                tenant_component::Column::LastErrorTime,
+            ]);
+            for component in components {
+                failed.values_panic([
+                    id.as_uuid().into(),
+                    (*component).into(),
+                    Option::<String>::None.into(),
+                    error.into(),
+                    now.into(),
+                    now.into(),
+                ]);
+            }
+            txn.execute(&failed).await.map_err(db_error)?;
+        }
         audit::record_failure(&txn, ctx, Some(id))
             .await
             .map_err(db_error)?;

@@ -115,12 +115,12 @@ impl Quotas {
                 ),
             });
         }
-        let plan = self.inner.catalog.cached_plan_limits(&tenant.plan).await?;
+        let plan = self.inner.catalog.cached_plan(tenant.plan.as_str()).await?;
         if plan.is_none() {
             tracing::warn!(tenant = %tenant.id, plan = %tenant.plan, "tenant's plan does not exist; only overrides limit it");
         }
         let quotas = effective_quotas(
-            plan.as_deref().map_or(&[], |p| p.as_slice()),
+            plan.as_deref().map_or(&[], |p| p.limits.as_slice()),
             &tenant.limit_overrides,
         );
         Ok((tenant, quotas))

@@ -106,11 +106,13 @@ impl Tenants {
                 None => None,
             };
             let limits = match &plan {
-                Some(plan) => self.catalog.cached_plan_limits(plan).await?,
+                Some(plan) => self.catalog.cached_plan(plan.as_str()).await?,
                 None => None,
             };
-            let known =
-                effective_quotas(limits.as_deref().map_or(&[], |l| l.as_slice()), overrides);
+            let known = effective_quotas(
+                limits.as_deref().map_or(&[], |l| l.limits.as_slice()),
+                overrides,
+            );
             for (resource, limit) in overrides {
                 let field = format!("tenant.limit_overrides[{resource}]");
                 if let Err(why) = Resource::parse(resource) {
