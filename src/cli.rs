@@ -1,5 +1,6 @@
-//! `tenant-plane migrate`: the operators' command line for tenant migrations, working on the
-//! catalog directly (no server needed; running servers help with `--all` rollouts). And
+//! `tenant-plane migrate`: the operators' command line for tenant migrations of any component,
+//! working on the catalog directly (no server needed; running servers help with `--all`
+//! rollouts) through the same services as the gRPC API. And
 //! `tenant-plane migrations push|list` ([`push`]): the applications' command line, a gRPC
 //! client of a running server, reading a component's migrations from a directory ([`dir`]).
 

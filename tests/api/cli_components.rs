@@ -104,15 +104,26 @@ async fn migrate_component_rolls_out_to_the_plans_that_list_it_and_moves_one_ten
     plan_with(&server, "suite", &["sample", "billing"]).await;
     let url = server.catalog_url.clone();
     server.stop().await;
-    let catalog = Database::connect(&url).await.expect("connect to the catalog");
+    let catalog = Database::connect(&url)
+        .await
+        .expect("connect to the catalog");
 
-    let before = migrate(&url, &["--tenant", "acme", "--component", "billing", "status"]);
+    let before = migrate(
+        &url,
+        &["--tenant", "acme", "--component", "billing", "status"],
+    );
     let to_first = migrate(
         &url,
         &["--all", "--component", "billing", "--to", BILLING[0].0],
     );
-    let first = (stored(&catalog, &acme).await, stored(&catalog, &globex).await);
-    let all = migrate(&url, &["--all", "--component", "billing", "--concurrency", "2"]);
+    let first = (
+        stored(&catalog, &acme).await,
+        stored(&catalog, &globex).await,
+    );
+    let all = migrate(
+        &url,
+        &["--all", "--component", "billing", "--concurrency", "2"],
+    );
 
     assert!(before.status.success(), "{before:?}");
     assert!(
@@ -122,7 +133,10 @@ async fn migrate_component_rolls_out_to_the_plans_that_list_it_and_moves_one_ten
     );
     assert!(stdout(&before).contains(&format!("pending  {}", BILLING[1].0)));
     assert!(to_first.status.success(), "{to_first:?}");
-    assert_eq!(first, (vec![BILLING[0].0.to_owned()], vec![BILLING[0].0.to_owned()]));
+    assert_eq!(
+        first,
+        (vec![BILLING[0].0.to_owned()], vec![BILLING[0].0.to_owned()])
+    );
     assert!(all.status.success(), "{all:?}");
     assert!(
         stdout(&all).contains(&format!("of billing to {}: 2 tenants", BILLING[1].0)),
@@ -157,11 +171,20 @@ async fn migrate_component_rolls_out_to_the_plans_that_list_it_and_moves_one_ten
     );
 
     // One tenant, back one step, read, and up again; the other tenant is not touched.
-    let down = migrate(&url, &["--tenant", "acme", "--component", "billing", "down"]);
+    let down = migrate(
+        &url,
+        &["--tenant", "acme", "--component", "billing", "down"],
+    );
     let after_down = stored(&catalog, &acme).await;
     let mirror_after_down = mirrored(&catalog, &acme, "billing").await;
-    let status = migrate(&url, &["--tenant", "acme", "--component", "billing", "status"]);
-    let history = migrate(&url, &["--tenant", "acme", "--component", "billing", "history"]);
+    let status = migrate(
+        &url,
+        &["--tenant", "acme", "--component", "billing", "status"],
+    );
+    let history = migrate(
+        &url,
+        &["--tenant", "acme", "--component", "billing", "history"],
+    );
     let sample = migrate(&url, &["--tenant", "acme", "status"]);
     let up = migrate(&url, &["--tenant", "acme", "--component", "billing", "up"]);
 
@@ -187,7 +210,11 @@ async fn migrate_component_rolls_out_to_the_plans_that_list_it_and_moves_one_ten
     );
     assert!(history.status.success(), "{history:?}");
     assert_eq!(stdout(&history).lines().count(), 1, "{}", stdout(&history));
-    assert!(stdout(&history).contains(BILLING[0].0), "{}", stdout(&history));
+    assert!(
+        stdout(&history).contains(BILLING[0].0),
+        "{}",
+        stdout(&history)
+    );
     assert!(
         stdout(&sample).contains(&format!("acme (sample): at {}", SAMPLE_MIGRATIONS[4])),
         "--component defaults to sample: {}",
@@ -213,7 +240,9 @@ async fn migrate_component_refusals_exit_non_zero_say_why_and_change_nothing() {
     plan_with(&server, "suite", &["sample", "billing"]).await;
     let url = server.catalog_url.clone();
     server.stop().await;
-    let catalog = Database::connect(&url).await.expect("connect to the catalog");
+    let catalog = Database::connect(&url)
+        .await
+        .expect("connect to the catalog");
     let before = billing(&catalog).await;
 
     let refusals = [
@@ -226,15 +255,24 @@ async fn migrate_component_refusals_exit_non_zero_say_why_and_change_nothing() {
             "component components/ghost not found",
         ),
         (
-            migrate(&url, &["--tenant", "acme", "--component", "ghost", "status"]),
+            migrate(
+                &url,
+                &["--tenant", "acme", "--component", "ghost", "status"],
+            ),
             "component components/ghost not found",
         ),
         (
-            migrate(&url, &["--tenant", "initech", "--component", "billing", "up"]),
+            migrate(
+                &url,
+                &["--tenant", "initech", "--component", "billing", "up"],
+            ),
             "the plan of tenant initech (free) does not list component billing",
         ),
         (
-            migrate(&url, &["--tenant", "initech", "--component", "billing", "down"]),
+            migrate(
+                &url,
+                &["--tenant", "initech", "--component", "billing", "down"],
+            ),
             "the plan of tenant initech (free) does not list component billing",
         ),
         (
@@ -248,14 +286,28 @@ async fn migrate_component_refusals_exit_non_zero_say_why_and_change_nothing() {
         (
             migrate(
                 &url,
-                &["--all", "--component", "billing", "--to", SAMPLE_MIGRATIONS[1]],
+                &[
+                    "--all",
+                    "--component",
+                    "billing",
+                    "--to",
+                    SAMPLE_MIGRATIONS[1],
+                ],
             ),
             "is not a migration of component 'billing'",
         ),
         (
             migrate(
                 &url,
-                &["--tenant", "acme", "--component", "billing", "up", "--to", "0009_nope"],
+                &[
+                    "--tenant",
+                    "acme",
+                    "--component",
+                    "billing",
+                    "up",
+                    "--to",
+                    "0009_nope",
+                ],
             ),
             "--to: '0009_nope' is not a migration of component 'billing'",
         ),
@@ -266,7 +318,10 @@ async fn migrate_component_refusals_exit_non_zero_say_why_and_change_nothing() {
         ),
     ];
     // A status of a component the plan does not list reads what is there and says so.
-    let unlisted = migrate(&url, &["--tenant", "initech", "--component", "billing", "status"]);
+    let unlisted = migrate(
+        &url,
+        &["--tenant", "initech", "--component", "billing", "status"],
+    );
 
     for (output, why) in &refusals {
         assert_eq!(output.status.code(), Some(1), "{output:?}");
