@@ -1,5 +1,6 @@
-//! `tenant-plane migrate`: the operators' command line for tenant migrations, working on the
-//! catalog directly (no server needed; running servers help with `--all` rollouts). And
+//! `tenant-plane migrate`: the operators' command line for tenant migrations of any component,
+//! working on the catalog directly (no server needed; running servers help with `--all`
+//! rollouts) through the same services as the gRPC API. And
 //! `tenant-plane migrations push|list` ([`push`]): the applications' command line, a gRPC
 //! client of a running server, reading a component's migrations from a directory ([`dir`]).
 
@@ -23,48 +24,29 @@ pub async fn migrate(args: MigrateArgs) -> Result<bool, String> {
         .map_err(|e| e.to_string())?;
     let services = app.services().clone();
     app.work_until(async move {
+        let component = args.component.as_str();
         if args.all {
-            return roll_out(&services, args.to.unwrap_or_default(), args.concurrency).await;
+            return roll_out(
+                &services,
+                component,
+                args.to.unwrap_or_default(),
+                args.concurrency,
+            )
+            .await;
         }
         let name = args.tenant.unwrap_or_default();
         let target = TenantRef::parse(&format!("tenants/{name}"), "--tenant").map_err(describe)?;
+        let one = One {
+            services: &services,
+            target: &target,
+            name: &name,
+            component,
+        };
         match args.action.unwrap_or(MigrateAction::Status) {
-            MigrateAction::Status => {
-                let status = services
-                    .migrations
-                    .status(&target, "")
-                    .await
-                    .map_err(describe)?;
-                println!(
-                    "{}: at {}",
-                    name,
-                    status.current_version().unwrap_or("(none)")
-                );
-                for pending in &status.pending {
-                    println!("  pending  {pending}");
-                }
-                if let Some(error) = &status.last_error {
-                    println!("  last error: {error}");
-                }
-                Ok(true)
-            }
-            MigrateAction::History => {
-                let status = services
-                    .migrations
-                    .status(&target, "")
-                    .await
-                    .map_err(describe)?;
-                for (version, at) in &status.applied {
-                    println!("{}  {version}", at.format("%Y-%m-%d %H:%M:%S UTC"));
-                }
-                Ok(true)
-            }
-            MigrateAction::Up { to } => {
-                migrate_one(&services, &target, &name, to, Direction::Up).await
-            }
-            MigrateAction::Down { to } => {
-                migrate_one(&services, &target, &name, to, Direction::Down).await
-            }
+            MigrateAction::Status => one.status(false).await,
+            MigrateAction::History => one.status(true).await,
+            MigrateAction::Up { to } => one.migrate(to, Direction::Up).await,
+            MigrateAction::Down { to } => one.migrate(to, Direction::Down).await,
         }
     })
     .await
@@ -76,49 +58,93 @@ fn operator() -> CallContext {
     CallContext::system()
 }
 
-async fn migrate_one(
-    services: &crate::grpc::Services,
-    target: &TenantRef,
-    name: &str,
-    to: Option<String>,
-    direction: Direction,
-) -> Result<bool, String> {
-    {
-        {
-            let done = services
-                .migrations
-                .migrate(
-                    &operator(),
-                    target,
-                    "",
-                    to.as_deref().unwrap_or(""),
-                    direction,
-                    None,
-                )
-                .await
-                .map_err(describe)?;
-            for version in &done.ran {
-                println!(
-                    "{} {version}",
-                    if direction == Direction::Up {
-                        "applied "
-                    } else {
-                        "reverted"
-                    }
-                );
+/// One tenant's component, as `--tenant` and `--component` name it.
+struct One<'a> {
+    services: &'a crate::grpc::Services,
+    target: &'a TenantRef,
+    name: &'a str,
+    component: &'a str,
+}
+
+impl One<'_> {
+    /// `status`, or with `history` every applied migration with its time. A component the
+    /// tenant's plan does not list is shown too (it may still be installed), with a note that
+    /// `up` and `down` would be refused.
+    async fn status(&self, history: bool) -> Result<bool, String> {
+        let migrations = &self.services.migrations;
+        let status = migrations
+            .status(self.target, self.component)
+            .await
+            .map_err(describe)?;
+        if history {
+            for (version, at) in &status.applied {
+                println!("{}  {version}", at.format("%Y-%m-%d %H:%M:%S UTC"));
             }
+        } else {
             println!(
-                "{name}: now at {} ({} ms)",
-                done.status.current_version().unwrap_or("(none)"),
-                done.duration.as_millis()
+                "{} ({}): at {}",
+                self.name,
+                status.component,
+                status.current_version().unwrap_or("(none)")
             );
-            Ok(true)
+            for pending in &status.pending {
+                println!("  pending  {pending}");
+            }
+            if let Some(error) = &status.last_error {
+                println!("  last error: {error}");
+            }
         }
+        let listed = migrations
+            .plan_lists(self.target, self.component)
+            .await
+            .map_err(describe)?;
+        if !listed {
+            eprintln!(
+                "note: the plan of tenant {} does not list component {}: up and down are refused",
+                self.name, status.component
+            );
+        }
+        Ok(true)
+    }
+
+    async fn migrate(&self, to: Option<String>, direction: Direction) -> Result<bool, String> {
+        let done = self
+            .services
+            .migrations
+            .migrate(
+                &operator(),
+                self.target,
+                self.component,
+                to.as_deref().unwrap_or(""),
+                direction,
+                None,
+            )
+            .await
+            .map_err(describe)?;
+        for version in &done.ran {
+            println!(
+                "{} {version}",
+                if direction == Direction::Up {
+                    "applied "
+                } else {
+                    "reverted"
+                }
+            );
+        }
+        println!(
+            "{} ({}): now at {} ({} ms)",
+            self.name,
+            done.status.component,
+            done.status.current_version().unwrap_or("(none)"),
+            done.duration.as_millis()
+        );
+        Ok(true)
     }
 }
 
 async fn roll_out(
     services: &crate::grpc::Services,
+    component: &str,
     to: String,
     concurrency: Option<u32>,
 ) -> Result<bool, String> {
@@ -127,7 +153,7 @@ async fn roll_out(
         .start(
             &operator(),
             StartRolloutInput {
-                component: String::new(),
+                component: component.to_owned(),
                 target_version: to,
                 selector: SelectorInput::All(true),
                 max_concurrency: concurrency.map_or(0, |c| c.min(i32::MAX as u32) as i32),
@@ -143,8 +169,9 @@ async fn roll_out(
         .await
         .map_err(describe)?;
     println!(
-        "rollout {} to {}: {} tenants",
+        "rollout {} of {} to {}: {} tenants",
         rollout.id,
+        rollout.component,
         rollout.target_version,
         rollout.counts.total()
     );
@@ -186,6 +213,24 @@ async fn roll_out(
     Ok(ended.state == RolloutState::Succeeded)
 }
 
+/// The error as the command's user should read it: a refused field is named by the flag that
+/// gave it (the services name the API's fields).
 fn describe(error: Error) -> String {
-    error.to_string()
+    match error {
+        Error::InvalidArgument(violations) => Error::InvalidArgument(
+            violations
+                .into_iter()
+                .map(|mut v| {
+                    v.field = match v.field.as_str() {
+                        "target_version" => "--to".to_owned(),
+                        "max_concurrency" => "--concurrency".to_owned(),
+                        _ => v.field,
+                    };
+                    v
+                })
+                .collect(),
+        )
+        .to_string(),
+        other => other.to_string(),
+    }
 }

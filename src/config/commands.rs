@@ -27,8 +27,9 @@ pub enum Command {
     /// Used by the container health check.
     Health(HealthArgs),
     /// Inspect and run tenant migrations directly against the catalog, like
-    /// `alembic -x tenant=...`: `migrate --tenant acme status|up|down|history`, or
-    /// `migrate --all [--concurrency N]` to roll the latest version out to every tenant.
+    /// `alembic -x tenant=...`: `migrate --tenant acme [--component billing]
+    /// status|up|down|history`, or `migrate --all [--component billing] [--concurrency N]` to
+    /// roll a component's latest version out to every tenant whose plan lists it.
     Migrate(Box<MigrateArgs>),
     /// A component's migrations on a running server, over gRPC with a token: `migrations push
     /// --component billing --dir ./db/tenant` registers a directory's new migrations (what an
@@ -44,13 +45,19 @@ pub struct MigrateArgs {
     /// The tenant (slug or id) to act on.
     #[arg(long, conflicts_with = "all", required_unless_present = "all")]
     pub tenant: Option<String>,
-    /// Roll the latest version (or --to) out to every tenant, with a progress display.
+    /// Roll the component's latest version (or --to) out to every tenant whose plan lists
+    /// it, with a progress display.
     #[arg(long)]
     pub all: bool,
+    /// The component to act on, by id: `sample` (the compiled one) or one registered with
+    /// `migrations push`. One that is not registered is refused; so are `up` and `down` of
+    /// one the tenant's plan does not list.
+    #[arg(long, default_value = crate::domain::SAMPLE)]
+    pub component: String,
     /// Tenants migrated at once with --all (default: TENANT_PLANE_ROLLOUT_CONCURRENCY).
     #[arg(long)]
     pub concurrency: Option<u32>,
-    /// Target version with --all (default: the latest).
+    /// Target version with --all, one of the component's migrations (default: its latest).
     #[arg(long, requires = "all")]
     pub to: Option<String>,
     #[command(subcommand)]

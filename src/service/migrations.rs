@@ -141,15 +141,33 @@ impl Migrations {
         })
     }
 
-    /// Refuses a component the tenant's plan does not list: its tables would be made in a
-    /// tenant whose plan does not give them.
-    pub(super) async fn listed(&self, tenant: &Tenant, component: &str) -> Result<(), Error> {
+    /// Whether the plan of the tenant lists `component` (empty: the compiled one), that is,
+    /// whether [`Self::migrate`] would move it. [`Self::status`] answers for any registered
+    /// component, since one dropped from a plan may still be installed in the tenant's
+    /// storage; this lets its reader say that migrating it would be refused.
+    pub async fn plan_lists(&self, target: &TenantRef, component: &str) -> Result<bool, Error> {
+        let tenant = load(&self.catalog, target).await?;
+        let component = if component.is_empty() {
+            SAMPLE
+        } else {
+            component
+        };
+        self.lists(&tenant, component).await
+    }
+
+    async fn lists(&self, tenant: &Tenant, component: &str) -> Result<bool, Error> {
         let listed = self
             .catalog
             .plan_components(tenant.plan.as_str())
             .await?
             .unwrap_or_default();
-        if listed.iter().any(|c| c == component) {
+        Ok(listed.iter().any(|c| c == component))
+    }
+
+    /// Refuses a component the tenant's plan does not list: its tables would be made in a
+    /// tenant whose plan does not give them.
+    pub(super) async fn listed(&self, tenant: &Tenant, component: &str) -> Result<(), Error> {
+        if self.lists(tenant, component).await? {
             return Ok(());
         }
         Err(Error::FailedPrecondition {

@@ -2,7 +2,7 @@
 
 use crate::support::{Db, TestServer, create};
 
-fn migrate(catalog: &str, args: &[&str]) -> std::process::Output {
+pub fn migrate(catalog: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tenant-plane"))
         .env_clear()
         .env("DATABASE_URL", catalog)
@@ -13,7 +13,7 @@ fn migrate(catalog: &str, args: &[&str]) -> std::process::Output {
         .expect("run tenant-plane migrate")
 }
 
-fn stdout(output: &std::process::Output) -> String {
+pub fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

@@ -14,6 +14,7 @@ mod auth_bootstrap;
 mod auth_tls;
 mod cache;
 mod cli;
+mod cli_components;
 mod client;
 mod client_axum;
 mod client_layer;
