@@ -123,7 +123,7 @@ pub async fn provisioned_on(server: &TestServer, slug: &str, plan: &str) -> prot
         .unwrap_or(tenant)
 }
 
-async fn migrate(
+pub async fn migrate(
     server: &TestServer,
     tenant: &str,
     component: &str,

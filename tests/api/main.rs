@@ -25,6 +25,7 @@ mod components_runs;
 mod drift;
 mod envoy;
 mod example_messages;
+mod fleet_view;
 mod members;
 mod members_refusals;
 mod members_users;
