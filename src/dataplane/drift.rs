@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use sea_orm::{Database, DatabaseTransaction, DbErr, TransactionTrait};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::handles::Address;
@@ -53,7 +54,18 @@ pub struct Drift {
     /// [`Shape::fingerprint`] of the tenant's storage.
     pub actual: String,
     /// How the storage differs from the expected shape; empty when it does not.
-    pub differences: Vec<Difference>,
+    pub differences: Vec<Attributed>,
+}
+
+/// A [`Difference`] with the set (component) whose migrations made what it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributed {
+    #[serde(flatten)]
+    pub difference: Difference,
+    /// The [`Applied::set`] whose migrations made the table the difference is on; `None` when
+    /// no set made it (an extra table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
 }
 
 impl Drift {
@@ -316,7 +328,13 @@ fn compare(expected: &Shape, actual: &Shape) -> Drift {
     Drift {
         expected: expected.fingerprint(),
         actual: actual.fingerprint(),
-        differences: differences(expected, actual),
+        differences: differences(expected, actual)
+            .into_iter()
+            .map(|difference| Attributed {
+                difference,
+                component: None,
+            })
+            .collect(),
     }
 }
 

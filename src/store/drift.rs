@@ -27,7 +27,11 @@ pub struct DriftRecord {
 /// What a check that could be made found.
 #[derive(Debug, Clone)]
 pub struct DriftFinding {
-    pub differences: Vec<String>,
+    /// Each difference as a JSON object: what kind of change (`change`), on which object
+    /// (`object`, `table`, `name`), for a changed one what of it (`what`, `actual`,
+    /// `expected`), the component that made it (`component`, when one did) and the sentence
+    /// (`description`). Nothing reads them back: they are for people querying the catalog.
+    pub differences: Vec<serde_json::Value>,
     pub expected_fingerprint: String,
     pub actual_fingerprint: String,
 }

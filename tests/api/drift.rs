@@ -48,10 +48,53 @@ fn finding<'a>(
 fn assert_clean(drift: &proto::TenantDrift) {
     assert!(!drift.drifted, "{drift:#?}");
     assert!(drift.differences.is_empty(), "{drift:#?}");
+    assert!(drift.difference_details.is_empty(), "{drift:#?}");
     assert!(drift.error.is_empty(), "{drift:#?}");
     assert_eq!(drift.expected_fingerprint, drift.actual_fingerprint);
     assert_eq!(drift.expected_fingerprint.len(), 64);
     assert!(drift.check_time.is_some());
+}
+
+/// A difference's fields, in the order of `DriftDifference` (description left out: it is
+/// `differences`' sentence, asserted there).
+type Detail<'a> = (
+    proto::DriftChange,
+    proto::DriftObject,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
+#[track_caller]
+fn details(drift: &proto::TenantDrift) -> Vec<Detail<'_>> {
+    assert_eq!(
+        drift
+            .difference_details
+            .iter()
+            .map(|d| d.description.as_str())
+            .collect::<Vec<_>>(),
+        drift.differences,
+        "one detail per sentence, in the same order"
+    );
+    drift
+        .difference_details
+        .iter()
+        .map(|d| {
+            (
+                d.change(),
+                d.object(),
+                d.table.as_str(),
+                d.name.as_str(),
+                d.aspect.as_str(),
+                d.actual.as_str(),
+                d.expected.as_str(),
+                d.component.as_str(),
+            )
+        })
+        .collect()
 }
 
 /// Runs `sql` on the catalog database as its superuser (a hand-made change).
@@ -132,6 +175,33 @@ async fn a_hand_made_change_in_one_schema_is_reported_and_the_other_tenant_is_cl
             "column users.name is text, expected character varying(200)",
         ]
     );
+    use proto::{DriftChange as C, DriftObject as O};
+    assert_eq!(
+        details(drifted),
+        [
+            (C::Missing, O::Column, "audit_log", "actor", "", "", "", ""),
+            (
+                C::Extra,
+                O::Index,
+                "messages",
+                "messages_tmp_idx",
+                "",
+                "",
+                "",
+                ""
+            ),
+            (
+                C::Changed,
+                O::Column,
+                "users",
+                "name",
+                "type",
+                "text",
+                "character varying(200)",
+                ""
+            ),
+        ]
+    );
     assert_ne!(drifted.expected_fingerprint, drifted.actual_fingerprint);
     let clean = finding(&after, &globex);
     assert_clean(clean);
@@ -141,10 +211,20 @@ async fn a_hand_made_change_in_one_schema_is_reported_and_the_other_tenant_is_cl
     );
     let (flag, differences) = recorded(&server, &acme).await.expect("a record");
     assert!(flag, "the catalog records the drift");
-    assert!(
-        differences.contains("extra index messages_tmp_idx on messages"),
-        "{differences}"
+    let differences: serde_json::Value = serde_json::from_str(&differences).expect("JSON");
+    assert_eq!(
+        differences[1],
+        serde_json::json!({
+            "change": "extra",
+            "object": "index",
+            "table": "messages",
+            "name": "messages_tmp_idx",
+            "description": "extra index messages_tmp_idx on messages",
+        }),
+        "the catalog records each difference as an object"
     );
+    assert_eq!(differences[2]["what"], "type", "{differences}");
+    assert_eq!(differences[2]["actual"], "text", "{differences}");
     assert_eq!(recorded(&server, &globex).await.map(|r| r.0), Some(false));
 
     let only = server
@@ -300,6 +380,19 @@ async fn an_sqlite_tenant_file_is_checked_against_an_in_memory_reference() {
     assert_eq!(
         finding(&after, &file).differences,
         ["extra index users_tmp_idx on users"]
+    );
+    assert_eq!(
+        details(finding(&after, &file)),
+        [(
+            proto::DriftChange::Extra,
+            proto::DriftObject::Index,
+            "users",
+            "users_tmp_idx",
+            "",
+            "",
+            "",
+            ""
+        )]
     );
     assert_eq!(recorded(&server, &file).await.map(|r| r.0), Some(true));
     server.stop().await;
