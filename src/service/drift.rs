@@ -1,7 +1,8 @@
 //! Drift checks: whether tenants' storage still has the shape their applied migrations produce
 //! (the comparison is the data plane's, [`DriftChecker`]), for one tenant, a selection, or the
 //! fleet on an interval; each check is recorded in the catalog, which the fleet's count of
-//! drifted tenants (a metric) is read from.
+//! drifted tenants (a metric) is read from, with which of the tenant's components drifted (the
+//! ones a difference is attributed to), which the fleet's counts per component are read from.
 //!
 //! A tenant is expected to have, of each component the catalog mirrors for it
 //! (`tenant_components`), the migrations up to its mirrored version, applied component after
@@ -64,6 +65,20 @@ pub struct Checked {
     /// The differences as the catalog records them: the data plane's (tagged by their kind of
     /// change), with their component and sentence.
     recorded: Vec<serde_json::Value>,
+}
+
+impl Checked {
+    /// The components at least one difference is attributed to, each once.
+    fn drifted_components(&self) -> Vec<String> {
+        let mut components: Vec<String> = self
+            .differences
+            .iter()
+            .filter_map(|d| d.component.clone())
+            .collect();
+        components.sort();
+        components.dedup();
+        components
+    }
 }
 
 /// The kind of object a difference is about.
@@ -272,6 +287,7 @@ impl Drifts {
                         .as_ref()
                         .map(|c| DriftFinding {
                             differences: c.recorded.clone(),
+                            drifted_components: c.drifted_components(),
                             expected_fingerprint: c.expected_fingerprint.clone(),
                             actual_fingerprint: c.actual_fingerprint.clone(),
                         })

@@ -106,7 +106,7 @@ pub async fn plan_with(server: &TestServer, plan: &str, components: &[&str]) {
 }
 
 /// Creates a tenant on `plan` and provisions it.
-async fn provisioned_on(server: &TestServer, slug: &str, plan: &str) -> proto::Tenant {
+pub async fn provisioned_on(server: &TestServer, slug: &str, plan: &str) -> proto::Tenant {
     let tenant = server
         .tenants()
         .create_tenant(proto::CreateTenantRequest {
