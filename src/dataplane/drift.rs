@@ -13,13 +13,19 @@
 //! each migration, the tenant column and policies it gets when migrated for real
 //! ([`super::shared::secure`]), so its reference has them too.
 //!
+//! Each difference is attributed to the set whose migrations made the table it is on: the
+//! reference is built set by set, and the tables present after a set that were not before it
+//! are that set's. With several sets that costs one more read of the scratch schema per set but
+//! the last, made only when a reference is built, never per tenant checked.
+//!
 //! Reading a tenant's actual shape costs one query (two round trips with the `search_path`)
 //! per schema; [`DriftChecker::check_many`] reads many SCHEMA tenants in one transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use sea_orm::{Database, DatabaseTransaction, DbErr, TransactionTrait};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::handles::Address;
@@ -53,7 +59,18 @@ pub struct Drift {
     /// [`Shape::fingerprint`] of the tenant's storage.
     pub actual: String,
     /// How the storage differs from the expected shape; empty when it does not.
-    pub differences: Vec<Difference>,
+    pub differences: Vec<Attributed>,
+}
+
+/// A [`Difference`] with the set (component) whose migrations made what it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributed {
+    #[serde(flatten)]
+    pub difference: Difference,
+    /// The [`Applied::set`] whose migrations made the table the difference is on; `None` when
+    /// no set made it (an extra table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
 }
 
 impl Drift {
@@ -75,8 +92,27 @@ enum Flavour {
 /// docs); cheap to share.
 pub struct DriftChecker {
     dataplane: Arc<DataPlane>,
-    /// Reference shapes by [`reference_key`].
-    references: Mutex<HashMap<String, Arc<Shape>>>,
+    /// References by [`reference_key`].
+    references: Mutex<HashMap<String, Arc<Reference>>>,
+}
+
+/// The shape a tenant's applied migrations produce, with which set made each table.
+#[derive(Debug)]
+struct Reference {
+    shape: Shape,
+    /// Table name → the [`Applied::set`] whose migrations created it.
+    makers: BTreeMap<String, String>,
+}
+
+impl Reference {
+    /// Notes, as made by `set`, the tables of `so_far` no earlier set made.
+    fn made(&mut self, so_far: &Shape, set: &str) {
+        for table in so_far.tables.keys() {
+            if !self.makers.contains_key(table) {
+                self.makers.insert(table.clone(), set.to_owned());
+            }
+        }
+    }
 }
 
 impl DriftChecker {
@@ -195,11 +231,11 @@ impl DriftChecker {
     }
 
     /// The shape `applied` produces in the tenant's kind of storage, built once and kept.
-    pub async fn expected(
+    async fn expected(
         &self,
         storage: &Storage,
         applied: &[Applied<'_>],
-    ) -> Result<Arc<Shape>, Error> {
+    ) -> Result<Arc<Reference>, Error> {
         let flavour = match (storage.isolation, self.dataplane.backend) {
             (_, Backend::Sqlite) => Flavour::Sqlite,
             (Isolation::Shared, Backend::Postgres) => Flavour::Shared,
@@ -209,7 +245,7 @@ impl DriftChecker {
         if let Some(shape) = self.cached().get(&key) {
             return Ok(shape.clone());
         }
-        let shape = Arc::new(match flavour {
+        let reference = Arc::new(match flavour {
             Flavour::Sqlite => sqlite_reference(applied).await?,
             Flavour::Postgres | Flavour::Shared => {
                 self.postgres_reference(applied, flavour == Flavour::Shared)
@@ -220,11 +256,11 @@ impl DriftChecker {
         if cache.len() >= MAX_REFERENCES {
             cache.clear();
         }
-        cache.insert(key, shape.clone());
-        Ok(shape)
+        cache.insert(key, reference.clone());
+        Ok(reference)
     }
 
-    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Shape>>> {
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Reference>>> {
         // Every use of the map is one call on it: a panic elsewhere cannot leave it half-changed.
         self.references
             .lock()
@@ -237,7 +273,7 @@ impl DriftChecker {
         &self,
         applied: &[Applied<'_>],
         shared_schema: bool,
-    ) -> Result<Shape, Error> {
+    ) -> Result<Reference, Error> {
         let scratch = format!("tenant_plane_drift_{}", uuid::Uuid::now_v7().simple());
         let txn = self.dataplane.catalog_db.begin().await.map_err(db_error)?;
         let built = async {
@@ -250,7 +286,16 @@ impl DriftChecker {
             )
             .await?;
             let mut batch = Batch::default();
-            for set in applied {
+            let mut reference = Reference {
+                shape: Shape::default(),
+                makers: BTreeMap::new(),
+            };
+            for (i, set) in applied.iter().enumerate() {
+                if i > 0 {
+                    // The tables of the sets before this one, read before it runs.
+                    batch.send(&txn).await.map_err(reference_failed)?;
+                    reference.made(&scratch_shape(&txn, &scratch).await?, applied[i - 1].set);
+                }
                 if shared_schema {
                     shared::up(
                         &txn,
@@ -270,9 +315,12 @@ impl DriftChecker {
                 }
             }
             batch.send(&txn).await.map_err(reference_failed)?;
-            read::postgres(&txn, &scratch)
-                .await?
-                .ok_or_else(|| Error::Internal("the scratch schema of a reference is gone".into()))
+            let shape = scratch_shape(&txn, &scratch).await?;
+            if let Some(last) = applied.last() {
+                reference.made(&shape, last.set);
+            }
+            reference.shape = shape;
+            Ok(reference)
         }
         .await;
         txn.rollback().await.map_err(db_error)?;
@@ -280,23 +328,36 @@ impl DriftChecker {
     }
 }
 
+async fn scratch_shape(txn: &DatabaseTransaction, scratch: &str) -> Result<Shape, Error> {
+    read::postgres(txn, scratch)
+        .await?
+        .ok_or_else(|| Error::Internal("the scratch schema of a reference is gone".into()))
+}
+
 /// A reference built in an in-memory SQLite database, gone with its connection.
-async fn sqlite_reference(applied: &[Applied<'_>]) -> Result<Shape, Error> {
+async fn sqlite_reference(applied: &[Applied<'_>]) -> Result<Reference, Error> {
     let conn = Database::connect("sqlite::memory:")
         .await
         .map_err(db_error)?;
     let built = async {
         let txn = conn.begin().await.map_err(db_error)?;
         let mut batch = Batch::default();
+        let mut reference = Reference {
+            shape: Shape::default(),
+            makers: BTreeMap::new(),
+        };
         for set in applied {
             set.migrations
                 .up(&txn, 0, set.count, &mut batch)
                 .await
                 .map_err(reference_failed)?;
+            // An in-memory read, with no round trip: after every set.
+            let shape = read::sqlite(&txn).await?;
+            reference.made(&shape, set.set);
+            reference.shape = shape;
         }
-        let shape = read::sqlite(&txn).await?;
         txn.rollback().await.map_err(db_error)?;
-        Ok(shape)
+        Ok(reference)
     }
     .await;
     let _ = conn.close().await;
@@ -312,11 +373,17 @@ async fn schema_shape(txn: &DatabaseTransaction, storage: &Storage) -> Result<Sh
         .ok_or_else(|| not_provisioned(storage))
 }
 
-fn compare(expected: &Shape, actual: &Shape) -> Drift {
+fn compare(expected: &Reference, actual: &Shape) -> Drift {
     Drift {
-        expected: expected.fingerprint(),
+        expected: expected.shape.fingerprint(),
         actual: actual.fingerprint(),
-        differences: differences(expected, actual),
+        differences: differences(&expected.shape, actual)
+            .into_iter()
+            .map(|difference| Attributed {
+                component: expected.makers.get(difference.table()).cloned(),
+                difference,
+            })
+            .collect(),
     }
 }
 

@@ -52,7 +52,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use crate::clock::Clock;
 use crate::db::{Backend, PoolUsage, db_error};
 use crate::domain::{DbRoleName, Error, Isolation, TenantId};
-pub use drift::{Applied, Drift, DriftChecker};
+pub use drift::{Applied, Attributed, Drift, DriftChecker};
 pub use dry_run::{DryRun, PlannedBody, PlannedMigration};
 use handles::{Address, TenantHandles};
 pub use migrator::{MigrationSource, SqlMigration, Target, TenantMigrations};

@@ -119,6 +119,29 @@ pub enum Difference {
     },
 }
 
+impl Difference {
+    pub fn object(&self) -> Object {
+        match self {
+            Difference::Extra { object, .. }
+            | Difference::Missing { object, .. }
+            | Difference::Changed { object, .. } => *object,
+        }
+    }
+
+    /// The table the object belongs to (the table itself for a table).
+    pub fn table(&self) -> &str {
+        table_of(self)
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Difference::Extra { name, .. }
+            | Difference::Missing { name, .. }
+            | Difference::Changed { name, .. } => name,
+        }
+    }
+}
+
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn named(

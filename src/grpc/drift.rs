@@ -5,7 +5,10 @@ use tonic::Status;
 
 use super::convert;
 use crate::proto;
-use crate::service::{DriftScope, Drifts, SelectorInput, TenantDrift, TenantRef};
+use crate::service::{
+    DriftChange, DriftDifference, DriftObject, DriftScope, Drifts, SelectorInput, TenantDrift,
+    TenantRef,
+};
 
 pub(super) async fn check_drift(
     drifts: &Drifts,
@@ -52,11 +55,42 @@ fn tenant_drift(drift: TenantDrift) -> proto::TenantDrift {
     };
     match drift.outcome {
         Ok(checked) => {
-            wire.differences = checked.differences;
+            wire.differences = checked
+                .differences
+                .iter()
+                .map(|d| d.description.clone())
+                .collect();
+            wire.difference_details = checked.differences.into_iter().map(difference).collect();
             wire.expected_fingerprint = checked.expected_fingerprint;
             wire.actual_fingerprint = checked.actual_fingerprint;
         }
         Err(error) => wire.error = error,
     }
     wire
+}
+
+fn difference(found: DriftDifference) -> proto::DriftDifference {
+    let change = match found.change {
+        DriftChange::Extra => proto::DriftChange::Extra,
+        DriftChange::Missing => proto::DriftChange::Missing,
+        DriftChange::Changed => proto::DriftChange::Changed,
+    };
+    let object = match found.object {
+        DriftObject::Table => proto::DriftObject::Table,
+        DriftObject::Column => proto::DriftObject::Column,
+        DriftObject::Index => proto::DriftObject::Index,
+        DriftObject::Constraint => proto::DriftObject::Constraint,
+        DriftObject::Policy => proto::DriftObject::Policy,
+    };
+    proto::DriftDifference {
+        change: change as i32,
+        object: object as i32,
+        table: found.table,
+        name: found.name,
+        aspect: found.aspect,
+        actual: found.actual,
+        expected: found.expected,
+        component: found.component.unwrap_or_default(),
+        description: found.description,
+    }
 }

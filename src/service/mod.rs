@@ -28,7 +28,10 @@ pub use components::{
     parse_component_name, parse_migration_name,
 };
 pub use credentials::Credentials;
-pub use drift::{Checked, DriftScope, DriftSummary, Drifts, TenantDrift};
+pub use drift::{
+    Checked, DriftChange, DriftDifference, DriftObject, DriftScope, DriftSummary, Drifts,
+    TenantDrift,
+};
 pub use fleet::{ComponentFleet, Fleet, FleetStatus};
 pub use jobs::{Job, JobPasses, run_purge_job};
 pub use members::{AddMemberInput, Members, parse_etag};

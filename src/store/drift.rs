@@ -1,14 +1,15 @@
 //! Tenants' last drift checks (`tenant_drift`): one row per tenant, replaced by each check, so
-//! the fleet's drifted tenants are counted from the catalog alone.
+//! the fleet's drifted tenants are counted from the catalog alone; and, with each, which of the
+//! tenant's components drifted (`tenant_components.drifted`), so they are counted per component.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
-    sea_query::{Alias, OnConflict, Query},
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait,
+    sea_query::{Alias, Expr, OnConflict, Query},
 };
 
-use super::entity::tenant;
+use super::entity::{tenant, tenant_component};
 use super::tenants::to_domain;
 use super::{Catalog, db_error};
 use crate::domain::{Error, Selector, Tenant, TenantId, TenantState};
@@ -27,7 +28,14 @@ pub struct DriftRecord {
 /// What a check that could be made found.
 #[derive(Debug, Clone)]
 pub struct DriftFinding {
-    pub differences: Vec<String>,
+    /// Each difference as a JSON object: what kind of change (`change`), on which object
+    /// (`object`, `table`, `name`), for a changed one what of it (`what`, `actual`,
+    /// `expected`), the component that made it (`component`, when one did) and the sentence
+    /// (`description`). Nothing reads them back: they are for people querying the catalog.
+    pub differences: Vec<serde_json::Value>,
+    /// The tenant's components at least one difference is attributed to: their rows of
+    /// `tenant_components` are marked drifted, the tenant's other rows not.
+    pub drifted_components: Vec<String>,
     pub expected_fingerprint: String,
     pub actual_fingerprint: String,
 }
@@ -63,8 +71,9 @@ impl Catalog {
         rows.into_iter().map(to_domain).collect()
     }
 
-    /// Records checks, replacing each tenant's previous one; a check that could not be made
-    /// keeps the previous finding and records only its time and error.
+    /// Records checks, replacing each tenant's previous one, and marks the tenant's components
+    /// drifted or not, in one transaction; a check that could not be made keeps the previous
+    /// finding and marks, and records only its time and error.
     pub async fn record_drift(&self, records: &[DriftRecord]) -> Result<(), Error> {
         let col = |name: &str| Alias::new(name);
         let mut found = Query::insert();
@@ -105,11 +114,25 @@ impl Catalog {
                     .to_owned(),
             );
         let (mut any_found, mut any_failed) = (false, false);
+        // Components of checked tenants: the clean ones' marks are cleared (only rows marked
+        // are written), then the drifted ones' set.
+        let mut checked = Vec::new();
+        let mut drifted = Condition::any();
+        let mut any_drifted = false;
         for record in records {
             let tenant = record.tenant.as_uuid();
             match &record.outcome {
                 Ok(finding) => {
                     any_found = true;
+                    checked.push(tenant);
+                    for component in &finding.drifted_components {
+                        any_drifted = true;
+                        drifted = drifted.add(
+                            Condition::all()
+                                .add(tenant_component::Column::TenantId.eq(tenant))
+                                .add(tenant_component::Column::Component.eq(component.as_str())),
+                        );
+                    }
                     found
                         .values([
                             tenant.into(),
@@ -136,12 +159,30 @@ impl Catalog {
                 }
             }
         }
+        let txn = self.conn().begin().await.map_err(db_error)?;
         for (any, statement) in [(any_found, found), (any_failed, failed)] {
             if any {
-                self.conn().execute(&statement).await.map_err(db_error)?;
+                txn.execute(&statement).await.map_err(db_error)?;
             }
         }
-        Ok(())
+        if any_found {
+            tenant_component::Entity::update_many()
+                .col_expr(tenant_component::Column::Drifted, Expr::value(false))
+                .filter(tenant_component::Column::TenantId.is_in(checked))
+                .filter(tenant_component::Column::Drifted.eq(true))
+                .exec(&txn)
+                .await
+                .map_err(db_error)?;
+        }
+        if any_drifted {
+            tenant_component::Entity::update_many()
+                .col_expr(tenant_component::Column::Drifted, Expr::value(true))
+                .filter(drifted)
+                .exec(&txn)
+                .await
+                .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)
     }
 
     /// Tenants that are not deleted whose last drift check found their storage drifted.

@@ -9,7 +9,9 @@ use tenant_plane::service::Job;
 use tonic::{Code, Status};
 
 use crate::api_keys::create_key;
+use crate::components_runs::{plan_with, provisioned_on, register};
 use crate::metrics::{get, samples};
+use crate::on_both;
 use crate::support::{Db, MigrationServiceClient, TestServer, create};
 
 async fn try_check(server: &TestServer, scope: Scope) -> Result<proto::CheckDriftResponse, Status> {
@@ -48,10 +50,53 @@ fn finding<'a>(
 fn assert_clean(drift: &proto::TenantDrift) {
     assert!(!drift.drifted, "{drift:#?}");
     assert!(drift.differences.is_empty(), "{drift:#?}");
+    assert!(drift.difference_details.is_empty(), "{drift:#?}");
     assert!(drift.error.is_empty(), "{drift:#?}");
     assert_eq!(drift.expected_fingerprint, drift.actual_fingerprint);
     assert_eq!(drift.expected_fingerprint.len(), 64);
     assert!(drift.check_time.is_some());
+}
+
+/// A difference's fields, in the order of `DriftDifference` (description left out: it is
+/// `differences`' sentence, asserted there).
+type Detail<'a> = (
+    proto::DriftChange,
+    proto::DriftObject,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
+#[track_caller]
+fn details(drift: &proto::TenantDrift) -> Vec<Detail<'_>> {
+    assert_eq!(
+        drift
+            .difference_details
+            .iter()
+            .map(|d| d.description.as_str())
+            .collect::<Vec<_>>(),
+        drift.differences,
+        "one detail per sentence, in the same order"
+    );
+    drift
+        .difference_details
+        .iter()
+        .map(|d| {
+            (
+                d.change(),
+                d.object(),
+                d.table.as_str(),
+                d.name.as_str(),
+                d.aspect.as_str(),
+                d.actual.as_str(),
+                d.expected.as_str(),
+                d.component.as_str(),
+            )
+        })
+        .collect()
 }
 
 /// Runs `sql` on the catalog database as its superuser (a hand-made change).
@@ -132,6 +177,42 @@ async fn a_hand_made_change_in_one_schema_is_reported_and_the_other_tenant_is_cl
             "column users.name is text, expected character varying(200)",
         ]
     );
+    use proto::{DriftChange as C, DriftObject as O};
+    assert_eq!(
+        details(drifted),
+        [
+            (
+                C::Missing,
+                O::Column,
+                "audit_log",
+                "actor",
+                "",
+                "",
+                "",
+                "sample"
+            ),
+            (
+                C::Extra,
+                O::Index,
+                "messages",
+                "messages_tmp_idx",
+                "",
+                "",
+                "",
+                "sample"
+            ),
+            (
+                C::Changed,
+                O::Column,
+                "users",
+                "name",
+                "type",
+                "text",
+                "character varying(200)",
+                "sample"
+            ),
+        ]
+    );
     assert_ne!(drifted.expected_fingerprint, drifted.actual_fingerprint);
     let clean = finding(&after, &globex);
     assert_clean(clean);
@@ -141,10 +222,21 @@ async fn a_hand_made_change_in_one_schema_is_reported_and_the_other_tenant_is_cl
     );
     let (flag, differences) = recorded(&server, &acme).await.expect("a record");
     assert!(flag, "the catalog records the drift");
-    assert!(
-        differences.contains("extra index messages_tmp_idx on messages"),
-        "{differences}"
+    let differences: serde_json::Value = serde_json::from_str(&differences).expect("JSON");
+    assert_eq!(
+        differences[1],
+        serde_json::json!({
+            "change": "extra",
+            "object": "index",
+            "table": "messages",
+            "name": "messages_tmp_idx",
+            "component": "sample",
+            "description": "extra index messages_tmp_idx on messages",
+        }),
+        "the catalog records each difference as an object"
     );
+    assert_eq!(differences[2]["what"], "type", "{differences}");
+    assert_eq!(differences[2]["actual"], "text", "{differences}");
     assert_eq!(recorded(&server, &globex).await.map(|r| r.0), Some(false));
 
     let only = server
@@ -280,6 +372,14 @@ async fn a_tenant_with_a_database_of_its_own_is_checked_there() {
             "column users.email has nullability NULL, expected NOT NULL",
         ]
     );
+    assert_eq!(
+        details(finding(&after, &own))
+            .iter()
+            .map(|d| (d.2, d.7))
+            .collect::<Vec<_>>(),
+        [("scratch", ""), ("users", "sample")],
+        "a table no component made is no component's"
+    );
     server.stop().await;
 }
 
@@ -300,6 +400,19 @@ async fn an_sqlite_tenant_file_is_checked_against_an_in_memory_reference() {
     assert_eq!(
         finding(&after, &file).differences,
         ["extra index users_tmp_idx on users"]
+    );
+    assert_eq!(
+        details(finding(&after, &file)),
+        [(
+            proto::DriftChange::Extra,
+            proto::DriftObject::Index,
+            "users",
+            "users_tmp_idx",
+            "",
+            "",
+            "",
+            "sample"
+        )]
     );
     assert_eq!(recorded(&server, &file).await.map(|r| r.0), Some(true));
     server.stop().await;
@@ -341,4 +454,84 @@ async fn the_drift_job_checks_the_fleet_on_its_interval_and_the_gauge_counts_dri
         "{body}"
     );
     server.stop().await;
+}
+
+/// The catalog's mirror of the tenant's components: (component, drifted), by component.
+async fn components_drifted(server: &TestServer, tenant: &proto::Tenant) -> Vec<(String, bool)> {
+    let db = server.catalog().await;
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT c.component, c.drifted FROM tenant_components c \
+                 JOIN tenants t ON t.id = c.tenant_id WHERE t.slug = '{}' ORDER BY c.component",
+                tenant.slug
+            ),
+        ))
+        .await
+        .expect("read tenant_components");
+    db.close().await.expect("close");
+    rows.iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "component").expect("component"),
+                r.try_get::<bool>("", "drifted").expect("drifted"),
+            )
+        })
+        .collect()
+}
+
+on_both!(a_difference_on_a_pushed_component_s_table_names_it_and_marks_its_mirror_drifted);
+
+async fn a_difference_on_a_pushed_component_s_table_names_it_and_marks_its_mirror_drifted(
+    server: &TestServer,
+) {
+    register(
+        server,
+        "billing",
+        &[(
+            "0001_create_invoices",
+            "CREATE TABLE invoices (id integer PRIMARY KEY, total integer NOT NULL)",
+            "DROP TABLE invoices",
+        )],
+    )
+    .await;
+    plan_with(server, "suite", &["sample", "billing"]).await;
+    let acme = provisioned_on(server, "acme", "suite").await;
+    let conn = server.tenant_conn(&acme).await;
+    conn.execute_unprepared("CREATE INDEX invoices_by_hand ON invoices (total)")
+        .await
+        .expect("a change by hand");
+
+    let drifted = check(server, Scope::Tenant(acme.name.clone())).await;
+
+    assert_eq!(
+        details(finding(&drifted, &acme)),
+        [(
+            proto::DriftChange::Extra,
+            proto::DriftObject::Index,
+            "invoices",
+            "invoices_by_hand",
+            "",
+            "",
+            "",
+            "billing"
+        )]
+    );
+    assert_eq!(
+        components_drifted(server, &acme).await,
+        [("billing".to_owned(), true), ("sample".to_owned(), false)]
+    );
+
+    conn.execute_unprepared("DROP INDEX invoices_by_hand")
+        .await
+        .expect("mended by hand");
+    conn.close().await.expect("close");
+    let mended = check(server, Scope::Tenant(acme.name.clone())).await;
+
+    assert_clean(finding(&mended, &acme));
+    assert_eq!(
+        components_drifted(server, &acme).await,
+        [("billing".to_owned(), false), ("sample".to_owned(), false)]
+    );
 }

@@ -21,6 +21,7 @@ mod m20261207_000016_secret_notice_channel;
 mod m20261207_000017_plain_statements;
 mod m20261208_000018_components;
 mod m20261208_000019_drift;
+mod m20261208_000020_component_drift;
 mod m20261208_000021_fleet_indexes;
 
 /// Runs `sql` (one or more statements) on PostgreSQL; nothing on SQLite. For catalog
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000017_plain_statements::Migration),
             Box::new(m20261208_000018_components::Migration),
             Box::new(m20261208_000019_drift::Migration),
+            Box::new(m20261208_000020_component_drift::Migration),
             Box::new(m20261208_000021_fleet_indexes::Migration),
         ]
     }

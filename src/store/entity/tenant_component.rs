@@ -14,6 +14,9 @@ pub struct Model {
     pub last_error: Option<String>,
     pub last_error_time: Option<DateTimeUtc>,
     pub update_time: DateTimeUtc,
+    /// Whether the tenant's last drift check found a difference on a table this component's
+    /// migrations made.
+    pub drifted: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
