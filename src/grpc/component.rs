@@ -53,8 +53,10 @@ impl ComponentService for ComponentApi {
                         .collect(),
                     pending_count: count(c.pending),
                     failed_count: count(c.failed),
+                    drifted_count: count(c.drifted),
                 })
                 .collect(),
+            drifted_count: count(status.drifted),
         }))
     }
 

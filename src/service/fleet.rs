@@ -1,6 +1,7 @@
 //! The fleet view: per component, how many live tenants are at each version, how many are
-//! behind its latest version, and how many failed their last run — answered from the catalog
-//! alone (its mirror of every tenant's versions), never by opening a tenant.
+//! behind its latest version, how many failed their last run and how many drifted — answered
+//! from the catalog alone (its mirror of every tenant's versions and its record of drift
+//! checks), never by opening a tenant.
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ pub struct ComponentFleet {
     pub pending: i64,
     /// Tenants whose last run of the component failed.
     pub failed: i64,
+    /// Tenants whose last drift check found a difference in a table of the component.
+    pub drifted: i64,
 }
 
 /// The fleet view.
@@ -31,6 +34,8 @@ pub struct FleetStatus {
     /// Live tenants: provisioned and not deleted.
     pub tenants: i64,
     pub components: Vec<ComponentFleet>,
+    /// Live tenants whose last drift check found their storage drifted.
+    pub drifted: i64,
 }
 
 #[derive(Clone)]
@@ -66,7 +71,7 @@ impl Fleet {
                 .map(|(_, n)| n)
                 .sum();
             let mut versions: Vec<(Option<String>, i64)> = Vec::new();
-            let mut failed = 0;
+            let (mut failed, mut drifted) = (0, 0);
             let mut at_latest = 0;
             for count in counts
                 .per_version
@@ -74,6 +79,7 @@ impl Fleet {
                 .filter(|c| c.component == component)
             {
                 failed += count.failed;
+                drifted += count.drifted;
                 if count.version.is_some() && count.version == latest {
                     at_latest += count.tenants;
                 }
@@ -92,11 +98,13 @@ impl Fleet {
                 versions,
                 tenants,
                 failed,
+                drifted,
             });
         }
         Ok(FleetStatus {
             tenants: counts.per_plan.values().sum(),
             components,
+            drifted: counts.drifted,
         })
     }
 }

@@ -185,22 +185,25 @@ impl Catalog {
         txn.commit().await.map_err(db_error)
     }
 
-    /// Tenants that are not deleted whose last drift check found their storage drifted.
+    /// Live tenants (provisioned, not deleted) whose last drift check found their storage
+    /// drifted. Both filters match partial indexes (catalog migration 000021), so the count
+    /// reads the drifted few, not the fleet.
     pub async fn drifted_tenants(&self) -> Result<i64, Error> {
         let backend = self.conn().get_database_backend();
-        let (drifted, state) = match backend {
-            DbBackend::Postgres => ("$1", "$2"),
-            _ => ("?", "?"),
-        };
         let row = self
             .conn()
-            .query_one_raw(Statement::from_sql_and_values(
+            .query_one_raw(Statement::from_string(
                 backend,
                 format!(
-                    "SELECT count(*) AS n FROM {TABLE} d JOIN tenants t ON t.id = d.tenant_id \
-                     WHERE d.drifted = {drifted} AND t.state <> {state}"
+                    "SELECT count(*) AS n FROM {TABLE} d WHERE d.drifted = {TRUE} \
+                     AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = d.tenant_id \
+                       AND ({NOT_LIVE}))",
+                    TRUE = match backend {
+                        DbBackend::Postgres => "true",
+                        _ => "1",
+                    },
+                    NOT_LIVE = super::fleet::NOT_LIVE,
                 ),
-                [true.into(), TenantState::Deleted.as_str().into()],
             ))
             .await
             .map_err(db_error)?;

@@ -558,7 +558,7 @@ async fn a_tenant_role_cannot_write_the_version_table_of_a_component_added_later
 }
 
 /// CheckDrift of one tenant.
-async fn drift_of(server: &TestServer, tenant: &proto::Tenant) -> proto::TenantDrift {
+pub async fn drift_of(server: &TestServer, tenant: &proto::Tenant) -> proto::TenantDrift {
     server
         .migrations()
         .check_drift(proto::CheckDriftRequest {

@@ -1,13 +1,14 @@
 //! The fleet view (GetFleetStatus) at its edges: a component whose first install failed in a
-//! tenant counts that tenant as failed and pending, and a deleted tenant is counted nowhere —
-//! both read from the catalog alone.
+//! tenant counts that tenant as failed and pending; drift checks count per component whose
+//! table drifted, and in all; and a deleted tenant is counted nowhere — all read from the
+//! catalog alone.
 
 use sea_orm::ConnectionTrait;
 use tenant_plane::proto::{
     self, MigrationDirection, component_service_client::ComponentServiceClient,
 };
 
-use crate::components_runs::{migrate, plan_with, provisioned_on, register};
+use crate::components_runs::{drift_of, migrate, plan_with, provisioned_on, register};
 use crate::on_both;
 use crate::support::TestServer;
 
@@ -85,6 +86,30 @@ async fn a_failed_first_install_is_counted_and_a_deleted_tenant_is_not(server: &
         "{billing:?}"
     );
 
+    // globex's hand-made table belongs to no component; an index made by hand on acme's
+    // invoices drifts billing.
+    let conn = server.tenant_conn(&acme).await;
+    conn.execute_unprepared("CREATE INDEX invoices_by_hand ON invoices (total)")
+        .await
+        .expect("a hand-made index");
+    conn.close().await.expect("close");
+    for tenant in [&acme, &globex, &initech] {
+        let found = drift_of(server, tenant).await;
+        assert_eq!(found.drifted, tenant.slug != "initech", "{found:?}");
+    }
+    let view = fleet(server).await;
+    assert_eq!(view.drifted_count, 2, "{view:?}");
+    assert_eq!(component(&view, "billing").drifted_count, 1, "{view:?}");
+    assert_eq!(component(&view, "sample").drifted_count, 0, "{view:?}");
+    // initech drifts too, then is deleted: counted nowhere.
+    let conn = server.tenant_conn(&initech).await;
+    conn.execute_unprepared("CREATE INDEX invoices_by_hand ON invoices (total)")
+        .await
+        .expect("a hand-made index");
+    conn.close().await.expect("close");
+    assert!(drift_of(server, &initech).await.drifted);
+    assert_eq!(component(&fleet(server).await, "billing").drifted_count, 2);
+
     server
         .tenants()
         .delete_tenant(proto::DeleteTenantRequest {
@@ -106,6 +131,8 @@ async fn a_failed_first_install_is_counted_and_a_deleted_tenant_is_not(server: &
         (2, 1, 1),
         "{billing:?}"
     );
+    assert_eq!(view.drifted_count, 2, "{view:?}");
+    assert_eq!(billing.drifted_count, 1, "{billing:?}");
     let sample = component(&view, "sample");
     assert_eq!(sample.tenant_count, 2, "{sample:?}");
     assert_eq!(

@@ -3,14 +3,16 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// Two partial indexes on `tenants` for the fleet view, which counts every live tenant (provisioned
-/// and not deleted) per plan, and every live tenant's component versions:
+/// Partial indexes for the fleet view, which counts every live tenant (provisioned and not
+/// deleted) per plan, every live tenant's component versions, and the drifted ones:
 ///
 /// - `tenants_live_by_plan`: the live tenants' plans, so counting them per plan reads a small
 ///   index instead of every tenant's row.
 /// - `tenants_not_live`: the tenants that are not live (never provisioned, or deleted), a small
 ///   set, so the count of component versions reads the mirror (`tenant_components`) and leaves
 ///   out that set, instead of joining every mirror row with its tenant.
+/// - `tenant_drift_drifted`: the tenants whose last drift check found drift, a few of a fleet
+///   that is checked every day.
 #[derive(DeriveIden)]
 enum Tenants {
     Table,
@@ -20,7 +22,15 @@ enum Tenants {
     ProvisionTime,
 }
 
+#[derive(DeriveIden)]
+enum TenantDrift {
+    Table,
+    TenantId,
+    Drifted,
+}
+
 const LIVE: &str = "tenants_live_by_plan";
+const DRIFTED: &str = "tenant_drift_drifted";
 const NOT_LIVE: &str = "tenants_not_live";
 const DELETED: &str = "DELETED";
 
@@ -53,10 +63,30 @@ impl MigrationTrait for Migration {
                     )
                     .to_owned(),
             )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(DRIFTED)
+                    .table(TenantDrift::Table)
+                    .col(TenantDrift::TenantId)
+                    .and_where(Expr::col(TenantDrift::Drifted).eq(true))
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .if_exists()
+                    .name(DRIFTED)
+                    .table(TenantDrift::Table)
+                    .to_owned(),
+            )
+            .await?;
         for name in [LIVE, NOT_LIVE] {
             manager
                 .drop_index(
