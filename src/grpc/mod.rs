@@ -23,6 +23,7 @@ mod plan;
 pub mod policy;
 mod provisioning;
 mod quota;
+mod rollout_wire;
 pub mod status;
 mod tenant;
 

@@ -13,7 +13,8 @@ use crate::dataplane::{DataPlane, Report, Run, Storage, TenantMigrations};
 use crate::domain::{CallContext, Error, Isolation};
 use crate::store::{
     Catalog, Change,
-    provisioning::{Mirror, RowChange, record_run, record_shared_version},
+    component_mirror::record_shared_version,
+    provisioning::{Mirror, RowChange, record_run},
     settle_login,
 };
 

@@ -11,6 +11,7 @@ mod api_keys;
 pub mod audit;
 mod auth_tokens;
 pub mod cache;
+pub mod component_mirror;
 pub mod components;
 mod drift;
 pub mod entity;

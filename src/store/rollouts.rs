@@ -15,8 +15,8 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
+use super::component_mirror::plan_lists;
 use super::entity::{plan, rollout, rollout_target, tenant, tenant_component};
-use super::provisioning::plan_lists;
 use super::rollout_work::event;
 use super::{Catalog, audit, db_error, is_unique_violation};
 use crate::domain::{
