@@ -31,6 +31,8 @@ pub struct Components {
     compiled: Arc<Vec<String>>,
     /// What the lint must know of this server.
     server: LintServer,
+    /// The turn to lint a push: one at a time (see `push`).
+    lints: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the lint of a push must know of the server its migrations will run on.
@@ -61,6 +63,7 @@ impl Components {
             catalog,
             compiled: Arc::new(compiled.to_vec()),
             server,
+            lints: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 

@@ -9,13 +9,19 @@
 //! 3. The lint of the migrations that are new by that reading. Only new ones: a registered
 //!    migration is history, and a rule added later must not make its directory unpushable.
 //!    The lint runs outside the transaction, so a push of a thousand scripts holds no lock
-//!    (and on SQLite, not the database's one write lock) while it parses.
+//!    (and on SQLite, not the database's one write lock) while it parses. It runs on a
+//!    blocking thread, one push at a time ([`lint_in_turn`]): a MiB of SQL keeps a core busy
+//!    for about a second, and pushes come from pipelines that can wait, while the hot path on
+//!    the other cores cannot.
 //! 4. One catalog transaction: lock the component's row, read the history again, check it
 //!    again, insert the new migrations, the component's `update_time` and the audit row,
 //!    commit. Histories only grow, so what is new now was new at step 3 and has been linted;
 //!    a concurrent push can only have made some of it unchanged.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use crate::domain::{
     CallContext, Component, ComponentMigration, Error, FieldViolation, LintNote, MigrationBody,
@@ -107,9 +113,7 @@ impl Components {
             first.new.iter().map(|i| (*i, bodies[*i].clone())).collect();
         let allow = input.allow;
         let server = self.server.clone();
-        let linted = tokio::task::spawn_blocking(move || lint_all(&to_lint, allow, &server))
-            .await
-            .map_err(|e| Error::Internal(format!("the lint stopped: {e}")))??;
+        let linted = in_turn(&self.lints, move || lint_all(&to_lint, allow, &server)).await??;
 
         if first.new.is_empty() {
             return Ok(PushOutcome {
@@ -249,6 +253,26 @@ fn check_shape(migrations: &[PushedMigration]) -> Result<Vec<MigrationBody>, Err
 
 /// Lints every script of each `(position in the push, body)`; refuses with one violation per
 /// error finding, naming the migration, the script and the statement.
+/// Runs `lint` on a blocking thread once `turn` has a permit for it. The permit is held until
+/// the lint ends, even when the push is abandoned meanwhile, since the core is busy until then.
+async fn in_turn<T: Send + 'static>(
+    turn: &Arc<Semaphore>,
+    lint: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    let permit = turn
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| Error::Internal(format!("the lint queue is closed: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let done = lint();
+        drop(permit);
+        done
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("the lint stopped: {e}")))
+}
+
 fn lint_all(
     migrations: &[(usize, MigrationBody)],
     allow: Allowances,
@@ -393,5 +417,28 @@ mod tests {
             .map(|i| pushed(&format!("{i:05}"), "SELECT 1"))
             .collect();
         assert_eq!(fields(check_shape(&many).unwrap_err()), ["migrations"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_push_is_linted_once_the_one_before_it_is_done() {
+        let turn = Arc::new(Semaphore::new(1));
+        let held = turn.clone().acquire_owned().await.unwrap();
+        let (started, start) = std::sync::mpsc::channel();
+        let waiting = tokio::spawn({
+            let turn = turn.clone();
+            async move { in_turn(&turn, move || started.send(()).is_ok()).await }
+        });
+        assert_eq!(
+            start.recv_timeout(std::time::Duration::from_millis(300)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+            "a lint started while another held the turn"
+        );
+        drop(held);
+        assert_eq!(
+            waiting.await.unwrap().unwrap(),
+            true,
+            "it ran once given the turn"
+        );
+        assert_eq!(turn.available_permits(), 1, "the turn is given back");
     }
 }
