@@ -640,5 +640,18 @@ async fn a_hand_made_trigger_and_function_are_reported_and_a_component_s_own_fun
         components_drifted(&server, &acme).await,
         [("billing".to_owned(), true), ("sample".to_owned(), true)]
     );
+
+    // A check that cannot be made (the schema is gone) leaves the components' marks.
+    by_hand(
+        &server,
+        &format!("ALTER SCHEMA \"{schema}\" RENAME TO acme_elsewhere"),
+    )
+    .await;
+    let failed = check(&server, Scope::Tenant(acme.name.clone())).await;
+    assert_eq!(failed.failed_count, 1, "{failed:#?}");
+    assert_eq!(
+        components_drifted(&server, &acme).await,
+        [("billing".to_owned(), true), ("sample".to_owned(), true)]
+    );
     server.stop().await;
 }
