@@ -15,8 +15,9 @@
 //!
 //! Each difference is attributed to the set whose migrations made the table it is on (or the
 //! function it is about): the reference is built set by set, and the tables and functions
-//! present after a set that were not before it are that set's. With several sets that costs one more read of the scratch schema per set but
-//! the last, made only when a reference is built, never per tenant checked.
+//! present after a set that were not before it are that set's. With several sets that costs
+//! one more read of the scratch schema per set but the last (SQLite: a read after every set,
+//! in memory), made only when a reference is built, never per tenant checked.
 //!
 //! Reading a tenant's actual shape costs one query (two round trips with the `search_path`)
 //! per schema; [`DriftChecker::check_many`] reads many SCHEMA tenants in one transaction.
@@ -67,8 +68,8 @@ pub struct Drift {
 pub struct Attributed {
     #[serde(flatten)]
     pub difference: Difference,
-    /// The [`Applied::set`] whose migrations made the table the difference is on; `None` when
-    /// no set made it (an extra table).
+    /// The [`Applied::set`] whose migrations made the table the difference is on, or the
+    /// function it is about; `None` when no set made it (an extra table or function).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
 }
