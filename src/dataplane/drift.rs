@@ -13,10 +13,11 @@
 //! each migration, the tenant column and policies it gets when migrated for real
 //! ([`super::shared::secure`]), so its reference has them too.
 //!
-//! Each difference is attributed to the set whose migrations made the table it is on: the
-//! reference is built set by set, and the tables present after a set that were not before it
-//! are that set's. With several sets that costs one more read of the scratch schema per set but
-//! the last, made only when a reference is built, never per tenant checked.
+//! Each difference is attributed to the set whose migrations made the table it is on (or the
+//! function it is about): the reference is built set by set, and the tables and functions
+//! present after a set that were not before it are that set's. With several sets that costs
+//! one more read of the scratch schema per set but the last (SQLite: a read after every set,
+//! in memory), made only when a reference is built, never per tenant checked.
 //!
 //! Reading a tenant's actual shape costs one query (two round trips with the `search_path`)
 //! per schema; [`DriftChecker::check_many`] reads many SCHEMA tenants in one transaction.
@@ -30,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::handles::Address;
 use super::plan::Batch;
-use super::shape::{Difference, Shape, differences, read};
+use super::shape::{Difference, Object, Shape, differences, read};
 use super::sql::{Ident, exec, not_provisioned, required};
 use super::{DataPlane, Storage, TenantMigrations, shared};
 use crate::db::{Backend, db_error};
@@ -67,8 +68,8 @@ pub struct Drift {
 pub struct Attributed {
     #[serde(flatten)]
     pub difference: Difference,
-    /// The [`Applied::set`] whose migrations made the table the difference is on; `None` when
-    /// no set made it (an extra table).
+    /// The [`Applied::set`] whose migrations made the table the difference is on, or the
+    /// function it is about; `None` when no set made it (an extra table or function).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
 }
@@ -102,16 +103,40 @@ struct Reference {
     shape: Shape,
     /// Table name → the [`Applied::set`] whose migrations created it.
     makers: BTreeMap<String, String>,
+    /// Function (name and argument types) → the set whose migrations created it.
+    function_makers: BTreeMap<String, String>,
 }
 
 impl Reference {
-    /// Notes, as made by `set`, the tables of `so_far` no earlier set made.
+    fn new() -> Self {
+        Self {
+            shape: Shape::default(),
+            makers: BTreeMap::new(),
+            function_makers: BTreeMap::new(),
+        }
+    }
+
+    /// Notes, as made by `set`, the tables and functions of `so_far` no earlier set made.
     fn made(&mut self, so_far: &Shape, set: &str) {
-        for table in so_far.tables.keys() {
-            if !self.makers.contains_key(table) {
-                self.makers.insert(table.clone(), set.to_owned());
+        for name in so_far.tables.keys() {
+            if !self.makers.contains_key(name) {
+                self.makers.insert(name.clone(), set.to_owned());
             }
         }
+        for name in so_far.functions.keys() {
+            if !self.function_makers.contains_key(name) {
+                self.function_makers.insert(name.clone(), set.to_owned());
+            }
+        }
+    }
+
+    /// The set that made what `difference` is about; `None` when none did.
+    fn maker(&self, difference: &Difference) -> Option<String> {
+        match difference.object() {
+            Object::Function => self.function_makers.get(difference.name()),
+            _ => self.makers.get(difference.table()),
+        }
+        .cloned()
     }
 }
 
@@ -286,10 +311,7 @@ impl DriftChecker {
             )
             .await?;
             let mut batch = Batch::default();
-            let mut reference = Reference {
-                shape: Shape::default(),
-                makers: BTreeMap::new(),
-            };
+            let mut reference = Reference::new();
             for (i, set) in applied.iter().enumerate() {
                 if i > 0 {
                     // The tables of the sets before this one, read before it runs.
@@ -342,10 +364,7 @@ async fn sqlite_reference(applied: &[Applied<'_>]) -> Result<Reference, Error> {
     let built = async {
         let txn = conn.begin().await.map_err(db_error)?;
         let mut batch = Batch::default();
-        let mut reference = Reference {
-            shape: Shape::default(),
-            makers: BTreeMap::new(),
-        };
+        let mut reference = Reference::new();
         for set in applied {
             set.migrations
                 .up(&txn, 0, set.count, &mut batch)
@@ -380,7 +399,7 @@ fn compare(expected: &Reference, actual: &Shape) -> Drift {
         differences: differences(&expected.shape, actual)
             .into_iter()
             .map(|difference| Attributed {
-                component: expected.makers.get(difference.table()).cloned(),
+                component: expected.maker(&difference),
                 difference,
             })
             .collect(),

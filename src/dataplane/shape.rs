@@ -1,6 +1,7 @@
 //! The shape of one tenant's storage: its tables (and views), their columns with types,
-//! nullability and defaults, their indexes, constraints and row-level security policies, as the
-//! database's own catalogs describe them ([`read`]). Drift detection ([`super::drift`]) compares
+//! nullability and defaults, their indexes, constraints, row-level security policies and
+//! triggers, and the schema's functions, as the database's own catalogs describe them
+//! ([`read`]). Drift detection ([`super::drift`]) compares
 //! the shape a tenant has with the one its applied migrations produce.
 //!
 //! Everything is keyed by name and held in sorted maps, so two shapes compare field by field
@@ -11,7 +12,12 @@
 //!
 //! Left out: the migration version tables (`seaql_migrations*`, whose rows differ by design),
 //! the shared schema's role table, sequences (their use shows in the columns' defaults),
-//! privileges and column order.
+//! functions that belong to an extension (a tenant database's template may bring some),
+//! privileges, comments, ownership and column order.
+//!
+//! Triggers and functions joined the shape after its first version. A shape with neither
+//! serialises as it did before, so its fingerprint is unchanged; fingerprints are only ever
+//! compared within one check anyway (the expected shape's with the actual one's).
 
 pub(super) mod read;
 
@@ -25,6 +31,10 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shape {
     pub tables: BTreeMap<String, Table>,
+    /// Function name with its argument types (`touch(integer)`) → its definition but the
+    /// first line, which names the schema (PostgreSQL; SQLite has no functions).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub functions: BTreeMap<String, String>,
 }
 
 /// A table or view.
@@ -43,6 +53,9 @@ pub struct Table {
     pub constraints: BTreeMap<String, String>,
     /// Policy name → what it allows, to whom.
     pub policies: BTreeMap<String, String>,
+    /// Trigger name → its definition (`CREATE TRIGGER touch BEFORE UPDATE ON users ...`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub triggers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +89,9 @@ pub enum Object {
     Index,
     Constraint,
     Policy,
+    Trigger,
+    /// A function of the schema: its difference's `table` is empty.
+    Function,
 }
 
 impl Object {
@@ -86,6 +102,8 @@ impl Object {
             Object::Index => "index",
             Object::Constraint => "constraint",
             Object::Policy => "policy",
+            Object::Trigger => "trigger",
+            Object::Function => "function",
         }
     }
 }
@@ -152,6 +170,7 @@ impl fmt::Display for Difference {
         ) -> fmt::Result {
             match object {
                 Object::Table => write!(f, "table {name}"),
+                Object::Function => write!(f, "function {name}"),
                 Object::Column => write!(f, "column {table}.{name}"),
                 _ => write!(f, "{} {name} on {table}", object.as_str()),
             }
@@ -214,6 +233,21 @@ pub fn differences(expected: &Shape, actual: &Shape) -> Vec<Difference> {
             Some(have) => table_differences(name, want, have, &mut found),
         }
     }
+    // Functions have no table: keyed by an empty one, they come first.
+    compare_maps(
+        "",
+        Object::Function,
+        &expected.functions,
+        &actual.functions,
+        &mut found,
+        |c, w, h| {
+            if w == h {
+                Vec::new()
+            } else {
+                vec![c("definition", h, w)]
+            }
+        },
+    );
     found.sort_by(|a, b| table_of(a).cmp(table_of(b)));
     found
 }
@@ -278,6 +312,7 @@ fn table_differences(name: &str, want: &Table, have: &Table, found: &mut Vec<Dif
         (Object::Index, &want.indexes, &have.indexes),
         (Object::Constraint, &want.constraints, &have.constraints),
         (Object::Policy, &want.policies, &have.policies),
+        (Object::Trigger, &want.triggers, &have.triggers),
     ] {
         compare_maps(name, object, want, have, found, |c, w, h| {
             if w == h {
@@ -411,6 +446,47 @@ mod tests {
             ]
         );
         assert_ne!(sample().fingerprint(), actual.fingerprint());
+    }
+
+    #[test]
+    fn triggers_and_functions_are_compared_and_only_shapes_with_them_change_fingerprint() {
+        let before = sample().fingerprint();
+        let mut actual = sample();
+        assert_eq!(
+            serde_json::to_string(&actual).expect("serialise"),
+            r#"{"tables":{"users":{"kind":"table","row_security":"","definition":"","columns":{"id":{"data_type":"uuid","not_null":true,"default":null},"name":{"data_type":"character varying(200)","not_null":false,"default":null}},"indexes":{"users_pkey":"CREATE UNIQUE INDEX users_pkey ON users USING btree (id)"},"constraints":{"users_pkey":"PRIMARY KEY (id)"},"policies":{}}}}"#,
+            "a shape without triggers or functions serialises as it did before them"
+        );
+        actual
+            .tables
+            .get_mut("users")
+            .expect("users")
+            .triggers
+            .insert(
+                "users_touch".into(),
+                "CREATE TRIGGER users_touch ...".into(),
+            );
+        actual
+            .functions
+            .insert("touch()".into(), " RETURNS trigger ...".into());
+        let mut expected = sample();
+        expected
+            .functions
+            .insert("count_users()".into(), " RETURNS bigint ...".into());
+        let found: Vec<String> = differences(&expected, &actual)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "extra function touch()",
+                "missing function count_users()",
+                "extra trigger users_touch on users",
+            ]
+        );
+        assert_ne!(actual.fingerprint(), before);
+        assert_eq!(sample().fingerprint(), before);
     }
 
     #[test]

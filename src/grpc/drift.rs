@@ -81,6 +81,8 @@ fn difference(found: DriftDifference) -> proto::DriftDifference {
         DriftObject::Index => proto::DriftObject::Index,
         DriftObject::Constraint => proto::DriftObject::Constraint,
         DriftObject::Policy => proto::DriftObject::Policy,
+        DriftObject::Trigger => proto::DriftObject::Trigger,
+        DriftObject::Function => proto::DriftObject::Function,
     };
     proto::DriftDifference {
         change: change as i32,

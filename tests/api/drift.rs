@@ -357,8 +357,11 @@ async fn a_tenant_with_a_database_of_its_own_is_checked_there() {
     let db = Database::connect(server.postgres_url_of(&own.database_name))
         .await
         .expect("connect to the tenant's database");
+    // An extension's functions (here in `public`, as a template database's would be) are the
+    // extension's, not drift.
     db.execute_unprepared(
-        "CREATE TABLE scratch (id int); ALTER TABLE users ALTER COLUMN email DROP NOT NULL",
+        "CREATE TABLE scratch (id int); ALTER TABLE users ALTER COLUMN email DROP NOT NULL; \
+         CREATE EXTENSION pg_trgm",
     )
     .await
     .expect("a hand-made change");
@@ -387,33 +390,54 @@ async fn a_tenant_with_a_database_of_its_own_is_checked_there() {
 async fn an_sqlite_tenant_file_is_checked_against_an_in_memory_reference() {
     let server = TestServer::start(Db::Sqlite).await;
     let file = create(&server, "filed").await;
+    let other = create(&server, "other").await;
     assert_eq!(file.isolation(), proto::Isolation::Database);
     assert_clean(finding(&check(&server, all()).await, &file));
 
     let conn = server.tenant_conn(&file).await;
-    conn.execute_unprepared("CREATE INDEX users_tmp_idx ON users (name)")
-        .await
-        .expect("a hand-made change");
+    conn.execute_unprepared(
+        "CREATE INDEX users_tmp_idx ON users (name); \
+         CREATE TRIGGER users_touch AFTER UPDATE ON users BEGIN SELECT 1; END",
+    )
+    .await
+    .expect("a hand-made change");
     conn.close().await.expect("close");
 
-    let after = check(&server, Scope::Tenant(file.name.clone())).await;
+    let after = check(&server, all()).await;
     assert_eq!(
         finding(&after, &file).differences,
-        ["extra index users_tmp_idx on users"]
+        [
+            "extra index users_tmp_idx on users",
+            "extra trigger users_touch on users"
+        ]
     );
+    use proto::{DriftChange as C, DriftObject as O};
     assert_eq!(
         details(finding(&after, &file)),
-        [(
-            proto::DriftChange::Extra,
-            proto::DriftObject::Index,
-            "users",
-            "users_tmp_idx",
-            "",
-            "",
-            "",
-            "sample"
-        )]
+        [
+            (
+                C::Extra,
+                O::Index,
+                "users",
+                "users_tmp_idx",
+                "",
+                "",
+                "",
+                "sample"
+            ),
+            (
+                C::Extra,
+                O::Trigger,
+                "users",
+                "users_touch",
+                "",
+                "",
+                "",
+                "sample"
+            ),
+        ]
     );
+    assert_clean(finding(&after, &other));
     assert_eq!(recorded(&server, &file).await.map(|r| r.0), Some(true));
     server.stop().await;
 }
@@ -534,4 +558,100 @@ async fn a_difference_on_a_pushed_component_s_table_names_it_and_marks_its_mirro
         components_drifted(server, &acme).await,
         [("billing".to_owned(), false), ("sample".to_owned(), false)]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_made_trigger_and_function_are_reported_and_a_component_s_own_function_is_not() {
+    let server = TestServer::start(Db::Postgres).await;
+    register(
+        &server,
+        "billing",
+        &[(
+            "0001_create_invoices",
+            "CREATE TABLE invoices (id integer PRIMARY KEY, total integer NOT NULL); \
+             CREATE FUNCTION invoice_total(invoice integer) RETURNS integer LANGUAGE sql STABLE \
+               AS 'SELECT total FROM invoices WHERE id = invoice'",
+            "DROP FUNCTION invoice_total(integer); DROP TABLE invoices",
+        )],
+    )
+    .await;
+    plan_with(&server, "suite", &["sample", "billing"]).await;
+    let acme = provisioned_on(&server, "acme", "suite").await;
+    let globex = provisioned_on(&server, "globex", "suite").await;
+    assert_clean(finding(&check(&server, all()).await, &acme));
+
+    let schema = &acme.schema_name;
+    by_hand(
+        &server,
+        &format!(
+            "CREATE FUNCTION \"{schema}\".touch() RETURNS trigger LANGUAGE plpgsql \
+               AS $$ BEGIN NEW.name := lower(NEW.name); RETURN NEW; END $$; \
+             CREATE TRIGGER users_touch BEFORE UPDATE ON \"{schema}\".users \
+               FOR EACH ROW EXECUTE FUNCTION \"{schema}\".touch(); \
+             CREATE OR REPLACE FUNCTION \"{schema}\".invoice_total(invoice integer) \
+               RETURNS integer LANGUAGE sql STABLE AS 'SELECT 0'"
+        ),
+    )
+    .await;
+    let after = check(&server, all()).await;
+
+    assert_eq!(
+        (after.checked_count, after.drifted_count),
+        (2, 1),
+        "{after:#?}"
+    );
+    let drifted = finding(&after, &acme);
+    let found: Vec<_> = details(drifted)
+        .into_iter()
+        .map(|(change, object, table, name, aspect, _, _, component)| {
+            (change, object, table, name, aspect, component)
+        })
+        .collect();
+    use proto::{DriftChange as C, DriftObject as O};
+    assert_eq!(
+        found,
+        [
+            (C::Extra, O::Function, "", "touch()", "", ""),
+            (
+                C::Changed,
+                O::Function,
+                "",
+                "invoice_total(integer)",
+                "definition",
+                "billing"
+            ),
+            (C::Extra, O::Trigger, "users", "users_touch", "", "sample"),
+        ]
+    );
+    let changed = &drifted.difference_details[1];
+    assert!(changed.actual.contains("SELECT 0"), "{changed:#?}");
+    assert!(
+        changed.expected.contains("SELECT total FROM invoices"),
+        "{changed:#?}"
+    );
+    assert!(
+        !changed.actual.contains(schema.as_str()),
+        "a definition does not name its schema: {changed:#?}"
+    );
+    assert_eq!(drifted.differences[2], "extra trigger users_touch on users");
+    assert_eq!(drifted.differences[0], "extra function touch()");
+    assert_clean(finding(&after, &globex));
+    assert_eq!(
+        components_drifted(&server, &acme).await,
+        [("billing".to_owned(), true), ("sample".to_owned(), true)]
+    );
+
+    // A check that cannot be made (the schema is gone) leaves the components' marks.
+    by_hand(
+        &server,
+        &format!("ALTER SCHEMA \"{schema}\" RENAME TO acme_elsewhere"),
+    )
+    .await;
+    let failed = check(&server, Scope::Tenant(acme.name.clone())).await;
+    assert_eq!(failed.failed_count, 1, "{failed:#?}");
+    assert_eq!(
+        components_drifted(&server, &acme).await,
+        [("billing".to_owned(), true), ("sample".to_owned(), true)]
+    );
+    server.stop().await;
 }

@@ -1,19 +1,23 @@
 //! Reading a [`Shape`] from the database's catalogs.
 //!
-//! PostgreSQL: one query per schema, which finds the schema's relations through the index of
-//! `pg_depend` ([`relations_in_schema`]; `pg_class` has no index on a relation's schema, and a
-//! fleet's catalog holds every tenant's relations) and their columns, indexes, constraints and
-//! policies through the indexes those catalogs have on their relation. The definitions are
-//! printed by PostgreSQL itself (`format_type`, `pg_get_expr`, `pg_get_indexdef`,
-//! `pg_get_constraintdef`, `pg_get_viewdef`) with the schema on the `search_path`, so names in
-//! it come out unqualified and a shape never names its schema.
+//! PostgreSQL: one query per schema, which finds the schema's relations and functions through
+//! the index of `pg_depend` on what is depended on, in one range of it (as
+//! `roles::relations_in_schema` does: neither `pg_class` nor `pg_proc` has an index on an
+//! object's schema, and a fleet's catalog holds every tenant's), then the relations' columns,
+//! indexes, constraints, policies and triggers through the indexes those catalogs have on their
+//! relation. The query is planned anew for each schema (the `search_path` changes), so each of
+//! its parts costs planning time for every tenant checked: the functions share the relations'
+//! look-up rather than planning one of their own. The definitions are printed by PostgreSQL itself (`format_type`, `pg_get_expr`,
+//! `pg_get_indexdef`, `pg_get_constraintdef`, `pg_get_viewdef`, `pg_get_triggerdef`,
+//! `pg_get_functiondef`) with the schema on the `search_path`, so names in it come out
+//! unqualified and a shape never names its schema; `pg_get_functiondef` qualifies the
+//! function's own name whatever the path, on its first line, which is left out.
 //!
-//! SQLite: `sqlite_master` and the `pragma_*` table-valued functions, three queries.
+//! SQLite: `sqlite_master` and the `pragma_*` table-valued functions, five queries.
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Statement};
 
 use super::{Column, Shape, Table};
-use crate::dataplane::roles::relations_in_schema;
 use crate::dataplane::shared::ROLES_TABLE;
 use crate::dataplane::sql::{Ident, exec};
 use crate::db::db_error;
@@ -27,10 +31,15 @@ const VERSION_TABLE_PREFIX: &str = "seaql_migrations";
 /// named by its plain name. A `schema` row says it exists.
 fn postgres_shape_sql() -> String {
     format!(
-        "WITH rel AS MATERIALIZED ( \
+        "WITH dep AS MATERIALIZED ( \
+           SELECT d.classid, d.objid FROM pg_depend d \
+           WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = to_regnamespace(quote_ident($1)) \
+             AND d.refobjsubid = 0 AND d.classid IN ('pg_class'::regclass, 'pg_proc'::regclass) \
+             AND d.deptype = 'n'), \
+         rel AS MATERIALIZED ( \
            SELECT c.oid, c.relname::text AS relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity \
-           FROM ({relations}) AS r JOIN pg_class c ON c.oid = r.oid \
-           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+           FROM dep JOIN pg_class c ON c.oid = dep.objid \
+           WHERE dep.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
              AND left(c.relname, {prefix_len}) <> '{VERSION_TABLE_PREFIX}' AND c.relname <> '{ROLES_TABLE}') \
          SELECT 'schema' AS kind, '' AS rel, '' AS name, NULL::text AS detail, NULL::bool AS flag, NULL::text AS extra \
            FROM pg_namespace WHERE nspname = $1 \
@@ -62,8 +71,19 @@ fn postgres_shape_sql() -> String {
                   || coalesce(' using (' || pg_get_expr(p.polqual, p.polrelid, true) || ')', '') \
                   || coalesce(' with check (' || pg_get_expr(p.polwithcheck, p.polrelid, true) || ')', ''), \
                 NULL, NULL \
-           FROM rel JOIN pg_policy p ON p.polrelid = rel.oid",
-        relations = relations_in_schema("to_regnamespace(quote_ident($1))"),
+           FROM rel JOIN pg_policy p ON p.polrelid = rel.oid \
+         UNION ALL \
+         SELECT 'trigger', rel.relname, t.tgname::text, pg_get_triggerdef(t.oid, true), NULL, NULL \
+           FROM rel JOIN pg_trigger t ON t.tgrelid = rel.oid AND NOT t.tgisinternal \
+         UNION ALL \
+         SELECT 'function', '', p.proname::text || '(' || oidvectortypes(p.proargtypes) || ')', \
+                CASE WHEN p.prokind = 'a' THEN 'aggregate returning ' || format_type(p.prorettype, NULL) \
+                  ELSE regexp_replace(pg_get_functiondef(p.oid), '^[^\n]*\n', '') END, \
+                NULL, NULL \
+           FROM dep JOIN pg_proc p ON p.oid = dep.objid \
+           WHERE dep.classid = 'pg_proc'::regclass \
+             AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass \
+                               AND e.objid = p.oid AND e.objsubid = 0 AND e.deptype = 'e')",
         prefix_len = VERSION_TABLE_PREFIX.len(),
     )
 }
@@ -101,6 +121,10 @@ pub(in crate::dataplane) async fn postgres(
         let detail: Option<String> = get(row, "detail")?;
         let flag: Option<bool> = get(row, "flag")?;
         let extra: Option<String> = get(row, "extra")?;
+        if kind == "function" {
+            shape.functions.insert(name, detail.unwrap_or_default());
+            continue;
+        }
         let table = shape.tables.entry(rel).or_default();
         match kind.as_str() {
             "table" => {
@@ -127,6 +151,9 @@ pub(in crate::dataplane) async fn postgres(
             }
             "constraint" => {
                 table.constraints.insert(name, detail.unwrap_or_default());
+            }
+            "trigger" => {
+                table.triggers.insert(name, detail.unwrap_or_default());
             }
             _ => {
                 table.policies.insert(name, detail.unwrap_or_default());
@@ -274,6 +301,23 @@ pub(in crate::dataplane) async fn sqlite<C: ConnectionTrait>(conn: &C) -> Result
                 "FOREIGN KEY ({cols}) REFERENCES {target}({refs}) ON UPDATE {on_update} ON DELETE {on_delete}"
             ),
         );
+    }
+    let triggers = query(
+        "SELECT m.tbl_name AS rel, m.name AS name, m.sql AS sql FROM sqlite_master m \
+         WHERE m.type = 'trigger' AND m.tbl_name NOT LIKE 'seaql\\_migrations%' ESCAPE '\\'"
+            .to_owned(),
+    )
+    .await
+    .map_err(db_error)?;
+    for row in &triggers {
+        let rel: String = get(row, "rel")?;
+        let sql: Option<String> = get(row, "sql")?;
+        shape
+            .tables
+            .entry(rel)
+            .or_default()
+            .triggers
+            .insert(get(row, "name")?, sql.unwrap_or_default());
     }
     Ok(shape)
 }

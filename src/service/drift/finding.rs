@@ -20,7 +20,7 @@ pub struct TenantDrift {
 /// What a check that could be made found.
 #[derive(Debug, Clone)]
 pub struct Checked {
-    /// Each difference, table by table in name order.
+    /// Each difference, the schema's functions first, then table by table in name order.
     pub differences: Vec<DriftDifference>,
     pub expected_fingerprint: String,
     pub actual_fingerprint: String,
@@ -63,7 +63,7 @@ pub enum DriftChange {
 pub struct DriftDifference {
     pub change: DriftChange,
     pub object: DriftObject,
-    /// The table the object belongs to (the table itself for a table).
+    /// The table the object belongs to (the table itself for a table; empty for a function).
     pub table: String,
     pub name: String,
     /// For a changed object, what of it changed (`type`, `nullability`, `default`,
@@ -71,7 +71,8 @@ pub struct DriftDifference {
     pub aspect: String,
     pub actual: String,
     pub expected: String,
-    /// The component whose migrations made the object's table; `None` when none made it.
+    /// The component whose migrations made the object's table, or the function; `None` when
+    /// none made it.
     pub component: Option<String>,
     /// The difference as a sentence ("extra index messages_tmp_idx on messages").
     pub description: String,
