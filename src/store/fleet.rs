@@ -7,8 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, EntityTrait, Statement};
 
+use super::entity::plan;
 use super::{Catalog, db_error};
 use crate::domain::Error;
 
@@ -74,11 +75,7 @@ impl Catalog {
                 .await
                 .map_err(db_error)
             },
-            async {
-                read("SELECT id, components FROM plans".to_owned())
-                    .await
-                    .map_err(db_error)
-            },
+            async { plan::Entity::find().all(conn).await.map_err(db_error) },
             self.drifted_tenants(),
         )?;
         let mut counts = FleetCounts {
@@ -101,11 +98,10 @@ impl Catalog {
             });
         }
         for row in components {
-            let id: String = row.try_get("", "id").map_err(db_error)?;
-            let listed: serde_json::Value = row.try_get("", "components").map_err(db_error)?;
-            let listed: Vec<String> = serde_json::from_value(listed)
-                .map_err(|e| Error::Internal(format!("plan {id} has malformed components: {e}")))?;
-            counts.plan_components.insert(id, listed);
+            let id = row.id.clone();
+            counts
+                .plan_components
+                .insert(id, super::plans::plan_rules(row)?.components);
         }
         Ok(counts)
     }

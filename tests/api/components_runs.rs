@@ -28,7 +28,7 @@ fn components(server: &TestServer) -> ComponentServiceClient<Conn> {
 }
 
 /// A migration of a component: version, up script, down script.
-type Script = (&'static str, &'static str, &'static str);
+pub type Script = (&'static str, &'static str, &'static str);
 
 const BILLING: [Script; 2] = [
     (

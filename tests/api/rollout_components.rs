@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use tenant_plane::proto::{self, rollout::State};
 use tonic::Code;
 
-use crate::components_runs::plan_with;
+use crate::components_runs::{Script, plan_with};
 use crate::on_both;
 use crate::provisioning::provision;
 use crate::rollout_crashes::killed_midway;
@@ -21,9 +21,6 @@ on_both!(
     two_components_roll_out_at_once,
     a_tenant_whose_migration_fails_halts_the_rollout_or_fails_alone,
 );
-
-/// A migration of a component: version, up script, down script.
-type Script = (&'static str, &'static str, &'static str);
 
 /// Billing's migrations. The second builds a unique index: it fails in a tenant holding two
 /// invoices with one reference, which is how a test makes one tenant's migration fail.
